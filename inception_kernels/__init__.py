@@ -3,11 +3,15 @@
 Public API:
     InceptionSpec, GOOGLENET_INCEPTIONS   -- module shapes and the GoogLeNet table
     reference.inception                    -- the plain-PyTorch oracle
+    googlenet, GoogLeNet, GoogLeNetOutputs -- GoogLeNet, paper and torchvision variants
+    googlenet_loss, Inception              -- its aux-weighted loss and its Inception block
 """
 
 from . import reference
 from .spec import GOOGLENET_INCEPTIONS, InceptionSpec
+from .models import GoogLeNet, GoogLeNetOutputs, Inception, googlenet, googlenet_loss
 
 __version__ = "0.1.0"
 
 __all__ = ["InceptionSpec", "GOOGLENET_INCEPTIONS", "reference", "__version__"]
+__all__ += ["googlenet", "GoogLeNet", "GoogLeNetOutputs", "googlenet_loss", "Inception"]
