@@ -136,3 +136,116 @@ def test_real_cubin(tmp_path, cc, block, mma):
     path.write_bytes(cubin)
     assert _cubin.resource_usage(path) == res
     assert "_tiny_dot" in _cubin.sass(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# launch counting
+# ---------------------------------------------------------------------------------------------
+
+
+def test_count_launches_known_aten_ops():
+    import torch
+
+    from inception_kernels._launches import count_launches
+
+    a, b = torch.randn(4, 4), torch.randn(4, 4)
+    with count_launches() as c:
+        s = a + b  # 1 kernel
+        v = s.view(16)  # a view: no kernel
+        e = torch.empty(3)  # allocation without fill: no kernel
+        r = torch.relu(v)  # 1
+        torch.cat([r, e])  # 1
+    assert c.aten == 3 and c.triton == 0 and c.total == 3
+
+
+def test_count_eager_inception_by_hand():
+    """reference.inception with biases and ReLU: 6 convs + 6 ReLUs + 1 max-pool + 1 cat = 14."""
+    import torch
+
+    from inception_kernels import reference
+    from inception_kernels._launches import count_launches
+    from inception_kernels.spec import InceptionSpec
+
+    spec = InceptionSpec(8, 4, 4, 4, 2, 4, 4)
+    x = torch.randn(1, 8, 3, 3)
+    ws = [torch.randn(s) for s in spec.weight_shapes]
+    bs = [torch.randn(s[0]) for s in spec.weight_shapes]
+    with count_launches() as c:
+        reference.inception(x, ws, bs)
+    assert c.total == 14
+    assert sum("convolution" in op for op in c.aten_ops) == 6
+    assert sum("relu" in op for op in c.aten_ops) == 6
+    with count_launches() as c:
+        reference.inception(x, ws, bs, activation=None)
+    assert c.total == 8
+
+
+# ---------------------------------------------------------------------------------------------
+# bytes and FLOPs models, computed by hand
+# ---------------------------------------------------------------------------------------------
+
+# A small module: Cin 16; 1x1 8; 3x3 reduce 4 -> 8; 5x5 reduce 2 -> 4; pool proj 4 (out 24),
+# at batch 1, 4x4 pixels (P = 16), 2 bytes per element, tiles 16 x 16 x 16, 4x4 spatial tiles.
+_SMALL = dict(in_channels=16, ch1x1=8, ch3x3red=4, ch3x3=8, ch5x5red=2, ch5x5=4, pool_proj=4)
+_CFG = dict(BLOCK_M=16, BLOCK_N=16, BLOCK_K=16, TH=4, TW=4)
+
+
+def _small_spec():
+    from inception_kernels.spec import InceptionSpec
+
+    return InceptionSpec(**_SMALL)
+
+
+def test_min_bytes_by_hand():
+    from inception_kernels.report import min_bytes
+
+    # x: 16 px * 16 ch = 256; y: 16 px * 24 ch = 384
+    # params: w1 8*16 + 8, w3r 4*16 + 4, w3 8*4*9 + 8, w5r 2*16 + 2, w5 4*2*25 + 4, wp 4*16 + 4
+    params = (128 + 8) + (64 + 4) + (288 + 8) + (32 + 2) + (200 + 4) + (64 + 4)
+    assert params == 806
+    assert min_bytes(_small_spec(), 1, 4, 4, 2) == (256 + 806 + 384) * 2 == 2892
+    # + backward: read dy (384), x (256), params (806); write dx (256), dparams (806)
+    assert min_bytes(_small_spec(), 1, 4, 4, 2, backward=True) == 2892 + (384 + 256 + 806 + 256 + 806) * 2
+
+
+def test_fused_bytes_model_by_hand():
+    from inception_kernels.report import fused_model
+
+    spec = _small_spec()
+    # one launch, x (512 B) fits in half the L2: x read once -> the minimum
+    m = fused_model(spec, 1, 4, 4, 2, "one_launch", _CFG, l2_bytes=2**20)
+    assert m["x_passes"] == 1 and m["bytes_dram"] == 2892
+    # x larger than half the L2 (256 B): the three job kinds read x from DRAM each
+    m = fused_model(spec, 1, 4, 4, 2, "one_launch", _CFG, l2_bytes=512)
+    assert m["x_passes"] == 3 and m["bytes_dram"] == 3 * 512 + 806 * 2 + 384 * 2 == 3916
+    # scratch slot: max(6*6 px * 4 ch, 8*8 px * 2 ch) = 144 elements
+    assert m["scratch_bytes_per_program"] == 144 * 2
+    # two launches: launch 1 reads x (512) + the four 1x1 weights and biases
+    #   ((16 * (8+4+2+4) + 18) * 2 = 612), writes y1, yp (16 * 12 * 2 = 384) and r3, r5 (16 * 6 * 2 = 192);
+    # launch 2 reads r3, r5 (192) + the KxK weights (1612 - 612 = 1000), writes y3, y5 (384)
+    m = fused_model(spec, 1, 4, 4, 2, "two_launch", _CFG)
+    assert [k["bytes"] for k in m["kernels"]] == [512 + 612 + 384 + 192, 192 + 1000 + 384]
+    assert m["bytes_dram"] == 2892 + 2 * 192
+    # executed FLOPs, every GEMM padded to 16 x 16 x 16 tiles (2 * 16^3 = 8192 per tap):
+    #   launch 1: four 1x1 groups (8, 4, 2, 4 channels -> 1 tile each) = 4 * 8192
+    #   launch 2: 3x3 (9 taps) + 5x5 (25 taps), 1 tile each = 34 * 8192
+    assert m["flops_executed"] == (4 + 34) * 8192
+
+
+def test_eager_bytes_model_by_hand():
+    from inception_kernels.report import eager_ops
+
+    ops = eager_ops(_small_spec(), 1, 4, 4, 2)
+    names = [o["op"] for o in ops]
+    assert names[:3] == ["conv1", "conv1.bias", "conv1.relu"] and names[-1] == "cat" and "maxpool" in names
+    # elements per op group (conv: in + weight + out; bias: 2 * out + bias; relu: 2 * out), P = 16
+    conv1 = (256 + 128 + 128) + (256 + 8) + 256
+    conv3r = (256 + 64 + 64) + (128 + 4) + 128
+    conv3 = (64 + 288 + 128) + (256 + 8) + 256
+    conv5r = (256 + 32 + 32) + (64 + 2) + 64
+    conv5 = (32 + 200 + 64) + (128 + 4) + 128
+    pool = 2 * 256
+    convp = (256 + 64 + 64) + (128 + 4) + 128
+    cat = 2 * 384
+    assert sum(o["bytes"] for o in ops) == 2 * (conv1 + conv3r + conv3 + conv5r + conv5 + pool + convp + cat) == 11212
+    assert sum(o["flops"] for o in ops if "." not in o["op"]) == _small_spec().flops(1, 4, 4)

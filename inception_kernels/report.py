@@ -1,0 +1,680 @@
+"""The kernel report: why the fused kernels should be fast, argued without a GPU.
+
+For each GoogLeNet Inception layer (at its 224x224 spatial size and a batch of 256) and each
+forward schedule of the Triton launcher (``one_launch``, ``two_launch``), the report gives:
+
+- **launches** per forward and per backward, *counted* with
+  :func:`inception_kernels._launches.count_launches` on a small CPU run under the Triton
+  interpreter (the count does not depend on the batch or spatial size), for the fused op and
+  for eager PyTorch (:func:`inception_kernels.reference.inception` and its autograd backward).
+  The eager figure is the number of aten compute ops. On CUDA each is at least one kernel, and
+  more where cuDNN runs several: PyTorch adds a conv's bias in a separate kernel after the
+  cuDNN convolution (inside ``aten.convolution``), and ``convolution_backward`` runs separate
+  data-, weight- and bias-gradient kernels.
+- **FLOPs** (:meth:`InceptionSpec.flops`; a backward is modeled as 2x the forward) and the
+  FLOPs the fused tiles execute (tiles padded to full tensor-core blocks, halo recompute).
+- **bytes moved** (forward), modeled -- see :func:`min_bytes`, :func:`fused_bytes`,
+  :func:`eager_ops` for the models and their stated assumptions -- against the minimum.
+- **static kernel facts** from the sm_80 and sm_90 cubins of every kernel the launcher picks
+  (compiled ahead of time by :mod:`inception_kernels.triton.aot`, cached on disk): registers,
+  spill (stack) bytes, shared memory, occupancy, tensor-core instruction counts.
+- an **H100 roofline estimate** of the forward, fused against eager -- an *estimate* from
+  datasheet peaks (:data:`H100`), never a measurement.
+
+Command line: ``inception-kernels report [--layers ...] [--arch sm_80 sm_90] [--dtype bf16]
+[--no-compile] [--json PATH]``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .spec import GOOGLENET_INCEPTIONS, InceptionSpec
+
+__all__ = [
+    "H100",
+    "SCHEDULES",
+    "DTYPE_BYTES",
+    "min_bytes",
+    "eager_ops",
+    "fused_model",
+    "count_all_launches",
+    "kernel_facts",
+    "build_report",
+    "format_table",
+    "add_arguments",
+    "run_cli",
+]
+
+SCHEDULES = ("one_launch", "two_launch")
+DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
+_TORCH_DTYPE_NAME = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+BATCH = 256
+
+#: Assumed H100 SXM5 figures (NVIDIA datasheet, dense, no sparsity) for the roofline estimate.
+#: fp32 convolutions are assumed to run as TF32 (PyTorch's cuDNN default, and the fused
+#: kernels follow ``torch.backends.cudnn.allow_tf32``). ``launch_s`` is an assumed per-kernel
+#: launch + ramp overhead; ``l2_bytes`` the L2 capacity used by the DRAM model.
+H100 = {
+    "device": "H100 SXM5 (datasheet peaks, dense)",
+    "tensor_flops": {"bf16": 989e12, "fp16": 989e12, "fp32": 494e12},
+    "fp32_simt_flops": 67e12,
+    "hbm_bytes_per_s": 3.35e12,
+    "l2_bytes": 50 * 2**20,
+    "launch_s": 3e-6,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Bytes and FLOPs models
+# ---------------------------------------------------------------------------------------------
+
+
+def min_bytes(spec: InceptionSpec, n: int, h: int, w: int, elt: int, backward: bool = False) -> int:
+    """Minimum DRAM traffic of one module: read ``x`` once, the parameters once, write ``y`` once.
+
+    Args:
+        spec: the module.
+        n, h, w: batch and spatial size.
+        elt: bytes per element (activations and parameters in the same dtype).
+        backward: add the backward's minimum (read ``dy``, ``x`` and the parameters; write
+            ``dx`` and the parameter gradients), for forward + backward.
+
+    Returns:
+        Bytes.
+    """
+    x = n * spec.in_channels * h * w
+    y = n * spec.out_channels * h * w
+    params = spec.num_parameters
+    fwd = (x + params + y) * elt
+    return fwd + ((y + x + params) + (x + params)) * elt if backward else fwd
+
+
+def _conv_list(spec: InceptionSpec):
+    """The six convs as ``(name, cin, cout, k)``, in weight order."""
+    k3, k5 = spec.kernel_sizes
+    c = spec.in_channels
+    return [
+        ("conv1", c, spec.ch1x1, 1),
+        ("conv3r", c, spec.ch3x3red, 1),
+        ("conv3", spec.ch3x3red, spec.ch3x3, k3),
+        ("conv5r", c, spec.ch5x5red, 1),
+        ("conv5", spec.ch5x5red, spec.ch5x5, k5),
+        ("convp", c, spec.pool_proj, 1),
+    ]
+
+
+def eager_ops(spec: InceptionSpec, n: int, h: int, w: int, elt: int, bias: bool = True) -> list[dict]:
+    """The CUDA kernels of eager PyTorch's forward, modeled one by one.
+
+    Model: every kernel reads its inputs from DRAM and writes its outputs to DRAM (no reuse
+    through L2 between kernels -- at batch 256 each activation is tens of MB); a conv reads
+    its input and weight once; PyTorch's cuDNN path adds a conv's bias in a separate in-place
+    kernel (read + write the output); ReLU is out of place (read + write); max-pool writes the
+    pooled map; ``cat`` reads the four branch outputs and writes ``y``.
+
+    Args:
+        spec: the module (its activation decides the ReLU kernels).
+        n, h, w: batch and spatial size.
+        elt: bytes per element.
+        bias: the convs have biases.
+
+    Returns:
+        ``[{"op", "flops", "bytes"}]`` in execution order.
+    """
+    p = n * h * w
+    relu = spec.activation == "relu"
+    ops = []
+    for name, cin, cout, k in _conv_list(spec):
+        if name == "convp":
+            ops.append(dict(op="maxpool", flops=0, bytes=2 * p * cin * elt))
+        ops.append(dict(op=name, flops=2 * p * cin * cout * k * k, bytes=(p * cin + cout * cin * k * k + p * cout) * elt))
+        if bias:
+            ops.append(dict(op=f"{name}.bias", flops=p * cout, bytes=(2 * p * cout + cout) * elt))
+        if relu:
+            ops.append(dict(op=f"{name}.relu", flops=p * cout, bytes=2 * p * cout * elt))
+    ops.append(dict(op="cat", flops=0, bytes=2 * p * spec.out_channels * elt))
+    return ops
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _pad(a: int, b: int) -> int:
+    return _cdiv(a, b) * b
+
+
+def fused_model(spec: InceptionSpec, n: int, h: int, w: int, elt: int, schedule: str, cfg: dict,
+                l2_bytes: int = H100["l2_bytes"]) -> dict:
+    """DRAM bytes and executed FLOPs of the fused forward, from the launcher's tiling.
+
+    The tiling (``cfg``: ``BLOCK_M, BLOCK_N, BLOCK_K, TH, TW``) is what
+    ``inception_fwd._pick_config`` returns. Model, forward without saving ``r3``/``r5``:
+
+    ``one_launch``: persistent programs take jobs in order -- all K3-branch spatial tiles
+    (job B), then all K5-branch tiles (C), then the 1x1 and pool pixel tiles (A). Within a job
+    kind, the re-reads of ``x`` (one per reduce-channel chunk or output-channel tile, the
+    halo, the pool's 9 taps) come from tiles that run at the same time: L2 hits. Across job
+    kinds ``x`` is read from DRAM again when it does not fit in half the L2 (the other half
+    holds the scratch, weights and the stream of ``y``): ``x`` passes = 3, else 1. The
+    scratch (``programs x slot`` elements) is assumed L2-resident (it is sized by programs,
+    not tiles, for that reason); weights are read from DRAM once and re-read from L2.
+
+    ``two_launch``: launch 1 reads ``x`` once (all channel tiles of a pixel tile run
+    together) and writes ``y1``, ``yp``, ``r3``, ``r5``; launch 2 reads ``r3``/``r5`` once
+    (halo re-reads hit L2) and writes ``y3``, ``y5``. ``r3``/``r5`` are counted as DRAM
+    traffic both ways (at batch 256 they exceed what L2 keeps between the launches).
+
+    Args:
+        spec: the module.
+        n, h, w: batch and spatial size.
+        elt: bytes per element.
+        schedule: ``"one_launch"`` or ``"two_launch"``.
+        cfg: the launcher's tile config.
+        l2_bytes: L2 capacity assumed by the ``x`` passes rule.
+
+    Returns:
+        ``{"bytes_dram", "bytes_l2", "x_passes", "flops_executed", "scratch_bytes_per_program",
+        "kernels": [{"flops", "bytes"}]}``: ``bytes_l2`` is every byte the tiles request from
+        the memory system (DRAM + L2 hits), the upper bound if nothing were reused.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    bm, bn, bk, th, tw = (cfg[k] for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K", "TH", "TW"))
+    cin = spec.in_channels
+    c1, c3r, c3, c5r, c5, cp = (spec.ch1x1, spec.ch3x3red, spec.ch3x3, spec.ch5x5red, spec.ch5x5, spec.pool_proj)
+    k3, k5 = spec.kernel_sizes
+    p = n * h * w
+    x_bytes = p * cin * elt
+    y_bytes = p * spec.out_channels * elt
+    w_bytes = spec.num_parameters * elt
+    n_pt = _cdiv(p, bm)
+
+    def gemm(m, nn, k):  # executed FLOPs of an [m, k] x [k, nn] tile product, padded to blocks
+        return 2 * _pad(m, bm) * _pad(nn, bn) * _pad(k, bk)
+
+    def pixel_jobs(src_c, couts, taps=1, pool=False):
+        """Flat pixel-tile jobs over ``couts`` output-channel groups: (flops, L2-requested bytes)."""
+        flops = l2 = 0
+        for co, k in couts:
+            tiles = _cdiv(co, bn)
+            flops += n_pt * tiles * gemm(bm, bn, src_c) * k * k
+            reads_a = (9 if pool else 1) * k * k * bm * src_c
+            l2 += n_pt * tiles * (reads_a + bn * src_c * k * k + bm * bn) * elt
+        return flops, l2
+
+    if schedule == "one_launch":
+        tiles = n * _cdiv(h, th) * _cdiv(w, tw)
+        flops = l2 = 0
+        slot = 0
+        for cr, co, k in ((c3r, c3, k3), (c5r, c5, k5)):
+            halo = (th + k - 1) * (tw + k - 1)
+            slot = max(slot, halo * cr)
+            rchunks = _cdiv(cr, bn)
+            flops += tiles * (_cdiv(halo, bm) * rchunks * gemm(bm, bn, cin) + _cdiv(co, bn) * k * k * gemm(bm, bn, cr))
+            l2 += tiles * elt * (
+                rchunks * halo * cin + cr * cin  # x over tile + halo per reduce chunk; reduce weight
+                + 2 * halo * cr  # scratch write + first read
+                + _cdiv(co, bn) * (k * k * bm * cr + co * cr * k * k // _cdiv(co, bn) + bm * bn)
+            )
+        fa, la = pixel_jobs(cin, [(c1, 1)])
+        fp, lp = pixel_jobs(cin, [(cp, 1)], pool=True)
+        flops += fa + fp
+        l2 += la + lp
+        passes = 3 if x_bytes > l2_bytes // 2 else 1
+        dram = passes * x_bytes + w_bytes + y_bytes
+        kernels = [dict(flops=flops, bytes=dram)]
+        return dict(bytes_dram=dram, bytes_l2=l2, x_passes=passes, flops_executed=flops,
+                    scratch_bytes_per_program=slot * elt, kernels=kernels)
+
+    r_bytes = p * (c3r + c5r) * elt
+    f1a, l1a = pixel_jobs(cin, [(c1, 1), (c3r, 1), (c5r, 1)])
+    f1p, l1p = pixel_jobs(cin, [(cp, 1)], pool=True)
+    f2a, l2a = pixel_jobs(c3r, [(c3, k3)])
+    f2b, l2b = pixel_jobs(c5r, [(c5, k5)])
+    w1_bytes = (cin * (c1 + c3r + c5r + cp) + c1 + c3r + c5r + cp) * elt
+    k1 = dict(flops=f1a + f1p, bytes=x_bytes + w1_bytes + p * (c1 + cp) * elt + r_bytes)
+    k2 = dict(flops=f2a + f2b, bytes=r_bytes + (w_bytes - w1_bytes) + p * (c3 + c5) * elt)
+    return dict(bytes_dram=k1["bytes"] + k2["bytes"], bytes_l2=l1a + l1p + l2a + l2b, x_passes=1,
+                flops_executed=k1["flops"] + k2["flops"], scratch_bytes_per_program=0, kernels=[k1, k2])
+
+
+def _roofline_s(kernels: Sequence[dict], dtype: str, peaks: dict = H100) -> float:
+    """Sum over kernels of ``max(flops / peak, bytes / bandwidth) + launch overhead``; the
+    tensor-core peak for convs, fp32 SIMT peak for elementwise kernels (no tensor work)."""
+    total = 0.0
+    for k in kernels:
+        peak = peaks["tensor_flops"][dtype] if k.get("tensor", True) else peaks["fp32_simt_flops"]
+        total += max(k["flops"] / peak, k["bytes"] / peaks["hbm_bytes_per_s"]) + peaks["launch_s"]
+    return total
+
+
+# ---------------------------------------------------------------------------------------------
+# Launch counting (a subprocess under the Triton interpreter)
+# ---------------------------------------------------------------------------------------------
+
+
+def _count_in_process(layers: Sequence[str]) -> dict:
+    """Count launches for ``layers`` in this process (needs TRITON_INTERPRET=1 on a CPU, or a GPU).
+
+    Runs each layer at batch 1 and spatial 3x3 (the launch sequence does not depend on sizes)
+    with its real channel counts, in fp16 (the interpreter runs it twice as fast as fp32).
+    """
+    import torch
+
+    import inception_kernels
+    from . import reference
+    from ._launches import count_launches
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    fused = getattr(inception_kernels, "fused_inception", None)
+    try:
+        from .triton.inception_fwd import _inception_forward
+    except ImportError as e:  # pragma: no cover - the Triton forward is part of the package
+        _inception_forward, fwd_error = None, str(e)
+    out = {}
+    for name in layers:
+        spec = GOOGLENET_INCEPTIONS[name]
+        gen = torch.Generator().manual_seed(0)
+        dt = torch.float16
+        x = torch.randn(1, spec.in_channels, 3, 3, generator=gen).to(device, dt)
+        ws = [(torch.randn(s, generator=gen) * 0.1).to(device, dt) for s in spec.weight_shapes]
+        bs = [(torch.randn(s[0], generator=gen) * 0.1).to(device, dt) for s in spec.weight_shapes]
+        kw = dict(kernel_sizes=spec.kernel_sizes, activation=spec.activation)
+        rec = {}
+
+        def count(fn):
+            with count_launches() as c:
+                fn()
+            return dict(total=c.total, triton=c.triton, aten=c.aten, aten_ops=list(c.aten_ops))
+
+        # eager: forward, then the autograd backward alone
+        xg = x.clone().requires_grad_(True)
+        wg = [t.clone().requires_grad_(True) for t in ws]
+        bg = [t.clone().requires_grad_(True) for t in bs]
+        holder = {}
+        rec["eager"] = dict(forward=count(lambda: holder.setdefault("y", reference.inception(xg, wg, bg, **kw))))
+        dy = torch.randn_like(holder["y"])
+        rec["eager"]["backward"] = count(lambda: holder["y"].backward(dy))
+
+        for schedule in SCHEDULES:
+            r = {}
+            if schedule == "one_launch" and fused is not None:
+                r["via"] = "inception_kernels.fused_inception(backend='triton')"
+                r["forward"] = count(lambda: fused(x, ws, bs, backend="triton", **kw))
+            elif _inception_forward is not None:
+                r["via"] = f"triton.inception_fwd._inception_forward(schedule={schedule!r})"
+                r["forward"] = count(lambda: _inception_forward(x, ws, bs, spec.kernel_sizes, spec.activation,
+                                                                schedule=schedule))
+            else:
+                r["forward"], r["forward_reason"] = None, fwd_error
+            r["backward"], r["backward_reason"] = _count_backward(fused, x, ws, bs, kw, count)
+            rec[schedule] = r
+        out[name] = rec
+    return out
+
+
+def _count_backward(fused, x, ws, bs, kw, count):
+    """The fused backward's launches, through autograd when ``fused_inception`` is
+    differentiable. Returns ``(count or None, reason or None)``; the backward does not depend
+    on the forward schedule."""
+    if fused is None:
+        return None, "inception_kernels.fused_inception is not available"
+    xg = x.clone().requires_grad_(True)
+    wg = [t.clone().requires_grad_(True) for t in ws]
+    bg = [t.clone().requires_grad_(True) for t in bs]
+    try:
+        y = fused(xg, wg, bg, backend="triton", **kw)
+    except Exception as e:  # noqa: BLE001 -- report why, do not fail the report
+        return None, f"fused forward with grad failed: {type(e).__name__}: {e}"
+    if y.grad_fn is None:
+        return None, "fused_inception is not differentiable in this build (no fused backward)"
+    dy = y.detach().clone().normal_()
+    try:
+        return count(lambda: y.backward(dy)), None
+    except Exception as e:  # noqa: BLE001
+        return None, f"fused backward failed: {type(e).__name__}: {e}"
+
+
+def count_all_launches(layers: Sequence[str]) -> dict:
+    """Launch counts for ``layers``: fused (both schedules) and eager, forward and backward.
+
+    On a machine without CUDA this runs in a subprocess with ``TRITON_INTERPRET=1`` (the
+    interpreter must be chosen before the kernels are imported). Counts are cached next to
+    the compiled-kernel facts, keyed by the package's sources and torch's version.
+
+    Args:
+        layers: GoogLeNet layer keys.
+
+    Returns:
+        ``{layer: {"eager": {"forward", "backward"}, "one_launch": {...}, "two_launch": {...}}}``,
+        each count a dict ``{"total", "triton", "aten", "aten_ops"}`` (or None with a reason).
+    """
+    import torch
+
+    cache = _cache_dir().parent / "launches"
+    key = hashlib.sha256((_source_hash() + torch.__version__).encode()).hexdigest()[:16]
+    paths = {n: cache / f"{n}-{key}.json" for n in layers}
+    todo = [n for n in layers if not paths[n].exists()]
+    if todo:
+        counted = _count_in_process(todo) if torch.cuda.is_available() else _count_in_subprocess(todo)
+        cache.mkdir(parents=True, exist_ok=True)
+        for n, rec in counted.items():
+            paths[n].write_text(json.dumps(rec))
+    return {n: json.loads(paths[n].read_text()) for n in layers}
+
+
+def _count_in_subprocess(layers: Sequence[str]) -> dict:
+    """:func:`_count_in_process` in a fresh interpreter with ``TRITON_INTERPRET=1``."""
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    code = "import json,sys; from inception_kernels.report import _count_in_process; " \
+           "print(json.dumps(_count_in_process(sys.argv[1:])))"
+    proc = subprocess.run([sys.executable, "-c", code, *layers], capture_output=True, text=True, env=env,
+                          cwd=str(Path(__file__).resolve().parent.parent))
+    if proc.returncode != 0:
+        raise RuntimeError(f"launch counting failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Static kernel facts (ahead-of-time compiles, cached)
+# ---------------------------------------------------------------------------------------------
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("INCEPTION_KERNELS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache",
+                                                                       "inception_kernels")
+    return Path(root) / "aot"
+
+
+def _source_hash() -> str:
+    """Hash of what kernels and launch counts depend on: the package's sources (but the
+    report, bench and CLI) and Triton's version."""
+    import triton
+
+    h = hashlib.sha256(triton.__version__.encode())
+    pkg = Path(__file__).resolve().parent
+    skip = {"report.py", "bench.py", "cli.py"}
+    for f in sorted(p for p in pkg.rglob("*.py") if p.name not in skip):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def kernel_facts(layers: Sequence[str], dtype: str, archs: Sequence[str], workers: int = 2) -> dict:
+    """Registers, spills, shared memory and tensor-core counts of every kernel the forward
+    launcher picks, per ``(layer, schedule, arch)``, from ahead-of-time compiles.
+
+    Compiles go through :func:`inception_kernels.triton.aot.compile_plans` (parallel worker
+    processes without the interpreter); results are cached in
+    ``~/.cache/inception_kernels/aot`` (``$INCEPTION_KERNELS_CACHE/aot``) keyed by the kernel
+    sources' hash, Triton's version, the launch's specialization and the arch.
+
+    Args:
+        layers: GoogLeNet layer keys.
+        dtype: ``"bf16"``, ``"fp16"`` or ``"fp32"``.
+        archs: ``"sm_80"`` / ``"sm_90"``.
+        workers: parallel compiles.
+
+    Returns:
+        ``{(layer, schedule, arch): [per-launch facts dict]}``, or a string saying why the
+        kernels of that entry did not compile.
+    """
+    from .triton import aot
+
+    tdt = _TORCH_DTYPE_NAME[dtype]
+    src = _source_hash()
+    cache = _cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+
+    def path_for(key, arch):
+        digest = hashlib.sha256(repr((src, key, arch)).encode()).hexdigest()[:24]
+        return cache / f"{digest}.json"
+
+    plans = {}
+    missing = set()  # (layer, schedule, arch)
+    for layer in layers:
+        for schedule in SCHEDULES:
+            keys = [aot.specialization_key(launch) for launch in aot.launch_plan(layer, tdt, schedule, False)]
+            plans[(layer, schedule)] = keys
+            for arch in archs:
+                if not all(path_for(k, arch).exists() for k in keys):
+                    missing.add((layer, schedule, arch))
+    errors = {}  # schedule -> why its compiles failed (one schedule's failure spares the other)
+    for schedule in SCHEDULES:
+        todo = [m for m in missing if m[1] == schedule]
+        if not todo:
+            continue
+        m_layers = sorted({m[0] for m in todo}, key=list(GOOGLENET_INCEPTIONS).index)
+        m_archs = sorted({int(m[2][3:]) for m in todo})
+        try:
+            reports = aot.compile_plans(m_layers, [tdt], m_archs, cases=[(schedule, False)], workers=workers)
+        except Exception as e:  # noqa: BLE001 -- a kernel that does not compile is a finding, not a crash
+            errors[schedule] = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
+            continue
+        for rep in reports:
+            for use in rep["layers"]:  # "3a/one_launch#0"
+                layer, rest = use.split("/")
+                index = int(rest.split("#")[1])
+                key = plans[(layer, schedule)][index]
+                path_for(key, rep["arch"]).write_text(json.dumps({k: v for k, v in rep.items() if k != "layers"}))
+    out = {}
+    for layer in layers:
+        for schedule in SCHEDULES:
+            for arch in archs:
+                paths = [path_for(k, arch) for k in plans[(layer, schedule)]]
+                if all(p.exists() for p in paths):
+                    out[(layer, schedule, arch)] = [json.loads(p.read_text()) for p in paths]
+                else:
+                    out[(layer, schedule, arch)] = errors.get(schedule, "not compiled")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The report
+# ---------------------------------------------------------------------------------------------
+
+
+def _pick_config(spec: InceptionSpec, h: int, w: int, dtype: str) -> dict:
+    import torch
+
+    from .triton.inception_fwd import _pick_config as pick
+
+    c = spec
+    return pick((c.in_channels, c.ch1x1, c.ch3x3red, c.ch3x3, c.ch5x5red, c.ch5x5, c.pool_proj), h, w,
+                getattr(torch, _TORCH_DTYPE_NAME[dtype]))
+
+
+def build_report(layers: Sequence[str] = tuple(GOOGLENET_INCEPTIONS), archs: Sequence[str] = ("sm_80", "sm_90"),
+                 dtype: str = "bf16", compile: bool = True, batch: int = BATCH, workers: int = 2) -> dict:
+    """Build the report's records.
+
+    Args:
+        layers: GoogLeNet layer keys.
+        archs: architectures of the static columns.
+        dtype: ``"bf16"``, ``"fp16"`` or ``"fp32"``.
+        compile: compile the kernels for the static columns (else they are None).
+        batch: batch of the modeled problem (spatial sizes are the layers' own at 224x224).
+        workers: parallel compiles.
+
+    Returns:
+        ``{"meta": {...assumptions...}, "records": [...]}``, one record per
+        ``(layer, schedule, arch)`` with at least ``layer, schedule, arch, launches_forward,
+        launches_backward, flops, bytes_modeled, bytes_min, registers, spill_bytes,
+        shared_bytes, tensor_core_instructions, occupancy`` and the estimates.
+
+    Raises:
+        ValueError: unknown layer, arch or dtype.
+    """
+    from ._cubin import ARCH_LIMITS, occupancy
+
+    bad = [n for n in layers if n not in GOOGLENET_INCEPTIONS]
+    if bad:
+        raise ValueError(f"layers must be among {list(GOOGLENET_INCEPTIONS)}, got {bad}")
+    bad = [a for a in archs if a not in ARCH_LIMITS]
+    if bad:
+        raise ValueError(f"archs must be among {sorted(ARCH_LIMITS)}, got {bad}")
+    if dtype not in DTYPE_BYTES:
+        raise ValueError(f"dtype must be one of {list(DTYPE_BYTES)}, got {dtype!r}")
+    elt = DTYPE_BYTES[dtype]
+    counts = count_all_launches(layers)
+    facts = kernel_facts(layers, dtype, archs, workers=workers) if compile else {}
+    records = []
+    for name in layers:
+        spec = GOOGLENET_INCEPTIONS[name]
+        s = spec.spatial
+        cfg = _pick_config(spec, s, s, dtype)
+        flops = spec.flops(batch, s, s)
+        b_min = min_bytes(spec, batch, s, s, elt)
+        eager = eager_ops(spec, batch, s, s, elt)
+        for k in eager:
+            k["tensor"] = k["op"].startswith("conv") and "." not in k["op"]
+        eager_bytes = sum(k["bytes"] for k in eager)
+        eager_s = _roofline_s(eager, dtype)
+        ce = counts[name]["eager"]
+        for schedule in SCHEDULES:
+            fm = fused_model(spec, batch, s, s, elt, schedule, cfg)
+            fused_s = _roofline_s(fm["kernels"], dtype)
+            cf = counts[name][schedule]
+            base = dict(
+                layer=name, schedule=schedule, batch=batch, spatial=s, dtype=dtype, config=cfg,
+                launches_forward=cf["forward"]["total"] if cf["forward"] else None,
+                launches_backward=cf["backward"]["total"] if cf["backward"] else None,
+                launches_backward_reason=cf.get("backward_reason"),
+                launches_counted_via=cf.get("via"),
+                launches_forward_eager=ce["forward"]["total"],
+                launches_backward_eager=ce["backward"]["total"],
+                eager_forward_ops=ce["forward"]["aten_ops"],
+                flops=flops, flops_backward=2 * flops, flops_executed=fm["flops_executed"],
+                bytes_min=b_min, bytes_modeled=fm["bytes_dram"], bytes_l2_requested=fm["bytes_l2"],
+                bytes_eager_modeled=eager_bytes, x_dram_passes=fm["x_passes"],
+                scratch_bytes_per_program=fm["scratch_bytes_per_program"],
+                bytes_ratio=fm["bytes_dram"] / b_min, bytes_ratio_eager=eager_bytes / b_min,
+                estimate_fused_us=fused_s * 1e6, estimate_eager_us=eager_s * 1e6,
+                estimate_speedup=eager_s / fused_s,
+                estimate_bound_us=max(flops / H100["tensor_flops"][dtype], b_min / H100["hbm_bytes_per_s"]) * 1e6,
+            )
+            for arch in archs:
+                rec = dict(base, arch=arch)
+                ks = facts.get((name, schedule, arch))
+                rec["compile_error"] = ks if isinstance(ks, str) else None
+                if ks and not isinstance(ks, str):
+                    occ = [occupancy(k["registers"], k["shared_bytes"], k["num_warps"], arch) for k in ks]
+                    tc: dict = {}
+                    for k in ks:
+                        for op, c in k["tensor_core"].items():
+                            tc[op] = tc.get(op, 0) + c
+                    rec.update(
+                        registers=max(k["registers"] for k in ks),
+                        spill_bytes=max(k["stack_bytes"] for k in ks),
+                        shared_bytes=max(k["shared_bytes"] for k in ks),
+                        num_warps=max(k["num_warps"] for k in ks),
+                        tensor_core_instructions=tc,
+                        occupancy=min(o["occupancy"] for o in occ),
+                        blocks_per_sm=min(o["blocks_per_sm"] for o in occ),
+                        kernels=[dict(k, occupancy=o) for k, o in zip(ks, occ)],
+                    )
+                else:
+                    rec.update(registers=None, spill_bytes=None, shared_bytes=None, num_warps=None,
+                               tensor_core_instructions=None, occupancy=None, blocks_per_sm=None, kernels=None)
+                records.append(rec)
+    meta = dict(
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        command="inception-kernels report " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["report"] else []),
+        measured=False,
+        peaks=H100,
+        notes=[
+            "estimates are roofline ESTIMATES from datasheet peaks plus an assumed per-launch overhead, "
+            "not measurements; no GPU was used",
+            "launches are counted on a small CPU run (Triton interpreter) and do not depend on size; eager "
+            "counts are aten compute ops: on CUDA a biased conv adds a bias kernel inside aten.convolution and "
+            "cuDNN may run several kernels per op",
+            "backward FLOPs are modeled as 2x forward",
+            "bytes_modeled: DRAM model of fused_model(); bytes_eager_modeled: eager_ops() model; both forward",
+        ],
+    )
+    return dict(meta=meta, records=records)
+
+
+def _fmt_bytes(b: Optional[float]) -> str:
+    return "-" if b is None else f"{b / 1e6:8.1f}"
+
+
+def format_table(report: dict) -> str:
+    """A terminal table of the report (one line per layer, schedule and arch)."""
+    recs = report["records"]
+    lines = [
+        f"Inception layers, batch {recs[0]['batch'] if recs else '-'}, {recs[0]['dtype'] if recs else ''} "
+        f"-- static facts and H100 ESTIMATES (no GPU measured)",
+        f"{'layer':5} {'schedule':10} {'arch':5} {'fwd':>3} {'bwd':>3} {'eag f/b':>7} {'GFLOP':>6} "
+        f"{'MB min':>8} {'MB fused':>8} {'MB eager':>8} {'regs':>4} {'spill':>5} {'smem KB':>7} {'occ':>5} "
+        f"{'tensor-core':16} {'est fused us':>12} {'est eager us':>12} {'est x':>6}",
+    ]
+    for r in recs:
+        tc = ",".join(f"{k}:{v}" for k, v in (r["tensor_core_instructions"] or {}).items()) or "-"
+        if r["tensor_core_instructions"] is None:
+            tc = "compile failed" if r.get("compile_error") else "(not compiled)"
+        occ = "-" if r["occupancy"] is None else f"{r['occupancy']:.2f}"
+        lines.append(
+            f"{r['layer']:5} {r['schedule']:10} {r['arch'][3:]:5} "
+            f"{_s(r['launches_forward']):>3} {_s(r['launches_backward']):>3} "
+            f"{r['launches_forward_eager']:>3}/{r['launches_backward_eager']:<3} {r['flops'] / 1e9:6.1f} "
+            f"{_fmt_bytes(r['bytes_min'])} {_fmt_bytes(r['bytes_modeled'])} {_fmt_bytes(r['bytes_eager_modeled'])} "
+            f"{_s(r['registers']):>4} {_s(r['spill_bytes']):>5} "
+            f"{'-' if r['shared_bytes'] is None else round(r['shared_bytes'] / 1024, 1):>7} "
+            f"{occ:>5} "
+            f"{tc:16} {r['estimate_fused_us']:12.1f} {r['estimate_eager_us']:12.1f} {r['estimate_speedup']:6.2f}"
+        )
+    reasons = {r["launches_backward_reason"] for r in recs if r["launches_backward_reason"]}
+    for reason in sorted(reasons):
+        lines.append(f"bwd '-': {reason}")
+    for err in sorted({f"{r['schedule']} {r['arch']}: {r['compile_error']}" for r in recs if r.get("compile_error")}):
+        lines.append(f"compile failed: {err}")
+    p = report["meta"]["peaks"]
+    lines.append(
+        f"Estimate = sum over kernels of max(FLOPs / peak, bytes / HBM) + {p['launch_s'] * 1e6:.0f} us per launch; "
+        f"assumed {p['device']}: tensor {p['tensor_flops']['bf16'] / 1e12:.0f} TFLOP/s bf16/fp16, "
+        f"{p['tensor_flops']['fp32'] / 1e12:.0f} tf32, {p['fp32_simt_flops'] / 1e12:.0f} fp32 SIMT, "
+        f"HBM {p['hbm_bytes_per_s'] / 1e12:.2f} TB/s."
+    )
+    lines.append("eag f/b: eager aten ops forward/backward (CUDA kernels >= these). MB: forward DRAM bytes, modeled.")
+    return "\n".join(lines)
+
+
+def _s(v) -> str:
+    return "-" if v is None else str(v)
+
+
+def add_arguments(parser) -> None:
+    """Add the ``report`` options to an argparse parser."""
+    parser.add_argument("--layers", default=",".join(GOOGLENET_INCEPTIONS),
+                        help="comma-separated GoogLeNet layers, e.g. 3a,5b (default: all nine)")
+    parser.add_argument("--arch", default="sm_80,sm_90", help="comma-separated cubin architectures (default sm_80,sm_90)")
+    parser.add_argument("--dtype", default="bf16", choices=sorted(DTYPE_BYTES))
+    parser.add_argument("--no-compile", action="store_true", help="skip the cubin columns (fast)")
+    parser.add_argument("--workers", type=int, default=2, help="parallel compiles")
+    parser.add_argument("--json", metavar="PATH", help="also write the records as JSON")
+
+
+def run_cli(args) -> int:
+    """Run ``inception-kernels report`` with parsed ``args``; returns the exit code."""
+    try:
+        report = build_report(args.layers.split(","), args.arch.split(","), args.dtype, compile=not args.no_compile,
+                              workers=args.workers)
+    except ValueError as e:
+        print(f"inception-kernels report: {e}", file=sys.stderr)
+        return 2
+    print(format_table(report))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1, default=str)
+        print(f"records written to {args.json}")
+    return 0
