@@ -1,0 +1,135 @@
+"""Counting kernel launches: the package's Triton launches plus every aten compute op.
+
+Usage::
+
+    with count_launches() as launches:
+        y = inception_kernels.fused_inception(x, weights, biases)
+    launches.total       # Triton launches + aten ops that launch a kernel
+    launches.triton      # Triton launches made through ``_launch``
+    launches.aten        # aten compute ops, e.g. a hidden .contiguous() / zeros / cat
+    launches.aten_ops    # their names, in order
+
+Triton launches are counted in :func:`_launch` (every kernel of this package is launched
+through it), which also works in the interpreter. Aten ops are counted by a
+``TorchDispatchMode``: every op that reaches the dispatcher counts, except views,
+allocations without a fill (``empty``, ``empty_strided``) and metadata-only ops -- so an
+eager PyTorch module counts its convs, pools, activations and cat. Aten ops that Triton's
+interpreter runs internally while executing one of our launches are not counted (they
+are part of that launch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+__all__ = ["count_launches", "LaunchCount"]
+
+_NO_KERNEL = {
+    "aten::empty",
+    "aten::empty_strided",
+    "aten::empty_like",
+    "aten::detach",
+    "aten::alias",
+    "aten::lift_fresh",
+    "aten::_local_scalar_dense",
+    "aten::is_same_size",
+    "aten::sym_size",
+    "aten::sym_stride",
+    "aten::sym_numel",
+    "aten::sym_storage_offset",
+    "aten::resize_",
+    "aten::set_",
+}
+
+
+@dataclass
+class LaunchCount:
+    """Launches seen inside one :func:`count_launches` block."""
+
+    triton: int = 0
+    aten_ops: list = field(default_factory=list)
+    triton_kernels: list = field(default_factory=list)
+
+    @property
+    def aten(self) -> int:
+        """Aten ops that launch a kernel."""
+        return len(self.aten_ops)
+
+    @property
+    def total(self) -> int:
+        """Triton launches plus aten kernel-launching ops."""
+        return self.triton + self.aten
+
+
+_active: list = []  # open LaunchCount records (nested blocks all count)
+_recording: list = []  # open _record_launches lists: launches are recorded, not run
+_suspended = [0]  # > 0 while one of our launches runs (interpreter-internal aten ops)
+
+
+class _AtenCounter(TorchDispatchMode):
+    def __init__(self, record: LaunchCount):
+        super().__init__()
+        self.record = record
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if not _suspended[0]:
+            name = func._schema.name
+            if not func.is_view and name not in _NO_KERNEL:
+                self.record.aten_ops.append(str(func))
+        return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def count_launches():
+    """Count Triton launches of this package and aten compute ops run inside the block.
+
+    Yields:
+        A :class:`LaunchCount`, filled in while the block runs.
+    """
+    record = LaunchCount()
+    _active.append(record)
+    try:
+        with _AtenCounter(record):
+            yield record
+    finally:
+        _active.remove(record)
+
+
+@contextlib.contextmanager
+def _record_launches():
+    """Record, instead of running, every ``_launch`` inside the block (ahead-of-time compile
+    of exactly what a launcher would launch, e.g. on 'meta' tensors).
+
+    Yields:
+        A list that receives ``(kernel, grid, args, kwargs)`` per launch.
+    """
+    launches: list = []
+    _recording.append(launches)
+    try:
+        yield launches
+    finally:
+        _recording.remove(launches)
+
+
+def _launch(kernel, grid, *args, **kwargs):
+    """Launch a Triton ``kernel`` on ``grid`` and count it in every open ``count_launches``.
+
+    Returns:
+        Whatever ``kernel[grid](...)`` returns.
+    """
+    if _recording:
+        _recording[-1].append((kernel, grid, args, kwargs))
+        return None
+    for record in _active:
+        record.triton += 1
+        record.triton_kernels.append(getattr(kernel, "__name__", None) or getattr(kernel.fn, "__name__", "?"))
+    _suspended[0] += 1
+    try:
+        return kernel[grid](*args, **kwargs)
+    finally:
+        _suspended[0] -= 1

@@ -1,0 +1,301 @@
+"""The fused Inception forward (Triton) against the plain-PyTorch reference.
+
+On a machine without a GPU these run in Triton's interpreter on CPU tensors (conftest sets
+TRITON_INTERPRET=1), with small batch / spatial sizes and real channel counts. Tolerances:
+
+- fp64: 1e-10 (same math, different summation order).
+- fp32: the interpreter's tl.dot is IEEE fp32, so the error is summation order only
+  (atol 1e-4 on unit-scale data; on a GPU with TF32 see ``test_fp32_follows_tf32_switch``).
+- fp16 / bf16: three-way -- the kernel's error against an fp64 reference (computed from the
+  same fp16 inputs) must be at most 2x PyTorch's own error in that dtype, plus a small atol.
+  PyTorch's fp16 conv runs on the CPU here, so the baseline is real PyTorch, not a model.
+"""
+
+import os
+
+import pytest
+import torch
+
+import inception_kernels as ik
+from inception_kernels import GOOGLENET_INCEPTIONS, InceptionSpec, reference
+from inception_kernels._launches import count_launches
+
+#: Channel counts that are primes (no multiple of 8 or 16 anywhere): masks on every tail.
+PRIME = InceptionSpec(37, 11, 13, 17, 7, 19, 5)
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "") == "1"
+
+
+def make_inputs(spec, n, h, w, dtype, device, *, bias="all", seed=0, channels_last=False):
+    """x, weights, biases for ``spec``; weights scaled by 1/sqrt(fan_in) (unit-scale outputs)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, spec.in_channels, h, w, generator=g, dtype=torch.float64)
+    ws = [torch.randn(s, generator=g, dtype=torch.float64) / (s[1] * s[2] * s[3]) ** 0.5 for s in spec.weight_shapes]
+    bs = [torch.randn(s[0], generator=g, dtype=torch.float64) for s in spec.weight_shapes]
+    if bias == "none":
+        bs = None
+    elif bias == "mixed":
+        bs = [b if i % 2 == 0 else None for i, b in enumerate(bs)]
+    x = x.to(device=device, dtype=dtype)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    ws = [t.to(device=device, dtype=dtype) for t in ws]
+    if bs is not None:
+        bs = [t.to(device=device, dtype=dtype) if t is not None else None for t in bs]
+    return x, ws, bs
+
+
+def _f64(t):
+    return None if t is None else t.double()
+
+
+def reference_f64(x, ws, bs, **kw):
+    """The reference in fp64 from the same (possibly low-precision) inputs."""
+    return reference.inception(_f64(x), [_f64(w) for w in ws], None if bs is None else [_f64(b) for b in bs], **kw)
+
+
+def run_fused(x, ws, bs, *, expect_launches=1, **kw):
+    """fused_inception(backend="triton") with its launch count checked; the output is returned."""
+    with count_launches() as launches:
+        y = ik.fused_inception(x, ws, bs, backend="triton", **kw)
+    assert launches.triton == expect_launches, launches
+    assert launches.aten == 0, f"hidden aten kernels: {launches.aten_ops}"
+    # y comes from torch.empty: any element the kernel did not write would be garbage
+    assert torch.isfinite(y).all(), "non-finite output (unwritten or overflowed elements)"
+    return y
+
+
+def assert_close_to_reference(y, x, ws, bs, *, atol, rtol=0.0, **kw):
+    expected = reference.inception(x, ws, bs, **kw)
+    assert y.shape == expected.shape and y.dtype == expected.dtype
+    torch.testing.assert_close(y, expected, atol=atol, rtol=rtol)
+
+
+def assert_three_way(y, x, ws, bs, *, atol, **kw):
+    """Kernel error vs fp64 at most 2x PyTorch-in-the-same-dtype error vs fp64, plus atol."""
+    exact = reference_f64(x, ws, bs, **kw)
+    torch_err = (reference.inception(x, ws, bs, **kw).double() - exact).abs().max().item()
+    kernel_err = (y.double() - exact).abs().max().item()
+    assert kernel_err <= 2 * torch_err + atol, (kernel_err, torch_err)
+
+
+# ---------------------------------------------------------------------------- the nine layers
+
+
+@pytest.mark.parametrize("layer", list(GOOGLENET_INCEPTIONS))
+def test_googlenet_layers_fp32(layer, device):
+    spec = GOOGLENET_INCEPTIONS[layer]
+    x, ws, bs = make_inputs(spec, 1, 7, 5, torch.float32, device, seed=1)
+    y = run_fused(x, ws, bs)
+    assert_close_to_reference(y, x, ws, bs, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("layer", ["3a", "4d", "5b"])
+def test_googlenet_layers_fp16_three_way(layer, device):
+    spec = GOOGLENET_INCEPTIONS[layer]
+    x, ws, bs = make_inputs(spec, 1, 6, 5, torch.float16, device, seed=2, channels_last=True)
+    y = run_fused(x, ws, bs)
+    assert y.dtype == torch.float16
+    assert_three_way(y, x, ws, bs, atol=1e-3)
+
+
+# ------------------------------------------------------------- variants on the prime-channel spec
+
+
+@pytest.mark.parametrize("activation", ["relu", None])
+@pytest.mark.parametrize("kernel_sizes", [(3, 5), (3, 3), (5, 3)])
+@pytest.mark.parametrize("bias", ["all", "none", "mixed"])
+def test_variants_fp64(activation, kernel_sizes, bias, device):
+    spec = PRIME.with_(kernel_sizes=kernel_sizes)
+    x, ws, bs = make_inputs(spec, 2, 9, 10, torch.float64, device, bias=bias, seed=3)
+    y = run_fused(x, ws, bs, kernel_sizes=kernel_sizes, activation=activation)
+    assert_close_to_reference(y, x, ws, bs, atol=1e-10, kernel_sizes=kernel_sizes, activation=activation)
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (7, 7), (13, 13), (28, 28), (3, 11), (11, 2)])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_spatial_sizes_and_batch(hw, batch, device):
+    x, ws, bs = make_inputs(PRIME, batch, *hw, torch.float32, device, seed=4)
+    y = run_fused(x, ws, bs)
+    assert_close_to_reference(y, x, ws, bs, atol=1e-4, rtol=1e-4)
+
+
+def _channel_sliced(x):
+    """A non-contiguous view: x's channels inside a wider tensor."""
+    wide = torch.cat([x, x[:, :3]], dim=1)
+    return wide[:, : x.shape[1]]
+
+
+def _hw_transposed(x):
+    """A non-contiguous view: H and W swapped by a transpose of a [N, C, W, H] tensor."""
+    return x.transpose(2, 3).contiguous().transpose(2, 3)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "channel_sliced", "hw_transposed", "weights_cl"])
+def test_layouts(layout, device):
+    x, ws, bs = make_inputs(PRIME, 2, 6, 9, torch.float64, device, seed=5)
+    if layout == "channels_last":
+        x = x.to(memory_format=torch.channels_last)
+    elif layout == "channel_sliced":
+        x = _channel_sliced(x)
+    elif layout == "hw_transposed":
+        x = _hw_transposed(x)
+    elif layout == "weights_cl":
+        ws = [w.to(memory_format=torch.channels_last) for w in ws]
+        bs = [b[None].expand(2, -1)[1] for b in bs]  # stride-1 views of a 2-D tensor
+    if layout in ("channel_sliced", "hw_transposed"):
+        assert not x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
+    y = run_fused(x, ws, bs)
+    assert_close_to_reference(y, x, ws, bs, atol=1e-10)
+    cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    assert y.is_contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
+
+
+def test_fp16_three_way_prime(device):
+    x, ws, bs = make_inputs(PRIME, 3, 7, 6, torch.float16, device, seed=6)
+    y = run_fused(x, ws, bs)
+    assert_three_way(y, x, ws, bs, atol=1e-3)
+
+
+# ----------------------------------------------------------------- schedules, save_reduce, launches
+
+
+@pytest.mark.parametrize("schedule", ["one_launch", "two_launch"])
+@pytest.mark.parametrize("kernel_sizes", [(3, 5), (3, 3)])
+def test_schedules_and_save_reduce(schedule, kernel_sizes, device):
+    from inception_kernels.triton.inception_fwd import _inception_forward
+
+    spec = PRIME.with_(kernel_sizes=kernel_sizes)
+    x, ws, bs = make_inputs(spec, 2, 10, 9, torch.float64, device, seed=7, channels_last=True)
+    with count_launches() as launches:
+        y, r3, r5 = _inception_forward(x, ws, bs, kernel_sizes, "relu", schedule=schedule, save_reduce=True)
+    assert launches.triton == (1 if schedule == "one_launch" else 2) and launches.aten == 0, launches
+    assert_close_to_reference(y, x, ws, bs, atol=1e-10, kernel_sizes=kernel_sizes)
+    torch.testing.assert_close(r3, torch.relu(torch.nn.functional.conv2d(x, ws[1], bs[1])), atol=1e-10, rtol=0)
+    torch.testing.assert_close(r5, torch.relu(torch.nn.functional.conv2d(x, ws[3], bs[3])), atol=1e-10, rtol=0)
+    assert r3.is_contiguous(memory_format=torch.channels_last)
+    y_plain, none3, none5 = _inception_forward(x, ws, bs, kernel_sizes, "relu", schedule=schedule)
+    assert none3 is None and none5 is None
+    torch.testing.assert_close(y_plain, y, atol=0, rtol=0)
+
+
+def test_schedules_agree_fp16(device):
+    from inception_kernels.triton.inception_fwd import _inception_forward
+
+    x, ws, bs = make_inputs(PRIME, 1, 9, 9, torch.float16, device, seed=8)
+    y1, _, _ = _inception_forward(x, ws, bs, (3, 5), "relu", schedule="one_launch")
+    y2, _, _ = _inception_forward(x, ws, bs, (3, 5), "relu", schedule="two_launch")
+    # same operands, same fp32 accumulation and same fp16 rounding of r: equal up to order
+    torch.testing.assert_close(y1, y2, atol=2e-3, rtol=2e-3)
+
+
+def test_unknown_schedule():
+    from inception_kernels.triton.inception_fwd import _inception_forward
+
+    x, ws, bs = make_inputs(PRIME, 1, 2, 2, torch.float32, "cpu")
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        _inception_forward(x, ws, bs, (3, 5), "relu", schedule="three_launch")
+
+
+def test_empty_batch_no_launch(device):
+    x, ws, bs = make_inputs(PRIME, 0, 5, 4, torch.float32, device)
+    with count_launches() as launches:
+        y = ik.fused_inception(x, ws, bs, backend="triton")
+    assert y.shape == (0, PRIME.out_channels, 5, 4)
+    assert launches.total == 0, launches
+
+
+# -------------------------------------------------------------------------------- GPU-only dtypes
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("layer", list(GOOGLENET_INCEPTIONS))
+def test_googlenet_layers_bf16_three_way(layer):
+    # GPU only: the interpreter's bf16 tl.dot multiplies raw bits (DESIGN.md §6)
+    spec = GOOGLENET_INCEPTIONS[layer]
+    x, ws, bs = make_inputs(spec, 2, 14, 13, torch.bfloat16, "cuda", seed=9, channels_last=True)
+    y = run_fused(x, ws, bs)
+    assert y.dtype == torch.bfloat16
+    assert_three_way(y, x, ws, bs, atol=1e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("allow_tf32", [True, False])
+def test_fp32_follows_tf32_switch(allow_tf32):
+    spec = GOOGLENET_INCEPTIONS["4e"]
+    x, ws, bs = make_inputs(spec, 2, 14, 14, torch.float32, "cuda", seed=10)
+    old = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = allow_tf32
+    try:
+        y = run_fused(x, ws, bs)
+        # the baseline (PyTorch/cuDNN) follows the same switch: three-way against fp64
+        assert_three_way(y, x, ws, bs, atol=1e-4 if not allow_tf32 else 1e-2)
+    finally:
+        torch.backends.cudnn.allow_tf32 = old
+
+
+# ------------------------------------------------------------------------- dispatch and bad input
+
+
+def test_auto_backend(device):
+    x, ws, bs = make_inputs(PRIME, 1, 3, 3, torch.float32, device)
+    with count_launches() as launches:
+        y = ik.fused_inception(x, ws, bs)
+    expected_triton = 1 if (device == "cuda" or _interpreting()) else 0
+    assert launches.triton == expected_triton
+    assert_close_to_reference(y, x, ws, bs, atol=1e-4, rtol=1e-4)
+
+
+def test_reference_backend():
+    x, ws, bs = make_inputs(PRIME, 1, 3, 3, torch.float32, "cpu")
+    with count_launches() as launches:
+        y = ik.fused_inception(x, ws, bs, backend="reference")
+    assert launches.triton == 0 and launches.aten > 4  # convs, pool, relus, cat
+    torch.testing.assert_close(y, reference.inception(x, ws, bs), atol=0, rtol=0)
+
+
+def test_backend_errors(monkeypatch):
+    x, ws, bs = make_inputs(PRIME, 1, 3, 3, torch.float32, "cpu")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        ik.fused_inception(x, ws, bs, backend="tpu")
+    with pytest.raises(NotImplementedError, match="CUDA C\\+\\+ fused Inception op is not implemented"):
+        ik.fused_inception(x, ws, bs, backend="cuda")
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+        ik.fused_inception(x, ws, bs, backend="triton")
+    # auto without the interpreter on a CPU tensor: the reference, no Triton launch
+    with count_launches() as launches:
+        y = ik.fused_inception(x, ws, bs)
+    assert launches.triton == 0
+    torch.testing.assert_close(y, reference.inception(x, ws, bs), atol=0, rtol=0)
+
+
+def test_grad_not_supported_yet(device):
+    x, ws, bs = make_inputs(PRIME, 1, 3, 3, torch.float32, device)
+    ws[2].requires_grad_(True)
+    with pytest.raises(NotImplementedError, match="not differentiable yet"):
+        ik.fused_inception(x, ws, bs, backend="triton")
+    with torch.no_grad():
+        run_fused(x, ws, bs)
+
+
+def test_bad_inputs(device):
+    x, ws, bs = make_inputs(PRIME, 1, 4, 4, torch.float32, device)
+    with pytest.raises(ValueError, match="is on meta, but x is on"):
+        ik.fused_inception(x, [ws[0].to("meta")] + ws[1:], bs, backend="triton")
+    with pytest.raises(TypeError, match="weight w3 has dtype torch.float64, but x has dtype torch.float32"):
+        ik.fused_inception(x, ws[:2] + [ws[2].double()] + ws[3:], bs, backend="triton")
+    with pytest.raises(ValueError, match="weight w5 has shape"):
+        ik.fused_inception(x, ws[:4] + [ws[4][:, :3]] + ws[5:], bs, backend="triton")
+    with pytest.raises(ValueError, match="weight w1 has shape"):
+        ik.fused_inception(x[:, :5], ws, bs, backend="triton")
+    with pytest.raises(ValueError, match="x must be 4-D"):
+        ik.fused_inception(x[0], ws, bs, backend="triton")
+    with pytest.raises(ValueError, match="kernel_sizes must be odd"):
+        ik.fused_inception(x, ws, bs, kernel_sizes=(3, 4), backend="triton")
+    with pytest.raises(ValueError, match="bias b3 has shape"):
+        ik.fused_inception(x, ws, bs[:2] + [bs[2][:-1]] + bs[3:], backend="triton")
+    with pytest.raises(ValueError, match="activation must be"):
+        ik.fused_inception(x, ws, bs, activation="gelu", backend="triton")
