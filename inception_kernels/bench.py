@@ -55,6 +55,9 @@ __all__ = [
     "googlenet_case",
     "measure",
     "run",
+    "run_pytest_benchmark",
+    "add_arguments",
+    "run_cli",
     "write_results",
 ]
 
@@ -335,7 +338,8 @@ def _environment() -> dict:
 
 
 def run(suites=QUICK["suites"], layers=QUICK["layers"], batches=BATCHES, dtypes=tuple(DTYPES),
-        modes=LAYER_MODES + NET_MODES, impls=IMPLS, variant="paper", progress=print) -> dict:
+        modes=LAYER_MODES + NET_MODES, impls=IMPLS, variant="paper", warmup_ms: int = 25, rep_ms: int = 100,
+        progress=print) -> dict:
     """Run a benchmark matrix on the current CUDA device.
 
     Args:
@@ -344,6 +348,7 @@ def run(suites=QUICK["suites"], layers=QUICK["layers"], batches=BATCHES, dtypes=
         batches, dtypes, impls: the matrix's other axes.
         modes: ``"fwd"``/``"fwdbwd"`` apply to layers, ``"infer"``/``"train"`` to googlenet.
         variant: the GoogLeNet variant of the googlenet suite.
+        warmup_ms, rep_ms: do_bench budgets per case.
         progress: called with one line per finished case.
 
     Returns:
@@ -370,7 +375,7 @@ def run(suites=QUICK["suites"], layers=QUICK["layers"], batches=BATCHES, dtypes=
     records = []
     for make in cases:
         try:
-            rec = measure(make())
+            rec = measure(make(), warmup_ms, rep_ms)
         except Exception as e:  # noqa: BLE001 -- building a case can OOM or fail to compile
             rec = dict(zip(("suite", "name", "batch", "dtype", "mode", "impl"),
                            ("layers" if make.func is layer_case else "googlenet",
@@ -451,3 +456,78 @@ def _plot_speedups(results: dict, path: str) -> Optional[str]:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def run_pytest_benchmark(benchmark, case: BenchCase, rounds: int = 20, warmup_rounds: int = 5) -> None:
+    """Time ``case`` with pytest-benchmark's ``benchmark`` fixture (the ``benchmarks/`` suites).
+
+    Each round is one call followed by ``torch.cuda.synchronize()``: wall-clock time per call,
+    launch overhead included (``inception-kernels bench`` uses do_bench's GPU timing instead).
+    TFLOP/s, effective GB/s and the device go to ``benchmark.extra_info``.
+
+    Args:
+        benchmark: the pytest-benchmark fixture.
+        case: from :func:`layer_case` or :func:`googlenet_case`, available.
+        rounds, warmup_rounds: pytest-benchmark's ``pedantic`` settings.
+    """
+    def target():
+        for t in case.grad_to_none:
+            t.grad = None
+        case.fn()
+        torch.cuda.synchronize()
+
+    benchmark.pedantic(target, rounds=rounds, warmup_rounds=warmup_rounds, iterations=1)
+    sec = benchmark.stats.stats.median
+    benchmark.extra_info.update(
+        device=torch.cuda.get_device_name(), flops=case.flops, bytes_min=case.bytes_min,
+        tflops=case.flops / sec / 1e12, gbps=case.bytes_min / sec / 1e9 if case.bytes_min else None,
+    )
+
+
+def _csv(value: str) -> list[str]:
+    return [v for v in value.split(",") if v]
+
+
+def add_arguments(parser) -> None:
+    """Add the ``bench`` options to an argparse parser."""
+    parser.add_argument("--quick", action="store_true",
+                        help="preset for a ~10 minute GPU session: all layers + GoogLeNet, batch 256, bf16, "
+                             "fused vs eager (NCHW, channels_last); other options override it")
+    parser.add_argument("--suites", help="comma-separated: layers,googlenet (default both)")
+    parser.add_argument("--layers", help="comma-separated layers, e.g. 3a,5b (default all nine)")
+    parser.add_argument("--batch", help="comma-separated batch sizes (default 1,32,256)")
+    parser.add_argument("--dtype", help="comma-separated: fp16,bf16,fp32 (default all)")
+    parser.add_argument("--modes", help="comma-separated: fwd,fwdbwd (layers), infer,train (googlenet); default all")
+    parser.add_argument("--impls", help=f"comma-separated among {','.join(IMPLS)} (default all)")
+    parser.add_argument("--variant", default="paper", help="GoogLeNet variant: paper or torchvision")
+    parser.add_argument("--out", default="bench-results", help="directory for bench.json, bench.csv and the PNG")
+    parser.add_argument("--warmup-ms", type=int, default=25, help="do_bench warm-up budget")
+    parser.add_argument("--rep-ms", type=int, default=100, help="do_bench measurement budget")
+
+
+def run_cli(args) -> int:
+    """Run ``inception-kernels bench`` with parsed ``args``.
+
+    Returns:
+        0 after writing the results; 0 with :data:`SKIP_MESSAGE` on a machine without a CUDA
+        device (a skip is not a failure); 2 for bad arguments.
+    """
+    if not torch.cuda.is_available():
+        print(SKIP_MESSAGE)
+        return 0
+    base = dict(QUICK) if args.quick else dict(suites=("layers", "googlenet"), layers=tuple(GOOGLENET_INCEPTIONS),
+                                               batches=BATCHES, dtypes=tuple(DTYPES),
+                                               modes=LAYER_MODES + NET_MODES, impls=IMPLS)
+    try:
+        for opt, key, conv in (("suites", "suites", str), ("layers", "layers", str), ("batch", "batches", int),
+                               ("dtype", "dtypes", str), ("modes", "modes", str), ("impls", "impls", str)):
+            value = getattr(args, opt)
+            if value:
+                base[key] = tuple(conv(v) for v in _csv(value))
+        results = run(**base, variant=args.variant, warmup_ms=args.warmup_ms, rep_ms=args.rep_ms)
+    except ValueError as e:
+        print(f"inception-kernels bench: {e}")
+        return 2
+    for p in write_results(results, args.out):
+        print(f"wrote {p}")
+    return 0
