@@ -1,0 +1,301 @@
+"""``inception-kernels verify``: every available backend against an independent composition.
+
+For each Inception layer of :data:`GOOGLENET_INCEPTIONS` (real channel counts, small spatial
+size), each dtype and each backend, the check runs the backend's forward and backward and
+compares the output and the gradients of ``x``, all six weights and all six biases with an
+independent composition of ``nn.Conv2d`` / ``nn.MaxPool2d`` / ``nn.ReLU`` modules and
+``torch.cat`` that holds the same parameters. Errors are max absolute differences; a tensor
+passes when ``err <= atol + rtol * max|expected|`` with the dtype's ``(atol, rtol)``.
+
+Backends plug in through :func:`_candidate_backends`: a name and a callable with the
+signature of the fused op, or the reason it cannot run here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from dataclasses import asdict, dataclass
+from typing import Callable, Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+from . import _backends, reference
+from ._checks import BIAS_NAMES, WEIGHT_NAMES
+from .spec import GOOGLENET_INCEPTIONS, InceptionSpec
+
+#: ``(atol, rtol)`` per dtype; the tolerance of a tensor is ``atol + rtol * max|expected|``.
+#: fp32 leaves room for a different accumulation order (and TF32 off: verify disables it).
+TOLERANCES = {
+    torch.float64: (1e-12, 1e-10),
+    torch.float32: (1e-5, 1e-4),
+}
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+#: A backend under test: ``fn(x, weights, biases, *, kernel_sizes, activation) -> y``.
+BackendFn = Callable[..., torch.Tensor]
+
+
+@dataclass
+class CheckResult:
+    """One row of the verify table.
+
+    Args:
+        layer: GoogLeNet layer name ("3a" ... "5b").
+        backend: backend name.
+        dtype: dtype name.
+        device: device the check ran on.
+        err_out: max abs error of the output.
+        tol_out: tolerance of the output.
+        err_grad: max abs error of the worst gradient (largest err / tol).
+        tol_grad: tolerance of that gradient.
+        worst_grad: name of that gradient ("x", "w3", "b5r", ...).
+        passed: every checked tensor within its tolerance (and nothing non-finite).
+        grads_checked: False when the backend has no backward yet (forward checked alone).
+        error: the exception text when the backend raised, or why gradients were not checked.
+    """
+
+    layer: str
+    backend: str
+    dtype: str
+    device: str
+    err_out: float = math.nan
+    tol_out: float = math.nan
+    err_grad: float = math.nan
+    tol_grad: float = math.nan
+    worst_grad: str = ""
+    passed: bool = False
+    grads_checked: bool = True
+    error: Optional[str] = None
+
+
+class _Composition(nn.Module):
+    """The Inception module as separate nn layers: the independent oracle of verify."""
+
+    def __init__(self, spec: InceptionSpec, weights, biases):
+        super().__init__()
+        k3, k5 = spec.kernel_sizes
+        act = nn.ReLU if spec.activation == "relu" else nn.Identity
+
+        def conv(w, b, pad):
+            c = nn.Conv2d(w.shape[1], w.shape[0], w.shape[2], padding=pad, bias=b is not None)
+            c.weight = nn.Parameter(w.detach().clone())
+            if b is not None:
+                c.bias = nn.Parameter(b.detach().clone())
+            return c
+
+        w1, w3r, w3, w5r, w5, wp = weights
+        b1, b3r, b3, b5r, b5, bp = biases
+        self.branch1 = nn.Sequential(conv(w1, b1, 0), act())
+        self.branch3 = nn.Sequential(conv(w3r, b3r, 0), act(), conv(w3, b3, k3 // 2), act())
+        self.branch5 = nn.Sequential(conv(w5r, b5r, 0), act(), conv(w5, b5, k5 // 2), act())
+        self.branchp = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1), conv(wp, bp, 0), act())
+        # Parameter order of the fused op: (w1, w3r, w3, w5r, w5, wp), (b1, ..., bp).
+        convs = [self.branch1[0], self.branch3[0], self.branch3[2], self.branch5[0], self.branch5[2], self.branchp[1]]
+        self.op_weights = [c.weight for c in convs]
+        self.op_biases = [c.bias for c in convs]
+
+    def forward(self, x):
+        return torch.cat([self.branch1(x), self.branch3(x), self.branch5(x), self.branchp(x)], dim=1)
+
+
+def _random_case(spec: InceptionSpec, batch: int, size: int, dtype, device, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, spec.in_channels, size, size, generator=g, dtype=torch.float64)
+    weights = [torch.randn(s, generator=g, dtype=torch.float64) / math.sqrt(s[1] * s[2] * s[3])
+               for s in spec.weight_shapes]
+    biases = [0.1 * torch.randn(s[0], generator=g, dtype=torch.float64) for s in spec.weight_shapes]
+    grad_out = torch.randn(batch, spec.out_channels, size, size, generator=g, dtype=torch.float64)
+    to = dict(dtype=dtype, device=device)
+    return x.to(**to), [w.to(**to) for w in weights], [b.to(**to) for b in biases], grad_out.to(**to)
+
+
+def _fused_backend(name: str) -> Callable[[], tuple[Optional[BackendFn], str]]:
+    """The fused op with ``backend=name``, if inception_kernels.ops provides it."""
+
+    def resolve():
+        try:
+            ops = importlib.import_module(f"{__package__}.ops")
+        except ImportError as e:
+            return None, f"inception_kernels.ops is not importable ({e})"
+        fused = getattr(ops, "fused_inception", None)
+        if fused is None:
+            return None, "inception_kernels.ops has no fused_inception yet"
+
+        def fn(x, weights, biases, *, kernel_sizes, activation):
+            return fused(x, weights, biases, kernel_sizes=kernel_sizes, activation=activation, backend=name)
+
+        return fn, ""
+
+    return resolve
+
+
+@dataclass
+class _Candidate:
+    """A backend verify knows: its fused op, or why it cannot run here.
+
+    ``slow`` marks the Triton interpreter (one program at a time on the CPU): without explicit
+    ``layers`` / ``dtypes`` it checks :data:`INTERPRETER_LAYERS` in fp32 only.
+    """
+
+    name: str
+    fn: Optional[BackendFn]
+    skip_reason: str = ""
+    slow: bool = False
+
+
+#: Layers the interpreter checks by default: the smallest, the widest 5x5, the widest overall.
+INTERPRETER_LAYERS = ("3a", "4e", "5b")
+
+
+def _candidate_backends(device: str) -> list[_Candidate]:
+    """Every backend verify knows, in report order; add new backends here."""
+    status = _backends.available_backends()
+    out = [_Candidate("reference", reference.inception)]
+    triton = status["triton"] if device == "cuda" else status["triton-interpreter"]
+    for name, st in (("triton", triton), ("cuda", status["cuda"])):
+        fn, why = _fused_backend(name)() if st.available else (None, st.reason)
+        out.append(_Candidate(name, fn, why, slow=st.name == "triton-interpreter"))
+    return out
+
+
+def _err_tol(got: Optional[torch.Tensor], want: Optional[torch.Tensor], dtype) -> tuple[float, float]:
+    atol, rtol = TOLERANCES[dtype]
+    if want is None:
+        return (0.0 if got is None else math.inf), atol
+    if got is None or got.shape != want.shape:
+        return math.inf, atol
+    err = (got.double() - want.double()).abs().max().item()
+    if math.isnan(err):
+        err = math.inf
+    return err, atol + rtol * want.double().abs().max().item()
+
+
+def check_layer(name: str, spec: InceptionSpec, backend: str, fn: BackendFn, *, batch: int, size: int,
+                dtype, device: str, seed: int = 0) -> CheckResult:
+    """Compare one backend with the nn composition on one layer, forward and backward.
+
+    Args:
+        name: layer name, for the report.
+        spec: the layer's shape.
+        backend: backend name, for the report.
+        fn: the fused op of that backend.
+        batch, size: input ``[batch, in_channels, size, size]``.
+        dtype: torch.float64 or torch.float32.
+        device: "cpu" or "cuda".
+        seed: seed of the random input, parameters and output gradient.
+
+    Returns:
+        The :class:`CheckResult` row.
+    """
+    res = CheckResult(name, backend, str(dtype).removeprefix("torch."), device)
+    x, weights, biases, grad_out = _random_case(spec, batch, size, dtype, device, seed)
+    model = _Composition(spec, weights, biases).to(device)
+    x_ref = x.clone().requires_grad_(True)
+    y_ref = model(x_ref)
+    want = torch.autograd.grad(y_ref, [x_ref, *model.op_weights, *model.op_biases], grad_out)
+
+    xs = x.clone().requires_grad_(True)
+    ws = [w.clone().requires_grad_(True) for w in weights]
+    bs = [b.clone().requires_grad_(True) for b in biases]
+    call = dict(kernel_sizes=spec.kernel_sizes, activation=spec.activation)
+    try:
+        try:
+            y = fn(xs, ws, bs, **call)
+            got = torch.autograd.grad(y, [xs, *ws, *bs], grad_out, allow_unused=True)
+        except NotImplementedError as e:  # no backward yet: check the forward alone
+            with torch.no_grad():
+                y = fn(x, weights, biases, **call)
+            res.grads_checked, res.error = False, f"gradients not checked: {e}"
+            got = None
+    except Exception as e:  # a backend that raises fails its row, with the message
+        res.error = f"{type(e).__name__}: {e}"
+        return res
+    res.err_out, res.tol_out = _err_tol(y.detach(), y_ref.detach(), dtype)
+    if got is None:
+        res.passed = res.err_out <= res.tol_out
+        return res
+    worst = -1.0
+    for gname, g, w in zip(("x", *WEIGHT_NAMES, *BIAS_NAMES), got, want):
+        err, tol = _err_tol(g, w, dtype)
+        if err / tol > worst:
+            worst = err / tol
+            res.err_grad, res.tol_grad, res.worst_grad = err, tol, gname
+    res.passed = res.err_out <= res.tol_out and worst <= 1.0
+    return res
+
+
+def run(layers: Optional[Sequence[str]] = None, dtypes: Optional[Sequence[str]] = None, *, batch: int = 2,
+        size: int = 7, device: Optional[str] = None) -> tuple[list[CheckResult], list[tuple[str, str]], str]:
+    """Run every check.
+
+    Args:
+        layers: layer names of GOOGLENET_INCEPTIONS; default all nine (the interpreter:
+            :data:`INTERPRETER_LAYERS`).
+        dtypes: dtype names of :data:`DTYPES`; default both (the interpreter: float32).
+        batch, size: input batch and spatial size.
+        device: "cuda" or "cpu"; default: CUDA when available.
+
+    Returns:
+        ``(rows, skipped, device)``: the check rows, ``(backend, reason)`` of the backends
+        that could not run, and the device used.
+
+    Raises:
+        ValueError: an unknown layer or dtype, or a non-positive batch or size.
+    """
+    for lname in layers or ():
+        if lname not in GOOGLENET_INCEPTIONS:
+            raise ValueError(f"layers: unknown layer {lname!r}; expected some of {list(GOOGLENET_INCEPTIONS)}")
+    for d in dtypes or ():
+        if d not in DTYPES:
+            raise ValueError(f"dtype: unknown dtype {d!r}; expected some of {list(DTYPES)}")
+    if batch < 1 or size < 1:
+        raise ValueError(f"batch and size must be >= 1, got batch={batch}, size={size}")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    rows, skipped = [], []
+    allow_tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False  # exact fp32 oracle
+    try:
+        for cand in _candidate_backends(device):
+            if cand.fn is None:
+                skipped.append((cand.name, cand.skip_reason))
+                continue
+            b_layers = layers or (INTERPRETER_LAYERS if cand.slow else list(GOOGLENET_INCEPTIONS))
+            b_dtypes = dtypes or (("float32",) if cand.slow else list(DTYPES))
+            for lname in b_layers:
+                for d in b_dtypes:
+                    rows.append(check_layer(lname, GOOGLENET_INCEPTIONS[lname], cand.name, cand.fn, batch=batch,
+                                            size=size, dtype=DTYPES[d], device=device))
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = allow_tf32
+    return rows, skipped, device
+
+
+def format_table(rows: Sequence[CheckResult]) -> str:
+    """The rows as a fixed-width text table; errors and notes as numbered footnotes below it."""
+    head = ("layer", "backend", "dtype", "err out", "tol out", "err grad (worst)", "tol grad", "result")
+    lines, notes = [], []
+    for r in rows:
+        grad = f"{r.err_grad:.2e} ({r.worst_grad})" if r.worst_grad else "not checked"
+        result = "PASS" if r.passed else "FAIL"
+        if not r.grads_checked and r.passed:
+            result += " (forward only)"
+        if r.error:
+            if r.error not in notes:
+                notes.append(r.error)
+            result += f" [{notes.index(r.error) + 1}]"
+        tol_grad = f"{r.tol_grad:.2e}" if r.worst_grad else "-"
+        lines.append((r.layer, r.backend, r.dtype, f"{r.err_out:.2e}", f"{r.tol_out:.2e}", grad, tol_grad, result))
+    widths = [max(len(h), *(len(row[i]) for row in lines)) if lines else len(h) for i, h in enumerate(head)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
+    out = [fmt.format(*head), fmt.format(*("-" * w for w in widths))] + [fmt.format(*row) for row in lines]
+    out += [f"[{i + 1}] {n}" for i, n in enumerate(notes)]
+    return "\n".join(out)
+
+
+def as_json(rows: Sequence[CheckResult], skipped, device: str, batch: int, size: int) -> dict:
+    """The verify result as a JSON-ready dict."""
+    return {"device": device, "batch": batch, "size": size, "passed": all(r.passed for r in rows) and bool(rows),
+            "checks": [asdict(r) for r in rows], "skipped": [{"backend": b, "reason": w} for b, w in skipped]}

@@ -1,0 +1,238 @@
+"""Command line: ``inception-kernels info | verify`` (also ``python -m inception_kernels``).
+
+    info     versions, driver, GPU, and which backends can run here (``--json``)
+    verify   every available backend against an independent nn composition, output and
+             gradients, on the nine GoogLeNet Inception layers; exits 1 on any failure
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import importlib.util
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from typing import Optional, Sequence
+
+PKG = __package__ or "inception_kernels"
+
+
+# ---------------------------------------------------------------------------------------- info
+
+
+def _driver() -> dict:
+    """The NVIDIA driver: CUDA driver API version (libcuda) and driver release (nvidia-smi)."""
+    out = {"cuda_driver_api": None, "driver_version": None, "reason": ""}
+    try:
+        libcuda = ctypes.CDLL("libcuda.so.1")
+        v = ctypes.c_int(0)
+        if libcuda.cuDriverGetVersion(ctypes.byref(v)) == 0:
+            out["cuda_driver_api"] = f"{v.value // 1000}.{v.value % 1000 // 10}"
+    except OSError:
+        out["reason"] = "no driver (libcuda.so.1 not found)"
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            res = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=20)
+            if res.returncode == 0 and res.stdout.strip():
+                out["driver_version"] = res.stdout.strip().splitlines()[0]
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    return out
+
+
+def _gpus() -> list[dict]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    gpus = []
+    for i in range(torch.cuda.device_count()):
+        p = torch.cuda.get_device_properties(i)
+        gpus.append({"index": i, "name": p.name, "capability": f"{p.major}.{p.minor}",
+                     "sm_count": p.multi_processor_count, "memory_gib": round(p.total_memory / 2**30, 1)})
+    return gpus
+
+
+def collect_info() -> dict:
+    """Everything ``info`` prints, as a JSON-ready dict."""
+    import torch
+
+    from . import __version__, _backends, _ext
+
+    triton_version = None
+    if importlib.util.find_spec("triton") is not None:
+        import triton
+
+        triton_version = triton.__version__
+    return {
+        "inception_kernels": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "triton": triton_version,
+        "driver": _driver(),
+        "gpus": _gpus(),
+        "backends": {n: {"available": b.available, "reason": b.reason, **b.detail}
+                     for n, b in _backends.available_backends().items()},
+        "cuda_extension": _ext.extension_info(),
+    }
+
+
+def _short_kernel(name: str) -> str:
+    """'void ns::(anonymous namespace)::k<float, true>(float const*, ...)' -> 'k<float, true>'."""
+    name = re.sub(r"^void ", "", name)
+    depth, cut = 0, len(name)
+    for i, ch in enumerate(name):  # drop the parameter list: the first '(' outside <...>
+        depth += ch == "<"
+        depth -= ch == ">"
+        if ch == "(" and depth == 0 and not name.startswith("(anonymous", i):
+            cut = i
+            break
+    return re.sub(r"^.*::", "", re.sub(r"\(anonymous namespace\)::", "", name[:cut]))
+
+
+def _print_info(info: dict) -> None:
+    drv = info["driver"]
+    if drv["cuda_driver_api"] or drv["driver_version"]:
+        driver = f"{drv['driver_version'] or '?'} (CUDA driver API {drv['cuda_driver_api'] or '?'})"
+    else:
+        driver = drv["reason"] or "no driver"
+    rows = [
+        ("inception-kernels", info["inception_kernels"]),
+        ("python", info["python"]),
+        ("torch", f"{info['torch']} (CUDA {info['torch_cuda'] or 'none: CPU-only build'})"),
+        ("triton", info["triton"] or "not installed"),
+        ("driver", driver),
+    ]
+    if info["gpus"]:
+        for g in info["gpus"]:
+            rows.append((f"GPU {g['index']}", f"{g['name']}, capability {g['capability']}, "
+                                              f"{g['sm_count']} SMs, {g['memory_gib']} GiB"))
+    else:
+        rows.append(("GPU", "none"))
+    for k, v in rows:
+        print(f"{k:<18} {v}")
+    print("\nbackends:")
+    for name, b in info["backends"].items():
+        print(f"  {name:<19} {'yes' if b['available'] else 'no ':<4} {b['reason']}")
+    ext = info["cuda_extension"]
+    print(f"\nCUDA extension: {ext['state']} ({ext['reason']})")
+    if ext["path"]:
+        print(f"  library  {ext['path']}")
+        if ext["error"]:
+            print(f"  {ext['error']}")
+        else:
+            print(f"  archs    {', '.join(ext['archs']) or 'none'}")
+            print(f"  kernels  {', '.join(_short_kernel(k) for k in ext['kernels']) or 'none'}")
+
+
+def _cmd_info(args) -> int:
+    info = collect_info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        _print_info(info)
+    return 0
+
+
+# -------------------------------------------------------------------------------------- verify
+
+
+def _interpreter_needs_subprocess() -> bool:
+    """Without a CUDA device, verify runs the Triton kernels in the interpreter.
+
+    TRITON_INTERPRET=1 must be set before a kernel is defined. If the package's Triton kernels
+    are not imported yet, setting it here is enough; if they are (an import of the package
+    pulled them in), verify reruns itself in a child process with the switch set.
+    """
+    import torch
+
+    from . import _backends
+
+    if torch.cuda.is_available() or _backends.interpreter_enabled() or importlib.util.find_spec("triton") is None:
+        return False
+    loaded = any(m == f"{PKG}.ops" or m.startswith(f"{PKG}.triton") for m in sys.modules)
+    os.environ["TRITON_INTERPRET"] = "1"
+    return loaded
+
+
+def _cmd_verify(args, argv: Sequence[str]) -> int:
+    if _interpreter_needs_subprocess():
+        print("verify: rerunning with TRITON_INTERPRET=1 (the Triton kernels were already defined)", flush=True)
+        return subprocess.call([sys.executable, "-m", PKG, *argv], env=dict(os.environ, TRITON_INTERPRET="1"))
+    from . import _verify
+
+    layers = args.layers.split(",") if args.layers else None
+    dtypes = args.dtype.split(",") if args.dtype else None
+    t0 = time.perf_counter()
+    try:
+        rows, skipped, device = _verify.run(layers, dtypes, batch=args.batch, size=args.size)
+    except ValueError as e:
+        print(f"inception-kernels verify: {e}", file=sys.stderr)
+        return 2
+    elapsed = time.perf_counter() - t0
+    ok = bool(rows) and all(r.passed for r in rows)
+    if args.json:
+        print(json.dumps(_verify.as_json(rows, skipped, device, args.batch, args.size), indent=2))
+        return 0 if ok else 1
+    checked: dict[str, tuple[dict, dict]] = {}  # backend -> (layers, dtypes), ordered sets
+    for r in rows:
+        ls, ds = checked.setdefault(r.backend, ({}, {}))
+        ls[r.layer] = ds[r.dtype] = None
+    print(f"verify: fused Inception op vs. an nn.Conv2d/nn.MaxPool2d/torch.cat composition with the same "
+          f"parameters\n  device {device}; input [{args.batch}, Cin, {args.size}, {args.size}]; "
+          f"checked: output and gradients of x, w1..wp, b1..bp\n  (max abs error; tolerance atol + "
+          f"rtol*max|expected|)")
+    for b, (ls, ds) in checked.items():
+        print(f"  backend {b}: layers {', '.join(ls)}; {', '.join(ds)}")
+    if device == "cpu" and "triton" in checked and not (layers and dtypes):
+        print(f"  (the Triton interpreter is slow: by default it checks layers "
+              f"{', '.join(_verify.INTERPRETER_LAYERS)} in float32; --layers/--dtype choose)")
+    print()
+    print(_verify.format_table(rows))
+    for b, why in skipped:
+        print(f"skipped backend {b}: {why}")
+    failed = sum(not r.passed for r in rows)
+    print(f"\n{len(rows) - failed} passed, {failed} failed in {elapsed:.1f} s" if rows else "\nno checks ran")
+    return 0 if ok else 1
+
+
+# ---------------------------------------------------------------------------------------- main
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="inception-kernels", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    info = sub.add_parser("info", help="versions, GPU and available backends")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    ver = sub.add_parser("verify", help="check every available backend against an nn composition")
+    ver.add_argument("--layers", default="", help="comma-separated layers, e.g. 3a,5b (default: all nine)")
+    ver.add_argument("--batch", type=int, default=2, help="batch size (default 2)")
+    ver.add_argument("--size", type=int, default=7, help="spatial size H = W (default 7)")
+    ver.add_argument("--dtype", default="", help="comma-separated: float64,float32 (default both)")
+    ver.add_argument("--json", action="store_true", help="print JSON")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``inception-kernels``.
+
+    Args:
+        argv: the arguments after the program name; default ``sys.argv[1:]``.
+
+    Returns:
+        The exit status: 0 success, 1 a check failed, 2 bad arguments.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    if args.command == "info":
+        return _cmd_info(args)
+    return _cmd_verify(args, argv)
