@@ -11,7 +11,8 @@ Two suites share the cases defined here, so the pytest-benchmark files in ``benc
 Implementations (``impls``):
 
 - ``fused``: the Triton kernels (``fused_inception(..., backend="triton")``; for the whole net,
-  ``inception_kernels.fuse(model)``), channels_last input;
+  ``inception_kernels.fuse(model)``), channels_last input; ``fused_two_launch``: the
+  launcher's two-launch schedule (layers, forward only), for comparison;
 - ``eager``: PyTorch eager (cuDNN), NCHW; ``eager_cl``: the same, channels_last;
 - ``compile``: ``torch.compile`` (default mode), channels_last;
   ``compile_max``: ``torch.compile(mode="max-autotune")``, channels_last.
@@ -62,7 +63,7 @@ __all__ = [
 ]
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-IMPLS = ("fused", "eager", "eager_cl", "compile", "compile_max")
+IMPLS = ("fused", "fused_two_launch", "eager", "eager_cl", "compile", "compile_max")
 LAYER_MODES = ("fwd", "fwdbwd")
 NET_MODES = ("infer", "train")
 BATCHES = (1, 32, 256)
@@ -75,7 +76,7 @@ QUICK = dict(
     batches=(256,),
     dtypes=("bf16",),
     modes=("fwd", "fwdbwd", "infer", "train"),
-    impls=("fused", "eager", "eager_cl"),
+    impls=("fused", "fused_two_launch", "eager", "eager_cl"),
 )
 
 SKIP_MESSAGE = (
@@ -156,6 +157,14 @@ def _layer_forward(impl: str, spec: InceptionSpec) -> Callable:
         if fused is None:
             raise _Unavailable("inception_kernels.fused_inception is not available in this build")
         return functools.partial(fused, backend="triton", **kw)
+    if impl == "fused_two_launch":
+        from .triton.inception_fwd import _inception_forward
+
+        def two_launch(x, weights, biases):
+            return _inception_forward(x, weights, biases, spec.kernel_sizes, spec.activation,
+                                      schedule="two_launch")[0]
+
+        return two_launch
     fwd = functools.partial(reference.inception, **kw)
     return _compiled(fwd, impl) if impl.startswith("compile") else fwd
 
@@ -191,6 +200,8 @@ def layer_case(name: str, batch: int, dtype: str, mode: str, impl: str, device: 
     case.flops = spec.flops(batch, s, s) * (3 if mode == "fwdbwd" else 1)
     case.bytes_min = min_bytes(spec, batch, s, s, elt, backward=(mode == "fwdbwd"))
     try:
+        if impl == "fused_two_launch" and mode != "fwd":
+            raise _Unavailable("the two-launch schedule is forward-only")
         forward = _layer_forward(impl, spec)
     except _Unavailable as e:
         case.unavailable = str(e)
@@ -236,6 +247,9 @@ def googlenet_case(variant: str, batch: int, dtype: str, mode: str, impl: str, d
     _check_choice("mode", [mode], NET_MODES)
     _check_choice("impl", [impl], IMPLS)
     case = BenchCase("googlenet", variant, batch, dtype, mode, impl)
+    if impl == "fused_two_launch":
+        case.unavailable = "the two-launch schedule is benchmarked per layer only"
+        return case
     train = mode == "train"
     amp = train and dtype != "fp32"
     channels_last = impl != "eager"
@@ -368,10 +382,12 @@ def run(suites=QUICK["suites"], layers=QUICK["layers"], batches=BATCHES, dtypes=
     cases = []
     if "layers" in suites:
         cases += [functools.partial(layer_case, n, b, d, m, i)
-                  for n in layers for b in batches for d in dtypes for m in modes if m in LAYER_MODES for i in impls]
+                  for n in layers for b in batches for d in dtypes for m in modes if m in LAYER_MODES for i in impls
+                  if not (i == "fused_two_launch" and m != "fwd")]
     if "googlenet" in suites:
         cases += [functools.partial(googlenet_case, variant, b, d, m, i)
-                  for b in batches for d in dtypes for m in modes if m in NET_MODES for i in impls]
+                  for b in batches for d in dtypes for m in modes if m in NET_MODES for i in impls
+                  if i != "fused_two_launch"]
     records = []
     for make in cases:
         try:

@@ -1,8 +1,12 @@
-"""Command line: ``inception-kernels info | verify`` (also ``python -m inception_kernels``).
+"""Command line: ``inception-kernels info | verify | report | bench`` (also ``python -m inception_kernels``).
 
     info     versions, driver, GPU, and which backends can run here (``--json``)
     verify   every available backend against an independent nn composition, output and
              gradients, on the nine GoogLeNet Inception layers; exits 1 on any failure
+    report   static kernel report, no GPU needed: launches, FLOPs, modeled bytes, cubin
+             registers/spills/shared/tensor cores, H100 roofline estimates (``--json PATH``)
+    bench    GPU benchmarks vs eager and torch.compile (JSON, CSV, PNG); without a GPU it
+             prints that it skipped and exits 0
 """
 
 from __future__ import annotations
@@ -219,6 +223,10 @@ def _parser() -> argparse.ArgumentParser:
     ver.add_argument("--size", type=int, default=7, help="spatial size H = W (default 7)")
     ver.add_argument("--dtype", default="", help="comma-separated: float64,float32 (default both)")
     ver.add_argument("--json", action="store_true", help="print JSON")
+    from . import bench, report
+
+    report.add_arguments(sub.add_parser("report", help="static kernel report and H100 estimates (no GPU needed)"))
+    bench.add_arguments(sub.add_parser("bench", help="GPU benchmarks: fused vs eager vs torch.compile"))
     return p
 
 
@@ -235,4 +243,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "info":
         return _cmd_info(args)
+    if args.command in ("report", "bench"):
+        from . import bench, report
+
+        return {"report": report, "bench": bench}[args.command].run_cli(args)
     return _cmd_verify(args, argv)

@@ -249,3 +249,71 @@ def test_eager_bytes_model_by_hand():
     cat = 2 * 384
     assert sum(o["bytes"] for o in ops) == 2 * (conv1 + conv3r + conv3 + conv5r + conv5 + pool + convp + cat) == 11212
     assert sum(o["flops"] for o in ops if "." not in o["op"]) == _small_spec().flops(1, 4, 4)
+
+
+# ---------------------------------------------------------------------------------------------
+# bench: builds its cases, writes results, skips without a GPU (no timing here)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["fwd", "fwdbwd"])
+def test_bench_layer_case_runs_on_cpu(mode):
+    from inception_kernels import bench
+
+    case = bench.layer_case("5b", 1, "fp32", mode, "eager_cl", device="cpu")
+    assert case.unavailable is None
+    assert case.flops == GOOGLENET_5B_FLOPS_7x7 * (3 if mode == "fwdbwd" else 1)
+    case.fn()
+    if mode == "fwdbwd":
+        assert all(t.grad is not None for t in case.grad_to_none)
+    two = bench.layer_case("5b", 1, "fp32", "fwdbwd", "fused_two_launch", device="cpu")
+    assert two.fn is None and "forward-only" in two.unavailable
+    with pytest.raises(ValueError, match="impl"):
+        bench.layer_case("5b", 1, "fp32", mode, "cudnn", device="cpu")
+
+
+# 5b at 7x7, batch 1: MACs per pixel = 832*384 + 832*192 + 192*384*9 + 832*48 + 48*128*25 + 832*128
+GOOGLENET_5B_FLOPS_7x7 = 2 * 49 * (832 * 384 + 832 * 192 + 192 * 384 * 9 + 832 * 48 + 48 * 128 * 25 + 832 * 128)
+
+
+def test_bench_googlenet_train_case_runs_on_cpu():
+    from inception_kernels import bench
+
+    case = bench.googlenet_case("paper", 1, "fp32", "train", "eager", device="cpu")
+    # ~1.58 GMACs forward at 224x224 (DESIGN.md §2) plus the aux heads; backward ~2x forward
+    assert 3 * 2 * 1.5e9 < case.flops < 3 * 2 * 1.8e9
+    case.fn()
+
+
+def test_bench_results_writer(tmp_path):
+    from inception_kernels import bench
+
+    recs = []
+    for impl, ms in (("eager", 2.0), ("eager_cl", 1.6), ("fused", 0.5)):
+        recs.append(dict(suite="layers", name="3a", batch=256, dtype="bf16", mode="fwd", impl=impl, ms=ms,
+                         ms_p10=ms, ms_p90=ms, tflops=1.0, gbps=1.0, flops=1, bytes_min=1))
+    recs.append(dict(suite="layers", name="3b", batch=256, dtype="bf16", mode="fwd", impl="fused",
+                     error="unavailable: test"))
+    results = {"environment": {"device": "synthetic records (test)", "date": "-"}, "records": recs}
+    bench._add_speedups(recs)
+    assert recs[2]["speedup_vs_eager"] == 4.0 and recs[2]["speedup_vs_eager_cl"] == 3.2
+    assert recs[3]["speedup_vs_eager"] is None
+    paths = bench.write_results(results, str(tmp_path))
+    assert sorted(os.path.basename(p) for p in paths) == ["bench.csv", "bench.json", "speedup_layers.png"]
+    lines = (tmp_path / "bench.csv").read_text().splitlines()
+    assert len(lines) == 5 and lines[0].startswith("suite,name,batch")
+
+
+def test_bench_skips_without_gpu(capsys):
+    import argparse
+
+    import torch
+
+    from inception_kernels import bench
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device exists: bench would run")
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    assert bench.run_cli(parser.parse_args(["--quick"])) == 0
+    assert "skipped: no CUDA device" in capsys.readouterr().out
