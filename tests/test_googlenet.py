@@ -43,6 +43,12 @@ def _torchvision_googlenet(aux_logits: bool, transform_input: bool = False) -> n
     return tv
 
 
+@pytest.fixture(scope="module")
+def torchvision_models() -> dict:
+    """torchvision GoogLeNets with and without aux heads, built once (tests set mode and layout)."""
+    return {aux: _torchvision_googlenet(aux) for aux in (False, True)}
+
+
 # ---------------------------------------------------------------------------------------------
 # Structure and parameter counts
 
@@ -115,8 +121,8 @@ def test_inception_block_without_activation_has_no_relu():
 
 
 @pytest.mark.parametrize("aux_logits", [False, True])
-def test_torchvision_state_dict_loads_strictly_and_outputs_match(aux_logits):
-    tv = _torchvision_googlenet(aux_logits).eval()
+def test_torchvision_state_dict_loads_strictly_and_outputs_match(torchvision_models, aux_logits):
+    tv = torchvision_models[aux_logits].eval()
     ours = googlenet("torchvision", aux_logits=aux_logits, init_weights=False).eval()
     ours.load_state_dict(tv.state_dict(), strict=True)
     assert list(ours.state_dict()) == list(tv.state_dict())
@@ -139,8 +145,8 @@ def test_torchvision_outputs_match_at_224_with_transform_input():
         torch.testing.assert_close(ours(x), tv(x))
 
 
-def test_torchvision_training_outputs_match():
-    tv = _torchvision_googlenet(aux_logits=True).train()
+def test_torchvision_training_outputs_match(torchvision_models):
+    tv = torchvision_models[True].train().to(memory_format=torch.contiguous_format)
     ours = googlenet("torchvision", init_weights=False).train()
     ours.load_state_dict(tv.state_dict(), strict=True)
     x = torch.randn(2, 3, 40, 40)
@@ -221,24 +227,6 @@ def test_paper_aux_head_sees_4x4_after_5x5_stride_3_pool_at_224():
 # Outputs, loss, batch 1, channels_last
 
 
-@pytest.mark.parametrize("variant", ik.models.VARIANTS)
-def test_training_returns_named_outputs_and_eval_returns_logits(variant):
-    model = googlenet(variant, num_classes=7).train()
-    x = torch.randn(2, 3, model.min_input_size, model.min_input_size + 3)
-    out = model(x)
-    assert isinstance(out, GoogLeNetOutputs)
-    assert out._fields == ("logits", "aux_logits2", "aux_logits1")
-    assert all(t.shape == (2, 7) for t in out)
-    model.eval()
-    with torch.no_grad():
-        assert model(x).shape == (2, 7)
-
-    no_aux = googlenet(variant, num_classes=7, aux_logits=False).train()
-    assert no_aux.aux1 is None and no_aux.aux2 is None
-    out = no_aux(torch.randn(2, 3, no_aux.min_input_size, no_aux.min_input_size))
-    assert isinstance(out, torch.Tensor) and out.shape == (2, 7)
-
-
 def _cross_entropy_by_hand(logits, target):
     return -(logits.log_softmax(dim=1)[torch.arange(len(target)), target]).mean()
 
@@ -262,12 +250,12 @@ def test_googlenet_loss_weighs_aux_heads():
         googlenet_loss({"logits": logits}, target)
 
 
-def test_googlenet_loss_trains_the_paper_model():
+def test_paper_trains_at_batch_one_at_minimum_size():
     torch.manual_seed(0)
     model = googlenet("paper", num_classes=3, dropout=0.0, dropout_aux=0.0).train()
-    x, target = torch.randn(2, 3, 79, 79), torch.tensor([0, 2])
-    loss = googlenet_loss(model(x), target)
-    loss.backward()
+    out = model(torch.randn(1, 3, model.min_input_size, model.min_input_size))
+    assert all(t.shape == (1, 3) for t in out)
+    googlenet_loss(out, torch.tensor([2])).backward()
     assert all(p.grad is not None for p in model.parameters())
     assert model.aux1.fc2.weight.grad.abs().sum() > 0 and model.aux2.fc2.weight.grad.abs().sum() > 0
 
@@ -284,12 +272,6 @@ def test_batch_one_and_channels_last(variant):
         actual = model.to(memory_format=torch.channels_last)(x.to(memory_format=torch.channels_last))
     assert expected.shape == (1, 6)
     torch.testing.assert_close(actual, expected)
-
-
-def test_paper_trains_at_batch_one_at_minimum_size():
-    model = googlenet("paper", num_classes=4).train()
-    out = model(torch.randn(1, 3, model.min_input_size, model.min_input_size))
-    assert all(t.shape == (1, 4) for t in out)
 
 
 def test_torchvision_batch_one_training_needs_more_than_one_value_per_batchnorm_channel():
@@ -311,10 +293,23 @@ def test_torchvision_batch_one_training_needs_more_than_one_value_per_batchnorm_
     "variant, aux_logits, minimum",
     [("paper", True, 79), ("paper", False, 31), ("torchvision", True, 15), ("torchvision", False, 15)],
 )
-def test_minimum_input_size_is_tight_and_enforced(variant, aux_logits, minimum):
+def test_minimum_input_size_outputs_and_size_errors(variant, aux_logits, minimum):
     model = googlenet(variant, aux_logits=aux_logits, num_classes=4).train()
     assert model.min_input_size == minimum
-    assert model(torch.randn(2, 3, minimum, minimum))[0].shape[-1] == 4
+    assert (model.aux1 is None) == (model.aux2 is None) == (not aux_logits)
+    x = torch.randn(2, 3, minimum, minimum + 3)
+    out = model(x)
+    if aux_logits:  # training with aux heads: the named triple, torchvision's fields
+        assert isinstance(out, GoogLeNetOutputs)
+        assert out._fields == ("logits", "aux_logits2", "aux_logits1")
+        assert all(t.shape == (2, 4) for t in out)
+    else:
+        assert isinstance(out, torch.Tensor) and out.shape == (2, 4)
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+    assert isinstance(out, torch.Tensor) and out.shape == (2, 4)
+    model.train()
 
     heads = "with" if aux_logits else "without"
     for h, w in ((minimum - 1, minimum - 1), (minimum, minimum - 1), (minimum - 1, minimum + 20)):
