@@ -51,6 +51,7 @@ import triton
 import triton.language as tl
 
 from .._checks import check_inception_args
+from .._launches import _launch
 
 __all__: list[str] = []
 
@@ -69,36 +70,33 @@ def _pixel_coords(m, H, W):
 
 
 @triton.jit
-def _load_grad(g_ptr, g_st, y_ptr, y_st, n, h, w, c, mask, RELU: tl.constexpr):
-    """Load a gradient tile through the activation: ``g`` where ``y > 0`` (if ``RELU``).
-
-    ``n, h, w, c`` broadcast against each other (rows and columns in either order);
-    ``*_st`` are ``(n, c, h, w)`` strides. Zero where ``mask`` is false. Like PyTorch's
-    ``threshold_backward``, the gradient passes where ``y`` is NaN.
-    """
-    g = tl.load(g_ptr + n * g_st[0] + c * g_st[1] + h * g_st[2] + w * g_st[3], mask=mask, other=0.0)
+def _load_grad(g_ptrs, y_ptrs, mask, RELU: tl.constexpr):
+    """Load a gradient tile through the activation: ``g`` where ``not y <= 0`` (if ``RELU``;
+    ``y`` is the saved post-activation output). Like PyTorch's ``threshold_backward``, the
+    gradient passes where ``y`` is NaN. Zero where ``mask`` is false."""
+    g = tl.load(g_ptrs, mask=mask, other=0.0)
     if RELU:
-        yv = tl.load(y_ptr + n * y_st[0] + c * y_st[1] + h * y_st[2] + w * y_st[3], mask=mask, other=0.0)
-        g = tl.where(yv <= 0, tl.zeros_like(g), g)
+        yv = tl.load(y_ptrs, mask=mask, other=0.0)
+        g = tl.where(yv <= 0, 0.0, g)
     return g
 
 
 @triton.jit
-def _load_act(a_ptr, a_st, n, h, w, c, mask, H, W, POOL: tl.constexpr):
-    """Load an activation tile; with ``POOL`` the 3x3/stride-1 max-pool (``-inf`` padding,
-    NaN-propagating like PyTorch) of it, computed on the fly. Zero where ``mask`` is false."""
+def _load_act(a_ptrs, h, w, mask, H, W, a_sh, a_sw, POOL: tl.constexpr):
+    """Load an activation tile at ``a_ptrs`` (pixels ``(h, w)``); with ``POOL`` its 3x3/stride-1
+    max-pool (``-inf`` padding, NaN-propagating like PyTorch), computed on the fly from the
+    strides ``a_sh``/``a_sw``. Zero where ``mask`` is false."""
     if POOL:
-        best = tl.full(mask.shape, float("-inf"), a_ptr.dtype.element_ty)
+        best = tl.full(mask.shape, float("-inf"), a_ptrs.dtype.element_ty)
         for e in tl.static_range(9):
-            hh = h + (e // 3 - 1)
-            ww = w + (e % 3 - 1)
-            ok = mask & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
-            v = tl.load(a_ptr + n * a_st[0] + c * a_st[1] + hh * a_st[2] + ww * a_st[3], mask=ok,
-                        other=float("-inf"))
+            eh: tl.constexpr = e // 3 - 1
+            ew: tl.constexpr = e % 3 - 1
+            ok = mask & (h + eh >= 0) & (h + eh < H) & (w + ew >= 0) & (w + ew < W)
+            v = tl.load(a_ptrs + (eh * a_sh + ew * a_sw), mask=ok, other=float("-inf"))
             best = tl.where(ok & ((v > best) | (v != v)), v, best)
-        return tl.where(mask, best, tl.zeros_like(best))
+        return tl.where(mask, best, 0.0)
     else:
-        return tl.load(a_ptr + n * a_st[0] + c * a_st[1] + h * a_st[2] + w * a_st[3], mask=mask, other=0.0)
+        return tl.load(a_ptrs, mask=mask, other=0.0)
 
 
 @triton.jit
@@ -110,41 +108,41 @@ def _rows_gemm(acc, g_ptr, g_st, y_ptr, y_st, g_c0, RELU: tl.constexpr,
 
     The implicit GEMM behind every data gradient: rows are pixels ``(n, h, w)`` (``[BM]``,
     already shifted by the caller), ``grad`` is read through the activation (``_load_grad``),
-    ``wt`` is a conv weight ``[Cout, Cin, k, k]`` with strides ``w_st``.
+    ``wt`` is a conv weight ``[Cout, Cin, k, k]`` with strides ``w_st`` (so this is the
+    transposed conv: output channels are the reduction).
     """
+    g_rows = g_ptr + ((n * g_st[0] + h * g_st[2] + w * g_st[3]) + g_c0 * g_st[1])[:, None]
+    y_rows = y_ptr + ((n * y_st[0] + h * y_st[2] + w * y_st[3]) + g_c0 * y_st[1])[:, None]
+    w_cols = w_ptr + (kh * w_st[2] + kw * w_st[3]) + (cols * w_st[1])[None, :]
     for k0 in range(0, K, BK):
         k = k0 + tl.arange(0, BK)
         k_ok = k < K
-        gt = _load_grad(g_ptr, g_st, y_ptr, y_st, n[:, None], h[:, None], w[:, None],
-                        (g_c0 + k)[None, :], row_ok[:, None] & k_ok[None, :], RELU)
-        wt = tl.load(w_ptr + k[:, None] * w_st[0] + cols[None, :] * w_st[1] + kh * w_st[2] + kw * w_st[3],
-                     mask=k_ok[:, None] & col_ok[None, :], other=0.0)
+        gt = _load_grad(g_rows + (k * g_st[1])[None, :], y_rows + (k * y_st[1])[None, :],
+                        row_ok[:, None] & k_ok[None, :], RELU)
+        wt = tl.load(w_cols + (k * w_st[0])[:, None], mask=k_ok[:, None] & col_ok[None, :], other=0.0)
         acc = tl.dot(gt.to(DT), wt.to(DT), acc, input_precision=PREC, out_dtype=ACC_DT)
     return acc
 
 
 @triton.jit
-def _argmax_bits(x_ptr, x_st, n, h, w, c, mask, H, W):
-    """Bit ``o`` (``o = (oh + 2) * 5 + ow + 2``) set where pixel ``q = (h, w)`` beats its
-    neighbour ``q + (oh, ow)`` in PyTorch's max-pool scan, for the 5x5 neighbourhood of ``q``.
+def _argmax_bits(x_ptrs, h, w, mask, H, W, x_sh, x_sw):
+    """Bit ``o`` (``o = (oh + 2) * 5 + ow + 2``) set where pixel ``q = (h, w)`` (at ``x_ptrs``)
+    beats its neighbour ``q + (oh, ow)`` in PyTorch's max-pool scan, over q's 5x5 neighbourhood.
 
     "Beats" means the scan of any 3x3 window holding both would not end on the neighbour
     because of it: an earlier neighbour (row-major) must be strictly smaller, a later one
     smaller or equal; NaN wins (the last NaN of a window wins); out-of-image neighbours are
     padding and always lose. ``q`` is a window's argmax iff it beats all of the window.
     """
-    xq = tl.load(x_ptr + n * x_st[0] + c * x_st[1] + h * x_st[2] + w * x_st[3], mask=mask, other=0.0)
+    xq = tl.load(x_ptrs, mask=mask, other=0.0)
     q_nan = xq != xq
     bits = tl.full(xq.shape, 1 << 12, tl.int32)  # the centre beats itself
     for o in tl.static_range(25):
         oh: tl.constexpr = o // 5 - 2
         ow: tl.constexpr = o % 5 - 2
         if o != 12:
-            hh = h + oh
-            ww = w + ow
-            inside = (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
-            v = tl.load(x_ptr + n * x_st[0] + c * x_st[1] + hh * x_st[2] + ww * x_st[3],
-                        mask=mask & inside, other=0.0)
+            inside = (h + oh >= 0) & (h + oh < H) & (w + ow >= 0) & (w + ow < W)
+            v = tl.load(x_ptrs + (oh * x_sh + ow * x_sw), mask=mask & inside, other=0.0)
             if o < 12:  # earlier in scan order: must be strictly smaller (or q is NaN)
                 beat = q_nan | (xq > v)
             else:  # later: smaller or equal, and not NaN
@@ -177,6 +175,10 @@ def _wgrad_tile(pid, S, PPS, NHW, H, W,
     ci = cib * BCI + tl.arange(0, BCI)
     co_ok = co < Cout
     ci_ok = ci < Cin
+    owns_db = (cib == 0) & (tap == 0)
+    g_co = ((g_c0 + co) * g_st[1])[:, None]
+    y_co = ((g_c0 + co) * y_st[1])[:, None]
+    a_ci = (ci * a_st[1])[None, :]
     acc = tl.zeros((BCO, BCI), ACC_DT)
     bacc = tl.zeros((BCO,), ACC_DT)
     p_lo = s.to(tl.int64) * PPS
@@ -185,19 +187,21 @@ def _wgrad_tile(pid, S, PPS, NHW, H, W,
         p = p0 + tl.arange(0, BP)
         p_ok = p < p_hi
         n, h, w = _pixel_coords(p, H, W)
-        gt = _load_grad(g_ptr, g_st, y_ptr, y_st, n[None, :], h[None, :], w[None, :],
-                        (g_c0 + co)[:, None], co_ok[:, None] & p_ok[None, :], RELU_G)  # [BCO, BP]
+        gt = _load_grad(g_ptr + g_co + (n * g_st[0] + h * g_st[2] + w * g_st[3])[None, :],
+                        y_ptr + y_co + (n * y_st[0] + h * y_st[2] + w * y_st[3])[None, :],
+                        co_ok[:, None] & p_ok[None, :], RELU_G)  # [BCO, BP]
         hs = h + (kh - KS // 2)
         ws = w + (kw - KS // 2)
         a_ok = p_ok & (hs >= 0) & (hs < H) & (ws >= 0) & (ws < W)
-        at = _load_act(a_ptr, a_st, n[:, None], hs[:, None], ws[:, None], ci[None, :],
-                       a_ok[:, None] & ci_ok[None, :], H, W, POOL)  # [BP, BCI]
+        at = _load_act(a_ptr + a_ci + (n * a_st[0] + hs * a_st[2] + ws * a_st[3])[:, None], hs[:, None], ws[:, None],
+                       a_ok[:, None] & ci_ok[None, :], H, W, a_st[2], a_st[3], POOL)  # [BP, BCI]
         acc = tl.dot(gt.to(DT), at.to(DT), acc, input_precision=PREC, out_dtype=ACC_DT)
-        bacc += tl.sum(gt.to(ACC_DT), axis=1)
+        if owns_db:
+            bacc += tl.sum(gt.to(ACC_DT), axis=1)
     base = part_ptr + s.to(tl.int64) * part_stride
     tl.store(base + dw_off + co[:, None] * dw_st[0] + ci[None, :] * dw_st[1] + kh * dw_st[2] + kw * dw_st[3],
              acc, mask=co_ok[:, None] & ci_ok[None, :])
-    if (cib == 0) & (tap == 0):
+    if owns_db:
         tl.store(base + db_off + co, bacc, mask=co_ok)
 
 
@@ -231,11 +235,10 @@ def _reduce_grad_branch(pid, NHW, H, W,
                          w_ptr, w_st, kh, kw, c, c_ok, BK, DT, ACC_DT, PREC)
     mask = m_ok[:, None] & c_ok[None, :]
     if RELU:
-        rv = tl.load(r_ptr + n[:, None] * r_st[0] + c[None, :] * r_st[1] + h[:, None] * r_st[2]
-                     + w[:, None] * r_st[3], mask=mask, other=0.0)
-        acc = tl.where(rv <= 0, tl.zeros_like(acc), acc)
-    tl.store(gr_ptr + n[:, None] * gr_st[0] + (gr_c0 + c)[None, :] * gr_st[1] + h[:, None] * gr_st[2]
-             + w[:, None] * gr_st[3], acc.to(DT), mask=mask)
+        rv = tl.load(r_ptr + (n * r_st[0] + h * r_st[2] + w * r_st[3])[:, None] + (c * r_st[1])[None, :], mask=mask, other=0.0)
+        acc = tl.where(rv <= 0, 0.0, acc)
+    tl.store(gr_ptr + (n * gr_st[0] + h * gr_st[2] + w * gr_st[3])[:, None] + ((gr_c0 + c) * gr_st[1])[None, :], acc.to(DT),
+             mask=mask)
 
 
 @triton.jit
@@ -286,7 +289,8 @@ def _dx_tile(pid, NHW, H, W, Cin,
                      w5r_ptr, w5r_st, 0, 0, c, c_ok, BK, DT, ACC_DT, PREC)
     # Max-pool backward as a gather: q gets (gp @ wp)[q + d] where q is the argmax of q + d's window.
     mask = m_ok[:, None] & c_ok[None, :]
-    bits = _argmax_bits(x_ptr, x_st, n[:, None], h[:, None], w[:, None], c[None, :], mask, H, W)
+    bits = _argmax_bits(x_ptr + (n * x_st[0] + h * x_st[2] + w * x_st[3])[:, None] + (c * x_st[1])[None, :],
+                        h[:, None], w[:, None], mask, H, W, x_st[2], x_st[3])
     for d in range(9):
         dh = d // 3 - 1
         dw = d % 3 - 1
@@ -297,9 +301,9 @@ def _dx_tile(pid, NHW, H, W, Cin,
         hit = nb_ok[:, None] & ((bits & win) == win)
         dp = _rows_gemm(tl.zeros((BM, BN), ACC_DT), gy_ptr, gy_st, y_ptr, y_st, op, RELU, n, hn, wn, nb_ok,
                         cp, wp_ptr, wp_st, 0, 0, c, c_ok, BK, DT, ACC_DT, PREC)
-        acc += tl.where(hit, dp, tl.zeros_like(dp))
-    tl.store(dx_ptr + n[:, None] * dx_st[0] + c[None, :] * dx_st[1] + h[:, None] * dx_st[2]
-             + w[:, None] * dx_st[3], acc.to(dx_ptr.dtype.element_ty), mask=mask)
+        acc += tl.where(hit, dp, 0.0)
+    tl.store(dx_ptr + (n * dx_st[0] + h * dx_st[2] + w * dx_st[3])[:, None] + (c * dx_st[1])[None, :],
+             acc.to(dx_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -388,28 +392,39 @@ _TL_DTYPES = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.floa
 _MIN_PIXELS_PER_SPLIT = 512
 #: Programs the weight jobs aim for (a few waves on a 132-SM H100).
 _TARGET_WEIGHT_PROGRAMS = 1024
-_SUM_BLOCK = 1024
 
 
-def _backward_config(dtype: torch.dtype, nhw: int, weight_tiles: int) -> dict:
+def _backward_config(dtype: torch.dtype, on_gpu: bool, nhw: int, weight_tiles: int) -> dict:
     """Tile shapes and the pixel split of the backward, from one heuristic.
 
-    Tiles are 64 (pixels) x 64 (channels) with a 32-deep reduction step for fp16/bf16/fp32
-    (tensor-core friendly, every dimension >= 16 for ``tl.dot``); fp64 (gradcheck only) uses
-    the same shapes. Weight gradients reduce over ``N*H*W`` pixels split into ``S`` slices of
-    ``PPS`` pixels: enough slices to give about ``_TARGET_WEIGHT_PROGRAMS`` programs, but no
-    slice smaller than ``_MIN_PIXELS_PER_SPLIT`` pixels.
+    On a GPU every GEMM tile is 64 x 64 (pixels or output channels x channels) with a
+    reduction step of 32 for 2-byte dtypes and 16 for 4- and 8-byte ones (the same operand
+    bytes in shared memory; every ``tl.dot`` dimension >= 16); the weight-gradient reduction
+    steps 32 pixels. The interpreter (CPU tensors) pays per operation and per padded
+    multiply (its ``tl.dot`` is an unblocked numpy loop), so it gets pixel tiles no larger
+    than the problem (16 to 64) and 128 x 128 channel tiles with 64-deep steps.
+
+    Weight gradients reduce over ``N*H*W`` pixels split into ``S`` slices of ``PPS`` pixels:
+    enough slices for about ``_TARGET_WEIGHT_PROGRAMS`` programs, but none smaller than
+    ``_MIN_PIXELS_PER_SPLIT`` pixels.
 
     Args:
         dtype: the compute dtype (``x``'s).
+        on_gpu: CUDA tensors (else the interpreter).
         nhw: ``N * H * W``.
-        weight_tiles: weight-gradient tiles (over Cout x Cin x taps) before splitting pixels.
+        weight_tiles: weight-gradient tiles (Cout x Cin x taps) before splitting pixels.
 
     Returns:
         dict with BM, BN, BK (data-gradient tiles), BCO, BCI, BP (weight-gradient tiles),
-        S (pixel splits) and PPS (pixels per split, a multiple of BP).
+        SUM_BLOCK (elements per program of the partial sum), S (pixel splits, 0 when
+        ``nhw == 0``) and PPS (pixels per split, a multiple of BP).
     """
-    cfg = dict(BM=64, BN=64, BK=32, BCO=64, BCI=64, BP=32)
+    if on_gpu:
+        bk = 32 if dtype.itemsize == 2 else 16
+        cfg = dict(BM=64, BN=64, BK=bk, BCO=64, BCI=64, BP=32, SUM_BLOCK=1024)
+    else:
+        bm = min(64, max(16, triton.next_power_of_2(nhw)))
+        cfg = dict(BM=bm, BN=128, BK=64, BCO=128, BCI=128, BP=bm, SUM_BLOCK=16384)
     if nhw == 0:
         return dict(cfg, S=0, PPS=cfg["BP"])
     s = max(1, min(triton.cdiv(_TARGET_WEIGHT_PROGRAMS, max(weight_tiles, 1)),
@@ -518,10 +533,10 @@ def _inception_backward(
         p_total += couts[i] if need_branch[i] else 0
     offs[12] = p_total
 
-    cfg0 = _backward_config(x.dtype, nhw, 1)
+    cfg0 = _backward_config(x.dtype, x.is_cuda, nhw, 1)
     tiles = [triton.cdiv(couts[i], cfg0["BCO"]) * triton.cdiv(w.shape[1], cfg0["BCI"]) * w.shape[2] * w.shape[3]
              if need_branch[i] else 0 for i, w in enumerate(weights)]
-    cfg = _backward_config(x.dtype, nhw, sum(tiles))
+    cfg = _backward_config(x.dtype, x.is_cuda, nhw, sum(tiles))
     BM, BN, BK, S = cfg["BM"], cfg["BN"], cfg["BK"], cfg["S"]
     common = dict(DT=dt, ACC_DT=acc_dt, PREC=prec)
 
@@ -534,7 +549,8 @@ def _inception_backward(
         if need_gr and nhw > 0:
             n3 = triton.cdiv(nhw, BM) * triton.cdiv(c3r, BN)
             n5 = triton.cdiv(nhw, BM) * triton.cdiv(c5r, BN)
-            _reduce_grad_kernel[(n3 + n5,)](
+            _launch(
+                _reduce_grad_kernel, (n3 + n5,),
                 grad_y, _strides(grad_y), y, _strides(y), w3, _strides(w3), w5, _strides(w5),
                 r3, _strides(r3), r5, _strides(r5), gr, _strides(gr),
                 nhw, H, W, o3, c3, c3r, o5, c5, c5r, n3,
@@ -546,7 +562,8 @@ def _inception_backward(
         for i in range(6):
             ends.append(ends[-1] + tiles[i] * S)
         if ends[-1] > 0:
-            _grads_kernel[(ends[-1],)](
+            _launch(
+                _grads_kernel, (ends[-1],),
                 grad_y, _strides(grad_y), y, _strides(y), gr, _strides(gr), x, _strides(x),
                 r3, _strides(r3), r5, _strides(r5),
                 w1, _strides(w1), w3r, _strides(w3r), w5r, _strides(w5r), wp, _strides(wp),
@@ -559,7 +576,8 @@ def _inception_backward(
         dws, dbs = [None] * 6, [None] * 6
         if p_total:
             flat = torch.empty(p_total, dtype=w1.dtype, device=x.device)
-            _sum_partials_kernel[(triton.cdiv(p_total, _SUM_BLOCK),)](part, flat, S, p_total, BLOCK=_SUM_BLOCK)
+            _launch(_sum_partials_kernel, (triton.cdiv(p_total, cfg["SUM_BLOCK"]),), part, flat, S, p_total,
+                    BLOCK=cfg["SUM_BLOCK"])
             for i, w in enumerate(weights):
                 if need_branch[i] and needs_input_grad[1 + i]:
                     dws[i] = flat.as_strided(w.shape, dw_sts[i], offs[i])
