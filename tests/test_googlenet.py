@@ -136,6 +136,20 @@ def test_torchvision_state_dict_loads_strictly_and_outputs_match(torchvision_mod
         torch.testing.assert_close(actual, expected)
 
 
+def test_torchvision_inception_block_loads_into_ours():
+    torch.manual_seed(0)
+    cfg = (24, 8, 6, 10, 4, 6, 5)
+    tv_block = torchvision.models.googlenet.Inception(*cfg)
+    _randomize_batchnorm(tv_block)
+    ours = Inception(*cfg, kernel_sizes=(3, 3), batch_norm=True)
+    ours.load_state_dict(tv_block.state_dict(), strict=True)
+    for name in Inception.CONV_NAMES:  # the documented conv paths exist in torchvision's block too
+        assert isinstance(tv_block.get_submodule(name).conv, nn.Conv2d)
+    x = torch.randn(2, 24, 5, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(ours.eval()(x), tv_block.eval()(x))
+
+
 def test_torchvision_outputs_match_at_224_with_transform_input():
     tv = _torchvision_googlenet(aux_logits=True, transform_input=True).eval()
     ours = googlenet("torchvision", transform_input=True, init_weights=False).eval()
@@ -296,6 +310,8 @@ def test_torchvision_batch_one_training_needs_more_than_one_value_per_batchnorm_
 def test_minimum_input_size_outputs_and_size_errors(variant, aux_logits, minimum):
     model = googlenet(variant, aux_logits=aux_logits, num_classes=4).train()
     assert model.min_input_size == minimum
+    if variant == "torchvision":
+        assert torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1.meta["min_size"] == (minimum, minimum)
     assert (model.aux1 is None) == (model.aux2 is None) == (not aux_logits)
     x = torch.randn(2, 3, minimum, minimum + 3)
     out = model(x)
