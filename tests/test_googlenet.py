@@ -1,5 +1,7 @@
 """GoogLeNet, both variants: structure, parameter counts, torchvision parity, aux heads, loss, input checks."""
 
+import importlib
+
 import pytest
 import torch
 import torch.nn as nn
@@ -139,7 +141,7 @@ def test_torchvision_state_dict_loads_strictly_and_outputs_match(torchvision_mod
 def test_torchvision_inception_block_loads_into_ours():
     torch.manual_seed(0)
     cfg = (24, 8, 6, 10, 4, 6, 5)
-    tv_block = torchvision.models.googlenet.Inception(*cfg)
+    tv_block = importlib.import_module("torchvision.models.googlenet").Inception(*cfg)
     _randomize_batchnorm(tv_block)
     ours = Inception(*cfg, kernel_sizes=(3, 3), batch_norm=True)
     ours.load_state_dict(tv_block.state_dict(), strict=True)
