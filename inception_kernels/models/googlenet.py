@@ -298,11 +298,14 @@ def _stage_sizes(n: int, variant: str) -> tuple[int, int]:
     return n4, n5
 
 
-def _min_input_size(variant: str, aux_heads: bool) -> int:
-    """Smallest H (or W) at which every layer of the variant has a non-empty output."""
+def _min_input_size(variant: str, aux_heads: bool, last_map: int = 1) -> int:
+    """Smallest H (or W) at which every layer of the variant has a non-empty output.
+
+    With ``last_map`` > 1: the smallest at which the 5a/5b maps are at least that large.
+    """
     for n in range(1, 1024):
         n4, n5 = _stage_sizes(n, variant)
-        if n5 >= 1 and (not (aux_heads and variant == "paper") or n4 >= 5):
+        if n5 >= last_map and (not (aux_heads and variant == "paper") or n4 >= 5):
             return n
     raise AssertionError("unreachable: a 1023-pixel input always fits")
 
@@ -428,7 +431,8 @@ class GoogLeNet(nn.Module):
                 raise ValueError(
                     f"x is 1x3x{h}x{w}: BatchNorm in training mode needs more than one value per "
                     "channel, and this input leaves a 1x1 map at inception5b; use a batch of 2 or more, "
-                    "an input of 47 or more on one side, or eval mode"
+                    f"an input of {_min_input_size(self.variant, self.aux_logits, last_map=2)} or more "
+                    "on one side, or eval mode"
                 )
 
     def _transform_input(self, x: torch.Tensor) -> torch.Tensor:
