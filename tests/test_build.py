@@ -1,0 +1,186 @@
+"""The CUDA extension: built where a toolkit is, what the fat binary holds, and its one kernel.
+
+Static checks (archs, kernels, spills, op registration via meta tensors) run on this machine
+without a GPU; the kernel's numerics need a CUDA device (``gpu`` marker).
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from inception_kernels import _ext
+
+ROOT = Path(__file__).resolve().parents[1]
+ARCHS = ["sm_80", "sm_90"]
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+
+
+def _toolkit_present() -> bool:
+    homes = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"]
+    return shutil.which("nvcc") is not None or any(h and Path(h, "bin", "nvcc").is_file() for h in homes)
+
+
+@pytest.fixture
+def ext_info():
+    """What the built library holds; skips where there is no library."""
+    if _ext.library_path() is None:
+        pytest.skip(f"CUDA extension not built: {_ext.status().reason}")
+    info = _ext.extension_info()
+    assert info["error"] is None, info["error"]
+    return info
+
+
+@pytest.fixture
+def maxpool():
+    """The registered op; skips where the extension is not loaded."""
+    st = _ext.status()
+    if not st.loaded:
+        pytest.skip(f"CUDA extension not loaded: {st.reason}")
+    return torch.ops.inception_kernels.maxpool3x3_s1
+
+
+def test_extension_built_where_toolkit_present():
+    st = _ext.status()
+    if os.environ.get("INCEPTION_KERNELS_NO_CUDA", "") not in ("", "0"):
+        assert st.state == "skipped", st
+        return
+    if not (_toolkit_present() and torch.version.cuda):
+        pytest.skip("no CUDA toolkit or CPU-only torch: the extension is skipped by design")
+    assert st.loaded, f"a CUDA toolkit and torch {torch.__version__} are here, but: {st.reason}"
+    assert st.build["torch_version"] == torch.__version__
+    assert st.build["archs"] == ARCHS
+
+
+def test_fat_binary_has_sm80_and_sm90(ext_info):
+    assert ext_info["archs"] == ARCHS
+    assert sorted(ext_info["resources"]) == ARCHS
+
+
+def test_maxpool_kernel_in_every_arch_and_dtype(ext_info):
+    for arch in ARCHS:
+        names = list(ext_info["resources"][arch])
+        assert len([n for n in names if "maxpool3x3_s1_kernel" in n]) == 6, (arch, names)  # 3 dtypes x 2 layouts
+    for t in ("float", "__half", "__nv_bfloat16"):
+        assert any(f"maxpool3x3_s1_kernel<{t}, true>" in k for k in ext_info["kernels"]), ext_info["kernels"]
+
+
+def test_no_spills(ext_info):
+    for arch, kernels in ext_info["resources"].items():
+        assert kernels, f"no kernels for {arch}"
+        for name, rec in kernels.items():
+            assert rec["stack_bytes"] == 0 and rec["local_bytes"] == 0, (arch, name, rec)
+
+
+def test_build_info_reasons(monkeypatch):
+    """Each reason the loader can give, from a forged build record (no rebuild needed)."""
+    cases = [
+        (None, "not_built", "no build record"),
+        ({"built": False, "reason": "skipped by INCEPTION_KERNELS_NO_CUDA=1"}, "skipped", "INCEPTION_KERNELS_NO_CUDA"),
+        ({"built": False, "reason": "no CUDA toolkit found"}, "not_built", "no CUDA toolkit"),
+        ({"built": True, "torch_version": "1.0.0+cu000", "archs": ARCHS}, "torch_mismatch", "built for torch 1.0.0+cu000"),
+    ]
+    for record, state, text in cases:
+        monkeypatch.setattr(_ext, "_read_build_info", lambda r=record: r)
+        _ext.status.cache_clear()
+        try:
+            st = _ext.status()
+        finally:
+            _ext.status.cache_clear()
+        assert st.state == state and text in st.reason, (record, st)
+        assert not st.loaded
+
+
+def test_setup_env_switch_skips_extension(tmp_path):
+    """INCEPTION_KERNELS_NO_CUDA=1: setup.py says why and records the skip (in a copy of the tree)."""
+    for f in ("setup.py", "pyproject.toml", "README.md", "inception_kernels/__init__.py"):
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / f, tmp_path / f)
+    env = dict(os.environ, INCEPTION_KERNELS_NO_CUDA="1")
+    res = subprocess.run([sys.executable, "setup.py", "--name"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "CUDA extension not built: skipped by INCEPTION_KERNELS_NO_CUDA=1" in res.stdout
+    record = (tmp_path / "inception_kernels" / "_build_info.py").read_text()
+    assert "BUILT = False" in record and "INCEPTION_KERNELS_NO_CUDA" in record
+
+
+@pytest.mark.cuda_ext
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_maxpool_meta_shape_and_layout(maxpool, channels_last):
+    x = torch.empty(2, 5, 7, 3, device="meta")
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    y = maxpool(x)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert y.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+@pytest.mark.cuda_ext
+@pytest.mark.parametrize(
+    "shape, dtype, message",
+    [((2, 3, 5), torch.float32, "x must be 4-D"), ((1, 2, 3, 3), torch.float64, "x must be float32, float16 or bfloat16")],
+)
+def test_maxpool_meta_bad_input(maxpool, shape, dtype, message):
+    with pytest.raises(RuntimeError, match=message):
+        maxpool(torch.empty(shape, dtype=dtype, device="meta"))
+
+
+@pytest.mark.gpu
+@pytest.mark.cuda_ext
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 5, 7), (3, 17, 9, 1), (2, 64, 13, 11)])
+def test_maxpool_matches_torch(maxpool, dtype, channels_last, shape):
+    x = torch.randn(shape, device="cuda").to(dtype)
+    x[0, 0, 0, 0] = float("nan")  # NaN propagates, as in max_pool2d
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):  # runs on the current stream
+        y = maxpool(x)
+    stream.synchronize()
+    want = F.max_pool2d(x, 3, stride=1, padding=1)
+    assert y.dtype == dtype and y.shape == x.shape
+    assert y.is_contiguous(memory_format=x.suggest_memory_format())
+    torch.testing.assert_close(y, want, rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.cuda_ext
+def test_maxpool_strided_input(maxpool):
+    x = torch.randn(2, 8, 9, 10, device="cuda")[:, ::2, :, 1:]
+    torch.testing.assert_close(maxpool(x), F.max_pool2d(x, 3, stride=1, padding=1), rtol=0, atol=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.cuda_ext
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: torch.randn(2, 3, 5, device="cuda"), "x must be 4-D"),
+        (lambda: torch.randn(1, 2, 3, 3, device="cuda", dtype=torch.float64), "x must be float32, float16 or bfloat16"),
+        (lambda: torch.ones(1, 2, 3, 3, device="cuda", dtype=torch.int32), "x must be float32, float16 or bfloat16"),
+    ],
+)
+def test_maxpool_bad_input_raises(maxpool, make, message):
+    with pytest.raises(RuntimeError, match=message):
+        maxpool(make())
+
+
+def test_readme_commands_match_ci():
+    """The README's install and test commands are the exact strings .ci/run runs."""
+    import re
+
+    ci = (ROOT / ".ci" / "run").read_text()
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)\n```", readme, re.S)
+    for var in ("INSTALL", "TEST"):
+        m = re.search(rf"^{var}='(.*)'$", ci, re.M)
+        assert m, f".ci/run defines no {var}='...'"
+        assert m.group(1) in blocks, f".ci/run's {var} {m.group(1)!r} is not a command block of README.md"
