@@ -157,52 +157,56 @@ def _wgrad_tile(pid, S, PPS, NHW, H, W,
                 a_ptr, a_st, POOL: tl.constexpr,
                 Cout, Cin, KS: tl.constexpr,
                 part_ptr, part_stride, dw_off, dw_st, db_off,
-                BCO: tl.constexpr, BCI: tl.constexpr, BP: tl.constexpr,
+                BCO: tl.constexpr, BCI: tl.constexpr, BP: tl.constexpr, ALL_TAPS: tl.constexpr,
                 DT: tl.constexpr, ACC_DT: tl.constexpr, PREC: tl.constexpr):
     """One weight-gradient job: partial ``dW[co, ci, kh, kw] = sum_p g[p, co] a[p + tap, ci]``
     over pixel split ``s`` (and ``db[co] = sum_p g[p, co]`` on the first ci tile and tap),
-    stored into ``part[s]`` at ``dw_off`` with the gradient's strides ``dw_st``."""
+    stored into ``part[s]`` at ``dw_off`` with the gradient's strides ``dw_st``. The job is
+    one tap, or all ``KS * KS`` taps one after another with ``ALL_TAPS``."""
+    GRID_TAPS: tl.constexpr = 1 if ALL_TAPS else KS * KS
     s = pid % S
     r = pid // S
-    tap = r % (KS * KS)
-    r = r // (KS * KS)
+    tap0 = r % GRID_TAPS
+    r = r // GRID_TAPS
     n_ci = tl.cdiv(Cin, BCI)
     cib = r % n_ci
     cob = r // n_ci
-    kh = tap // KS
-    kw = tap % KS
     co = cob * BCO + tl.arange(0, BCO)
     ci = cib * BCI + tl.arange(0, BCI)
     co_ok = co < Cout
     ci_ok = ci < Cin
-    owns_db = (cib == 0) & (tap == 0)
     g_co = ((g_c0 + co) * g_st[1])[:, None]
     y_co = ((g_c0 + co) * y_st[1])[:, None]
     a_ci = (ci * a_st[1])[None, :]
-    acc = tl.zeros((BCO, BCI), ACC_DT)
-    bacc = tl.zeros((BCO,), ACC_DT)
     p_lo = s.to(tl.int64) * PPS
     p_hi = tl.minimum(p_lo + PPS, NHW)
-    for p0 in range(p_lo, p_hi, BP):
-        p = p0 + tl.arange(0, BP)
-        p_ok = p < p_hi
-        n, h, w = _pixel_coords(p, H, W)
-        gt = _load_grad(g_ptr + g_co + (n * g_st[0] + h * g_st[2] + w * g_st[3])[None, :],
-                        y_ptr + y_co + (n * y_st[0] + h * y_st[2] + w * y_st[3])[None, :],
-                        co_ok[:, None] & p_ok[None, :], RELU_G)  # [BCO, BP]
-        hs = h + (kh - KS // 2)
-        ws = w + (kw - KS // 2)
-        a_ok = p_ok & (hs >= 0) & (hs < H) & (ws >= 0) & (ws < W)
-        at = _load_act(a_ptr + a_ci + (n * a_st[0] + hs * a_st[2] + ws * a_st[3])[:, None], hs[:, None], ws[:, None],
-                       a_ok[:, None] & ci_ok[None, :], H, W, a_st[2], a_st[3], POOL)  # [BP, BCI]
-        acc = tl.dot(gt.to(DT), at.to(DT), acc, input_precision=PREC, out_dtype=ACC_DT)
-        if owns_db:
-            bacc += tl.sum(gt.to(ACC_DT), axis=1)
     base = part_ptr + s.to(tl.int64) * part_stride
-    tl.store(base + dw_off + co[:, None] * dw_st[0] + ci[None, :] * dw_st[1] + kh * dw_st[2] + kw * dw_st[3],
-             acc, mask=co_ok[:, None] & ci_ok[None, :])
-    if owns_db:
-        tl.store(base + db_off + co, bacc, mask=co_ok)
+    for tap in range(tap0, tap0 + KS * KS // GRID_TAPS):
+        kh = tap // KS
+        kw = tap % KS
+        owns_db = (cib == 0) & (tap == 0)
+        acc = tl.zeros((BCO, BCI), ACC_DT)
+        bacc = tl.zeros((BCO,), ACC_DT)
+        for p0 in range(p_lo, p_hi, BP):
+            p = p0 + tl.arange(0, BP)
+            p_ok = p < p_hi
+            n, h, w = _pixel_coords(p, H, W)
+            gt = _load_grad(g_ptr + g_co + (n * g_st[0] + h * g_st[2] + w * g_st[3])[None, :],
+                            y_ptr + y_co + (n * y_st[0] + h * y_st[2] + w * y_st[3])[None, :],
+                            co_ok[:, None] & p_ok[None, :], RELU_G)  # [BCO, BP]
+            hs = h + (kh - KS // 2)
+            ws = w + (kw - KS // 2)
+            a_ok = p_ok & (hs >= 0) & (hs < H) & (ws >= 0) & (ws < W)
+            at = _load_act(a_ptr + a_ci + (n * a_st[0] + hs * a_st[2] + ws * a_st[3])[:, None],
+                           hs[:, None], ws[:, None], a_ok[:, None] & ci_ok[None, :], H, W, a_st[2], a_st[3],
+                           POOL)  # [BP, BCI]
+            acc = tl.dot(gt.to(DT), at.to(DT), acc, input_precision=PREC, out_dtype=ACC_DT)
+            if owns_db:
+                bacc += tl.sum(gt.to(ACC_DT), axis=1)
+        tl.store(base + dw_off + co[:, None] * dw_st[0] + ci[None, :] * dw_st[1] + kh * dw_st[2] + kw * dw_st[3],
+                 acc, mask=co_ok[:, None] & ci_ok[None, :])
+        if owns_db:
+            tl.store(base + db_off + co, bacc, mask=co_ok)
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,7 +331,7 @@ def _grads_kernel(
     S, PPS,
     K3: tl.constexpr, K5: tl.constexpr, RELU: tl.constexpr,
     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-    BCO: tl.constexpr, BCI: tl.constexpr, BP: tl.constexpr,
+    BCO: tl.constexpr, BCI: tl.constexpr, BP: tl.constexpr, ALL_TAPS: tl.constexpr,
     DT: tl.constexpr, ACC_DT: tl.constexpr, PREC: tl.constexpr,
 ):
     """Launch 2: dx tiles, then the partial weight/bias gradients of the six convs."""
@@ -340,27 +344,27 @@ def _grads_kernel(
     elif pid < ends[1]:
         _wgrad_tile(pid - ends[0], S, PPS, NHW, H, W, gy_ptr, gy_st, y_ptr, y_st, 0, RELU,
                     x_ptr, x_st, False, c1, Cin, 1, part_ptr, P, offs[0], dw_sts[0], offs[6],
-                    BCO, BCI, BP, DT, ACC_DT, PREC)
+                    BCO, BCI, BP, ALL_TAPS, DT, ACC_DT, PREC)
     elif pid < ends[2]:
         _wgrad_tile(pid - ends[1], S, PPS, NHW, H, W, gr_ptr, gr_st, gr_ptr, gr_st, 0, False,
                     x_ptr, x_st, False, c3r, Cin, 1, part_ptr, P, offs[1], dw_sts[1], offs[7],
-                    BCO, BCI, BP, DT, ACC_DT, PREC)
+                    BCO, BCI, BP, ALL_TAPS, DT, ACC_DT, PREC)
     elif pid < ends[3]:
         _wgrad_tile(pid - ends[2], S, PPS, NHW, H, W, gy_ptr, gy_st, y_ptr, y_st, o3, RELU,
                     r3_ptr, r3_st, False, c3, c3r, K3, part_ptr, P, offs[2], dw_sts[2], offs[8],
-                    BCO, BCI, BP, DT, ACC_DT, PREC)
+                    BCO, BCI, BP, ALL_TAPS, DT, ACC_DT, PREC)
     elif pid < ends[4]:
         _wgrad_tile(pid - ends[3], S, PPS, NHW, H, W, gr_ptr, gr_st, gr_ptr, gr_st, c3r, False,
                     x_ptr, x_st, False, c5r, Cin, 1, part_ptr, P, offs[3], dw_sts[3], offs[9],
-                    BCO, BCI, BP, DT, ACC_DT, PREC)
+                    BCO, BCI, BP, ALL_TAPS, DT, ACC_DT, PREC)
     elif pid < ends[5]:
         _wgrad_tile(pid - ends[4], S, PPS, NHW, H, W, gy_ptr, gy_st, y_ptr, y_st, o5, RELU,
                     r5_ptr, r5_st, False, c5, c5r, K5, part_ptr, P, offs[4], dw_sts[4], offs[10],
-                    BCO, BCI, BP, DT, ACC_DT, PREC)
+                    BCO, BCI, BP, ALL_TAPS, DT, ACC_DT, PREC)
     else:
         _wgrad_tile(pid - ends[5], S, PPS, NHW, H, W, gy_ptr, gy_st, y_ptr, y_st, op, RELU,
                     x_ptr, x_st, True, cp, Cin, 1, part_ptr, P, offs[5], dw_sts[5], offs[11],
-                    BCO, BCI, BP, DT, ACC_DT, PREC)
+                    BCO, BCI, BP, ALL_TAPS, DT, ACC_DT, PREC)
 
 
 @triton.jit
@@ -400,9 +404,10 @@ def _backward_config(dtype: torch.dtype, on_gpu: bool, nhw: int, weight_tiles: i
     On a GPU every GEMM tile is 64 x 64 (pixels or output channels x channels) with a
     reduction step of 32 for 2-byte dtypes and 16 for 4- and 8-byte ones (the same operand
     bytes in shared memory; every ``tl.dot`` dimension >= 16); the weight-gradient reduction
-    steps 32 pixels. The interpreter (CPU tensors) pays per operation and per padded
-    multiply (its ``tl.dot`` is an unblocked numpy loop), so it gets pixel tiles no larger
-    than the problem (16 to 64) and 128 x 128 channel tiles with 64-deep steps.
+    steps 32 pixels, and each KxK tap is its own job (parallelism). The interpreter (CPU
+    tensors) pays per program, per operation and per padded multiply (its ``tl.dot`` is an
+    unblocked numpy loop), so it gets pixel tiles no larger than the problem (16 to 64),
+    128 x 128 channel tiles with 64-deep steps, and one job per weight tile for all taps.
 
     Weight gradients reduce over ``N*H*W`` pixels split into ``S`` slices of ``PPS`` pixels:
     enough slices for about ``_TARGET_WEIGHT_PROGRAMS`` programs, but none smaller than
@@ -416,15 +421,16 @@ def _backward_config(dtype: torch.dtype, on_gpu: bool, nhw: int, weight_tiles: i
 
     Returns:
         dict with BM, BN, BK (data-gradient tiles), BCO, BCI, BP (weight-gradient tiles),
+        ALL_TAPS (a weight job loops over all KxK taps instead of owning one),
         SUM_BLOCK (elements per program of the partial sum), S (pixel splits, 0 when
         ``nhw == 0``) and PPS (pixels per split, a multiple of BP).
     """
     if on_gpu:
         bk = 32 if dtype.itemsize == 2 else 16
-        cfg = dict(BM=64, BN=64, BK=bk, BCO=64, BCI=64, BP=32, SUM_BLOCK=1024)
+        cfg = dict(BM=64, BN=64, BK=bk, BCO=64, BCI=64, BP=32, ALL_TAPS=False, SUM_BLOCK=1024)
     else:
         bm = min(64, max(16, triton.next_power_of_2(nhw)))
-        cfg = dict(BM=bm, BN=128, BK=64, BCO=128, BCI=128, BP=bm, SUM_BLOCK=16384)
+        cfg = dict(BM=bm, BN=128, BK=64, BCO=128, BCI=128, BP=bm, ALL_TAPS=True, SUM_BLOCK=16384)
     if nhw == 0:
         return dict(cfg, S=0, PPS=cfg["BP"])
     s = max(1, min(triton.cdiv(_TARGET_WEIGHT_PROGRAMS, max(weight_tiles, 1)),
@@ -534,8 +540,9 @@ def _inception_backward(
     offs[12] = p_total
 
     cfg0 = _backward_config(x.dtype, x.is_cuda, nhw, 1)
-    tiles = [triton.cdiv(couts[i], cfg0["BCO"]) * triton.cdiv(w.shape[1], cfg0["BCI"]) * w.shape[2] * w.shape[3]
-             if need_branch[i] else 0 for i, w in enumerate(weights)]
+    tiles = [triton.cdiv(couts[i], cfg0["BCO"]) * triton.cdiv(w.shape[1], cfg0["BCI"])
+             * (1 if cfg0["ALL_TAPS"] else w.shape[2] * w.shape[3]) if need_branch[i] else 0
+             for i, w in enumerate(weights)]
     cfg = _backward_config(x.dtype, x.is_cuda, nhw, sum(tiles))
     BM, BN, BK, S = cfg["BM"], cfg["BN"], cfg["BK"], cfg["S"]
     common = dict(DT=dt, ACC_DT=acc_dt, PREC=prec)
@@ -571,7 +578,7 @@ def _inception_backward(
                 part if part is not None else x, tuple(offs), tuple(dw_sts), tuple(ends),
                 nhw, H, W, Cin, c1, c3r, c3, c5r, c5, cp, o3, o5, op, S, cfg["PPS"],
                 K3=K3, K5=K5, RELU=relu, BM=BM, BN=BN, BK=BK,
-                BCO=cfg["BCO"], BCI=cfg["BCI"], BP=cfg["BP"], **common)
+                BCO=cfg["BCO"], BCI=cfg["BCI"], BP=cfg["BP"], ALL_TAPS=cfg["ALL_TAPS"], **common)
 
         dws, dbs = [None] * 6, [None] * 6
         if p_total:

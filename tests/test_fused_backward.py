@@ -1,0 +1,358 @@
+"""The fused Triton backward (``triton/backward.py``) against autograd through the reference.
+
+Every gradient -- dx and the six weight and six bias gradients -- is compared with
+``torch.autograd.grad`` of ``reference.inception`` for the same ``grad_output``. Without a GPU
+the kernels run in the Triton interpreter (tests/conftest.py), which is slow: the nine
+GoogLeNet configs run at their real channel counts on tiny spatial sizes, and the layout,
+shape and semantics variants run on a small module with awkward channel counts.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from inception_kernels import GOOGLENET_INCEPTIONS, InceptionSpec, reference
+from inception_kernels._launches import count_launches
+
+# Awkward channel counts (not multiples of 8), for the variant tests.
+SMALL = InceptionSpec(20, 7, 12, 9, 5, 6, 11)
+
+# Per-dtype (atol, rtol) relative to the largest reference gradient, for fp64 and fp32 in the
+# interpreter (exact IEEE products, fp32 accumulation) or on a GPU with TF32 off.
+TOL = {torch.float64: (1e-11, 1e-10), torch.float32: (2e-5, 1e-4)}
+
+GRAD_NAMES = ("dx", "dw1", "dw3r", "dw3", "dw5r", "dw5", "dwp",
+              "db1", "db3r", "db3", "db5r", "db5", "dbp")
+
+
+def _backward_fn():
+    # Imported lazily: the kernels must be defined after conftest chose the interpreter.
+    from inception_kernels.triton.backward import _inception_backward
+
+    return _inception_backward
+
+
+def _make(spec, n, h, w, dtype, device, *, bias=True, seed=0, x=None):
+    """Input, weights and biases of a module, O(1) activations."""
+    gen = torch.Generator().manual_seed(seed)
+    if x is None:
+        x = torch.randn(n, spec.in_channels, h, w, generator=gen, dtype=torch.float64)
+    ws = [torch.randn(s, generator=gen, dtype=torch.float64) * (2.0 / (s[1] * s[2] * s[3])) ** 0.5
+          for s in spec.weight_shapes]
+    bs = [torch.randn(s[0], generator=gen, dtype=torch.float64) * 0.2 for s in spec.weight_shapes]
+    cast = lambda t: t.to(device=device, dtype=dtype)  # noqa: E731
+    return cast(x), [cast(t) for t in ws], ([cast(t) for t in bs] if bias else None)
+
+
+def _reference_grads(x, ws, bs, grad_y, kernel_sizes, activation):
+    """Output, reduce outputs and autograd gradients of the reference (13 entries, None for
+    absent biases)."""
+    leaves = [t.detach().clone().requires_grad_(True) for t in [x, *ws, *(bs or [])]]
+    xr, wr, br = leaves[0], leaves[1:7], (leaves[7:] if bs is not None else None)
+    y = reference.inception(xr, wr, br, kernel_sizes=kernel_sizes, activation=activation)
+    grads = torch.autograd.grad(y, leaves, grad_y)
+    act = F.relu if activation == "relu" else (lambda t: t)
+    with torch.no_grad():
+        r3 = act(F.conv2d(x, ws[1], bs[1] if bs else None))
+        r5 = act(F.conv2d(x, ws[3], bs[3] if bs else None))
+    grads = list(grads) + ([None] * 6 if bs is None else [])
+    return y.detach(), r3, r5, grads
+
+
+def _run(x, ws, bs, grad_y, y, r3, r5, kernel_sizes, activation, **kw):
+    dx, dws, dbs = _backward_fn()(grad_y, x, y, r3, r5, ws, bs, kernel_sizes, activation, **kw)
+    return [dx, *dws, *dbs]
+
+
+def _assert_grads(mine, ref, atol, rtol, names=GRAD_NAMES):
+    for name, m, r in zip(names, mine, ref):
+        if r is None:
+            assert m is None, f"{name}: expected None"
+            continue
+        assert m is not None, f"{name}: missing"
+        assert m.shape == r.shape and m.dtype == r.dtype, f"{name}: {m.shape} {m.dtype} vs {r.shape} {r.dtype}"
+        scale = r.abs().max().item() if r.numel() else 1.0
+        torch.testing.assert_close(m, r, atol=atol * max(scale, 1e-30), rtol=rtol, msg=lambda s: f"{name}: {s}")
+
+
+def _check(spec, n, h, w, dtype, device, *, kernel_sizes=(3, 5), activation="relu", bias=True,
+           channels_last=False, grad_layout="contiguous", x=None):
+    spec = spec.with_(kernel_sizes=kernel_sizes)
+    x, ws, bs = _make(spec, n, h, w, dtype, device, bias=bias, x=x)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    gen = torch.Generator().manual_seed(1)
+    grad_y = torch.randn(n, spec.out_channels, h, w, generator=gen, dtype=torch.float64).to(device, dtype)
+    if grad_layout == "channels_last":
+        grad_y = grad_y.to(memory_format=torch.channels_last)
+    elif grad_layout == "strided":  # non-contiguous: every other element of a wider tensor
+        wide = torch.zeros(n, spec.out_channels, h, 2 * w, dtype=dtype, device=device)
+        wide[..., ::2] = grad_y
+        grad_y = wide[..., ::2]
+        assert not grad_y.is_contiguous()
+    y, r3, r5, ref = _reference_grads(x, ws, bs, grad_y, kernel_sizes, activation)
+    mine = _run(x, ws, bs, grad_y, y, r3, r5, kernel_sizes, activation)
+    _assert_grads(mine, ref, *TOL[dtype])
+    if channels_last and h * w > 1:
+        assert mine[0].is_contiguous(memory_format=torch.channels_last) and not mine[0].is_contiguous()
+    return mine
+
+
+@pytest.fixture(autouse=True)
+def _ieee_fp32():
+    """fp32 checks compare exact products: TF32 off (matters on a GPU only)."""
+    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
+# ------------------------------------------------------------------------------------------
+# The nine GoogLeNet modules at real channel counts
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(GOOGLENET_INCEPTIONS))
+def test_googlenet_configs_fp32(name, device):
+    _check(GOOGLENET_INCEPTIONS[name], 2, 3, 4, torch.float32, device)
+
+
+def _max_err(mine, ref):
+    return max(((m.double() - r.double()).abs().max().item() / max(r.abs().max().item(), 1e-30))
+               for m, r in zip(mine, ref) if r is not None)
+
+
+@pytest.mark.parametrize("name", ["3a", "4d", "5b"])
+def test_googlenet_configs_fp16_three_way(name, device):
+    """fp16: the kernel's error against an fp64 reference is at most 2x PyTorch's own fp16
+    error (same inputs, autograd through the reference in fp16), plus a floor of a few fp16
+    ulps (PyTorch's CPU fp16 convs accumulate in fp32 and round once, so its error can be tiny)."""
+    spec = GOOGLENET_INCEPTIONS[name]
+    x, ws, bs = _make(spec, 1, 4, 3, torch.float16, device)
+    gen = torch.Generator().manual_seed(1)
+    grad_y = torch.randn(1, spec.out_channels, 4, 3, generator=gen).to(device, torch.float16)
+    d = lambda t: t.double() if t is not None else None  # noqa: E731
+    y, r3, r5, ref16 = _reference_grads(x, ws, bs, grad_y, (3, 5), "relu")
+    # fp64 reference on the same (fp16-representable) inputs; the kernel gets the fp16 y, r3, r5.
+    _, _, _, ref64 = _reference_grads(d(x), [d(w) for w in ws], [d(b) for b in bs], d(grad_y), (3, 5), "relu")
+    mine = _run(x, ws, bs, grad_y, y, r3, r5, (3, 5), "relu")
+    for name_, m, r16, r64 in zip(GRAD_NAMES, mine, ref16, ref64):
+        assert m.dtype == torch.float16, name_
+        err, err16 = _max_err([m], [r64]), _max_err([r16], [r64])
+        assert err <= 2 * err16 + 4e-3, f"{name_}: kernel {err:.2e} vs PyTorch fp16 {err16:.2e}"
+
+
+# ------------------------------------------------------------------------------------------
+# Variants on a small module
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(
+    "n,h,w,kernel_sizes,activation,bias",
+    [
+        (2, 5, 4, (3, 5), "relu", True),
+        (1, 3, 7, (3, 5), None, True),
+        (3, 4, 3, (3, 3), "relu", False),
+        (1, 1, 1, (3, 5), "relu", True),
+        (1, 7, 5, (5, 3), None, False),
+    ],
+)
+def test_variants(n, h, w, kernel_sizes, activation, bias, dtype, device):
+    _check(SMALL, n, h, w, dtype, device, kernel_sizes=kernel_sizes, activation=activation, bias=bias)
+
+
+@pytest.mark.parametrize("channels_last,grad_layout", [(True, "channels_last"), (True, "contiguous"),
+                                                       (False, "strided")])
+def test_layouts(channels_last, grad_layout, device):
+    _check(SMALL, 2, 5, 3, torch.float64, device, channels_last=channels_last, grad_layout=grad_layout)
+
+
+def test_many_pixel_tiles_and_pixel_splits(device, monkeypatch):
+    """More pixels than one tile, and weight gradients reduced over several pixel splits."""
+    import inception_kernels.triton.backward as bw
+
+    monkeypatch.setattr(bw, "_MIN_PIXELS_PER_SPLIT", 1)
+    cfg = bw._backward_config(torch.float64, device == "cuda", 9 * 11, 1)
+    assert cfg["S"] > 1 and cfg["BM"] < 9 * 11
+    _check(SMALL, 1, 9, 11, torch.float64, device)
+
+
+def test_maxpool_ties_route_like_pytorch(device):
+    """Integer-valued x: most 3x3 windows hold several equal maxima; dx must route each
+    window's gradient to the same position as PyTorch's max_pool2d backward (first in scan)."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 3, (2, SMALL.in_channels, 6, 5), generator=gen).double()
+    mine = _check(SMALL, 2, 6, 5, torch.float64, device, activation=None, x=x)
+    assert mine[0].abs().sum() > 0
+
+
+def test_maxpool_nan_and_inf_route_like_pytorch(device):
+    """NaN wins its windows (the last NaN in scan order); -inf windows route to their first
+    pixel; padding never wins. Only the pool branch is non-zero, so dx is pure routing."""
+    spec = SMALL
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randint(0, 3, (1, spec.in_channels, 5, 6), generator=gen).double()
+    x[0, 0, 1, 1] = x[0, 0, 1, 3] = x[0, 2, 4, 5] = float("nan")
+    x[0, 1] = float("-inf")
+    x[0, 3, :2, :2] = float("-inf")
+    x, ws, bs = _make(spec, 1, 5, 6, torch.float64, device, x=x)
+    ws = [w if i == 5 else torch.zeros_like(w) for i, w in enumerate(ws)]
+    grad_y = torch.randn(1, spec.out_channels, 5, 6, generator=gen, dtype=torch.float64).to(device)
+    y, r3, r5, ref = _reference_grads(x, ws, bs, grad_y, (3, 5), None)
+    dx = _run(x, ws, bs, grad_y, y, r3, r5, (3, 5), None)[0]
+    torch.testing.assert_close(dx, ref[0], atol=1e-12, rtol=1e-10, equal_nan=True)
+    assert torch.isfinite(dx).all() and dx[0, 1].abs().sum() > 0
+
+
+# ------------------------------------------------------------------------------------------
+# Launches, determinism, skipped gradients, edge cases, bad input
+# ------------------------------------------------------------------------------------------
+
+
+def _small_problem(device, dtype=torch.float32, n=2, h=5, w=4):
+    x, ws, bs = _make(SMALL, n, h, w, dtype, device)
+    grad_y = torch.randn(n, SMALL.out_channels, h, w, generator=torch.Generator().manual_seed(1)).to(device, dtype)
+    y, r3, r5, ref = _reference_grads(x, ws, bs, grad_y, (3, 5), "relu")
+    return (x, ws, bs, grad_y, y, r3, r5), ref
+
+
+def test_at_most_three_launches_and_no_aten_kernels(device):
+    (x, ws, bs, grad_y, y, r3, r5), _ = _small_problem(device)
+    with count_launches() as launches:
+        _run(x, ws, bs, grad_y, y, r3, r5, (3, 5), "relu")
+    assert launches.triton == 3, launches.triton_kernels
+    assert launches.aten == 0, launches.aten_ops
+
+
+def test_deterministic(device, monkeypatch):
+    import inception_kernels.triton.backward as bw
+
+    monkeypatch.setattr(bw, "_MIN_PIXELS_PER_SPLIT", 1)  # several partial sums per gradient
+    (x, ws, bs, grad_y, y, r3, r5), _ = _small_problem(device, n=1, h=5, w=4)
+    first = _run(x, ws, bs, grad_y, y, r3, r5, (3, 5), "relu")
+    old = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        second = _run(x, ws, bs, grad_y, y, r3, r5, (3, 5), "relu")
+    finally:
+        torch.use_deterministic_algorithms(old)
+    for name, a, b in zip(GRAD_NAMES, first, second):
+        assert torch.equal(a, b), name
+
+
+def test_needs_input_grad_skips(device):
+    (x, ws, bs, grad_y, y, r3, r5), ref = _small_problem(device)
+    only_dx = [True] + [False] * 12
+    with count_launches() as launches:
+        mine = _run(x, ws, bs, grad_y, y, r3, r5, (3, 5), "relu", needs_input_grad=only_dx)
+    assert launches.triton == 2 and launches.aten == 0  # reduce grads + dx; no partial sum
+    _assert_grads(mine, [ref[0]] + [None] * 12, *TOL[torch.float32])
+    # weights of the 1x1 and pool branches only, plus one bias
+    needs = [False, True, False, False, False, False, True, False, False, False, False, False, True]
+    with count_launches() as launches:
+        mine = _run(x, ws, bs, grad_y, y, r3, r5, (3, 5), "relu", needs_input_grad=needs)
+    assert launches.triton == 2  # no reduce-gradient launch: nothing needs gr3 / gr5
+    _assert_grads(mine, [r if k else None for r, k in zip(ref, needs)], *TOL[torch.float32])
+
+
+def test_empty_batch(device):
+    x, ws, bs = _make(SMALL, 0, 4, 4, torch.float32, device)
+    y = torch.empty(0, SMALL.out_channels, 4, 4, device=device)
+    r3 = torch.empty(0, SMALL.ch3x3red, 4, 4, device=device)
+    r5 = torch.empty(0, SMALL.ch5x5red, 4, 4, device=device)
+    mine = _run(x, ws, bs, torch.empty_like(y), y, r3, r5, (3, 5), "relu")
+    assert mine[0].shape == x.shape
+    for name, g, w in zip(GRAD_NAMES[1:], mine[1:], [*ws, *bs]):
+        assert g.shape == w.shape and not g.any(), name
+
+
+def test_bad_input(device):
+    (x, ws, bs, grad_y, y, r3, r5), _ = _small_problem(device)
+    bw = _backward_fn()
+    with pytest.raises(ValueError, match="grad_y has shape"):
+        bw(grad_y[:, 1:], x, y, r3, r5, ws, bs, (3, 5), "relu")
+    with pytest.raises(ValueError, match="r5 has shape"):
+        bw(grad_y, x, y, r3, r3, ws, bs, (3, 5), "relu")
+    with pytest.raises(TypeError, match="y has dtype"):
+        bw(grad_y, x, y.double(), r3, r5, ws, bs, (3, 5), "relu")
+    with pytest.raises(ValueError, match="needs_input_grad must have 13"):
+        bw(grad_y, x, y, r3, r5, ws, bs, (3, 5), "relu", needs_input_grad=(True, True))
+    with pytest.raises(ValueError, match="weight w3 has shape"):
+        bw(grad_y, x, y, r3, r5, ws, bs, (5, 5), "relu")
+
+
+# ------------------------------------------------------------------------------------------
+# gradcheck through a private autograd.Function (reference forward + fused backward)
+# ------------------------------------------------------------------------------------------
+
+
+class _FusedBackwardInception(torch.autograd.Function):
+    """Reference forward (saving y, r3, r5) with the fused Triton backward; test-only wiring."""
+
+    @staticmethod
+    def forward(ctx, x, kernel_sizes, activation, *params):
+        ws, bs = list(params[:6]), list(params[6:])
+        act = F.relu if activation == "relu" else (lambda t: t)
+        y = reference.inception(x, ws, bs, kernel_sizes=kernel_sizes, activation=activation)
+        r3, r5 = act(F.conv2d(x, ws[1], bs[1])), act(F.conv2d(x, ws[3], bs[3]))
+        ctx.save_for_backward(x, y, r3, r5, *params)
+        ctx.kernel_sizes, ctx.activation = kernel_sizes, activation
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x, y, r3, r5, *params = ctx.saved_tensors
+        needs = (ctx.needs_input_grad[0],) + tuple(ctx.needs_input_grad[3:])
+        dx, dws, dbs = _backward_fn()(grad_y, x, y, r3, r5, params[:6], params[6:], ctx.kernel_sizes,
+                                      ctx.activation, needs_input_grad=needs)
+        return (dx, None, None, *dws, *dbs)
+
+
+@pytest.mark.parametrize("activation", ["relu", None])
+def test_gradcheck_fp64(activation, device):
+    spec = InceptionSpec(5, 3, 4, 3, 2, 3, 2)
+    x, ws, bs = _make(spec, 1, 4, 3, torch.float64, device, seed=7)
+    inputs = [t.requires_grad_(True) for t in [x, *ws, *bs]]
+    fn = lambda x, *p: _FusedBackwardInception.apply(x, (3, 5), activation, *p)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-7, rtol=1e-5, fast_mode=True)
+
+
+# ------------------------------------------------------------------------------------------
+# GPU only
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("name", list(GOOGLENET_INCEPTIONS))
+def test_gpu_low_precision_three_way(name, dtype):
+    """bf16 (the interpreter's bf16 dot is broken) and fp16 on CUDA at a real spatial size:
+    the kernel's error against an fp64 reference at most 2x PyTorch's (cuDNN) in the same dtype."""
+    spec = GOOGLENET_INCEPTIONS[name]
+    n, h, w = 4, spec.spatial, spec.spatial
+    x, ws, bs = _make(spec, n, h, w, dtype, "cuda")
+    x = x.to(memory_format=torch.channels_last)
+    grad_y = torch.randn(n, spec.out_channels, h, w, device="cuda").to(dtype)
+    d = lambda t: t.double()  # noqa: E731
+    y, r3, r5, ref_lp = _reference_grads(x, ws, bs, grad_y, (3, 5), "relu")
+    _, _, _, ref64 = _reference_grads(d(x), [d(t) for t in ws], [d(t) for t in bs], d(grad_y), (3, 5), "relu")
+    mine = _run(x, ws, bs, grad_y, y, r3, r5, (3, 5), "relu")
+    for name_, m, rl, r64 in zip(GRAD_NAMES, mine, ref_lp, ref64):
+        err, err_lp = _max_err([m], [r64]), _max_err([rl], [r64])
+        assert err <= 2 * err_lp + 1e-3, f"{name_}: kernel {err:.2e} vs PyTorch {err_lp:.2e}"
+
+
+@pytest.mark.gpu
+def test_gpu_fp32_tf32_follows_cudnn_switch():
+    """With TF32 on (torch's default for cuDNN convs), fp32 gradients are TF32-accurate."""
+    torch.backends.cudnn.allow_tf32 = True
+    spec = GOOGLENET_INCEPTIONS["4a"]
+    x, ws, bs = _make(spec, 2, 14, 14, torch.float32, "cuda")
+    grad_y = torch.randn(2, spec.out_channels, 14, 14, device="cuda")
+    y, r3, r5, ref = _reference_grads(x, ws, bs, grad_y, (3, 5), "relu")
+    d = lambda t: t.double()  # noqa: E731
+    _, _, _, ref64 = _reference_grads(d(x), [d(t) for t in ws], [d(t) for t in bs], d(grad_y), (3, 5), "relu")
+    mine = _run(x, ws, bs, grad_y, y, r3, r5, (3, 5), "relu")
+    for name_, m, r, r64 in zip(GRAD_NAMES, mine, ref, ref64):
+        assert _max_err([m], [r64]) <= 2 * _max_err([r], [r64]) + 1e-4, name_
