@@ -21,6 +21,12 @@ def test_info_lists_versions_and_backends(capsys):
     assert "CUDA extension:" in out
 
 
+def test_short_kernel_names():
+    name = "void inception_kernels::(anonymous namespace)::k<float, true>(float const*, float*, long)"
+    assert cli._short_kernel(name) == "k<float, true>"
+    assert cli._short_kernel("_kernel") == "_kernel"
+
+
 def test_info_json():
     info = json.loads(json.dumps(cli.collect_info()))  # JSON-ready
     assert list(info["backends"]) == list(BACKENDS)
