@@ -225,8 +225,9 @@ def layer_case(name: str, batch: int, dtype: str, mode: str, impl: str, device: 
     return case
 
 
-def googlenet_case(variant: str, batch: int, dtype: str, mode: str, impl: str, device: str = "cuda") -> BenchCase:
-    """Build one whole-GoogLeNet case at 224x224.
+def googlenet_case(variant: str, batch: int, dtype: str, mode: str, impl: str, device: str = "cuda",
+                   image_size: int = 224) -> BenchCase:
+    """Build one whole-GoogLeNet case (224x224 images unless ``image_size`` says otherwise).
 
     Args:
         variant: ``"paper"`` or ``"torchvision"`` (see :func:`inception_kernels.googlenet`).
@@ -236,6 +237,7 @@ def googlenet_case(variant: str, batch: int, dtype: str, mode: str, impl: str, d
             backward, SGD step with momentum).
         impl: one of :data:`IMPLS`.
         device: where the model runs.
+        image_size: input height and width.
 
     Returns:
         The case; ``flops`` counted by ``torch.utils.flop_counter`` on one call.
@@ -257,7 +259,7 @@ def googlenet_case(variant: str, batch: int, dtype: str, mode: str, impl: str, d
     torch.manual_seed(0)
     model = googlenet(variant).train(train)
     model = model.to(device=device, dtype=torch.float32 if train else DTYPES[dtype], memory_format=fmt)
-    x = torch.randn(batch, 3, 224, 224, device=device, dtype=torch.float32 if train else DTYPES[dtype])
+    x = torch.randn(batch, 3, image_size, image_size, device=device, dtype=torch.float32 if train else DTYPES[dtype])
     x = x.contiguous(memory_format=fmt)
     target = torch.randint(0, 1000, (batch,), device=device)
 

@@ -349,7 +349,7 @@ def count_all_launches(layers: Sequence[str]) -> dict:
 
     On a machine without CUDA this runs in a subprocess with ``TRITON_INTERPRET=1`` (the
     interpreter must be chosen before the kernels are imported). Counts are cached next to
-    the compiled-kernel facts, keyed by the package's sources and torch's version.
+    the compiled-kernel facts, keyed by the sources they depend on and torch's version.
 
     Args:
         layers: GoogLeNet layer keys.
@@ -361,7 +361,7 @@ def count_all_launches(layers: Sequence[str]) -> dict:
     import torch
 
     cache = _cache_dir().parent / "launches"
-    key = hashlib.sha256((_source_hash() + torch.__version__).encode()).hexdigest()[:16]
+    key = hashlib.sha256((_source_hash(_COUNT_SOURCES) + torch.__version__).encode()).hexdigest()[:16]
     paths = {n: cache / f"{n}-{key}.json" for n in layers}
     todo = [n for n in layers if not paths[n].exists()]
     if todo:
@@ -395,15 +395,19 @@ def _cache_dir() -> Path:
     return Path(root) / "aot"
 
 
-def _source_hash() -> str:
-    """Hash of what kernels and launch counts depend on: the package's sources (but the
-    report, bench and CLI) and Triton's version."""
+#: Sources a compiled kernel depends on (package-relative globs); launch counts also depend
+#: on the op layer around the kernels.
+_KERNEL_SOURCES = ("triton/*.py", "_launches.py")
+_COUNT_SOURCES = _KERNEL_SOURCES + ("ops.py", "_checks.py", "_backends.py", "reference.py", "__init__.py")
+
+
+def _source_hash(globs: Sequence[str] = _KERNEL_SOURCES) -> str:
+    """Hash of the package sources matching ``globs`` and Triton's version."""
     import triton
 
     h = hashlib.sha256(triton.__version__.encode())
     pkg = Path(__file__).resolve().parent
-    skip = {"report.py", "bench.py", "cli.py"}
-    for f in sorted(p for p in pkg.rglob("*.py") if p.name not in skip):
+    for f in sorted({p for g in globs for p in pkg.glob(g)}):
         h.update(f.name.encode())
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
