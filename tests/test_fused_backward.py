@@ -139,7 +139,7 @@ def test_googlenet_configs_fp16_three_way(name, device):
     for name_, m, r16, r64 in zip(GRAD_NAMES, mine, ref16, ref64):
         assert m.dtype == torch.float16, name_
         err, err16 = _max_err([m], [r64]), _max_err([r16], [r64])
-        assert err <= 2 * err16 + 4e-3, f"{name_}: kernel {err:.2e} vs PyTorch fp16 {err16:.2e}"
+        assert err <= 2 * err16 + 5e-4, f"{name_}: kernel {err:.2e} vs PyTorch fp16 {err16:.2e}"
 
 
 # ------------------------------------------------------------------------------------------

@@ -88,9 +88,9 @@ def _load_act(a_ptrs, h, w, mask, H, W, a_sh, a_sw, POOL: tl.constexpr):
     strides ``a_sh``/``a_sw``. Zero where ``mask`` is false."""
     if POOL:
         best = tl.full(mask.shape, float("-inf"), a_ptrs.dtype.element_ty)
-        for e in tl.static_range(9):
-            eh: tl.constexpr = e // 3 - 1
-            ew: tl.constexpr = e % 3 - 1
+        for e in range(9):
+            eh = e // 3 - 1
+            ew = e % 3 - 1
             ok = mask & (h + eh >= 0) & (h + eh < H) & (w + ew >= 0) & (w + ew < W)
             v = tl.load(a_ptrs + (eh * a_sh + ew * a_sw), mask=ok, other=float("-inf"))
             best = tl.where(ok & ((v > best) | (v != v)), v, best)
@@ -136,18 +136,16 @@ def _argmax_bits(x_ptrs, h, w, mask, H, W, x_sh, x_sw):
     """
     xq = tl.load(x_ptrs, mask=mask, other=0.0)
     q_nan = xq != xq
-    bits = tl.full(xq.shape, 1 << 12, tl.int32)  # the centre beats itself
-    for o in tl.static_range(25):
-        oh: tl.constexpr = o // 5 - 2
-        ow: tl.constexpr = o % 5 - 2
-        if o != 12:
-            inside = (h + oh >= 0) & (h + oh < H) & (w + ow >= 0) & (w + ow < W)
-            v = tl.load(x_ptrs + (oh * x_sh + ow * x_sw), mask=mask & inside, other=0.0)
-            if o < 12:  # earlier in scan order: must be strictly smaller (or q is NaN)
-                beat = q_nan | (xq > v)
-            else:  # later: smaller or equal, and not NaN
-                beat = (v == v) & (q_nan | (xq >= v))
-            bits = bits | ((beat | ~inside).to(tl.int32) << o)
+    bits = tl.zeros(xq.shape, tl.int32)
+    for o in range(25):  # a loop, not unrolled: keeps one neighbour tile live at a time
+        oh = o // 5 - 2
+        ow = o % 5 - 2
+        inside = (h + oh >= 0) & (h + oh < H) & (w + ow >= 0) & (w + ow < W)
+        v = tl.load(x_ptrs + (oh * x_sh + ow * x_sw), mask=mask & inside, other=0.0)
+        # earlier in scan order: must be strictly smaller (or q is NaN); later: smaller or
+        # equal, and not NaN; the centre (o == 12) beats itself
+        beat = tl.where(o < 12, q_nan | (xq > v), (v == v) & (q_nan | (xq >= v)))
+        bits = bits | ((beat | ~inside | (o == 12)).to(tl.int32) << o)
     return bits
 
 
@@ -415,22 +413,23 @@ def _backward_config(dtype: torch.dtype, on_gpu: bool, nhw: int, weight_tiles: i
 
     Args:
         dtype: the compute dtype (``x``'s).
-        on_gpu: CUDA tensors (else the interpreter).
+        on_gpu: CUDA (or 'meta') tensors; else CPU tensors in the interpreter.
         nhw: ``N * H * W``.
         weight_tiles: weight-gradient tiles (Cout x Cin x taps) before splitting pixels.
 
     Returns:
         dict with BM, BN, BK (data-gradient tiles), BCO, BCI, BP (weight-gradient tiles),
-        ALL_TAPS (a weight job loops over all KxK taps instead of owning one),
+        ALL_TAPS (a weight job loops over all KxK taps instead of owning one), WARPS (of the
+        two GEMM kernels: 8 on a GPU keeps the dx job's pool-routing tiles out of local memory),
         SUM_BLOCK (elements per program of the partial sum), S (pixel splits, 0 when
         ``nhw == 0``) and PPS (pixels per split, a multiple of BP).
     """
     if on_gpu:
         bk = 32 if dtype.itemsize == 2 else 16
-        cfg = dict(BM=64, BN=64, BK=bk, BCO=64, BCI=64, BP=32, ALL_TAPS=False, SUM_BLOCK=1024)
+        cfg = dict(BM=64, BN=64, BK=bk, BCO=64, BCI=64, BP=32, ALL_TAPS=False, SUM_BLOCK=1024, WARPS=8)
     else:
         bm = min(64, max(16, triton.next_power_of_2(nhw)))
-        cfg = dict(BM=bm, BN=128, BK=64, BCO=128, BCI=128, BP=bm, ALL_TAPS=True, SUM_BLOCK=16384)
+        cfg = dict(BM=bm, BN=128, BK=64, BCO=128, BCI=128, BP=bm, ALL_TAPS=True, SUM_BLOCK=16384, WARPS=4)
     if nhw == 0:
         return dict(cfg, S=0, PPS=cfg["BP"])
     s = max(1, min(triton.cdiv(_TARGET_WEIGHT_PROGRAMS, max(weight_tiles, 1)),
@@ -539,11 +538,12 @@ def _inception_backward(
         p_total += couts[i] if need_branch[i] else 0
     offs[12] = p_total
 
-    cfg0 = _backward_config(x.dtype, x.is_cuda, nhw, 1)
+    on_gpu = x.device.type != "cpu"  # CUDA, or 'meta' for ahead-of-time compiles
+    cfg0 = _backward_config(x.dtype, on_gpu, nhw, 1)
     tiles = [triton.cdiv(couts[i], cfg0["BCO"]) * triton.cdiv(w.shape[1], cfg0["BCI"])
              * (1 if cfg0["ALL_TAPS"] else w.shape[2] * w.shape[3]) if need_branch[i] else 0
              for i, w in enumerate(weights)]
-    cfg = _backward_config(x.dtype, x.is_cuda, nhw, sum(tiles))
+    cfg = _backward_config(x.dtype, on_gpu, nhw, sum(tiles))
     BM, BN, BK, S = cfg["BM"], cfg["BN"], cfg["BK"], cfg["S"]
     common = dict(DT=dt, ACC_DT=acc_dt, PREC=prec)
 
@@ -561,7 +561,7 @@ def _inception_backward(
                 grad_y, _strides(grad_y), y, _strides(y), w3, _strides(w3), w5, _strides(w5),
                 r3, _strides(r3), r5, _strides(r5), gr, _strides(gr),
                 nhw, H, W, o3, c3, c3r, o5, c5, c5r, n3,
-                K3=K3, K5=K5, RELU=relu, BM=BM, BN=BN, BK=BK, **common)
+                K3=K3, K5=K5, RELU=relu, BM=BM, BN=BN, BK=BK, num_warps=cfg["WARPS"], **common)
 
         part = torch.empty((S, p_total), dtype=acc_torch, device=x.device) if p_total else None
         n_dx = triton.cdiv(nhw, BM) * triton.cdiv(Cin, BN) if need_dx else 0
@@ -578,7 +578,8 @@ def _inception_backward(
                 part if part is not None else x, tuple(offs), tuple(dw_sts), tuple(ends),
                 nhw, H, W, Cin, c1, c3r, c3, c5r, c5, cp, o3, o5, op, S, cfg["PPS"],
                 K3=K3, K5=K5, RELU=relu, BM=BM, BN=BN, BK=BK,
-                BCO=cfg["BCO"], BCI=cfg["BCI"], BP=cfg["BP"], ALL_TAPS=cfg["ALL_TAPS"], **common)
+                BCO=cfg["BCO"], BCI=cfg["BCI"], BP=cfg["BP"], ALL_TAPS=cfg["ALL_TAPS"], num_warps=cfg["WARPS"],
+                **common)
 
         dws, dbs = [None] * 6, [None] * 6
         if p_total:
