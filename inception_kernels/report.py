@@ -30,6 +30,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -270,16 +271,12 @@ def _count_in_process(layers: Sequence[str]) -> dict:
     """
     import torch
 
-    import inception_kernels
     from . import reference
     from ._launches import count_launches
+    from .ops import fused_inception as fused
+    from .triton.inception_fwd import _inception_forward
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    fused = getattr(inception_kernels, "fused_inception", None)
-    try:
-        from .triton.inception_fwd import _inception_forward
-    except ImportError as e:  # pragma: no cover - the Triton forward is part of the package
-        _inception_forward, fwd_error = None, str(e)
     out = {}
     for name in layers:
         spec = GOOGLENET_INCEPTIONS[name]
@@ -307,41 +304,49 @@ def _count_in_process(layers: Sequence[str]) -> dict:
 
         for schedule in SCHEDULES:
             r = {}
-            if schedule == "one_launch" and fused is not None:
+            if schedule == "one_launch":  # the public op's schedule
                 r["via"] = "inception_kernels.fused_inception(backend='triton')"
                 r["forward"] = count(lambda: fused(x, ws, bs, backend="triton", **kw))
-            elif _inception_forward is not None:
+            else:
                 r["via"] = f"triton.inception_fwd._inception_forward(schedule={schedule!r})"
                 r["forward"] = count(lambda: _inception_forward(x, ws, bs, spec.kernel_sizes, spec.activation,
                                                                 schedule=schedule))
-            else:
-                r["forward"], r["forward_reason"] = None, fwd_error
-            r["backward"], r["backward_reason"] = _count_backward(fused, x, ws, bs, kw, count)
             rec[schedule] = r
+        backward, how = _count_backward(fused, x, ws, bs, spec, count)
+        for schedule in SCHEDULES:
+            rec[schedule].update(backward=backward, backward_via=how if backward else None,
+                                 backward_reason=None if backward else how)
         out[name] = rec
     return out
 
 
-def _count_backward(fused, x, ws, bs, kw, count):
-    """The fused backward's launches, through autograd when ``fused_inception`` is
-    differentiable. Returns ``(count or None, reason or None)``; the backward does not depend
-    on the forward schedule."""
-    if fused is None:
-        return None, "inception_kernels.fused_inception is not available"
+def _count_backward(fused, x, ws, bs, spec, count):
+    """The fused backward's launches: through autograd when ``fused_inception`` is
+    differentiable, else by calling the Triton backward launcher directly on the outputs of
+    ``_inception_forward(save_reduce=True)``. The backward does not depend on the forward
+    schedule.
+
+    Returns:
+        ``(count or None, how it was counted, or why there is no count)``.
+    """
+    from .triton.backward import _inception_backward
+    from .triton.inception_fwd import _inception_forward
+
+    kw = dict(kernel_sizes=spec.kernel_sizes, activation=spec.activation)
     xg = x.clone().requires_grad_(True)
     wg = [t.clone().requires_grad_(True) for t in ws]
     bg = [t.clone().requires_grad_(True) for t in bs]
     try:
         y = fused(xg, wg, bg, backend="triton", **kw)
-    except Exception as e:  # noqa: BLE001 -- report why, do not fail the report
-        return None, f"fused forward with grad failed: {type(e).__name__}: {e}"
-    if y.grad_fn is None:
-        return None, "fused_inception is not differentiable in this build (no fused backward)"
-    dy = y.detach().clone().normal_()
-    try:
-        return count(lambda: y.backward(dy)), None
-    except Exception as e:  # noqa: BLE001
-        return None, f"fused backward failed: {type(e).__name__}: {e}"
+    except NotImplementedError:
+        y = None  # not differentiable yet: count the launcher itself
+    if y is not None and y.grad_fn is not None:
+        dy = y.detach().clone().normal_()
+        return count(lambda: y.backward(dy)), "autograd through fused_inception(backend='triton')"
+    y, r3, r5 = _inception_forward(x, ws, bs, spec.kernel_sizes, spec.activation, save_reduce=True)
+    dy = y.clone().normal_()
+    return (count(lambda: _inception_backward(dy, x, y, r3, r5, ws, bs, **kw)),
+            "triton.backward._inception_backward called directly (fused_inception is not differentiable yet)")
 
 
 def count_all_launches(layers: Sequence[str]) -> dict:
@@ -553,6 +558,7 @@ def build_report(layers: Sequence[str] = tuple(GOOGLENET_INCEPTIONS), archs: Seq
                 launches_forward=cf["forward"]["total"] if cf["forward"] else None,
                 launches_backward=cf["backward"]["total"] if cf["backward"] else None,
                 launches_backward_reason=cf.get("backward_reason"),
+                launches_backward_via=cf.get("backward_via"),
                 launches_counted_via=cf.get("via"),
                 launches_forward_eager=ce["forward"]["total"],
                 launches_backward_eager=ce["backward"]["total"],
@@ -618,7 +624,7 @@ def format_table(report: dict) -> str:
     lines = [
         f"Inception layers, batch {recs[0]['batch'] if recs else '-'}, {recs[0]['dtype'] if recs else ''} "
         f"-- static facts and H100 ESTIMATES (no GPU measured)",
-        f"{'layer':5} {'schedule':10} {'arch':5} {'fwd':>3} {'bwd':>3} {'eag f/b':>7} {'GFLOP':>6} "
+        f"{'layer':5} {'schedule':10} {'arch':5} {'fwd':>3} {'bwd':>3} {'eag f/b':>7} {'GFLOP':>6} {'exec':>6} "
         f"{'MB min':>8} {'MB fused':>8} {'MB eager':>8} {'regs':>4} {'spill':>5} {'smem KB':>7} {'occ':>5} "
         f"{'tensor-core':16} {'est fused us':>12} {'est eager us':>12} {'est x':>6}",
     ]
@@ -631,6 +637,7 @@ def format_table(report: dict) -> str:
             f"{r['layer']:5} {r['schedule']:10} {r['arch'][3:]:5} "
             f"{_s(r['launches_forward']):>3} {_s(r['launches_backward']):>3} "
             f"{r['launches_forward_eager']:>3}/{r['launches_backward_eager']:<3} {r['flops'] / 1e9:6.1f} "
+            f"{r['flops_executed'] / 1e9:6.1f} "
             f"{_fmt_bytes(r['bytes_min'])} {_fmt_bytes(r['bytes_modeled'])} {_fmt_bytes(r['bytes_eager_modeled'])} "
             f"{_s(r['registers']):>4} {_s(r['spill_bytes']):>5} "
             f"{'-' if r['shared_bytes'] is None else round(r['shared_bytes'] / 1024, 1):>7} "
@@ -640,8 +647,11 @@ def format_table(report: dict) -> str:
     reasons = {r["launches_backward_reason"] for r in recs if r["launches_backward_reason"]}
     for reason in sorted(reasons):
         lines.append(f"bwd '-': {reason}")
+    for via in sorted({r["launches_backward_via"] for r in recs if r.get("launches_backward_via")}):
+        lines.append(f"bwd counted via {via}")
     for err in sorted({f"{r['schedule']} {r['arch']}: {r['compile_error']}" for r in recs if r.get("compile_error")}):
         lines.append(f"compile failed: {err}")
+    lines += _target_summary(recs)
     p = report["meta"]["peaks"]
     lines.append(
         f"Estimate = sum over kernels of max(FLOPs / peak, bytes / HBM) + {p['launch_s'] * 1e6:.0f} us per launch; "
@@ -649,8 +659,34 @@ def format_table(report: dict) -> str:
         f"{p['tensor_flops']['fp32'] / 1e12:.0f} tf32, {p['fp32_simt_flops'] / 1e12:.0f} fp32 SIMT, "
         f"HBM {p['hbm_bytes_per_s'] / 1e12:.2f} TB/s."
     )
-    lines.append("eag f/b: eager aten ops forward/backward (CUDA kernels >= these). MB: forward DRAM bytes, modeled.")
+    lines.append("eag f/b: eager aten ops forward/backward (CUDA kernels >= these). exec: GFLOP the fused tiles "
+                 "execute (padding, halo). MB: forward DRAM bytes, modeled.")
     return "\n".join(lines)
+
+
+def _target_summary(recs: Sequence[dict]) -> list[str]:
+    """Lines checking DESIGN.md §7's static targets, per schedule, over the records' layers."""
+    lines = []
+    for schedule in SCHEDULES:
+        rs = [r for r in recs if r["schedule"] == schedule]
+        if not rs:
+            continue
+        layers = sorted({r["layer"] for r in rs})
+        compiled = [r for r in rs if r["registers"] is not None]
+        checks = [
+            ("forward 1 launch", [r["launches_forward"] == 1 for r in rs]),
+            ("backward <= 3 launches", [r["launches_backward"] is not None and r["launches_backward"] <= 3 for r in rs]),
+            ("modeled DRAM <= 1.2x min", [r["bytes_ratio"] <= 1.2 for r in rs]),
+        ]
+        if compiled:
+            checks += [("0 spill bytes", [r["spill_bytes"] == 0 for r in compiled]),
+                       ("tensor cores", [bool(r["tensor_core_instructions"]) for r in compiled])]
+        speedups = [r["estimate_speedup"] for r in rs]
+        geo = math.exp(sum(math.log(v) for v in speedups) / len(speedups))
+        parts = [f"{name} {sum(ok)}/{len(ok)}" for name, ok in checks]
+        lines.append(f"targets [{schedule}, {len(layers)} layers x {len(rs) // len(layers)} archs]: "
+                     + ", ".join(parts) + f"; estimated speedup vs eager, geo-mean {geo:.2f}x (estimate)")
+    return lines
 
 
 def _s(v) -> str:
