@@ -12,8 +12,10 @@ Usage::
 Triton launches are counted in :func:`_launch` (every kernel of this package is launched
 through it), which also works in the interpreter. Aten ops are counted by a
 ``TorchDispatchMode``: every op that reaches the dispatcher counts, except views,
-allocations without a fill (``empty``, ``empty_strided``) and metadata-only ops -- so an
-eager PyTorch module counts its convs, pools, activations and cat. Aten ops that Triton's
+allocations without a fill (``empty``, ``empty_strided``, ``new_empty``) and metadata-only
+ops -- so an eager PyTorch module counts its convs, pools, activations and cat. This package's
+own ``torch.library`` ops (namespace ``inception_kernels``) are not counted themselves: the
+Triton launches inside them are. Aten ops that Triton's
 interpreter runs internally while executing one of our launches are not counted (they
 are part of that launch).
 """
@@ -32,6 +34,8 @@ _NO_KERNEL = {
     "aten::empty",
     "aten::empty_strided",
     "aten::empty_like",
+    "aten::new_empty",
+    "aten::new_empty_strided",
     "aten::detach",
     "aten::alias",
     "aten::lift_fresh",
@@ -65,6 +69,7 @@ class LaunchCount:
         return self.triton + self.aten
 
 
+_OWN_NAMESPACE = "inception_kernels::"
 _active: list = []  # open LaunchCount records (nested blocks all count)
 _recording: list = []  # open _record_launches lists: launches are recorded, not run
 _suspended = [0]  # > 0 while one of our launches runs (interpreter-internal aten ops)
@@ -79,7 +84,8 @@ class _AtenCounter(TorchDispatchMode):
         kwargs = kwargs or {}
         if not _suspended[0]:
             name = func._schema.name
-            if not func.is_view and name not in _NO_KERNEL:
+            # this package's own custom ops count through the _launch calls they make
+            if not func.is_view and name not in _NO_KERNEL and not name.startswith(_OWN_NAMESPACE):
                 self.record.aten_ops.append(str(func))
         return func(*args, **kwargs)
 

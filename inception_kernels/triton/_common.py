@@ -83,7 +83,7 @@ def _conv_tile(
                         mask=q_ok[:, None] & ci_ok[None, :],
                         other=float("-inf"),
                     )
-                    a = tl.maximum(a, v)
+                    a = tl.maximum(a, v).to(src_ptr.dtype.element_ty)  # bf16 max promotes
                 # rows of absent pixels and channel tails are -inf: zero them (-inf * 0 = NaN)
                 a = tl.where(pix_ok[:, None] & ci_ok[None, :], a, 0.0).to(src_ptr.dtype.element_ty)
             else:
