@@ -418,14 +418,75 @@ def _source_hash(globs: Sequence[str] = _KERNEL_SOURCES) -> str:
     return h.hexdigest()[:16]
 
 
-def kernel_facts(layers: Sequence[str], dtype: str, archs: Sequence[str], workers: int = 2) -> dict:
-    """Registers, spills, shared memory and tensor-core counts of every kernel the forward
-    launcher picks, per ``(layer, schedule, arch)``, from ahead-of-time compiles.
+def _backward_plan(layer: str, tdt: str) -> list:
+    """The launches the fused backward makes for ``layer`` at batch 256 (channels_last, biases,
+    the layer's kernel sizes and activation), recorded on 'meta' tensors instead of run."""
+    import torch
 
-    Compiles go through :func:`inception_kernels.triton.aot.compile_plans` (parallel worker
-    processes without the interpreter); results are cached in
-    ``~/.cache/inception_kernels/aot`` (``$INCEPTION_KERNELS_CACHE/aot``) keyed by the kernel
-    sources' hash, Triton's version, the launch's specialization and the arch.
+    from ._launches import _record_launches
+    from .triton.backward import _inception_backward
+
+    spec = GOOGLENET_INCEPTIONS[layer]
+    dt, s, cl = getattr(torch, tdt), spec.spatial, torch.channels_last
+
+    def act(c):
+        return torch.empty(BATCH, c, s, s, device="meta", dtype=dt, memory_format=cl)
+
+    y = act(spec.out_channels)
+    weights = [torch.empty(shape, device="meta", dtype=dt) for shape in spec.weight_shapes]
+    biases = [torch.empty(shape[0], device="meta", dtype=dt) for shape in spec.weight_shapes]
+    with _record_launches() as launches:
+        _inception_backward(act(spec.out_channels), act(spec.in_channels), y, act(spec.ch3x3red),
+                            act(spec.ch5x5red), weights, biases, spec.kernel_sizes, spec.activation)
+    return launches
+
+
+def _plan(desc: tuple) -> list:
+    """Launches of a plan descriptor ``(pass, layer, torch dtype name, schedule)``."""
+    kind, layer, tdt, schedule = desc
+    if kind == "forward":
+        from .triton import aot
+
+        return aot.launch_plan(layer, tdt, schedule, False)
+    return _backward_plan(layer, tdt)
+
+
+def _compile_task(task: tuple) -> dict:
+    """Worker: rebuild one plan, compile one of its launches for one arch, read the cubin."""
+    import time
+
+    from . import _cubin
+    from .triton import aot
+
+    desc, index, arch = task
+    t0 = time.perf_counter()
+    ck = aot.compile_launch(_plan(desc)[index], int(arch[3:]))
+    cubin = ck.asm["cubin"]
+    ((name, res),) = _cubin.resource_usage(cubin).items()
+    return dict(
+        kernel=name, arch=arch, registers=res["registers"], stack_bytes=res["stack_bytes"],
+        local_bytes=res["local_bytes"], shared_bytes=ck.metadata.shared + res["shared_static_bytes"],
+        num_warps=ck.metadata.num_warps, tensor_core=_cubin.tensor_core_instructions(cubin),
+        compile_seconds=round(time.perf_counter() - t0, 1),
+    )
+
+
+def _worker_init() -> None:
+    os.environ.pop("TRITON_INTERPRET", None)  # @triton.jit must make compilable functions
+
+
+def kernel_facts(layers: Sequence[str], dtype: str, archs: Sequence[str], workers: int = 2) -> dict:
+    """Registers, spills, shared memory and tensor-core counts of every kernel the launchers
+    pick -- the forward per schedule and the backward -- per layer and arch, from
+    ahead-of-time compiles.
+
+    Launches come from the launchers themselves run on 'meta' tensors
+    (:func:`inception_kernels.triton.aot.launch_plan` for the forward, the same recording for
+    the backward); each distinct specialization is compiled once with
+    :func:`inception_kernels.triton.aot.compile_launch` in ``workers`` processes without the
+    interpreter. Results are cached in ``~/.cache/inception_kernels/aot``
+    (``$INCEPTION_KERNELS_CACHE/aot``) keyed by the kernel sources' hash, Triton's version,
+    the launch's specialization and the arch.
 
     Args:
         layers: GoogLeNet layer keys.
@@ -434,9 +495,12 @@ def kernel_facts(layers: Sequence[str], dtype: str, archs: Sequence[str], worker
         workers: parallel compiles.
 
     Returns:
-        ``{(layer, schedule, arch): [per-launch facts dict]}``, or a string saying why the
-        kernels of that entry did not compile.
+        ``{(layer, schedule or "backward", arch): [per-launch facts]}``, or instead of the list
+        a string saying why a kernel of that entry did not compile.
     """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     from .triton import aot
 
     tdt = _TORCH_DTYPE_NAME[dtype]
@@ -445,46 +509,64 @@ def kernel_facts(layers: Sequence[str], dtype: str, archs: Sequence[str], worker
     cache.mkdir(parents=True, exist_ok=True)
 
     def path_for(key, arch):
-        digest = hashlib.sha256(repr((src, key, arch)).encode()).hexdigest()[:24]
-        return cache / f"{digest}.json"
+        return cache / f"{hashlib.sha256(repr((src, key, arch)).encode()).hexdigest()[:24]}.json"
 
-    plans = {}
-    missing = set()  # (layer, schedule, arch)
-    for layer in layers:
-        for schedule in SCHEDULES:
-            keys = [aot.specialization_key(launch) for launch in aot.launch_plan(layer, tdt, schedule, False)]
-            plans[(layer, schedule)] = keys
+    descs = [("forward", layer, tdt, sch) for layer in layers for sch in SCHEDULES]
+    descs += [("backward", layer, tdt, None) for layer in layers]
+    keys = {d: [aot.specialization_key(launch) for launch in _plan(d)] for d in descs}
+    todo = {}  # (key, arch) -> task: each distinct kernel compiled once
+    for d in descs:
+        for i, k in enumerate(keys[d]):
             for arch in archs:
-                if not all(path_for(k, arch).exists() for k in keys):
-                    missing.add((layer, schedule, arch))
-    errors = {}  # schedule -> why its compiles failed (one schedule's failure spares the other)
-    for schedule in SCHEDULES:
-        todo = [m for m in missing if m[1] == schedule]
-        if not todo:
-            continue
-        m_layers = sorted({m[0] for m in todo}, key=list(GOOGLENET_INCEPTIONS).index)
-        m_archs = sorted({int(m[2][3:]) for m in todo})
-        try:
-            reports = aot.compile_plans(m_layers, [tdt], m_archs, cases=[(schedule, False)], workers=workers)
-        except Exception as e:  # noqa: BLE001 -- a kernel that does not compile is a finding, not a crash
-            errors[schedule] = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
-            continue
-        for rep in reports:
-            for use in rep["layers"]:  # "3a/one_launch#0"
-                layer, rest = use.split("/")
-                index = int(rest.split("#")[1])
-                key = plans[(layer, schedule)][index]
-                path_for(key, rep["arch"]).write_text(json.dumps({k: v for k, v in rep.items() if k != "layers"}))
+                if not path_for(k, arch).exists():
+                    todo.setdefault((k, arch), (d, i, arch))
+    errors = {}
+    if todo:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
+            futures = {ka: pool.submit(_compile_task, task) for ka, task in todo.items()}
+            for (k, arch), fut in futures.items():
+                try:
+                    path_for(k, arch).write_text(json.dumps(fut.result()))
+                except Exception as e:  # noqa: BLE001 -- a kernel that does not compile is a finding
+                    msg = str(e).strip().splitlines()
+                    errors[(k, arch)] = f"{type(e).__name__}: {msg[-1] if msg else ''}"
     out = {}
-    for layer in layers:
-        for schedule in SCHEDULES:
-            for arch in archs:
-                paths = [path_for(k, arch) for k in plans[(layer, schedule)]]
-                if all(p.exists() for p in paths):
-                    out[(layer, schedule, arch)] = [json.loads(p.read_text()) for p in paths]
-                else:
-                    out[(layer, schedule, arch)] = errors.get(schedule, "not compiled")
+    for (kind, layer, _, schedule) in descs:
+        for arch in archs:
+            ks = keys[(kind, layer, tdt, schedule)]
+            errs = [errors[(k, arch)] for k in ks if (k, arch) in errors]
+            out[(layer, schedule or kind, arch)] = (
+                errs[0] if errs else [json.loads(path_for(k, arch).read_text()) for k in ks]
+            )
     return out
+
+
+def _summarize_kernels(ks, arch: str) -> dict:
+    """Aggregate per-launch facts: the worst registers / spills / shared memory / occupancy
+    over the launches, tensor-core instruction counts summed."""
+    from ._cubin import occupancy
+
+    if not isinstance(ks, list):
+        return dict(registers=None, spill_bytes=None, shared_bytes=None, num_warps=None,
+                    tensor_core_instructions=None, occupancy=None, blocks_per_sm=None, kernels=None,
+                    compile_error=ks)
+    occ = [occupancy(k["registers"], k["shared_bytes"], k["num_warps"], arch) for k in ks]
+    tc: dict = {}
+    for k in ks:
+        for op, c in k["tensor_core"].items():
+            tc[op] = tc.get(op, 0) + c
+    return dict(
+        registers=max(k["registers"] for k in ks),
+        spill_bytes=max(k["stack_bytes"] for k in ks),
+        shared_bytes=max(k["shared_bytes"] for k in ks),
+        num_warps=max(k["num_warps"] for k in ks),
+        tensor_core_instructions=tc,
+        occupancy=min(o["occupancy"] for o in occ),
+        blocks_per_sm=min(o["blocks_per_sm"] for o in occ),
+        kernels=[dict(k, occupancy=o) for k, o in zip(ks, occ)],
+        compile_error=None,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -523,7 +605,7 @@ def build_report(layers: Sequence[str] = tuple(GOOGLENET_INCEPTIONS), archs: Seq
     Raises:
         ValueError: unknown layer, arch or dtype.
     """
-    from ._cubin import ARCH_LIMITS, occupancy
+    from ._cubin import ARCH_LIMITS
 
     bad = [n for n in layers if n not in GOOGLENET_INCEPTIONS]
     if bad:
@@ -574,27 +656,12 @@ def build_report(layers: Sequence[str] = tuple(GOOGLENET_INCEPTIONS), archs: Seq
             )
             for arch in archs:
                 rec = dict(base, arch=arch)
-                ks = facts.get((name, schedule, arch))
-                rec["compile_error"] = ks if isinstance(ks, str) else None
-                if ks and not isinstance(ks, str):
-                    occ = [occupancy(k["registers"], k["shared_bytes"], k["num_warps"], arch) for k in ks]
-                    tc: dict = {}
-                    for k in ks:
-                        for op, c in k["tensor_core"].items():
-                            tc[op] = tc.get(op, 0) + c
-                    rec.update(
-                        registers=max(k["registers"] for k in ks),
-                        spill_bytes=max(k["stack_bytes"] for k in ks),
-                        shared_bytes=max(k["shared_bytes"] for k in ks),
-                        num_warps=max(k["num_warps"] for k in ks),
-                        tensor_core_instructions=tc,
-                        occupancy=min(o["occupancy"] for o in occ),
-                        blocks_per_sm=min(o["blocks_per_sm"] for o in occ),
-                        kernels=[dict(k, occupancy=o) for k, o in zip(ks, occ)],
-                    )
+                if compile:
+                    rec.update(_summarize_kernels(facts[(name, schedule, arch)], arch))
+                    bwd = _summarize_kernels(facts[(name, "backward", arch)], arch)
+                    rec.update({f"backward_{k}": v for k, v in bwd.items()})
                 else:
-                    rec.update(registers=None, spill_bytes=None, shared_bytes=None, num_warps=None,
-                               tensor_core_instructions=None, occupancy=None, blocks_per_sm=None, kernels=None)
+                    rec.update(_summarize_kernels("not compiled (--no-compile)", arch), compile_error=None)
                 records.append(rec)
     meta = dict(
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -626,13 +693,14 @@ def format_table(report: dict) -> str:
         f"-- static facts and H100 ESTIMATES (no GPU measured)",
         f"{'layer':5} {'schedule':10} {'arch':5} {'fwd':>3} {'bwd':>3} {'eag f/b':>7} {'GFLOP':>6} {'exec':>6} "
         f"{'MB min':>8} {'MB fused':>8} {'MB eager':>8} {'regs':>4} {'spill':>5} {'smem KB':>7} {'occ':>5} "
-        f"{'tensor-core':16} {'est fused us':>12} {'est eager us':>12} {'est x':>6}",
+        f"{'tensor-core':16} {'bwd regs/spill':>14} {'est fused us':>12} {'est eager us':>12} {'est x':>6}",
     ]
     for r in recs:
         tc = ",".join(f"{k}:{v}" for k, v in (r["tensor_core_instructions"] or {}).items()) or "-"
         if r["tensor_core_instructions"] is None:
             tc = "compile failed" if r.get("compile_error") else "(not compiled)"
         occ = "-" if r["occupancy"] is None else f"{r['occupancy']:.2f}"
+        bwd = "-" if r.get("backward_registers") is None else f"{r['backward_registers']}/{r['backward_spill_bytes']}"
         lines.append(
             f"{r['layer']:5} {r['schedule']:10} {r['arch'][3:]:5} "
             f"{_s(r['launches_forward']):>3} {_s(r['launches_backward']):>3} "
@@ -642,14 +710,16 @@ def format_table(report: dict) -> str:
             f"{_s(r['registers']):>4} {_s(r['spill_bytes']):>5} "
             f"{'-' if r['shared_bytes'] is None else round(r['shared_bytes'] / 1024, 1):>7} "
             f"{occ:>5} "
-            f"{tc:16} {r['estimate_fused_us']:12.1f} {r['estimate_eager_us']:12.1f} {r['estimate_speedup']:6.2f}"
+            f"{tc:16} {bwd:>14} {r['estimate_fused_us']:12.1f} {r['estimate_eager_us']:12.1f} {r['estimate_speedup']:6.2f}"
         )
     reasons = {r["launches_backward_reason"] for r in recs if r["launches_backward_reason"]}
     for reason in sorted(reasons):
         lines.append(f"bwd '-': {reason}")
     for via in sorted({r["launches_backward_via"] for r in recs if r.get("launches_backward_via")}):
         lines.append(f"bwd counted via {via}")
-    for err in sorted({f"{r['schedule']} {r['arch']}: {r['compile_error']}" for r in recs if r.get("compile_error")}):
+    for err in sorted({f"{r['schedule']} {r['arch']}: {r['compile_error']}" for r in recs if r.get("compile_error")}
+                      | {f"backward {r['arch']}: {r['backward_compile_error']}" for r in recs
+                         if r.get("backward_compile_error")}):
         lines.append(f"compile failed: {err}")
     lines += _target_summary(recs)
     p = report["meta"]["peaks"]
@@ -680,7 +750,9 @@ def _target_summary(recs: Sequence[dict]) -> list[str]:
         ]
         if compiled:
             checks += [("0 spill bytes", [r["spill_bytes"] == 0 for r in compiled]),
-                       ("tensor cores", [bool(r["tensor_core_instructions"]) for r in compiled])]
+                       ("tensor cores", [bool(r["tensor_core_instructions"]) for r in compiled]),
+                       ("backward 0 spill bytes", [r.get("backward_spill_bytes") == 0 for r in compiled]),
+                       ("backward tensor cores", [bool(r.get("backward_tensor_core_instructions")) for r in compiled])]
         speedups = [r["estimate_speedup"] for r in rs]
         geo = math.exp(sum(math.log(v) for v in speedups) / len(speedups))
         parts = [f"{name} {sum(ok)}/{len(ok)}" for name, ok in checks]

@@ -379,3 +379,8 @@ def test_report_cli_compiled_one_layer(tmp_path):
         assert r["spill_bytes"] == max(k["stack_bytes"] for k in r["kernels"])
         assert len(r["kernels"]) == (1 if r["schedule"] == "one_launch" else 2)
         assert 0 < r["occupancy"] <= 1
+        # the backward's kernels (the same for both forward schedules)
+        assert r["backward_compile_error"] is None, r["backward_compile_error"]
+        assert len(r["backward_kernels"]) == r["launches_backward"]
+        assert r["backward_tensor_core_instructions"].get(mma, 0) > 0
+        assert r["backward_spill_bytes"] == max(k["stack_bytes"] for k in r["backward_kernels"])
