@@ -31,7 +31,6 @@ device named in the output; without a CUDA device nothing runs.
 
 from __future__ import annotations
 
-import copy
 import csv
 import datetime
 import functools

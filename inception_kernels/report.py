@@ -13,15 +13,16 @@ forward schedule of the Triton launcher (``one_launch``, ``two_launch``), the re
   data-, weight- and bias-gradient kernels.
 - **FLOPs** (:meth:`InceptionSpec.flops`; a backward is modeled as 2x the forward) and the
   FLOPs the fused tiles execute (tiles padded to full tensor-core blocks, halo recompute).
-- **bytes moved** (forward), modeled -- see :func:`min_bytes`, :func:`fused_bytes`,
+- **bytes moved** (forward), modeled -- see :func:`min_bytes`, :func:`fused_model`,
   :func:`eager_ops` for the models and their stated assumptions -- against the minimum.
-- **static kernel facts** from the sm_80 and sm_90 cubins of every kernel the launcher picks
-  (compiled ahead of time by :mod:`inception_kernels.triton.aot`, cached on disk): registers,
-  spill (stack) bytes, shared memory, occupancy, tensor-core instruction counts.
+- **static kernel facts** from the sm_80 and sm_90 cubins of every kernel the launchers pick,
+  forward (per schedule) and backward (compiled ahead of time through
+  :mod:`inception_kernels.triton.aot`, cached on disk): registers, spill (stack) bytes,
+  shared memory, occupancy, tensor-core instruction counts.
 - an **H100 roofline estimate** of the forward, fused against eager -- an *estimate* from
   datasheet peaks (:data:`H100`), never a measurement.
 
-Command line: ``inception-kernels report [--layers ...] [--arch sm_80 sm_90] [--dtype bf16]
+Command line: ``inception-kernels report [--layers 3a,5b] [--arch sm_80,sm_90] [--dtype bf16]
 [--no-compile] [--json PATH]``.
 """
 
@@ -665,7 +666,6 @@ def build_report(layers: Sequence[str] = tuple(GOOGLENET_INCEPTIONS), archs: Seq
                 records.append(rec)
     meta = dict(
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        command="inception-kernels report " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["report"] else []),
         measured=False,
         peaks=H100,
         notes=[
@@ -784,6 +784,10 @@ def run_cli(args) -> int:
     except ValueError as e:
         print(f"inception-kernels report: {e}", file=sys.stderr)
         return 2
+    report["meta"]["command"] = "inception-kernels report " + " ".join(
+        f"--{k.replace('_', '-')} {v}" if not isinstance(v, bool) else f"--{k.replace('_', '-')}"
+        for k, v in sorted(vars(args).items()) if k in ("layers", "arch", "dtype", "no_compile") and v
+    )
     print(format_table(report))
     if args.json:
         with open(args.json, "w") as f:
