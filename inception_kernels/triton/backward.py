@@ -429,7 +429,7 @@ def _backward_config(dtype: torch.dtype, on_gpu: bool, nhw: int, weight_tiles: i
         cfg = dict(BM=64, BN=64, BK=bk, BCO=64, BCI=64, BP=32, ALL_TAPS=False, SUM_BLOCK=1024, WARPS=8)
     else:
         bm = min(64, max(16, triton.next_power_of_2(nhw)))
-        cfg = dict(BM=bm, BN=128, BK=64, BCO=128, BCI=128, BP=bm, ALL_TAPS=True, SUM_BLOCK=16384, WARPS=4)
+        cfg = dict(BM=bm, BN=128, BK=64, BCO=128, BCI=128, BP=bm, ALL_TAPS=True, SUM_BLOCK=65536, WARPS=4)
     if nhw == 0:
         return dict(cfg, S=0, PPS=cfg["BP"])
     s = max(1, min(triton.cdiv(_TARGET_WEIGHT_PROGRAMS, max(weight_tiles, 1)),
