@@ -292,3 +292,13 @@ def test_bad_inputs(device):
         ik.fused_inception(x, ws, bs[:2] + [bs[2][:-1]] + bs[3:], backend="triton")
     with pytest.raises(ValueError, match="activation must be"):
         ik.fused_inception(x, ws, bs, activation="gelu", backend="triton")
+
+
+def test_too_large_for_int32_image_offsets():
+    from inception_kernels.triton.inception_fwd import _inception_forward
+
+    spec = PRIME
+    x = torch.empty((2, spec.in_channels, 2**13, 2**13), device="meta")  # 37 * 2^26 > 2^31 per image
+    ws = [torch.empty(s, device="meta") for s in spec.weight_shapes]
+    with pytest.raises(ValueError, match="one image must have < 2\\^31 elements"):
+        _inception_forward(x, ws, [None] * 6, (3, 5), "relu")

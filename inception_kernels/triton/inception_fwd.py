@@ -52,8 +52,8 @@ Design limits: one image (``C*H*W`` of x, y, r) must have < 2^31 elements (batch
 int64); ``N*H*W < 2^31`` pixels. Static quality (``tests/test_triton_compile.py``: nine
 GoogLeNet layers, fp16/bf16, 8 warps): 0 spill bytes everywhere; one_launch 174-218 registers
 on sm_80 (HMMA), 114-234 on sm_90 (HGMMA; the higher figures with ``save_reduce``). Triton
-does not software-pipeline the one-launch kernel's loops (8-17 KB shared memory); it does
-pipeline the two-launch 1x1 stage (cp.async, 16-50 KB).
+software-pipelines the 1x1 loops (cp.async: reduce, 1x1 branch, two-launch stage 1) but not
+the KxK loops over the scratch nor the pool's 9-tap loads (8-50 KB shared memory in all).
 """
 
 from __future__ import annotations
