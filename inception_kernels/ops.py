@@ -10,9 +10,29 @@ of :func:`inception_kernels.reference.inception`. Backends:
 - ``"auto"``: ``"triton"`` on CUDA tensors and on CPU tensors under the interpreter,
   else ``"reference"``.
 
-The Triton forward is not differentiable yet (the fused backward is issue 4): calling it
-with grad mode on and an input that requires grad raises instead of silently returning a
-tensor without ``grad_fn``.
+The Triton path goes through two ``torch.library`` custom ops (namespace ``inception_kernels``),
+so ``torch.compile(fullgraph=True)`` traces it without graph breaks and autograd works:
+
+- ``inception_kernels::fused_inception(x, w1, w3r, w3, w5r, w5, wp, b1?, ..., bp?, k3, k5,
+  activation, schedule, save_reduce) -> (y, r3, r5)``: one forward launch. ``activation`` is
+  ``"relu"`` or ``"none"``; with ``save_reduce`` the post-activation reduce outputs ``r3`` /
+  ``r5`` are returned for the backward, else two empty ``[0]`` tensors (custom ops cannot
+  return None).
+- ``inception_kernels::fused_inception_backward(grad_y, x, y, r3, r5, w1, ..., wp, b1?, ...,
+  bp?, k3, k5, activation, needs_input_grad) -> (dx, grads)``: the 3-launch fused backward.
+  ``grads`` is one flat buffer holding every needed weight and bias gradient (custom-op
+  outputs may not alias each other, so the 12 gradients come back as one tensor and
+  :func:`_split_grads` views it); ``dx`` is an empty ``[0]`` tensor when not needed.
+
+``register_autograd`` connects them: the forward saves ``x``, ``y``, ``r3``, ``r5`` and the
+parameters (no other activations). ``custom_op`` + ``register_fake`` is used rather than
+``triton_op`` because only the former compiles on CPU tensors under Triton's interpreter
+(DESIGN.md §6), which is how this machine tests it.
+
+Autocast: under ``torch.autocast`` for x's device type, :func:`fused_inception` casts x and
+the parameters to the autocast dtype first (as ``F.conv2d`` does), in the Python wrapper
+rather than by ``torch.library.register_autocast``, which fixes one dtype per device and so
+cannot follow fp16 *and* bf16 autocast. Gradients flow back through the casts in fp32.
 """
 
 from __future__ import annotations
@@ -20,6 +40,7 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import torch
+from torch import Tensor
 
 from . import _backends, reference
 from ._checks import check_inception_args
@@ -76,28 +97,214 @@ def fused_inception(
         backend: ``"auto"``, ``"triton"``, ``"cuda"`` or ``"reference"`` (see the module docstring).
 
     Returns:
-        ``[N, ch1x1 + ch3x3 + ch5x5 + pool_proj, H, W]`` in x's dtype; channels_last when x is
-        channels_last, else contiguous NCHW. fp16/bf16 accumulate in fp32; fp32 on CUDA follows
-        ``torch.backends.cudnn.allow_tf32``.
+        ``[N, ch1x1 + ch3x3 + ch5x5 + pool_proj, H, W]`` in x's dtype (the autocast dtype under
+        ``torch.autocast``); channels_last when x is channels_last, else contiguous NCHW.
+        fp16/bf16 accumulate in fp32; fp32 on CUDA follows ``torch.backends.cudnn.allow_tf32``.
+        Differentiable on every backend: with grad mode on and an input that requires grad,
+        the Triton forward also saves ``r3`` / ``r5`` and the backward is the fused 3-launch
+        kernel set (deterministic: no atomics).
 
     Raises:
         TypeError, ValueError: inconsistent arguments (see ``check_inception_args``) or an
             unknown backend.
         RuntimeError: ``backend="triton"`` where Triton cannot run x.
-        NotImplementedError: ``backend="cuda"`` (not built yet), or the Triton forward asked
-            for gradients (the fused backward is not implemented yet).
+        NotImplementedError: ``backend="cuda"`` (not built yet).
     """
+    x, weights, biases = _autocast_args(x, weights, biases)
     spec, weights, biases = check_inception_args(x, weights, biases, kernel_sizes, activation)
     chosen = _resolve_backend(backend, x)
     if chosen == "reference":
         return reference.inception(x, weights, biases, kernel_sizes=spec.kernel_sizes, activation=activation)
     tensors = (x, *weights, *(b for b in biases if b is not None))
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        raise NotImplementedError(
-            "the Triton fused_inception forward is not differentiable yet (fused backward: issue 4); "
-            "run it under torch.no_grad(), or use backend='reference' for training"
-        )
+    save_reduce = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    k3, k5 = spec.kernel_sizes
+    y, _, _ = torch.ops.inception_kernels.fused_inception(
+        x, *weights, *biases, k3, k5, activation or "none", "one_launch", save_reduce
+    )
+    return y
+
+
+def _autocast_args(x, weights, biases):
+    """Cast x and the parameters to the autocast dtype when autocast is on for x's device
+    (floating tensors except fp64, like autocast's own casts for ``F.conv2d``)."""
+    if not isinstance(x, torch.Tensor) or not torch.is_autocast_enabled(x.device.type):
+        return x, weights, biases
+    dtype = torch.get_autocast_dtype(x.device.type)
+
+    def cast(t):
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != torch.float64:
+            return t.to(dtype)
+        return t
+
+    return cast(x), [cast(w) for w in weights], None if biases is None else [cast(b) for b in biases]
+
+
+def _activation(name: str) -> Optional[str]:
+    """The op schema's activation string ("relu" / "none") as the launchers take it."""
+    return None if name == "none" else name
+
+
+def _output_memory_format(x: Tensor) -> torch.memory_format:
+    """y's memory format, as the Triton forward chooses it: channels_last when x is."""
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+@torch.library.custom_op("inception_kernels::fused_inception", mutates_args=())
+def _fused_inception_op(
+    x: Tensor, w1: Tensor, w3r: Tensor, w3: Tensor, w5r: Tensor, w5: Tensor, wp: Tensor,
+    b1: Optional[Tensor], b3r: Optional[Tensor], b3: Optional[Tensor],
+    b5r: Optional[Tensor], b5: Optional[Tensor], bp: Optional[Tensor],
+    k3: int, k5: int, activation: str, schedule: str, save_reduce: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The Triton forward as a custom op (see the module docstring for the schema).
+
+    Returns:
+        ``(y, r3, r5)``; ``r3`` / ``r5`` are empty ``[0]`` tensors unless ``save_reduce``.
+    """
     from .triton.inception_fwd import _inception_forward
 
-    y, _, _ = _inception_forward(x, weights, biases, spec.kernel_sizes, activation)
-    return y
+    y, r3, r5 = _inception_forward(
+        x, (w1, w3r, w3, w5r, w5, wp), (b1, b3r, b3, b5r, b5, bp), (k3, k5), _activation(activation),
+        schedule=schedule, save_reduce=save_reduce,
+    )
+    if r3 is None:
+        r3, r5 = x.new_empty(0), x.new_empty(0)
+    return y, r3, r5
+
+
+@_fused_inception_op.register_fake
+def _fused_inception_fake(x, w1, w3r, w3, w5r, w5, wp, b1, b3r, b3, b5r, b5, bp, k3, k5, activation, schedule,
+                          save_reduce):
+    n, _, h, w = x.shape
+    y = x.new_empty((n, w1.shape[0] + w3.shape[0] + w5.shape[0] + wp.shape[0], h, w)).contiguous(
+        memory_format=_output_memory_format(x)
+    )
+    if not save_reduce:
+        return y, x.new_empty(0), x.new_empty(0)
+    cl = torch.channels_last
+    return y, x.new_empty((n, w3r.shape[0], h, w)).contiguous(memory_format=cl), \
+        x.new_empty((n, w5r.shape[0], h, w)).contiguous(memory_format=cl)
+
+
+def _grad_layout(weights: Sequence[Tensor], biases: Sequence[Optional[Tensor]], needs: Sequence[bool]):
+    """Where the backward's flat gradient buffer keeps each gradient.
+
+    The layout of ``triton.backward._inception_backward``: the dW of every branch whose
+    weight or bias gradient is needed, in weight order, then their db.
+
+    Returns:
+        ``(offsets, strides, numel)``: 12 element offsets (dW1..dWp, db1..dbp; None where not
+        returned), the dW strides, and the buffer's length.
+    """
+    from .triton.backward import _dense_strides
+
+    branch = [needs[1 + i] or (needs[7 + i] and biases[i] is not None) for i in range(6)]
+    offsets, total = [None] * 12, 0
+    for i, w in enumerate(weights):
+        if branch[i]:
+            offsets[i] = total if needs[1 + i] else None
+            total += w.numel()
+    for i, w in enumerate(weights):
+        if branch[i]:
+            offsets[6 + i] = total if needs[7 + i] and biases[i] is not None else None
+            total += w.shape[0]
+    return offsets, [_dense_strides(w) for w in weights], total
+
+
+def _split_grads(flat: Tensor, weights, biases, needs) -> tuple[Optional[Tensor], ...]:
+    """The 12 gradients ``(dw1, ..., dwp, db1, ..., dbp)`` as views of the flat buffer."""
+    offsets, strides, _ = _grad_layout(weights, biases, needs)
+    out = []
+    for i, off in enumerate(offsets):
+        if off is None:
+            out.append(None)
+        elif i < 6:
+            out.append(flat.as_strided(weights[i].shape, strides[i], off))
+        else:
+            out.append(flat.as_strided((weights[i - 6].shape[0],), (1,), off))
+    return tuple(out)
+
+
+@torch.library.custom_op("inception_kernels::fused_inception_backward", mutates_args=())
+def _fused_inception_backward_op(
+    grad_y: Tensor, x: Tensor, y: Tensor, r3: Tensor, r5: Tensor,
+    w1: Tensor, w3r: Tensor, w3: Tensor, w5r: Tensor, w5: Tensor, wp: Tensor,
+    b1: Optional[Tensor], b3r: Optional[Tensor], b3: Optional[Tensor],
+    b5r: Optional[Tensor], b5: Optional[Tensor], bp: Optional[Tensor],
+    k3: int, k5: int, activation: str, needs_input_grad: list[bool],
+) -> tuple[Tensor, Tensor]:
+    """The 3-launch Triton backward as a custom op.
+
+    Args:
+        needs_input_grad: 13 bools for ``(x, w1, ..., wp, b1, ..., bp)``.
+
+    Returns:
+        ``(dx, grads)``: dx (an empty ``[0]`` tensor when not needed) and the flat gradient
+        buffer of :func:`_grad_layout` (empty when no parameter gradient is needed).
+    """
+    from .triton.backward import _inception_backward
+
+    weights, biases = (w1, w3r, w3, w5r, w5, wp), (b1, b3r, b3, b5r, b5, bp)
+    dx, dws, dbs = _inception_backward(
+        grad_y, x, y, r3, r5, weights, biases, (k3, k5), _activation(activation), needs_input_grad
+    )
+    grads = [g for g in (*dws, *dbs) if g is not None]
+    if not grads:
+        flat = w1.new_empty(0)
+    else:
+        offsets, _, total = _grad_layout(weights, biases, needs_input_grad)
+        storage = grads[0].untyped_storage()
+        got = [None if g is None else g.storage_offset() for g in (*dws, *dbs)]
+        if (got != offsets or storage.nbytes() != total * grads[0].element_size()
+                or any(g.untyped_storage().data_ptr() != storage.data_ptr() for g in grads)):
+            raise RuntimeError(
+                "fused_inception_backward: the Triton backward's gradient buffer layout changed "
+                f"(offsets {got}, expected {offsets}, {storage.nbytes()} bytes for {total} elements); "
+                "update ops._grad_layout"
+            )
+        flat = grads[0].as_strided((total,), (1,), 0)  # the whole buffer (a view: no copy)
+    return (dx if dx is not None else x.new_empty(0)), flat
+
+
+@_fused_inception_backward_op.register_fake
+def _fused_inception_backward_fake(grad_y, x, y, r3, r5, w1, w3r, w3, w5r, w5, wp, b1, b3r, b3, b5r, b5, bp,
+                                   k3, k5, activation, needs_input_grad):
+    weights, biases = (w1, w3r, w3, w5r, w5, wp), (b1, b3r, b3, b5r, b5, bp)
+    _, _, total = _grad_layout(weights, biases, needs_input_grad)
+    dx = torch.empty_like(x, memory_format=torch.preserve_format) if needs_input_grad[0] else x.new_empty(0)
+    return dx, w1.new_empty(total)
+
+
+def _setup_context(ctx, inputs, output):
+    x, *params = inputs[:13]
+    k3, k5, activation, _, save_reduce = inputs[13:]
+    y, r3, r5 = output
+    ctx.mark_non_differentiable(r3, r5)
+    ctx.set_materialize_grads(False)
+    ctx.kernel_args = (k3, k5, activation, save_reduce)
+    ctx.save_for_backward(x, y, r3, r5, *params)
+
+
+def _backward(ctx, grad_y, grad_r3, grad_r5):
+    del grad_r3, grad_r5  # non-differentiable outputs
+    n_in = 18
+    if grad_y is None:
+        return (None,) * n_in
+    k3, k5, activation, save_reduce = ctx.kernel_args
+    if not save_reduce:
+        raise RuntimeError(
+            "inception_kernels::fused_inception ran with save_reduce=False, so its backward has no r3/r5; "
+            "call inception_kernels.fused_inception (it saves them when gradients are needed)"
+        )
+    x, y, r3, r5, *params = ctx.saved_tensors
+    weights, biases = params[:6], params[6:]
+    needs = [bool(v) for v in ctx.needs_input_grad[:13]]
+    dx, flat = torch.ops.inception_kernels.fused_inception_backward(
+        grad_y, x, y, r3, r5, *weights, *biases, k3, k5, activation, needs
+    )
+    return (dx if needs[0] else None, *_split_grads(flat, weights, biases, needs)) + (None,) * (n_in - 13)
+
+
+_fused_inception_op.register_autograd(_backward, setup_context=_setup_context)
