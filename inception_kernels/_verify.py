@@ -7,6 +7,11 @@ independent composition of ``nn.Conv2d`` / ``nn.MaxPool2d`` / ``nn.ReLU`` module
 ``torch.cat`` that holds the same parameters. Errors are max absolute differences; a tensor
 passes when ``err <= atol + rtol * max|expected|`` with the dtype's ``(atol, rtol)``.
 
+Then, unless layers are chosen, a whole GoogLeNet of each variant (eval mode, random weights
+and BatchNorm statistics, batch 1 at the variant's minimum input size or ``size`` if larger)
+is fused with :func:`~inception_kernels.fuse` on each backend and its logits are compared
+with the unfused model's (rows ``GoogLeNet-paper`` / ``GoogLeNet-torchvision``).
+
 Backends plug in through :func:`_candidate_backends`: a name and a callable with the
 signature of the fused op, or the reason it cannot run here.
 """
@@ -23,6 +28,7 @@ import torch.nn as nn
 
 from . import _backends, reference
 from ._checks import BIAS_NAMES, WEIGHT_NAMES
+from .ops import BACKEND_CHOICES
 from .spec import GOOGLENET_INCEPTIONS, InceptionSpec
 
 #: ``(atol, rtol)`` per dtype; the tolerance of a tensor is ``atol + rtol * max|expected|``.
@@ -146,8 +152,12 @@ class _Candidate:
     slow: bool = False
 
 
-#: Layers the interpreter checks by default: the smallest, the widest 5x5, the widest overall.
-INTERPRETER_LAYERS = ("3a", "4e", "5b")
+#: Layers the interpreter checks by default: all nine (its cost grows with channels, hardly
+#: with spatial size, so verify keeps the batch and size small there).
+INTERPRETER_LAYERS = tuple(GOOGLENET_INCEPTIONS)
+
+#: Whole models verify fuses and compares with their unfused selves.
+MODEL_VARIANTS = ("paper", "torchvision")
 
 
 def _candidate_backends(device: str) -> list[_Candidate]:
@@ -227,15 +237,57 @@ def check_layer(name: str, spec: InceptionSpec, backend: str, fn: BackendFn, *, 
     return res
 
 
+def check_model(variant: str, backend: str, *, size: int, device: str, seed: int = 0) -> CheckResult:
+    """Fuse a whole GoogLeNet (eval mode) with ``backend`` and compare its logits with the unfused model's.
+
+    Args:
+        variant: "paper" or "torchvision" (BatchNorm, folded by ``fuse``).
+        backend: a ``fused_inception`` backend name.
+        size: input size; raised to the variant's minimum when smaller.
+        device: "cpu" or "cuda".
+        seed: seed of the weights, BatchNorm statistics and input.
+
+    Returns:
+        The :class:`CheckResult` row (float32, batch 1; gradients are not part of this check).
+    """
+    import copy
+
+    from .models import googlenet
+    from .modules import fuse
+
+    res = CheckResult(f"GoogLeNet-{variant}", backend, "float32", device, grads_checked=False)
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = googlenet(variant, aux_logits=False, num_classes=10)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):  # non-trivial statistics, so folding is checked
+                m.running_mean.copy_(0.2 * torch.randn(m.num_features, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
+    model = model.eval().to(device)
+    size = max(size, model.min_input_size)
+    x = torch.randn(1, 3, size, size, generator=g).to(device)
+    try:
+        fused = fuse(copy.deepcopy(model), backend=backend)
+        with torch.no_grad():
+            want, got = model(x), fused(x)
+    except Exception as e:  # a backend that raises fails its row, with the message
+        res.error = f"{type(e).__name__}: {e}"
+        return res
+    res.err_out, res.tol_out = _err_tol(got, want, torch.float32)
+    res.passed = res.err_out <= res.tol_out
+    return res
+
+
 def run(layers: Optional[Sequence[str]] = None, dtypes: Optional[Sequence[str]] = None, *, batch: int = 2,
         size: int = 7, device: Optional[str] = None) -> tuple[list[CheckResult], list[tuple[str, str]], str]:
     """Run every check.
 
     Args:
-        layers: layer names of GOOGLENET_INCEPTIONS; default all nine (the interpreter:
-            :data:`INTERPRETER_LAYERS`).
+        layers: layer names of GOOGLENET_INCEPTIONS; default all nine, then the whole models of
+            :data:`MODEL_VARIANTS` (with chosen layers, the models are not checked).
         dtypes: dtype names of :data:`DTYPES`; default both (the interpreter: float32).
-        batch, size: input batch and spatial size.
+        batch, size: input batch and spatial size (the interpreter: batch 1).
         device: "cuda" or "cpu"; default: CUDA when available.
 
     Returns:
@@ -266,8 +318,12 @@ def run(layers: Optional[Sequence[str]] = None, dtypes: Optional[Sequence[str]] 
             b_dtypes = dtypes or (("float32",) if cand.slow else list(DTYPES))
             for lname in b_layers:
                 for d in b_dtypes:
-                    rows.append(check_layer(lname, GOOGLENET_INCEPTIONS[lname], cand.name, cand.fn, batch=batch,
-                                            size=size, dtype=DTYPES[d], device=device))
+                    rows.append(check_layer(lname, GOOGLENET_INCEPTIONS[lname], cand.name, cand.fn,
+                                            batch=1 if cand.slow else batch, size=size, dtype=DTYPES[d],
+                                            device=device))
+            if layers is None and cand.name in BACKEND_CHOICES:
+                for variant in MODEL_VARIANTS:
+                    rows.append(check_model(variant, cand.name, size=size, device=device))
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = allow_tf32
     return rows, skipped, device

@@ -197,9 +197,11 @@ def _cmd_verify(args, argv: Sequence[str]) -> int:
           f"rtol*max|expected|)")
     for b, (ls, ds) in checked.items():
         print(f"  backend {b}: layers {', '.join(ls)}; {', '.join(ds)}")
-    if device == "cpu" and "triton" in checked and not (layers and dtypes):
-        print(f"  (the Triton interpreter is slow: by default it checks layers "
-              f"{', '.join(_verify.INTERPRETER_LAYERS)} in float32; --layers/--dtype choose)")
+    if device == "cpu" and "triton" in checked:
+        print("  (the Triton interpreter is slow: it runs batch 1, and float32 unless --dtype chooses)")
+    if not layers:
+        print(f"  whole models: {', '.join('GoogLeNet-' + v for v in _verify.MODEL_VARIANTS)}, eval mode, "
+              "fused vs. unfused logits (batch 1, the variant's minimum input size or --size)")
     print()
     print(_verify.format_table(rows))
     for b, why in skipped:
