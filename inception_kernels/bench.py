@@ -164,7 +164,10 @@ def _layer_forward(impl: str, spec: InceptionSpec) -> Callable:
                                       schedule="two_launch")[0]
 
         return two_launch
-    fwd = functools.partial(reference.inception, **kw)
+
+    def fwd(x, weights, biases):
+        return reference.inception(x, weights, biases, **kw)
+
     return _compiled(fwd, impl) if impl.startswith("compile") else fwd
 
 
@@ -487,18 +490,22 @@ def run_pytest_benchmark(benchmark, case: BenchCase, rounds: int = 20, warmup_ro
         case: from :func:`layer_case` or :func:`googlenet_case`, available.
         rounds, warmup_rounds: pytest-benchmark's ``pedantic`` settings.
     """
+    cuda = torch.cuda.is_available()
+
     def target():
         for t in case.grad_to_none:
             t.grad = None
         case.fn()
-        torch.cuda.synchronize()
+        if cuda:
+            torch.cuda.synchronize()
 
     benchmark.pedantic(target, rounds=rounds, warmup_rounds=warmup_rounds, iterations=1)
-    sec = benchmark.stats.stats.median
-    benchmark.extra_info.update(
-        device=torch.cuda.get_device_name(), flops=case.flops, bytes_min=case.bytes_min,
-        tflops=case.flops / sec / 1e12, gbps=case.bytes_min / sec / 1e9 if case.bytes_min else None,
-    )
+    benchmark.extra_info.update(device=torch.cuda.get_device_name() if cuda else "cpu", flops=case.flops,
+                                bytes_min=case.bytes_min)
+    if benchmark.stats:  # None with --benchmark-disable
+        sec = benchmark.stats.stats.median
+        benchmark.extra_info.update(tflops=case.flops / sec / 1e12,
+                                    gbps=case.bytes_min / sec / 1e9 if case.bytes_min else None)
 
 
 def _csv(value: str) -> list[str]:

@@ -277,6 +277,31 @@ def test_bench_layer_case_runs_on_cpu(mode):
 GOOGLENET_5B_FLOPS_7x7 = 2 * 49 * (832 * 384 + 832 * 192 + 192 * 384 * 9 + 832 * 48 + 48 * 128 * 25 + 832 * 128)
 
 
+def test_bench_pytest_benchmark_adapter():
+    """run_pytest_benchmark on a CPU case with a stand-in fixture whose median is 2 ms."""
+    from types import SimpleNamespace
+
+    from inception_kernels import bench
+
+    calls = []
+
+    class _Fixture:
+        extra_info: dict = {}
+        stats = SimpleNamespace(stats=SimpleNamespace(median=2e-3))
+
+        def pedantic(self, target, rounds, warmup_rounds, iterations):
+            calls.append((rounds, warmup_rounds, iterations))
+            target()
+
+    case = bench.layer_case("3a", 1, "fp32", "fwdbwd", "eager", device="cpu")
+    fx = _Fixture()
+    bench.run_pytest_benchmark(fx, case, rounds=3, warmup_rounds=1)
+    assert calls == [(3, 1, 1)]
+    assert fx.extra_info["tflops"] == case.flops / 2e-3 / 1e12
+    assert fx.extra_info["gbps"] == case.bytes_min / 2e-3 / 1e9
+    assert all(t.grad is not None for t in case.grad_to_none)
+
+
 def test_bench_googlenet_cases_run_on_cpu():
     from inception_kernels import bench
 
