@@ -37,10 +37,11 @@ Offsets into activations and partials are 64-bit.
 
 Sizes are runtime arguments (not specialized), so the nine GoogLeNet layers share one compiled
 kernel per dtype, kernel sizes, activation and layout. Static checks (compiled here for the 3a
-layer at batch 256, channels_last, with ``triton.compile`` and no GPU; cuobjdump): fp16 and bf16
-``_grads_kernel`` has 0 spill bytes with tensor-core instructions (sm_90: 150 registers, HGMMA;
-sm_80: 171 registers, HMMA) at 8 warps (at 4 warps the unrolled pool scans spilled 3 KB);
-``_reduce_grad_kernel`` 80 registers, 0 spills, HGMMA. Not spill-free: fp32 with TF32 off
+and 5b layers at batch 256, channels_last, with ``triton.compile`` and no GPU; cuobjdump), fp16
+and bf16, 8 warps: ``_grads_kernel`` 0 spill bytes, 185 registers and HGMMA on sm_90, 217 and
+HMMA on sm_80 (at 4 warps the then-unrolled pool scans spilled 3 KB); ``_reduce_grad_kernel`` 0
+spill bytes, 228 registers, HGMMA / HMMA -- one 256-thread program per SM, so occupancy, not
+correctness, is what a GPU profile should look at first. Not spill-free: fp32 with TF32 off
 (FMA dot; 552 B of stack on sm_90) and fp64 (DMMA; 120 B).
 
 Cost (a design limit): the pool part of ``dx`` recomputes ``gp @ wp`` for each of the nine
