@@ -125,8 +125,10 @@ def _max_err(mine, ref):
 @pytest.mark.parametrize("name", ["3a", "4d", "5b"])
 def test_googlenet_configs_fp16_three_way(name, device):
     """fp16: the kernel's error against an fp64 reference is at most 2x PyTorch's own fp16
-    error (same inputs, autograd through the reference in fp16), plus a floor of a few fp16
-    ulps (PyTorch's CPU fp16 convs accumulate in fp32 and round once, so its error can be tiny)."""
+    error (same inputs, autograd through the reference in fp16), plus half an fp16 ulp of the
+    largest gradient (2^-11): PyTorch's CPU fp16 convs accumulate in fp32 and round once, so
+    its error is often just the final rounding, which the kernel shares (measured here: the
+    kernel's error is at most PyTorch's on every gradient of 3a)."""
     spec = GOOGLENET_INCEPTIONS[name]
     x, ws, bs = _make(spec, 1, 4, 3, torch.float16, device)
     gen = torch.Generator().manual_seed(1)
@@ -338,7 +340,7 @@ def test_gpu_low_precision_three_way(name, dtype):
     mine = _run(x, ws, bs, grad_y, y, r3, r5, (3, 5), "relu")
     for name_, m, rl, r64 in zip(GRAD_NAMES, mine, ref_lp, ref64):
         err, err_lp = _max_err([m], [r64]), _max_err([rl], [r64])
-        assert err <= 2 * err_lp + 1e-3, f"{name_}: kernel {err:.2e} vs PyTorch {err_lp:.2e}"
+        assert err <= 2 * err_lp + 5e-4, f"{name_}: kernel {err:.2e} vs PyTorch {err_lp:.2e}"
 
 
 @pytest.mark.gpu
