@@ -51,6 +51,7 @@ __all__ = [
     "kernel_facts",
     "build_report",
     "format_table",
+    "format_markdown",
     "add_arguments",
     "run_cli",
 ]
@@ -657,12 +658,12 @@ def build_report(layers: Sequence[str] = tuple(GOOGLENET_INCEPTIONS), archs: Seq
             )
             for arch in archs:
                 rec = dict(base, arch=arch)
-                if compile:
-                    rec.update(_summarize_kernels(facts[(name, schedule, arch)], arch))
-                    bwd = _summarize_kernels(facts[(name, "backward", arch)], arch)
-                    rec.update({f"backward_{k}": v for k, v in bwd.items()})
-                else:
-                    rec.update(_summarize_kernels("not compiled (--no-compile)", arch), compile_error=None)
+                skipped = "not compiled (--no-compile)"
+                fwd = _summarize_kernels(facts[(name, schedule, arch)] if compile else skipped, arch)
+                bwd = _summarize_kernels(facts[(name, "backward", arch)] if compile else skipped, arch)
+                rec.update(fwd, **{f"backward_{k}": v for k, v in bwd.items()})
+                if not compile:
+                    rec.update(compile_error=None, backward_compile_error=None)
                 records.append(rec)
     meta = dict(
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -734,6 +735,44 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(report: dict) -> str:
+    """The report as a Markdown table, one row per layer and schedule (archs side by side)."""
+    recs = report["records"]
+    archs = sorted({r["arch"] for r in recs})
+    by = {(r["layer"], r["schedule"], r["arch"]): r for r in recs}
+
+    def per_arch(layer, schedule, fn):
+        return " / ".join(fn(by[(layer, schedule, a)]) for a in archs)
+
+    def static(r, prefix=""):
+        if r[f"{prefix}registers"] is None:
+            return "-"
+        tc = ",".join(f"{k} {v}" for k, v in r[f"{prefix}tensor_core_instructions"].items()) or "none"
+        return f"{r[f'{prefix}registers']} r, {r[f'{prefix}spill_bytes']} B spill, {tc}"
+
+    arch_names = " / ".join(archs)
+    lines = [
+        f"| layer | schedule | launches fwd / bwd (eager aten ops) | GFLOP (executed) | MB min / fused / eager "
+        f"| fwd kernels {arch_names} | bwd kernels {arch_names} | estimate us fused / eager (x) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    seen = []
+    for r in recs:
+        key = (r["layer"], r["schedule"])
+        if key in seen:
+            continue
+        seen.append(key)
+        lines.append(
+            f"| {r['layer']} | {r['schedule']} | {_s(r['launches_forward'])} / {_s(r['launches_backward'])} "
+            f"({r['launches_forward_eager']} / {r['launches_backward_eager']}) "
+            f"| {r['flops'] / 1e9:.1f} ({r['flops_executed'] / 1e9:.1f}) "
+            f"| {r['bytes_min'] / 1e6:.0f} / {r['bytes_modeled'] / 1e6:.0f} / {r['bytes_eager_modeled'] / 1e6:.0f} "
+            f"| {per_arch(*key, static)} | {per_arch(*key, lambda q: static(q, 'backward_'))} "
+            f"| {r['estimate_fused_us']:.0f} / {r['estimate_eager_us']:.0f} ({r['estimate_speedup']:.2f}x) |"
+        )
+    return "\n".join(lines + [""] + _target_summary(recs))
+
+
 def _target_summary(recs: Sequence[dict]) -> list[str]:
     """Lines checking DESIGN.md §7's static targets, per schedule, over the records' layers."""
     lines = []
@@ -774,6 +813,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip the cubin columns (fast)")
     parser.add_argument("--workers", type=int, default=2, help="parallel compiles")
     parser.add_argument("--json", metavar="PATH", help="also write the records as JSON")
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table instead (for the README)")
 
 
 def run_cli(args) -> int:
@@ -788,7 +828,7 @@ def run_cli(args) -> int:
         f"--{k.replace('_', '-')} {v}" if not isinstance(v, bool) else f"--{k.replace('_', '-')}"
         for k, v in sorted(vars(args).items()) if k in ("layers", "arch", "dtype", "no_compile") and v
     )
-    print(format_table(report))
+    print(format_markdown(report) if args.markdown else format_table(report))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1, default=str)

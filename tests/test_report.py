@@ -392,6 +392,10 @@ def test_report_cli_no_compile(tmp_path):
         assert r["estimate_fused_us"] > 0 and r["estimate_eager_us"] > 0
         assert (r["launches_backward"] is None) == bool(r["launches_backward_reason"])
     assert rep["meta"]["measured"] is False
+    from inception_kernels.report import format_markdown
+
+    rows = [line for line in format_markdown(rep).splitlines() if line.startswith("| 3a")]
+    assert [row.split(" | ")[1] for row in rows] == ["one_launch", "two_launch"]
 
 
 def test_report_cli_compiled_one_layer(tmp_path):
