@@ -223,3 +223,21 @@ def test_fused_paper_googlenet_trains_like_unfused():
         torch.backends.cudnn.allow_tf32 = tf32
     assert want[-1] < want[0] and got[-1] < got[0]
     torch.testing.assert_close(torch.tensor(got), torch.tensor(want), atol=1e-4, rtol=1e-3)
+
+
+# ---------------------------------------------------------------------------- verify's model rows
+
+
+def test_verify_model_rows_pass_and_fail(monkeypatch):
+    """``inception-kernels verify``'s whole-model check: passes on a correct backend (reference:
+    cheap) and fails, naming the model, when the fused blocks are wrong."""
+    from inception_kernels import _verify, modules
+
+    for variant in _verify.MODEL_VARIANTS:
+        row = _verify.check_model(variant, "reference", size=1, device="cpu")
+        assert row.passed and row.layer == f"GoogLeNet-{variant}", row
+    real = modules.fused_inception
+    monkeypatch.setattr(modules, "fused_inception", lambda *a, **k: real(*a, **k) * 1.001)
+    row = _verify.check_model("torchvision", "reference", size=1, device="cpu")
+    assert not row.passed and row.err_out > row.tol_out
+    assert "GoogLeNet-torchvision" in _verify.format_table([row]) and "FAIL" in _verify.format_table([row])
