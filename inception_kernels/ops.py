@@ -127,8 +127,9 @@ def fused_inception(
 def _autocast_args(x, weights, biases):
     """Cast x and the parameters to the autocast dtype when autocast is on for x's device
     (floating tensors except fp64, like autocast's own casts for ``F.conv2d``)."""
-    if not isinstance(x, torch.Tensor) or not torch.is_autocast_enabled(x.device.type):
-        return x, weights, biases
+    if (not isinstance(x, torch.Tensor) or not isinstance(weights, (list, tuple))
+            or not isinstance(biases, (list, tuple, type(None))) or not torch.is_autocast_enabled(x.device.type)):
+        return x, weights, biases  # (malformed arguments are left to check_inception_args)
     dtype = torch.get_autocast_dtype(x.device.type)
 
     def cast(t):
