@@ -163,7 +163,8 @@ def _interpreter_needs_subprocess() -> bool:
 
     if torch.cuda.is_available() or _backends.interpreter_enabled() or importlib.util.find_spec("triton") is None:
         return False
-    loaded = any(m == f"{PKG}.ops" or m.startswith(f"{PKG}.triton") for m in sys.modules)
+    # Only the modules under inception_kernels.triton define kernels (ops imports them lazily).
+    loaded = any(m.startswith(f"{PKG}.triton") for m in sys.modules)
     os.environ["TRITON_INTERPRET"] = "1"
     return loaded
 
