@@ -55,12 +55,20 @@ def _resolve_backend(backend: str, x: torch.Tensor) -> str:
     """The backend that runs ``x`` for a requested ``backend`` (raises when it cannot)."""
     if backend not in BACKEND_CHOICES:
         raise ValueError(f"backend must be one of {BACKEND_CHOICES}, got {backend!r}")
-    interpreting = _backends.interpreter_enabled()
+    interpreting = x.device.type == "cpu" and _backends.interpreter_enabled()
+    # Triton's interpreter multiplies the raw bits of bfloat16 operands in tl.dot (DESIGN.md §6):
+    # its bf16 results would be silently wrong, so bf16 never runs there.
+    interpretable = interpreting and x.dtype != torch.bfloat16
     if backend == "auto":
-        return "triton" if x.device.type == "cuda" or (x.device.type == "cpu" and interpreting) else "reference"
+        return "triton" if x.device.type == "cuda" or interpretable else "reference"
     if backend == "triton":
-        if x.device.type == "cuda" or (x.device.type == "cpu" and interpreting):
+        if x.device.type == "cuda" or interpretable:
             return "triton"
+        if interpreting:
+            raise TypeError(
+                "backend='triton' cannot run bfloat16 in Triton's interpreter (its bf16 tl.dot is wrong); "
+                "run bf16 on a CUDA device, or use backend='auto' or 'reference' on the CPU"
+            )
         if x.device.type == "cpu":
             raise RuntimeError(
                 "backend='triton' needs a CUDA tensor, or TRITON_INTERPRET=1 set before inception_kernels "

@@ -258,6 +258,19 @@ def test_reference_backend():
     torch.testing.assert_close(y, reference.inception(x, ws, bs), atol=0, rtol=0)
 
 
+@pytest.mark.skipif(not _interpreting(), reason="about Triton's interpreter on CPU tensors")
+def test_bf16_never_runs_in_the_interpreter():
+    """The interpreter's bf16 tl.dot multiplies raw bits: 'auto' must take the reference and
+    'triton' must refuse, instead of returning wrong numbers."""
+    x, ws, bs = make_inputs(PRIME, 1, 3, 3, torch.bfloat16, "cpu")
+    with count_launches() as launches:
+        y = ik.fused_inception(x, ws, bs)
+    assert launches.triton == 0
+    torch.testing.assert_close(y, reference.inception(x, ws, bs), atol=0, rtol=0)
+    with pytest.raises(TypeError, match="bfloat16 in Triton's interpreter"):
+        ik.fused_inception(x, ws, bs, backend="triton")
+
+
 def test_backend_errors(monkeypatch):
     x, ws, bs = make_inputs(PRIME, 1, 3, 3, torch.float32, "cpu")
     with pytest.raises(ValueError, match="backend must be one of"):
