@@ -92,7 +92,7 @@ def test_googlenet_layers_fp32(layer, device):
     assert_close_to_reference(y, x, ws, bs, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("layer", ["3a", "4d", "5b"])
+@pytest.mark.parametrize("layer", list(GOOGLENET_INCEPTIONS))
 def test_googlenet_layers_fp16_three_way(layer, device):
     spec = GOOGLENET_INCEPTIONS[layer]
     x, ws, bs = make_inputs(spec, 1, 6, 5, torch.float16, device, seed=2, channels_last=True)
@@ -256,6 +256,18 @@ def test_reference_backend():
         y = ik.fused_inception(x, ws, bs, backend="reference")
     assert launches.triton == 0 and launches.aten > 4  # convs, pool, relus, cat
     torch.testing.assert_close(y, reference.inception(x, ws, bs), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("activation", ["relu", None])
+def test_nan_propagates_like_pytorch(device, activation):
+    """A NaN in x spreads as in PyTorch: max-pool windows and ReLU keep it (a plain max would drop it)."""
+    x, ws, bs = make_inputs(PRIME, 1, 5, 6, torch.float32, device)
+    x[0, 3, 2, 2] = float("nan")
+    want = reference.inception(x, ws, bs, activation=activation)
+    y = ik.fused_inception(x, ws, bs, activation=activation, backend="triton")
+    assert torch.isnan(want).any() and not torch.isnan(want).all()
+    torch.testing.assert_close(torch.isnan(y), torch.isnan(want), atol=0, rtol=0)
+    torch.testing.assert_close(y, want, atol=1e-4, rtol=1e-4, equal_nan=True)
 
 
 @pytest.mark.skipif(not _interpreting(), reason="about Triton's interpreter on CPU tensors")

@@ -83,7 +83,7 @@ def _conv_tile(
                         mask=q_ok[:, None] & ci_ok[None, :],
                         other=float("-inf"),
                     )
-                    a = tl.maximum(a, v).to(src_ptr.dtype.element_ty)  # bf16 max promotes
+                    a = tl.maximum(a, v, propagate_nan=tl.PropagateNan.ALL).to(src_ptr.dtype.element_ty)  # bf16 max promotes
                 # rows of absent pixels and channel tails are -inf: zero them (-inf * 0 = NaN)
                 a = tl.where(pix_ok[:, None] & ci_ok[None, :], a, 0.0).to(src_ptr.dtype.element_ty)
             else:
@@ -115,5 +115,5 @@ def _bias_act(
     if HAS_BIAS:
         acc += tl.load(b_ptr + co * b_s, mask=co_ok, other=0.0).to(acc.dtype)[None, :]
     if RELU:
-        acc = tl.maximum(acc, 0.0)
+        acc = tl.maximum(acc, 0.0, propagate_nan=tl.PropagateNan.ALL)  # NaN stays NaN, as in torch.relu
     return acc
