@@ -122,7 +122,7 @@ def _max_err(mine, ref):
                for m, r in zip(mine, ref) if r is not None)
 
 
-@pytest.mark.parametrize("name", ["3a", "4d", "5b"])
+@pytest.mark.parametrize("name", list(GOOGLENET_INCEPTIONS))
 def test_googlenet_configs_fp16_three_way(name, device):
     """fp16: the kernel's error against an fp64 reference is at most 2x PyTorch's own fp16
     error (same inputs, autograd through the reference in fp16), plus half an fp16 ulp of the
