@@ -31,13 +31,15 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
+from .models.googlenet import Inception
 from .ops import BACKEND_CHOICES, fused_inception
 from .spec import InceptionSpec
 
 __all__ = ["FusedInception", "fuse"]
 
-#: Paths of the six convolutions in the op's order (w1, w3r, w3, w5r, w5, wp).
-_CONV_PATHS = ("branch1", "branch2.0", "branch2.1", "branch3.0", "branch3.1", "branch4.1")
+#: Paths of the six convolutions in the op's order (w1, w3r, w3, w5r, w5, wp): the reference
+#: block's, so parameter names match it (and torchvision's block, which uses the same paths).
+_CONV_PATHS = Inception.CONV_NAMES
 
 _BN_TRAINING = (
     "fused BatchNorm training is not supported yet; call model.eval() before fuse() for inference "
