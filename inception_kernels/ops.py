@@ -6,26 +6,37 @@ of :func:`inception_kernels.reference.inception`. Backends:
 - ``"triton"``: one Triton kernel launch (:mod:`inception_kernels.triton.inception_fwd`), on
   CUDA tensors, or on CPU tensors when Triton's interpreter is on (``TRITON_INTERPRET=1``).
 - ``"reference"``: the plain-PyTorch oracle.
-- ``"cuda"``: the CUDA C++ extension (not available yet, issue 6).
+- ``"cuda"``: the CUDA C++ extension ``inception_kernels._C`` (one forward launch, at most
+  three backward launches), on CUDA tensors; needs the extension built (``setup.py``) and a
+  CUDA device. fp16 / bf16 run on tensor cores; fp32 is exact fp32 (SIMT, never TF32); fp64
+  works.
 - ``"auto"``: ``"triton"`` on CUDA tensors and on CPU tensors under the interpreter,
-  else ``"reference"``.
+  else ``"reference"``. It never picks ``"cuda"``: the CUDA kernels compile here but have not
+  been run on a GPU yet (issue 6), so they are used only when asked for.
 
-The Triton path goes through two ``torch.library`` custom ops (namespace ``inception_kernels``),
-so ``torch.compile(fullgraph=True)`` traces it without graph breaks and autograd works:
+Both fused backends go through the same two ``torch.library`` custom ops (namespace
+``inception_kernels``), so ``torch.compile(fullgraph=True)`` traces them without graph breaks
+and autograd works; their last argument ``backend`` (``"triton"`` or ``"cuda"``) picks the
+kernels:
 
 - ``inception_kernels::fused_inception(x, w1, w3r, w3, w5r, w5, wp, b1?, ..., bp?, k3, k5,
-  activation, schedule, save_reduce) -> (y, r3, r5)``: one forward launch. ``activation`` is
-  ``"relu"`` or ``"none"``; with ``save_reduce`` the post-activation reduce outputs ``r3`` /
-  ``r5`` are returned for the backward, else two empty ``[0]`` tensors (custom ops cannot
-  return None).
+  activation, schedule, save_reduce, backend) -> (y, r3, r5)``: one forward launch.
+  ``activation`` is ``"relu"`` or ``"none"``; ``schedule`` (``"one_launch"`` /
+  ``"two_launch"``) is Triton's (the CUDA kernels have only ``"one_launch"``); with
+  ``save_reduce`` the post-activation reduce outputs ``r3`` / ``r5`` (channels_last) are
+  returned for the backward, else two empty ``[0]`` tensors (custom ops cannot return None).
 - ``inception_kernels::fused_inception_backward(grad_y, x, y, r3, r5, w1, ..., wp, b1?, ...,
-  bp?, k3, k5, activation, needs_input_grad) -> (dx, grads)``: the 3-launch fused backward.
+  bp?, k3, k5, activation, needs_input_grad, backend) -> (dx, grads)``: the fused backward
+  (3 launches).
   ``grads`` is one flat buffer holding every needed weight and bias gradient (custom-op
   outputs may not alias each other, so the 12 gradients come back as one tensor and
   :func:`_split_grads` views it); ``dx`` is an empty ``[0]`` tensor when not needed.
 
 ``register_autograd`` connects them: the forward saves ``x``, ``y``, ``r3``, ``r5`` and the
-parameters (no other activations). ``custom_op`` + ``register_fake`` is used rather than
+parameters (no other activations) and the backend, so the backward runs on the forward's
+backend. The CUDA backend's ops ``inception_kernels::cuda_fused_inception`` /
+``cuda_fused_inception_backward`` (registered by the extension, CUDA and Meta kernels) are
+called inside these ops' implementations. ``custom_op`` + ``register_fake`` is used rather than
 ``triton_op`` because only the former compiles on CPU tensors under Triton's interpreter
 (DESIGN.md §6), which is how this machine tests it.
 
@@ -42,7 +53,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from . import _backends, reference
+from . import _backends, _ext, reference
 from ._checks import check_inception_args
 
 __all__ = ["fused_inception", "BACKEND_CHOICES"]
@@ -52,7 +63,23 @@ BACKEND_CHOICES = ("auto", "triton", "cuda", "reference")
 
 
 def _resolve_backend(backend: str, x: torch.Tensor) -> str:
-    """The backend that runs ``x`` for a requested ``backend`` (raises when it cannot)."""
+    """The backend that runs ``x`` for a requested ``backend``.
+
+    Args:
+        backend: one of :data:`BACKEND_CHOICES`.
+        x: the input.
+
+    Returns:
+        ``"triton"``, ``"cuda"`` or ``"reference"``. ``"auto"`` never resolves to ``"cuda"``
+        (not verified on a GPU yet).
+
+    Raises:
+        ValueError: an unknown backend.
+        TypeError: ``"triton"`` with bfloat16 in Triton's interpreter.
+        RuntimeError: ``"triton"`` or ``"cuda"`` where it cannot run x (the message says why:
+            for ``"cuda"``, the extension's status, x not being a CUDA tensor, or a build
+            without the fused ops).
+    """
     if backend not in BACKEND_CHOICES:
         raise ValueError(f"backend must be one of {BACKEND_CHOICES}, got {backend!r}")
     interpreting = x.device.type == "cpu" and _backends.interpreter_enabled()
@@ -78,10 +105,22 @@ def _resolve_backend(backend: str, x: torch.Tensor) -> str:
         raise RuntimeError(f"backend='triton' needs a CUDA tensor (or CPU under TRITON_INTERPRET=1), x is on {x.device}")
     if backend == "cuda":
         status = _backends.cuda_status()
-        raise NotImplementedError(
-            "backend='cuda': the CUDA C++ fused Inception op is not implemented yet (issue 6); "
-            f"extension status: {status.reason}. Use backend='triton' or 'reference'"
-        )
+        if status.detail.get("state") != "loaded":  # not built, or not loadable here
+            raise RuntimeError(
+                f"backend='cuda' needs the CUDA extension inception_kernels._C: {status.reason} "
+                "(use backend='triton' or 'reference')"
+            )
+        if x.device.type != "cuda":
+            why = "" if status.available else f"; {status.reason}"
+            raise RuntimeError(
+                f"backend='cuda' needs a CUDA tensor, x is on {x.device}{why} (use backend='triton' or 'reference')"
+            )
+        if not hasattr(torch.ops.inception_kernels, "cuda_fused_inception"):
+            raise RuntimeError(
+                "backend='cuda': the loaded CUDA extension has no inception_kernels::cuda_fused_inception op "
+                f"(built from older sources); {_ext._REBUILD}"
+            )
+        return "cuda"
     return "reference"
 
 
@@ -107,16 +146,17 @@ def fused_inception(
     Returns:
         ``[N, ch1x1 + ch3x3 + ch5x5 + pool_proj, H, W]`` in x's dtype (the autocast dtype under
         ``torch.autocast``); channels_last when x is channels_last, else contiguous NCHW.
-        fp16/bf16 accumulate in fp32; fp32 on CUDA follows ``torch.backends.cudnn.allow_tf32``.
+        fp16/bf16 accumulate in fp32; fp32 on CUDA follows ``torch.backends.cudnn.allow_tf32``
+        on the Triton backend and is exact fp32 (no TF32) on the CUDA backend.
         Differentiable on every backend: with grad mode on and an input that requires grad,
-        the Triton forward also saves ``r3`` / ``r5`` and the backward is the fused 3-launch
-        kernel set (deterministic: no atomics).
+        the fused forward also saves ``r3`` / ``r5`` and the backward is the fused kernel set
+        of the same backend (at most 3 launches).
 
     Raises:
         TypeError, ValueError: inconsistent arguments (see ``check_inception_args``) or an
             unknown backend.
-        RuntimeError: ``backend="triton"`` where Triton cannot run x.
-        NotImplementedError: ``backend="cuda"`` (not built yet).
+        RuntimeError: ``backend="triton"`` where Triton cannot run x; ``backend="cuda"``
+            without the built extension, or on a tensor that is not on a CUDA device.
     """
     x, weights, biases = _autocast_args(x, weights, biases)
     spec, weights, biases = check_inception_args(x, weights, biases, kernel_sizes, activation)
@@ -127,7 +167,7 @@ def fused_inception(
     save_reduce = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     k3, k5 = spec.kernel_sizes
     y, _, _ = torch.ops.inception_kernels.fused_inception(
-        x, *weights, *biases, k3, k5, activation or "none", "one_launch", save_reduce
+        x, *weights, *biases, k3, k5, activation or "none", "one_launch", save_reduce, chosen
     )
     return y
 
@@ -153,6 +193,18 @@ def _activation(name: str) -> Optional[str]:
     return None if name == "none" else name
 
 
+#: The ``backend`` values of the custom ops (what ``_resolve_backend`` returns for fused kernels).
+_OP_BACKENDS = ("triton", "cuda")
+
+
+def _check_op_backend(backend: str, schedule: Optional[str] = None) -> None:
+    """Raise ValueError for a ``backend`` (and forward ``schedule``) the custom ops do not have."""
+    if backend not in _OP_BACKENDS:
+        raise ValueError(f"backend must be one of {_OP_BACKENDS}, got {backend!r}")
+    if backend == "cuda" and schedule not in (None, "one_launch"):
+        raise ValueError(f"schedule must be 'one_launch' on backend 'cuda' (its only schedule), got {schedule!r}")
+
+
 def _output_memory_format(x: Tensor) -> torch.memory_format:
     """y's memory format, as the Triton forward chooses it: channels_last when x is."""
     if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
@@ -165,13 +217,21 @@ def _fused_inception_op(
     x: Tensor, w1: Tensor, w3r: Tensor, w3: Tensor, w5r: Tensor, w5: Tensor, wp: Tensor,
     b1: Optional[Tensor], b3r: Optional[Tensor], b3: Optional[Tensor],
     b5r: Optional[Tensor], b5: Optional[Tensor], bp: Optional[Tensor],
-    k3: int, k5: int, activation: str, schedule: str, save_reduce: bool,
+    k3: int, k5: int, activation: str, schedule: str, save_reduce: bool, backend: str,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """The Triton forward as a custom op (see the module docstring for the schema).
+    """The fused forward as a custom op (see the module docstring for the schema).
+
+    Args:
+        backend: ``"triton"`` or ``"cuda"`` (``_resolve_backend`` has checked it can run).
 
     Returns:
         ``(y, r3, r5)``; ``r3`` / ``r5`` are empty ``[0]`` tensors unless ``save_reduce``.
     """
+    _check_op_backend(backend, schedule)
+    if backend == "cuda":
+        return torch.ops.inception_kernels.cuda_fused_inception(
+            x, w1, w3r, w3, w5r, w5, wp, b1, b3r, b3, b5r, b5, bp, k3, k5, activation, save_reduce
+        )
     from .triton.inception_fwd import _inception_forward
 
     y, r3, r5 = _inception_forward(
@@ -185,7 +245,8 @@ def _fused_inception_op(
 
 @_fused_inception_op.register_fake
 def _fused_inception_fake(x, w1, w3r, w3, w5r, w5, wp, b1, b3r, b3, b5r, b5, bp, k3, k5, activation, schedule,
-                          save_reduce):
+                          save_reduce, backend):
+    _check_op_backend(backend, schedule)
     n, _, h, w = x.shape
     y = x.new_empty((n, w1.shape[0] + w3.shape[0] + w5.shape[0] + wp.shape[0], h, w)).contiguous(
         memory_format=_output_memory_format(x)
@@ -242,20 +303,33 @@ def _fused_inception_backward_op(
     w1: Tensor, w3r: Tensor, w3: Tensor, w5r: Tensor, w5: Tensor, wp: Tensor,
     b1: Optional[Tensor], b3r: Optional[Tensor], b3: Optional[Tensor],
     b5r: Optional[Tensor], b5: Optional[Tensor], bp: Optional[Tensor],
-    k3: int, k5: int, activation: str, needs_input_grad: list[bool],
+    k3: int, k5: int, activation: str, needs_input_grad: list[bool], backend: str,
 ) -> tuple[Tensor, Tensor]:
-    """The 3-launch Triton backward as a custom op.
+    """The fused backward (at most 3 launches) as a custom op.
 
     Args:
         needs_input_grad: 13 bools for ``(x, w1, ..., wp, b1, ..., bp)``.
+        backend: ``"triton"`` or ``"cuda"``.
 
     Returns:
         ``(dx, grads)``: dx (an empty ``[0]`` tensor when not needed) and the flat gradient
         buffer of :func:`_grad_layout` (empty when no parameter gradient is needed).
     """
+    _check_op_backend(backend)
+    weights, biases = (w1, w3r, w3, w5r, w5, wp), (b1, b3r, b3, b5r, b5, bp)
+    if backend == "cuda":
+        dx, flat = torch.ops.inception_kernels.cuda_fused_inception_backward(
+            grad_y, x, y, r3, r5, *weights, *biases, k3, k5, activation, needs_input_grad
+        )
+        _, _, total = _grad_layout(weights, biases, needs_input_grad)
+        if flat.shape != (total,):
+            raise RuntimeError(
+                f"fused_inception_backward: the CUDA backward returned a gradient buffer of shape "
+                f"{tuple(flat.shape)}, ops._grad_layout expects ({total},)"
+            )
+        return dx, flat
     from .triton.backward import _inception_backward
 
-    weights, biases = (w1, w3r, w3, w5r, w5, wp), (b1, b3r, b3, b5r, b5, bp)
     dx, dws, dbs = _inception_backward(
         grad_y, x, y, r3, r5, weights, biases, (k3, k5), _activation(activation), needs_input_grad
     )
@@ -279,7 +353,8 @@ def _fused_inception_backward_op(
 
 @_fused_inception_backward_op.register_fake
 def _fused_inception_backward_fake(grad_y, x, y, r3, r5, w1, w3r, w3, w5r, w5, wp, b1, b3r, b3, b5r, b5, bp,
-                                   k3, k5, activation, needs_input_grad):
+                                   k3, k5, activation, needs_input_grad, backend):
+    _check_op_backend(backend)
     weights, biases = (w1, w3r, w3, w5r, w5, wp), (b1, b3r, b3, b5r, b5, bp)
     _, _, total = _grad_layout(weights, biases, needs_input_grad)
     dx = torch.empty_like(x, memory_format=torch.preserve_format) if needs_input_grad[0] else x.new_empty(0)
@@ -288,20 +363,20 @@ def _fused_inception_backward_fake(grad_y, x, y, r3, r5, w1, w3r, w3, w5r, w5, w
 
 def _setup_context(ctx, inputs, output):
     x, *params = inputs[:13]
-    k3, k5, activation, _, save_reduce = inputs[13:]
+    k3, k5, activation, _, save_reduce, backend = inputs[13:]
     y, r3, r5 = output
     ctx.mark_non_differentiable(r3, r5)
     ctx.set_materialize_grads(False)
-    ctx.kernel_args = (k3, k5, activation, save_reduce)
+    ctx.kernel_args = (k3, k5, activation, save_reduce, backend)
     ctx.save_for_backward(x, y, r3, r5, *params)
 
 
 def _backward(ctx, grad_y, grad_r3, grad_r5):
     del grad_r3, grad_r5  # non-differentiable outputs
-    n_in = 18
+    n_in = 19
     if grad_y is None:
         return (None,) * n_in
-    k3, k5, activation, save_reduce = ctx.kernel_args
+    k3, k5, activation, save_reduce, backend = ctx.kernel_args
     if not save_reduce:
         raise RuntimeError(
             "inception_kernels::fused_inception ran with save_reduce=False, so its backward has no r3/r5; "
@@ -311,7 +386,7 @@ def _backward(ctx, grad_y, grad_r3, grad_r5):
     weights, biases = params[:6], params[6:]
     needs = [bool(v) for v in ctx.needs_input_grad[:13]]
     dx, flat = torch.ops.inception_kernels.fused_inception_backward(
-        grad_y, x, y, r3, r5, *weights, *biases, k3, k5, activation, needs
+        grad_y, x, y, r3, r5, *weights, *biases, k3, k5, activation, needs, backend
     )
     return (dx if needs[0] else None, *_split_grads(flat, weights, biases, needs)) + (None,) * (n_in - 13)
 
