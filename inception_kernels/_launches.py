@@ -9,6 +9,14 @@ Usage::
     launches.aten        # aten compute ops, e.g. a hidden .contiguous() / zeros / cat
     launches.aten_ops    # their names, in order
 
+With ``count_launches(cuda=True)`` (needs a CUDA device) every kernel the device runs inside
+the block is also recorded, with ``torch.profiler``: that is how the CUDA C++ backend's
+kernels are counted (they are launched from C++, not through :func:`_launch`)::
+
+    with count_launches(cuda=True) as launches:
+        y = inception_kernels.fused_inception(x, weights, biases, backend="cuda")
+    launches.cuda_kernels  # names of every CUDA kernel, memcpy and memset that ran
+
 Triton launches are counted in :func:`_launch` (every kernel of this package is launched
 through it), which also works in the interpreter. Aten ops are counted by a
 ``TorchDispatchMode``: every op that reaches the dispatcher counts, except views,
@@ -57,11 +65,17 @@ class LaunchCount:
     triton: int = 0
     aten_ops: list = field(default_factory=list)
     triton_kernels: list = field(default_factory=list)
+    cuda_kernels: list = field(default_factory=list)
 
     @property
     def aten(self) -> int:
         """Aten ops that launch a kernel."""
         return len(self.aten_ops)
+
+    def fused_kernels(self, backend: str) -> list:
+        """The kernels of one fused backend: ``triton_kernels`` for ``"triton"``, for ``"cuda"``
+        every device kernel (``cuda_kernels``; count with ``cuda=True``)."""
+        return self.cuda_kernels if backend == "cuda" else self.triton_kernels
 
     @property
     def total(self) -> int:
@@ -91,17 +105,37 @@ class _AtenCounter(TorchDispatchMode):
 
 
 @contextlib.contextmanager
-def count_launches():
+def count_launches(cuda: bool = False):
     """Count Triton launches of this package and aten compute ops run inside the block.
 
+    Args:
+        cuda: also record every kernel the CUDA device runs in the block (``torch.profiler``;
+            the device is synchronized at the end of the block). Needs a CUDA device.
+
     Yields:
-        A :class:`LaunchCount`, filled in while the block runs.
+        A :class:`LaunchCount`, filled in while the block runs (``cuda_kernels`` when it ends).
+
+    Raises:
+        RuntimeError: ``cuda=True`` without a CUDA device.
     """
+    if cuda and not torch.cuda.is_available():
+        raise RuntimeError("count_launches(cuda=True) needs a CUDA device; torch.cuda.is_available() is False")
     record = LaunchCount()
     _active.append(record)
     try:
-        with _AtenCounter(record):
-            yield record
+        with contextlib.ExitStack() as stack:
+            prof = None
+            if cuda:
+                from torch.profiler import ProfilerActivity, profile
+
+                torch.cuda.synchronize()  # kernels queued before the block are not counted
+                prof = stack.enter_context(profile(activities=[ProfilerActivity.CUDA]))
+            with _AtenCounter(record):
+                yield record
+            if prof is not None:
+                torch.cuda.synchronize()
+        if prof is not None:
+            record.cuda_kernels = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
     finally:
         _active.remove(record)
 
