@@ -1,0 +1,627 @@
+// The fused Inception algorithm of the CUDA C++ kernels, as host + device code
+// (DESIGN.md §3-4; the same algorithm as the Triton path).
+//
+// A job is one thread block's work. Every product in a job is a GEMM tile
+// C[kBM, kBN] = sum_k A(m, k) * B(k, n) handed to `core.gemm(a, b, kdim, epilogue)`:
+//   - the loaders `a(m, k)` / `b(k, n)` return one element of the operand (zero outside it),
+//     gathering from tensors, from the halo buffer in shared memory, or computing the
+//     max-pool on the fly;
+//   - the epilogue `epi(m, n, acc)` consumes one accumulator (bias, ReLU, store, ...).
+// The Core decides how the product is computed: inception_fused.cu stages slices through
+// shared memory into WMMA tensor-core MMAs (fp16/bf16) or a SIMT loop (fp32/fp64), and
+// tests/csrc/emulator.cpp runs the very same jobs with a plain loop on the CPU, which is
+// how the loaders, epilogues and job decomposition are tested without a GPU.
+//
+// Plain C++ (no CUDA or torch header): ops.cpp fills the parameter structs, the emulator
+// compiles everything here with g++.
+#pragma once
+
+#include <cstdint>
+
+#include "inception_tiling.h"
+
+namespace inception_kernels {
+
+// Element types the kernels instantiate; the torch binding maps at::ScalarType onto these.
+enum class DType : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2, kFloat64 = 3 };
+
+// Numeric traits of an element type T: its accumulator type and the conversions.
+// float and double here; __half and __nv_bfloat16 in inception_num_cuda.cuh.
+template <class T>
+struct Num;
+
+template <>
+struct Num<float> {
+  using Acc = float;
+  static constexpr bool kTensorCore = false;
+  static IK_HD float to_acc(float v) { return v; }
+  static IK_HD float from_acc(float v) { return v; }
+};
+
+template <>
+struct Num<double> {
+  using Acc = double;
+  static constexpr bool kTensorCore = false;
+  static IK_HD double to_acc(double v) { return v; }
+  static IK_HD double from_acc(double v) { return v; }
+};
+
+template <class T>
+using AccT = typename Num<T>::Acc;
+
+template <class A>
+IK_HD A activate(A v, bool relu) {
+  return relu && v < A(0) ? A(0) : v;  // NaN stays NaN, as in torch.relu
+}
+
+// ---------------------------------------------------------------------------------------
+// Parameters (filled on the host by ops.cpp; passed by value to the kernels)
+// ---------------------------------------------------------------------------------------
+
+struct TensorRef {  // a 4-D tensor [N, C, H, W] by element strides (any memory format)
+  const void* p;
+  int64_t s[4];
+  IK_HD int64_t offset(int64_t n, int64_t c, int64_t h, int64_t w) const {
+    return n * s[0] + c * s[1] + h * s[2] + w * s[3];
+  }
+};
+
+struct OutRef {  // a 4-D output tensor; p is null when it is not written
+  void* p;
+  int64_t s[4];
+  IK_HD int64_t offset(int64_t n, int64_t c, int64_t h, int64_t w) const {
+    return n * s[0] + c * s[1] + h * s[2] + w * s[3];
+  }
+};
+
+struct ConvRef {  // weight [cout, cin, k, k] by strides, bias [cout] (null when absent)
+  const void* w;
+  int64_t s[4];
+  const void* b;
+  int cout, cin, k;
+};
+
+// Index of each conv in the parameter arrays (the op's weight order).
+enum Conv : int { kW1 = 0, kW3r = 1, kW3 = 2, kW5r = 3, kW5 = 4, kWp = 5, kNumConvs = 6 };
+
+struct FwdParams {
+  TensorRef x;     // [N, Cin, H, W]
+  OutRef y;        // [N, c1 + c3 + c5 + cp, H, W]
+  OutRef r[2];     // post-activation reduce outputs [N, c3r / c5r, H, W]; null unless saved
+  ConvRef conv[kNumConvs];
+  int64_t n;
+  int h, w;
+  bool relu;
+  tiling::SpatialTiles tiles;
+  int64_t halo_offset;  // byte offset of the halo buffer in shared memory
+};
+
+struct BwdParams {
+  TensorRef gy;    // [N, Ctot, H, W] upstream gradient
+  TensorRef x;     // [N, Cin, H, W]
+  TensorRef y;     // [N, Ctot, H, W] (ReLU masks of the four branches)
+  TensorRef r[2];  // saved reduce outputs (ReLU masks, and the KxK weight gradients' inputs)
+  void* gr;        // [N*H*W, c3r + c5r] row-major: reduce-output gradients (launch 1)
+  OutRef dx;       // [N, Cin, H, W]; null when not needed
+  void* partial;   // [S, P] accumulator-typed partial sums of the parameter gradients
+  void* grads;     // [P] the flat gradient buffer (ops._grad_layout) in the weights' dtype
+  int64_t p_total;                 // P
+  int64_t grad_offset[2 * kNumConvs];  // dW1..dWp, db1..dbp in the flat buffer; -1: not computed
+  int64_t grad_stride[kNumConvs][4];   // strides of each dW in the flat buffer
+  ConvRef conv[kNumConvs];
+  tiling::BranchOffsets bo;
+  int64_t n;
+  int h, w;
+  bool relu;
+  tiling::PixelSplit split;
+  int64_t reduce_jobs[2];          // launch 1: jobs of branch 3, of branch 5
+  int64_t seg_end[tiling::kNumSegments];  // launch 2: cumulative job counts per segment
+};
+
+template <class T>
+IK_HD T load(const void* p, int64_t off) {
+  return static_cast<const T*>(p)[off];
+}
+
+template <class T>
+IK_HD T zero() {
+  return Num<T>::from_acc(AccT<T>(0));
+}
+
+// 3x3 / stride 1 / pad 1 max of channel c around (h, w), NaN-propagating like max_pool2d.
+template <class T>
+IK_HD T pooled(const TensorRef& x, int64_t n, int c, int h, int w, int height, int width) {
+  const tiling::Window win = tiling::pool_window(h, w, height, width);
+  T best = load<T>(x.p, x.offset(n, c, win.h_lo, win.w_lo));
+  for (int hh = win.h_lo; hh <= win.h_hi; ++hh) {
+    for (int ww = win.w_lo; ww <= win.w_hi; ++ww) {
+      const T v = load<T>(x.p, x.offset(n, c, hh, ww));
+      const AccT<T> va = Num<T>::to_acc(v), vb = Num<T>::to_acc(best);
+      if (va > vb || va != va) best = v;
+    }
+  }
+  return best;
+}
+
+// Values of channel c of x around a window, for tiling::pool_argmax.
+template <class T>
+struct ChannelValues {
+  const TensorRef* x;
+  int64_t n;
+  int c;
+  IK_HD AccT<T> operator()(int h, int w) const { return Num<T>::to_acc(load<T>(x->p, x->offset(n, c, h, w))); }
+  IK_HD AccT<T> infinity() const { return AccT<T>(1) / AccT<T>(0); }
+};
+
+// ---------------------------------------------------------------------------------------
+// Forward operands and epilogues
+// ---------------------------------------------------------------------------------------
+
+// A(m, k) = x[n, k, pixel m] (or its 3x3 max-pool) for the tile's pixels (kTile, kTilePool)
+// or for the halo pixels m0 + m of a KxK branch (kHalo; k_halo = that branch's K).
+template <class T>
+struct XOperand {
+  enum Mode : int { kTile, kTilePool, kHalo };
+  const FwdParams* p;
+  tiling::FwdJob job;
+  Mode mode;
+  int m0, k_halo;
+  IK_HD T operator()(int m, int c) const {
+    const tiling::Pix px = mode == kHalo
+        ? tiling::halo_pixel(m0 + m, job.h0, job.w0, p->tiles, k_halo, p->h, p->w)
+        : tiling::tile_pixel(m, job.h0, job.w0, p->tiles, p->h, p->w);
+    if (!px.valid) return zero<T>();
+    if (mode == kTilePool) return pooled<T>(p->x, job.n, c, px.h, px.w, p->h, p->w);
+    return load<T>(p->x.p, p->x.offset(job.n, c, px.h, px.w));
+  }
+};
+
+// B(kk, n) = w[n0 + n, c, dy, dx] with (dy, dx, c) = conv_tap(kk): the forward conv's weights.
+template <class T>
+struct WeightOperand {
+  const ConvRef* cv;
+  int n0;
+  IK_HD T operator()(int kk, int n) const {
+    const int co = n0 + n;
+    if (co >= cv->cout) return zero<T>();
+    const tiling::Tap tp = tiling::conv_tap(kk, cv->cin, cv->k);
+    return load<T>(cv->w, co * cv->s[0] + tp.c * cv->s[1] + tp.dy * cv->s[2] + tp.dx * cv->s[3]);
+  }
+};
+
+// A(m, kk) = r[halo pixel of tile pixel m at tap (dy, dx), c]: the KxK conv over the halo
+// buffer [halo pixel][cr] in shared memory.
+template <class T>
+struct HaloOperand {
+  const T* halo;
+  tiling::SpatialTiles t;
+  int cr, k;
+  IK_HD T operator()(int m, int kk) const {
+    if (m >= t.th * t.tw) return zero<T>();
+    const tiling::Tap tp = tiling::conv_tap(kk, cr, k);
+    return halo[tiling::halo_index(m, tp.dy, tp.dx, t, k) * cr + tp.c];
+  }
+};
+
+template <class T>
+IK_HD AccT<T> bias_at(const ConvRef& cv, int co) {
+  return cv.b ? Num<T>::to_acc(load<T>(cv.b, co)) : AccT<T>(0);
+}
+
+// y[n, c_off + n0 + col, tile pixel m] = act(acc + bias).
+template <class T>
+struct OutputEpilogue {
+  const FwdParams* p;
+  tiling::FwdJob job;
+  const ConvRef* cv;
+  int n0, c_off;
+  IK_HD void operator()(int m, int col, AccT<T> acc) const {
+    const int co = n0 + col;
+    const tiling::Pix px = tiling::tile_pixel(m, job.h0, job.w0, p->tiles, p->h, p->w);
+    if (!px.valid || co >= cv->cout) return;
+    const T v = Num<T>::from_acc(activate(acc + bias_at<T>(*cv, co), p->relu));
+    static_cast<T*>(p->y.p)[p->y.offset(job.n, c_off + co, px.h, px.w)] = v;
+  }
+};
+
+// The reduce conv over the halo: halo[p][co] = act(acc + bias) inside the image and 0 outside
+// (the KxK conv's zero padding); the tile's own pixels also go to r (saved for the backward).
+template <class T>
+struct HaloEpilogue {
+  const FwdParams* p;
+  tiling::FwdJob job;
+  const ConvRef* cv;
+  T* halo;
+  const OutRef* r;
+  int m0, n0, k;
+  IK_HD void operator()(int m, int col, AccT<T> acc) const {
+    const int hp = m0 + m, co = n0 + col;
+    if (hp >= tiling::halo_pixels(p->tiles, k) || co >= cv->cout) return;
+    const tiling::Pix px = tiling::halo_pixel(hp, job.h0, job.w0, p->tiles, k, p->h, p->w);
+    const T v = px.valid ? Num<T>::from_acc(activate(acc + bias_at<T>(*cv, co), p->relu)) : zero<T>();
+    halo[hp * cv->cout + co] = v;
+    if (r->p && px.valid && tiling::halo_is_interior(hp, p->tiles, k))
+      static_cast<T*>(r->p)[r->offset(job.n, co, px.h, px.w)] = v;
+  }
+};
+
+// One forward job: a tile's KxK branch (reduce into the halo, then the KxK conv), or its
+// 1x1 and pool branches. `smem` is the block's shared memory (the halo at p.halo_offset).
+IK_NO_EXEC_CHECK
+template <class T, class Core>
+IK_HD void run_fwd_job(const FwdParams& p, int64_t job_index, const Core& core, char* smem) {
+  using namespace tiling;
+  const FwdJob job = decode_fwd_job(job_index, p.tiles);
+  const BranchOffsets bo = branch_offsets(p.conv[kW1].cout, p.conv[kW3].cout, p.conv[kW5].cout, p.conv[kWp].cout);
+  const int cin = p.conv[kW1].cin;
+  if (job.kind == kFwdBranch1P) {
+    const ConvRef* w1 = &p.conv[kW1];
+    const ConvRef* wp = &p.conv[kWp];
+    for (int n0 = 0; n0 < w1->cout; n0 += kBN)
+      core.gemm(XOperand<T>{&p, job, XOperand<T>::kTile, 0, 1}, WeightOperand<T>{w1, n0}, cin,
+                OutputEpilogue<T>{&p, job, w1, n0, bo.o1});
+    for (int n0 = 0; n0 < wp->cout; n0 += kBN)
+      core.gemm(XOperand<T>{&p, job, XOperand<T>::kTilePool, 0, 1}, WeightOperand<T>{wp, n0}, cin,
+                OutputEpilogue<T>{&p, job, wp, n0, bo.op});
+    return;
+  }
+  const int b = job.kind == kFwdBranch3 ? 0 : 1;
+  const ConvRef* wr = &p.conv[b == 0 ? kW3r : kW5r];
+  const ConvRef* wk = &p.conv[b == 0 ? kW3 : kW5];
+  const int k = wk->k, cr = wr->cout;
+  T* halo = reinterpret_cast<T*>(smem + p.halo_offset);
+  const int hp = halo_pixels(p.tiles, k);
+  for (int m0 = 0; m0 < hp; m0 += kBM)
+    for (int n0 = 0; n0 < cr; n0 += kBN)
+      core.gemm(XOperand<T>{&p, job, XOperand<T>::kHalo, m0, k}, WeightOperand<T>{wr, n0}, cin,
+                HaloEpilogue<T>{&p, job, wr, halo, &p.r[b], m0, n0, k});
+  // core.gemm begins with a block-wide barrier: the halo is complete before it is read.
+  for (int n0 = 0; n0 < wk->cout; n0 += kBN)
+    core.gemm(HaloOperand<T>{halo, p.tiles, cr, k}, WeightOperand<T>{wk, n0}, cr * k * k,
+              OutputEpilogue<T>{&p, job, wk, n0, b == 0 ? bo.o3 : bo.o5});
+}
+
+// ---------------------------------------------------------------------------------------
+// Backward operands and epilogues
+// ---------------------------------------------------------------------------------------
+
+// Where a branch's output-side gradient comes from: the upstream gradient of y's channels
+// [off, off + count) masked by ReLU'(y) (from_gy), or the reduce-output gradient buffer gr
+// (columns [off, ...)), already masked.
+struct GradSource {
+  bool from_gy;
+  int off;
+};
+
+// Row length of the gr buffer [N*H*W, c3r + c5r].
+IK_HD int gr_cols(const BwdParams& p) { return p.conv[kW3r].cout + p.conv[kW5r].cout; }
+
+IK_HD int64_t flat_index(const BwdParams& p, const tiling::FlatPix& px) {
+  return (px.n * p.h + px.h) * static_cast<int64_t>(p.w) + px.w;
+}
+
+template <class T>
+IK_HD T grad_at(const BwdParams& p, GradSource g, const tiling::FlatPix& px, int c) {
+  if (!g.from_gy) return load<T>(p.gr, flat_index(p, px) * gr_cols(p) + g.off + c);
+  const T v = load<T>(p.gy.p, p.gy.offset(px.n, g.off + c, px.h, px.w));
+  if (p.relu && !(Num<T>::to_acc(load<T>(p.y.p, p.y.offset(px.n, g.off + c, px.h, px.w))) > AccT<T>(0)))
+    return zero<T>();
+  return v;
+}
+
+// A(m, kk) for GEMM rows over pixels m0 + m: the gradient source at the pixel shifted by
+// (dh, dw), channel kk; or, for the transposed KxK conv (k > 1), at the pixel that read
+// pixel m0 + m at tap conv_tap(kk, count, k), channel tap.c.
+template <class T>
+struct PixelGradOperand {
+  const BwdParams* p;
+  GradSource g;
+  int64_t m0;
+  int count, k, dh, dw;
+  IK_HD T operator()(int m, int kk) const {
+    const int64_t pix = m0 + m;
+    if (pix >= p->n * p->h * static_cast<int64_t>(p->w)) return zero<T>();
+    const tiling::FlatPix fp = tiling::flat_pixel(pix, p->h, p->w);
+    const tiling::Tap tp = tiling::conv_tap(kk, count, k);
+    const tiling::Pix q = k > 1 ? tiling::conv_reader(fp.h, fp.w, tp.dy, tp.dx, k, p->h, p->w)
+                                : tiling::shifted(fp.h, fp.w, dh, dw, p->h, p->w);
+    if (!q.valid) return zero<T>();
+    return grad_at<T>(*p, g, tiling::FlatPix{fp.n, q.h, q.w}, tp.c);
+  }
+};
+
+// B(kk, n) = w[co, n0 + n, dy, dx] with (dy, dx, co) = conv_tap(kk, cout, k): the transposed
+// weights (data gradients).
+template <class T>
+struct TransposedWeightOperand {
+  const ConvRef* cv;
+  int n0;
+  IK_HD T operator()(int kk, int n) const {
+    const int ci = n0 + n;
+    if (ci >= cv->cin) return zero<T>();
+    const tiling::Tap tp = tiling::conv_tap(kk, cv->cout, cv->k);
+    return load<T>(cv->w, tp.c * cv->s[0] + ci * cv->s[1] + tp.dy * cv->s[2] + tp.dx * cv->s[3]);
+  }
+};
+
+// Launch 1: gr[pixel, off + c] = ReLU'(r) * (transposed KxK conv of the masked upstream gradient).
+template <class T>
+struct ReduceGradEpilogue {
+  const BwdParams* p;
+  int b;  // 0: branch 3, 1: branch 5
+  int64_t m0;
+  int n0;
+  IK_HD void operator()(int m, int col, AccT<T> acc) const {
+    const int64_t pix = m0 + m;
+    const int c = n0 + col, cr = p->conv[b == 0 ? kW3r : kW5r].cout;
+    if (pix >= p->n * p->h * static_cast<int64_t>(p->w) || c >= cr) return;
+    const tiling::FlatPix fp = tiling::flat_pixel(pix, p->h, p->w);
+    if (p->relu && !(Num<T>::to_acc(load<T>(p->r[b].p, p->r[b].offset(fp.n, c, fp.h, fp.w))) > AccT<T>(0)))
+      acc = AccT<T>(0);
+    static_cast<T*>(p->gr)[pix * gr_cols(*p) + (b == 0 ? 0 : p->conv[kW3r].cout) + c] = Num<T>::from_acc(acc);
+  }
+};
+
+// dx tile: dacc = g1 @ w1 (kAssign), += gr3 @ w3r, += gr5 @ w5r (kAdd), then for each of
+// the 9 neighbours q = pixel + (dh, dw): += (gp @ wp)[q] where q's pool window routes to the
+// pixel (kRoute); the last one writes dx.
+template <class T>
+struct DxEpilogue {
+  enum Mode : int { kAssign, kAdd, kRoute };
+  const BwdParams* p;
+  AccT<T>* dacc;  // [kBM][kBN] in shared memory (host memory in the emulator)
+  Mode mode;
+  bool last;
+  int64_t m0;
+  int ci0, dh, dw;
+  IK_HD void operator()(int m, int col, AccT<T> acc) const {
+    AccT<T>& d = dacc[m * tiling::kBN + col];
+    if (mode == kAssign) {
+      d = acc;
+    } else if (mode == kAdd) {
+      d += acc;
+    }
+    const int64_t pix = m0 + m;
+    const int ci = ci0 + col;
+    if (pix >= p->n * p->h * static_cast<int64_t>(p->w) || ci >= p->conv[kW1].cin) return;
+    const tiling::FlatPix fp = tiling::flat_pixel(pix, p->h, p->w);
+    if (mode == kRoute) {
+      const tiling::Pix q = tiling::shifted(fp.h, fp.w, dh, dw, p->h, p->w);
+      if (q.valid) {
+        const tiling::Window win = tiling::pool_window(q.h, q.w, p->h, p->w);
+        if (tiling::pool_argmax(win, p->w, ChannelValues<T>{&p->x, fp.n, ci}) == fp.h * p->w + fp.w) d += acc;
+      }
+    }
+    if (last) static_cast<T*>(p->dx.p)[p->dx.offset(fp.n, ci, fp.h, fp.w)] = Num<T>::from_acc(d);
+  }
+};
+
+// Weight/bias gradient operands: A(m, kk) = gradient source at pixel split_start + kk, channel
+// co0 + m; B(kk, n) = the conv's input at that pixel shifted to tap (dy, dx), channel ci0 + n
+// (x, its max-pool, or a reduce output), or the all-ones column for a bias gradient.
+template <class T>
+struct ChannelGradOperand {
+  const BwdParams* p;
+  GradSource g;
+  int64_t pix0, pix_end;
+  int co0, cout;
+  IK_HD T operator()(int m, int kk) const {
+    const int64_t pix = pix0 + kk;
+    if (pix >= pix_end || co0 + m >= cout) return zero<T>();
+    return grad_at<T>(*p, g, tiling::flat_pixel(pix, p->h, p->w), co0 + m);
+  }
+};
+
+template <class T>
+struct InputOperand {
+  enum Mode : int { kX, kPoolX, kR3, kR5, kOnes };
+  const BwdParams* p;
+  Mode mode;
+  int64_t pix0, pix_end;
+  int ci0, cin, dy, dx, k;
+  IK_HD T operator()(int kk, int n) const {
+    const int64_t pix = pix0 + kk;
+    const int ci = ci0 + n;
+    if (pix >= pix_end) return zero<T>();
+    if (mode == kOnes) return n == 0 ? Num<T>::from_acc(AccT<T>(1)) : zero<T>();
+    if (ci >= cin) return zero<T>();
+    const tiling::FlatPix fp = tiling::flat_pixel(pix, p->h, p->w);
+    const tiling::Pix q = tiling::conv_source(fp.h, fp.w, dy, dx, k, p->h, p->w);
+    if (!q.valid) return zero<T>();
+    if (mode == kPoolX) return pooled<T>(p->x, fp.n, ci, q.h, q.w, p->h, p->w);
+    const TensorRef& src = mode == kX ? p->x : p->r[mode == kR3 ? 0 : 1];
+    return load<T>(src.p, src.offset(fp.n, ci, q.h, q.w));
+  }
+};
+
+// partial[split, offset + co * s0 + ci * s1 + dy * s2 + dx * s3] = acc (bias: column 0 only).
+template <class T>
+struct PartialEpilogue {
+  const BwdParams* p;
+  int64_t base;  // split * P + the gradient's offset
+  const int64_t* st;  // dW strides; null for a bias gradient
+  int co0, cout, ci0, cin, dy, dx;
+  IK_HD void operator()(int m, int col, AccT<T> acc) const {
+    const int co = co0 + m, ci = ci0 + col;
+    if (co >= cout) return;
+    AccT<T>* out = static_cast<AccT<T>*>(p->partial);
+    if (st == nullptr) {
+      if (col == 0) out[base + co] = acc;
+      return;
+    }
+    if (ci >= cin) return;
+    out[base + co * st[0] + ci * st[1] + dy * st[2] + dx * st[3]] = acc;
+  }
+};
+
+// The gradient source of each conv's output: y's branch channels, or gr's columns.
+IK_HD GradSource grad_source(const BwdParams& p, int conv) {
+  switch (conv) {
+    case kW1: return GradSource{true, p.bo.o1};
+    case kW3: return GradSource{true, p.bo.o3};
+    case kW5: return GradSource{true, p.bo.o5};
+    case kWp: return GradSource{true, p.bo.op};
+    case kW3r: return GradSource{false, 0};
+    default: return GradSource{false, p.conv[kW3r].cout};  // kW5r
+  }
+}
+
+// Launch 1 job: one (branch, pixel tile, reduce-channel tile) of gr.
+IK_NO_EXEC_CHECK
+template <class T, class Core>
+IK_HD void run_reduce_grad_job(const BwdParams& p, int64_t job, const Core& core) {
+  using namespace tiling;
+  const int b = job < p.reduce_jobs[0] ? 0 : 1;
+  if (b == 1) job -= p.reduce_jobs[0];
+  const ConvRef* wk = &p.conv[b == 0 ? kW3 : kW5];
+  const int64_t pix_tiles = cdiv64(p.n * p.h * static_cast<int64_t>(p.w), kBM);
+  const int64_t m0 = (job % pix_tiles) * kBM;
+  const int n0 = static_cast<int>(job / pix_tiles) * kBN;
+  core.gemm(PixelGradOperand<T>{&p, grad_source(p, b == 0 ? kW3 : kW5), m0, wk->cout, wk->k, 0, 0},
+            TransposedWeightOperand<T>{wk, n0}, wk->cout * wk->k * wk->k, ReduceGradEpilogue<T>{&p, b, m0, n0});
+}
+
+IK_HD int64_t reduce_grad_jobs(int64_t pixels, int cr) {
+  return tiling::cdiv64(pixels, tiling::kBM) * tiling::cdiv(cr, tiling::kBN);
+}
+
+// Launch 2 job: a dx tile, a weight-gradient tile or a bias-gradient tile. `dacc` is the dx
+// tile's accumulator (kBM x kBN, shared memory).
+IK_NO_EXEC_CHECK
+template <class T, class Core>
+IK_HD void run_grads_job(const BwdParams& p, int64_t job, const Core& core, AccT<T>* dacc) {
+  using namespace tiling;
+  int64_t local = 0;
+  const int seg = find_segment(job, p.seg_end, &local);
+  if (seg == kSegDx) {
+    const int64_t pix_tiles = cdiv64(p.n * p.h * static_cast<int64_t>(p.w), kBM);
+    const int64_t m0 = (local % pix_tiles) * kBM;
+    const int ci0 = static_cast<int>(local / pix_tiles) * kBN;
+    using E = DxEpilogue<T>;
+    const int first[3] = {kW1, kW3r, kW5r};
+    for (int i = 0; i < 3; ++i) {
+      const ConvRef* cv = &p.conv[first[i]];
+      core.gemm(PixelGradOperand<T>{&p, grad_source(p, first[i]), m0, cv->cout, 1, 0, 0},
+                TransposedWeightOperand<T>{cv, ci0}, cv->cout,
+                E{&p, dacc, i == 0 ? E::kAssign : E::kAdd, false, m0, ci0, 0, 0});
+    }
+    const ConvRef* wp = &p.conv[kWp];
+    for (int d = 0; d < 9; ++d) {
+      const int dh = d / 3 - 1, dw = d % 3 - 1;
+      core.gemm(PixelGradOperand<T>{&p, grad_source(p, kWp), m0, wp->cout, 1, dh, dw},
+                TransposedWeightOperand<T>{wp, ci0}, wp->cout, E{&p, dacc, E::kRoute, d == 8, m0, ci0, dh, dw});
+    }
+    return;
+  }
+  if (seg >= kNumSegments) return;
+  const bool bias = seg >= kSegB;
+  const int conv = bias ? seg - kSegB : seg - kSegW;
+  const ConvRef* cv = &p.conv[conv];
+  const int k = bias ? 1 : cv->k;
+  const WeightJob wj = decode_weight_job(local, cv->cout, bias ? 1 : cv->cin, k);
+  const int64_t pixels = p.n * p.h * static_cast<int64_t>(p.w);
+  const int64_t pix0 = wj.split * p.split.chunk;
+  const int64_t pix_end = pix0 + p.split.chunk < pixels ? pix0 + p.split.chunk : pixels;
+  using In = InputOperand<T>;
+  const typename In::Mode mode = bias ? In::kOnes
+      : conv == kWp ? In::kPoolX
+      : conv == kW3 ? In::kR3
+      : conv == kW5 ? In::kR5 : In::kX;
+  const int64_t base = wj.split * p.p_total + p.grad_offset[bias ? kNumConvs + conv : conv];
+  core.gemm(ChannelGradOperand<T>{&p, grad_source(p, conv), pix0, pix_end, wj.co0, cv->cout},
+            In{&p, mode, pix0, pix_end, wj.ci0, cv->cin, wj.dy, wj.dx, k},
+            static_cast<int>(pix_end - pix0),
+            PartialEpilogue<T>{&p, base, bias ? nullptr : p.grad_stride[conv], wj.co0, cv->cout, wj.ci0, cv->cin,
+                               wj.dy, wj.dx});
+}
+
+// Launch 3: grads[i] = sum over splits s (in order) of partial[s, i], in the weights' dtype.
+template <class T>
+IK_HD void sum_partials(const BwdParams& p, int64_t i) {
+  const AccT<T>* part = static_cast<const AccT<T>*>(p.partial);
+  AccT<T> acc = 0;
+  for (int s = 0; s < p.split.splits; ++s) acc += part[s * p.p_total + i];
+  static_cast<T*>(p.grads)[i] = Num<T>::from_acc(acc);
+}
+
+
+// ---------------------------------------------------------------------------------------
+// Host-side planning (ops.cpp and the CPU emulator): tiles, grids, gradient layout
+// ---------------------------------------------------------------------------------------
+
+namespace plan {
+
+// Programs the weight-gradient jobs aim at in all (enough to fill a GPU several times).
+constexpr int64_t kTargetWeightJobs = 1024;
+
+// p.tiles and p.halo_offset for elements of `elem` bytes (accumulators of `acc_elem`);
+// false when even a 1x1 tile's halo does not fit in `smem_limit` bytes. Returns the
+// dynamic shared memory of the forward kernel in *smem.
+inline bool forward(FwdParams& p, int elem, int acc_elem, int64_t smem_limit, int64_t* smem) {
+  const ConvRef &w3r = p.conv[kW3r], &w3 = p.conv[kW3], &w5r = p.conv[kW5r], &w5 = p.conv[kW5];
+  if (!tiling::pick_fwd_tiles(p.h, p.w, w3.k, w3r.cout, w5.k, w5r.cout, elem, acc_elem, smem_limit, &p.tiles))
+    return false;
+  p.halo_offset = tiling::staging_bytes(elem, acc_elem);
+  *smem = tiling::fwd_smem_bytes(p.tiles, w3.k, w3r.cout, w5.k, w5r.cout, elem, acc_elem);
+  return true;
+}
+
+// Whether conv i's parameter gradients are computed: its weight's or its bias's gradient is
+// needed (needs = 13 flags for x, w1..wp, b1..bp; has_bias = 6 flags).
+inline bool branch_needed(const bool* needs, const bool* has_bias, int i) {
+  return needs[1 + i] || (needs[1 + kNumConvs + i] && has_bias[i]);
+}
+
+// The flat gradient layout of ops._grad_layout: the dW of every needed branch in weight
+// order, then their db; weight_cl[i] says whether dW_i is channels_last (else contiguous).
+// Fills grad_offset, grad_stride, p_total, bo, the pixel split and both launches' job counts
+// (p.conv, p.n, p.h, p.w must be set).
+inline void backward(BwdParams& p, const bool* needs, const bool* has_bias, const bool* weight_cl) {
+  using namespace tiling;
+  p.bo = branch_offsets(p.conv[kW1].cout, p.conv[kW3].cout, p.conv[kW5].cout, p.conv[kWp].cout);
+  int64_t total = 0, weight_tiles = 0;
+  for (int i = 0; i < kNumConvs; ++i) {
+    const ConvRef& cv = p.conv[i];
+    const int64_t kk = static_cast<int64_t>(cv.k) * cv.k;
+    p.grad_offset[i] = -1;
+    if (weight_cl[i]) {
+      p.grad_stride[i][0] = cv.cin * kk, p.grad_stride[i][1] = 1;
+      p.grad_stride[i][2] = static_cast<int64_t>(cv.k) * cv.cin, p.grad_stride[i][3] = cv.cin;
+    } else {
+      p.grad_stride[i][0] = cv.cin * kk, p.grad_stride[i][1] = kk;
+      p.grad_stride[i][2] = cv.k, p.grad_stride[i][3] = 1;
+    }
+    if (!branch_needed(needs, has_bias, i)) continue;
+    p.grad_offset[i] = total;
+    total += cv.cout * cv.cin * kk;
+    weight_tiles += weight_jobs(cv.cout, cv.cin, cv.k, 1) + weight_jobs(cv.cout, 1, 1, 1);
+  }
+  for (int i = 0; i < kNumConvs; ++i) {
+    p.grad_offset[kNumConvs + i] = -1;
+    if (!branch_needed(needs, has_bias, i)) continue;
+    p.grad_offset[kNumConvs + i] = total;
+    total += p.conv[i].cout;
+  }
+  p.p_total = total;
+  const int64_t pixels = p.n * p.h * static_cast<int64_t>(p.w);
+  p.split = make_pixel_split(pixels, weight_tiles, kTargetWeightJobs);
+  const bool want_dx = needs[0];
+  const bool want_gr = want_dx || branch_needed(needs, has_bias, kW3r) || branch_needed(needs, has_bias, kW5r);
+  p.reduce_jobs[0] = want_gr ? reduce_grad_jobs(pixels, p.conv[kW3r].cout) : 0;
+  p.reduce_jobs[1] = want_gr ? reduce_grad_jobs(pixels, p.conv[kW5r].cout) : 0;
+  int64_t end = want_dx ? cdiv64(pixels, kBM) * cdiv(p.conv[kW1].cin, kBN) : 0;
+  p.seg_end[kSegDx] = end;
+  for (int i = 0; i < kNumConvs; ++i) {
+    const ConvRef& cv = p.conv[i];
+    end += branch_needed(needs, has_bias, i) ? weight_jobs(cv.cout, cv.cin, cv.k, p.split.splits) : 0;
+    p.seg_end[kSegW + i] = end;
+  }
+  for (int i = 0; i < kNumConvs; ++i) {
+    end += branch_needed(needs, has_bias, i) ? weight_jobs(p.conv[i].cout, 1, 1, p.split.splits) : 0;
+    p.seg_end[kSegB + i] = end;
+  }
+}
+
+}  // namespace plan
+
+}  // namespace inception_kernels

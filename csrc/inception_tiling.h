@@ -1,0 +1,355 @@
+// Index and tiling math of the fused CUDA C++ Inception kernels (DESIGN.md §3-4).
+//
+// Plain C++ with no CUDA, torch or standard-library dependency beyond <cstdint>: every
+// function is `__host__ __device__` under nvcc and an ordinary inline function under a host
+// compiler, so tests/test_cuda_index_math.py compiles this header with g++ and checks it on
+// the CPU (no GPU needed). The kernels (inception_fused.cu) use exactly these functions.
+//
+// Vocabulary:
+//   tile      th x tw output pixels of one image; a forward job works on one tile.
+//   halo      the (th + K - 1) x (tw + K - 1) pixels a KxK conv (stride 1, pad K/2) reads
+//             around a tile; halo pixel p is row-major in the halo.
+//   flat pixel  m over N*H*W (row-major n, h, w); the backward's GEMM rows.
+//   GEMM tile  kBM rows (pixels or output channels) x kBN columns, reduced in kBK slices.
+#pragma once
+
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define IK_HD __host__ __device__ __forceinline__
+// Host+device templates that call a device-only Core: only their device instantiation exists.
+#define IK_NO_EXEC_CHECK _Pragma("nv_exec_check_disable")
+#else
+#define IK_HD inline
+#define IK_NO_EXEC_CHECK
+#endif
+
+namespace inception_kernels {
+namespace tiling {
+
+constexpr int kBM = 64;  // GEMM tile rows
+constexpr int kBN = 64;  // GEMM tile columns
+constexpr int kBK = 16;  // reduction slice (one m16n16k16 MMA deep)
+constexpr int kThreads = 128;  // 4 warps, each a 32 x 32 quarter of the GEMM tile
+constexpr int kMaxTilePixels = kBM;  // a forward tile's pixels are one GEMM tile's rows
+
+IK_HD int cdiv(int a, int b) { return (a + b - 1) / b; }
+IK_HD int64_t cdiv64(int64_t a, int64_t b) { return (a + b - 1) / b; }
+IK_HD int imin(int a, int b) { return a < b ? a : b; }
+IK_HD int imax(int a, int b) { return a > b ? a : b; }
+
+// ---------------------------------------------------------------------------------------
+// Output channels: y = cat([y1, y3, y5, yp], dim=1)
+// ---------------------------------------------------------------------------------------
+
+struct BranchOffsets {
+  int o1, o3, o5, op, total;  // first channel of each branch in y, and y's channel count
+};
+
+IK_HD BranchOffsets branch_offsets(int c1, int c3, int c5, int cp) {
+  return BranchOffsets{0, c1, c1 + c3, c1 + c3 + c5, c1 + c3 + c5 + cp};
+}
+
+// ---------------------------------------------------------------------------------------
+// Forward: jobs = (image, spatial tile, kind)
+// ---------------------------------------------------------------------------------------
+
+enum FwdKind : int {
+  kFwdBranch3 = 0,   // 1x1 reduce over the halo into shared memory, then the K3 x K3 conv
+  kFwdBranch5 = 1,   // the same for the K5 x K5 branch
+  kFwdBranch1P = 2,  // the 1x1 conv and the max-pool -> 1x1 projection
+};
+constexpr int kFwdKinds = 3;
+
+struct SpatialTiles {
+  int th, tw;             // tile rows and columns (th * tw <= kMaxTilePixels)
+  int tiles_h, tiles_w;   // tiles per image column / row
+};
+
+// Tiles of th x tw covering an H x W image (the last row/column of tiles may overhang).
+IK_HD SpatialTiles make_tiles(int h, int w, int th, int tw) {
+  return SpatialTiles{th, tw, cdiv(h, th), cdiv(w, tw)};
+}
+
+IK_HD int64_t num_fwd_jobs(int64_t n, SpatialTiles t) {
+  return n * t.tiles_h * t.tiles_w * kFwdKinds;
+}
+
+struct FwdJob {
+  int64_t n;   // image
+  int h0, w0;  // tile origin in the image
+  int kind;    // FwdKind
+};
+
+// The three kinds of one tile are consecutive jobs, so x's tile and halo are read from L2
+// by the second and third while the first brought them in.
+IK_HD FwdJob decode_fwd_job(int64_t job, SpatialTiles t) {
+  FwdJob j;
+  j.kind = static_cast<int>(job % kFwdKinds);
+  const int64_t tile = job / kFwdKinds;
+  const int64_t per_image = static_cast<int64_t>(t.tiles_h) * t.tiles_w;
+  j.n = tile / per_image;
+  const int r = static_cast<int>(tile % per_image);
+  j.h0 = (r / t.tiles_w) * t.th;
+  j.w0 = (r % t.tiles_w) * t.tw;
+  return j;
+}
+
+struct Pix {
+  int h, w;
+  bool valid;  // inside the image (and, for tile pixels, inside the tile)
+};
+
+// Tile-local pixel m (row-major in the th x tw tile) -> image coordinates.
+IK_HD Pix tile_pixel(int m, int h0, int w0, SpatialTiles t, int height, int width) {
+  Pix p;
+  p.h = h0 + m / t.tw;
+  p.w = w0 + m % t.tw;
+  p.valid = m < t.th * t.tw && p.h < height && p.w < width;
+  return p;
+}
+
+IK_HD int halo_cols(SpatialTiles t, int k) { return t.tw + k - 1; }
+IK_HD int halo_pixels(SpatialTiles t, int k) { return (t.th + k - 1) * (t.tw + k - 1); }
+
+// Halo pixel p -> image coordinates; valid when p is in the halo and the pixel in the image
+// (outside, the KxK conv reads its zero padding).
+IK_HD Pix halo_pixel(int p, int h0, int w0, SpatialTiles t, int k, int height, int width) {
+  const int hc = halo_cols(t, k);
+  Pix q;
+  q.h = h0 - k / 2 + p / hc;
+  q.w = w0 - k / 2 + p % hc;
+  q.valid = p < halo_pixels(t, k) && q.h >= 0 && q.h < height && q.w >= 0 && q.w < width;
+  return q;
+}
+
+// True when halo pixel p is one of the tile's own pixels (not the border the conv adds).
+IK_HD bool halo_is_interior(int p, SpatialTiles t, int k) {
+  const int hc = halo_cols(t, k);
+  const int r = p / hc - k / 2, c = p % hc - k / 2;
+  return p < halo_pixels(t, k) && r >= 0 && r < t.th && c >= 0 && c < t.tw;
+}
+
+// Reduction index of a KxK conv whose input has `cin` channels: kk = (dy * K + dx) * cin + c.
+// Tap-major, so consecutive kk read consecutive channels of one pixel (contiguous in the
+// halo buffer [pixel][channel] and in channels_last tensors).
+struct Tap {
+  int dy, dx, c;
+};
+
+IK_HD Tap conv_tap(int kk, int cin, int k) {
+  const int tap = kk / cin;
+  return Tap{tap / k, tap % k, kk % cin};
+}
+
+// The halo pixel that tile pixel m reads at tap (dy, dx).
+IK_HD int halo_index(int m, int dy, int dx, SpatialTiles t, int k) {
+  return (m / t.tw + dy) * halo_cols(t, k) + (m % t.tw + dx);
+}
+
+// ---------------------------------------------------------------------------------------
+// Pixels over the whole batch (backward)
+// ---------------------------------------------------------------------------------------
+
+struct FlatPix {
+  int64_t n;
+  int h, w;
+};
+
+IK_HD FlatPix flat_pixel(int64_t m, int height, int width) {
+  FlatPix p;
+  p.w = static_cast<int>(m % width);
+  const int64_t t = m / width;
+  p.h = static_cast<int>(t % height);
+  p.n = t / height;
+  return p;
+}
+
+// Pixel (h + dh, w + dw) of the same image, valid when inside it.
+IK_HD Pix shifted(int h, int w, int dh, int dw, int height, int width) {
+  Pix p{h + dh, w + dw, false};
+  p.valid = p.h >= 0 && p.h < height && p.w >= 0 && p.w < width;
+  return p;
+}
+
+// The output pixel of a KxK conv (stride 1, pad K/2) that read input pixel (h, w) at tap
+// (dy, dx): the transposed conv of the backward gathers from it.
+IK_HD Pix conv_reader(int h, int w, int dy, int dx, int k, int height, int width) {
+  return shifted(h, w, k / 2 - dy, k / 2 - dx, height, width);
+}
+
+// The input pixel that output pixel (h, w) reads at tap (dy, dx) (for weight gradients).
+IK_HD Pix conv_source(int h, int w, int dy, int dx, int k, int height, int width) {
+  return shifted(h, w, dy - k / 2, dx - k / 2, height, width);
+}
+
+// ---------------------------------------------------------------------------------------
+// 3x3 / stride 1 / pad 1 max-pool windows
+// ---------------------------------------------------------------------------------------
+
+struct Window {
+  int h_lo, h_hi, w_lo, w_hi;  // inclusive bounds, clipped to the image
+};
+
+IK_HD Window pool_window(int h, int w, int height, int width) {
+  return Window{imax(h - 1, 0), imin(h + 1, height - 1), imax(w - 1, 0), imin(w + 1, width - 1)};
+}
+
+// The pixel PyTorch's max_pool2d routes a window's gradient to: the first maximum in
+// row-major order, where a NaN always replaces the running maximum (so the last NaN wins)
+// and the start is the window's first in-image pixel (a window of -inf routes there).
+// get(h, w) returns the value (float or double). Returns h * width + w of the winner.
+template <class Get>
+IK_HD int pool_argmax(Window win, int width, const Get& get) {
+  int best = win.h_lo * width + win.w_lo;
+  auto maxval = -get.infinity();
+  for (int h = win.h_lo; h <= win.h_hi; ++h) {
+    for (int w = win.w_lo; w <= win.w_hi; ++w) {
+      const auto v = get(h, w);
+      if (v > maxval || v != v) {
+        maxval = v;
+        best = h * width + w;
+      }
+    }
+  }
+  return best;
+}
+
+// ---------------------------------------------------------------------------------------
+// Shared memory of the forward kernel and the choice of its tile
+// ---------------------------------------------------------------------------------------
+
+constexpr int kLdA = kBK + 8;   // As[kBM][kLdA]: rows 16-byte multiples for WMMA (fp16/bf16)
+constexpr int kLdB = kBN + 8;   // Bs[kBK][kLdB]
+constexpr int kLdC = kBN + 4;   // Cs[kBM][kLdC] (accumulators)
+constexpr int kSmemAlign = 128;
+
+IK_HD int64_t align_up(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
+
+// Bytes of the GEMM staging area: the A/B slices, aliased by the accumulator tile.
+IK_HD int64_t staging_bytes(int elem, int acc_elem) {
+  const int64_t ab = static_cast<int64_t>(kBM) * kLdA * elem + static_cast<int64_t>(kBK) * kLdB * elem;
+  const int64_t c = static_cast<int64_t>(kBM) * kLdC * acc_elem;
+  return align_up(ab > c ? ab : c, kSmemAlign);
+}
+
+// Byte offset of Bs inside the staging area (Cs and As start at 0).
+IK_HD int64_t staging_b_offset(int elem) { return static_cast<int64_t>(kBM) * kLdA * elem; }
+
+// The halo buffer [halo pixel][reduce channel] of either spatial branch (one job runs one).
+IK_HD int64_t halo_bytes(SpatialTiles t, int k3, int cr3, int k5, int cr5, int elem) {
+  const int64_t b3 = static_cast<int64_t>(halo_pixels(t, k3)) * cr3 * elem;
+  const int64_t b5 = static_cast<int64_t>(halo_pixels(t, k5)) * cr5 * elem;
+  return align_up(b3 > b5 ? b3 : b5, kSmemAlign);
+}
+
+IK_HD int64_t fwd_smem_bytes(SpatialTiles t, int k3, int cr3, int k5, int cr5, int elem, int acc_elem) {
+  return staging_bytes(elem, acc_elem) + halo_bytes(t, k3, cr3, k5, cr5, elem);
+}
+
+// Candidate tiles, largest first; each is clipped to the image.
+constexpr int kNumTileCandidates = 6;
+IK_HD int tile_candidate_h(int i) {
+  const int c[kNumTileCandidates] = {8, 8, 4, 4, 2, 1};
+  return c[i];
+}
+IK_HD int tile_candidate_w(int i) {
+  const int c[kNumTileCandidates] = {8, 4, 4, 2, 2, 1};
+  return c[i];
+}
+
+// The largest candidate tile whose shared memory fits `smem_limit` bytes; false when even
+// a 1x1 tile does not fit (reduce channels too many for this device).
+IK_HD bool pick_fwd_tiles(int height, int width, int k3, int cr3, int k5, int cr5, int elem, int acc_elem,
+                          int64_t smem_limit, SpatialTiles* out) {
+  for (int i = 0; i < kNumTileCandidates; ++i) {
+    const int th = imin(tile_candidate_h(i), height), tw = imin(tile_candidate_w(i), width);
+    const SpatialTiles t = make_tiles(height, width, th, tw);
+    if (fwd_smem_bytes(t, k3, cr3, k5, cr5, elem, acc_elem) <= smem_limit) {
+      *out = t;
+      return true;
+    }
+  }
+  return false;
+}
+
+// Shared memory of the backward grads kernel: staging plus the dx accumulator tile.
+IK_HD int64_t bwd_smem_bytes(int elem, int acc_elem) {
+  return staging_bytes(elem, acc_elem) + align_up(static_cast<int64_t>(kBM) * kBN * acc_elem, kSmemAlign);
+}
+
+// ---------------------------------------------------------------------------------------
+// Backward: the jobs of the gradient launch
+// ---------------------------------------------------------------------------------------
+
+// Segments of the gradient launch's grid, in order: dx tiles, then the weight-gradient jobs
+// of w1, w3r, w3, w5r, w5, wp, then the bias-gradient jobs of b1 ... bp.
+enum BwdSegment : int { kSegDx = 0, kSegW = 1, kSegB = 7, kNumSegments = 13 };
+
+// Pixel splits of the weight gradients: each split sums its own pixel range into its own
+// slice of the fp32 partial buffer [S, P]; the third launch adds the S slices in order.
+struct PixelSplit {
+  int64_t chunk;  // pixels per split (a multiple of kBK)
+  int splits;     // S
+};
+
+// About `target_jobs` weight jobs in all (enough programs to fill a GPU), at least 256
+// pixels per split, at most 64 splits (the partial buffer is S x P).
+IK_HD PixelSplit make_pixel_split(int64_t pixels, int64_t weight_tiles, int64_t target_jobs) {
+  int64_t s = weight_tiles > 0 ? cdiv64(target_jobs, weight_tiles) : 1;
+  const int64_t by_pixels = cdiv64(pixels, 256);
+  if (s > by_pixels) s = by_pixels;
+  if (s > 64) s = 64;
+  if (s < 1) s = 1;
+  int64_t chunk = align_up(cdiv64(pixels, s), kBK);
+  if (chunk < kBK) chunk = kBK;
+  PixelSplit p;
+  p.chunk = chunk;
+  p.splits = static_cast<int>(cdiv64(pixels, chunk));
+  if (p.splits < 1) p.splits = 1;
+  return p;
+}
+
+// Which segment job `job` is in, given the cumulative ends of the segments; *local is the
+// job's index inside its segment.
+IK_HD int find_segment(int64_t job, const int64_t* seg_end, int64_t* local) {
+  int64_t start = 0;
+  for (int s = 0; s < kNumSegments; ++s) {
+    if (job < seg_end[s]) {
+      *local = job - start;
+      return s;
+    }
+    start = seg_end[s];
+  }
+  *local = 0;
+  return kNumSegments;  // past the grid (not launched)
+}
+
+// A weight-gradient job: GEMM rows = output channels, columns = input channels, reduction
+// over the pixels of one split; for KxK weights one tap per job.
+struct WeightJob {
+  int co0, ci0;  // first output / input channel of the tile
+  int dy, dx;    // tap
+  int split;     // pixel split
+};
+
+IK_HD int64_t weight_jobs(int cout, int cin, int k, int splits) {
+  return static_cast<int64_t>(cdiv(cout, kBM)) * cdiv(cin, kBN) * k * k * splits;
+}
+
+IK_HD WeightJob decode_weight_job(int64_t local, int cout, int cin, int k) {
+  WeightJob j;
+  const int co_tiles = cdiv(cout, kBM), ci_tiles = cdiv(cin, kBN);
+  j.co0 = static_cast<int>(local % co_tiles) * kBM;
+  local /= co_tiles;
+  j.ci0 = static_cast<int>(local % ci_tiles) * kBN;
+  local /= ci_tiles;
+  const int tap = static_cast<int>(local % (k * k));
+  j.dy = tap / k;
+  j.dx = tap % k;
+  j.split = static_cast<int>(local / (k * k));
+  return j;
+}
+
+}  // namespace tiling
+}  // namespace inception_kernels

@@ -1,0 +1,268 @@
+"""The CUDA C++ kernels' algorithm, run on the CPU by an emulator, against the reference.
+
+``tests/csrc/emulator.cpp`` compiles ``csrc/inception_algo.h`` -- the jobs the CUDA kernels
+run: tile and halo index math, operand loaders, epilogues, grid planning and the gradient
+layout -- with the host compiler and replaces only the device GEMM core (WMMA / SIMT over
+shared memory) by a plain loop. So every output and gradient here comes out of the kernels'
+own code paths, except the core, which needs a GPU (the ``gpu``-marked suites run the real
+kernels against backend ``"cuda"``). fp32 and fp64 (the emulator does not emulate fp16/bf16
+rounding of the tensor-core path).
+"""
+
+import ctypes
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from inception_kernels import GOOGLENET_INCEPTIONS, InceptionSpec, reference
+from inception_kernels.ops import _grad_layout, _split_grads
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = InceptionSpec(20, 7, 12, 9, 5, 6, 11)  # awkward channel counts
+DTYPE_CODE = {torch.float32: 0, torch.float64: 3}
+TOL = {torch.float64: 1e-10, torch.float32: 2e-5}  # relative to the largest reference value
+SMEM_H100 = 227 * 1024  # cudaDevAttrMaxSharedMemoryPerBlockOptin of an H100
+GRAD_NAMES = ("dx", "dw1", "dw3r", "dw3", "dw5r", "dw5", "dwp", "db1", "db3r", "db3", "db5r", "db5", "dbp")
+
+
+@pytest.fixture(scope="module")
+def emu(tmp_path_factory):
+    cxx = shutil.which("c++") or shutil.which("g++")
+    if cxx is None:
+        pytest.skip("no host C++ compiler (c++ / g++) to build the emulator")
+    out = tmp_path_factory.mktemp("emu") / "emulator.so"
+    src = ROOT / "tests" / "csrc" / "emulator.cpp"
+    subprocess.run([cxx, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", str(src), "-o", str(out)],
+                   check=True, capture_output=True, text=True)
+    return ctypes.CDLL(str(out))
+
+
+def _i64(values):
+    return (ctypes.c_int64 * len(values))(*values)
+
+
+def _ptr(t):
+    return ctypes.c_void_p(t.data_ptr()) if t is not None else ctypes.c_void_p(0)
+
+
+def _conv_args(ws, bs):
+    w_ptrs = (ctypes.c_void_p * 6)(*[t.data_ptr() for t in ws])
+    w_strides = _i64([s for t in ws for s in t.stride()])
+    b_ptrs = (ctypes.c_void_p * 6)(*[(b.data_ptr() if b is not None else 0) for b in bs])
+    shape = (ctypes.c_int * 18)(*[d for t in ws for d in (t.shape[0], t.shape[1], t.shape[2])])
+    return w_ptrs, w_strides, b_ptrs, shape
+
+
+def emu_forward(emu, x, ws, bs, *, relu=True, save_reduce=True, smem_limit=SMEM_H100):
+    """The CUDA forward's jobs on the CPU: (y, r3, r5, (th, tw)); y channels_last when x is."""
+    n, _, h, w = x.shape
+    bs = bs or [None] * 6
+    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
+        else torch.contiguous_format
+    y = torch.full((n, ws[0].shape[0] + ws[2].shape[0] + ws[4].shape[0] + ws[5].shape[0], h, w), float("nan"),
+                   dtype=x.dtype).contiguous(memory_format=fmt)
+    r3 = r5 = None
+    if save_reduce:
+        r3 = torch.full((n, ws[1].shape[0], h, w), float("nan"), dtype=x.dtype).contiguous(memory_format=torch.channels_last)
+        r5 = torch.full((n, ws[3].shape[0], h, w), float("nan"), dtype=x.dtype).contiguous(memory_format=torch.channels_last)
+    tiles = (ctypes.c_int * 2)()
+    rc = emu.ik_emu_forward(
+        DTYPE_CODE[x.dtype], _ptr(x), _i64(x.stride()), _ptr(y), _i64(y.stride()),
+        _ptr(r3), _i64(r3.stride() if r3 is not None else (0,) * 4), _ptr(r5), _i64(r5.stride() if r5 is not None else (0,) * 4),
+        *_conv_args(ws, bs), ctypes.c_int64(n), h, w, int(relu), ctypes.c_int64(smem_limit), tiles)
+    assert rc == 0, f"ik_emu_forward returned {rc}"
+    return y, r3, r5, (tiles[0], tiles[1])
+
+
+def emu_backward(emu, gy, x, y, r3, r5, ws, bs, needs, *, relu=True):
+    """The CUDA backward's three launches on the CPU: (dx, 12 gradients, launches, splits)."""
+    n, _, h, w = x.shape
+    bs_list = bs or [None] * 6
+    _, _, total = _grad_layout(ws, bs_list, needs)
+    flat = torch.full((total,), float("nan"), dtype=x.dtype)
+    dx = torch.full_like(x, float("nan"), memory_format=torch.preserve_format) if needs[0] else None
+    weight_cl = [int(not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)) for t in ws]
+    out = _i64([0, 0])
+    rc = emu.ik_emu_backward(
+        DTYPE_CODE[x.dtype], _ptr(gy), _i64(gy.stride()), _ptr(x), _i64(x.stride()), _ptr(y), _i64(y.stride()),
+        _ptr(r3), _i64(r3.stride()), _ptr(r5), _i64(r5.stride()), *_conv_args(ws, bs_list),
+        ctypes.c_int64(n), h, w, int(relu), (ctypes.c_int * 13)(*map(int, needs)), (ctypes.c_int * 6)(*weight_cl),
+        _ptr(dx), _i64(dx.stride() if dx is not None else (0,) * 4), _ptr(flat), ctypes.c_int64(total), out)
+    assert rc == 0, f"ik_emu_backward returned {rc} (1: gradient layout differs from ops._grad_layout)"
+    return dx, _split_grads(flat, ws, bs_list, needs), out[0], out[1]
+
+
+def _make(spec, n, h, w, dtype, *, bias=True, seed=0, kernel_sizes=(3, 5)):
+    gen = torch.Generator().manual_seed(seed)
+    shapes = list(spec.weight_shapes)
+    k3, k5 = kernel_sizes
+    shapes[2] = (shapes[2][0], shapes[2][1], k3, k3)
+    shapes[4] = (shapes[4][0], shapes[4][1], k5, k5)
+    x = torch.randn(n, spec.in_channels, h, w, generator=gen, dtype=torch.float64)
+    ws = [torch.randn(s, generator=gen, dtype=torch.float64) * (2.0 / (s[1] * s[2] * s[3])) ** 0.5 for s in shapes]
+    bs = [torch.randn(s[0], generator=gen, dtype=torch.float64) * 0.2 for s in shapes] if bias else None
+    cast = lambda t: t.to(dtype)  # noqa: E731
+    return cast(x), [cast(t) for t in ws], ([cast(t) for t in bs] if bias else None)
+
+
+def _assert_close(got, want, dtype, what):
+    scale = max(want.abs().max().item(), 1.0)
+    err = (got.double() - want.double()).abs().max().item()
+    assert err <= TOL[dtype] * scale, f"{what}: max error {err:.3g} (scale {scale:.3g})"
+
+
+def _reference(x, ws, bs, kernel_sizes, activation):
+    act = F.relu if activation == "relu" else (lambda t: t)
+    y = reference.inception(x, ws, bs, kernel_sizes=kernel_sizes, activation=activation)
+    r3 = act(F.conv2d(x, ws[1], bs[1] if bs else None))
+    r5 = act(F.conv2d(x, ws[3], bs[3] if bs else None))
+    return y, r3, r5
+
+
+def _check_forward(emu, x, ws, bs, *, kernel_sizes=(3, 5), activation="relu", **kw):
+    y, r3, r5, tiles = emu_forward(emu, x, ws, bs, relu=activation == "relu", **kw)
+    want_y, want_r3, want_r5 = _reference(x, ws, bs, kernel_sizes, activation)
+    _assert_close(y, want_y, x.dtype, "y")
+    _assert_close(r3, want_r3, x.dtype, "r3")
+    _assert_close(r5, want_r5, x.dtype, "r5")
+    return y, tiles
+
+
+@pytest.mark.parametrize("layer", list(GOOGLENET_INCEPTIONS))
+def test_forward_googlenet_layers(emu, layer):
+    spec = GOOGLENET_INCEPTIONS[layer]
+    x, ws, bs = _make(spec, 1, 5, 6, torch.float32, seed=1)
+    _check_forward(emu, x.contiguous(memory_format=torch.channels_last), ws, bs)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("batch,hw", [(1, (1, 1)), (3, (7, 5)), (2, (13, 3)), (1, (9, 17))])
+def test_forward_shapes(emu, dtype, batch, hw):
+    x, ws, bs = _make(SMALL, batch, *hw, dtype, seed=2)
+    _check_forward(emu, x, ws, bs)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "sliced", "transposed"])
+def test_forward_layouts(emu, layout):
+    x, ws, bs = _make(SMALL, 2, 6, 7, torch.float64, seed=3)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+        ws = [w.contiguous(memory_format=torch.channels_last) for w in ws]
+    elif layout == "sliced":
+        x = torch.cat([x, x], dim=1)[:, 1:1 + SMALL.in_channels]
+    elif layout == "transposed":
+        x = x.transpose(2, 3).contiguous().transpose(2, 3)
+    y, _ = _check_forward(emu, x, ws, bs)
+    if layout == "channels_last":
+        assert y.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("kernel_sizes", [(3, 5), (3, 3), (5, 3)])
+@pytest.mark.parametrize("activation", ["relu", None])
+@pytest.mark.parametrize("bias", ["all", "none", "mixed"])
+def test_forward_variants(emu, kernel_sizes, activation, bias):
+    x, ws, bs = _make(SMALL, 2, 5, 4, torch.float64, seed=4, bias=bias != "none", kernel_sizes=kernel_sizes)
+    if bias == "mixed":
+        bs = [b if i % 2 else None for i, b in enumerate(bs)]
+    _check_forward(emu, x, ws, bs, kernel_sizes=kernel_sizes, activation=activation)
+
+
+def test_forward_small_shared_memory_shrinks_tiles(emu):
+    """A device with little shared memory gets smaller tiles and the same numbers."""
+    x, ws, bs = _make(GOOGLENET_INCEPTIONS["5b"], 1, 9, 9, torch.float64, seed=5)
+    _, tiles_big = _check_forward(emu, x, ws, bs)
+    _, tiles_small = _check_forward(emu, x, ws, bs, smem_limit=48 * 1024)
+    assert tiles_big == (8, 8) and tiles_small[0] * tiles_small[1] < 64
+
+
+def test_forward_nan_propagates(emu):
+    x, ws, bs = _make(SMALL, 1, 5, 5, torch.float64, seed=6)
+    x[0, 3, 2, 2] = float("nan")
+    y, _, _, _ = emu_forward(emu, x, ws, bs)
+    want = reference.inception(x, ws, bs)
+    assert torch.equal(torch.isnan(y), torch.isnan(want))
+    ok = ~torch.isnan(want)
+    _assert_close(y[ok], want[ok], x.dtype, "y (non-NaN)")
+
+
+def _backward_case(emu, x, ws, bs, *, kernel_sizes=(3, 5), activation="relu", needs=None, seed=0):
+    relu = activation == "relu"
+    y, r3, r5, _ = emu_forward(emu, x, ws, bs, relu=relu)
+    gen = torch.Generator().manual_seed(seed + 100)
+    gy = torch.randn(y.shape, generator=gen, dtype=torch.float64).to(x.dtype)
+    leaves = [t.detach().clone().requires_grad_(True) for t in [x, *ws, *(bs or [])]]
+    yr = reference.inception(leaves[0], leaves[1:7], leaves[7:] if bs else None, kernel_sizes=kernel_sizes,
+                             activation=activation)
+    want = list(torch.autograd.grad(yr, leaves, gy)) + ([None] * 6 if bs is None else [])
+    if needs is None:
+        needs = [True] * 7 + [b is not None for b in (bs or [None] * 6)]
+    dx, grads, launches, splits = emu_backward(emu, gy, x, y, r3, r5, ws, bs, needs, relu=relu)
+    got = [dx, *grads]
+    for name, g, w, need in zip(GRAD_NAMES, got, want, needs):
+        if need and w is not None:
+            assert g is not None, name
+            assert g.shape == w.shape, name
+            _assert_close(g, w, x.dtype, name)
+        elif not need:
+            assert g is None, name
+    assert launches <= 3
+    return launches, splits
+
+
+@pytest.mark.parametrize("layer", ["3a", "4e", "5b"])
+def test_backward_googlenet_layers(emu, layer):
+    x, ws, bs = _make(GOOGLENET_INCEPTIONS[layer], 1, 4, 3, torch.float32, seed=7)
+    _backward_case(emu, x.contiguous(memory_format=torch.channels_last), ws, bs)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("batch,hw", [(1, (1, 1)), (2, (5, 7)), (3, (3, 2))])
+def test_backward_shapes(emu, dtype, batch, hw):
+    x, ws, bs = _make(SMALL, batch, *hw, dtype, seed=8)
+    _backward_case(emu, x, ws, bs)
+
+
+@pytest.mark.parametrize("kernel_sizes", [(3, 5), (3, 3), (5, 3)])
+@pytest.mark.parametrize("activation", ["relu", None])
+def test_backward_variants(emu, kernel_sizes, activation):
+    x, ws, bs = _make(SMALL, 2, 4, 5, torch.float64, seed=9, kernel_sizes=kernel_sizes)
+    _backward_case(emu, x, ws, bs, kernel_sizes=kernel_sizes, activation=activation)
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "sliced"])
+def test_backward_layouts(emu, layout):
+    x, ws, bs = _make(SMALL, 2, 5, 4, torch.float64, seed=10)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+        ws = [w.contiguous(memory_format=torch.channels_last) for w in ws]
+    else:
+        x = torch.cat([x, x], dim=1)[:, 2:2 + SMALL.in_channels]
+    _backward_case(emu, x, ws, bs)
+
+
+def test_backward_pool_ties_route_like_pytorch(emu):
+    """Integer-valued x makes many equal maxima in the pool windows: dx routes like PyTorch."""
+    x, ws, bs = _make(SMALL, 2, 5, 6, torch.float64, seed=11)
+    gen = torch.Generator().manual_seed(12)
+    x = torch.randint(-2, 3, x.shape, generator=gen).double()
+    _backward_case(emu, x, ws, bs)
+
+
+@pytest.mark.parametrize("needs_index", [0, 2, 3, 4, 6, 8, 12])
+def test_backward_needs_one_gradient(emu, needs_index):
+    """Only one input needs a gradient: the layout shrinks and the launches drop."""
+    x, ws, bs = _make(SMALL, 1, 4, 4, torch.float64, seed=13)
+    needs = [i == needs_index for i in range(13)]
+    launches, _ = _backward_case(emu, x, ws, bs, needs=needs)
+    assert launches == (2 if needs_index == 0 else 3 if needs_index in (2, 4, 8) else 2)
+
+
+def test_backward_many_splits(emu):
+    """Enough pixels for several pixel splits: the partial sums add up in order."""
+    x, ws, bs = _make(InceptionSpec(8, 4, 4, 6, 3, 5, 4), 4, 16, 16, torch.float64, seed=14)
+    _, splits = _backward_case(emu, x, ws, bs)
+    assert splits > 1
