@@ -1,11 +1,14 @@
-"""The fused Inception forward (Triton) against the plain-PyTorch reference.
+"""The fused Inception forward against the plain-PyTorch reference, on every fused backend.
 
-On a machine without a GPU these run in Triton's interpreter on CPU tensors (conftest sets
+The ``backend`` fixture (conftest.py) runs each test on Triton and on the CUDA C++ extension;
+the CUDA runs need a GPU and the built extension and skip without them. On a machine without
+a GPU the Triton kernels run in Triton's interpreter on CPU tensors (conftest sets
 TRITON_INTERPRET=1), with small batch / spatial sizes and real channel counts. Tolerances:
 
 - fp64: 1e-10 (same math, different summation order).
-- fp32: the interpreter's tl.dot is IEEE fp32, so the error is summation order only
-  (atol 1e-4 on unit-scale data; on a GPU with TF32 see ``test_fp32_follows_tf32_switch``).
+- fp32: the interpreter's tl.dot is IEEE fp32 and the CUDA backend's fp32 is exact SIMT fp32,
+  so the error is summation order only (atol 1e-4 on unit-scale data; TF32 is off for the
+  Triton kernels and the reference on a GPU, except in ``test_fp32_follows_tf32_switch``).
 - fp16 / bf16: three-way -- the kernel's error against an fp64 reference (computed from the
   same fp16 inputs) must be at most 2x PyTorch's own error in that dtype, plus a small atol.
   PyTorch's fp16 conv runs on the CPU here, so the baseline is real PyTorch, not a model.
@@ -19,6 +22,8 @@ import torch
 import inception_kernels as ik
 from inception_kernels import GOOGLENET_INCEPTIONS, InceptionSpec, reference
 from inception_kernels._launches import count_launches
+
+pytestmark = pytest.mark.usefixtures("ieee_fp32")
 
 #: Channel counts that are primes (no multiple of 8 or 16 anywhere): masks on every tail.
 PRIME = InceptionSpec(37, 11, 13, 17, 7, 19, 5)
@@ -56,11 +61,12 @@ def reference_f64(x, ws, bs, **kw):
     return reference.inception(_f64(x), [_f64(w) for w in ws], None if bs is None else [_f64(b) for b in bs], **kw)
 
 
-def run_fused(x, ws, bs, *, expect_launches=1, **kw):
-    """fused_inception(backend="triton") with its launch count checked; the output is returned."""
-    with count_launches() as launches:
-        y = ik.fused_inception(x, ws, bs, backend="triton", **kw)
-    assert launches.triton == expect_launches, launches
+def run_fused(x, ws, bs, backend, **kw):
+    """fused_inception(backend=backend) with its launches checked (one kernel: a Triton launch,
+    or for "cuda" every kernel the device ran); the output is returned."""
+    with count_launches(cuda=backend == "cuda") as launches:
+        y = ik.fused_inception(x, ws, bs, backend=backend, **kw)
+    assert len(launches.fused_kernels(backend)) == 1, launches
     assert launches.aten == 0, f"hidden aten kernels: {launches.aten_ops}"
     # y comes from torch.empty: any element the kernel did not write would be garbage
     assert torch.isfinite(y).all(), "non-finite output (unwritten or overflowed elements)"
@@ -85,18 +91,18 @@ def assert_three_way(y, x, ws, bs, *, atol, **kw):
 
 
 @pytest.mark.parametrize("layer", list(GOOGLENET_INCEPTIONS))
-def test_googlenet_layers_fp32(layer, device):
+def test_googlenet_layers_fp32(layer, device, backend):
     spec = GOOGLENET_INCEPTIONS[layer]
     x, ws, bs = make_inputs(spec, 1, 7, 5, torch.float32, device, seed=1)
-    y = run_fused(x, ws, bs)
+    y = run_fused(x, ws, bs, backend)
     assert_close_to_reference(y, x, ws, bs, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("layer", list(GOOGLENET_INCEPTIONS))
-def test_googlenet_layers_fp16_three_way(layer, device):
+def test_googlenet_layers_fp16_three_way(layer, device, backend):
     spec = GOOGLENET_INCEPTIONS[layer]
     x, ws, bs = make_inputs(spec, 1, 6, 5, torch.float16, device, seed=2, channels_last=True)
-    y = run_fused(x, ws, bs)
+    y = run_fused(x, ws, bs, backend)
     assert y.dtype == torch.float16
     assert_three_way(y, x, ws, bs, atol=1e-3)
 
@@ -107,10 +113,10 @@ def test_googlenet_layers_fp16_three_way(layer, device):
 @pytest.mark.parametrize("activation", ["relu", None])
 @pytest.mark.parametrize("kernel_sizes", [(3, 5), (3, 3), (5, 3)])
 @pytest.mark.parametrize("bias", ["all", "none", "mixed"])
-def test_variants_fp64(activation, kernel_sizes, bias, device):
+def test_variants_fp64(activation, kernel_sizes, bias, device, backend):
     spec = PRIME.with_(kernel_sizes=kernel_sizes)
     x, ws, bs = make_inputs(spec, 1, 9, 10, torch.float64, device, bias=bias, seed=3)
-    y = run_fused(x, ws, bs, kernel_sizes=kernel_sizes, activation=activation)
+    y = run_fused(x, ws, bs, backend, kernel_sizes=kernel_sizes, activation=activation)
     assert_close_to_reference(y, x, ws, bs, atol=1e-10, kernel_sizes=kernel_sizes, activation=activation)
 
 
@@ -118,9 +124,9 @@ def test_variants_fp64(activation, kernel_sizes, bias, device):
     "batch, hw",
     [(1, (1, 1)), (3, (1, 1)), (1, (7, 7)), (3, (7, 7)), (1, (13, 13)), (1, (28, 28)), (3, (3, 11)), (1, (11, 2))],
 )
-def test_spatial_sizes_and_batch(batch, hw, device):
+def test_spatial_sizes_and_batch(batch, hw, device, backend):
     x, ws, bs = make_inputs(PRIME, batch, *hw, torch.float32, device, seed=4)
-    y = run_fused(x, ws, bs)
+    y = run_fused(x, ws, bs, backend)
     assert_close_to_reference(y, x, ws, bs, atol=1e-4, rtol=1e-4)
 
 
@@ -136,7 +142,7 @@ def _hw_transposed(x):
 
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last", "channel_sliced", "hw_transposed", "weights_cl"])
-def test_layouts(layout, device):
+def test_layouts(layout, device, backend):
     x, ws, bs = make_inputs(PRIME, 2, 6, 9, torch.float64, device, seed=5)
     if layout == "channels_last":
         x = x.to(memory_format=torch.channels_last)
@@ -149,36 +155,53 @@ def test_layouts(layout, device):
         bs = [b[None].expand(2, -1)[1] for b in bs]  # stride-1 views of a 2-D tensor
     if layout in ("channel_sliced", "hw_transposed"):
         assert not x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
-    y = run_fused(x, ws, bs)
+    y = run_fused(x, ws, bs, backend)
     assert_close_to_reference(y, x, ws, bs, atol=1e-10)
     cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     assert y.is_contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
 
 
-def test_fp16_three_way_prime(device):
+def test_fp16_three_way_prime(device, backend):
     x, ws, bs = make_inputs(PRIME, 3, 7, 6, torch.float16, device, seed=6)
-    y = run_fused(x, ws, bs)
+    y = run_fused(x, ws, bs, backend)
     assert_three_way(y, x, ws, bs, atol=1e-3)
 
 
 # ----------------------------------------------------------------- schedules, save_reduce, launches
 
 
+def _forward_saving_reduce(backend, x, ws, bs, kernel_sizes, schedule, save_reduce):
+    """``(y, r3, r5)`` of one forward (r3 / r5 None without ``save_reduce``): Triton's launcher
+    itself, or for "cuda" the custom op (whose empty r3 / r5 stand for None)."""
+    if backend == "triton":
+        from inception_kernels.triton.inception_fwd import _inception_forward
+
+        return _inception_forward(x, ws, bs, kernel_sizes, "relu", schedule=schedule, save_reduce=save_reduce)
+    y, r3, r5 = torch.ops.inception_kernels.fused_inception(
+        x, *ws, *bs, *kernel_sizes, "relu", schedule, save_reduce, backend
+    )
+    if save_reduce:
+        return y, r3, r5
+    assert r3.numel() == 0 and r5.numel() == 0
+    return y, None, None
+
+
 @pytest.mark.parametrize("schedule", ["one_launch", "two_launch"])
 @pytest.mark.parametrize("kernel_sizes", [(3, 5), (3, 3)])
-def test_schedules_and_save_reduce(schedule, kernel_sizes, device):
-    from inception_kernels.triton.inception_fwd import _inception_forward
-
+def test_schedules_and_save_reduce(schedule, kernel_sizes, device, backend):
+    if backend == "cuda" and schedule == "two_launch":
+        pytest.skip("the CUDA backend has one schedule, one_launch")
     spec = PRIME.with_(kernel_sizes=kernel_sizes)
     x, ws, bs = make_inputs(spec, 2, 10, 9, torch.float64, device, seed=7, channels_last=True)
-    with count_launches() as launches:
-        y, r3, r5 = _inception_forward(x, ws, bs, kernel_sizes, "relu", schedule=schedule, save_reduce=True)
-    assert launches.triton == (1 if schedule == "one_launch" else 2) and launches.aten == 0, launches
+    with count_launches(cuda=backend == "cuda") as launches:
+        y, r3, r5 = _forward_saving_reduce(backend, x, ws, bs, kernel_sizes, schedule, True)
+    kernels = launches.fused_kernels(backend)
+    assert len(kernels) == (1 if schedule == "one_launch" else 2) and launches.aten == 0, launches
     assert_close_to_reference(y, x, ws, bs, atol=1e-10, kernel_sizes=kernel_sizes)
     torch.testing.assert_close(r3, torch.relu(torch.nn.functional.conv2d(x, ws[1], bs[1])), atol=1e-10, rtol=0)
     torch.testing.assert_close(r5, torch.relu(torch.nn.functional.conv2d(x, ws[3], bs[3])), atol=1e-10, rtol=0)
     assert r3.is_contiguous(memory_format=torch.channels_last)
-    y_plain, none3, none5 = _inception_forward(x, ws, bs, kernel_sizes, "relu", schedule=schedule)
+    y_plain, none3, none5 = _forward_saving_reduce(backend, x, ws, bs, kernel_sizes, schedule, False)
     assert none3 is None and none5 is None
     torch.testing.assert_close(y_plain, y, atol=0, rtol=0)
 
@@ -201,12 +224,12 @@ def test_unknown_schedule():
         _inception_forward(x, ws, bs, (3, 5), "relu", schedule="three_launch")
 
 
-def test_empty_batch_no_launch(device):
+def test_empty_batch_no_launch(device, backend):
     x, ws, bs = make_inputs(PRIME, 0, 5, 4, torch.float32, device)
-    with count_launches() as launches:
-        y = ik.fused_inception(x, ws, bs, backend="triton")
+    with count_launches(cuda=backend == "cuda") as launches:
+        y = ik.fused_inception(x, ws, bs, backend=backend)
     assert y.shape == (0, PRIME.out_channels, 5, 4)
-    assert launches.total == 0, launches
+    assert launches.total == 0 and not launches.fused_kernels(backend), launches
 
 
 # -------------------------------------------------------------------------------- GPU-only dtypes
@@ -214,26 +237,29 @@ def test_empty_batch_no_launch(device):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("layer", list(GOOGLENET_INCEPTIONS))
-def test_googlenet_layers_bf16_three_way(layer):
+def test_googlenet_layers_bf16_three_way(layer, backend):
     # GPU only: the interpreter's bf16 tl.dot multiplies raw bits (DESIGN.md §6)
     spec = GOOGLENET_INCEPTIONS[layer]
     x, ws, bs = make_inputs(spec, 2, 14, 13, torch.bfloat16, "cuda", seed=9, channels_last=True)
-    y = run_fused(x, ws, bs)
+    y = run_fused(x, ws, bs, backend)
     assert y.dtype == torch.bfloat16
     assert_three_way(y, x, ws, bs, atol=1e-2)
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("allow_tf32", [True, False])
-def test_fp32_follows_tf32_switch(allow_tf32):
+def test_fp32_follows_tf32_switch(allow_tf32, backend):
+    """Triton's fp32 follows cuDNN's TF32 switch; the CUDA backend is exact fp32 under either."""
     spec = GOOGLENET_INCEPTIONS["4e"]
     x, ws, bs = make_inputs(spec, 2, 14, 14, torch.float32, "cuda", seed=10)
     old = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = allow_tf32
     try:
-        y = run_fused(x, ws, bs)
-        # the baseline (PyTorch/cuDNN) follows the same switch: three-way against fp64
-        assert_three_way(y, x, ws, bs, atol=1e-4 if not allow_tf32 else 1e-2)
+        y = run_fused(x, ws, bs, backend)
+        if backend == "cuda":
+            torch.testing.assert_close(y.double(), reference_f64(x, ws, bs), atol=1e-4, rtol=1e-4)
+        else:  # the baseline (PyTorch/cuDNN) follows the same switch: three-way against fp64
+            assert_three_way(y, x, ws, bs, atol=1e-4 if not allow_tf32 else 1e-2)
     finally:
         torch.backends.cudnn.allow_tf32 = old
 
@@ -259,12 +285,12 @@ def test_reference_backend():
 
 
 @pytest.mark.parametrize("activation", ["relu", None])
-def test_nan_propagates_like_pytorch(device, activation):
+def test_nan_propagates_like_pytorch(device, activation, backend):
     """A NaN in x spreads as in PyTorch: max-pool windows and ReLU keep it (a plain max would drop it)."""
     x, ws, bs = make_inputs(PRIME, 1, 5, 6, torch.float32, device)
     x[0, 3, 2, 2] = float("nan")
     want = reference.inception(x, ws, bs, activation=activation)
-    y = ik.fused_inception(x, ws, bs, activation=activation, backend="triton")
+    y = ik.fused_inception(x, ws, bs, activation=activation, backend=backend)
     assert torch.isnan(want).any() and not torch.isnan(want).all()
     torch.testing.assert_close(torch.isnan(y), torch.isnan(want), atol=0, rtol=0)
     torch.testing.assert_close(y, want, atol=1e-4, rtol=1e-4, equal_nan=True)
@@ -287,8 +313,6 @@ def test_backend_errors(monkeypatch):
     x, ws, bs = make_inputs(PRIME, 1, 3, 3, torch.float32, "cpu")
     with pytest.raises(ValueError, match="backend must be one of"):
         ik.fused_inception(x, ws, bs, backend="tpu")
-    with pytest.raises(NotImplementedError, match="CUDA C\\+\\+ fused Inception op is not implemented"):
-        ik.fused_inception(x, ws, bs, backend="cuda")
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
         ik.fused_inception(x, ws, bs, backend="triton")
@@ -297,6 +321,25 @@ def test_backend_errors(monkeypatch):
         y = ik.fused_inception(x, ws, bs)
     assert launches.triton == 0
     torch.testing.assert_close(y, reference.inception(x, ws, bs), atol=0, rtol=0)
+
+
+def test_cuda_backend_says_why_it_cannot_run(monkeypatch):
+    """backend="cuda" on a CPU tensor, or without the extension: a RuntimeError with the reason."""
+    from inception_kernels import _backends
+
+    x, ws, bs = make_inputs(PRIME, 1, 3, 3, torch.float32, "cpu")
+    status = _backends.cuda_status()
+    loaded = status.detail.get("state") == "loaded"
+    match = "backend='cuda' needs a CUDA tensor, x is on cpu" if loaded else "backend='cuda' needs the CUDA extension"
+    with pytest.raises(RuntimeError, match=match) as err:
+        ik.fused_inception(x, ws, bs, backend="cuda")
+    if not status.available:  # no device, or no extension: the status says which
+        assert status.reason in str(err.value)
+    forged = _backends.BackendStatus("cuda", False, "CUDA extension not built: forged reason", {"state": "not_built"})
+    monkeypatch.setattr(_backends, "cuda_status", lambda: forged)
+    with pytest.raises(RuntimeError, match="needs the CUDA extension inception_kernels._C: CUDA extension not built: "
+                                           "forged reason"):
+        ik.fused_inception(x, ws, bs, backend="cuda")
 
 
 def test_bad_inputs(device):
