@@ -21,6 +21,10 @@ forward schedule of the Triton launcher (``one_launch``, ``two_launch``), the re
   shared memory, occupancy, tensor-core instruction counts.
 - an **H100 roofline estimate** of the forward, fused against eager -- an *estimate* from
   datasheet peaks (:data:`H100`), never a measurement.
+- the **CUDA C++ extension's kernels** beside the Triton ones (:func:`cuda_kernel_facts`):
+  registers, spill (stack) and local bytes, static shared memory and tensor-core instruction
+  counts per kernel and arch, read from the built library with ``cuobjdump``; where no
+  extension is built, the reason.
 
 Command line: ``inception-kernels report [--layers 3a,5b] [--arch sm_80,sm_90] [--dtype bf16]
 [--no-compile] [--json PATH]``.
@@ -33,6 +37,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +54,7 @@ __all__ = [
     "fused_model",
     "count_all_launches",
     "kernel_facts",
+    "cuda_kernel_facts",
     "build_report",
     "format_table",
     "format_markdown",
@@ -572,6 +578,97 @@ def _summarize_kernels(ks, arch: str) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
+# The CUDA C++ extension's kernels (read from the built library)
+# ---------------------------------------------------------------------------------------------
+
+_SASS_ARCH = re.compile(r"^arch = (sm_\d+a?)\s*$", re.M)
+_SASS_FUNCTION = re.compile(r"^\s*Function : (\S+)\s*$", re.M)
+
+
+def _tensor_cores_per_kernel(sass_text: str) -> dict[str, dict[str, dict[str, int]]]:
+    """``{arch: {mangled kernel: {opcode: count}}}`` from ``cuobjdump -sass`` of a fat binary
+    (one section per embedded cubin, each headed ``arch = sm_XX``, kernels headed
+    ``Function : name``)."""
+    from ._cubin import tensor_core_instructions
+
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    arches = list(_SASS_ARCH.finditer(sass_text))
+    for a, nxt in zip(arches, arches[1:] + [None]):
+        section = sass_text[a.end(): nxt.start() if nxt else len(sass_text)]
+        funcs = list(_SASS_FUNCTION.finditer(section))
+        for f, fnxt in zip(funcs, funcs[1:] + [None]):
+            body = section[f.end(): fnxt.start() if fnxt else len(section)] + "\n"
+            out.setdefault(a.group(1), {})[f.group(1)] = tensor_core_instructions(body)
+    return out
+
+
+def cuda_kernel_facts(archs: Optional[Sequence[str]] = None) -> dict:
+    """Static facts of the CUDA C++ extension's kernels, per kernel and arch, from the built
+    library (``cuobjdump -res-usage`` via :func:`inception_kernels._ext.extension_info`, and
+    ``cuobjdump -sass`` for the tensor-core instructions). No GPU and no import of the library.
+
+    Args:
+        archs: keep these architectures only (default: every arch in the fat binary).
+
+    Returns:
+        ``{"state", "reason", "path", "archs", "error", "kernels"}``: the extension's status
+        and why (``state`` / ``reason`` of :func:`inception_kernels._ext.status`), and
+        ``kernels``, one record per kernel and arch: ``arch``, ``kernel`` (demangled),
+        ``mangled``, ``registers``, ``spill_bytes`` (stack frame: spills and local arrays),
+        ``local_bytes``, ``shared_static_bytes`` (dynamic shared memory is chosen at launch and
+        is not in the binary) and ``tensor_core_instructions`` (``{opcode: static count}``).
+        ``kernels`` is empty when there is no library (``reason`` says why) or the tools
+        failed (``error``).
+    """
+    from . import _cubin, _ext
+
+    info = _ext.extension_info()
+    out = dict(state=info["state"], reason=info["reason"], path=info["path"],
+               archs=[a for a in info["archs"] if archs is None or a in archs], error=info["error"], kernels=[])
+    if info["path"] is None or info["error"]:
+        return out
+    try:
+        tensor_cores = _tensor_cores_per_kernel(_cubin.sass(info["path"]))
+    except (OSError, RuntimeError) as e:
+        out["error"] = f"cuobjdump -sass failed: {e}"
+        return out
+    mangled = sorted({k for kernels in info["resources"].values() for k in kernels})
+    names = _ext._demangle(mangled)
+    for arch in out["archs"]:
+        for k, res in sorted(info["resources"].get(arch, {}).items(), key=lambda kv: names[kv[0]]):
+            out["kernels"].append(dict(
+                arch=arch, kernel=names[k], mangled=k, registers=res["registers"], spill_bytes=res["stack_bytes"],
+                local_bytes=res["local_bytes"], shared_static_bytes=res["shared_static_bytes"],
+                tensor_core_instructions=tensor_cores.get(arch, {}).get(k, {}),
+            ))
+    return out
+
+
+def _cuda_lines(cuda: dict, markdown: bool) -> list[str]:
+    """The CUDA extension's section: one row per kernel and arch, or why there is none."""
+    from .cli import _short_kernel
+
+    if not cuda["kernels"]:
+        why = cuda["error"] or (cuda["reason"] if cuda["path"] is None else "no kernels in the library")
+        return [f"CUDA C++ extension kernels: none to report ({cuda['state']}: {why})"]
+    head = ("arch", "regs", "spill B", "local B", "static smem B", "tensor-core", "kernel")
+    rows = [(k["arch"][3:], str(k["registers"]), str(k["spill_bytes"]), str(k["local_bytes"]),
+             str(k["shared_static_bytes"]),
+             ",".join(f"{op}:{n}" for op, n in k["tensor_core_instructions"].items()) or "-",
+             _short_kernel(k["kernel"]))
+            for k in cuda["kernels"]]
+    no_spill = sum(k["spill_bytes"] == 0 and k["local_bytes"] == 0 for k in cuda["kernels"])
+    title = (f"CUDA C++ extension kernels ({cuda['reason']}; static facts from cuobjdump of {cuda['path']}; "
+             f"0 spill bytes {no_spill}/{len(cuda['kernels'])}):")
+    if markdown:
+        return [title, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + [
+            "| " + " | ".join(r[:-1]) + f" | `{r[-1]}` |" for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    fmt = lambda r: " ".join(c.ljust(w) if i in (5, 6) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    return [title] + [fmt(r).rstrip() for r in [head, *rows]]
+
+
+# ---------------------------------------------------------------------------------------------
 # The report
 # ---------------------------------------------------------------------------------------------
 
@@ -599,10 +696,11 @@ def build_report(layers: Sequence[str] = tuple(GOOGLENET_INCEPTIONS), archs: Seq
         workers: parallel compiles.
 
     Returns:
-        ``{"meta": {...assumptions...}, "records": [...]}``, one record per
-        ``(layer, schedule, arch)`` with at least ``layer, schedule, arch, launches_forward,
-        launches_backward, flops, bytes_modeled, bytes_min, registers, spill_bytes,
-        shared_bytes, tensor_core_instructions, occupancy`` and the estimates.
+        ``{"meta": {...assumptions...}, "records": [...], "cuda_extension": {...}}``, one
+        record per ``(layer, schedule, arch)`` with at least ``layer, schedule, arch,
+        launches_forward, launches_backward, flops, bytes_modeled, bytes_min, registers,
+        spill_bytes, shared_bytes, tensor_core_instructions, occupancy`` and the estimates
+        (the Triton kernels); ``cuda_extension`` is :func:`cuda_kernel_facts` for ``archs``.
 
     Raises:
         ValueError: unknown layer, arch or dtype.
@@ -679,7 +777,7 @@ def build_report(layers: Sequence[str] = tuple(GOOGLENET_INCEPTIONS), archs: Seq
             "bytes_modeled: DRAM model of fused_model(); bytes_eager_modeled: eager_ops() model; both forward",
         ],
     )
-    return dict(meta=meta, records=records)
+    return dict(meta=meta, records=records, cuda_extension=cuda_kernel_facts(archs))
 
 
 def _fmt_bytes(b: Optional[float]) -> str:
@@ -732,6 +830,8 @@ def format_table(report: dict) -> str:
     )
     lines.append("eag f/b: eager aten ops forward/backward (CUDA kernels >= these). exec: GFLOP the fused tiles "
                  "execute (padding, halo). MB: forward DRAM bytes, modeled.")
+    if "cuda_extension" in report:
+        lines += [""] + _cuda_lines(report["cuda_extension"], markdown=False)
     return "\n".join(lines)
 
 
@@ -770,7 +870,8 @@ def format_markdown(report: dict) -> str:
             f"| {per_arch(*key, static)} | {per_arch(*key, lambda q: static(q, 'backward_'))} "
             f"| {r['estimate_fused_us']:.0f} / {r['estimate_eager_us']:.0f} ({r['estimate_speedup']:.2f}x) |"
         )
-    return "\n".join(lines + [""] + _target_summary(recs))
+    cuda = [""] + _cuda_lines(report["cuda_extension"], markdown=True) if "cuda_extension" in report else []
+    return "\n".join(lines + [""] + _target_summary(recs) + cuda)
 
 
 def _target_summary(recs: Sequence[dict]) -> list[str]:

@@ -6,9 +6,11 @@ Triton interpreter) and read with the tools bundled in the Triton wheel.
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
+from collections import Counter
 
 import pytest
 
@@ -273,6 +275,18 @@ def test_bench_layer_case_runs_on_cpu(mode):
         bench.layer_case("5b", 1, "fp32", mode, "cudnn", device="cpu")
 
 
+def test_bench_fused_cuda_unavailable_says_why():
+    """The CUDA C++ contender is skipped, with the backend's reason, where it cannot run."""
+    from inception_kernels import _backends, bench
+
+    status = _backends.cuda_status()
+    if status.available:
+        pytest.skip("the CUDA backend can run here")
+    for case in (bench.layer_case("3a", 1, "fp32", "fwd", "fused_cuda", device="cpu"),
+                 bench.googlenet_case("paper", 1, "fp32", "infer", "fused_cuda", device="cpu")):
+        assert case.fn is None and case.unavailable == f"backend 'cuda': {status.reason}"
+
+
 # 5b at 7x7, batch 1: MACs per pixel = 832*384 + 832*192 + 192*384*9 + 832*48 + 48*128*25 + 832*128
 GOOGLENET_5B_FLOPS_7x7 = 2 * 49 * (832 * 384 + 832 * 192 + 192 * 384 * 9 + 832 * 48 + 48 * 128 * 25 + 832 * 128)
 
@@ -392,10 +406,11 @@ def test_report_cli_no_compile(tmp_path):
         assert r["estimate_fused_us"] > 0 and r["estimate_eager_us"] > 0
         assert (r["launches_backward"] is None) == bool(r["launches_backward_reason"])
     assert rep["meta"]["measured"] is False
-    from inception_kernels.report import format_markdown
+    from inception_kernels.report import cuda_kernel_facts, format_markdown
 
     rows = [line for line in format_markdown(rep).splitlines() if line.startswith("| 3a")]
     assert [row.split(" | ")[1] for row in rows] == ["one_launch", "two_launch"]
+    assert rep["cuda_extension"] == cuda_kernel_facts(["sm_80", "sm_90"])  # the CUDA section, in the JSON
 
 
 def test_report_cli_compiled_one_layer(tmp_path):
@@ -413,3 +428,96 @@ def test_report_cli_compiled_one_layer(tmp_path):
         assert len(r["backward_kernels"]) == r["launches_backward"]
         assert r["backward_tensor_core_instructions"].get(mma, 0) > 0
         assert r["backward_spill_bytes"] == max(k["stack_bytes"] for k in r["backward_kernels"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The CUDA C++ extension's kernels in the report
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cuda_facts():
+    """The report's CUDA section and the extension's own account of its library."""
+    from inception_kernels import _ext
+    from inception_kernels.report import cuda_kernel_facts
+
+    info = _ext.extension_info()
+    if info["path"] is None:
+        pytest.skip(f"CUDA extension not built: {info['reason']}")
+    assert info["error"] is None, info["error"]
+    facts = cuda_kernel_facts()
+    assert facts["error"] is None, facts["error"]
+    return facts, info
+
+
+def test_cuda_kernel_facts_match_the_extension(cuda_facts):
+    """Every kernel of every arch of the built library, with the resources cuobjdump gives
+    (extension_info); per-kernel tensor-core counts add up to each arch's whole SASS."""
+    facts, info = cuda_facts
+    got = {(k["arch"], k["mangled"]): k for k in facts["kernels"]}
+    want = {(arch, name): r for arch, kernels in info["resources"].items() for name, r in kernels.items()}
+    assert set(got) == set(want) and len(got) == len(facts["kernels"])
+    for key, r in want.items():
+        k = got[key]
+        assert (k["registers"], k["spill_bytes"], k["local_bytes"], k["shared_static_bytes"]) == (
+            r["registers"], r["stack_bytes"], r["local_bytes"], r["shared_static_bytes"]), key
+        assert k["kernel"] in info["kernels"]
+    assert facts["archs"] == info["archs"] and facts["state"] == info["state"]
+    sass = _cubin.sass(info["path"])
+    parts = re.split(r"^arch = (sm_\d+a?)\s*$", sass, flags=re.M)
+    whole, summed = Counter(), Counter()
+    for arch, text in zip(parts[1::2], parts[2::2]):
+        for op, n in _cubin.tensor_core_instructions(text + "\n").items():
+            whole[(arch, op)] += n
+    for k in facts["kernels"]:
+        for op, n in k["tensor_core_instructions"].items():
+            summed[(k["arch"], op)] += n
+    assert summed == whole
+    pools = [k for k in facts["kernels"] if "maxpool3x3_s1_kernel" in k["kernel"]]
+    assert pools and all(k["tensor_core_instructions"] == {} for k in pools)  # a max-pool has no MMA
+
+
+def test_cuda_kernel_facts_arch_filter(cuda_facts):
+    from inception_kernels.report import cuda_kernel_facts
+
+    facts, _ = cuda_facts
+    only = cuda_kernel_facts(["sm_90"])
+    assert only["archs"] == ["sm_90"]
+    assert only["kernels"] == [k for k in facts["kernels"] if k["arch"] == "sm_90"]
+
+
+def _report_with(cuda):
+    from inception_kernels.report import H100
+
+    return {"meta": {"peaks": H100}, "records": [], "cuda_extension": cuda}
+
+
+def test_report_tables_list_cuda_kernels(cuda_facts):
+    """The text table and the Markdown table have one row per CUDA kernel and arch, with its
+    registers, spills, shared memory and tensor-core counts."""
+    from inception_kernels.cli import _short_kernel
+    from inception_kernels.report import format_markdown, format_table
+
+    facts, _ = cuda_facts
+    md = format_markdown(_report_with(facts)).splitlines()
+    text = [line.split() for line in format_table(_report_with(facts)).splitlines()]
+    for k in facts["kernels"]:
+        tc = ",".join(f"{op}:{n}" for op, n in k["tensor_core_instructions"].items()) or "-"
+        cells = [k["arch"][3:], k["registers"], k["spill_bytes"], k["local_bytes"], k["shared_static_bytes"], tc]
+        row = "| " + " | ".join(map(str, cells)) + f" | `{_short_kernel(k['kernel'])}` |"
+        assert md.count(row) == 1, row
+        assert [*map(str, cells), *_short_kernel(k["kernel"]).split()] in text, cells
+
+
+def test_report_says_why_there_are_no_cuda_kernels(monkeypatch):
+    from inception_kernels import _ext
+    from inception_kernels.report import cuda_kernel_facts, format_markdown, format_table
+
+    monkeypatch.setattr(_ext, "extension_info", lambda: dict(
+        state="not_built", reason="not built: no CUDA toolkit found", path=None, archs=[], kernels=[],
+        resources={}, error=None))
+    facts = cuda_kernel_facts()
+    assert facts["kernels"] == [] and facts["reason"] == "not built: no CUDA toolkit found"
+    line = "CUDA C++ extension kernels: none to report (not_built: not built: no CUDA toolkit found)"
+    assert line in format_table(_report_with(facts)).splitlines()
+    assert line in format_markdown(_report_with(facts)).splitlines()
