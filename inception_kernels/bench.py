@@ -12,7 +12,9 @@ Implementations (``impls``):
 
 - ``fused``: the Triton kernels (``fused_inception(..., backend="triton")``; for the whole net,
   ``inception_kernels.fuse(model)``), channels_last input; ``fused_two_launch``: the
-  launcher's two-launch schedule (layers, forward only), for comparison;
+  launcher's two-launch schedule (layers, forward only), for comparison; ``fused_cuda``: the
+  CUDA C++ kernels (``backend="cuda"``; for the whole net ``fuse(model, backend="cuda")``),
+  channels_last, where the extension is built (else the case is unavailable, with the reason);
 - ``eager``: PyTorch eager (cuDNN), NCHW; ``eager_cl``: the same, channels_last;
 - ``compile``: ``torch.compile`` (default mode), channels_last;
   ``compile_max``: ``torch.compile(mode="max-autotune")``, channels_last.
@@ -62,7 +64,7 @@ __all__ = [
 ]
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-IMPLS = ("fused", "fused_two_launch", "eager", "eager_cl", "compile", "compile_max")
+IMPLS = ("fused", "fused_two_launch", "fused_cuda", "eager", "eager_cl", "compile", "compile_max")
 LAYER_MODES = ("fwd", "fwdbwd")
 NET_MODES = ("infer", "train")
 BATCHES = (1, 32, 256)
@@ -75,7 +77,7 @@ QUICK = dict(
     batches=(256,),
     dtypes=("bf16",),
     modes=("fwd", "fwdbwd", "infer", "train"),
-    impls=("fused", "fused_two_launch", "eager", "eager_cl"),
+    impls=("fused", "fused_two_launch", "fused_cuda", "eager", "eager_cl"),
 )
 
 SKIP_MESSAGE = (
@@ -145,17 +147,30 @@ def _compiled(fn: Callable, impl: str) -> Callable:
     return torch.compile(fn, mode="max-autotune" if impl == "compile_max" else None)
 
 
+def _fused_backend(impl: str) -> str:
+    """The ``fused_inception`` backend of a fused impl ("fused": Triton, "fused_cuda": the CUDA
+    extension); raises :class:`_Unavailable` with the reason where the CUDA backend cannot run."""
+    if impl != "fused_cuda":
+        return "triton"
+    from . import _backends
+
+    status = _backends.cuda_status()
+    if not status.available:
+        raise _Unavailable(f"backend 'cuda': {status.reason}")
+    return "cuda"
+
+
 def _layer_forward(impl: str, spec: InceptionSpec) -> Callable:
     from . import reference
 
     kw = dict(kernel_sizes=spec.kernel_sizes, activation=spec.activation)
-    if impl == "fused":
+    if impl in ("fused", "fused_cuda"):
         import inception_kernels
 
         fused = getattr(inception_kernels, "fused_inception", None)
         if fused is None:
             raise _Unavailable("inception_kernels.fused_inception is not available in this build")
-        return functools.partial(fused, backend="triton", **kw)
+        return functools.partial(fused, backend=_fused_backend(impl), **kw)
     if impl == "fused_two_launch":
         from .triton.inception_fwd import _inception_forward
 
@@ -254,6 +269,11 @@ def googlenet_case(variant: str, batch: int, dtype: str, mode: str, impl: str, d
     if impl == "fused_two_launch":
         case.unavailable = "the two-launch schedule is benchmarked per layer only"
         return case
+    try:
+        backend = _fused_backend(impl)
+    except _Unavailable as e:
+        case.unavailable = str(e)
+        return case
     train = mode == "train"
     amp = train and dtype != "fp32"
     channels_last = impl != "eager"
@@ -280,12 +300,12 @@ def googlenet_case(variant: str, batch: int, dtype: str, mode: str, impl: str, d
     case.flops = counter.get_total_flops()
     model.zero_grad(set_to_none=True)
 
-    if impl == "fused":
+    if impl in ("fused", "fused_cuda"):
         fuse = getattr(inception_kernels, "fuse", None)
         if fuse is None:
             case.unavailable = "inception_kernels.fuse is not available in this build"
             return case
-        model = fuse(model)
+        model = fuse(model, backend=backend)
     runner = _compiled(model, impl) if impl.startswith("compile") else model
     if not train:
         def step():
