@@ -24,7 +24,7 @@ from setuptools import setup
 
 ROOT = Path(__file__).resolve().parent
 ARCHS = ("80", "90")
-SOURCES = ("csrc/module.cpp", "csrc/ops.cpp", "csrc/maxpool3x3.cu")
+SOURCES = ("csrc/module.cpp", "csrc/ops.cpp", "csrc/maxpool3x3.cu", "csrc/inception_fused.cu")
 BUILD_INFO = ROOT / "inception_kernels" / "_build_info.py"
 
 

@@ -22,9 +22,6 @@
 
 namespace inception_kernels {
 
-// Element types the kernels instantiate; the torch binding maps at::ScalarType onto these.
-enum class DType : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2, kFloat64 = 3 };
-
 // Numeric traits of an element type T: its accumulator type and the conversions.
 // float and double here; __half and __nv_bfloat16 in inception_num_cuda.cuh.
 template <class T>
@@ -498,12 +495,11 @@ IK_HD void run_grads_job(const BwdParams& p, int64_t job, const Core& core, AccT
     const int64_t m0 = (local % pix_tiles) * kBM;
     const int ci0 = static_cast<int>(local / pix_tiles) * kBN;
     using E = DxEpilogue<T>;
-    const int first[3] = {kW1, kW3r, kW5r};
-    for (int i = 0; i < 3; ++i) {
-      const ConvRef* cv = &p.conv[first[i]];
-      core.gemm(PixelGradOperand<T>{&p, grad_source(p, first[i]), m0, cv->cout, 1, 0, 0},
+    for (int conv = kW1; conv <= kW5r; conv += 2) {  // w1, w3r, w5r: the 1x1 convs that read x
+      const ConvRef* cv = &p.conv[conv];
+      core.gemm(PixelGradOperand<T>{&p, grad_source(p, conv), m0, cv->cout, 1, 0, 0},
                 TransposedWeightOperand<T>{cv, ci0}, cv->cout,
-                E{&p, dacc, i == 0 ? E::kAssign : E::kAdd, false, m0, ci0, 0, 0});
+                E{&p, dacc, conv == kW1 ? E::kAssign : E::kAdd, false, m0, ci0, 0, 0});
     }
     const ConvRef* wp = &p.conv[kWp];
     for (int d = 0; d < 9; ++d) {

@@ -7,10 +7,9 @@
 
 #include <cuda_runtime.h>
 
-namespace inception_kernels {
+#include "dtype.h"
 
-// Element types the kernels instantiate; the torch binding maps at::ScalarType onto these.
-enum class DType : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2 };
+namespace inception_kernels {
 
 // y[n, c, h, w] = max over the 3x3 window of x centered at (h, w), with -inf padding
 // (NaN propagates, as in PyTorch). x and y are dense in the same memory format:

@@ -1,6 +1,13 @@
 // Torch bindings of the CUDA kernels: op schemas of the `inception_kernels` namespace and
 // their CUDA (and Meta) implementations.
 //
+//   maxpool3x3_s1                  the pool branch alone (build-chain proof, issue 2).
+//   cuda_fused_inception           the whole module forward in one launch (inception_fused.cu).
+//   cuda_fused_inception_backward  its backward in at most three launches.
+// The two fused ops are what the Python custom ops inception_kernels::fused_inception /
+// fused_inception_backward (inception_kernels/ops.py) run for backend="cuda"; their
+// arguments and results are those ops' (see there), minus the Triton-only schedule.
+//
 // TORCH_LIBRARY_FRAGMENT, not TORCH_LIBRARY: the Python side (inception_kernels/ops.py)
 // defines further ops of the same namespace with torch.library.custom_op.
 // Only light ATen/c10 headers here (no torch/extension.h), to keep the build fast.
@@ -8,10 +15,17 @@
 #include <ATen/core/Tensor.h>
 #include <c10/cuda/CUDAStream.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <climits>
+#include <optional>
+#include <string_view>
+#include <tuple>
+
+#include "inception_fused.h"
 #include "maxpool3x3.h"
 
 namespace inception_kernels {
@@ -60,18 +74,267 @@ at::Tensor maxpool3x3_s1_meta(const at::Tensor& x) {
   return at::empty(x.sizes(), x.options().memory_format(output_format(x)));
 }
 
+
+// ---------------------------------------------------------------------------------------
+// The fused Inception module
+// ---------------------------------------------------------------------------------------
+
+using OptTensor = std::optional<at::Tensor>;
+constexpr const char* kConvNames[kNumConvs] = {"w1", "w3r", "w3", "w5r", "w5", "wp"};
+constexpr const char* kBiasNames[kNumConvs] = {"b1", "b3r", "b3", "b5r", "b5", "bp"};
+
+struct ModuleArgs {
+  const at::Tensor* w[kNumConvs];
+  const OptTensor* b[kNumConvs];
+};
+
+DType fused_dtype(at::ScalarType st) {
+  switch (st) {
+    case at::kHalf: return DType::kFloat16;
+    case at::kBFloat16: return DType::kBFloat16;
+    case at::kDouble: return DType::kFloat64;
+    default: return DType::kFloat32;  // the only other dtype check_module lets through
+  }
+}
+
+int elem_bytes(at::ScalarType st) { return static_cast<int>(c10::elementSize(st)); }
+int acc_bytes(at::ScalarType st) { return st == at::kDouble ? 8 : 4; }
+
+// A tensor the op reads: strided, on x's device, in x's dtype, of the given rank.
+void check_operand(const char* op, const char* name, const at::Tensor& t, const at::Tensor& x, int64_t dim) {
+  TORCH_CHECK(t.layout() == at::kStrided, op, ": ", name, " must be a strided (dense) tensor, got layout ",
+              t.layout());
+  TORCH_CHECK(t.dim() == dim, op, ": ", name, " must be ", dim, "-D, got ", t.dim(), "-D with shape ", t.sizes());
+  TORCH_CHECK(t.scalar_type() == x.scalar_type(), op, ": ", name, " must have x's dtype ", x.scalar_type(),
+              ", got ", t.scalar_type());
+  TORCH_CHECK(t.device() == x.device(), op, ": ", name, " must be on x's device ", x.device(), ", got ",
+              t.device());
+}
+
+// Everything both fused ops take: x, the six convs (shapes consistent with x and with each
+// other, kernel sizes k3 / k5), the biases and the activation. Returns whether it is ReLU.
+bool check_module(const char* op, const at::Tensor& x, const ModuleArgs& a, int64_t k3, int64_t k5,
+                  std::string_view activation) {
+  TORCH_CHECK(x.layout() == at::kStrided, op, ": x must be a strided (dense) tensor, got layout ", x.layout());
+  TORCH_CHECK(x.dim() == 4, op, ": x must be 4-D [N, Cin, H, W], got ", x.dim(), "-D with shape ", x.sizes());
+  const auto st = x.scalar_type();
+  TORCH_CHECK(st == at::kHalf || st == at::kBFloat16 || st == at::kFloat || st == at::kDouble, op,
+              ": x must be float16, bfloat16, float32 or float64, got ", st);
+  TORCH_CHECK(x.size(1) > 0, op, ": x must have at least one channel, got shape ", x.sizes());
+  TORCH_CHECK(x.size(2) < INT_MAX && x.size(3) < INT_MAX && x.size(1) < INT_MAX, op,
+              ": x's channels, height and width must each be below 2^31, got shape ", x.sizes());
+  TORCH_CHECK(activation == "relu" || activation == "none", op, ": activation must be \"relu\" or \"none\", got \"",
+              activation, "\"");
+  for (int64_t k : {k3, k5})
+    TORCH_CHECK(k > 0 && k % 2 == 1 && k < 64, op, ": kernel sizes must be odd and positive, got (", k3, ", ", k5,
+                ")");
+  const int64_t ks[kNumConvs] = {1, 1, k3, 1, k5, 1};
+  for (int i = 0; i < kNumConvs; ++i) {
+    const at::Tensor& w = *a.w[i];
+    check_operand(op, kConvNames[i], w, x, 4);
+    const int64_t cin = (i == kW3 ? a.w[kW3r]->size(0) : i == kW5 ? a.w[kW5r]->size(0) : x.size(1));
+    TORCH_CHECK(w.size(0) > 0 && w.size(0) < INT_MAX && w.size(1) == cin && w.size(2) == ks[i] && w.size(3) == ks[i],
+                op, ": ", kConvNames[i], " must have shape [Cout > 0, ", cin, ", ", ks[i], ", ", ks[i], "], got ",
+                w.sizes());
+    if (a.b[i]->has_value()) {
+      const at::Tensor& b = **a.b[i];
+      check_operand(op, kBiasNames[i], b, x, 1);
+      TORCH_CHECK(b.size(0) == w.size(0), op, ": ", kBiasNames[i], " must have shape [", w.size(0), "], got ",
+                  b.sizes());
+    }
+  }
+  return activation == "relu";
+}
+
+// Where the CUDA implementations run: a CUDA x, every operand on its device (checked above).
+void check_cuda(const char* op, const at::Tensor& x) {
+  TORCH_CHECK(x.is_cuda(), op, ": x must be a CUDA tensor, got device ", x.device());
+}
+
+// y's memory format: channels_last when x is (and not also contiguous), as ops.py decides.
+at::MemoryFormat fused_output_format(const at::Tensor& x) {
+  return x.is_contiguous(at::MemoryFormat::ChannelsLast) && !x.is_contiguous() ? at::MemoryFormat::ChannelsLast
+                                                                               : at::MemoryFormat::Contiguous;
+}
+
+TensorRef tensor_ref(const at::Tensor& t) {
+  return TensorRef{t.const_data_ptr(), {t.stride(0), t.stride(1), t.stride(2), t.stride(3)}};
+}
+
+OutRef out_ref(at::Tensor& t) {
+  return OutRef{t.mutable_data_ptr(), {t.stride(0), t.stride(1), t.stride(2), t.stride(3)}};
+}
+
+void fill_convs(ConvRef* conv, const ModuleArgs& a) {
+  for (int i = 0; i < kNumConvs; ++i) {
+    const at::Tensor& w = *a.w[i];
+    conv[i] = ConvRef{w.const_data_ptr(),
+                      {w.stride(0), w.stride(1), w.stride(2), w.stride(3)},
+                      a.b[i]->has_value() ? (*a.b[i])->const_data_ptr() : nullptr,
+                      static_cast<int>(w.size(0)), static_cast<int>(w.size(1)), static_cast<int>(w.size(2))};
+  }
+}
+
+// Largest dynamic shared memory one block of the current device may opt in to.
+int64_t smem_optin_limit(const at::Tensor& x) {
+  int bytes = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, x.get_device()));
+  return bytes;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_forward_outputs(const at::Tensor& x, const ModuleArgs& a,
+                                                                       bool save_reduce) {
+  const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
+  int64_t ctot = 0;
+  for (int i : {kW1, kW3, kW5, kWp}) ctot += a.w[i]->size(0);
+  at::Tensor y = at::empty({n, ctot, h, w}, x.options().memory_format(fused_output_format(x)));
+  if (!save_reduce) return {y, at::empty({0}, x.options()), at::empty({0}, x.options())};
+  const auto cl = x.options().memory_format(at::MemoryFormat::ChannelsLast);
+  return {y, at::empty({n, a.w[kW3r]->size(0), h, w}, cl), at::empty({n, a.w[kW5r]->size(0), h, w}, cl)};
+}
+
+#define IK_MODULE_PARAMS                                                                                   \
+  const at::Tensor &w1, const at::Tensor &w3r, const at::Tensor &w3, const at::Tensor &w5r,               \
+      const at::Tensor &w5, const at::Tensor &wp, const OptTensor &b1, const OptTensor &b3r,              \
+      const OptTensor &b3, const OptTensor &b5r, const OptTensor &b5, const OptTensor &bp, int64_t k3,     \
+      int64_t k5, c10::string_view activation
+#define IK_MODULE_ARGS ModuleArgs{{&w1, &w3r, &w3, &w5r, &w5, &wp}, {&b1, &b3r, &b3, &b5r, &b5, &bp}}
+
+constexpr const char* kFwdOp = "cuda_fused_inception";
+constexpr const char* kBwdOp = "cuda_fused_inception_backward";
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_forward_cuda(const at::Tensor& x, IK_MODULE_PARAMS,
+                                                                    bool save_reduce) {
+  const ModuleArgs a = IK_MODULE_ARGS;
+  const bool relu = check_module(kFwdOp, x, a, k3, k5, std::string_view(activation.data(), activation.size()));
+  check_cuda(kFwdOp, x);
+  const c10::cuda::CUDAGuard guard(x.device());
+  auto [y, r3, r5] = fused_forward_outputs(x, a, save_reduce);
+  if (y.numel() == 0) return {y, r3, r5};
+  FwdParams p{};
+  p.x = tensor_ref(x);
+  p.y = out_ref(y);
+  if (save_reduce) p.r[0] = out_ref(r3), p.r[1] = out_ref(r5);
+  fill_convs(p.conv, a);
+  p.n = x.size(0), p.h = static_cast<int>(x.size(2)), p.w = static_cast<int>(x.size(3)), p.relu = relu;
+  const auto st = x.scalar_type();
+  int64_t smem = 0;
+  const int64_t limit = smem_optin_limit(x);
+  TORCH_CHECK(plan::forward(p, elem_bytes(st), acc_bytes(st), limit, &smem), kFwdOp,
+              ": the reduce outputs of one tile (", w3r.size(0), " and ", w5r.size(0), " channels, ", st,
+              ") do not fit in the ", limit, " bytes of shared memory a block may use on this device");
+  TORCH_CHECK(tiling::num_fwd_jobs(p.n, p.tiles) <= INT_MAX, kFwdOp, ": too many tiles for one launch (batch ",
+              p.n, ", ", p.h, "x", p.w, ")");
+  C10_CUDA_CHECK(launch_inception_forward(p, fused_dtype(st), smem, c10::cuda::getCurrentCUDAStream()));
+  return {y, r3, r5};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_forward_meta(const at::Tensor& x, IK_MODULE_PARAMS,
+                                                                    bool save_reduce) {
+  const ModuleArgs a = IK_MODULE_ARGS;
+  check_module(kFwdOp, x, a, k3, k5, std::string_view(activation.data(), activation.size()));
+  return fused_forward_outputs(x, a, save_reduce);
+}
+
+// The backward's saved tensors and flags, and the plan of its launches (sizes only).
+BwdParams plan_backward(const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& y, const at::Tensor& r3,
+                        const at::Tensor& r5, const ModuleArgs& a, int64_t k3, int64_t k5, c10::string_view activation,
+                        const c10::List<bool>& needs_input_grad) {
+  const bool relu = check_module(kBwdOp, x, a, k3, k5, std::string_view(activation.data(), activation.size()));
+  const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
+  int64_t ctot = 0;
+  for (int i : {kW1, kW3, kW5, kWp}) ctot += a.w[i]->size(0);
+  const std::pair<const char*, const at::Tensor*> saved[] = {{"grad_y", &grad_y}, {"y", &y}, {"r3", &r3}, {"r5", &r5}};
+  const int64_t channels[] = {ctot, ctot, a.w[kW3r]->size(0), a.w[kW5r]->size(0)};
+  for (int i = 0; i < 4; ++i) {
+    check_operand(kBwdOp, saved[i].first, *saved[i].second, x, 4);
+    const auto sz = saved[i].second->sizes();
+    TORCH_CHECK(sz[0] == n && sz[1] == channels[i] && sz[2] == h && sz[3] == w, kBwdOp, ": ", saved[i].first,
+                " must have shape [", n, ", ", channels[i], ", ", h, ", ", w, "], got ", sz,
+                i >= 2 ? " (run the forward with save_reduce=True)" : "");
+  }
+  TORCH_CHECK(needs_input_grad.size() == 13, kBwdOp, ": needs_input_grad must have 13 entries (x, w1..wp, b1..bp), got ",
+              needs_input_grad.size());
+  BwdParams p{};
+  fill_convs(p.conv, a);
+  p.n = n, p.h = static_cast<int>(h), p.w = static_cast<int>(w), p.relu = relu;
+  bool needs[13], has_bias[kNumConvs], weight_cl[kNumConvs];
+  for (int i = 0; i < 13; ++i) needs[i] = needs_input_grad.get(i);
+  for (int i = 0; i < kNumConvs; ++i) {
+    has_bias[i] = a.b[i]->has_value();
+    const at::Tensor& wt = *a.w[i];
+    weight_cl[i] = !wt.is_contiguous() && wt.is_contiguous(at::MemoryFormat::ChannelsLast);
+  }
+  plan::backward(p, needs, has_bias, weight_cl);
+  return p;
+}
+
+std::tuple<at::Tensor, at::Tensor> backward_outputs(const at::Tensor& x, const BwdParams& p, bool need_dx) {
+  at::Tensor dx = need_dx ? at::empty_like(x, at::MemoryFormat::Preserve) : at::empty({0}, x.options());
+  return {dx, at::empty({p.p_total}, x.options())};
+}
+
+std::tuple<at::Tensor, at::Tensor> fused_backward_cuda(const at::Tensor& grad_y, const at::Tensor& x,
+                                                       const at::Tensor& y, const at::Tensor& r3, const at::Tensor& r5,
+                                                       IK_MODULE_PARAMS, const c10::List<bool>& needs_input_grad) {
+  const ModuleArgs a = IK_MODULE_ARGS;
+  BwdParams p = plan_backward(grad_y, x, y, r3, r5, a, k3, k5, activation, needs_input_grad);
+  check_cuda(kBwdOp, x);
+  const c10::cuda::CUDAGuard guard(x.device());
+  auto [dx, grads] = backward_outputs(x, p, needs_input_grad.get(0));
+  const int64_t jobs[] = {p.reduce_jobs[0] + p.reduce_jobs[1], p.seg_end[tiling::kNumSegments - 1]};
+  for (int64_t j : jobs)
+    TORCH_CHECK(j <= INT_MAX, kBwdOp, ": too many tiles for one launch (batch ", p.n, ", ", p.h, "x", p.w, ")");
+  const auto st = x.scalar_type();
+  const int64_t pixels = p.n * p.h * static_cast<int64_t>(p.w);
+  // Workspaces, from PyTorch's caching allocator (stream-ordered; graph-capture safe).
+  at::Tensor gr = at::empty({jobs[0] > 0 ? pixels * gr_cols(p) : 0}, x.options());
+  at::Tensor partial = at::empty({p.p_total > 0 ? p.split.splits * p.p_total : 0},
+                                 x.options().dtype(st == at::kDouble ? at::kDouble : at::kFloat));
+  p.gy = tensor_ref(grad_y), p.x = tensor_ref(x), p.y = tensor_ref(y);
+  p.r[0] = tensor_ref(r3), p.r[1] = tensor_ref(r5);
+  p.gr = gr.mutable_data_ptr();
+  if (dx.numel() > 0) p.dx = out_ref(dx);
+  p.partial = partial.mutable_data_ptr();
+  p.grads = grads.mutable_data_ptr();
+  C10_CUDA_CHECK(launch_inception_backward(p, fused_dtype(st), c10::cuda::getCurrentCUDAStream()));
+  return {dx, grads};
+}
+
+std::tuple<at::Tensor, at::Tensor> fused_backward_meta(const at::Tensor& grad_y, const at::Tensor& x,
+                                                       const at::Tensor& y, const at::Tensor& r3, const at::Tensor& r5,
+                                                       IK_MODULE_PARAMS, const c10::List<bool>& needs_input_grad) {
+  const BwdParams p = plan_backward(grad_y, x, y, r3, r5, IK_MODULE_ARGS, k3, k5, activation, needs_input_grad);
+  return backward_outputs(x, p, needs_input_grad.get(0));
+}
+
+#undef IK_MODULE_PARAMS
+#undef IK_MODULE_ARGS
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(inception_kernels, m) {
   m.def("maxpool3x3_s1(Tensor x) -> Tensor");
+  m.def(
+      "cuda_fused_inception(Tensor x, Tensor w1, Tensor w3r, Tensor w3, Tensor w5r, Tensor w5, Tensor wp, "
+      "Tensor? b1, Tensor? b3r, Tensor? b3, Tensor? b5r, Tensor? b5, Tensor? bp, int k3, int k5, str activation, "
+      "bool save_reduce) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "cuda_fused_inception_backward(Tensor grad_y, Tensor x, Tensor y, Tensor r3, Tensor r5, Tensor w1, "
+      "Tensor w3r, Tensor w3, Tensor w5r, Tensor w5, Tensor wp, Tensor? b1, Tensor? b3r, Tensor? b3, Tensor? b5r, "
+      "Tensor? b5, Tensor? bp, int k3, int k5, str activation, bool[] needs_input_grad) -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(inception_kernels, CUDA, m) {
   m.impl("maxpool3x3_s1", &maxpool3x3_s1_cuda);
+  m.impl("cuda_fused_inception", &fused_forward_cuda);
+  m.impl("cuda_fused_inception_backward", &fused_backward_cuda);
 }
 
 TORCH_LIBRARY_IMPL(inception_kernels, Meta, m) {
   m.impl("maxpool3x3_s1", &maxpool3x3_s1_meta);
+  m.impl("cuda_fused_inception", &fused_forward_meta);
+  m.impl("cuda_fused_inception_backward", &fused_backward_meta);
 }
 
 }  // namespace inception_kernels
