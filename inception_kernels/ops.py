@@ -27,8 +27,7 @@ kernels:
   returned for the backward, else two empty ``[0]`` tensors (custom ops cannot return None).
 - ``inception_kernels::fused_inception_backward(grad_y, x, y, r3, r5, w1, ..., wp, b1?, ...,
   bp?, k3, k5, activation, needs_input_grad, backend) -> (dx, grads)``: the fused backward
-  (3 launches).
-  ``grads`` is one flat buffer holding every needed weight and bias gradient (custom-op
+  (Triton: 3 launches; CUDA: at most 3). ``grads`` is one flat buffer holding every needed weight and bias gradient (custom-op
   outputs may not alias each other, so the 12 gradients come back as one tensor and
   :func:`_split_grads` views it); ``dx`` is an empty ``[0]`` tensor when not needed.
 
