@@ -495,7 +495,9 @@ IK_HD void run_grads_job(const BwdParams& p, int64_t job, const Core& core, AccT
     const int64_t m0 = (local % pix_tiles) * kBM;
     const int ci0 = static_cast<int>(local / pix_tiles) * kBN;
     using E = DxEpilogue<T>;
-    for (int conv = kW1; conv <= kW5r; conv += 2) {  // w1, w3r, w5r: the 1x1 convs that read x
+    IK_UNROLL
+    for (int i = 0; i < 3; ++i) {  // w1, w3r, w5r: the 1x1 convs that read x
+      const int conv = i == 0 ? kW1 : i == 1 ? kW3r : kW5r;
       const ConvRef* cv = &p.conv[conv];
       core.gemm(PixelGradOperand<T>{&p, grad_source(p, conv), m0, cv->cout, 1, 0, 0},
                 TransposedWeightOperand<T>{cv, ci0}, cv->cout,

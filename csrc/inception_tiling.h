@@ -19,9 +19,11 @@
 #define IK_HD __host__ __device__ __forceinline__
 // Host+device templates that call a device-only Core: only their device instantiation exists.
 #define IK_NO_EXEC_CHECK _Pragma("nv_exec_check_disable")
+#define IK_UNROLL _Pragma("unroll")
 #else
 #define IK_HD inline
 #define IK_NO_EXEC_CHECK
+#define IK_UNROLL
 #endif
 
 namespace inception_kernels {
