@@ -55,6 +55,19 @@ def test_verify_passes_and_prints_table(capsys):
     assert all("PASS" in r for r in rows) and "0 failed" in out
 
 
+def test_verify_knows_the_cuda_backend(capsys):
+    """verify checks backend 'cuda' where it can run, and otherwise names it with the reason."""
+    from inception_kernels import _backends
+
+    status = _backends.cuda_status()
+    cands = {c.name: c for c in _verify._candidate_backends("cuda" if torch.cuda.is_available() else "cpu")}
+    assert (cands["cuda"].fn is not None) == status.available
+    if not status.available:
+        assert cands["cuda"].skip_reason == status.reason
+        assert cli.main(["verify", "--layers", "3a", "--dtype", "float64", "--batch", "1", "--size", "2"]) == 0
+        assert f"skipped backend cuda: {status.reason}" in capsys.readouterr().out
+
+
 def test_verify_json(capsys):
     assert cli.main(["verify", "--layers", "3a", "--dtype", "float32", "--batch", "1", "--size", "3", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
