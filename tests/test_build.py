@@ -5,6 +5,7 @@ without a GPU; the kernel's numerics need a CUDA device (``gpu`` marker).
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from inception_kernels import _ext
+from inception_kernels import InceptionSpec, _ext
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = ["sm_80", "sm_90"]
@@ -184,3 +185,131 @@ def test_readme_commands_match_ci():
         m = re.search(rf"^{var}='(.*)'$", ci, re.M)
         assert m, f".ci/run defines no {var}='...'"
         assert m.group(1) in blocks, f".ci/run's {var} {m.group(1)!r} is not a command block of README.md"
+
+
+# --------------------------------------------------------------------------------------------
+# The fused CUDA C++ Inception kernels (csrc/inception_fused.cu)
+# --------------------------------------------------------------------------------------------
+
+FUSED_KERNELS = ("inception_fwd_kernel", "inception_reduce_grad_kernel", "inception_grads_kernel",
+                 "inception_sum_partials_kernel")
+GEMM_KERNELS = FUSED_KERNELS[:3]
+KERNEL_TYPES = {"__half": True, "__nv_bfloat16": True, "float": False, "double": False}  # type -> tensor cores
+
+
+def _fused_records():
+    from inception_kernels import report
+
+    facts = report.cuda_kernel_facts()
+    assert facts["error"] is None, facts["error"]
+    return facts["kernels"]
+
+
+def _record(records, arch, kernel, t):
+    found = [r for r in records if r["arch"] == arch and f"{kernel}<{t}>" in r["kernel"]]
+    assert len(found) == 1, (arch, kernel, t, [r["kernel"] for r in records if r["arch"] == arch])
+    return found[0]
+
+
+def test_fused_kernels_in_every_arch_and_dtype(ext_info):
+    records = _fused_records()
+    for arch in ARCHS:
+        for kernel in FUSED_KERNELS:
+            for t in KERNEL_TYPES:
+                rec = _record(records, arch, kernel, t)
+                assert rec["spill_bytes"] == 0 and rec["local_bytes"] == 0, rec
+
+
+def test_fused_gemm_kernels_use_tensor_cores_for_fp16_and_bf16(ext_info):
+    """fp16/bf16 products run on tensor cores (HMMA in the SASS of sm_80 and sm_90); fp32 and
+    fp64 are SIMT (exact fp32, no TF32), so no tensor-core instruction there."""
+    records = _fused_records()
+    for arch in ARCHS:
+        for kernel in GEMM_KERNELS:
+            for t, tensor_cores in KERNEL_TYPES.items():
+                tc = _record(records, arch, kernel, t)["tensor_core_instructions"]
+                if tensor_cores:
+                    assert tc.get("HMMA", 0) > 0, (arch, kernel, t, tc)
+                else:
+                    assert tc == {}, (arch, kernel, t, tc)
+
+
+def _meta_module(spec, n=2, h=5, w=7, *, channels_last=False, dtype=torch.float32, bias=True, kernel_sizes=(3, 5)):
+    shapes = list(spec.weight_shapes)
+    shapes[2] = (*shapes[2][:2], kernel_sizes[0], kernel_sizes[0])
+    shapes[4] = (*shapes[4][:2], kernel_sizes[1], kernel_sizes[1])
+    x = torch.empty(n, spec.in_channels, h, w, device="meta", dtype=dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    ws = [torch.empty(s, device="meta", dtype=dtype) for s in shapes]
+    bs = [torch.empty(s[0], device="meta", dtype=dtype) if bias else None for s in shapes]
+    return x, ws, bs
+
+
+@pytest.mark.cuda_ext
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("save_reduce", [False, True])
+def test_fused_forward_meta_matches_the_custom_op(maxpool, channels_last, save_reduce):
+    """The C++ op's outputs have the shapes and strides the Python op's fake impl promises."""
+    from inception_kernels import GOOGLENET_INCEPTIONS
+    from inception_kernels.ops import _fused_inception_fake
+
+    x, ws, bs = _meta_module(GOOGLENET_INCEPTIONS["4a"], channels_last=channels_last, dtype=torch.float16)
+    got = torch.ops.inception_kernels.cuda_fused_inception(x, *ws, *bs, 3, 5, "relu", save_reduce)
+    want = _fused_inception_fake(x, *ws, *bs, 3, 5, "relu", "one_launch", save_reduce, "cuda")
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and g.stride() == w.stride() and g.dtype == w.dtype, (g.shape, w.shape)
+
+
+@pytest.mark.cuda_ext
+def test_fused_backward_meta_gradient_layout(maxpool):
+    """The flat gradient buffer has ops._grad_layout's size for every subset of needed grads."""
+    from inception_kernels.ops import _grad_layout
+
+    gen = torch.Generator().manual_seed(0)
+    spec = InceptionSpec(20, 7, 12, 9, 5, 6, 11)
+    for bias in (True, False):
+        x, ws, bs = _meta_module(spec, channels_last=True, bias=bias)
+        y, r3, r5 = torch.ops.inception_kernels.cuda_fused_inception(x, *ws, *bs, 3, 5, "relu", True)
+        for _ in range(12):
+            needs = [bool(v) for v in torch.randint(0, 2, (13,), generator=gen)]
+            dx, flat = torch.ops.inception_kernels.cuda_fused_inception_backward(
+                y, x, y, r3, r5, *ws, *bs, 3, 5, "relu", needs)
+            assert flat.numel() == _grad_layout(ws, bs, needs)[2], needs
+            assert (dx.shape, dx.stride()) == ((x.shape, x.stride()) if needs[0] else ((0,), (1,)))
+
+
+@pytest.mark.cuda_ext
+def test_fused_ops_check_their_arguments(maxpool):
+    """Named TORCH_CHECKs before any launch (they run in the Meta impl here, the same checks as CUDA)."""
+    spec = InceptionSpec(20, 7, 12, 9, 5, 6, 11)
+    x, ws, bs = _meta_module(spec)
+    fwd = torch.ops.inception_kernels.cuda_fused_inception
+
+    def call(x=x, ws=ws, bs=bs, k=(3, 5), act="relu"):
+        return fwd(x, *ws, *bs, *k, act, True)
+
+    cases = [
+        (dict(x=x[0]), "x must be 4-D"),
+        (dict(x=x.to(torch.int32)), "x must be float16, bfloat16, float32 or float64"),
+        (dict(ws=ws[:2] + [ws[2].half()] + ws[3:]), "w3 must have x's dtype"),
+        (dict(ws=ws[:2] + [ws[2][:, :5]] + ws[3:]), "w3 must have shape [Cout > 0, 12, 3, 3]"),
+        (dict(ws=[ws[0][:, :3]] + ws[1:]), "w1 must have shape [Cout > 0, 20, 1, 1]"),
+        (dict(ws=ws[:5] + [torch.empty(11, 20, 1, 1)]), "wp must be on x's device meta"),
+        (dict(ws=ws[:5] + [ws[5][0]]), "wp must be 4-D"),
+        (dict(bs=bs[:4] + [bs[4][:-1]] + bs[5:]), "b5 must have shape [6]"),
+        (dict(k=(3, 4)), "kernel sizes must be odd and positive"),
+        (dict(k=(5, 5)), "w3 must have shape [Cout > 0, 12, 5, 5]"),
+        (dict(act="gelu"), 'activation must be "relu" or "none"'),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(RuntimeError, match=re.escape(message)):
+            call(**kwargs)
+    y, r3, r5 = call()
+    bwd = torch.ops.inception_kernels.cuda_fused_inception_backward
+    with pytest.raises(RuntimeError, match=re.escape("r3 must be 4-D, got 1-D with shape [0]")):
+        bwd(y, x, y, torch.empty(0, device="meta"), r5, *ws, *bs, 3, 5, "relu", [True] * 13)
+    with pytest.raises(RuntimeError, match=re.escape("grad_y must have shape [2, 33, 5, 7]")):
+        bwd(y[:, 1:], x, y, r3, r5, *ws, *bs, 3, 5, "relu", [True] * 13)
+    with pytest.raises(RuntimeError, match="needs_input_grad must have 13 entries"):
+        bwd(y, x, y, r3, r5, *ws, *bs, 3, 5, "relu", [True] * 12)
