@@ -1,12 +1,18 @@
-"""The CUDA C++ kernels' algorithm, run on the CPU by an emulator, against the reference.
+"""The CUDA C++ kernels' code, run on the CPU by an emulator, against the reference.
 
 ``tests/csrc/emulator.cpp`` compiles ``csrc/inception_algo.h`` -- the jobs the CUDA kernels
 run: tile and halo index math, operand loaders, epilogues, grid planning and the gradient
-layout -- with the host compiler and replaces only the device GEMM core (WMMA / SIMT over
-shared memory) by a plain loop. So every output and gradient here comes out of the kernels'
-own code paths, except the core, which needs a GPU (the ``gpu``-marked suites run the real
-kernels against backend ``"cuda"``). fp32 and fp64 (the emulator does not emulate fp16/bf16
-rounding of the tensor-core path).
+layout -- with the host compiler, in two builds:
+
+- ``emu``: a plain loop computes each GEMM tile (fast; the broad suite below);
+- ``emu_device``: the device's own ``DeviceCore`` (``csrc/inception_core.cuh``: shared-memory
+  staging, WMMA fragments or SIMT micro-tiles, barriers) runs every block on 128 threads,
+  with a reference WMMA that checks alignment and leading dimensions (``cuda_shim.h``).
+
+So every output and gradient here comes out of the kernels' own code; what is left to a GPU
+(the ``gpu``-marked suites against backend ``"cuda"``) is the hardware itself: WMMA's real
+lane layout and fp16/bf16 rounding, which the emulator replaces by exact fp32 ("tensor-core
+float", dtype code 1: float32 data through the WMMA branch).
 """
 
 import ctypes
@@ -29,16 +35,37 @@ SMEM_H100 = 227 * 1024  # cudaDevAttrMaxSharedMemoryPerBlockOptin of an H100
 GRAD_NAMES = ("dx", "dw1", "dw3r", "dw3", "dw5r", "dw5", "dwp", "db1", "db3r", "db3", "db5r", "db5", "dbp")
 
 
-@pytest.fixture(scope="module")
-def emu(tmp_path_factory):
+def _build(tmp_path_factory, name, flags):
     cxx = shutil.which("c++") or shutil.which("g++")
     if cxx is None:
         pytest.skip("no host C++ compiler (c++ / g++) to build the emulator")
-    out = tmp_path_factory.mktemp("emu") / "emulator.so"
+    out = tmp_path_factory.mktemp(name) / f"{name}.so"
     src = ROOT / "tests" / "csrc" / "emulator.cpp"
-    subprocess.run([cxx, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", str(src), "-o", str(out)],
-                   check=True, capture_output=True, text=True)
+    res = subprocess.run([cxx, *flags, "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", str(src), "-o", str(out)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
     return ctypes.CDLL(str(out))
+
+
+@pytest.fixture(scope="module")
+def emu(tmp_path_factory):
+    """The emulator with the plain-loop core."""
+    return _build(tmp_path_factory, "emu", ["-std=c++17"])
+
+
+@pytest.fixture(scope="module")
+def emu_device(tmp_path_factory):
+    """The emulator running the device's DeviceCore on 128 threads per block."""
+    return _build(tmp_path_factory, "emu_device",
+                  ["-std=c++20", "-pthread", "-DIK_EMU_DEVICE_CORE", "-Wno-unknown-pragmas"])
+
+
+def _dtype_code(x, tensor_core):
+    """The emulator's dtype: float32 through the WMMA branch ("tensor-core float") on request."""
+    if tensor_core:
+        assert x.dtype == torch.float32
+        return 1
+    return DTYPE_CODE[x.dtype]
 
 
 def _i64(values):
@@ -57,7 +84,7 @@ def _conv_args(ws, bs):
     return w_ptrs, w_strides, b_ptrs, shape
 
 
-def emu_forward(emu, x, ws, bs, *, relu=True, save_reduce=True, smem_limit=SMEM_H100):
+def emu_forward(emu, x, ws, bs, *, relu=True, save_reduce=True, smem_limit=SMEM_H100, tensor_core=False):
     """The CUDA forward's jobs on the CPU: (y, r3, r5, (th, tw)); y channels_last when x is."""
     n, _, h, w = x.shape
     bs = bs or [None] * 6
@@ -71,14 +98,14 @@ def emu_forward(emu, x, ws, bs, *, relu=True, save_reduce=True, smem_limit=SMEM_
         r5 = torch.full((n, ws[3].shape[0], h, w), float("nan"), dtype=x.dtype).contiguous(memory_format=torch.channels_last)
     tiles = (ctypes.c_int * 2)()
     rc = emu.ik_emu_forward(
-        DTYPE_CODE[x.dtype], _ptr(x), _i64(x.stride()), _ptr(y), _i64(y.stride()),
+        _dtype_code(x, tensor_core), _ptr(x), _i64(x.stride()), _ptr(y), _i64(y.stride()),
         _ptr(r3), _i64(r3.stride() if r3 is not None else (0,) * 4), _ptr(r5), _i64(r5.stride() if r5 is not None else (0,) * 4),
         *_conv_args(ws, bs), ctypes.c_int64(n), h, w, int(relu), ctypes.c_int64(smem_limit), tiles)
     assert rc == 0, f"ik_emu_forward returned {rc}"
     return y, r3, r5, (tiles[0], tiles[1])
 
 
-def emu_backward(emu, gy, x, y, r3, r5, ws, bs, needs, *, relu=True):
+def emu_backward(emu, gy, x, y, r3, r5, ws, bs, needs, *, relu=True, tensor_core=False):
     """The CUDA backward's three launches on the CPU: (dx, 12 gradients, launches, splits)."""
     n, _, h, w = x.shape
     bs_list = bs or [None] * 6
@@ -88,7 +115,7 @@ def emu_backward(emu, gy, x, y, r3, r5, ws, bs, needs, *, relu=True):
     weight_cl = [int(not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)) for t in ws]
     out = _i64([0, 0])
     rc = emu.ik_emu_backward(
-        DTYPE_CODE[x.dtype], _ptr(gy), _i64(gy.stride()), _ptr(x), _i64(x.stride()), _ptr(y), _i64(y.stride()),
+        _dtype_code(x, tensor_core), _ptr(gy), _i64(gy.stride()), _ptr(x), _i64(x.stride()), _ptr(y), _i64(y.stride()),
         _ptr(r3), _i64(r3.stride()), _ptr(r5), _i64(r5.stride()), *_conv_args(ws, bs_list),
         ctypes.c_int64(n), h, w, int(relu), (ctypes.c_int * 13)(*map(int, needs)), (ctypes.c_int * 6)(*weight_cl),
         _ptr(dx), _i64(dx.stride() if dx is not None else (0,) * 4), _ptr(flat), ctypes.c_int64(total), out)
@@ -189,9 +216,9 @@ def test_forward_nan_propagates(emu):
     _assert_close(y[ok], want[ok], x.dtype, "y (non-NaN)")
 
 
-def _backward_case(emu, x, ws, bs, *, kernel_sizes=(3, 5), activation="relu", needs=None, seed=0):
+def _backward_case(emu, x, ws, bs, *, kernel_sizes=(3, 5), activation="relu", needs=None, seed=0, tensor_core=False):
     relu = activation == "relu"
-    y, r3, r5, _ = emu_forward(emu, x, ws, bs, relu=relu)
+    y, r3, r5, _ = emu_forward(emu, x, ws, bs, relu=relu, tensor_core=tensor_core)
     gen = torch.Generator().manual_seed(seed + 100)
     gy = torch.randn(y.shape, generator=gen, dtype=torch.float64).to(x.dtype)
     leaves = [t.detach().clone().requires_grad_(True) for t in [x, *ws, *(bs or [])]]
@@ -200,7 +227,7 @@ def _backward_case(emu, x, ws, bs, *, kernel_sizes=(3, 5), activation="relu", ne
     want = list(torch.autograd.grad(yr, leaves, gy)) + ([None] * 6 if bs is None else [])
     if needs is None:
         needs = [True] * 7 + [b is not None for b in (bs or [None] * 6)]
-    dx, grads, launches, splits = emu_backward(emu, gy, x, y, r3, r5, ws, bs, needs, relu=relu)
+    dx, grads, launches, splits = emu_backward(emu, gy, x, y, r3, r5, ws, bs, needs, relu=relu, tensor_core=tensor_core)
     got = [dx, *grads]
     for name, g, w, need in zip(GRAD_NAMES, got, want, needs):
         if need and w is not None:
@@ -266,3 +293,31 @@ def test_backward_many_splits(emu):
     x, ws, bs = _make(InceptionSpec(8, 4, 4, 6, 3, 5, 4), 4, 16, 16, torch.float64, seed=14)
     _, splits = _backward_case(emu, x, ws, bs)
     assert splits > 1
+
+
+# --------------------------------------------------------------------------------------------
+# The device's DeviceCore on 128 threads per block (slower: a subset of the cases above)
+# --------------------------------------------------------------------------------------------
+
+PATHS = [pytest.param((torch.float32, True), id="wmma"), pytest.param((torch.float32, False), id="simt-fp32"),
+         pytest.param((torch.float64, False), id="simt-fp64")]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_device_core_forward(emu_device, path):
+    dtype, tensor_core = path
+    x, ws, bs = _make(SMALL, 2, 9, 6, dtype, seed=20)
+    _check_forward(emu_device, x.contiguous(memory_format=torch.channels_last), ws, bs, tensor_core=tensor_core)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_device_core_backward(emu_device, path):
+    dtype, tensor_core = path
+    x, ws, bs = _make(SMALL, 1, 5, 4, dtype, seed=21)
+    _backward_case(emu_device, x, ws, bs, tensor_core=tensor_core)
+
+
+def test_device_core_googlenet_layer_wmma(emu_device):
+    """Real channel counts (several N tiles, K slices and halo chunks) through the WMMA branch."""
+    x, ws, bs = _make(GOOGLENET_INCEPTIONS["4a"], 1, 3, 4, torch.float32, seed=22)
+    _check_forward(emu_device, x.contiguous(memory_format=torch.channels_last), ws, bs, tensor_core=True)

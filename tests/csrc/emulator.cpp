@@ -1,24 +1,58 @@
-// CPU emulator of the fused CUDA C++ kernels (csrc/inception_algo.h), for tests without a GPU.
+// CPU emulator of the fused CUDA C++ kernels, for tests without a GPU
+// (tests/test_cuda_emulator.py compiles it with the host compiler; no CUDA toolkit needed).
 //
-// Compiled by tests/test_cuda_index_math.py with the host compiler (g++), no CUDA toolkit
-// needed. It runs the kernels' own job functions -- tile/halo index math, operand loaders,
-// epilogues, planning of grids and the gradient layout -- for every job of every launch, with
-// a plain-loop Core in place of the device GEMM (WMMA or SIMT over shared memory). What the
-// emulator cannot check: the device Core itself (staging, fragments, barriers), which only a
-// GPU run tests (the `gpu`-marked suites against backend "cuda").
+// It runs the kernels' own job functions (csrc/inception_algo.h: tile/halo index math,
+// operand loaders, epilogues, planning of grids and the gradient layout) for every job of
+// every launch, in one of two builds:
+//   - default: a plain-loop Core computes each GEMM tile;
+//   - IK_EMU_DEVICE_CORE: the device's own DeviceCore (csrc/inception_core.cuh) runs each
+//     block on 128 std::threads with a std::barrier for __syncthreads and a reference WMMA
+//     (cuda_shim.h) -- staging, fragment offsets, SIMT micro-tiles and barriers included.
+// What neither can check: real hardware (WMMA lane layouts, fp16/bf16 rounding, timing).
 //
-// Entry points (extern "C", for ctypes): float32 (dtype 0) and float64 (dtype 3).
+// Entry points (extern "C", for ctypes). dtype: 0 float32 (SIMT path), 3 float64 (SIMT),
+// 1 "tensor-core float": float32 data through the WMMA path (Num<EmuHalf>::kTensorCore).
 
 #include <cstdint>
 #include <cstring>
+#include <thread>
 #include <vector>
 
+// The tensor-core path's element type in the emulator: a float in a struct, so that the
+// arithmetic stays exact fp32 while the code takes the WMMA branch.
+struct EmuHalf {
+  float v;
+};
+inline float to_float(EmuHalf h) { return h.v; }
+
+#if defined(IK_EMU_DEVICE_CORE)
+#include "cuda_shim.h"
+#endif
+
 #include "../../csrc/inception_algo.h"
+
+namespace inception_kernels {
+template <>
+struct Num<EmuHalf> {
+  using Acc = float;
+  static constexpr bool kTensorCore = true;
+  static float to_acc(EmuHalf v) { return v.v; }
+  static EmuHalf from_acc(float v) { return EmuHalf{v}; }
+};
+}  // namespace inception_kernels
+
+#if defined(IK_EMU_DEVICE_CORE)
+#include "../../csrc/inception_core.cuh"
+#endif
 
 namespace ik = inception_kernels;
 namespace tl = inception_kernels::tiling;
 
 namespace {
+
+// Shared memory starts as all-ones bytes (NaN in every float type): a job that read shared
+// memory it did not write would turn its results to NaN.
+constexpr char kGarbage = static_cast<char>(0xFF);
 
 // The plain-loop Core: C[m, n] = sum_k a(m, k) * b(k, n) over the whole kBM x kBN tile.
 struct EmuCore {
@@ -34,12 +68,34 @@ struct EmuCore {
       for (int k = 0; k < kdim; ++k) arow[k] = a(m, k);
       for (int n = 0; n < tl::kBN; ++n) {
         Acc acc = 0;
-        for (int k = 0; k < kdim; ++k) acc += ik::Num<T>::to_acc(arow[k]) * ik::Num<T>::to_acc(bt[static_cast<size_t>(k) * tl::kBN + n]);
+        for (int k = 0; k < kdim; ++k)
+          acc += ik::Num<T>::to_acc(arow[k]) * ik::Num<T>::to_acc(bt[static_cast<size_t>(k) * tl::kBN + n]);
         epi(m, n, acc);
       }
     }
   }
 };
+
+// Runs one thread block: body(core) with the block's shared memory. Loop build: once, with EmuCore. Device-core
+// build: on 128 threads, each with its threadIdx, with the device's DeviceCore.
+template <class T, class Body>
+void run_block(std::vector<char>& smem, const Body& body) {
+#if defined(IK_EMU_DEVICE_CORE)
+  std::barrier<> barrier(tl::kThreads);
+  cuda_shim::block_barrier = &barrier;
+  cuda_shim::smem_base = smem.data();
+  std::vector<std::thread> threads;
+  for (unsigned tid = 0; tid < static_cast<unsigned>(tl::kThreads); ++tid)
+    threads.emplace_back([&, tid] {
+      cuda_shim::thread_idx = Dim3{tid, 0, 0};
+      body(ik::DeviceCore<T>{smem.data()});
+    });
+  for (auto& t : threads) t.join();
+#else
+  (void)smem;  // EmuCore keeps its operands in host vectors
+  body(EmuCore{});
+#endif
+}
 
 ik::TensorRef tref(const void* p, const int64_t* s) { return ik::TensorRef{p, {s[0], s[1], s[2], s[3]}}; }
 ik::OutRef oref(void* p, const int64_t* s) {
@@ -67,10 +123,10 @@ int forward(const void* x, const int64_t* xs, void* y, const int64_t* ys, void* 
   int64_t smem = 0;
   if (!ik::plan::forward(p, sizeof(T), sizeof(ik::AccT<T>), smem_limit, &smem)) return 1;
   tiles_out[0] = p.tiles.th, tiles_out[1] = p.tiles.tw;
-  std::vector<char> shared(static_cast<size_t>(smem));
-  const EmuCore core;
+  std::vector<char> shared(static_cast<size_t>(smem), kGarbage);
   const int64_t jobs = tl::num_fwd_jobs(n, p.tiles);
-  for (int64_t j = 0; j < jobs; ++j) ik::run_fwd_job<T>(p, j, core, shared.data());
+  for (int64_t j = 0; j < jobs; ++j)
+    run_block<T>(shared, [&](const auto& core) { ik::run_fwd_job<T>(p, j, core, shared.data()); });
   return 0;
 }
 
@@ -93,21 +149,23 @@ int backward(const void* gy, const int64_t* gys, const void* x, const int64_t* x
   const int64_t pixels = n * h * static_cast<int64_t>(wd);
   using Acc = ik::AccT<T>;
   // NaN-filled, so that an element no job writes shows up in the results.
-  std::vector<T> gr(static_cast<size_t>(pixels) * ik::gr_cols(p), T(0) / T(0));
+  std::vector<T> gr(static_cast<size_t>(pixels) * ik::gr_cols(p), ik::Num<T>::from_acc(Acc(0) / Acc(0)));
   std::vector<Acc> partial(static_cast<size_t>(p.split.splits) * p.p_total, Acc(0) / Acc(0));
-  std::vector<Acc> dacc(tl::kBM * tl::kBN);
+  std::vector<char> shared(static_cast<size_t>(tl::bwd_smem_bytes(sizeof(T), sizeof(Acc))), kGarbage);
+  Acc* dacc = reinterpret_cast<Acc*>(shared.data() + tl::staging_bytes(sizeof(T), sizeof(Acc)));
   p.gr = gr.data();
   p.dx = oref(dx, dxs);
   p.partial = partial.data();
   p.grads = grads;
-  const EmuCore core;
   int64_t launches = 0;
   const int64_t reduce_jobs = p.reduce_jobs[0] + p.reduce_jobs[1];
   if (reduce_jobs > 0) ++launches;
-  for (int64_t j = 0; j < reduce_jobs; ++j) ik::run_reduce_grad_job<T>(p, j, core);
+  for (int64_t j = 0; j < reduce_jobs; ++j)
+    run_block<T>(shared, [&](const auto& core) { ik::run_reduce_grad_job<T>(p, j, core); });
   const int64_t grad_jobs = p.seg_end[tl::kNumSegments - 1];
   if (grad_jobs > 0) ++launches;
-  for (int64_t j = 0; j < grad_jobs; ++j) ik::run_grads_job<T>(p, j, core, dacc.data());
+  for (int64_t j = 0; j < grad_jobs; ++j)
+    run_block<T>(shared, [&](const auto& core) { ik::run_grads_job<T>(p, j, core, dacc); });
   if (p.p_total > 0) ++launches;
   for (int64_t i = 0; i < p.p_total; ++i) ik::sum_partials<T>(p, i);
   launches_out[0] = launches;
@@ -124,6 +182,8 @@ int ik_emu_forward(int dtype, const void* x, const int64_t* xs, void* y, const i
                    const int64_t* r3s, void* r5, const int64_t* r5s, const void* const* w, const int64_t* ws,
                    const void* const* b, const int* shape, int64_t n, int h, int wd, int relu, int64_t smem_limit,
                    int* tiles_out) {
+  if (dtype == 1)
+    return forward<EmuHalf>(x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, shape, n, h, wd, relu, smem_limit, tiles_out);
   if (dtype == 0)
     return forward<float>(x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, shape, n, h, wd, relu, smem_limit, tiles_out);
   if (dtype == 3)
@@ -138,6 +198,9 @@ int ik_emu_backward(int dtype, const void* gy, const int64_t* gys, const void* x
                     const void* const* w, const int64_t* ws, const void* const* b, const int* shape, int64_t n,
                     int h, int wd, int relu, const int* needs, const int* weight_cl, void* dx, const int64_t* dxs,
                     void* grads, int64_t grads_numel, int64_t* launches_out) {
+  if (dtype == 1)
+    return backward<EmuHalf>(gy, gys, x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, shape, n, h, wd, relu, needs,
+                             weight_cl, dx, dxs, grads, grads_numel, launches_out);
   if (dtype == 0)
     return backward<float>(gy, gys, x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, shape, n, h, wd, relu, needs, weight_cl,
                            dx, dxs, grads, grads_numel, launches_out);
