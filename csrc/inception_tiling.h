@@ -2,8 +2,9 @@
 //
 // Plain C++ with no CUDA, torch or standard-library dependency beyond <cstdint>: every
 // function is `__host__ __device__` under nvcc and an ordinary inline function under a host
-// compiler, so tests/test_cuda_index_math.py compiles this header with g++ and checks it on
-// the CPU (no GPU needed). The kernels (inception_fused.cu) use exactly these functions.
+// compiler, so tests/test_cuda_tiling.py (and the emulator of tests/test_cuda_emulator.py)
+// compile this header with g++ and check it on the CPU (no GPU needed). The kernels
+// (inception_fused.cu) use exactly these functions.
 //
 // Vocabulary:
 //   tile      th x tw output pixels of one image; a forward job works on one tile.
@@ -295,8 +296,8 @@ struct PixelSplit {
   int splits;     // S
 };
 
-// About `target_jobs` weight jobs in all (enough programs to fill a GPU), at least 256
-// pixels per split, at most 64 splits (the partial buffer is S x P).
+// About `target_jobs` weight jobs in all (enough programs to fill a GPU), at most
+// cdiv(pixels, 256) splits (so splits are not tiny), at most 64 (the partial buffer is S x P).
 IK_HD PixelSplit make_pixel_split(int64_t pixels, int64_t weight_tiles, int64_t target_jobs) {
   int64_t s = weight_tiles > 0 ? cdiv64(target_jobs, weight_tiles) : 1;
   const int64_t by_pixels = cdiv64(pixels, 256);
