@@ -153,39 +153,6 @@ def test_fake_impls_serve_the_cuda_backend():
     assert flat.shape == (SMALL.num_parameters,)
 
 
-@pytest.mark.cuda_ext
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_fake_impls_match_the_extensions_meta_kernels(channels_last):
-    """What the ops' fake impls promise for backend="cuda" (shapes, strides, dtypes: what
-    torch.compile traces) is what the extension's own Meta kernels give, forward with and
-    without save_reduce and backward for several needs_input_grad."""
-    from inception_kernels import ops
-
-    ext = torch.ops.inception_kernels
-    x = torch.empty(2, SMALL.in_channels, 3, 4, device="meta", dtype=torch.float16)
-    if channels_last:
-        x = x.to(memory_format=torch.channels_last)
-    ws = [torch.empty(s, device="meta", dtype=torch.float16) for s in SMALL.weight_shapes]
-    bs = [torch.empty(s[0], device="meta", dtype=torch.float16) if i % 2 == 0 else None
-          for i, s in enumerate(SMALL.weight_shapes)]
-
-    def layout(ts):
-        return [(tuple(t.shape), t.stride(), t.dtype) for t in ts]
-
-    for save_reduce in (False, True):
-        meta = ext.cuda_fused_inception(x, *ws, *bs, 3, 5, "relu", save_reduce)
-        fake = ops._fused_inception_fake(x, *ws, *bs, 3, 5, "relu", "one_launch", save_reduce, "cuda")
-        assert layout(meta) == layout(fake), save_reduce
-    y, r3, r5 = meta
-    for needs in ([True] * 13, [False, True, False, True, False, False, True, True, False, False, False, False, False],
-                  [True] + [False] * 12):
-        needs = [n and (i < 7 or bs[i - 7] is not None) for i, n in enumerate(needs)]
-        meta = ext.cuda_fused_inception_backward(torch.empty_like(y), x, y, r3, r5, *ws, *bs, 3, 5, "relu", needs)
-        fake = ops._fused_inception_backward_fake(torch.empty_like(y), x, y, r3, r5, *ws, *bs, 3, 5, "relu", needs,
-                                                  "cuda")
-        assert layout(meta) == layout(fake), needs
-
-
 def test_torch_compile_fullgraph_matches_eager(device, backend):
     ws, bs = _params(SMALL, torch.float32, device)
     x = _input(SMALL, 1, 3, 4, torch.float32, device)
