@@ -161,6 +161,33 @@ def test_count_launches_known_aten_ops():
     assert c.aten == 3 and c.triton == 0 and c.total == 3
 
 
+@pytest.mark.gpu
+def test_count_launches_cuda_records_device_kernels():
+    """count_launches(cuda=True) lists every kernel the device ran in the block (none before it)."""
+    import torch
+
+    from inception_kernels._launches import count_launches
+
+    a = torch.randn(64, 64, device="cuda")
+    torch.relu(a)  # queued before the block: not counted
+    with count_launches(cuda=True) as c:
+        torch.relu(a + a)  # 2 kernels
+    assert len(c.cuda_kernels) == 2 and c.fused_kernels("cuda") == c.cuda_kernels, c.cuda_kernels
+    assert c.aten == 2 and c.fused_kernels("triton") == []
+
+
+def test_count_launches_cuda_needs_a_device():
+    import torch
+
+    from inception_kernels._launches import count_launches
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is here")
+    with pytest.raises(RuntimeError, match="count_launches\\(cuda=True\\) needs a CUDA device"):
+        with count_launches(cuda=True):
+            pass
+
+
 def test_count_eager_inception_by_hand():
     """reference.inception with biases and ReLU: 6 convs + 6 ReLUs + 1 max-pool + 1 cat = 14."""
     import torch
