@@ -121,8 +121,8 @@ bool check_module(const char* op, const at::Tensor& x, const ModuleArgs& a, int6
   TORCH_CHECK(st == at::kHalf || st == at::kBFloat16 || st == at::kFloat || st == at::kDouble, op,
               ": x must be float16, bfloat16, float32 or float64, got ", st);
   TORCH_CHECK(x.size(1) > 0, op, ": x must have at least one channel, got shape ", x.sizes());
-  TORCH_CHECK(x.size(2) < INT_MAX && x.size(3) < INT_MAX && x.size(1) < INT_MAX, op,
-              ": x's channels, height and width must each be below 2^31, got shape ", x.sizes());
+  TORCH_CHECK(x.size(1) < INT_MAX && x.size(2) * x.size(3) < INT_MAX, op,
+              ": x's channels and pixels per image (H * W) must each be below 2^31, got shape ", x.sizes());
   TORCH_CHECK(activation == "relu" || activation == "none", op, ": activation must be \"relu\" or \"none\", got \"",
               activation, "\"");
   for (int64_t k : {k3, k5})

@@ -301,6 +301,7 @@ def test_fused_ops_check_their_arguments(maxpool):
         (dict(k=(3, 4)), "kernel sizes must be odd and positive"),
         (dict(k=(5, 5)), "w3 must have shape [Cout > 0, 12, 5, 5]"),
         (dict(act="gelu"), 'activation must be "relu" or "none"'),
+        (dict(x=torch.empty(1, 20, 50000, 50000, device="meta")), "pixels per image (H * W) must each be below 2^31"),
     ]
     for kwargs, message in cases:
         with pytest.raises(RuntimeError, match=re.escape(message)):
