@@ -4,6 +4,7 @@
 //   maxpool3x3_s1                  the pool branch alone (build-chain proof, issue 2).
 //   cuda_fused_inception           the whole module forward in one launch (inception_fused.cu).
 //   cuda_fused_inception_backward  its backward in at most three launches.
+//   cuda_fused_inception_plan      their launch plan (tile, blocks, shared memory) for reports.
 // The two fused ops are what the Python custom ops inception_kernels::fused_inception /
 // fused_inception_backward (inception_kernels/ops.py) run for backend="cuda"; their
 // arguments and results are those ops' (see there), minus the Triton-only schedule.
@@ -24,6 +25,7 @@
 #include <optional>
 #include <string_view>
 #include <tuple>
+#include <vector>
 
 #include "inception_fused.h"
 #include "maxpool3x3.h"
@@ -308,6 +310,31 @@ std::tuple<at::Tensor, at::Tensor> fused_backward_meta(const at::Tensor& grad_y,
   return backward_outputs(x, p, needs_input_grad.get(0));
 }
 
+// The launch plan of a module, for reports (no tensor, no device): the forward's tile,
+// dynamic shared memory and blocks on a device whose blocks may opt in to smem_limit bytes,
+// and the backward kernels' dynamic shared memory. [th, tw, fwd_smem, fwd_blocks,
+// reduce_grad_smem, grads_smem]; th = tw = 0 when no tile fits.
+std::vector<int64_t> fused_plan(int64_t n, int64_t h, int64_t w, int64_t c3r, int64_t k3, int64_t c5r, int64_t k5,
+                                at::ScalarType dtype, int64_t smem_limit) {
+  constexpr const char* op = "cuda_fused_inception_plan";
+  TORCH_CHECK(n >= 0 && h > 0 && w > 0 && h * w < INT_MAX, op, ": need n >= 0 and 0 < H * W < 2^31, got n=", n,
+              " H=", h, " W=", w);
+  TORCH_CHECK(c3r > 0 && c5r > 0 && k3 > 0 && k5 > 0 && k3 % 2 == 1 && k5 % 2 == 1, op,
+              ": need positive reduce channels and odd kernel sizes, got c3r=", c3r, " k3=", k3, " c5r=", c5r,
+              " k5=", k5);
+  TORCH_CHECK(dtype == at::kHalf || dtype == at::kBFloat16 || dtype == at::kFloat || dtype == at::kDouble, op,
+              ": dtype must be float16, bfloat16, float32 or float64, got ", dtype);
+  FwdParams p{};
+  p.conv[kW3r].cout = static_cast<int>(c3r), p.conv[kW5r].cout = static_cast<int>(c5r);
+  p.conv[kW3].k = static_cast<int>(k3), p.conv[kW5].k = static_cast<int>(k5);
+  p.n = n, p.h = static_cast<int>(h), p.w = static_cast<int>(w);
+  int64_t smem = 0;
+  const int eb = elem_bytes(dtype), ab = acc_bytes(dtype);
+  const int64_t bwd_reduce = tiling::staging_bytes(eb, ab), bwd_grads = tiling::bwd_smem_bytes(eb, ab);
+  if (!plan::forward(p, eb, ab, smem_limit, &smem)) return {0, 0, 0, 0, bwd_reduce, bwd_grads};
+  return {p.tiles.th, p.tiles.tw, smem, tiling::num_fwd_jobs(n, p.tiles), bwd_reduce, bwd_grads};
+}
+
 #undef IK_MODULE_PARAMS
 #undef IK_MODULE_ARGS
 
@@ -319,6 +346,10 @@ TORCH_LIBRARY_FRAGMENT(inception_kernels, m) {
       "cuda_fused_inception(Tensor x, Tensor w1, Tensor w3r, Tensor w3, Tensor w5r, Tensor w5, Tensor wp, "
       "Tensor? b1, Tensor? b3r, Tensor? b3, Tensor? b5r, Tensor? b5, Tensor? bp, int k3, int k5, str activation, "
       "bool save_reduce) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "cuda_fused_inception_plan(int n, int h, int w, int c3r, int k3, int c5r, int k5, ScalarType dtype, "
+      "int smem_limit) -> int[]",
+      &fused_plan);
   m.def(
       "cuda_fused_inception_backward(Tensor grad_y, Tensor x, Tensor y, Tensor r3, Tensor r5, Tensor w1, "
       "Tensor w3r, Tensor w3, Tensor w5r, Tensor w5, Tensor wp, Tensor? b1, Tensor? b3r, Tensor? b3, Tensor? b5r, "

@@ -55,6 +55,7 @@ __all__ = [
     "count_all_launches",
     "kernel_facts",
     "cuda_kernel_facts",
+    "cuda_launch_facts",
     "build_report",
     "format_table",
     "format_markdown",
@@ -644,6 +645,93 @@ def cuda_kernel_facts(archs: Optional[Sequence[str]] = None) -> dict:
     return out
 
 
+#: The C++ template argument of each report dtype (the kernels are instantiated per type).
+_CUDA_TYPES = {"bf16": ("__nv_bfloat16", "bfloat16"), "fp16": ("__half", "float16"), "fp32": ("float", "float32")}
+#: The fused CUDA kernels of one module: (kernel, which plan entry is its dynamic shared memory).
+_CUDA_LAUNCH_KERNELS = (("inception_fwd_kernel", 2), ("inception_reduce_grad_kernel", 4),
+                        ("inception_grads_kernel", 5))
+_CUDA_WARPS = 4  # 128 threads per block (csrc/inception_tiling.h kThreads)
+
+
+def cuda_launch_facts(cuda: dict, layers: Sequence[str], dtype: str, batch: int) -> list[dict]:
+    """Launch facts of the fused CUDA kernels per layer and arch: the forward's tile and grid,
+    each kernel's dynamic shared memory (which cuobjdump cannot see) and the occupancy it
+    allows with the kernel's registers, from the extension's own plan
+    (``torch.ops.inception_kernels.cuda_fused_inception_plan``; no GPU needed).
+
+    Args:
+        cuda: :func:`cuda_kernel_facts` (registers per kernel and arch).
+        layers: GoogLeNet layer keys (spatial sizes at 224x224).
+        dtype: ``"bf16"``, ``"fp16"`` or ``"fp32"``.
+        batch: the modeled batch.
+
+    Returns:
+        One record per ``(layer, arch, kernel)``: ``layer, arch, kernel, tile`` (``[th, tw]``,
+        forward only), ``blocks`` (forward only; the backward's grid depends on which gradients
+        are needed), ``dynamic_smem_bytes``, ``registers`` and ``occupancy``
+        (:func:`inception_kernels._cubin.occupancy`). Empty when the extension is not loaded.
+    """
+    import torch
+
+    from . import _cubin, _ext
+
+    if not cuda["kernels"] or not _ext.status().loaded:
+        return []
+    tname, tdtype = _CUDA_TYPES[dtype][0], getattr(torch, _CUDA_TYPES[dtype][1])
+    regs = {(k["arch"], name): k["registers"] for k in cuda["kernels"] for name, _ in _CUDA_LAUNCH_KERNELS
+            if f"{name}<{tname}>" in k["kernel"]}
+    out = []
+    for layer in layers:
+        spec = GOOGLENET_INCEPTIONS[layer]
+        for arch in cuda["archs"]:
+            limit = _cubin.ARCH_LIMITS[arch].shared_per_block
+            plan = torch.ops.inception_kernels.cuda_fused_inception_plan(
+                batch, spec.spatial, spec.spatial, spec.ch3x3red, spec.kernel_sizes[0], spec.ch5x5red,
+                spec.kernel_sizes[1], tdtype, limit)
+            for name, smem_index in _CUDA_LAUNCH_KERNELS:
+                r = regs.get((arch, name))
+                forward = name == "inception_fwd_kernel"
+                out.append(dict(
+                    layer=layer, arch=arch, kernel=f"{name}<{tname}>", tile=plan[:2] if forward else None,
+                    blocks=plan[3] if forward else None, dynamic_smem_bytes=plan[smem_index], registers=r,
+                    occupancy=None if r is None else _cubin.occupancy(r, plan[smem_index], _CUDA_WARPS, arch),
+                ))
+    return out
+
+
+def _cuda_launch_lines(launches: Sequence[dict], markdown: bool) -> list[str]:
+    """Per layer: the forward's tile and grid, and each fused kernel's dynamic shared memory
+    and occupancy (blocks per SM)."""
+    if not launches:
+        return []
+    archs = sorted({r["arch"] for r in launches})
+    by = {(r["layer"], r["arch"], r["kernel"].split("<")[0]): r for r in launches}
+    layers = list(dict.fromkeys(r["layer"] for r in launches))
+
+    def cell(layer, name):
+        parts = []
+        for a in archs:
+            r = by[(layer, a, name)]
+            occ = r["occupancy"]
+            parts.append(f"{r['dynamic_smem_bytes'] / 1024:.1f} KiB, {occ['blocks_per_sm'] if occ else '?'} blk/SM")
+        return " / ".join(parts)
+
+    head = ["layer", "fwd tile", "fwd blocks", *(f"{n[len('inception_'):-len('_kernel')]} {'/'.join(archs)}"
+                                                  for n, _ in _CUDA_LAUNCH_KERNELS)]
+    rows = []
+    for layer in layers:
+        f = by[(layer, archs[0], "inception_fwd_kernel")]
+        tile = "x".join(map(str, f["tile"])) if f["tile"][0] else "does not fit"
+        rows.append([layer, tile, str(f["blocks"]), *(cell(layer, n) for n, _ in _CUDA_LAUNCH_KERNELS)])
+    title = (f"CUDA C++ fused kernels per layer ({launches[0]['kernel'].split('<')[1].rstrip('>')}; dynamic shared "
+             "memory from the extension's launch plan, occupancy modeled from registers + shared memory):")
+    if markdown:
+        return ["", title, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + [
+            "| " + " | ".join(r) + " |" for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    return ["", title] + ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head, *rows]]
+
+
 def _cuda_lines(cuda: dict, markdown: bool) -> list[str]:
     """The CUDA extension's section: one row per kernel and arch, or why there is none."""
     from .cli import _short_kernel
@@ -662,10 +750,11 @@ def _cuda_lines(cuda: dict, markdown: bool) -> list[str]:
              f"0 spill bytes {no_spill}/{len(cuda['kernels'])}):")
     if markdown:
         return [title, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + [
-            "| " + " | ".join(r[:-1]) + f" | `{r[-1]}` |" for r in rows]
+            "| " + " | ".join(r[:-1]) + f" | `{r[-1]}` |" for r in rows] + _cuda_launch_lines(
+            cuda.get("launches", []), True)
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     fmt = lambda r: " ".join(c.ljust(w) if i in (5, 6) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
-    return [title] + [fmt(r).rstrip() for r in [head, *rows]]
+    return [title] + [fmt(r).rstrip() for r in [head, *rows]] + _cuda_launch_lines(cuda.get("launches", []), False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -700,7 +789,8 @@ def build_report(layers: Sequence[str] = tuple(GOOGLENET_INCEPTIONS), archs: Seq
         record per ``(layer, schedule, arch)`` with at least ``layer, schedule, arch,
         launches_forward, launches_backward, flops, bytes_modeled, bytes_min, registers,
         spill_bytes, shared_bytes, tensor_core_instructions, occupancy`` and the estimates
-        (the Triton kernels); ``cuda_extension`` is :func:`cuda_kernel_facts` for ``archs``.
+        (the Triton kernels); ``cuda_extension`` is :func:`cuda_kernel_facts` for ``archs``
+        with ``launches`` (:func:`cuda_launch_facts`) added.
 
     Raises:
         ValueError: unknown layer, arch or dtype.
@@ -777,7 +867,9 @@ def build_report(layers: Sequence[str] = tuple(GOOGLENET_INCEPTIONS), archs: Seq
             "bytes_modeled: DRAM model of fused_model(); bytes_eager_modeled: eager_ops() model; both forward",
         ],
     )
-    return dict(meta=meta, records=records, cuda_extension=cuda_kernel_facts(archs))
+    cuda = cuda_kernel_facts(archs)
+    cuda["launches"] = cuda_launch_facts(cuda, layers, dtype, batch)
+    return dict(meta=meta, records=records, cuda_extension=cuda)
 
 
 def _fmt_bytes(b: Optional[float]) -> str:

@@ -15,6 +15,7 @@ from collections import Counter
 import pytest
 
 from inception_kernels import _cubin
+from inception_kernels.spec import GOOGLENET_INCEPTIONS
 
 # ---------------------------------------------------------------------------------------------
 # cubin parsing
@@ -433,11 +434,15 @@ def test_report_cli_no_compile(tmp_path):
         assert r["estimate_fused_us"] > 0 and r["estimate_eager_us"] > 0
         assert (r["launches_backward"] is None) == bool(r["launches_backward_reason"])
     assert rep["meta"]["measured"] is False
-    from inception_kernels.report import cuda_kernel_facts, format_markdown
+    from inception_kernels.report import cuda_kernel_facts, cuda_launch_facts, format_markdown
 
     rows = [line for line in format_markdown(rep).splitlines() if line.startswith("| 3a")]
-    assert [row.split(" | ")[1] for row in rows] == ["one_launch", "two_launch"]
-    assert rep["cuda_extension"] == cuda_kernel_facts(["sm_80", "sm_90"])  # the CUDA section, in the JSON
+    cuda_rows = ["8x8"] if rep["cuda_extension"]["launches"] else []  # the CUDA per-layer table's 3a row
+    assert [row.split(" | ")[1] for row in rows] == ["one_launch", "two_launch", *cuda_rows]
+    cuda = dict(rep["cuda_extension"])  # the CUDA section, in the JSON
+    launches = cuda.pop("launches")
+    assert cuda == cuda_kernel_facts(["sm_80", "sm_90"])
+    assert launches == json.loads(json.dumps(cuda_launch_facts(cuda, ["3a"], "bf16", 256)))
 
 
 def test_report_cli_compiled_one_layer(tmp_path):
@@ -548,3 +553,32 @@ def test_report_says_why_there_are_no_cuda_kernels(monkeypatch):
     line = "CUDA C++ extension kernels: none to report (not_built: not built: no CUDA toolkit found)"
     assert line in format_table(_report_with(facts)).splitlines()
     assert line in format_markdown(_report_with(facts)).splitlines()
+
+
+@pytest.mark.cuda_ext
+@pytest.mark.parametrize("dtype", ["bf16", "fp32"])
+def test_cuda_launch_facts(cuda_facts, dtype):
+    """Per layer and arch: the forward's tile covers the image in at most 64-pixel tiles, one block
+    per (image, tile, branch job), shared memory within the arch's per-block limit, and the
+    occupancy of the kernel's registers with that shared memory; the table shows each row."""
+    from inception_kernels.report import _cuda_launch_lines, cuda_launch_facts
+
+    facts, _ = cuda_facts
+    launches = cuda_launch_facts(facts, list(GOOGLENET_INCEPTIONS), dtype, 32)
+    assert len(launches) == 9 * len(facts["archs"]) * 3
+    regs = {(k["arch"], k["kernel"]): k["registers"] for k in facts["kernels"]}
+    for r in launches:
+        spec = GOOGLENET_INCEPTIONS[r["layer"]]
+        limit = _cubin.ARCH_LIMITS[r["arch"]].shared_per_block
+        assert 0 < r["dynamic_smem_bytes"] <= limit
+        full = [name for (arch, name) in regs if arch == r["arch"] and r["kernel"] in name]
+        assert len(full) == 1 and r["registers"] == regs[(r["arch"], full[0])]
+        assert r["occupancy"] == _cubin.occupancy(r["registers"], r["dynamic_smem_bytes"], 4, r["arch"])
+        assert r["occupancy"]["blocks_per_sm"] >= 1
+        if r["kernel"].startswith("inception_fwd_kernel"):
+            th, tw = r["tile"]
+            assert th * tw <= 64 and th <= spec.spatial and tw <= spec.spatial
+            assert r["blocks"] == 32 * -(-spec.spatial // th) * -(-spec.spatial // tw) * 3
+    text = "\n".join(_cuda_launch_lines(launches, markdown=True))
+    for layer in GOOGLENET_INCEPTIONS:
+        assert f"| {layer} | " in text
