@@ -669,7 +669,8 @@ def cuda_launch_facts(cuda: dict, layers: Sequence[str], dtype: str, batch: int)
         One record per ``(layer, arch, kernel)``: ``layer, arch, kernel, tile`` (``[th, tw]``,
         forward only), ``blocks`` (forward only; the backward's grid depends on which gradients
         are needed), ``dynamic_smem_bytes``, ``registers`` and ``occupancy``
-        (:func:`inception_kernels._cubin.occupancy`). Empty when the extension is not loaded.
+        (:func:`inception_kernels._cubin.occupancy` of the registers and the dynamic plus static
+        shared memory). Empty when the extension is not loaded.
     """
     import torch
 
@@ -678,8 +679,8 @@ def cuda_launch_facts(cuda: dict, layers: Sequence[str], dtype: str, batch: int)
     if not cuda["kernels"] or not _ext.status().loaded:
         return []
     tname, tdtype = _CUDA_TYPES[dtype][0], getattr(torch, _CUDA_TYPES[dtype][1])
-    regs = {(k["arch"], name): k["registers"] for k in cuda["kernels"] for name, _ in _CUDA_LAUNCH_KERNELS
-            if f"{name}<{tname}>" in k["kernel"]}
+    regs = {(k["arch"], name): (k["registers"], k["shared_static_bytes"]) for k in cuda["kernels"]
+            for name, _ in _CUDA_LAUNCH_KERNELS if f"{name}<{tname}>" in k["kernel"]}
     out = []
     for layer in layers:
         spec = GOOGLENET_INCEPTIONS[layer]
@@ -689,12 +690,12 @@ def cuda_launch_facts(cuda: dict, layers: Sequence[str], dtype: str, batch: int)
                 batch, spec.spatial, spec.spatial, spec.ch3x3red, spec.kernel_sizes[0], spec.ch5x5red,
                 spec.kernel_sizes[1], tdtype, limit)
             for name, smem_index in _CUDA_LAUNCH_KERNELS:
-                r = regs.get((arch, name))
+                r, static = regs.get((arch, name), (None, 0))
                 forward = name == "inception_fwd_kernel"
                 out.append(dict(
                     layer=layer, arch=arch, kernel=f"{name}<{tname}>", tile=plan[:2] if forward else None,
                     blocks=plan[3] if forward else None, dynamic_smem_bytes=plan[smem_index], registers=r,
-                    occupancy=None if r is None else _cubin.occupancy(r, plan[smem_index], _CUDA_WARPS, arch),
+                    occupancy=None if r is None else _cubin.occupancy(r, plan[smem_index] + static, _CUDA_WARPS, arch),
                 ))
     return out
 

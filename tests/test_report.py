@@ -566,14 +566,16 @@ def test_cuda_launch_facts(cuda_facts, dtype):
     facts, _ = cuda_facts
     launches = cuda_launch_facts(facts, list(GOOGLENET_INCEPTIONS), dtype, 32)
     assert len(launches) == 9 * len(facts["archs"]) * 3
-    regs = {(k["arch"], k["kernel"]): k["registers"] for k in facts["kernels"]}
+    regs = {(k["arch"], k["kernel"]): (k["registers"], k["shared_static_bytes"]) for k in facts["kernels"]}
     for r in launches:
         spec = GOOGLENET_INCEPTIONS[r["layer"]]
         limit = _cubin.ARCH_LIMITS[r["arch"]].shared_per_block
         assert 0 < r["dynamic_smem_bytes"] <= limit
         full = [name for (arch, name) in regs if arch == r["arch"] and r["kernel"] in name]
-        assert len(full) == 1 and r["registers"] == regs[(r["arch"], full[0])]
-        assert r["occupancy"] == _cubin.occupancy(r["registers"], r["dynamic_smem_bytes"], 4, r["arch"])
+        assert len(full) == 1
+        registers, static = regs[(r["arch"], full[0])]
+        assert r["registers"] == registers
+        assert r["occupancy"] == _cubin.occupancy(registers, r["dynamic_smem_bytes"] + static, 4, r["arch"])
         assert r["occupancy"]["blocks_per_sm"] >= 1
         if r["kernel"].startswith("inception_fwd_kernel"):
             th, tw = r["tile"]
