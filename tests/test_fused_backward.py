@@ -236,14 +236,19 @@ def _small_problem(device, dtype=torch.float32, n=2, h=5, w=4):
     return (x, ws, bs, grad_y, y, r3, r5), ref
 
 
-def _assert_launches(launches, backend, triton_launches):
-    """Triton: exactly ``triton_launches``; CUDA: 1 to 3 device kernels (every kernel the device
-    ran, so a hidden fill or copy would count). No aten op either way."""
+#: The launches of the backward, named by the CUDA kernels' stages (csrc/inception_fused.cu).
+ALL_STAGES = ("reduce_grad", "grads", "sum_partials")
+
+
+def _assert_launches(launches, backend, stages):
+    """One launch per stage, in order: Triton's kernel count; for CUDA every kernel the device
+    ran (so a hidden fill or copy would count) is exactly ``inception_<stage>_kernel``. No aten
+    op either way."""
     kernels = launches.fused_kernels(backend)
-    if backend == "triton":
-        assert len(kernels) == triton_launches, kernels
-    else:
-        assert 1 <= len(kernels) <= 3, kernels
+    assert len(kernels) == len(stages), kernels
+    if backend == "cuda":
+        for name, stage in zip(kernels, stages):
+            assert f"inception_{stage}_kernel" in name, (kernels, stages)
     assert launches.aten == 0, launches.aten_ops
 
 
@@ -257,7 +262,7 @@ def test_three_launches_no_aten_kernels_deterministic(device, monkeypatch, backe
     (x, ws, bs, grad_y, y, r3, r5), _ = _small_problem(device, n=1, h=5, w=4)
     with count_launches(cuda=backend == "cuda") as launches:
         first = _run(backend, x, ws, bs, grad_y, y, r3, r5, (3, 5), "relu")
-    _assert_launches(launches, backend, 3)
+    _assert_launches(launches, backend, ALL_STAGES)
     old = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
     try:
@@ -273,13 +278,13 @@ def test_needs_input_grad_skips(device, backend):
     only_dx = [True] + [False] * 12
     with count_launches(cuda=backend == "cuda") as launches:
         mine = _run(backend, x, ws, bs, grad_y, y, r3, r5, (3, 5), "relu", needs_input_grad=only_dx)
-    _assert_launches(launches, backend, 2)  # Triton: reduce grads + dx; no partial sum
+    _assert_launches(launches, backend, ("reduce_grad", "grads"))  # no parameter gradient: no partial sum
     _assert_grads(mine, [ref[0]] + [None] * 12, *TOL[torch.float32])
     # weights of the 1x1 and pool branches only, plus one bias
     needs = [False, True, False, False, False, False, True, False, False, False, False, False, True]
     with count_launches(cuda=backend == "cuda") as launches:
         mine = _run(backend, x, ws, bs, grad_y, y, r3, r5, (3, 5), "relu", needs_input_grad=needs)
-    _assert_launches(launches, backend, 2)  # Triton: no reduce-gradient launch, nothing needs gr3 / gr5
+    _assert_launches(launches, backend, ("grads", "sum_partials"))  # nothing needs gr3 / gr5
     _assert_grads(mine, [r if k else None for r, k in zip(ref, needs)], *TOL[torch.float32])
 
 
