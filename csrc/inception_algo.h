@@ -125,21 +125,6 @@ IK_HD T zero() {
   return Num<T>::from_acc(AccT<T>(0));
 }
 
-// 3x3 / stride 1 / pad 1 max of channel c around (h, w), NaN-propagating like max_pool2d.
-template <class T>
-IK_HD T pooled(const TensorRef& x, int64_t n, int c, int h, int w, int height, int width) {
-  const tiling::Window win = tiling::pool_window(h, w, height, width);
-  T best = load<T>(x.p, x.offset(n, c, win.h_lo, win.w_lo));
-  for (int hh = win.h_lo; hh <= win.h_hi; ++hh) {
-    for (int ww = win.w_lo; ww <= win.w_hi; ++ww) {
-      const T v = load<T>(x.p, x.offset(n, c, hh, ww));
-      const AccT<T> va = Num<T>::to_acc(v), vb = Num<T>::to_acc(best);
-      if (va > vb || va != va) best = v;
-    }
-  }
-  return best;
-}
-
 // Values of channel c of x around a window, for tiling::pool_argmax.
 template <class T>
 struct ChannelValues {
@@ -149,6 +134,14 @@ struct ChannelValues {
   IK_HD AccT<T> operator()(int h, int w) const { return Num<T>::to_acc(load<T>(x->p, x->offset(n, c, h, w))); }
   IK_HD AccT<T> infinity() const { return AccT<T>(1) / AccT<T>(0); }
 };
+
+// 3x3 / stride 1 / pad 1 max of channel c around (h, w), NaN-propagating like max_pool2d
+// (exact: the maximum of T values, converted back to T).
+template <class T>
+IK_HD T pooled(const TensorRef& x, int64_t n, int c, int h, int w, int height, int width) {
+  return Num<T>::from_acc(
+      tiling::pool_max(tiling::pool_window(h, w, height, width), width, ChannelValues<T>{&x, n, c}).value);
+}
 
 // ---------------------------------------------------------------------------------------
 // Forward operands and epilogues

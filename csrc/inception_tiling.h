@@ -198,24 +198,32 @@ IK_HD Window pool_window(int h, int w, int height, int width) {
   return Window{imax(h - 1, 0), imin(h + 1, height - 1), imax(w - 1, 0), imin(w + 1, width - 1)};
 }
 
-// The pixel PyTorch's max_pool2d routes a window's gradient to: the first maximum in
-// row-major order, where a NaN always replaces the running maximum (so the last NaN wins)
-// and the start is the window's first in-image pixel (a window of -inf routes there).
-// get(h, w) returns the value (float or double). Returns h * width + w of the winner.
+// A 3x3 window's maximum as PyTorch's max_pool2d scans it: the first maximum in row-major
+// order, where a NaN always replaces the running maximum (so the last NaN wins), starting
+// from the window's first in-image pixel (a window of -inf keeps it). `index` is h * width + w
+// of that pixel, where max_pool2d's backward routes the window's gradient.
+template <class V>
+struct PoolMax {
+  V value;
+  int index;
+};
+
+// get(h, w) returns the value (float or double); get.infinity() its +inf.
 template <class Get>
-IK_HD int pool_argmax(Window win, int width, const Get& get) {
-  int best = win.h_lo * width + win.w_lo;
-  auto maxval = -get.infinity();
+IK_HD auto pool_max(Window win, int width, const Get& get) -> PoolMax<decltype(get(0, 0))> {
+  PoolMax<decltype(get(0, 0))> best{-get.infinity(), win.h_lo * width + win.w_lo};
   for (int h = win.h_lo; h <= win.h_hi; ++h) {
     for (int w = win.w_lo; w <= win.w_hi; ++w) {
       const auto v = get(h, w);
-      if (v > maxval || v != v) {
-        maxval = v;
-        best = h * width + w;
-      }
+      if (v > best.value || v != v) best = {v, h * width + w};
     }
   }
   return best;
+}
+
+template <class Get>
+IK_HD int pool_argmax(Window win, int width, const Get& get) {
+  return pool_max(win, width, get).index;
 }
 
 // ---------------------------------------------------------------------------------------
