@@ -50,12 +50,17 @@ __global__ void __launch_bounds__(kSumThreads) inception_sum_partials_kernel(con
     sum_partials<T>(p, i);
 }
 
+// Dynamic shared memory every kernel may use without opting in.
+constexpr int64_t kDefaultSmemLimit = 48 * 1024;
+
 template <class Kernel, class Params>
 cudaError_t launch(Kernel kernel, int64_t blocks, int threads, int64_t smem, cudaStream_t stream, const Params& p) {
   if (blocks == 0) return cudaSuccess;
-  const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               static_cast<int>(smem));
-  if (err != cudaSuccess) return err;
+  if (smem > kDefaultSmemLimit) {  // opt in (a host-side attribute: no stream work, capture-safe)
+    const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                 static_cast<int>(smem));
+    if (err != cudaSuccess) return err;
+  }
   kernel<<<static_cast<unsigned>(blocks), threads, static_cast<size_t>(smem), stream>>>(p);
   return cudaGetLastError();
 }
@@ -66,16 +71,12 @@ cudaError_t forward_typed(const FwdParams& p, int64_t smem, cudaStream_t stream)
 }
 
 template <class T>
-int64_t backward_smem() {
-  return bwd_smem_bytes(sizeof(T), sizeof(AccT<T>));
-}
-
-template <class T>
 cudaError_t backward_typed(const BwdParams& p, cudaStream_t stream) {
   cudaError_t err = launch(inception_reduce_grad_kernel<T>, p.reduce_jobs[0] + p.reduce_jobs[1], kThreads,
                            staging_bytes(sizeof(T), sizeof(AccT<T>)), stream, p);
   if (err != cudaSuccess) return err;
-  err = launch(inception_grads_kernel<T>, p.seg_end[kNumSegments - 1], kThreads, backward_smem<T>(), stream, p);
+  err = launch(inception_grads_kernel<T>, p.seg_end[kNumSegments - 1], kThreads,
+               bwd_smem_bytes(sizeof(T), sizeof(AccT<T>)), stream, p);
   if (err != cudaSuccess) return err;
   int64_t blocks = cdiv64(p.p_total, kSumThreads);
   if (blocks > kSumMaxBlocks) blocks = kSumMaxBlocks;
@@ -102,16 +103,6 @@ cudaError_t launch_inception_backward(const BwdParams& p, DType dtype, cudaStrea
     case DType::kFloat64: return backward_typed<double>(p, stream);
   }
   return cudaErrorInvalidValue;
-}
-
-int64_t backward_smem_bytes(DType dtype) {
-  switch (dtype) {
-    case DType::kFloat16: return backward_smem<__half>();
-    case DType::kBFloat16: return backward_smem<__nv_bfloat16>();
-    case DType::kFloat32: return backward_smem<float>();
-    case DType::kFloat64: return backward_smem<double>();
-  }
-  return 0;
 }
 
 }  // namespace inception_kernels

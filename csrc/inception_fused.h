@@ -23,7 +23,4 @@ cudaError_t launch_inception_forward(const FwdParams& p, DType dtype, int64_t sm
 // p comes from plan::backward with p.gr, p.dx, p.partial and p.grads set.
 cudaError_t launch_inception_backward(const BwdParams& p, DType dtype, cudaStream_t stream);
 
-// Dynamic shared memory of the backward's first two kernels.
-int64_t backward_smem_bytes(DType dtype);
-
 }  // namespace inception_kernels
