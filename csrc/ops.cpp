@@ -99,8 +99,22 @@ DType fused_dtype(at::ScalarType st) {
   }
 }
 
+// The dtypes the fused kernels instantiate.
+void check_fused_dtype(const char* op, const char* name, at::ScalarType st) {
+  TORCH_CHECK(st == at::kHalf || st == at::kBFloat16 || st == at::kFloat || st == at::kDouble, op, ": ", name,
+              " must be float16, bfloat16, float32 or float64, got ", st);
+}
+
+void check_kernel_sizes(const char* op, int64_t k3, int64_t k5) {
+  for (int64_t k : {k3, k5})
+    TORCH_CHECK(k > 0 && k % 2 == 1 && k < 64, op, ": kernel sizes must be odd and positive, got (", k3, ", ", k5,
+                ")");
+}
+
+// The kernels' accumulator type (Num<T>::Acc): fp64 for fp64, else fp32.
+at::ScalarType acc_type(at::ScalarType st) { return st == at::kDouble ? at::kDouble : at::kFloat; }
 int elem_bytes(at::ScalarType st) { return static_cast<int>(c10::elementSize(st)); }
-int acc_bytes(at::ScalarType st) { return st == at::kDouble ? 8 : 4; }
+int acc_bytes(at::ScalarType st) { return elem_bytes(acc_type(st)); }
 
 // A tensor the op reads: strided, on x's device, in x's dtype, of the given rank.
 void check_operand(const char* op, const char* name, const at::Tensor& t, const at::Tensor& x, int64_t dim) {
@@ -119,17 +133,13 @@ bool check_module(const char* op, const at::Tensor& x, const ModuleArgs& a, int6
                   std::string_view activation) {
   TORCH_CHECK(x.layout() == at::kStrided, op, ": x must be a strided (dense) tensor, got layout ", x.layout());
   TORCH_CHECK(x.dim() == 4, op, ": x must be 4-D [N, Cin, H, W], got ", x.dim(), "-D with shape ", x.sizes());
-  const auto st = x.scalar_type();
-  TORCH_CHECK(st == at::kHalf || st == at::kBFloat16 || st == at::kFloat || st == at::kDouble, op,
-              ": x must be float16, bfloat16, float32 or float64, got ", st);
+  check_fused_dtype(op, "x", x.scalar_type());
   TORCH_CHECK(x.size(1) > 0, op, ": x must have at least one channel, got shape ", x.sizes());
   TORCH_CHECK(x.size(1) < INT_MAX && x.size(2) * x.size(3) < INT_MAX, op,
               ": x's channels and pixels per image (H * W) must each be below 2^31, got shape ", x.sizes());
   TORCH_CHECK(activation == "relu" || activation == "none", op, ": activation must be \"relu\" or \"none\", got \"",
               activation, "\"");
-  for (int64_t k : {k3, k5})
-    TORCH_CHECK(k > 0 && k % 2 == 1 && k < 64, op, ": kernel sizes must be odd and positive, got (", k3, ", ", k5,
-                ")");
+  check_kernel_sizes(op, k3, k5);
   const int64_t ks[kNumConvs] = {1, 1, k3, 1, k5, 1};
   for (int i = 0; i < kNumConvs; ++i) {
     const at::Tensor& w = *a.w[i];
@@ -157,6 +167,11 @@ void check_cuda(const char* op, const at::Tensor& x) {
 at::MemoryFormat fused_output_format(const at::Tensor& x) {
   return x.is_contiguous(at::MemoryFormat::ChannelsLast) && !x.is_contiguous() ? at::MemoryFormat::ChannelsLast
                                                                                : at::MemoryFormat::Contiguous;
+}
+
+// y's channels: c1 + c3 + c5 + cp.
+int64_t out_channels(const ModuleArgs& a) {
+  return a.w[kW1]->size(0) + a.w[kW3]->size(0) + a.w[kW5]->size(0) + a.w[kWp]->size(0);
 }
 
 TensorRef tensor_ref(const at::Tensor& t) {
@@ -187,9 +202,7 @@ int64_t smem_optin_limit(const at::Tensor& x) {
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_forward_outputs(const at::Tensor& x, const ModuleArgs& a,
                                                                        bool save_reduce) {
   const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
-  int64_t ctot = 0;
-  for (int i : {kW1, kW3, kW5, kWp}) ctot += a.w[i]->size(0);
-  at::Tensor y = at::empty({n, ctot, h, w}, x.options().memory_format(fused_output_format(x)));
+  at::Tensor y = at::empty({n, out_channels(a), h, w}, x.options().memory_format(fused_output_format(x)));
   if (!save_reduce) return {y, at::empty({0}, x.options()), at::empty({0}, x.options())};
   const auto cl = x.options().memory_format(at::MemoryFormat::ChannelsLast);
   return {y, at::empty({n, a.w[kW3r]->size(0), h, w}, cl), at::empty({n, a.w[kW5r]->size(0), h, w}, cl)};
@@ -243,9 +256,7 @@ BwdParams plan_backward(const at::Tensor& grad_y, const at::Tensor& x, const at:
                         const at::Tensor& r5, const ModuleArgs& a, int64_t k3, int64_t k5, c10::string_view activation,
                         const c10::List<bool>& needs_input_grad) {
   const bool relu = check_module(kBwdOp, x, a, k3, k5, std::string_view(activation.data(), activation.size()));
-  const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
-  int64_t ctot = 0;
-  for (int i : {kW1, kW3, kW5, kWp}) ctot += a.w[i]->size(0);
+  const int64_t n = x.size(0), h = x.size(2), w = x.size(3), ctot = out_channels(a);
   const std::pair<const char*, const at::Tensor*> saved[] = {{"grad_y", &grad_y}, {"y", &y}, {"r3", &r3}, {"r5", &r5}};
   const int64_t channels[] = {ctot, ctot, a.w[kW3r]->size(0), a.w[kW5r]->size(0)};
   for (int i = 0; i < 4; ++i) {
@@ -292,7 +303,7 @@ std::tuple<at::Tensor, at::Tensor> fused_backward_cuda(const at::Tensor& grad_y,
   // Workspaces, from PyTorch's caching allocator (stream-ordered; graph-capture safe).
   at::Tensor gr = at::empty({jobs[0] > 0 ? pixels * gr_cols(p) : 0}, x.options());
   at::Tensor partial = at::empty({p.p_total > 0 ? p.split.splits * p.p_total : 0},
-                                 x.options().dtype(st == at::kDouble ? at::kDouble : at::kFloat));
+                                 x.options().dtype(acc_type(st)));
   p.gy = tensor_ref(grad_y), p.x = tensor_ref(x), p.y = tensor_ref(y);
   p.r[0] = tensor_ref(r3), p.r[1] = tensor_ref(r5);
   p.gr = gr.mutable_data_ptr();
@@ -319,11 +330,9 @@ std::vector<int64_t> fused_plan(int64_t n, int64_t h, int64_t w, int64_t c3r, in
   constexpr const char* op = "cuda_fused_inception_plan";
   TORCH_CHECK(n >= 0 && h > 0 && w > 0 && h * w < INT_MAX, op, ": need n >= 0 and 0 < H * W < 2^31, got n=", n,
               " H=", h, " W=", w);
-  TORCH_CHECK(c3r > 0 && c5r > 0 && k3 > 0 && k5 > 0 && k3 % 2 == 1 && k5 % 2 == 1, op,
-              ": need positive reduce channels and odd kernel sizes, got c3r=", c3r, " k3=", k3, " c5r=", c5r,
-              " k5=", k5);
-  TORCH_CHECK(dtype == at::kHalf || dtype == at::kBFloat16 || dtype == at::kFloat || dtype == at::kDouble, op,
-              ": dtype must be float16, bfloat16, float32 or float64, got ", dtype);
+  TORCH_CHECK(c3r > 0 && c5r > 0, op, ": need positive reduce channels, got c3r=", c3r, " c5r=", c5r);
+  check_kernel_sizes(op, k3, k5);
+  check_fused_dtype(op, "dtype", dtype);
   FwdParams p{};
   p.conv[kW3r].cout = static_cast<int>(c3r), p.conv[kW5r].cout = static_cast<int>(c5r);
   p.conv[kW3].k = static_cast<int>(k3), p.conv[kW5].k = static_cast<int>(k5);
