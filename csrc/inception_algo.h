@@ -1,5 +1,5 @@
 // The fused Inception algorithm of the CUDA C++ kernels, as host + device code
-// (DESIGN.md §3-4; the same algorithm as the Triton path).
+// (docs/design.md §3-4; the same algorithm as the Triton path).
 //
 // A job is one thread block's work. Every product in a job is a GEMM tile
 // C[kBM, kBN] = sum_k A(m, k) * B(k, n) handed to `core.gemm(a, b, kdim, epilogue)`:

@@ -1,4 +1,4 @@
-// Index and tiling math of the fused CUDA C++ Inception kernels (DESIGN.md §3-4).
+// Index and tiling math of the fused CUDA C++ Inception kernels (docs/design.md §3-4).
 //
 // Plain C++ with no CUDA, torch or standard-library dependency beyond <cstdint>: every
 // function is `__host__ __device__` under nvcc and an ordinary inline function under a host

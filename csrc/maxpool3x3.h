@@ -1,6 +1,6 @@
 // Launcher of the 3x3 / stride 1 / pad 1 max-pool kernel (the pool branch of an Inception
 // module). Plain C++ + CUDA runtime types only, so that the .cu file that implements it
-// compiles without any torch header (DESIGN.md §6: compile time on a 2-core CI machine).
+// compiles without any torch header (docs/design.md §6: compile time on a 2-core CI machine).
 #pragma once
 
 #include <cstdint>

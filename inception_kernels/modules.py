@@ -69,7 +69,7 @@ class _Branch(nn.Module):
 
 
 class FusedInception(nn.Module):
-    """An Inception module computed by the fused op (DESIGN.md §3): a drop-in for ``Inception``.
+    """An Inception module computed by the fused op (docs/design.md §3): a drop-in for ``Inception``.
 
     Args:
         in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj: channel counts, as in

@@ -1,6 +1,6 @@
 """The fused Inception op: argument checks and backend dispatch.
 
-``fused_inception`` computes one whole Inception module (DESIGN.md §3) with the semantics
+``fused_inception`` computes one whole Inception module (docs/design.md §3) with the semantics
 of :func:`inception_kernels.reference.inception`. Backends:
 
 - ``"triton"``: one Triton kernel launch (:mod:`inception_kernels.triton.inception_fwd`), on
@@ -37,7 +37,7 @@ backend. The CUDA backend's ops ``inception_kernels::cuda_fused_inception`` /
 ``cuda_fused_inception_backward`` (registered by the extension, CUDA and Meta kernels) are
 called inside these ops' implementations. ``custom_op`` + ``register_fake`` is used rather than
 ``triton_op`` because only the former compiles on CPU tensors under Triton's interpreter
-(DESIGN.md §6), which is how this machine tests it.
+(docs/design.md §6), which is how this machine tests it.
 
 Autocast: under ``torch.autocast`` for x's device type, :func:`fused_inception` casts x and
 the parameters to the autocast dtype first (as ``F.conv2d`` does), in the Python wrapper
@@ -82,7 +82,7 @@ def _resolve_backend(backend: str, x: torch.Tensor) -> str:
     if backend not in BACKEND_CHOICES:
         raise ValueError(f"backend must be one of {BACKEND_CHOICES}, got {backend!r}")
     interpreting = x.device.type == "cpu" and _backends.interpreter_enabled()
-    # Triton's interpreter multiplies the raw bits of bfloat16 operands in tl.dot (DESIGN.md §6):
+    # Triton's interpreter multiplies the raw bits of bfloat16 operands in tl.dot (docs/design.md §6):
     # its bf16 results would be silently wrong, so bf16 never runs there.
     interpretable = interpreting and x.dtype != torch.bfloat16
     if backend == "auto":

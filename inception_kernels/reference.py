@@ -1,4 +1,4 @@
-"""The oracle: one Inception module in plain PyTorch (DESIGN.md §3).
+"""The oracle: one Inception module in plain PyTorch (docs/design.md §3).
 
 Every fused backend is tested against :func:`inception`. It is written for clarity,
 not speed: four branches of ``F.conv2d`` / ``F.max_pool2d`` and a ``torch.cat``.

@@ -968,7 +968,7 @@ def format_markdown(report: dict) -> str:
 
 
 def _target_summary(recs: Sequence[dict]) -> list[str]:
-    """Lines checking DESIGN.md §7's static targets, per schedule, over the records' layers."""
+    """Lines checking docs/design.md §7's static targets, per schedule, over the records' layers."""
     lines = []
     for schedule in SCHEDULES:
         rs = [r for r in recs if r["schedule"] == schedule]

@@ -238,7 +238,7 @@ def test_empty_batch_no_launch(device, backend):
 @pytest.mark.gpu
 @pytest.mark.parametrize("layer", list(GOOGLENET_INCEPTIONS))
 def test_googlenet_layers_bf16_three_way(layer, backend):
-    # GPU only: the interpreter's bf16 tl.dot multiplies raw bits (DESIGN.md §6)
+    # GPU only: the interpreter's bf16 tl.dot multiplies raw bits (docs/design.md §6)
     spec = GOOGLENET_INCEPTIONS[layer]
     x, ws, bs = make_inputs(spec, 2, 14, 13, torch.bfloat16, "cuda", seed=9, channels_last=True)
     y = run_fused(x, ws, bs, backend)

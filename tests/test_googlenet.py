@@ -61,7 +61,7 @@ def test_paper_parameter_count_without_aux_heads():
     stem = (3 * 64 * 49 + 64) + (64 * 64 + 64) + (64 * 192 * 9 + 192)
     blocks = sum(spec.num_parameters for spec in GOOGLENET_INCEPTIONS.values())
     fc = 1024 * 1000 + 1000
-    assert stem + blocks + fc == 6_998_552  # DESIGN.md §2
+    assert stem + blocks + fc == 6_998_552  # docs/design.md §2
     assert _num_params(model) == 6_998_552
 
 
@@ -182,7 +182,7 @@ def test_torchvision_training_outputs_match(torchvision_models):
 
 
 def _paper_forward_by_hand(model, x):
-    """DESIGN.md §2's paper network in functional form, with the model's parameters."""
+    """docs/design.md §2's paper network in functional form, with the model's parameters."""
 
     def conv(m, t, **kw):
         return F.relu(F.conv2d(t, m.conv.weight, m.conv.bias, **kw))

@@ -348,7 +348,7 @@ def test_bench_googlenet_cases_run_on_cpu():
     from inception_kernels import bench
 
     case = bench.googlenet_case("paper", 1, "fp32", "infer", "eager_cl", device="cpu")
-    # about 1.58 GMACs per 224x224 image (DESIGN.md §2), 2 FLOPs each
+    # about 1.58 GMACs per 224x224 image (docs/design.md §2), 2 FLOPs each
     assert 2 * 1.5e9 < case.flops < 2 * 1.65e9
     case.fn()
     # a training step (aux heads, loss, backward, SGD) at a small size: the parameters move

@@ -1,4 +1,4 @@
-"""GoogLeNet (Inception-v1), in two variants built from the same blocks (DESIGN.md §2).
+"""GoogLeNet (Inception-v1), in two variants built from the same blocks (docs/design.md §2).
 
 ``variant="paper"`` follows "Going deeper with convolutions" (Szegedy et al., 2014,
 arXiv:1409.4842, Table 1 and §5): every convolution has a bias and is followed by ReLU, no
@@ -14,7 +14,7 @@ convolution (stem conv1 7x7, conv2 1x1, conv3 3x3 included) and on the classifie
     classifier  1024*1000 + 1000                                 = 1,025,000
     total                                                          6,998,552
 
-This is the faithful architecture; no stem detail needs changing to reach DESIGN.md's figure
+This is the faithful architecture; no stem detail needs changing to reach docs/design.md's figure
 (an earlier hand count of 6,998,744 was 192 too high). The two auxiliary heads add 6,379,728.
 
 ``variant="torchvision"`` reproduces ``torchvision.models.googlenet`` module for module and
@@ -139,7 +139,7 @@ class BasicConv2d(nn.Module):
 
 
 class Inception(nn.Module):
-    """One Inception module: four branches concatenated along channels (DESIGN.md §3).
+    """One Inception module: four branches concatenated along channels (docs/design.md §3).
 
     Sub-modules carry torchvision's names, so a fused block can replace this one one for one
     and state_dicts move between them::

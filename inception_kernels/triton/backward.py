@@ -1,4 +1,4 @@
-"""Fused Triton backward of one Inception module, in three launches (DESIGN.md §3-4).
+"""Fused Triton backward of one Inception module, in three launches (docs/design.md §3-4).
 
 Given the upstream gradient ``grad_y`` of ``y = cat([y1, y3, y5, yp])`` and what the forward
 saved (``x``, ``y``, the reduce outputs ``r3``/``r5``), :func:`_inception_backward` computes

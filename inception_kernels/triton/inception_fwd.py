@@ -1,4 +1,4 @@
-"""Triton forward of a whole Inception module (DESIGN.md §3-4) in one kernel launch.
+"""Triton forward of a whole Inception module (docs/design.md §3-4) in one kernel launch.
 
 Semantics (``act`` = ReLU or identity)::
 
