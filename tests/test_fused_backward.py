@@ -190,9 +190,14 @@ def test_many_pixel_tiles_and_pixel_splits(device, monkeypatch):
     """More pixels than one tile, and weight gradients reduced over several pixel splits."""
     import inception_kernels.triton.backward as bw
 
+    from inception_kernels.triton._config import target_of
+
     monkeypatch.setattr(bw, "_MIN_PIXELS_PER_SPLIT", 1)
-    cfg = bw._backward_config(torch.float64, device == "cuda", 9 * 11, 1)
-    assert cfg["S"] > 1 and cfg["BM"] < 9 * 11
+    channels = (SMALL.in_channels, SMALL.ch1x1, SMALL.ch3x3red, SMALL.ch3x3, SMALL.ch5x5red, SMALL.ch5x5,
+                SMALL.pool_proj)
+    plan = bw._backward_plan(channels, SMALL.kernel_sizes, 1, 9, 11, torch.float64, target_of(torch.device(device)),
+                             True, [True] * 6)
+    assert plan.S > 1 and plan.BM < 9 * 11
     _check("triton", SMALL, 1, 9, 11, torch.float64, device)
 
 

@@ -83,6 +83,9 @@ def _pool_tile(x_ptr, x_row, h, w, row_ok, ci, ci_ok, s_c, s_h, s_w, H: tl.const
 
 @triton.jit
 def _tap_of(k, C: tl.constexpr, KS: tl.constexpr):
-    """Flat reduction index ``k = tap * C + c`` of a KxK conv -> ``(c, kh, kw)``."""
+    """Flat reduction index ``k = tap * C + c`` of a KxK conv -> ``(c, kh, kw)``; for a 1x1 conv
+    (``KS == 1``) simply ``(k, 0, 0)``, which keeps the compiler's alignment facts about ``k``."""
+    if KS == 1:
+        return k, 0 * k, 0 * k
     tap = k // C
     return k % C, tap // KS, tap % KS

@@ -382,6 +382,8 @@ def _split_n(n: int, bn: int) -> tuple[int, ...]:
     """
     nt, rem = divmod(n, bn)
     rem = -(-rem // 16) * 16
+    if rem == bn:  # a tail of more than bn - 16 columns is one more full tile
+        nt, rem = nt + 1, 0
     tail, off, w = [], nt * bn, bn // 2
     while rem:
         if rem >= w:
