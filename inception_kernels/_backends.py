@@ -155,17 +155,21 @@ def find_measured(table: Sequence[dict], key: dict) -> Optional[dict]:
     return None
 
 
-@torch.compiler.assume_constant_result
 def _device_identity(index: int) -> tuple:
-    """``(name, "major.minor")`` of CUDA device ``index`` (a constant while tracing)."""
-    major, minor = torch.cuda.get_device_capability(index)
-    return torch.cuda.get_device_name(index), f"{major}.{minor}"
+    """``(name, "major.minor")`` of CUDA device ``index`` (``torch.cuda.get_device_properties``
+    is constant-folded by torch.compile, so tracing needs no graph break)."""
+    props = torch.cuda.get_device_properties(index)
+    return props.name, f"{props.major}.{props.minor}"
 
 
-@torch.compiler.assume_constant_result
+_CUDA_RUNS: list = []  # the answer of _cuda_backend_runs, once known
+
+
 def _cuda_backend_runs() -> bool:
-    """The CUDA extension is loaded, has the fused op, and a device is there."""
-    return cuda_status().available and hasattr(torch.ops.inception_kernels, "cuda_fused_inception")
+    """The CUDA extension is loaded, has the fused op, and a device is there (asked once)."""
+    if not _CUDA_RUNS:
+        _CUDA_RUNS.append(cuda_status().available and hasattr(torch.ops.inception_kernels, "cuda_fused_inception"))
+    return _CUDA_RUNS[0]
 
 
 def auto_picks_cuda(x: torch.Tensor, spec) -> bool:

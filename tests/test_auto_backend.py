@@ -111,3 +111,15 @@ def test_auto_runs_the_cuda_kernels_where_the_table_says(monkeypatch):
         y2 = compiled(x)
     assert launches.triton == 0 and any("inception_fwd_kernel" in k for k in launches.cuda_kernels), launches
     torch.testing.assert_close(y2, y, atol=0, rtol=0)
+
+
+def test_importing_the_package_loads_neither_dynamo_nor_triton():
+    """The lookup adds nothing to import: marking functions for torch.compile would import
+    torch._dynamo (seconds), which imports Triton before TRITON_INTERPRET is settled."""
+    import subprocess
+    import sys
+
+    code = "import sys, inception_kernels; print('torch._dynamo' in sys.modules, 'triton' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["False", "False"]
