@@ -518,8 +518,12 @@ def key_numbers(step: str, logs: Path) -> dict:
     """The numbers summary.json keeps for a finished (or killed) step, read from its files."""
     if step == "info":
         info = _read_json(logs / "info.json") or {}
+        text = (logs / "info.log").read_text(errors="replace") if (logs / "info.log").exists() else ""
+        nvcc = re.search(r"Cuda compilation tools, release ([\d.]+)", text)
+        ncu = re.search(r"NVIDIA \(R\) Nsight Compute Command Line Profiler.*?Version ([\w.()-]+)", text, re.S)
         return dict(gpus=info.get("gpus"), backends={k: v.get("available") for k, v in
-                                                    (info.get("backends") or {}).items()})
+                                                    (info.get("backends") or {}).items()},
+                    nvcc=nvcc.group(1) if nvcc else None, ncu=ncu.group(1) if ncu else None)
     if step == "build":
         return _read_json(logs / "build.json") or {}
     if step == "warmup":
@@ -688,6 +692,8 @@ def run_check(out: Path, logs: Path, plan: Sequence[Step] = PLAN, only: Optional
             summary["device"] = dict(name=gpus[0].get("name"), capability=gpus[0].get("capability"),
                                      sm_count=gpus[0].get("sm_count"), memory_gib=gpus[0].get("memory_gib"))
             summary["versions"] = _versions(info)
+            tools = (summary["steps"].get("info") or {}).get("key") or {}
+            summary["versions"].update(nvcc=tools.get("nvcc"), ncu=tools.get("ncu"))
             summary["environment"] = dict(device=summary["device"]["name"], date=summary["date"], **summary["versions"])
         summary["elapsed_s"] = round(time.monotonic() - t0, 1)
         (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))

@@ -225,3 +225,15 @@ def test_parse_ncu_csv():
     assert "launch__registers_per_thread" not in fwd["metrics"]
     assert kernels[1]["top_stalls"][0] == ("barrier", 3.0)
     assert gc.parse_ncu_csv("==PROF== no kernels were profiled") == []
+
+
+def test_info_key_numbers(tmp_path):
+    (tmp_path / "info.json").write_text(json.dumps(dict(
+        gpus=[dict(name="NVIDIA H200", capability="9.0")], backends={"cuda": {"available": True}})))
+    (tmp_path / "info.log").write_text(
+        "Cuda compilation tools, release 13.0, V13.0.88\n"
+        "NVIDIA (R) Nsight Compute Command Line Profiler\nCopyright (c) 2018-2025 NVIDIA Corporation\n"
+        "Version 2025.3.1.0 (build 36398880) (public-release)\n")
+    key = gc.key_numbers("info", tmp_path)
+    assert key == dict(gpus=[dict(name="NVIDIA H200", capability="9.0")], backends={"cuda": True}, nvcc="13.0",
+                       ncu="2025.3.1.0")
