@@ -214,8 +214,8 @@ def _shards_info(ctx):
 
 
 def _shards_build(ctx):
-    return [Shard("build", _me(ctx, "_build", "--json", ctx.logs / "build.json"), env={"MAX_JOBS": "16", "NVCC_APPEND_FLAGS": "--threads 2",
-                                                    "INCEPTION_KERNELS_PTXAS_VERBOSE": "0"})]
+    env = {"MAX_JOBS": "16", "NVCC_APPEND_FLAGS": "--threads 2", "INCEPTION_KERNELS_PTXAS_VERBOSE": "0"}
+    return [Shard("build", _me(ctx, "_build", "--json", ctx.logs / "build.json"), env=env)]
 
 
 #: Inductor compiles in-process in the warm-up workers and in the timed compile step alike
@@ -613,6 +613,13 @@ def finalize(out: Path, logs: Path, summary: dict, python: str, timeout_s: float
     for name in ("bench.csv", "speedup_layers.png"):
         if (render_dir / name).exists():
             shutil.copyfile(render_dir / name, out / ("speedup.png" if name.endswith(".png") else name))
+    if records and not (out / "bench.csv").exists():  # the render failed: the records, unformatted
+        import csv
+
+        fields = list(dict.fromkeys(k for r in records for k in r))
+        with open(out / "bench.csv", "w", newline="") as f:
+            csv.DictWriter(f, fieldnames=fields).writeheader()
+            csv.DictWriter(f, fieldnames=fields).writerows(records)
     if (logs / "ncu_raw.csv").exists():
         shutil.copyfile(logs / "ncu_raw.csv", out / "ncu.csv")
     summary["records"] = records
@@ -624,9 +631,9 @@ def finalize(out: Path, logs: Path, summary: dict, python: str, timeout_s: float
     _trim_logs(logs)
     with tarfile.open(out / "logs.tar.gz", "w:gz") as tar:
         tar.add(logs, arcname="logs")
-    for p in out.iterdir():  # only the declared outputs come back
-        if p.name not in OUTPUT_FILES:
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in OUTPUT_FILES)
+    if foreign:
+        print(f"[gpu_check] warning: {out} holds files this run did not write: {foreign}", flush=True)
 
 
 def run_check(out: Path, logs: Path, plan: Sequence[Step] = PLAN, only: Optional[Sequence[str]] = None,
@@ -650,6 +657,9 @@ def run_check(out: Path, logs: Path, plan: Sequence[Step] = PLAN, only: Optional
     builders = shard_builders or SHARDS
     out.mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUT_FILES:  # a previous run's outputs (OUT holds nothing else: see main)
+        if (out / name).is_file():
+            (out / name).unlink()
     t0 = time.monotonic()
     deadline = t0 + total_s - reserve_s
     ctx = Context(python=python, logs=logs)
@@ -1111,6 +1121,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logs = Path(args.logs) if args.logs else Path(tempfile.mkdtemp(prefix="gpu_check_logs_"))
     if out.resolve() == logs.resolve() or logs.resolve().is_relative_to(out.resolve()):
         print(f"gpu_check: --logs must be outside --out ({out})", file=sys.stderr)
+        return 2
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in OUTPUT_FILES) if out.is_dir() else []
+    if foreign:
+        print(f"gpu_check: {out} must be empty or hold only a previous run's outputs {OUTPUT_FILES}; "
+              f"it holds {foreign[:5]}", file=sys.stderr)
         return 2
     only = [s for s in args.only.split(",") if s] or None
     unknown = [s for s in only or () if s not in {st.name for st in PLAN}]

@@ -7,11 +7,13 @@
 #   OUT=bench-results GIT_COMMIT=<sha> bash benchmarks/gpu_check.sh   # on the GPU machine
 #   bash benchmarks/gpu_check.sh --dry-run                             # anywhere: plan + checks
 #
-# OUT (default bench-results/) receives at most 8 files: summary.json, bench.csv, speedup.png,
+# OUT (default bench-results/ in the repository) must be empty or hold a previous run's outputs;
+# it receives at most 8 files: summary.json, bench.csv, speedup.png,
 # ncu.csv (when Nsight Compute exists) and logs.tar.gz. GIT_COMMIT names the commit when the
 # checkout has no .git. PYTHON overrides the interpreter. The driver's own limit is 480 s;
 # HARD_LIMIT_S (default 540) stops it from outside if it hangs.
 set -uo pipefail
+if [ -n "${OUT:-}" ]; then OUT="$(realpath -m "${OUT}")"; fi  # relative to the caller's folder
 cd "$(dirname "$0")/.."
 
 PY="${PYTHON:-$(command -v python || command -v python3)}"

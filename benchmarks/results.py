@@ -181,7 +181,8 @@ def cuda_faster_entries(summary: dict) -> list[dict]:
                       spec.pool_proj),
             kernel_sizes=tuple(spec.kernel_sizes), activation=spec.activation or "none", height=spec.spatial,
             width=spec.spatial, channels_last=True, layer=layer, batch=batch,
-            ms={m: {"triton": round(t["fused"], 4), "cuda": round(t["fused_cuda"], 4)} for m, t in sorted(both.items())},
+            ms={m: {"triton": round(t["fused"], 4), "cuda": round(t["fused_cuda"], 4)}
+                for m, t in sorted(both.items())},
             source=_rel(summary["path"])))
     return out
 
@@ -285,7 +286,8 @@ def render_run(run: dict) -> str:
     steps = run.get("steps", {})
     table = ((steps.get("verify") or {}).get("key") or {}).get("table") or {}
     if table:
-        cells = [f"{b} {d}: {c['passed']}/{c['passed'] + c['failed']}" for b, ds in table.items() for d, c in ds.items()]
+        cells = [f"{b} {d}: {c['passed']}/{c['passed'] + c['failed']}"
+                 for b, ds in table.items() for d, c in ds.items()]
         lines += ["Correctness on this GPU: `verify` checks passed per backend and dtype: " + ", ".join(cells) + ".",
                   ""]
     tests = (steps.get("tests") or {}).get("key") or {}
@@ -361,7 +363,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--root", default=str(RESULTS), help="the committed results (default benchmarks/results)")
     p.add_argument("--readme", default=str(README), help="the README to fill (default README.md)")
-    p.add_argument("--measured", default=str(MEASURED), help="the table to write (default inception_kernels/_measured.py)")
+    p.add_argument("--measured", default=str(MEASURED),
+                   help="the table to write (default inception_kernels/_measured.py)")
     sub = p.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("adopt", help="file a run's $OUT, then regenerate the README block and the table")
     a.add_argument("out_dir")

@@ -237,3 +237,28 @@ def test_info_key_numbers(tmp_path):
     key = gc.key_numbers("info", tmp_path)
     assert key == dict(gpus=[dict(name="NVIDIA H200", capability="9.0")], backends={"cuda": True}, nvcc="13.0",
                        ncu="2025.3.1.0")
+
+
+def test_refuses_an_out_folder_with_other_files(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("not ours")
+    assert gc.main(["--out", str(out), "--logs", str(tmp_path / "logs")]) == 2
+    assert "must be empty" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "not ours" and not (tmp_path / "logs").exists()
+
+
+def test_a_failed_render_still_leaves_the_records_as_csv(tmp_path):
+    rec = dict(suite="layers", name="3a", batch=256, dtype="bf16", mode="fwd", impl="fused", ms=0.5,
+               step="bench_layers")
+    src = tmp_path / "synthetic.jsonl"
+    src.write_text(json.dumps(rec) + "\n")
+    code = f"import shutil; shutil.copy({str(src)!r}, {str(tmp_path / 'logs' / 'bench_layers.jsonl')!r})"
+    out = tmp_path / "out"
+    summary = gc.run_check(out, tmp_path / "logs", plan=(gc.Step("bench_layers", 0, 20, "synthetic"),),
+                           python="/bin/false", total_s=60, reserve_s=30,
+                           shard_builders={"bench_layers": lambda ctx: [gc.Shard("bench_layers", _py(code))]})
+    assert summary["render"]["status"] == "failed"
+    lines = (out / "bench.csv").read_text().splitlines()
+    assert lines == ["suite,name,batch,dtype,mode,impl,ms,step", "layers,3a,256,bf16,fwd,fused,0.5,bench_layers"]
+    assert not (out / "speedup.png").exists()
