@@ -103,7 +103,8 @@ class Step:
     Args:
         name: the step's name (also its key in summary.json).
         stage: steps of the same stage run at the same time; stages run in order.
-        budget_s: the step's timeout in seconds (plus any slack earlier stages left).
+        budget_s: the step's timeout in seconds (plus any slack earlier stages left); the
+            steps of a stage share the largest budget among them.
         what: one line for the plan table.
     """
 
@@ -360,6 +361,10 @@ def run_shards(shards: Sequence[Shard], timeout_s: float, logs: Path, cwd: Path 
                 results[sh.name] = ShardResult(sh.name, None, 0.0, False)
             elif proc.poll() is not None:
                 results[sh.name] = ShardResult(sh.name, proc.returncode, round(now - start, 1), False)
+                try:  # what the shard left running in its process group (compile workers...)
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
             elif now - t0 > timeout_s:
                 _kill_group(proc)
                 log.write(f"\n[gpu_check] timed out after {timeout_s:.0f} s: killed\n".encode())

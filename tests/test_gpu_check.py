@@ -262,3 +262,13 @@ def test_a_failed_render_still_leaves_the_records_as_csv(tmp_path):
     lines = (out / "bench.csv").read_text().splitlines()
     assert lines == ["suite,name,batch,dtype,mode,impl,ms,step", "layers,3a,256,bf16,fwd,fused,0.5,bench_layers"]
     assert not (out / "speedup.png").exists()
+
+
+def test_a_finished_step_leaves_nothing_running(tmp_path):
+    """A shard that exits while its child still runs: the child is ended with it."""
+    pidfile = tmp_path / "child.pid"
+    res = gc.run_shards([gc.Shard("quick", ["bash", "-c", f"sleep 60 & echo $! > {pidfile}"])], 30, tmp_path)
+    assert res[0].rc == 0 and not res[0].timed_out
+    child = int(pidfile.read_text())
+    time.sleep(0.2)
+    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
