@@ -175,11 +175,12 @@ def _cmd_verify(args, argv: Sequence[str]) -> int:
         return subprocess.call([sys.executable, "-m", PKG, *argv], env=dict(os.environ, TRITON_INTERPRET="1"))
     from . import _verify
 
-    layers = args.layers.split(",") if args.layers else None
+    layers = args.layers.split(",") if args.layers else ([] if args.models else None)
     dtypes = args.dtype.split(",") if args.dtype else None
+    models = args.models or layers is None
     t0 = time.perf_counter()
     try:
-        rows, skipped, device = _verify.run(layers, dtypes, batch=args.batch, size=args.size)
+        rows, skipped, device = _verify.run(layers, dtypes, batch=args.batch, size=args.size, models=models)
     except ValueError as e:
         print(f"inception-kernels verify: {e}", file=sys.stderr)
         return 2
@@ -200,7 +201,7 @@ def _cmd_verify(args, argv: Sequence[str]) -> int:
         print(f"  backend {b}: layers {', '.join(ls)}; {', '.join(ds)}")
     if device == "cpu" and "triton" in checked:
         print("  (the Triton interpreter is slow: it runs batch 1, and float32 unless --dtype chooses)")
-    if not layers:
+    if models:
         print(f"  whole models: {', '.join('GoogLeNet-' + v for v in _verify.MODEL_VARIANTS)}, eval mode, "
               "fused vs. unfused logits (batch 1, the variant's minimum input size or --size)")
     print()
@@ -224,7 +225,12 @@ def _parser() -> argparse.ArgumentParser:
     ver.add_argument("--layers", default="", help="comma-separated layers, e.g. 3a,5b (default: all nine)")
     ver.add_argument("--batch", type=int, default=2, help="batch size (default 2)")
     ver.add_argument("--size", type=int, default=7, help="spatial size H = W (default 7)")
-    ver.add_argument("--dtype", default="", help="comma-separated: float64,float32 (default both)")
+    ver.add_argument("--dtype", default="",
+                     help="comma-separated among float64,float32,float16,bfloat16 (or fp64,fp32,fp16,bf16); "
+                          "float16/bfloat16 are checked three-way against float64 and PyTorch in the same dtype "
+                          "(default float64,float32 on the CPU, all four on a CUDA device)")
+    ver.add_argument("--models", action="store_true",
+                     help="check the whole fused GoogLeNets (with --layers: those layers too; without: no layers)")
     ver.add_argument("--json", action="store_true", help="print JSON")
     from . import bench, report
 
