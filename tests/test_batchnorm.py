@@ -433,3 +433,75 @@ def test_functional_argument_errors(case, error, match):
         kw["backend"] = "cudnn"
     with pytest.raises(error, match=match):
         ik.fused_inception_bn(*args, **kw)
+
+
+# ---------------------------------------------------------------------------- the whole network
+
+
+def _train_googlenet(model, x, target, *, steps=3, lr=0.05, seed=1):
+    """SGD with momentum on a fixed batch; dropout (main 0.2, aux 0.7) seeded the same for every model."""
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    torch.manual_seed(seed)
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = ik.googlenet_loss(model(x), target)  # torchvision's (logits, aux2, aux1), weights 0.3
+        loss.backward()
+        opt.step()
+        losses.append(loss.detach())
+    return torch.stack(losses)
+
+
+def _assert_trained_alike(fused, model, got, want, rtol):
+    assert not torch.equal(want[0], want[-1])  # it did train
+    assert_rel(got, want, rtol, "losses")
+    state = fused.state_dict()
+    assert list(state) == list(model.state_dict())
+    for name, t in model.state_dict().items():
+        if name.endswith("num_batches_tracked"):
+            assert torch.equal(state[name], t), name
+        else:
+            assert_rel(state[name], t, rtol, name)
+
+
+def test_torchvision_googlenet_trains_fused_like_unfused():
+    """torchvision's GoogLeNet with its aux heads, fused in training mode, trains like the unfused
+    model: losses, every parameter and every running statistic after three SGD steps, fp64,
+    1e-9 relative.
+
+    On the CPU the BatchNorm blocks run ``backend="reference"``: BatchNorm in training mode has no
+    fused kernels yet (batchnorm._TRAINING_KERNELS), and the Triton interpreter would need minutes
+    for nine real-size blocks forward and backward. Once the fused Triton BatchNorm kernels exist,
+    this test runs them on a GPU (the gpu-marked test below) and here at least one real block
+    (test_train_fp64_matches_torchvision). 47x47 is the smallest input at which the last blocks'
+    maps are 2x2, so every 3x3 conv mixes neighbours (GoogLeNet's docstring)."""
+    from inception_kernels.models.googlenet import _min_input_size
+
+    size = _min_input_size("torchvision", aux_heads=True, last_map=2)
+    torch.manual_seed(0)
+    model = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True, num_classes=10).double()
+    fused = ik.fuse(copy.deepcopy(model), backend="reference")
+    assert sum(isinstance(m, FusedInception) and m.batch_norm for m in fused.modules()) == 9
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    target = torch.tensor([1, 7])
+    want = _train_googlenet(model, x, target)
+    got = _train_googlenet(fused, x, target)
+    _assert_trained_alike(fused, model, got, want, 1e-9)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["auto"])
+def test_torchvision_googlenet_trains_fused_like_unfused_full_size(backend):
+    """The same at 224x224, batch 8, fp32 (TF32 off), on the GPU. ``"auto"`` runs the BatchNorm
+    blocks on the reference path in training mode until fused BatchNorm kernels exist (it warns);
+    add ``"triton"`` to the parametrization when they do."""
+    torch.manual_seed(0)
+    model = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True, num_classes=1000).cuda()
+    fused = ik.fuse(copy.deepcopy(model), backend=backend)
+    x = torch.randn(8, 3, 224, 224, generator=torch.Generator().manual_seed(2)).cuda()
+    target = torch.randint(0, 1000, (8,), generator=torch.Generator().manual_seed(3)).cuda()
+    want = _train_googlenet(model, x, target, lr=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # backend="auto": "runs BatchNorm in training mode on the reference path"
+        got = _train_googlenet(fused, x, target, lr=0.01)
+    _assert_trained_alike(fused, model, got, want, 1e-3)
