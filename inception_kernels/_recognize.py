@@ -23,7 +23,7 @@ candidate only when it holds exactly six convs (it may be an Inception block fx 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Union
 
 import torch
@@ -54,9 +54,9 @@ class Unit:
         relu: whether a ReLU follows.
     """
 
-    conv: nn.Conv2d
+    conv: nn.Conv2d = field(repr=False)
     conv_path: str
-    bn: Optional[nn.BatchNorm2d]
+    bn: Optional[nn.BatchNorm2d] = field(repr=False)
     bn_path: Optional[str]
     relu: bool
 

@@ -188,6 +188,23 @@ def test_regression_inception_v3_names_with_bare_convs_are_recognized(relu_modul
     torch.testing.assert_close(model(x), want, atol=1e-12, rtol=1e-10)
 
 
+def test_convs_with_and_without_bias_in_one_block():
+    """Biases are read per conv: a block with some bias-less convs keeps exactly its keys."""
+    block = InceptionV3Names(*SMALL).double()
+    block.branch3x3_2 = nn.Conv2d(4, 5, 3, padding=1, bias=False).double()
+    block.branch_pool = nn.Conv2d(6, 2, 1, bias=False).double()
+    fused = fuse(copy.deepcopy(block), backend="reference")
+    assert [c.bias is not None for c in fused.convs()] == [True, True, False, True, True, False]
+    assert list(fused.state_dict()) == list(block.state_dict())
+    assert "bias=(True, True, False, True, True, False)" in repr(fused)
+    torch.testing.assert_close(fused(_x()), block(_x()), atol=1e-12, rtol=1e-10)
+    made = FusedInception(*SMALL, bias=(True, True, False, True, True, False))
+    assert [k for k in made.state_dict() if k.endswith("bias")] == [
+        "branch1.conv.bias", "branch2.0.conv.bias", "branch3.0.conv.bias", "branch3.1.conv.bias"]
+    with pytest.raises(TypeError, match="bias must be None, a bool or 6 bools"):
+        FusedInception(*SMALL, bias=(True, False))
+
+
 # ---------------------------------------------------------------------------- modes and keys
 
 
