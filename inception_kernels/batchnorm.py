@@ -25,8 +25,9 @@ Backends, decided in one place, :func:`_resolve_bn_backend`:
 - Training mode (batch statistics) needs fused kernels that compute the statistics: Triton,
   at most 3 launches forward and 5 backward (docs/design.md §7). They are not implemented
   yet: ``backend="triton"`` raises ``NotImplementedError``, ``backend="cuda"`` too (no CUDA
-  C++ BatchNorm kernels either), and ``backend="auto"`` runs the reference path with a
-  warning, so a model with BatchNorm trains correctly today, unfused inside each block.
+  C++ BatchNorm kernels either), and ``backend="auto"`` runs the reference path -- with a
+  warning where it would have picked Triton (a CUDA tensor, or the interpreter) -- so a model
+  with BatchNorm trains correctly today, unfused inside each block.
   A backend's training kernels plug in through :data:`_TRAINING_KERNELS`.
 """
 
@@ -132,9 +133,10 @@ def _resolve_bn_backend(backend: str, x: Tensor, training: bool) -> str:
             )
         ops._resolve_backend("triton", x)  # raises where Triton cannot run x
         return "triton"
-    # "auto"
-    if "triton" in _TRAINING_KERNELS:
-        return ops._resolve_backend("auto", x)  # "triton" or "reference"
+    # "auto": the fused op's choice ("triton" or "reference"), where training kernels exist
+    chosen = ops._resolve_backend("auto", x)
+    if chosen == "reference" or chosen in _TRAINING_KERNELS:
+        return chosen
     warnings.warn(
         "fused_inception_bn: backend='auto' runs BatchNorm in training mode on the plain-PyTorch reference "
         f"path, because {_MISSING_TRITON} (eval mode is fused)",

@@ -366,6 +366,17 @@ def test_training_backends_today():
                               kernel_sizes=(3, 3), backend="auto")
 
 
+def test_auto_warns_only_where_it_would_have_fused(monkeypatch):
+    """On a CPU without Triton's interpreter "auto" picks the reference path anyway: no warning."""
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    tv = tv_block()
+    fused = FusedInception.from_module(tv, backend="auto")
+    x = _x(L3A, 2, 3, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        torch.testing.assert_close(fused(x), tv(x), atol=0, rtol=0)
+
+
 def test_functional_matches_module_and_reference():
     """fused_inception_bn (reference) is reference.inception_bn; per-conv eps and momentum."""
     tv = tv_block()
