@@ -137,6 +137,8 @@ def _resolve_bn_backend(backend: str, x: Tensor, training: bool) -> str:
     chosen = ops._resolve_backend("auto", x)
     if chosen == "reference" or chosen in _TRAINING_KERNELS:
         return chosen
+    if torch.compiler.is_compiling():  # dynamo cannot trace warnings.warn (fullgraph would fail)
+        return "reference"
     warnings.warn(
         "fused_inception_bn: backend='auto' runs BatchNorm in training mode on the plain-PyTorch reference "
         f"path, because {_MISSING_TRITON} (eval mode is fused)",

@@ -56,16 +56,21 @@ def tv_block(cfg=L3A, kernel_sizes=(3, 3), *, dtype=torch.float64, device="cpu",
         block.branch3[1] = TVBasicConv2d(cfg[4], cfg[5], kernel_size=5, padding=2)
     else:
         assert kernel_sizes == (3, 3), kernel_sizes
-    g = torch.Generator().manual_seed(seed + 1)
+    return randomize_bn(block, seed + 1).to(device=device, dtype=dtype)
+
+
+def randomize_bn(module: nn.Module, seed: int = 1) -> nn.Module:
+    """Non-trivial BatchNorm running statistics and affine parameters, in place."""
+    g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for m in block.modules():
+        for m in module.modules():
             if isinstance(m, nn.BatchNorm2d):
                 n = m.num_features
                 m.running_mean.copy_(0.2 * torch.randn(n, generator=g))
                 m.running_var.copy_(0.5 + torch.rand(n, generator=g))
                 m.weight.copy_(1 + 0.3 * torch.randn(n, generator=g))
                 m.bias.copy_(0.1 * torch.randn(n, generator=g))
-    return block.to(device=device, dtype=dtype)
+    return module
 
 
 def _x(cfg, n, h, w, *, dtype=torch.float64, device="cpu", channels_last=False, seed=3):
@@ -327,6 +332,22 @@ def test_eval_low_precision_three_way(backend, dtype, atol, device):
     assert y.dtype == dtype
     fused_err = (y.double() - want).abs().max().item()
     assert fused_err <= 2 * torch_err + atol * max(1.0, want.abs().max().item()), (fused_err, torch_err)
+
+
+@pytest.mark.parametrize("mode, backend", [("train", "auto"), ("eval", "triton")])
+def test_torch_compile_fullgraph(mode, backend, device):
+    """torch.compile(fullgraph=True) traces the BatchNorm block in both modes (aot_eager: the
+    real kernels run after tracing), running statistics and num_batches_tracked included."""
+    torch.manual_seed(0)
+    block = randomize_bn(ik.Inception(6, 3, 4, 5, 2, 3, 2, kernel_sizes=(3, 3), batch_norm=True)).to(device)
+    block.train(mode == "train")
+    fused = FusedInception.from_module(block, backend=backend)
+    x = torch.randn(2, 6, 5, 4, device=device)
+    torch._dynamo.reset()
+    compiled = torch.compile(fused, backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(compiled(x), block(x), atol=1e-5, rtol=1e-5)
+    for name, t in block.state_dict().items():
+        torch.testing.assert_close(fused.state_dict()[name], t, atol=1e-6, rtol=1e-5, msg=name)
 
 
 # ---------------------------------------------------------------------------- backends
