@@ -331,7 +331,7 @@ def check_model(variant: str, backend: str, *, size: int, device: str, seed: int
     """Fuse a whole GoogLeNet (eval mode) with ``backend`` and compare its logits with the unfused model's.
 
     Args:
-        variant: "paper" or "torchvision" (BatchNorm, folded by ``fuse``).
+        variant: "paper" or "torchvision" (BatchNorm, folded by ``fuse(..., fold_batch_norm=True)``).
         backend: a ``fused_inception`` backend name.
         size: input size; raised to the variant's minimum when smaller.
         device: "cpu" or "cuda".
@@ -358,7 +358,7 @@ def check_model(variant: str, backend: str, *, size: int, device: str, seed: int
     size = max(size, model.min_input_size)
     x = torch.randn(1, 3, size, size, generator=g).to(device)
     try:
-        fused = fuse(copy.deepcopy(model), backend=backend)
+        fused = fuse(copy.deepcopy(model), backend=backend, fold_batch_norm=True)  # eval mode: inference
         with torch.no_grad():
             want, got = model(x), fused(x)
     except Exception as e:  # a backend that raises fails its row, with the message

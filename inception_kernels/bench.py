@@ -320,7 +320,7 @@ def googlenet_case(variant: str, batch: int, dtype: str, mode: str, impl: str, d
         if fuse is None:
             case.unavailable = "inception_kernels.fuse is not available in this build"
             return case
-        model = fuse(model, backend=backend)
+        model = fuse(model, backend=backend, fold_batch_norm=not train)  # inference folds BatchNorm once
     runner = _compiled(model, impl) if impl.startswith("compile") else model
     if not train:
         def step():
