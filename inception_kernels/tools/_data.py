@@ -228,8 +228,8 @@ def eval_crops(image, image_size: int, crops: int) -> torch.Tensor:
     """The test crops of one image, uint8 ``[crops, 3, image_size, image_size]``.
 
     - 1: the shorter side resized to :func:`resize_size`, the center crop;
-    - 10: the same resize, the four corner crops and the center crop, then their mirror images
-      (torchvision's ``TenCrop`` order);
+    - 10: the same resize, the four corner crops and the center crop, then the same five crops
+      of the mirrored image (exactly torchvision's ``TenCrop``);
     - 144: the paper's scheme (§7): the shorter side resized to each of the four
       :func:`paper_scales`; of each resized image the left, center and right squares (top,
       center, bottom for portrait images); of each square the four corner crops, the center
@@ -252,7 +252,7 @@ def eval_crops(image, image_size: int, crops: int) -> torch.Tensor:
     if crops in (1, 10):
         t = F.pil_to_tensor(F.resize(image, resize_size(image_size)))
         views = _five(t, image_size)
-        views = [views[4]] if crops == 1 else views + [v.flip(-1) for v in views]
+        views = [views[4]] if crops == 1 else views + _five(t.flip(-1), image_size)
         return torch.stack(views)
     views = []
     for side in paper_scales(image_size):

@@ -120,8 +120,9 @@ def evaluate(args: argparse.Namespace) -> dict:
           f"{'plain' if args.no_fuse else 'fused (backend ' + args.backend + ')'} on {dev.type}")
     c1 = c5 = n = 0
     t0 = time.perf_counter()
-    with torch.no_grad(), autocast(dev, args.amp):
-        for batch in tqdm(data, desc="evaluate", unit="batch", leave=False, dynamic_ncols=True):
+    with torch.no_grad(), autocast(dev, args.amp), \
+            tqdm(data, desc="evaluate", unit="batch", leave=False, dynamic_ncols=True) as bar:
+        for batch in bar:
             crops, target = _data.check_batch(batch)
             probs = average_probabilities(models, crops, chunk=args.batch_size, prepare=prepare)
             k1, k5 = count_correct(probs, target.to(dev))

@@ -436,7 +436,6 @@ def _train(a: argparse.Namespace, procs: Processes) -> TrainResult:
     if val_loader is None:
         say(f"note: --data {where} has no val/ folder: top1/top5 are not measured")
 
-    amp_ctx = lambda: autocast(dev, a.amp)  # noqa: E731
     while epoch < a.epochs and (a.max_steps is None or step < a.max_steps):
         t_epoch = time.perf_counter()
         sampler.set_epoch(epoch)
@@ -447,34 +446,33 @@ def _train(a: argparse.Namespace, procs: Processes) -> TrainResult:
         net.train()
         loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
         images = 0
-        bar = tqdm(total=n_steps, desc=f"epoch {epoch + 1}/{a.epochs}", unit="step", disable=not procs.main,
-                   leave=False, dynamic_ncols=True)
         batches = iter(train_loader)
-        t0 = time.perf_counter()
-        for i in range(n_steps):
-            x, y = _data.check_batch(next(batches))
-            x = x.to(dev, non_blocking=True).contiguous(memory_format=fmt)
-            y = y.to(dev, non_blocking=True)
-            optimizer.zero_grad(set_to_none=True)
-            with amp_ctx():
-                loss = googlenet_loss(forward(x), y, aux_weight=a.aux_weight)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            if ema is not None:
-                ema.update_parameters(net)
-            step += 1
-            loss_sum += loss.detach().double() * x.shape[0]
-            images += x.shape[0]
-            bar.update(1)
-            if procs.main and (i % 10 == 0 or i == n_steps - 1):
-                rate = images * procs.world_size / max(time.perf_counter() - t0, 1e-9)
-                bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{rate:.1f}", refresh=False)
-        del batches
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        train_seconds = time.perf_counter() - t0
-        bar.close()
+        with tqdm(total=n_steps, desc=f"epoch {epoch + 1}/{a.epochs}", unit="step", disable=not procs.main,
+                  leave=False, dynamic_ncols=True) as bar:
+            t0 = time.perf_counter()
+            for i in range(n_steps):
+                x, y = _data.check_batch(next(batches))
+                x = x.to(dev, non_blocking=True).contiguous(memory_format=fmt)
+                y = y.to(dev, non_blocking=True)
+                optimizer.zero_grad(set_to_none=True)
+                with autocast(dev, a.amp):
+                    loss = googlenet_loss(forward(x), y, aux_weight=a.aux_weight)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                if ema is not None:
+                    ema.update_parameters(net)
+                step += 1
+                loss_sum += loss.detach().double() * x.shape[0]
+                images += x.shape[0]
+                bar.update(1)
+                if procs.main and (i % 10 == 0 or i == n_steps - 1):
+                    rate = images * procs.world_size / max(time.perf_counter() - t0, 1e-9)
+                    bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{rate:.1f}", refresh=False)
+            del batches
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            train_seconds = time.perf_counter() - t0
         scheduler.step()
         epoch += 1
         loss_total, images_total = procs.sum([loss_sum.item(), images])
