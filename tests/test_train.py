@@ -164,39 +164,42 @@ def test_resume_continues_like_an_uninterrupted_run(paper_run, folder, tmp_path)
     assert rows[0] == _read_metrics(tmp_path / "a" / "metrics.csv")[0]
 
 
-_DDP_WORKER = """
-import os, sys, torch
-from inception_kernels import cli
-from inception_kernels.tools import train
+#: A test hook that Python imports at start-up (sitecustomize on PYTHONPATH): in torchrun's workers
+#: (RANK set) it saves each replica's parameters after train(), which only rank 0 writes otherwise.
+_RANK_DUMP = """
+import os
+if os.environ.get("RANK") is not None:
+    import torch
+    from inception_kernels.tools import train
 
-captured = {}
-run = train.train
-def keep(args):
-    captured["result"] = result = run(args)
-    return result
-train.train = keep
-rc = cli.main(["train", *sys.argv[1:]])
-out = sys.argv[sys.argv.index("--out") + 1]
-torch.save(captured["result"].model.state_dict(), os.path.join(out, f"rank{os.environ['RANK']}.pt"))
-sys.exit(rc)
+    run = train.train
+
+    def keep(args):
+        result = run(args)
+        torch.save(result.model.state_dict(), os.path.join(args.out, "rank" + os.environ["RANK"] + ".pt"))
+        return result
+
+    train.train = keep
 """
 
 
 def test_torchrun_two_processes_step_like_one_process(folder, tmp_path):
-    """``torchrun --nproc_per_node=2`` (gloo, DDP, DistributedSampler) with 2 images per process
-    ends with equal replicas, equal to one process with a batch of 4: the same samples per step
-    (the sampler's order, per-sample seeded augmentation), no dropout (its masks are per process)."""
+    """``torchrun --nproc_per_node=2 -m inception_kernels train`` (gloo, DDP, DistributedSampler) with
+    2 images per process ends with equal replicas, equal to one process with a batch of 4: the same
+    samples per step (the sampler's order, per-sample seeded augmentation), no dropout (its masks
+    are per process)."""
     common = [*FAST, "--data", folder, "--max-steps", 2, "--dropout", 0, "--ema", 0, "--lr", 0.05]
     single = _run([*common, "--batch-size", 4, "--out", tmp_path / "single"])
-    script = tmp_path / "worker.py"
-    script.write_text(_DDP_WORKER)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(_RANK_DUMP)
+    path = [str(tmp_path / "hook"), str(REPO), os.environ.get("PYTHONPATH", "")]
     res = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
-         *map(str, common), "--batch-size", "2", "--out", str(tmp_path / "ddp")],
-        capture_output=True, text=True, timeout=400, env=env, cwd=REPO)
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+         "inception_kernels", "train", *map(str, common), "--batch-size", "2", "--out", str(tmp_path / "ddp")],
+        capture_output=True, text=True, timeout=400, env=dict(os.environ, PYTHONPATH=os.pathsep.join(path)), cwd=REPO)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "2 process(es) on cpu, batch 2 per process" in res.stdout
+    assert res.stdout.count("epoch 1/250  step 2") == 1  # rank 0 alone prints
     rank0 = torch.load(tmp_path / "ddp" / "rank0.pt", weights_only=True)
     rank1 = torch.load(tmp_path / "ddp" / "rank1.pt", weights_only=True)
     assert _state_equal(rank0, rank1)  # DDP: identical replicas
@@ -232,13 +235,16 @@ def _loads_into_torchvision(ck: dict) -> None:
 
 def test_init_from_torchvision_and_back(folder, tmp_path, capsys):
     """Start from a torchvision state_dict (1000 classes: the classifiers are re-initialized for 3);
-    the checkpoint loads strictly into torchvision.models.googlenet and computes what it computes."""
+    the checkpoint loads strictly into torchvision.models.googlenet and computes what it computes
+    (with --sync-bn, which converts BatchNorm on one process and changes no key); evaluate folds
+    its BatchNorm into the fused blocks and scores it as the plain model."""
     tv_state = _torchvision_file(tmp_path / "tv.pth")
     result = _run([*FAST, "--data", folder, "--variant", "torchvision", "--no-fuse", "--init-from-torchvision",
-                   tmp_path / "tv.pth", "--aux", "--max-steps", 1, "--lr", 0, "--ema", 0, "--batch-size", 4,
-                   "--out", tmp_path / "out"])
+                   tmp_path / "tv.pth", "--aux", "--sync-bn", "--max-steps", 1, "--lr", 0, "--ema", 0,
+                   "--batch-size", 4, "--out", tmp_path / "out"])
     out = capsys.readouterr().out
     assert "fc.weight: (1000, 1024) in the file, (3, 1024) here" in out
+    assert isinstance(result.model.conv1.bn, torch.nn.SyncBatchNorm)
     ck = torch.load(tmp_path / "out" / "checkpoint.pt", weights_only=True)
     assert ck["transform_input"] is True and ck["aux_logits"] is True
     params = dict(result.model.named_parameters())
@@ -248,6 +254,13 @@ def test_init_from_torchvision_and_back(folder, tmp_path, capsys):
         else:
             assert torch.equal(v, tv_state[k]), k
     _loads_into_torchvision(ck)
+    scores = []
+    for fused in ([], ["--no-fuse"]):
+        assert cli.main(["evaluate", "--data", str(folder), "--checkpoint", str(tmp_path / "out" / "checkpoint.pt"),
+                         "--workers", "0", "--backend", "reference", "--json", str(tmp_path / "r.json"), *fused]) == 0
+        scores.append(json.loads((tmp_path / "r.json").read_text()))
+    assert "scoring its plain weights" in capsys.readouterr().out  # --ema 0: no average to score
+    assert (scores[0]["top1"], scores[0]["top5"]) == (scores[1]["top1"], scores[1]["top5"])
 
 
 @NEEDS_FUSED_BN

@@ -335,6 +335,11 @@ def _train(a: argparse.Namespace, procs: Processes) -> TrainResult:
     ck = _checkpoint.load(a.resume, "--resume") if a.resume else None
     if ck is not None:
         _checkpoint.check_matches(ck, "--resume", a.resume, variant=a.variant, classes=classes, aux_logits=a.aux)
+        done_epochs, done_steps = int(ck["epoch"]), int(ck["step"])
+        if done_epochs >= a.epochs or (a.max_steps is not None and done_steps >= a.max_steps):
+            raise ValueError(f"--resume {a.resume} is at epoch {done_epochs}, step {done_steps}: nothing left to do "
+                             f"with --epochs {a.epochs}" + (f" --max-steps {a.max_steps}" if a.max_steps else "")
+                             + " (raise them to train on)")
 
     # The model: built the same on every process (DDP also broadcasts rank 0's at wrap time).
     torch.manual_seed(a.seed)
@@ -403,11 +408,9 @@ def _train(a: argparse.Namespace, procs: Processes) -> TrainResult:
             ema.n_averaged.fill_(int(ck["ema_n_averaged"]))
         elif ema is not None:
             notes.append("the checkpoint has no EMA model: the average starts now")
+        elif ck["ema"] is not None:
+            notes.append("--ema 0: the checkpoint's EMA model is not carried on")
         epoch, step, history = int(ck["epoch"]), int(ck["step"]), list(ck["history"])
-        if epoch >= a.epochs or (a.max_steps is not None and step >= a.max_steps):
-            raise ValueError(f"--resume {a.resume} is at epoch {epoch}, step {step}: nothing left to do with "
-                             f"--epochs {a.epochs}" + (f" --max-steps {a.max_steps}" if a.max_steps else "")
-                             + " (raise them to train on)")
 
     # Data: each process its DistributedSampler share; the augmentation seeded per sample.
     train_samples = _data.Samples(train_set, _data.train_transform(a.image_size), seed=a.seed)
