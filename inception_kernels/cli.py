@@ -1,4 +1,5 @@
-"""Command line: ``inception-kernels info | verify | report | bench | train | evaluate`` (also ``python -m inception_kernels``).
+"""Command line: ``inception-kernels info | verify | report | bench | train | evaluate``
+(also ``python -m inception_kernels``).
 
     info     versions, driver, GPU, and which backends can run here (``--json``)
     verify   every available backend against an independent nn composition, output and

@@ -130,7 +130,8 @@ def test_train_writes_checkpoint_metrics_and_curves(paper_run, capsys):
 
     ck = torch.load(out / "checkpoint.pt", weights_only=True)  # plain types and tensors only
     assert set(_checkpoint.KEYS) <= set(ck)
-    assert (ck["epoch"], ck["step"], ck["variant"], ck["num_classes"], ck["classes"]) == (2, 4, "paper", 3, list(CLASSES))
+    assert (ck["epoch"], ck["step"], ck["variant"], ck["num_classes"]) == (2, 4, "paper", 3)
+    assert ck["classes"] == list(CLASSES)
     assert ck["args"]["batch_size"] == 6 and ck["args"]["lr_gamma"] == 0.5 and isinstance(ck["args"]["data"], str)
     assert ck["scheduler"]["last_epoch"] == 2 and ck["history"][1]["lr"] == 0.005
     assert _state_equal(ck["model"], result.model.state_dict())
@@ -144,24 +145,25 @@ def test_train_writes_checkpoint_metrics_and_curves(paper_run, capsys):
 
 
 def test_resume_continues_like_an_uninterrupted_run(paper_run, folder, tmp_path):
-    """1 epoch, then --resume to 2: the same model, EMA, optimizer state, schedule and metrics as
-    the 2-epoch run (data order, augmentation and dropout are seeded per epoch)."""
+    """1 epoch, then --resume to 2 in the same --out: the same model, EMA, optimizer state, schedule
+    and metrics as the 2-epoch run (data order, augmentation and dropout are seeded per epoch)."""
     full, full_out = paper_run
     args = [*FAST, "--data", folder, "--batch-size", 6, "--lr-step-epochs", 1, "--lr-gamma", 0.5, "--ema", 0.9]
     first = _run([*args, "--epochs", 1, "--out", tmp_path / "a"])
     assert (first.epoch, first.step) == (1, 2)
-    resumed = _run([*args, "--epochs", 2, "--out", tmp_path / "b", "--resume", tmp_path / "a" / "checkpoint.pt"])
+    first_rows = _read_metrics(tmp_path / "a" / "metrics.csv")
+    resumed = _run([*args, "--epochs", 2, "--out", tmp_path / "a", "--resume", tmp_path / "a" / "checkpoint.pt"])
     assert (resumed.epoch, resumed.step) == (2, 4)
     assert _state_equal(resumed.model.state_dict(), full.model.state_dict())
     assert _state_equal(resumed.ema.state_dict(), full.ema.state_dict())
-    a = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
     b = torch.load(full_out / "checkpoint.pt", weights_only=True)
     assert a["scheduler"] == b["scheduler"]
     assert all(torch.equal(a["optimizer"]["state"][i]["momentum_buffer"], b["optimizer"]["state"][i]["momentum_buffer"])
                for i in b["optimizer"]["state"])
-    rows = _read_metrics(tmp_path / "b" / "metrics.csv")
+    rows = _read_metrics(tmp_path / "a" / "metrics.csv")
     assert [(r["epoch"], r["step"], r["lr"]) for r in rows] == [("1", "2", "0.01"), ("2", "4", "0.005")]
-    assert rows[0] == _read_metrics(tmp_path / "a" / "metrics.csv")[0]
+    assert rows[0] == first_rows[0] and len(first_rows) == 1
 
 
 #: A test hook that Python imports at start-up (sitecustomize on PYTHONPATH): in torchrun's workers
@@ -421,7 +423,8 @@ def test_crop_and_model_average_is_a_real_average():
             for c in range(144):
                 expect[b] += torch.softmax(m(crops[b, c:c + 1])[0], 0) / (144 * 2)
     torch.testing.assert_close(got, expect, rtol=1e-5, atol=1e-6)
-    assert not torch.allclose(got, torch.softmax(sum(m(crops.flatten(0, 1)) for m in models).view(2, 144, 5).mean(1), 1))
+    logits_first = sum(m(crops.flatten(0, 1)) for m in models).view(2, 144, 5).mean(1)
+    assert not torch.allclose(got, torch.softmax(logits_first, 1))  # averaging logits would differ
     scores = torch.tensor([[0.1, 0.5, 0.2, 0.9, 0.0, 0.3], [0.9, 0.1, 0.2, 0.3, 0.4, 0.5]])
     assert evaluate.count_correct(scores, torch.tensor([1, 1])) == [0, 1]  # row 0: rank 2; row 1: rank 6
 

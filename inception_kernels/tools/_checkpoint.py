@@ -84,14 +84,16 @@ def load(path, flag: str = "--resume") -> dict:
             hint = " (it looks like a bare state_dict; start from torchvision weights with --init-from-torchvision)"
         raise ValueError(f"{flag} {path}: not a checkpoint written by inception-kernels train{hint}")
     if ck.get("version") != VERSION:
-        raise ValueError(f"{flag} {path}: checkpoint version {ck.get('version')!r}, this inception-kernels reads {VERSION}")
+        raise ValueError(f"{flag} {path}: checkpoint version {ck.get('version')!r}, this inception-kernels reads "
+                         f"{VERSION}")
     missing = [k for k in KEYS if k not in ck]
     if missing:
         raise ValueError(f"{flag} {path}: incomplete checkpoint, no {', '.join(missing)}")
     return ck
 
 
-def check_matches(ck: dict, flag: str, path, *, variant: str, classes: list[str], aux_logits: Optional[bool] = None) -> None:
+def check_matches(ck: dict, flag: str, path, *, variant: str, classes: list[str],
+                  aux_logits: Optional[bool] = None) -> None:
     """Raise a ValueError when a checkpoint's model differs from the run's.
 
     Args:

@@ -26,7 +26,7 @@ flag                   default     source
 ``--image-size``       224         paper Table 1 (224x224 RGB input)
 augmentation           --          paper §6: crops of 8%-100% of the area, aspect ratio in
                                    [3/4, 4/3], and mirroring (``RandomResizedCrop`` + flip)
-``--amp``              none        the paper trained in fp32; ``bf16`` is the fast choice on a GPU
+``--amp``              none        the paper trained in fp32 (``bf16``, or ``fp16`` with a GradScaler, autocast)
 =====================  ==========  ============================================================
 
 Processes: under ``torchrun`` every process trains a DDP replica (gloo on CPU, NCCL on GPU,
@@ -376,7 +376,8 @@ def _train(a: argparse.Namespace, procs: Processes) -> TrainResult:
     net = model
     forward = net
     if procs.distributed:
-        forward = nn.parallel.DistributedDataParallel(net, device_ids=[procs.local_rank] if dev.type == "cuda" else None)
+        device_ids = [procs.local_rank] if dev.type == "cuda" else None
+        forward = nn.parallel.DistributedDataParallel(net, device_ids=device_ids)
     if a.compile:
         forward = torch.compile(forward)
     if dev.type == "cuda":
@@ -519,7 +520,8 @@ def run_cli(args: argparse.Namespace) -> int:
     try:
         train(args)
     except ValueError as e:
-        rank = f"[rank {os.environ.get('RANK', '?')}] " if os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1") else ""
+        several = os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1")
+        rank = f"[rank {os.environ.get('RANK', '?')}] " if several else ""
         print(f"inception-kernels train: error: {rank}{e}", file=sys.stderr)
         return 2
     return 0
