@@ -295,6 +295,7 @@ def test_amp_fp16_scaler_and_bf16_channels_last(folder, tmp_path):
     result = _run([*FAST, "--data", folder, "--max-steps", 1, "--batch-size", 4, "--amp", "bf16", "--channels-last",
                    "--ema", 0, "--out", tmp_path / "b"])
     assert result.model.conv1.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["scaler"] == {}  # bf16: no scaler
     assert float(_read_metrics(tmp_path / "b" / "metrics.csv")[0]["loss"]) > 0
 
 
@@ -487,6 +488,8 @@ def bad_folders(tmp_path, folder):
     (tmp_path / "not_a_dir").write_text("x")
     _folder(tmp_path / "two_classes", {"train": 2}, classes=("ant", "bee"))
     _folder(tmp_path / "renamed", {"train": 2}, classes=("ant", "bee", "cow"))
+    _folder(tmp_path / "val_differs", {"train": 1}, classes=("ant", "bee"))
+    _folder(tmp_path / "val_differs", {"val": 1}, classes=("ant", "cow"))
     return tmp_path
 
 
@@ -497,6 +500,8 @@ def bad_folders(tmp_path, folder):
     ("no_train", "no train/ folder (found val)"),
     ("no_classes", "Couldn't find any class folder"),
     ("empty_class", "Found no valid file for the classes a"),
+    ("val_differs", "{d}/val_differs/train and {d}/val_differs/val name their classes differently (e.g. 'bee' vs "
+                    "'cow')"),
 ])
 def test_train_data_errors(bad_folders, capsys, data, message):
     err = _train_error([*FAST, "--data", bad_folders / data, "--out", bad_folders / "out"], capsys)
