@@ -30,7 +30,9 @@ REPO = Path(ik.__file__).resolve().parent.parent
 SIZE = 32  # crop side: the paper variant without aux heads accepts >= 31
 CLASSES = ("ant", "bee", "cat")
 #: Flags every training run here shares: small, fast, deterministic.
-FAST = ["--image-size", str(SIZE), "--no-aux", "--workers", "0", "--backend", "reference"]
+FAST = ["--image-size", str(SIZE), "--no-aux", "--workers", "0", "--backend", "reference", "--device", "cpu"]
+#: The same for evaluate.
+EVAL_FAST = ["--workers", "0", "--backend", "reference", "--device", "cpu"]
 NEEDS_FUSED_BN = pytest.mark.xfail(reason="needs fused BatchNorm training (issue 12)", strict=True, raises=ValueError)
 
 
@@ -259,7 +261,7 @@ def test_init_from_torchvision_and_back(folder, tmp_path, capsys):
     scores = []
     for fused in ([], ["--no-fuse"]):
         assert cli.main(["evaluate", "--data", str(folder), "--checkpoint", str(tmp_path / "out" / "checkpoint.pt"),
-                         "--workers", "0", "--backend", "reference", "--json", str(tmp_path / "r.json"), *fused]) == 0
+                         *EVAL_FAST, "--json", str(tmp_path / "r.json"), *fused]) == 0
         scores.append(json.loads((tmp_path / "r.json").read_text()))
     assert "scoring its plain weights" in capsys.readouterr().out  # --ema 0: no average to score
     assert (scores[0]["top1"], scores[0]["top5"]) == (scores[1]["top1"], scores[1]["top5"])
@@ -316,8 +318,9 @@ def test_backend_and_compile_flags_reach_the_model(tmp_path, monkeypatch):
 
     monkeypatch.setattr(modules, "fused_inception", spy)
     monkeypatch.setattr(torch, "compile", lambda m, **kw: compiled.append(m) or m)
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # the Triton backend's device here
     result = _run([*FAST, "--max-steps", 1, "--batch-size", 2, "--synthetic-images", 4, "--num-classes", 5,
-                   "--ema", 0, "--compile", "--out", tmp_path, "--backend", "triton"])
+                   "--ema", 0, "--compile", "--out", tmp_path, "--backend", "triton", "--device", device])
     assert len(seen) == 9 * (1 + 1) and set(seen) == {"triton"}  # 9 blocks: 1 step, 1 validation batch
     assert len(compiled) == 1 and isinstance(compiled[0], ik.GoogLeNet)
     assert result.step == 1 and result.model.fc.out_features == 5
@@ -330,7 +333,7 @@ def test_train_triton_gpu(folder, tmp_path):
     losses = []
     for backend in ("reference", "triton"):
         _run([*FAST, "--data", folder, "--max-steps", 2, "--batch-size", 4, "--dropout", 0, "--ema", 0,
-              "--out", tmp_path / backend, "--backend", backend])
+              "--out", tmp_path / backend, "--backend", backend, "--device", "cuda"])
         losses.append(float(_read_metrics(tmp_path / backend / "metrics.csv")[0]["loss"]))
     assert losses[1] == pytest.approx(losses[0], rel=2e-2)
 
@@ -458,7 +461,7 @@ def test_evaluate_cli_matches_a_hand_loop(paper_run, folder, tmp_path, crops, mo
         torch.save(ck, paths[1])
     ensemble = ["--ensemble", *map(str, paths[1:])] if models > 1 else []
     rc = cli.main(["evaluate", "--data", str(folder), "--checkpoint", str(paths[0]), *ensemble, "--crops", str(crops),
-                   "--batch-size", "25" if crops == 10 else "100", "--workers", "0", "--backend", "reference",
+                   "--batch-size", "25" if crops == 10 else "100", *EVAL_FAST,
                    "--json", str(tmp_path / "r.json")])
     assert rc == 0
     res = json.loads((tmp_path / "r.json").read_text())
@@ -522,7 +525,7 @@ def test_undecodable_image_stops_with_its_name(paper_run, tmp_path, capsys):
     broken = tmp_path / "val" / "cat" / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff")
     rc = cli.main(["evaluate", "--data", str(tmp_path), "--checkpoint", str(paper_run[1] / "checkpoint.pt"),
-                   "--workers", "0", "--backend", "reference"])
+                   *EVAL_FAST])
     err = capsys.readouterr().err
     assert rc == 2 and f"cannot decode {broken}" in err and "Traceback" not in err
 
@@ -557,8 +560,7 @@ def test_evaluate_errors(paper_run, folder, bad_folders, capsys):
         (["--data", bad_folders / "two_classes"], "no val/ folder"),
         (["--data", folder, "--image-size", 16], "--image-size 16 is below 31"),
     ]:
-        rc = cli.main(["evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--workers", "0",
-                       "--backend", "reference", *map(str, argv)])
+        rc = cli.main(["evaluate", "--checkpoint", str(out / "checkpoint.pt"), *EVAL_FAST, *map(str, argv)])
         err = capsys.readouterr().err
         assert rc == 2 and "Traceback" not in err and message in err, (argv, err)
 
@@ -571,10 +573,11 @@ def test_evaluate_errors(paper_run, folder, bad_folders, capsys):
     (["--sync-bn"], "--sync-bn: the paper variant has no BatchNorm"),
     (["--variant", "torchvision", "--sync-bn"], "--sync-bn needs --no-fuse"),
     (["--backend", "cuda"], "--backend cuda cannot run here: CUDA extension"),
+    (["--device", "cuda"], "--device cuda: torch sees no CUDA device"),
 ])
 def test_flag_errors(tmp_path, capsys, argv, message):
-    if message.startswith("--backend cuda") and torch.cuda.is_available():
-        pytest.skip("the CUDA backend may run on this machine")
+    if "cuda" in argv and torch.cuda.is_available():
+        pytest.skip("CUDA may run on this machine")
     err = _train_error([*FAST, "--data", "synthetic", "--synthetic-images", "4", "--out", tmp_path, *argv], capsys)
     assert message in err, err
 

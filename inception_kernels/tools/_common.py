@@ -16,6 +16,27 @@ import torch.nn.functional as F
 #: ``--amp`` values and the autocast dtype of each (None: no autocast).
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
+#: ``--device`` values.
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def pick_device(choice: str, index: int = 0) -> torch.device:
+    """The device ``--device`` names: ``auto`` is CUDA device ``index`` when there is one, else the CPU.
+
+    Raises:
+        ValueError: ``cuda`` without a CUDA device, or no CUDA device ``index``.
+    """
+    if choice not in DEVICE_CHOICES:
+        raise ValueError(f"--device must be one of {DEVICE_CHOICES}, got {choice!r}")
+    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ValueError("--device cuda: torch sees no CUDA device (torch.cuda.is_available() is False)")
+    if index >= torch.cuda.device_count():
+        raise ValueError(f"LOCAL_RANK {index} has no CUDA device: {torch.cuda.device_count()} visible "
+                         "(use torchrun --nproc_per_node at most the number of GPUs, or --device cpu)")
+    return torch.device("cuda", index)
+
 
 # ---------------------------------------------------------------------------------- processes
 
@@ -27,7 +48,7 @@ class Processes:
     Attributes:
         rank, world_size, local_rank: from torchrun's ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``
             (0, 1, 0 without torchrun).
-        device: ``cuda:LOCAL_RANK`` when CUDA is available, else the CPU.
+        device: ``cuda:LOCAL_RANK`` or the CPU (:func:`pick_device`).
         started: whether this object initialized the default process group (and so destroys it).
     """
 
@@ -47,12 +68,15 @@ class Processes:
         return self.world_size > 1
 
     @classmethod
-    def start(cls) -> "Processes":
+    def start(cls, device: str = "auto") -> "Processes":
         """Join torchrun's process group when there is more than one process: NCCL on CUDA
         devices (one per local rank), gloo on the CPU.
 
+        Args:
+            device: ``--device`` (see :func:`pick_device`).
+
         Raises:
-            ValueError: torchrun's environment variables are not integers.
+            ValueError: torchrun's environment variables are not integers; see :func:`pick_device`.
         """
         try:
             world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -60,20 +84,15 @@ class Processes:
             local = int(os.environ.get("LOCAL_RANK", "0"))
         except ValueError as e:
             raise ValueError(f"WORLD_SIZE, RANK and LOCAL_RANK must be integers (as torchrun sets them): {e}") from None
-        cuda = torch.cuda.is_available()
+        dev = pick_device(device, local)
+        cuda = dev.type == "cuda"
         if cuda:
-            if local >= torch.cuda.device_count():
-                raise ValueError(
-                    f"LOCAL_RANK {local} has no CUDA device: {torch.cuda.device_count()} visible "
-                    "(use torchrun --nproc_per_node at most the number of GPUs)"
-                )
-            torch.cuda.set_device(local)
-        device = torch.device("cuda", local) if cuda else torch.device("cpu")
+            torch.cuda.set_device(dev)
         started = False
         if world > 1 and not dist.is_initialized():
             dist.init_process_group(backend="nccl" if cuda else "gloo")
             started = True
-        return cls(rank, world, local, device, started)
+        return cls(rank, world, local, dev, started)
 
     def close(self) -> None:
         """Leave the process group if :meth:`start` joined it."""

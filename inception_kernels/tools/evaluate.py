@@ -5,7 +5,7 @@ Each image of an ImageFolder split is cut into 1, 10 or the paper's 144 test cro
 crops of several images go through each model in batches of ``--batch-size`` (so the fused
 kernels see full batches), the softmax is averaged over an image's crops, then over the models
 of the ensemble (``--checkpoint`` plus ``--ensemble``), and the top-1 / top-5 of the average
-are counted. One process, on the GPU when there is one.
+are counted. One process, on the GPU when there is one (``--device``).
 
 By default each checkpoint's Polyak/EMA average is scored (the paper's final model is the
 averaged one), or its plain weights when the run kept no average (``--weights model`` asks
@@ -26,7 +26,8 @@ import torch
 from ..modules import fuse
 from ..ops import BACKEND_CHOICES
 from . import _checkpoint, _data
-from ._common import AMP_DTYPES, atomic_write, autocast, average_probabilities, check_backend, count_correct
+from ._common import AMP_DTYPES, DEVICE_CHOICES, atomic_write, autocast, average_probabilities, check_backend, \
+    count_correct, pick_device
 
 #: The keys of ``--json``'s object: accuracies in %, images scored, crops per image, models.
 JSON_KEYS = ("top1", "top5", "images", "crops", "models", "seconds")
@@ -52,6 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-fuse", action="store_true", help="score the plain (unfused) models")
     p.add_argument("--amp", choices=tuple(AMP_DTYPES), default="none", help="autocast dtype (default none)")
     p.add_argument("--channels-last", action="store_true", help="channels_last models and inputs")
+    p.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
+                   help="auto (default): the GPU when there is one, else the CPU")
     p.add_argument("--workers", type=int, default=4, help="data-loading processes (default 4)")
     p.add_argument("--json", metavar="PATH", default=None,
                    help=f"also write {{{', '.join(JSON_KEYS)}}} as JSON to PATH")
@@ -83,7 +86,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         raise ValueError(f"--workers must be >= 0, got {args.workers}")
     if args.image_size is not None and args.image_size < 1:
         raise ValueError(f"--image-size must be >= 1, got {args.image_size}")
-    dev = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    dev = pick_device(args.device)
     if not args.no_fuse:
         check_backend(args.backend, dev, args.amp)
     root = Path(args.data)

@@ -65,8 +65,8 @@ from ..models import VARIANTS, googlenet, googlenet_loss
 from ..modules import fuse
 from ..ops import BACKEND_CHOICES
 from . import _checkpoint, _data
-from ._common import AMP_DTYPES, Processes, atomic_write, autocast, average_probabilities, check_backend, \
-    count_correct, plain
+from ._common import AMP_DTYPES, DEVICE_CHOICES, Processes, atomic_write, autocast, average_probabilities, \
+    check_backend, count_correct, plain
 
 #: metrics.csv's columns: epoch (completed), step (optimizer steps so far), loss (mean training
 #: loss of the epoch, aux losses included), top1/top5 (validation accuracy in %, one center
@@ -124,6 +124,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="mixed precision: none, bf16, or fp16 with a GradScaler (default none)")
     o.add_argument("--channels-last", action="store_true", help="channels_last model and inputs")
     o.add_argument("--compile", action="store_true", help="torch.compile the training forward")
+    o.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
+                   help="auto (default): the GPU of this process's LOCAL_RANK when there is one, else the CPU")
     o.add_argument("--seed", type=int, default=0, help="seed of the init, the data order, augmentation and dropout")
     r = p.add_argument_group("output")
     r.add_argument("--out", default="train-results",
@@ -313,7 +315,7 @@ def train(args: argparse.Namespace) -> TrainResult:
             a message that names it.
     """
     _check_args(args)
-    procs = Processes.start()
+    procs = Processes.start(args.device)
     try:
         return _train(args, procs)
     finally:
