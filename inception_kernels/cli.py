@@ -1,4 +1,5 @@
-"""Command line: ``inception-kernels info | verify | report | bench`` (also ``python -m inception_kernels``).
+"""Command line: ``inception-kernels info | verify | report | bench | train | evaluate``
+(also ``python -m inception_kernels``).
 
     info     versions, driver, GPU, and which backends can run here (``--json``)
     verify   every available backend against an independent nn composition, output and
@@ -7,6 +8,10 @@
              registers/spills/shared/tensor cores, H100 roofline estimates (``--json PATH``)
     bench    GPU benchmarks vs eager and torch.compile (JSON, CSV, PNG); without a GPU it
              prints that it skipped and exits 0
+    train    train GoogLeNet (fused) on an ImageFolder or synthetic data, one process or
+             torchrun; checkpoint.pt, metrics.csv, curves.png (``inception_kernels.tools.train``)
+    evaluate top-1/top-5 of checkpoints with 1, 10 or 144 crops and model ensembles
+             (``inception_kernels.tools.evaluate``)
 """
 
 from __future__ import annotations
@@ -236,6 +241,10 @@ def _parser() -> argparse.ArgumentParser:
 
     report.add_arguments(sub.add_parser("report", help="static kernel report and H100 estimates (no GPU needed)"))
     bench.add_arguments(sub.add_parser("bench", help="GPU benchmarks: fused vs eager vs torch.compile"))
+    from .tools import evaluate, train  # the tools import torchvision, tqdm and matplotlib only when they run
+
+    train.add_arguments(sub.add_parser("train", help="train GoogLeNet: one process or torchrun (DDP)"))
+    evaluate.add_arguments(sub.add_parser("evaluate", help="top-1/top-5 of checkpoints: 1, 10 or 144 crops, ensembles"))
     return p
 
 
@@ -256,4 +265,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from . import bench, report
 
         return {"report": report, "bench": bench}[args.command].run_cli(args)
+    if args.command in ("train", "evaluate"):
+        from .tools import evaluate, train
+
+        return {"train": train, "evaluate": evaluate}[args.command].run_cli(args)
     return _cmd_verify(args, argv)
