@@ -33,7 +33,6 @@ CLASSES = ("ant", "bee", "cat")
 FAST = ["--image-size", str(SIZE), "--no-aux", "--workers", "0", "--backend", "reference", "--device", "cpu"]
 #: The same for evaluate.
 EVAL_FAST = ["--workers", "0", "--backend", "reference", "--device", "cpu"]
-NEEDS_FUSED_BN = pytest.mark.xfail(reason="needs fused BatchNorm training (issue 12)", strict=True, raises=ValueError)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -267,7 +266,6 @@ def test_init_from_torchvision_and_back(folder, tmp_path, capsys):
     assert (scores[0]["top1"], scores[0]["top5"]) == (scores[1]["top1"], scores[1]["top5"])
 
 
-@NEEDS_FUSED_BN
 def test_torchvision_variant_trains_fused(folder, tmp_path):
     """The torchvision variant trains with fused blocks (BatchNorm in training mode, issue 12), and
     its checkpoint still loads strictly into torchvision.models.googlenet."""
@@ -277,7 +275,6 @@ def test_torchvision_variant_trains_fused(folder, tmp_path):
     _loads_into_torchvision(torch.load(tmp_path / "checkpoint.pt", weights_only=True))
 
 
-@NEEDS_FUSED_BN
 def test_torchvision_fused_from_torchvision_weights(folder, tmp_path):
     """--init-from-torchvision with fused training: the fused model starts from the file's weights."""
     tv_state = _torchvision_file(tmp_path / "tv.pth", num_classes=3, aux=False)
