@@ -2,9 +2,11 @@
 
 Public API:
     InceptionSpec, GOOGLENET_INCEPTIONS   -- module shapes and the GoogLeNet table
-    reference.inception                    -- the plain-PyTorch oracle
+    reference.inception, .inception_bn     -- the plain-PyTorch oracles (without / with BatchNorm)
     fused_inception                        -- the fused op (Triton: one launch per forward, differentiable)
-    FusedInception, fuse                   -- drop-in fused module; swap every Inception block of a model
+    fused_inception_bn                     -- the block with BatchNorm after every conv (train and eval)
+    FusedInception, fuse, unfuse           -- drop-in fused module; swap every Inception block of a model
+                                              (recognized by its computation) and back
     googlenet, GoogLeNet, GoogLeNetOutputs -- GoogLeNet, paper and torchvision variants
     googlenet_loss, Inception              -- its aux-weighted loss and its Inception block
 """
@@ -12,11 +14,12 @@ Public API:
 from . import reference
 from .spec import GOOGLENET_INCEPTIONS, InceptionSpec
 from .ops import fused_inception
+from .batchnorm import fused_inception_bn
 from .models import GoogLeNet, GoogLeNetOutputs, Inception, googlenet, googlenet_loss
-from .modules import FusedInception, fuse
+from .modules import FusedInception, fuse, unfuse
 
 __version__ = "0.1.0"
 
 __all__ = ["InceptionSpec", "GOOGLENET_INCEPTIONS", "reference", "__version__"]
-__all__ += ["fused_inception", "FusedInception", "fuse"]
+__all__ += ["fused_inception", "fused_inception_bn", "FusedInception", "fuse", "unfuse"]
 __all__ += ["googlenet", "GoogLeNet", "GoogLeNetOutputs", "googlenet_loss", "Inception"]

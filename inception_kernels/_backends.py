@@ -9,6 +9,10 @@ Backends:
     triton              Triton kernels on a CUDA device.
     triton-interpreter  the same Triton kernels on CPU tensors, under ``TRITON_INTERPRET=1``.
     cuda                the CUDA C++ extension ``inception_kernels._C`` on a CUDA device.
+
+Also the data-driven part of backend ``"auto"``: :func:`auto_picks_cuda` says whether the
+measured table :mod:`inception_kernels._measured` records the CUDA kernels as verified and
+faster than Triton for a call's device, dtype, module shape, input size and layout.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ from __future__ import annotations
 import importlib.util
 import os
 from dataclasses import dataclass, field
+from typing import Optional, Sequence
 
 import torch
 
-from . import _ext
+from . import _ext, _measured
 
 BACKENDS = ("reference", "triton", "triton-interpreter", "cuda")
 
@@ -113,3 +118,80 @@ def available_backends() -> dict[str, BackendStatus]:
         "triton-interpreter": triton_interpreter_status(),
         "cuda": cuda_status(),
     }
+
+
+# ------------------------------------------------------------------ backend "auto" and "cuda"
+
+#: The fields of a :data:`inception_kernels._measured.CUDA_FASTER` entry a call must match.
+MEASURED_KEYS = ("device", "capability", "dtype", "channels", "kernel_sizes", "activation", "height", "width",
+                 "channels_last")
+
+
+def measured_key(x: torch.Tensor, spec, device_name: str, capability: str) -> dict:
+    """What a call is matched on in the measured table.
+
+    Args:
+        x: the op's input ``[N, Cin, H, W]``.
+        spec: the :class:`~inception_kernels.spec.InceptionSpec` its weights describe.
+        device_name: ``torch.cuda.get_device_name`` of x's device.
+        capability: its compute capability, ``"major.minor"``.
+
+    Returns:
+        A dict with the keys of :data:`MEASURED_KEYS`.
+    """
+    return dict(device=device_name, capability=capability, dtype=str(x.dtype).removeprefix("torch."),
+                channels=(spec.in_channels, spec.ch1x1, spec.ch3x3red, spec.ch3x3, spec.ch5x5red, spec.ch5x5,
+                          spec.pool_proj),
+                kernel_sizes=tuple(spec.kernel_sizes), activation=spec.activation or "none",
+                height=x.shape[2], width=x.shape[3], channels_last=x.is_contiguous(memory_format=torch.channels_last))
+
+
+def find_measured(table: Sequence[dict], key: dict) -> Optional[dict]:
+    """The entry of ``table`` equal to ``key`` on every field of :data:`MEASURED_KEYS`, or None."""
+    for entry in table:
+        if all((tuple(entry[k]) if isinstance(entry[k], (list, tuple)) else entry[k]) == key[k]
+               for k in MEASURED_KEYS):
+            return entry
+    return None
+
+
+def _device_identity(index: int) -> tuple:
+    """``(name, "major.minor")`` of CUDA device ``index`` (``torch.cuda.get_device_properties``
+    is constant-folded by torch.compile, so tracing needs no graph break)."""
+    props = torch.cuda.get_device_properties(index)
+    return props.name, f"{props.major}.{props.minor}"
+
+
+_CUDA_RUNS: list = []  # the answer of _cuda_backend_runs, once known
+
+
+def _cuda_backend_runs() -> bool:
+    """The CUDA extension is loaded, has the fused op, and a device is there (asked once)."""
+    if not _CUDA_RUNS:
+        _CUDA_RUNS.append(cuda_status().available and hasattr(torch.ops.inception_kernels, "cuda_fused_inception"))
+    return _CUDA_RUNS[0]
+
+
+def auto_picks_cuda(x: torch.Tensor, spec) -> bool:
+    """Whether backend ``"auto"`` runs ``x`` on the CUDA C++ kernels.
+
+    True only for a CUDA tensor whose call matches an entry of
+    :data:`inception_kernels._measured.CUDA_FASTER` (verified and measured faster than Triton
+    on this device, dtype, module shape, input size and layout) and where the CUDA backend
+    can run. With the table empty (no GPU run committed) it is False without a device query.
+
+    Args:
+        x: the op's input.
+        spec: the module's :class:`~inception_kernels.spec.InceptionSpec`, or None (then False).
+
+    Returns:
+        True to run backend "cuda", False to keep "auto"'s other rules.
+    """
+    table = _measured.CUDA_FASTER
+    if not table or spec is None or x.device.type != "cuda":
+        return False
+    index = x.device.index if x.device.index is not None else torch.cuda.current_device()
+    name, capability = _device_identity(index)
+    if find_measured(table, measured_key(x, spec, name, capability)) is None:
+        return False
+    return _cuda_backend_runs()

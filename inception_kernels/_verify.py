@@ -4,8 +4,16 @@ For each Inception layer of :data:`GOOGLENET_INCEPTIONS` (real channel counts, s
 size), each dtype and each backend, the check runs the backend's forward and backward and
 compares the output and the gradients of ``x``, all six weights and all six biases with an
 independent composition of ``nn.Conv2d`` / ``nn.MaxPool2d`` / ``nn.ReLU`` modules and
-``torch.cat`` that holds the same parameters. Errors are max absolute differences; a tensor
-passes when ``err <= atol + rtol * max|expected|`` with the dtype's ``(atol, rtol)``.
+``torch.cat`` that holds the same parameters. Errors are max absolute differences.
+
+- float64 / float32: the composition runs in the same dtype; a tensor passes when
+  ``err <= atol + rtol * max|expected|`` with the dtype's ``(atol, rtol)`` (:data:`TOLERANCES`).
+- float16 / bfloat16: three-way. The composition runs twice on the same low-precision inputs:
+  in float64 (the exact answer) and in the dtype itself (PyTorch's own error). The backend's
+  error against the exact answer may be at most twice PyTorch's, plus half an ulp of the
+  dtype at the tensor's largest exact value (:func:`three_way_tolerance`). This is the rule
+  of the fp16/bf16 tests in tests/test_fused_forward.py and tests/test_fused_backward.py, and
+  absorbs cuDNN's choice of algorithm.
 
 Then, unless layers are chosen, a whole GoogLeNet of each variant (eval mode, random weights
 and BatchNorm statistics, batch 1 at the variant's minimum input size or ``size`` if larger)
@@ -20,7 +28,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -38,7 +46,54 @@ TOLERANCES = {
     torch.float32: (1e-5, 1e-4),
 }
 
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
+#: The dtypes verify checks, by canonical name.
+DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
+          "bfloat16": torch.bfloat16}
+
+#: Both spellings verify accepts for each dtype (``--dtype fp32,bf16`` or ``float32,bfloat16``).
+DTYPE_ALIASES = {"fp64": "float64", "fp32": "float32", "fp16": "float16", "bf16": "bfloat16",
+                 **{name: name for name in DTYPES}}
+
+#: Dtypes checked three-way (see the module docstring).
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def dtype_name(name: str) -> str:
+    """The canonical name (a key of :data:`DTYPES`) of a dtype spelling.
+
+    Args:
+        name: ``"float32"`` or ``"fp32"``, ``"bfloat16"`` or ``"bf16"``, ...
+
+    Returns:
+        The key of :data:`DTYPES`.
+
+    Raises:
+        ValueError: an unknown spelling (the message lists the accepted ones).
+    """
+    canonical = DTYPE_ALIASES.get(name)
+    if canonical is None:
+        raise ValueError(f"dtype: unknown dtype {name!r}; expected some of {list(DTYPE_ALIASES)}")
+    return canonical
+
+
+def three_way_tolerance(torch_err: float, exact_max: float, dtype: torch.dtype) -> float:
+    """Tolerance of a low-precision tensor: twice PyTorch's own error in ``dtype`` plus half an
+    ulp of ``dtype`` at the largest exact value (``finfo.eps / 2`` relative: 2^-11 for fp16,
+    2^-8 for bf16).
+
+    Args:
+        torch_err: max abs error of PyTorch (the composition in ``dtype``) against float64.
+        exact_max: max abs value of the float64 answer.
+        dtype: torch.float16 or torch.bfloat16.
+
+    Returns:
+        The largest max abs error the backend may have against the float64 answer. A
+        non-finite PyTorch error gives no credit (half an ulp alone).
+    """
+    half_ulp = torch.finfo(dtype).eps / 2 * exact_max
+    if not math.isfinite(torch_err):
+        return half_ulp
+    return 2 * torch_err + half_ulp
 
 #: A backend under test: ``fn(x, weights, biases, *, kernel_sizes, activation) -> y``.
 BackendFn = Callable[..., torch.Tensor]
@@ -144,12 +199,19 @@ class _Candidate:
 
     ``slow`` marks the Triton interpreter (one program at a time on the CPU): without explicit
     ``layers`` / ``dtypes`` it checks :data:`INTERPRETER_LAYERS` in fp32 only.
+    ``dtype_skips`` maps a dtype name the backend cannot run here to the reason.
     """
 
     name: str
     fn: Optional[BackendFn]
     skip_reason: str = ""
     slow: bool = False
+    dtype_skips: dict = field(default_factory=dict)
+
+
+#: Why the Triton interpreter does not run bfloat16 (ops._resolve_backend refuses it).
+INTERPRETER_BF16 = ("Triton's interpreter multiplies the raw bits of bfloat16 operands in tl.dot "
+                    "(docs/design.md §6); bfloat16 runs on a CUDA device")
 
 
 #: Layers the interpreter checks by default: all nine (its cost grows with channels, hardly
@@ -167,20 +229,46 @@ def _candidate_backends(device: str) -> list[_Candidate]:
     triton = status["triton"] if device == "cuda" else status["triton-interpreter"]
     for name, st in (("triton", triton), ("cuda", status["cuda"])):
         fn, why = _fused_backend(name)() if st.available else (None, st.reason)
-        out.append(_Candidate(name, fn, why, slow=st.name == "triton-interpreter"))
+        slow = st.name == "triton-interpreter"
+        out.append(_Candidate(name, fn, why, slow=slow, dtype_skips={"bfloat16": INTERPRETER_BF16} if slow else {}))
     return out
 
 
-def _err_tol(got: Optional[torch.Tensor], want: Optional[torch.Tensor], dtype) -> tuple[float, float]:
+def _max_err(got: torch.Tensor, want: torch.Tensor) -> float:
+    """Max abs difference; NaN (a non-finite element) counts as infinite."""
+    if got.numel() == 0:
+        return 0.0
+    err = (got.double() - want.double()).abs().max().item()
+    return math.inf if math.isnan(err) else err
+
+
+def _err_tol(got: Optional[torch.Tensor], want: Optional[torch.Tensor], dtype,
+             exact: Optional[torch.Tensor] = None) -> tuple[float, float]:
+    """``(error, tolerance)`` of ``got``. float64/float32: against ``want`` (the composition in
+    ``dtype``) with :data:`TOLERANCES`. float16/bfloat16: against ``exact`` (the composition in
+    float64), with :func:`three_way_tolerance` from ``want``'s own error."""
+    if dtype in LOW_PRECISION:
+        if exact is None:
+            return (0.0 if got is None else math.inf), 0.0
+        if got is None or got.shape != exact.shape:
+            return math.inf, 0.0
+        exact_max = exact.abs().max().item() if exact.numel() else 0.0
+        return _max_err(got, exact), three_way_tolerance(_max_err(want, exact), exact_max, dtype)
     atol, rtol = TOLERANCES[dtype]
     if want is None:
         return (0.0 if got is None else math.inf), atol
     if got is None or got.shape != want.shape:
         return math.inf, atol
-    err = (got.double() - want.double()).abs().max().item()
-    if math.isnan(err):
-        err = math.inf
-    return err, atol + rtol * want.double().abs().max().item()
+    return _max_err(got, want), atol + rtol * want.double().abs().max().item()
+
+
+def _composition_grads(spec: InceptionSpec, x, weights, biases, grad_out, device):
+    """The composition's output and the gradients of x, the weights and the biases."""
+    model = _Composition(spec, weights, biases).to(device)
+    x = x.clone().requires_grad_(True)
+    y = model(x)
+    grads = torch.autograd.grad(y, [x, *model.op_weights, *model.op_biases], grad_out)
+    return y.detach(), grads
 
 
 def check_layer(name: str, spec: InceptionSpec, backend: str, fn: BackendFn, *, batch: int, size: int,
@@ -193,7 +281,7 @@ def check_layer(name: str, spec: InceptionSpec, backend: str, fn: BackendFn, *, 
         backend: backend name, for the report.
         fn: the fused op of that backend.
         batch, size: input ``[batch, in_channels, size, size]``.
-        dtype: torch.float64 or torch.float32.
+        dtype: a value of :data:`DTYPES`; float16 / bfloat16 are checked three-way.
         device: "cpu" or "cuda".
         seed: seed of the random input, parameters and output gradient.
 
@@ -202,10 +290,11 @@ def check_layer(name: str, spec: InceptionSpec, backend: str, fn: BackendFn, *, 
     """
     res = CheckResult(name, backend, str(dtype).removeprefix("torch."), device)
     x, weights, biases, grad_out = _random_case(spec, batch, size, dtype, device, seed)
-    model = _Composition(spec, weights, biases).to(device)
-    x_ref = x.clone().requires_grad_(True)
-    y_ref = model(x_ref)
-    want = torch.autograd.grad(y_ref, [x_ref, *model.op_weights, *model.op_biases], grad_out)
+    y_ref, want = _composition_grads(spec, x, weights, biases, grad_out, device)
+    y_exact, exact = None, [None] * len(want)
+    if dtype in LOW_PRECISION:  # the same low-precision values, computed in float64
+        y_exact, exact = _composition_grads(spec, x.double(), [w.double() for w in weights],
+                                            [b.double() for b in biases], grad_out.double(), device)
 
     xs = x.clone().requires_grad_(True)
     ws = [w.clone().requires_grad_(True) for w in weights]
@@ -223,15 +312,16 @@ def check_layer(name: str, spec: InceptionSpec, backend: str, fn: BackendFn, *, 
     except Exception as e:  # a backend that raises fails its row, with the message
         res.error = f"{type(e).__name__}: {e}"
         return res
-    res.err_out, res.tol_out = _err_tol(y.detach(), y_ref.detach(), dtype)
+    res.err_out, res.tol_out = _err_tol(y.detach(), y_ref, dtype, y_exact)
     if got is None:
         res.passed = res.err_out <= res.tol_out
         return res
     worst = -1.0
-    for gname, g, w in zip(("x", *WEIGHT_NAMES, *BIAS_NAMES), got, want):
-        err, tol = _err_tol(g, w, dtype)
-        if err / tol > worst:
-            worst = err / tol
+    for gname, g, w, e in zip(("x", *WEIGHT_NAMES, *BIAS_NAMES), got, want, exact):
+        err, tol = _err_tol(g, w, dtype, e)
+        ratio = err / tol if tol > 0 else (0.0 if err == 0 else math.inf)
+        if ratio > worst:
+            worst = ratio
             res.err_grad, res.tol_grad, res.worst_grad = err, tol, gname
     res.passed = res.err_out <= res.tol_out and worst <= 1.0
     return res
@@ -241,7 +331,7 @@ def check_model(variant: str, backend: str, *, size: int, device: str, seed: int
     """Fuse a whole GoogLeNet (eval mode) with ``backend`` and compare its logits with the unfused model's.
 
     Args:
-        variant: "paper" or "torchvision" (BatchNorm, folded by ``fuse``).
+        variant: "paper" or "torchvision" (BatchNorm, folded by ``fuse(..., fold_batch_norm=True)``).
         backend: a ``fused_inception`` backend name.
         size: input size; raised to the variant's minimum when smaller.
         device: "cpu" or "cuda".
@@ -268,7 +358,7 @@ def check_model(variant: str, backend: str, *, size: int, device: str, seed: int
     size = max(size, model.min_input_size)
     x = torch.randn(1, 3, size, size, generator=g).to(device)
     try:
-        fused = fuse(copy.deepcopy(model), backend=backend)
+        fused = fuse(copy.deepcopy(model), backend=backend, fold_batch_norm=True)  # eval mode: inference
         with torch.no_grad():
             want, got = model(x), fused(x)
     except Exception as e:  # a backend that raises fails its row, with the message
@@ -279,20 +369,28 @@ def check_model(variant: str, backend: str, *, size: int, device: str, seed: int
     return res
 
 
+#: Default dtypes: on the CPU float64 and float32 (the Triton interpreter: float32 alone, it is
+#: slow); on a CUDA device every dtype of :data:`DTYPES`.
+DEFAULT_DTYPES = {"cpu": ("float64", "float32"), "cuda": tuple(DTYPES)}
+
+
 def run(layers: Optional[Sequence[str]] = None, dtypes: Optional[Sequence[str]] = None, *, batch: int = 2,
-        size: int = 7, device: Optional[str] = None) -> tuple[list[CheckResult], list[tuple[str, str]], str]:
+        size: int = 7, device: Optional[str] = None,
+        models: Optional[bool] = None) -> tuple[list[CheckResult], list[tuple[str, str]], str]:
     """Run every check.
 
     Args:
-        layers: layer names of GOOGLENET_INCEPTIONS; default all nine, then the whole models of
-            :data:`MODEL_VARIANTS` (with chosen layers, the models are not checked).
-        dtypes: dtype names of :data:`DTYPES`; default both (the interpreter: float32).
+        layers: layer names of GOOGLENET_INCEPTIONS; default all nine (an empty sequence: none).
+        dtypes: dtype names, either spelling of :data:`DTYPE_ALIASES`; default
+            :data:`DEFAULT_DTYPES` of the device (the interpreter: float32).
         batch, size: input batch and spatial size (the interpreter: batch 1).
         device: "cuda" or "cpu"; default: CUDA when available.
+        models: also check the whole models of :data:`MODEL_VARIANTS` (float32); default: only
+            when ``layers`` is None.
 
     Returns:
-        ``(rows, skipped, device)``: the check rows, ``(backend, reason)`` of the backends
-        that could not run, and the device used.
+        ``(rows, skipped, device)``: the check rows, and ``(backend, reason)`` of the backends
+        (or ``"dtype: reason"`` of a backend's dtypes) that could not run, and the device used.
 
     Raises:
         ValueError: an unknown layer or dtype, or a non-positive batch or size.
@@ -300,12 +398,11 @@ def run(layers: Optional[Sequence[str]] = None, dtypes: Optional[Sequence[str]] 
     for lname in layers or ():
         if lname not in GOOGLENET_INCEPTIONS:
             raise ValueError(f"layers: unknown layer {lname!r}; expected some of {list(GOOGLENET_INCEPTIONS)}")
-    for d in dtypes or ():
-        if d not in DTYPES:
-            raise ValueError(f"dtype: unknown dtype {d!r}; expected some of {list(DTYPES)}")
+    dtypes = None if dtypes is None else list(dict.fromkeys(dtype_name(d) for d in dtypes))
     if batch < 1 or size < 1:
         raise ValueError(f"batch and size must be >= 1, got batch={batch}, size={size}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    models = layers is None if models is None else models
     rows, skipped = [], []
     allow_tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False  # exact fp32 oracle
@@ -314,14 +411,18 @@ def run(layers: Optional[Sequence[str]] = None, dtypes: Optional[Sequence[str]] 
             if cand.fn is None:
                 skipped.append((cand.name, cand.skip_reason))
                 continue
-            b_layers = layers or (INTERPRETER_LAYERS if cand.slow else list(GOOGLENET_INCEPTIONS))
-            b_dtypes = dtypes or (("float32",) if cand.slow else list(DTYPES))
+            b_layers = (INTERPRETER_LAYERS if cand.slow else list(GOOGLENET_INCEPTIONS)) if layers is None else layers
+            b_dtypes = dtypes or (("float32",) if cand.slow else DEFAULT_DTYPES.get(device, ("float32",)))
+            for d in b_dtypes:
+                if d in cand.dtype_skips:
+                    skipped.append((cand.name, f"{d}: {cand.dtype_skips[d]}"))
+            b_dtypes = [d for d in b_dtypes if d not in cand.dtype_skips]
             for lname in b_layers:
                 for d in b_dtypes:
                     rows.append(check_layer(lname, GOOGLENET_INCEPTIONS[lname], cand.name, cand.fn,
                                             batch=1 if cand.slow else batch, size=size, dtype=DTYPES[d],
                                             device=device))
-            if layers is None and cand.name in BACKEND_CHOICES:
+            if models and cand.name in BACKEND_CHOICES:
                 for variant in MODEL_VARIANTS:
                     rows.append(check_model(variant, cand.name, size=size, device=device))
     finally:

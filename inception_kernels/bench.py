@@ -5,8 +5,10 @@ Two suites share the cases defined here, so the pytest-benchmark files in ``benc
 
 - ``layers``: one Inception module (the nine of GoogLeNet at their 224x224 spatial sizes
   28/14/7), forward (``fwd``) or forward + backward (``fwdbwd``);
-- ``googlenet``: the whole network, inference (``infer``, eval mode, no grad) or one training
-  step (``train``: forward with the aux heads, :func:`googlenet_loss`, backward, SGD step).
+- ``googlenet``: the whole network, inference (``infer``, eval mode, no grad), the same
+  inference captured in a CUDA graph and replayed (``infer_graph``: launch overhead removed,
+  as a deployed batch-1 server would run it), or one training step (``train``: forward with
+  the aux heads, :func:`googlenet_loss`, backward, SGD step).
 
 Implementations (``impls``):
 
@@ -24,7 +26,9 @@ dtype for ``infer`` and under ``torch.autocast`` (fp32 master weights, no grad s
 ``train``. fp32 follows PyTorch's TF32 switches, whose values the results record.
 
 Timing: :func:`triton.testing.do_bench` (warm-up first; the L2 cache is flushed before every
-run), median with the 10th/90th percentiles as the spread. TFLOP/s uses the model FLOPs
+run), median with the 10th/90th percentiles as the spread; ``infer_graph`` cases use
+:func:`triton.testing.do_bench_cudagraph` (the calls unrolled into one CUDA graph, replayed
+10 times; no L2 flush). TFLOP/s uses the model FLOPs
 (layers: :meth:`InceptionSpec.flops`, backward = 2x forward; network: counted with
 ``torch.utils.flop_counter``), effective GB/s uses the minimum bytes of
 :func:`inception_kernels.report.min_bytes`. Every number these produce is a measurement on the
@@ -66,7 +70,7 @@ __all__ = [
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 IMPLS = ("fused", "fused_two_launch", "fused_cuda", "eager", "eager_cl", "compile", "compile_max")
 LAYER_MODES = ("fwd", "fwdbwd")
-NET_MODES = ("infer", "train")
+NET_MODES = ("infer", "train", "infer_graph")
 BATCHES = (1, 32, 256)
 
 #: The ``--quick`` preset: a subset that fits a ~10 minute GPU session (no torch.compile,
@@ -99,6 +103,7 @@ class BenchCase:
         bytes_min: minimum DRAM bytes of one call (0 when not modeled).
         grad_to_none: tensors whose ``.grad`` is reset between runs.
         unavailable: why the case cannot run here (``fn`` is then ``None``).
+        cuda_graph: time ``fn`` captured in a CUDA graph (mode ``infer_graph``).
     """
 
     suite: str
@@ -112,6 +117,7 @@ class BenchCase:
     bytes_min: int = 0
     grad_to_none: Sequence[torch.Tensor] = field(default_factory=tuple)
     unavailable: Optional[str] = None
+    cuda_graph: bool = False
 
     @property
     def key(self) -> dict:
@@ -126,15 +132,23 @@ def _check_choice(name: str, values: Sequence[str], allowed: Sequence[str]) -> N
         raise ValueError(f"{name} must be among {list(allowed)}, got {bad}")
 
 
+def _generator(device: str, seed: int) -> Optional[torch.Generator]:
+    """A seeded generator on ``device`` (random inputs are made where they are used: a CPU
+    randn of a batch-256 activation takes longer than timing the layer); None on 'meta'."""
+    if torch.device(device).type == "meta":
+        return None
+    return torch.Generator(device=device).manual_seed(seed)
+
+
 def _random_params(spec: InceptionSpec, dtype: torch.dtype, device: str, channels_last: bool, grad: bool):
     """Weights scaled like Kaiming init (activations stay O(1) in fp16) and small biases."""
-    gen = torch.Generator(device="cpu").manual_seed(0)
+    gen = _generator(device, 0)
     weights, biases = [], []
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     for shape in spec.weight_shapes:
         fan_in = shape[1] * shape[2] * shape[3]
-        w = torch.randn(shape, generator=gen) * math.sqrt(2.0 / fan_in)
-        b = torch.randn(shape[0], generator=gen) * 0.1
+        w = torch.randn(shape, generator=gen, device=device) * math.sqrt(2.0 / fan_in)
+        b = torch.randn(shape[0], generator=gen, device=device) * 0.1
         weights.append(w.to(device=device, dtype=dtype, memory_format=fmt).requires_grad_(grad))
         biases.append(b.to(device=device, dtype=dtype).requires_grad_(grad))
     return weights, biases
@@ -225,16 +239,16 @@ def layer_case(name: str, batch: int, dtype: str, mode: str, impl: str, device: 
         return case
     channels_last = impl != "eager"
     grad = mode == "fwdbwd"
-    gen = torch.Generator(device="cpu").manual_seed(1)
-    x = torch.randn(batch, spec.in_channels, s, s, generator=gen)
-    x = x.to(device=device, dtype=DTYPES[dtype],
+    gen = _generator(device, 1)
+    x = torch.randn(batch, spec.in_channels, s, s, generator=gen, device=device)
+    x = x.to(dtype=DTYPES[dtype],
              memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     x.requires_grad_(grad)
     weights, biases = _random_params(spec, DTYPES[dtype], device, channels_last, grad)
     if not grad:
         case.fn = lambda: forward(x, weights, biases)
     else:
-        dy = torch.randn(batch, spec.out_channels, s, s, generator=gen).to(device=device, dtype=DTYPES[dtype])
+        dy = torch.randn(batch, spec.out_channels, s, s, generator=gen, device=device).to(dtype=DTYPES[dtype])
         if channels_last:
             dy = dy.contiguous(memory_format=torch.channels_last)
         case.fn = lambda: forward(x, weights, biases).backward(dy)
@@ -250,8 +264,9 @@ def googlenet_case(variant: str, batch: int, dtype: str, mode: str, impl: str, d
         variant: ``"paper"`` or ``"torchvision"`` (see :func:`inception_kernels.googlenet`).
         batch: batch size.
         dtype: ``"fp16"``, ``"bf16"`` or ``"fp32"``.
-        mode: ``"infer"`` (eval mode, no grad) or ``"train"`` (forward with aux heads, loss,
-            backward, SGD step with momentum).
+        mode: ``"infer"`` (eval mode, no grad), ``"infer_graph"`` (the same, timed as a
+            CUDA graph replay) or ``"train"`` (forward with aux heads, loss, backward, SGD step
+            with momentum).
         impl: one of :data:`IMPLS`.
         device: where the model runs.
         image_size: input height and width.
@@ -265,7 +280,7 @@ def googlenet_case(variant: str, batch: int, dtype: str, mode: str, impl: str, d
     _check_choice("dtype", [dtype], list(DTYPES))
     _check_choice("mode", [mode], NET_MODES)
     _check_choice("impl", [impl], IMPLS)
-    case = BenchCase("googlenet", variant, batch, dtype, mode, impl)
+    case = BenchCase("googlenet", variant, batch, dtype, mode, impl, cuda_graph=mode == "infer_graph")
     if impl == "fused_two_launch":
         case.unavailable = "the two-launch schedule is benchmarked per layer only"
         return case
@@ -305,7 +320,7 @@ def googlenet_case(variant: str, batch: int, dtype: str, mode: str, impl: str, d
         if fuse is None:
             case.unavailable = "inception_kernels.fuse is not available in this build"
             return case
-        model = fuse(model, backend=backend)
+        model = fuse(model, backend=backend, fold_batch_norm=not train)  # inference folds BatchNorm once
     runner = _compiled(model, impl) if impl.startswith("compile") else model
     if not train:
         def step():
@@ -328,7 +343,8 @@ def measure(case: BenchCase, warmup_ms: int = 25, rep_ms: int = 100) -> dict:
 
     Args:
         case: from :func:`layer_case` or :func:`googlenet_case`.
-        warmup_ms, rep_ms: do_bench's warm-up and measurement budgets.
+        warmup_ms, rep_ms: do_bench's warm-up and measurement budgets (``infer_graph``: the
+            graph holds about ``rep_ms`` of calls).
 
     Returns:
         A record: the case's coordinates, ``ms`` (median), ``ms_p10``/``ms_p90``, ``tflops``,
@@ -340,8 +356,12 @@ def measure(case: BenchCase, warmup_ms: int = 25, rep_ms: int = 100) -> dict:
     if case.unavailable:
         return dict(rec, error=f"unavailable: {case.unavailable}")
     try:
-        ms, p10, p90 = triton.testing.do_bench(case.fn, warmup=warmup_ms, rep=rep_ms, quantiles=[0.5, 0.1, 0.9],
-                                               grad_to_none=list(case.grad_to_none) or None)
+        if case.cuda_graph:
+            ms, p10, p90 = triton.testing.do_bench_cudagraph(case.fn, rep=rep_ms, quantiles=[0.5, 0.1, 0.9],
+                                                             grad_to_none=list(case.grad_to_none) or None)
+        else:
+            ms, p10, p90 = triton.testing.do_bench(case.fn, warmup=warmup_ms, rep=rep_ms, quantiles=[0.5, 0.1, 0.9],
+                                                   grad_to_none=list(case.grad_to_none) or None)
     except Exception as e:  # noqa: BLE001 -- one failing case (OOM, compile error) must not end the run
         return dict(rec, error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
     sec = ms * 1e-3
@@ -384,7 +404,7 @@ def run(suites=QUICK["suites"], layers=QUICK["layers"], batches=BATCHES, dtypes=
         suites: ``"layers"`` and/or ``"googlenet"``.
         layers: layer names (layers suite).
         batches, dtypes, impls: the matrix's other axes.
-        modes: ``"fwd"``/``"fwdbwd"`` apply to layers, ``"infer"``/``"train"`` to googlenet.
+        modes: ``"fwd"``/``"fwdbwd"`` apply to layers, ``"infer"``/``"train"``/``"infer_graph"`` to googlenet.
         variant: the GoogLeNet variant of the googlenet suite.
         warmup_ms, rep_ms: do_bench budgets per case.
         progress: called with one line per finished case.
@@ -428,7 +448,7 @@ def run(suites=QUICK["suites"], layers=QUICK["layers"], batches=BATCHES, dtypes=
 
 
 def _format_record(r: dict) -> str:
-    head = f"{r['suite']:9} {r['name']:6} b={r['batch']:<4} {r['dtype']:4} {r['mode']:6} {r['impl']:11}"
+    head = f"{r['suite']:9} {r['name']:6} b={r['batch']:<4} {r['dtype']:4} {r['mode']:11} {r['impl']:16}"
     if "error" in r:
         return f"{head} {r['error']}"
     gb = f"{r['gbps']:8.1f} GB/s" if r.get("gbps") else ""
@@ -541,7 +561,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--layers", help="comma-separated layers, e.g. 3a,5b (default all nine)")
     parser.add_argument("--batch", help="comma-separated batch sizes (default 1,32,256)")
     parser.add_argument("--dtype", help="comma-separated: fp16,bf16,fp32 (default all)")
-    parser.add_argument("--modes", help="comma-separated: fwd,fwdbwd (layers), infer,train (googlenet); default all")
+    parser.add_argument("--modes", help="comma-separated: fwd,fwdbwd (layers), infer,train,infer_graph (googlenet); "
+                                        "default all")
     parser.add_argument("--impls", help=f"comma-separated among {','.join(IMPLS)} (default all)")
     parser.add_argument("--variant", default="paper", help="GoogLeNet variant: paper or torchvision")
     parser.add_argument("--out", default="bench-results", help="directory for bench.json, bench.csv and the PNG")

@@ -1,4 +1,5 @@
-"""Command line: ``inception-kernels info | verify | report | bench`` (also ``python -m inception_kernels``).
+"""Command line: ``inception-kernels info | verify | report | bench | train | evaluate``
+(also ``python -m inception_kernels``).
 
     info     versions, driver, GPU, and which backends can run here (``--json``)
     verify   every available backend against an independent nn composition, output and
@@ -7,6 +8,10 @@
              registers/spills/shared/tensor cores, H100 roofline estimates (``--json PATH``)
     bench    GPU benchmarks vs eager and torch.compile (JSON, CSV, PNG); without a GPU it
              prints that it skipped and exits 0
+    train    train GoogLeNet (fused) on an ImageFolder or synthetic data, one process or
+             torchrun; checkpoint.pt, metrics.csv, curves.png (``inception_kernels.tools.train``)
+    evaluate top-1/top-5 of checkpoints with 1, 10 or 144 crops and model ensembles
+             (``inception_kernels.tools.evaluate``)
 """
 
 from __future__ import annotations
@@ -175,11 +180,12 @@ def _cmd_verify(args, argv: Sequence[str]) -> int:
         return subprocess.call([sys.executable, "-m", PKG, *argv], env=dict(os.environ, TRITON_INTERPRET="1"))
     from . import _verify
 
-    layers = args.layers.split(",") if args.layers else None
+    layers = args.layers.split(",") if args.layers else ([] if args.models else None)
     dtypes = args.dtype.split(",") if args.dtype else None
+    models = args.models or layers is None
     t0 = time.perf_counter()
     try:
-        rows, skipped, device = _verify.run(layers, dtypes, batch=args.batch, size=args.size)
+        rows, skipped, device = _verify.run(layers, dtypes, batch=args.batch, size=args.size, models=models)
     except ValueError as e:
         print(f"inception-kernels verify: {e}", file=sys.stderr)
         return 2
@@ -200,7 +206,7 @@ def _cmd_verify(args, argv: Sequence[str]) -> int:
         print(f"  backend {b}: layers {', '.join(ls)}; {', '.join(ds)}")
     if device == "cpu" and "triton" in checked:
         print("  (the Triton interpreter is slow: it runs batch 1, and float32 unless --dtype chooses)")
-    if not layers:
+    if models:
         print(f"  whole models: {', '.join('GoogLeNet-' + v for v in _verify.MODEL_VARIANTS)}, eval mode, "
               "fused vs. unfused logits (batch 1, the variant's minimum input size or --size)")
     print()
@@ -224,12 +230,21 @@ def _parser() -> argparse.ArgumentParser:
     ver.add_argument("--layers", default="", help="comma-separated layers, e.g. 3a,5b (default: all nine)")
     ver.add_argument("--batch", type=int, default=2, help="batch size (default 2)")
     ver.add_argument("--size", type=int, default=7, help="spatial size H = W (default 7)")
-    ver.add_argument("--dtype", default="", help="comma-separated: float64,float32 (default both)")
+    ver.add_argument("--dtype", default="",
+                     help="comma-separated among float64,float32,float16,bfloat16 (or fp64,fp32,fp16,bf16); "
+                          "float16/bfloat16 are checked three-way against float64 and PyTorch in the same dtype "
+                          "(default float64,float32 on the CPU, all four on a CUDA device)")
+    ver.add_argument("--models", action="store_true",
+                     help="check the whole fused GoogLeNets (with --layers: those layers too; without: no layers)")
     ver.add_argument("--json", action="store_true", help="print JSON")
     from . import bench, report
 
     report.add_arguments(sub.add_parser("report", help="static kernel report and H100 estimates (no GPU needed)"))
     bench.add_arguments(sub.add_parser("bench", help="GPU benchmarks: fused vs eager vs torch.compile"))
+    from .tools import evaluate, train  # the tools import torchvision, tqdm and matplotlib only when they run
+
+    train.add_arguments(sub.add_parser("train", help="train GoogLeNet: one process or torchrun (DDP)"))
+    evaluate.add_arguments(sub.add_parser("evaluate", help="top-1/top-5 of checkpoints: 1, 10 or 144 crops, ensembles"))
     return p
 
 
@@ -250,4 +265,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from . import bench, report
 
         return {"report": report, "bench": bench}[args.command].run_cli(args)
+    if args.command in ("train", "evaluate"):
+        from .tools import evaluate, train
+
+        return {"train": train, "evaluate": evaluate}[args.command].run_cli(args)
     return _cmd_verify(args, argv)

@@ -11,8 +11,10 @@ of :func:`inception_kernels.reference.inception`. Backends:
   CUDA device. fp16 / bf16 run on tensor cores; fp32 is exact fp32 (SIMT, never TF32); fp64
   works.
 - ``"auto"``: ``"triton"`` on CUDA tensors and on CPU tensors under the interpreter,
-  else ``"reference"``. It never picks ``"cuda"``: the CUDA kernels compile here but have not
-  been run on a GPU yet (issue 6), so they are used only when asked for.
+  else ``"reference"``; ``"cuda"`` only where a committed GPU run measured the CUDA kernels
+  correct and faster than Triton for the call's device, dtype, module shape, input size and
+  layout (the table :mod:`inception_kernels._measured`, empty until a GPU run is committed;
+  :func:`inception_kernels._backends.auto_picks_cuda`).
 
 Both fused backends go through the same two ``torch.library`` custom ops (namespace
 ``inception_kernels``), so ``torch.compile(fullgraph=True)`` traces them without graph breaks
@@ -61,16 +63,17 @@ __all__ = ["fused_inception", "BACKEND_CHOICES"]
 BACKEND_CHOICES = ("auto", "triton", "cuda", "reference")
 
 
-def _resolve_backend(backend: str, x: torch.Tensor) -> str:
+def _resolve_backend(backend: str, x: torch.Tensor, spec=None) -> str:
     """The backend that runs ``x`` for a requested ``backend``.
 
     Args:
         backend: one of :data:`BACKEND_CHOICES`.
         x: the input.
+        spec: the module's InceptionSpec, which ``"auto"`` looks up in the measured table.
 
     Returns:
-        ``"triton"``, ``"cuda"`` or ``"reference"``. ``"auto"`` never resolves to ``"cuda"``
-        (not verified on a GPU yet).
+        ``"triton"``, ``"cuda"`` or ``"reference"``. ``"auto"`` resolves to ``"cuda"`` only
+        where :func:`_backends.auto_picks_cuda` says so (measured faster and correct).
 
     Raises:
         ValueError: an unknown backend.
@@ -85,6 +88,8 @@ def _resolve_backend(backend: str, x: torch.Tensor) -> str:
     # Triton's interpreter multiplies the raw bits of bfloat16 operands in tl.dot (docs/design.md §6):
     # its bf16 results would be silently wrong, so bf16 never runs there.
     interpretable = interpreting and x.dtype != torch.bfloat16
+    if backend == "auto" and _backends.auto_picks_cuda(x, spec):
+        return "cuda"
     if backend == "auto":
         return "triton" if x.device.type == "cuda" or interpretable else "reference"
     if backend == "triton":
@@ -159,7 +164,7 @@ def fused_inception(
     """
     x, weights, biases = _autocast_args(x, weights, biases)
     spec, weights, biases = check_inception_args(x, weights, biases, kernel_sizes, activation)
-    chosen = _resolve_backend(backend, x)
+    chosen = _resolve_backend(backend, x, spec)
     if chosen == "reference":
         return reference.inception(x, weights, biases, kernel_sizes=spec.kernel_sizes, activation=activation)
     tensors = (x, *weights, *(b for b in biases if b is not None))

@@ -112,3 +112,82 @@ def test_verify_fails_on_broken_backend(monkeypatch, capsys, fn, expect):
 def test_verify_bad_arguments(capsys):
     assert cli.main(["verify", "--layers", "9z"]) == 2
     assert "unknown layer '9z'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ fp16 / bf16: three-way
+
+def test_three_way_tolerance_is_twice_pytorch_plus_half_an_ulp():
+    assert _verify.three_way_tolerance(0.0, 1.0, torch.float16) == 2.0 ** -11
+    assert _verify.three_way_tolerance(0.0, 4.0, torch.bfloat16) == 4 * 2.0 ** -8
+    assert _verify.three_way_tolerance(1e-3, 1.0, torch.float16) == 2e-3 + 2.0 ** -11
+    # a non-finite PyTorch error earns no credit
+    assert _verify.three_way_tolerance(float("inf"), 1.0, torch.float16) == 2.0 ** -11
+
+
+def _only_reference(monkeypatch, extra=()):
+    monkeypatch.setattr(_verify, "_candidate_backends", lambda device: [
+        _verify._Candidate("reference", reference.inception), *extra])
+
+
+def test_verify_accepts_both_dtype_spellings(monkeypatch):
+    _only_reference(monkeypatch)
+    rows, skipped, _ = _verify.run(["3a"], ["fp64", "float64", "bf16", "float16", "fp32"], batch=1, size=2,
+                                   device="cpu")
+    assert [r.dtype for r in rows] == ["float64", "bfloat16", "float16", "float32"]
+    assert all(r.passed for r in rows) and not skipped
+    with pytest.raises(ValueError, match=r"unknown dtype 'fp99'.*'bf16'.*'bfloat16'"):
+        _verify.run(["3a"], ["fp99"], device="cpu")
+
+
+def test_verify_cli_dtype_aliases_and_bad_dtype(monkeypatch, capsys):
+    _only_reference(monkeypatch)
+    assert cli.main(["verify", "--layers", "3a", "--dtype", "bf16,fp16", "--batch", "1", "--size", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "3a     reference  bfloat16" in out and "3a     reference  float16" in out, out
+    assert cli.main(["verify", "--layers", "3a", "--dtype", "half8"]) == 2
+    assert "unknown dtype 'half8'" in capsys.readouterr().err
+
+
+def _rounded_from_fp32(x, weights, biases, *, kernel_sizes, activation):
+    """A correct low-precision backend: fp32 math on the same inputs, rounded once at the end."""
+    y = reference.inception(x.float(), [w.float() for w in weights], [b.float() for b in biases],
+                            kernel_sizes=kernel_sizes, activation=activation)
+    return y.to(x.dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("fn, passes", [
+    (_rounded_from_fp32, True),
+    (_off_by(5e-2, "output"), False),
+    (_off_by(5e-2, "grads"), False),
+])
+def test_verify_low_precision_three_way(monkeypatch, dtype, fn, passes):
+    """The three-way rule passes a backend that is as accurate as PyTorch (here: better, fp32
+    math rounded once) and fails one that is 5% off in its output or its gradients."""
+    _only_reference(monkeypatch, [_verify._Candidate("candidate", fn)])
+    rows, _, _ = _verify.run(["4a"], [dtype], batch=1, size=3, device="cpu")
+    ref, cand = rows
+    assert ref.passed, ref
+    assert cand.passed == passes, cand
+    if not passes:
+        assert max(cand.err_out / cand.tol_out, cand.err_grad / cand.tol_grad) > 1
+
+
+def test_verify_skips_bf16_on_the_interpreter_with_the_reason():
+    """On the CPU the Triton interpreter runs fp16 but not bf16: verify says so, the reference
+    still checks bf16."""
+    if torch.cuda.is_available():
+        pytest.skip("the interpreter runs only without a CUDA device")
+    rows, skipped, device = _verify.run(["3a"], ["bf16"], batch=1, size=2)
+    assert device == "cpu"
+    assert [(r.backend, r.dtype, r.passed) for r in rows] == [("reference", "bfloat16", True)]
+    if _verify._candidate_backends("cpu")[1].fn is not None:  # the interpreter is on (tests/conftest.py)
+        assert ("triton", f"bfloat16: {_verify.INTERPRETER_BF16}") in skipped
+
+
+def test_verify_models_only(monkeypatch, capsys):
+    _only_reference(monkeypatch)
+    assert cli.main(["verify", "--models", "--size", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "GoogLeNet-paper" in out and "GoogLeNet-torchvision" in out
+    assert not any(line.startswith(("3a ", "5b ")) for line in out.splitlines()), out

@@ -81,28 +81,21 @@ def test_from_module_paper_block(device):
     torch.testing.assert_close(fused(x), block(x), atol=1e-5, rtol=1e-4)
 
 
-def test_from_module_folds_batchnorm_in_eval(device):
-    """Our torchvision-variant block (conv without bias + BatchNorm eps 1e-3): folded exactly
-    (checked in float64, where folding is the only difference)."""
+def test_from_module_keeps_or_folds_batchnorm(device):
+    """Our torchvision-variant block (conv without bias + BatchNorm eps 1e-3): kept by default
+    (torchvision's keys), folded exactly on request (checked in float64, where folding is the
+    only difference)."""
     block = Inception(6, 3, 4, 5, 2, 3, 2, kernel_sizes=(3, 3), batch_norm=True)
     _randomize_bn(block)
     block = block.eval().double().to(device)
-    fused = FusedInception.from_module(block, backend="triton")
-    assert fused.spec.kernel_sizes == (3, 3) and fused.branch1.conv.bias is not None
+    kept = FusedInception.from_module(block, backend="triton")
+    assert kept.batch_norm and list(kept.state_dict()) == list(block.state_dict())
+    fused = FusedInception.from_module(block, backend="triton", fold_batch_norm=True)
+    assert fused.spec.kernel_sizes == (3, 3) and fused.branch1.conv.bias is not None and fused.folded_batch_norm
     x = _x(6, 4, 4, n=2, device=device).double()
     with torch.no_grad():
         torch.testing.assert_close(fused(x), block(x), atol=1e-12, rtol=1e-10)
-
-
-def test_batchnorm_in_training_mode_is_refused():
-    block = Inception(6, 3, 4, 5, 2, 3, 2, kernel_sizes=(3, 3), batch_norm=True)
-    with pytest.raises(ValueError, match="fused BatchNorm training is not supported yet; call model.eval"):
-        FusedInception.from_module(block)
-    model = googlenet("torchvision", aux_logits=False, init_weights=False)
-    before = list(model.state_dict())
-    with pytest.raises(ValueError, match="inception3a.*fused BatchNorm training is not supported yet"):
-        fuse(model)
-    assert list(model.state_dict()) == before and isinstance(model.inception3a, Inception)
+        torch.testing.assert_close(kept(x), block(x), atol=1e-12, rtol=1e-10)
 
 
 def test_fuse_without_inception_warns_and_returns_model():
