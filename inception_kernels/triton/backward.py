@@ -106,7 +106,7 @@ def _dgrad(
                        y_ptr + y_row[:, None] + ((G0 + c) * sy[1] - dh * sy[2] - dw * sy[3])[None, :], a_ok, RELU)
         b = tl.load(wk_ptr + (c * WK_S[0] + kh * WK_S[2] + kw * WK_S[3])[:, None] + (n * WK_S[1])[None, :],
                     mask=k_ok[:, None] & n_ok[None, :], other=0.0)
-        acc = tl.dot(a, b, acc, input_precision=PREC)
+        acc = tl.dot(a, b, acc, input_precision=PREC, out_dtype=acc.dtype)
     return acc
 
 
@@ -232,7 +232,7 @@ def _dgrad_flat(acc, p, ok, g_ptr, GS: tl.constexpr, G0: tl.constexpr, wk_ptr, W
         a = tl.load(g_ptr + g_row[:, None] + c[None, :], mask=ok[:, None] & c_ok[None, :], other=0.0)
         b = tl.load(wk_ptr + (c * WK_S[0])[:, None] + (n * WK_S[1])[None, :], mask=c_ok[:, None] & n_ok[None, :],
                     other=0.0)
-        acc = tl.dot(a, b, acc, input_precision=PREC)
+        acc = tl.dot(a, b, acc, input_precision=PREC, out_dtype=acc.dtype)
     return acc
 
 
@@ -288,7 +288,7 @@ def _wgrad_tile(
             b_ok = p_ok[:, None] & n_ok[None, :] & _tap_ok(h[:, None], w[:, None], dh[None, :], dw[None, :], H, W)
             b = tl.load(a_ptr + a_row[:, None] + (ci * sa[1] + dh * sa[2] + dw * sa[3])[None, :], mask=b_ok,
                         other=0.0)
-        acc = tl.dot(gt.to(DT), b.to(DT), acc, input_precision=PREC)
+        acc = tl.dot(gt.to(DT), b.to(DT), acc, input_precision=PREC, out_dtype=acc.dtype)
         if NEED_DB:
             gsum += tl.sum(gt.to(ACC), axis=1)
     base = part_ptr + tl.cast(s, tl.int64) * P

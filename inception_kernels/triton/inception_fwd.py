@@ -137,7 +137,7 @@ def _conv1x1_tile(
                         other=0.0)
         b = tl.load(w_ptr + (n * W_SO)[None, :] + (ci * W_SI)[:, None], mask=ci_ok[:, None] & n_ok[None, :],
                     other=0.0)
-        acc = tl.dot(a, b, acc, input_precision=PREC)
+        acc = tl.dot(a, b, acc, input_precision=PREC, out_dtype=acc.dtype)
     out = _act(acc, RELU).to(d_ptr.dtype.element_ty)
     if DEST == "ring":
         ring = d_ptr + tl.program_id(0).to(tl.int64) * (RING * D_RS)
@@ -224,7 +224,7 @@ def _kxk_tile(
         else:
             b_off = (c * WK_S[1] + kh * WK_S[2] + kw * WK_S[3])[:, None] + (n * WK_S[0])[None, :]
         b = tl.load(wk_ptr + b_off, mask=k_ok[:, None] & n_ok[None, :], other=0.0)
-        acc = tl.dot(a, b, acc, input_precision=PREC)
+        acc = tl.dot(a, b, acc, input_precision=PREC, out_dtype=acc.dtype)
     out = _act(acc, RELU).to(y_ptr.dtype.element_ty)
     tl.store(y_ptr + y_row[:, None] + ((OY + n) * sy[1])[None, :], out, mask=own[:, None] & n_ok[None, :])
 
