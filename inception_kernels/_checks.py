@@ -48,8 +48,9 @@ def check_inception_args(
         TypeError: a non-tensor argument, a tensor that is not strided (sparse, mkldnn,
             nested), a non-floating or unsupported dtype, or a dtype that differs between
             ``x`` and a weight or bias.
-        ValueError: a wrong rank, inconsistent channel counts or kernel shapes, a device
-            that differs from ``x``'s, or a bad ``kernel_sizes`` / ``activation``.
+        ValueError: a wrong rank, inconsistent channel counts or kernel shapes, an empty
+            spatial size (H or W = 0), a device that differs from ``x``'s, or a bad
+            ``kernel_sizes`` / ``activation``.
     """
     k3, k5 = _check_kernel_sizes(kernel_sizes)
     _check_activation(activation)
@@ -129,6 +130,11 @@ def check_inception_args(
             )
     if cin == 0:
         raise ValueError(f"x has 0 channels (shape {tuple(x.shape)}); Cin must be positive")
+    if x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(
+            f"x has an empty spatial size (shape {tuple(x.shape)}); H and W must be positive, as for "
+            "torch.nn.functional.conv2d (an empty batch, N = 0, is fine)"
+        )
 
     spec = InceptionSpec(
         in_channels=int(cin),

@@ -31,13 +31,21 @@ kernels:
   outputs may not alias each other, so the 12 gradients come back as one tensor and
   :func:`_split_grads` views it); ``dx`` is an empty ``[0]`` tensor when not needed.
 
-``register_autograd`` connects them: the forward saves ``x``, ``y``, ``r3``, ``r5`` and the
-parameters (no other activations) and the backend, so the backward runs on the forward's
-backend. The CUDA backend's ops ``inception_kernels::cuda_fused_inception`` /
-``cuda_fused_inception_backward`` (registered by the extension, CUDA and Meta kernels) are
-called inside these ops' implementations. ``custom_op`` + ``register_fake`` is used rather than
-``triton_op`` because only the former compiles on CPU tensors under Triton's interpreter
-(docs/design.md §6), which is how this machine tests it.
+Both ops check their arguments, in the op and in its fake impl, with the public wrapper's checks
+(``_checks.check_op_args`` / ``check_backward_op_args``), and refuse a backend that cannot run
+x here with the wrapper's message.
+
+Autograd: the forward op's node saves ``x``, ``y``, ``r3``, ``r5`` and the parameters (no other
+activations) and the backend, so the backward runs on the forward's backend; the backward op's
+node (double backward, ``create_graph=True``) differentiates the reference's first-order
+gradients. The nodes are single-level autograd Functions applied by our own Autograd kernels
+(not ``register_autograd``, whose generated Function torch.func refuses), so ``torch.func.grad``
+/ ``vjp`` / ``vmap`` work over the ops; forward mode raises. The CUDA backend's ops
+``inception_kernels::cuda_fused_inception`` / ``cuda_fused_inception_backward`` (registered by
+the extension, CUDA and Meta kernels) are called inside these ops' implementations. The ops are
+plain Python ``torch.library`` ops with ``register_fake`` rather than ``triton_op`` because only
+the former compiles on CPU tensors under Triton's interpreter (docs/design.md §6), which is how
+this machine tests it.
 
 Autocast: under ``torch.autocast`` for x's device type, :func:`fused_inception` casts x and
 the parameters to the autocast dtype first (as ``F.conv2d`` does), in the Python wrapper

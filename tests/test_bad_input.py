@@ -73,6 +73,7 @@ FWD_CASES = [
     ("x 3-D", dict(x=lambda x: x[0]), ValueError, r"x must be 4-D"),
     ("x integer", dict(x=lambda x: x.to(torch.int32)), TypeError, r"x has dtype torch.int32"),
     ("x sparse", dict(x=lambda x: x.to_sparse()), TypeError, r"x has layout torch.sparse_coo"),
+    ("x empty spatial", dict(x=lambda x: x[:, :, :0]), ValueError, r"x has an empty spatial size \(shape \(1, 5, 0, 4\)\)"),
 ]
 
 
