@@ -199,13 +199,21 @@ def fused_inception(
     return y
 
 
+def _autocast_enabled(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type``; False for a device without autocast (meta, ...).
+    (A try rather than ``torch.amp.is_autocast_available``, which torch 2.11's Dynamo cannot trace.)"""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:  # "unknown device type for autocast"
+        return False
+
+
 def _autocast_args(x, weights, biases):
     """Cast x and the parameters to the autocast dtype when autocast is on for x's device
     (floating tensors except fp64, like autocast's own casts for ``F.conv2d``). Devices without
     autocast (meta, ...) are left alone."""
     if (not isinstance(x, torch.Tensor) or not isinstance(weights, (list, tuple))
-            or not isinstance(biases, (list, tuple, type(None)))
-            or not torch.amp.is_autocast_available(x.device.type) or not torch.is_autocast_enabled(x.device.type)):
+            or not isinstance(biases, (list, tuple, type(None))) or not _autocast_enabled(x.device.type)):
         return x, weights, biases  # (malformed arguments are left to check_inception_args)
     dtype = torch.get_autocast_dtype(x.device.type)
 
