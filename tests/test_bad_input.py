@@ -103,6 +103,14 @@ def test_forward_op_and_fake_check_arguments(name, change, error, message):
             FWD(*_apply(change, mx, mws, mbs))
 
 
+def test_op_schedules_are_the_launchers():
+    """The checks' schedule list is the Triton launcher's (one contract)."""
+    from inception_kernels._checks import OP_SCHEDULES
+    from inception_kernels.triton.inception_fwd import SCHEDULES
+
+    assert OP_SCHEDULES["triton"] == SCHEDULES
+
+
 def test_wrapper_and_op_share_the_checks():
     """The public wrapper raises the op's messages (one check function)."""
     x, ws, bs = _module()

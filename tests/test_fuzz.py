@@ -22,17 +22,17 @@ is written to the repository).
 import os
 import time
 
+import hypothesis
 import pytest
 import torch
+from hypothesis import HealthCheck, assume, event, given, note, settings
+from hypothesis import strategies as st
+from torch._subclasses.fake_tensor import FakeTensorMode
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, assume, event, given, note, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from conftest import FUSED_BACKENDS, HAS_CUDA  # noqa: E402
-from inception_kernels import FusedInception, InceptionSpec, fused_inception, reference  # noqa: E402
-from inception_kernels.ops import _split_grads  # noqa: E402
-from torch._subclasses.fake_tensor import FakeTensorMode  # noqa: E402
+from conftest import FUSED_BACKENDS, HAS_CUDA
+from inception_kernels import FusedInception, InceptionSpec, fused_inception, reference
+from inception_kernels._checks import OP_SCHEDULES
+from inception_kernels.ops import _split_grads
 
 FWD = torch.ops.inception_kernels.fused_inception
 BWD = torch.ops.inception_kernels.fused_inception_backward
@@ -161,12 +161,12 @@ def _assert_close(name, got, want, dtype, low_precision_ref=None):
 
 # ---------------------------------------------------------------------------- valid inputs
 
-def _run(entry, backend, spec, flags, x, ws, bs, grad_y, needs):
+def _run(entry, backend, spec, flags, x, ws, bs, grad_y, needs, schedule="one_launch"):
     """``(y, grads)`` of one entry point; ``grads`` has 13 entries (None where not computed)."""
     call = dict(kernel_sizes=spec.kernel_sizes, activation=spec.activation)
     if entry == "op":
         k3, k5 = spec.kernel_sizes
-        y, r3, r5 = FWD(x, *ws, *bs, k3, k5, spec.activation or "none", "one_launch", True, backend)
+        y, r3, r5 = FWD(x, *ws, *bs, k3, k5, spec.activation or "none", schedule, True, backend)
         if grad_y is None:
             return y, None
         dx, flat = BWD(grad_y, x, y, r3, r5, *ws, *bs, k3, k5, spec.activation or "none", needs, backend)
@@ -220,14 +220,15 @@ def _check_valid(backend, module, data):
         if backward and entry != "module" else [True] * 13
     if entry == "module":
         flags = [any(flags)] * 6  # a module's convs have biases all or none
+    schedule = data.draw(st.sampled_from(OP_SCHEDULES[backend]), label="schedule") if entry == "op" else "one_launch"
     seed = data.draw(st.integers(0, 2 ** 16), label="seed")
     device = "cuda" if HAS_CUDA else "cpu"
     x, ws, bs = _tensors(spec, flags, n, h, w, dtype, device, x_layout, w_layout, seed)
     grad_y = (torch.randn(n, spec.out_channels, h, w, generator=torch.Generator().manual_seed(seed + 1),
                           dtype=torch.float64).to(dtype).to(device) if backward else None)
     event(f"{entry}, {dtype}, {'fwd+bwd' if backward else 'fwd'}")
-    note(f"x {tuple(x.shape)} strides {x.stride()}, weights {w_layout}, needs {needs}")
-    y, grads = _run(entry, backend, spec, flags, x, ws, bs, grad_y, needs)  # (a valid call must not raise)
+    note(f"x {tuple(x.shape)} strides {x.stride()}, weights {w_layout}, needs {needs}, schedule {schedule}")
+    y, grads = _run(entry, backend, spec, flags, x, ws, bs, grad_y, needs, schedule)  # (a valid call must not raise)
     y_ref, grads_ref = _reference_grads(spec, x, ws, bs, grad_y)
     low = dtype in (torch.float16, torch.bfloat16)
     low_y, low_grads = _low_precision_reference(spec, x, ws, bs, grad_y) if low else (None, [None] * 13)
