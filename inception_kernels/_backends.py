@@ -95,8 +95,8 @@ def interpreter_mismatch() -> Optional[str]:
     return (
         f"TRITON_INTERPRET=1 was set after {', '.join(compiled)} defined its Triton kernels (compiled for a "
         "GPU; a process cannot switch them to the interpreter); set TRITON_INTERPRET=1 before anything "
-        "imports triton or inception_kernels -- in the environment of a new process, or at the top of the "
-        "script"
+        "imports triton (inception_kernels imports it at its first Triton call) -- in the environment of a "
+        "new process, or at the top of the script"
     )
 
 

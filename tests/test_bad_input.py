@@ -296,16 +296,18 @@ def test_interpreter_switched_on_after_the_kernels_were_defined(module):
     assert r.returncode == 0 and r.stdout.strip().endswith("OK"), r.stdout + r.stderr
 
 
-def test_interpreter_switched_on_before_import_runs_the_kernels():
-    """The supported way: TRITON_INTERPRET=1 set before the import (at the top of the script);
-    auto then runs the interpreted Triton kernels, one launch, right numbers."""
+def test_interpreter_switched_on_before_the_first_kernel_runs_them():
+    """Setting TRITON_INTERPRET=1 after importing the package is enough while no Triton kernel
+    is defined yet (the package imports Triton lazily): auto then runs the interpreted Triton
+    kernels, one launch, right numbers."""
     r = _run_python("""
-        import os
-        os.environ["TRITON_INTERPRET"] = "1"
+        import os, sys
         import torch
         import inception_kernels as ik
         from inception_kernels import InceptionSpec, reference
         from inception_kernels._launches import count_launches
+        assert "triton" not in sys.modules, "importing the package must not import triton"
+        os.environ["TRITON_INTERPRET"] = "1"
         spec = InceptionSpec(3, 2, 2, 2, 1, 2, 2)
         g = torch.Generator().manual_seed(0)
         x = torch.randn(1, 3, 4, 4, generator=g)  # (fp32: exact IEEE in the interpreter)
