@@ -298,10 +298,11 @@ def test_fused_ops_check_their_arguments(maxpool):
         (dict(ws=ws[:5] + [torch.empty(11, 20, 1, 1)]), "wp must be on x's device meta"),
         (dict(ws=ws[:5] + [ws[5][0]]), "wp must be 4-D"),
         (dict(bs=bs[:4] + [bs[4][:-1]] + bs[5:]), "b5 must have shape [6]"),
-        (dict(k=(3, 4)), "kernel sizes must be odd and positive"),
+        (dict(k=(3, 4)), "kernel sizes must be odd and between 1 and 63"),
+        (dict(k=(65, 5)), "kernel sizes must be odd and between 1 and 63, got (65, 5)"),
         (dict(k=(5, 5)), "w3 must have shape [Cout > 0, 12, 5, 5]"),
         (dict(act="gelu"), 'activation must be "relu" or "none"'),
-        (dict(x=torch.empty(1, 20, 50000, 50000, device="meta")), "pixels per image (H * W) must each be below 2^31"),
+        (dict(x=torch.empty(1, 20, 50000, 50000, device="meta")), "N * H * W below 2^31 pixels (H * W too)"),
     ]
     for kwargs, message in cases:
         with pytest.raises(RuntimeError, match=re.escape(message)):
