@@ -198,17 +198,46 @@ IK_HD AccT<T> bias_at(const ConvRef& cv, int co) {
   return cv.b ? Num<T>::to_acc(load<T>(cv.b, co)) : AccT<T>(0);
 }
 
-// y[n, c_off + n0 + col, tile pixel m] = act(acc + bias).
+// Non-finite weights and the zero padding (issue 16, item 8): a KxK conv's padding taps must
+// contribute nothing, but a GEMM over a zero-padded operand adds 0 * w, which is NaN when w is
+// +-inf or NaN. Such a NaN can only appear at pixels whose window reaches the padding
+// (tiling::near_border), and a finite or infinite accumulator there had no NaN from a padding
+// tap; so where a border accumulator is NaN, it is recomputed over the taps inside the image
+// (exactly the sum PyTorch's definition asks for, in the accumulator type). Rare and local:
+// the GEMMs themselves keep their dense form.
+
+// The forward KxK conv at tile pixel m (image pixel h, w), output channel co, over the taps
+// that read inside the image; the halo buffer holds the reduce output [halo pixel][cv.cin].
+template <class T>
+IK_HD AccT<T> kxk_inside_taps(const T* halo, const tiling::SpatialTiles& t, const ConvRef& cv, int m, int co, int h,
+                              int w, int height, int width) {
+  AccT<T> s = AccT<T>(0);
+  for (int dy = 0; dy < cv.k; ++dy)
+    for (int dx = 0; dx < cv.k; ++dx) {
+      if (!tiling::conv_source(h, w, dy, dx, cv.k, height, width).valid) continue;
+      const T* r = halo + tiling::halo_index(m, dy, dx, t, cv.k) * cv.cin;
+      for (int c = 0; c < cv.cin; ++c)
+        s += Num<T>::to_acc(r[c]) *
+             Num<T>::to_acc(load<T>(cv.w, co * cv.s[0] + c * cv.s[1] + dy * cv.s[2] + dx * cv.s[3]));
+    }
+  return s;
+}
+
+// y[n, c_off + n0 + col, tile pixel m] = act(acc + bias). For a KxK conv, `halo` is its input
+// (see kxk_inside_taps); null for the 1x1 convs.
 template <class T>
 struct OutputEpilogue {
   const FwdParams* p;
   tiling::FwdJob job;
   const ConvRef* cv;
   int n0, c_off;
+  const T* halo;
   IK_HD void operator()(int m, int col, AccT<T> acc) const {
     const int co = n0 + col;
     const tiling::Pix px = tiling::tile_pixel(m, job.h0, job.w0, p->tiles, p->h, p->w);
     if (!px.valid || co >= cv->cout) return;
+    if (halo != nullptr && acc != acc && tiling::near_border(px.h, px.w, cv->k, p->h, p->w))
+      acc = kxk_inside_taps<T>(halo, p->tiles, *cv, m, co, px.h, px.w, p->h, p->w);
     const T v = Num<T>::from_acc(activate(acc + bias_at<T>(*cv, co), p->relu));
     static_cast<T*>(p->y.p)[p->y.offset(job.n, c_off + co, px.h, px.w)] = v;
   }
@@ -249,10 +278,10 @@ IK_HD void run_fwd_job(const FwdParams& p, int64_t job_index, const Core& core, 
     const ConvRef* wp = &p.conv[kWp];
     for (int n0 = 0; n0 < w1->cout; n0 += kBN)
       core.gemm(XOperand<T>{&p, job, XOperand<T>::kTile, 0, 1}, WeightOperand<T>{w1, n0}, cin,
-                OutputEpilogue<T>{&p, job, w1, n0, bo.o1});
+                OutputEpilogue<T>{&p, job, w1, n0, bo.o1, nullptr});
     for (int n0 = 0; n0 < wp->cout; n0 += kBN)
       core.gemm(XOperand<T>{&p, job, XOperand<T>::kTilePool, 0, 1}, WeightOperand<T>{wp, n0}, cin,
-                OutputEpilogue<T>{&p, job, wp, n0, bo.op});
+                OutputEpilogue<T>{&p, job, wp, n0, bo.op, nullptr});
     return;
   }
   const int b = job.kind == kFwdBranch3 ? 0 : 1;
@@ -268,7 +297,7 @@ IK_HD void run_fwd_job(const FwdParams& p, int64_t job_index, const Core& core, 
   // core.gemm begins with a block-wide barrier: the halo is complete before it is read.
   for (int n0 = 0; n0 < wk->cout; n0 += kBN)
     core.gemm(HaloOperand<T>{halo, p.tiles, cr, k}, WeightOperand<T>{wk, n0}, cr * k * k,
-              OutputEpilogue<T>{&p, job, wk, n0, b == 0 ? bo.o3 : bo.o5});
+              OutputEpilogue<T>{&p, job, wk, n0, b == 0 ? bo.o3 : bo.o5, halo});
 }
 
 // ---------------------------------------------------------------------------------------
@@ -297,6 +326,18 @@ IK_HD T grad_at(const BwdParams& p, GradSource g, const tiling::FlatPix& px, int
   if (p.relu && !(Num<T>::to_acc(load<T>(p.y.p, p.y.offset(px.n, g.off + c, px.h, px.w))) > AccT<T>(0)))
     return zero<T>();
   return v;
+}
+
+// The gradient source of each conv's output: y's branch channels, or gr's columns.
+IK_HD GradSource grad_source(const BwdParams& p, int conv) {
+  switch (conv) {
+    case kW1: return GradSource{true, p.bo.o1};
+    case kW3: return GradSource{true, p.bo.o3};
+    case kW5: return GradSource{true, p.bo.o5};
+    case kWp: return GradSource{true, p.bo.op};
+    case kW3r: return GradSource{false, 0};
+    default: return GradSource{false, p.conv[kW3r].cout};  // kW5r
+  }
 }
 
 // A(m, kk) for GEMM rows over pixels m0 + m: the gradient source at the pixel shifted by
@@ -334,6 +375,23 @@ struct TransposedWeightOperand {
   }
 };
 
+// The transposed KxK conv at pixel fp, reduce channel c, over the output pixels inside the
+// image that read it (the backward's form of kxk_inside_taps).
+template <class T>
+IK_HD AccT<T> transposed_inside_taps(const BwdParams& p, GradSource g, const ConvRef& cv, const tiling::FlatPix& fp,
+                                     int c) {
+  AccT<T> s = AccT<T>(0);
+  for (int dy = 0; dy < cv.k; ++dy)
+    for (int dx = 0; dx < cv.k; ++dx) {
+      const tiling::Pix q = tiling::conv_reader(fp.h, fp.w, dy, dx, cv.k, p.h, p.w);
+      if (!q.valid) continue;
+      for (int co = 0; co < cv.cout; ++co)
+        s += Num<T>::to_acc(grad_at<T>(p, g, tiling::FlatPix{fp.n, q.h, q.w}, co)) *
+             Num<T>::to_acc(load<T>(cv.w, co * cv.s[0] + c * cv.s[1] + dy * cv.s[2] + dx * cv.s[3]));
+    }
+  return s;
+}
+
 // Launch 1: gr[pixel, off + c] = ReLU'(r) * (transposed KxK conv of the masked upstream gradient).
 template <class T>
 struct ReduceGradEpilogue {
@@ -346,6 +404,9 @@ struct ReduceGradEpilogue {
     const int c = n0 + col, cr = p->conv[b == 0 ? kW3r : kW5r].cout;
     if (pix >= p->n * p->h * static_cast<int64_t>(p->w) || c >= cr) return;
     const tiling::FlatPix fp = tiling::flat_pixel(pix, p->h, p->w);
+    const ConvRef& wk = p->conv[b == 0 ? kW3 : kW5];
+    if (acc != acc && tiling::near_border(fp.h, fp.w, wk.k, p->h, p->w))  // see kxk_inside_taps
+      acc = transposed_inside_taps<T>(*p, grad_source(*p, b == 0 ? kW3 : kW5), wk, fp, c);
     if (p->relu && !(Num<T>::to_acc(load<T>(p->r[b].p, p->r[b].offset(fp.n, c, fp.h, fp.w))) > AccT<T>(0)))
       acc = AccT<T>(0);
     static_cast<T*>(p->gr)[pix * gr_cols(*p) + (b == 0 ? 0 : p->conv[kW3r].cout) + c] = Num<T>::from_acc(acc);
@@ -443,18 +504,6 @@ struct PartialEpilogue {
     out[base + co * st[0] + ci * st[1] + dy * st[2] + dx * st[3]] = acc;
   }
 };
-
-// The gradient source of each conv's output: y's branch channels, or gr's columns.
-IK_HD GradSource grad_source(const BwdParams& p, int conv) {
-  switch (conv) {
-    case kW1: return GradSource{true, p.bo.o1};
-    case kW3: return GradSource{true, p.bo.o3};
-    case kW5: return GradSource{true, p.bo.o5};
-    case kWp: return GradSource{true, p.bo.op};
-    case kW3r: return GradSource{false, 0};
-    default: return GradSource{false, p.conv[kW3r].cout};  // kW5r
-  }
-}
 
 // Launch 1 job: one (branch, pixel tile, reduce-channel tile) of gr.
 IK_NO_EXEC_CHECK

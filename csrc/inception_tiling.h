@@ -186,6 +186,12 @@ IK_HD Pix conv_source(int h, int w, int dy, int dx, int k, int height, int width
   return shifted(h, w, dy - k / 2, dx - k / 2, height, width);
 }
 
+// True when a KxK window centred on (h, w) reaches outside the image: some of its taps read
+// the zero padding (forward), or some of the pixels that read (h, w) lie outside (backward).
+IK_HD bool near_border(int h, int w, int k, int height, int width) {
+  return h < k / 2 || w < k / 2 || h >= height - k / 2 || w >= width - k / 2;
+}
+
 // ---------------------------------------------------------------------------------------
 // 3x3 / stride 1 / pad 1 max-pool windows
 // ---------------------------------------------------------------------------------------
