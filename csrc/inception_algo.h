@@ -71,10 +71,11 @@ struct OutRef {  // a 4-D output tensor; p is null when it is not written
   }
 };
 
-struct ConvRef {  // weight [cout, cin, k, k] by strides, bias [cout] (null when absent)
+struct ConvRef {  // weight [cout, cin, k, k] by strides, bias [cout] by its stride (null when absent)
   const void* w;
   int64_t s[4];
   const void* b;
+  int64_t b_stride;  // a bias may be any 1-D view (e.g. every other element of a buffer)
   int cout, cin, k;
 };
 
@@ -195,7 +196,7 @@ struct HaloOperand {
 
 template <class T>
 IK_HD AccT<T> bias_at(const ConvRef& cv, int co) {
-  return cv.b ? Num<T>::to_acc(load<T>(cv.b, co)) : AccT<T>(0);
+  return cv.b ? Num<T>::to_acc(load<T>(cv.b, co * cv.b_stride)) : AccT<T>(0);
 }
 
 // Non-finite weights and the zero padding (issue 16, item 8): a KxK conv's padding taps must

@@ -185,9 +185,11 @@ OutRef out_ref(at::Tensor& t) {
 void fill_convs(ConvRef* conv, const ModuleArgs& a) {
   for (int i = 0; i < kNumConvs; ++i) {
     const at::Tensor& w = *a.w[i];
+    const bool has_bias = a.b[i]->has_value();
     conv[i] = ConvRef{w.const_data_ptr(),
                       {w.stride(0), w.stride(1), w.stride(2), w.stride(3)},
-                      a.b[i]->has_value() ? (*a.b[i])->const_data_ptr() : nullptr,
+                      has_bias ? (*a.b[i])->const_data_ptr() : nullptr,
+                      has_bias ? (*a.b[i])->stride(0) : 0,
                       static_cast<int>(w.size(0)), static_cast<int>(w.size(1)), static_cast<int>(w.size(2))};
   }
 }

@@ -80,8 +80,9 @@ def _conv_args(ws, bs):
     w_ptrs = (ctypes.c_void_p * 6)(*[t.data_ptr() for t in ws])
     w_strides = _i64([s for t in ws for s in t.stride()])
     b_ptrs = (ctypes.c_void_p * 6)(*[(b.data_ptr() if b is not None else 0) for b in bs])
+    b_strides = _i64([b.stride(0) if b is not None else 0 for b in bs])
     shape = (ctypes.c_int * 18)(*[d for t in ws for d in (t.shape[0], t.shape[1], t.shape[2])])
-    return w_ptrs, w_strides, b_ptrs, shape
+    return w_ptrs, w_strides, b_ptrs, b_strides, shape
 
 
 def emu_forward(emu, x, ws, bs, *, relu=True, save_reduce=True, smem_limit=SMEM_H100, tensor_core=False):
@@ -421,3 +422,15 @@ def test_backward_nonfinite_weights_padding_contributes_nothing(emu):
     assert torch.isfinite(want[2]).any(), "dw3r has finite entries (the channels no non-finite tap reaches)"
     for name, g, w in zip(GRAD_NAMES, [dx, *grads], want):
         _assert_same_nonfinite(g, w, name)
+
+
+@pytest.mark.parametrize("bias_layout", ["contiguous", "strided"])
+def test_bias_stride_is_honoured(emu, bias_layout):
+    """Biases that are views with a stride (every other element of a buffer) read the right
+    values, forward and backward (issue 14, item 6: the kernels read a bias by its stride)."""
+    x, ws, bs = _make(SMALL, 2, 5, 4, torch.float64, seed=34)
+    if bias_layout == "strided":
+        bs = [torch.stack([b, torch.full_like(b, 1e3)], dim=1).reshape(-1)[::2] for b in bs]
+        assert all(b.stride(0) == 2 for b in bs)
+    _check_forward(emu, x, ws, bs)
+    _backward_case(emu, x, ws, bs)

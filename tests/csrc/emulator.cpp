@@ -102,23 +102,25 @@ ik::OutRef oref(void* p, const int64_t* s) {
   return p ? ik::OutRef{p, {s[0], s[1], s[2], s[3]}} : ik::OutRef{nullptr, {0, 0, 0, 0}};
 }
 
-void set_convs(ik::ConvRef* conv, const void* const* w, const int64_t* ws, const void* const* b, const int* shape) {
+// shape: [cout, cin, k] per conv; bs: the biases' strides.
+void set_convs(ik::ConvRef* conv, const void* const* w, const int64_t* ws, const void* const* b, const int64_t* bs,
+               const int* shape) {
   for (int i = 0; i < ik::kNumConvs; ++i) {
     const int64_t* s = ws + 4 * i;
-    conv[i] = ik::ConvRef{w[i], {s[0], s[1], s[2], s[3]}, b[i], shape[3 * i], shape[3 * i + 1], shape[3 * i + 2]};
+    conv[i] = ik::ConvRef{w[i], {s[0], s[1], s[2], s[3]}, b[i], bs[i], shape[3 * i], shape[3 * i + 1], shape[3 * i + 2]};
   }
 }
 
 template <class T>
 int forward(const void* x, const int64_t* xs, void* y, const int64_t* ys, void* r3, const int64_t* r3s, void* r5,
-            const int64_t* r5s, const void* const* w, const int64_t* ws, const void* const* b, const int* shape,
+            const int64_t* r5s, const void* const* w, const int64_t* ws, const void* const* b, const int64_t* bs, const int* shape,
             int64_t n, int h, int wd, int relu, int64_t smem_limit, int* tiles_out) {
   ik::FwdParams p{};
   p.x = tref(x, xs);
   p.y = oref(y, ys);
   p.r[0] = oref(r3, r3s);
   p.r[1] = oref(r5, r5s);
-  set_convs(p.conv, w, ws, b, shape);
+  set_convs(p.conv, w, ws, b, bs, shape);
   p.n = n, p.h = h, p.w = wd, p.relu = relu != 0;
   int64_t smem = 0;
   if (!ik::plan::forward(p, sizeof(T), sizeof(ik::AccT<T>), smem_limit, &smem)) return 1;
@@ -133,13 +135,13 @@ int forward(const void* x, const int64_t* xs, void* y, const int64_t* ys, void* 
 template <class T>
 int backward(const void* gy, const int64_t* gys, const void* x, const int64_t* xs, const void* y, const int64_t* ys,
              const void* r3, const int64_t* r3s, const void* r5, const int64_t* r5s, const void* const* w,
-             const int64_t* ws, const void* const* b, const int* shape, int64_t n, int h, int wd, int relu,
+             const int64_t* ws, const void* const* b, const int64_t* bs, const int* shape, int64_t n, int h, int wd, int relu,
              const int* needs_in, const int* weight_cl_in, void* dx, const int64_t* dxs, void* grads,
              int64_t grads_numel, int64_t* launches_out) {
   ik::BwdParams p{};
   p.gy = tref(gy, gys), p.x = tref(x, xs), p.y = tref(y, ys);
   p.r[0] = tref(r3, r3s), p.r[1] = tref(r5, r5s);
-  set_convs(p.conv, w, ws, b, shape);
+  set_convs(p.conv, w, ws, b, bs, shape);
   p.n = n, p.h = h, p.w = wd, p.relu = relu != 0;
   bool needs[13], has_bias[6], weight_cl[6];
   for (int i = 0; i < 13; ++i) needs[i] = needs_in[i] != 0;
@@ -180,14 +182,14 @@ extern "C" {
 // Returns 0 on success, 1 when no tile fits smem_limit, 2 for an unknown dtype.
 int ik_emu_forward(int dtype, const void* x, const int64_t* xs, void* y, const int64_t* ys, void* r3,
                    const int64_t* r3s, void* r5, const int64_t* r5s, const void* const* w, const int64_t* ws,
-                   const void* const* b, const int* shape, int64_t n, int h, int wd, int relu, int64_t smem_limit,
+                   const void* const* b, const int64_t* bs, const int* shape, int64_t n, int h, int wd, int relu, int64_t smem_limit,
                    int* tiles_out) {
   if (dtype == 1)
-    return forward<EmuHalf>(x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, shape, n, h, wd, relu, smem_limit, tiles_out);
+    return forward<EmuHalf>(x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, smem_limit, tiles_out);
   if (dtype == 0)
-    return forward<float>(x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, shape, n, h, wd, relu, smem_limit, tiles_out);
+    return forward<float>(x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, smem_limit, tiles_out);
   if (dtype == 3)
-    return forward<double>(x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, shape, n, h, wd, relu, smem_limit, tiles_out);
+    return forward<double>(x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, smem_limit, tiles_out);
   return 2;
 }
 
@@ -195,17 +197,17 @@ int ik_emu_forward(int dtype, const void* x, const int64_t* xs, void* y, const i
 // 2 for an unknown dtype. launches_out: [launches run, pixel splits].
 int ik_emu_backward(int dtype, const void* gy, const int64_t* gys, const void* x, const int64_t* xs, const void* y,
                     const int64_t* ys, const void* r3, const int64_t* r3s, const void* r5, const int64_t* r5s,
-                    const void* const* w, const int64_t* ws, const void* const* b, const int* shape, int64_t n,
+                    const void* const* w, const int64_t* ws, const void* const* b, const int64_t* bs, const int* shape, int64_t n,
                     int h, int wd, int relu, const int* needs, const int* weight_cl, void* dx, const int64_t* dxs,
                     void* grads, int64_t grads_numel, int64_t* launches_out) {
   if (dtype == 1)
-    return backward<EmuHalf>(gy, gys, x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, shape, n, h, wd, relu, needs,
+    return backward<EmuHalf>(gy, gys, x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, needs,
                              weight_cl, dx, dxs, grads, grads_numel, launches_out);
   if (dtype == 0)
-    return backward<float>(gy, gys, x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, shape, n, h, wd, relu, needs, weight_cl,
+    return backward<float>(gy, gys, x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, needs, weight_cl,
                            dx, dxs, grads, grads_numel, launches_out);
   if (dtype == 3)
-    return backward<double>(gy, gys, x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, shape, n, h, wd, relu, needs,
+    return backward<double>(gy, gys, x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, needs,
                             weight_cl, dx, dxs, grads, grads_numel, launches_out);
   return 2;
 }
