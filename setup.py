@@ -23,8 +23,9 @@ from pathlib import Path
 from setuptools import setup
 
 ROOT = Path(__file__).resolve().parent
-ARCHS = ("80", "90")
-SOURCES = ("csrc/module.cpp", "csrc/ops.cpp", "csrc/maxpool3x3.cu", "csrc/inception_fused.cu")
+ARCHS = ("80", "90a")  # sm_90a: Hopper's warpgroup MMA (wgmma) is arch-specific
+SOURCES = ("csrc/module.cpp", "csrc/ops.cpp", "csrc/maxpool3x3.cu", "csrc/inception_fused_fwd.cu",
+           "csrc/inception_fused_bwd.cu")
 BUILD_INFO = ROOT / "inception_kernels" / "_build_info.py"
 
 
