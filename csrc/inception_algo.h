@@ -126,6 +126,7 @@ struct BwdParams {
   int h, w;
   bool relu;
   tiling::PixelSplit split;
+  tiling::SpatialTiles dx_tiles;   // the dx jobs' tiles (tiling::dx_tiles)
   int64_t reduce_jobs[2];          // launch 1: jobs of branch 3, of branch 5
   int64_t seg_end[tiling::kNumSegments];  // launch 2: cumulative job counts per segment
 };
@@ -174,41 +175,45 @@ IK_HD void load_channels(const TensorRef& t, int64_t n, int c0, int count, int h
 // global memory, contiguous and 16-byte aligned, of which the first *valid are the operand's
 // (the rest read as zero), or null after writing the 8 values into v (zero outside the operand).
 
-// The 8 elements of a chunk, wherever they come from (the SIMT core and the CPU emulator).
+// The 8 elements of a chunk, wherever they come from (the SIMT core, reductions and the CPU
+// emulator); out is 16-byte aligned. A whole pointed-to chunk is one 16-byte load.
 template <class T, class Op>
 IK_HD void fetch_chunk(const Op& op, int r, int k, int kvalid, T* out) {
-  T v[tiling::kChunk];
   int valid = 0;
-  const T* src = op.chunk(r, k, kvalid, v, &valid);
-  for (int j = 0; j < tiling::kChunk; ++j) out[j] = src ? (j < valid ? src[j] : zero<T>()) : v[j];
+  const T* src = op.chunk(r, k, kvalid, out, &valid);
+  if (src == nullptr) return;
+  if (valid >= tiling::kChunk) return copy8(out, src);
+  for (int j = 0; j < tiling::kChunk; ++j) out[j] = j < valid ? Num<T>::load(src + j) : zero<T>();
 }
 
-// Values of channel c of x around a window, for tiling::pool_argmax.
-template <class T>
-struct ChannelValues {
-  const TensorRef* x;
-  int64_t n;
-  int c;
-  IK_HD AccT<T> operator()(int h, int w) const { return Num<T>::to_acc(load<T>(x->p, x->offset(n, c, h, w))); }
-  IK_HD AccT<T> infinity() const { return AccT<T>(1) / AccT<T>(0); }
-};
 
-// 3x3 / stride 1 / pad 1 max of channels c0 .. c0 + 7 around (h, w), NaN-propagating like
-// max_pool2d (tiling::pool_takes; exact: the maximum of T values), zero from c0 + count on.
+// The 3x3 / stride 1 / pad 1 max-pool window of (h, w) scanned for channels c0 .. c0 + 7 at once
+// (one 16-byte load per window pixel where x has aligned chunks), as tiling::pool_max scans one
+// channel: best[j] the maximum (NaN-propagating like max_pool2d; exact, the maximum of T values),
+// code[j] where it lies (tiling::pool_code relative to (h, w)).
 template <class T>
-IK_HD void pooled8(const TensorRef& x, int64_t n, int c0, int count, int h, int w, int height, int width, T* v) {
+IK_HD void pool_scan8(const TensorRef& x, int64_t n, int c0, int count, int h, int w, int height, int width,
+                      AccT<T>* best, int* code) {
   const tiling::Window win = tiling::pool_window(h, w, height, width);
-  AccT<T> best[tiling::kChunk];
-  for (int j = 0; j < tiling::kChunk; ++j) best[j] = -(AccT<T>(1) / AccT<T>(0));
+  for (int j = 0; j < tiling::kChunk; ++j)
+    best[j] = -(AccT<T>(1) / AccT<T>(0)), code[j] = tiling::pool_code(win.h_lo, win.w_lo, h, w);
   for (int hh = win.h_lo; hh <= win.h_hi; ++hh)
     for (int ww = win.w_lo; ww <= win.w_hi; ++ww) {
-      T t[tiling::kChunk];
+      alignas(16) T t[tiling::kChunk];
       load_channels(x, n, c0, count, hh, ww, t);
       for (int j = 0; j < tiling::kChunk; ++j) {
         const AccT<T> a = Num<T>::to_acc(t[j]);
-        if (tiling::pool_takes(a, best[j])) best[j] = a;
+        if (tiling::pool_takes(a, best[j])) best[j] = a, code[j] = tiling::pool_code(hh, ww, h, w);
       }
     }
+}
+
+// The max-pool of channels c0 .. c0 + 7 at (h, w), zero from c0 + count on.
+template <class T>
+IK_HD void pooled8(const TensorRef& x, int64_t n, int c0, int count, int h, int w, int height, int width, T* v) {
+  AccT<T> best[tiling::kChunk];
+  int code[tiling::kChunk];
+  pool_scan8<T>(x, n, c0, count, h, w, height, width, best, code);
   for (int j = 0; j < tiling::kChunk; ++j) v[j] = j < count ? Num<T>::from_acc(best[j]) : zero<T>();
 }
 
@@ -440,24 +445,42 @@ IK_HD const T* grad_chunk(const BwdParams& p, GradSource g, const tiling::FlatPi
   return nullptr;
 }
 
-// A(m, kk) for GEMM rows over pixels m0 + m: the gradient source at the pixel shifted by
-// (dh, dw), channel kk; or, for the transposed KxK conv (k > 1), at the pixel that read
-// pixel m0 + m at tap conv_tap(kk, pad8(count), k), channel tap.c. K-major.
+// Which pixel GEMM row m stands for: flat pixel m0 + m of the batch (kFlat), or pixel m of a
+// spatial tile (kTile), or halo pixel m0 + m of its 1-pixel halo (kHalo3).
+struct PixelRows {
+  enum Mode : int { kFlat, kTile, kHalo3 };
+  Mode mode;
+  int64_t m0;
+  tiling::FwdJob tile;  // image and origin (kTile, kHalo3)
+  IK_HD bool at(const BwdParams& p, int m, tiling::FlatPix* px) const {
+    if (mode == kFlat) {
+      if (m0 + m >= p.n * p.h * static_cast<int64_t>(p.w)) return false;
+      *px = tiling::flat_pixel(m0 + m, p.h, p.w);
+      return true;
+    }
+    const tiling::Pix q = mode == kTile ? tiling::tile_pixel(m, tile.h0, tile.w0, p.dx_tiles, p.h, p.w)
+                                        : tiling::halo_pixel(static_cast<int>(m0) + m, tile.h0, tile.w0, p.dx_tiles, 3, p.h, p.w);
+    *px = tiling::FlatPix{tile.n, q.h, q.w};
+    return q.valid;
+  }
+};
+
+// A(m, kk) for GEMM rows over pixels (PixelRows): the gradient source at the pixel, channel kk;
+// or, for the transposed KxK conv (k > 1), at the pixel that read it at tap
+// conv_tap(kk, pad8(count), k), channel tap.c. K-major.
 template <class T>
 struct PixelGradOperand {
   static constexpr bool kKMajor = true;
   const BwdParams* p;
   GradSource g;
-  int64_t m0;
-  int count, k, dh, dw;
+  PixelRows rows;
+  int count, k;
   IK_HD const T* chunk(int m, int kk, int kvalid, T* v, int* valid) const {
     (void)kvalid;  // kdim = K * K * pad8(count): the channel bound is the tighter one
-    const int64_t pix = m0 + m;
-    if (pix >= p->n * p->h * static_cast<int64_t>(p->w)) return zero8(v), nullptr;
-    const tiling::FlatPix fp = tiling::flat_pixel(pix, p->h, p->w);
+    tiling::FlatPix fp;
+    if (!rows.at(*p, m, &fp)) return zero8(v), nullptr;
     const tiling::Tap tp = tiling::conv_tap(kk, tiling::pad8(count), k);
-    const tiling::Pix q = k > 1 ? tiling::conv_reader(fp.h, fp.w, tp.dy, tp.dx, k, p->h, p->w)
-                                : tiling::shifted(fp.h, fp.w, dh, dw, p->h, p->w);
+    const tiling::Pix q = tiling::conv_reader(fp.h, fp.w, tp.dy, tp.dx, k, p->h, p->w);
     if (!q.valid) return zero8(v), nullptr;
     return grad_chunk<T>(*p, g, tiling::FlatPix{fp.n, q.h, q.w}, tp.c, count - tp.c, v, valid);
   }
@@ -520,43 +543,89 @@ struct ReduceGradEpilogue {
   }
 };
 
-// dx tile: dacc = g1 @ w1 (kAssign), += gr3 @ w3r, += gr5 @ w5r (kAdd), then for each of
-// the 9 neighbours q = pixel + (dh, dw): += (gp @ wp)[q] where q's pool window routes to the
-// pixel (kRoute); the last one writes dx.
+// The dx tile's shared-memory workspace (tiling::dx_acc_bytes ...): its accumulators
+// [kBM][kBN], the pool product Q [kDxHalo][kBN] over the tile's 1-pixel halo, and the argmax
+// codes [kDxHalo][kBN] of those halo pixels' pool windows (-1: outside the image).
+template <class T>
+struct DxWorkspace {
+  AccT<T>* acc;
+  AccT<T>* q;
+  signed char* arg;
+  IK_HD static DxWorkspace at(AccT<T>* base) {
+    char* b = reinterpret_cast<char*>(base);
+    const int64_t qo = tiling::dx_acc_bytes(sizeof(AccT<T>)), ao = qo + tiling::dx_q_bytes(sizeof(AccT<T>));
+    return DxWorkspace{base, reinterpret_cast<AccT<T>*>(b + qo), reinterpret_cast<signed char*>(b + ao)};
+  }
+};
+
+// Q[halo pixel m0 + m][col] = (gp @ wp^T): the pool branch's input gradient before routing.
+template <class T>
+struct DxPoolProductEpilogue {
+  const BwdParams* p;
+  AccT<T>* q;
+  int m0;
+  IK_HD void operator()(int m, int col, AccT<T> acc) const {
+    if (m0 + m < tiling::halo_pixels(p->dx_tiles, 3)) q[(m0 + m) * tiling::kBN + col] = acc;
+  }
+};
+
+// dx tile: acc = g1 @ w1 (kAssign), += gr3 @ w3r (kAdd), then (kLast) += gr5 @ w5r and the
+// max-pool backward -- for each of the 9 neighbours q of the pixel inside the image, Q[q] where
+// q's pool window has its argmax at the pixel -- and dx is written.
 template <class T>
 struct DxEpilogue {
-  enum Mode : int { kAssign, kAdd, kRoute };
+  enum Mode : int { kAssign, kAdd, kLast };
   const BwdParams* p;
-  AccT<T>* dacc;  // [kBM][kBN] in shared memory (host memory in the emulator)
+  DxWorkspace<T> ws;
   Mode mode;
-  bool last;
-  int64_t m0;
-  int ci0, dh, dw;
+  PixelRows rows;  // the tile's pixels
+  int ci0;
   IK_HD void operator()(int m, int col, AccT<T> acc) const {
-    AccT<T>& d = dacc[m * tiling::kBN + col];
-    if (mode == kAssign) {
-      d = acc;
-    } else if (mode == kAdd) {
-      d += acc;
-    }
-    const int64_t pix = m0 + m;
+    AccT<T>& d = ws.acc[m * tiling::kBN + col];
+    d = mode == kAssign ? acc : d + acc;
+    tiling::FlatPix fp;
     const int ci = ci0 + col;
-    if (pix >= p->n * p->h * static_cast<int64_t>(p->w) || ci >= p->conv[kW1].cin) return;
-    const tiling::FlatPix fp = tiling::flat_pixel(pix, p->h, p->w);
-    if (mode == kRoute) {
-      const tiling::Pix q = tiling::shifted(fp.h, fp.w, dh, dw, p->h, p->w);
-      if (q.valid) {
-        const tiling::Window win = tiling::pool_window(q.h, q.w, p->h, p->w);
-        if (tiling::pool_argmax(win, p->w, ChannelValues<T>{&p->x, fp.n, ci}) == fp.h * p->w + fp.w) d += acc;
+    if (mode != kLast || ci >= p->conv[kW1].cin || !rows.at(*p, m, &fp)) return;
+    const tiling::SpatialTiles& t = p->dx_tiles;
+    for (int dh = -1; dh <= 1; ++dh)
+      for (int dw = -1; dw <= 1; ++dw) {
+        if (!tiling::shifted(fp.h, fp.w, dh, dw, p->h, p->w).valid) continue;
+        const int hq = tiling::halo_index(m, dh + 1, dw + 1, t, 3);  // q = pixel + (dh, dw)
+        if (ws.arg[hq * tiling::kBN + col] == tiling::pool_code(fp.h, fp.w, fp.h + dh, fp.w + dw))
+          d += ws.q[hq * tiling::kBN + col];
       }
+    static_cast<T*>(p->dx.p)[p->dx.offset(fp.n, ci, fp.h, fp.w)] = Num<T>::from_acc(d);
+  }
+};
+
+// The argmax codes of the dx tile's halo pixels, chunk i = (halo pixel, 8 channels): one scan of
+// each window for 8 channels (pool_scan8), shared by the up to 9 tile pixels it routes to.
+template <class T>
+struct DxArgmaxPass {
+  const BwdParams* p;
+  DxWorkspace<T> ws;
+  tiling::FwdJob tile;
+  int ci0;
+  IK_HD void operator()(int i) const {
+    constexpr int kChunks = tiling::kBN / tiling::kChunk;
+    const int hp = i / kChunks, c = (i % kChunks) * tiling::kChunk;
+    signed char* arg = ws.arg + hp * tiling::kBN + c;
+    const tiling::Pix q = tiling::halo_pixel(hp, tile.h0, tile.w0, p->dx_tiles, 3, p->h, p->w);
+    const int count = p->conv[kW1].cin - ci0 - c;
+    if (!q.valid || count <= 0) {
+      for (int j = 0; j < tiling::kChunk; ++j) arg[j] = -1;
+      return;
     }
-    if (last) static_cast<T*>(p->dx.p)[p->dx.offset(fp.n, ci, fp.h, fp.w)] = Num<T>::from_acc(d);
+    AccT<T> best[tiling::kChunk];
+    int code[tiling::kChunk];
+    pool_scan8<T>(p->x, tile.n, ci0 + c, count, q.h, q.w, p->h, p->w, best, code);
+    for (int j = 0; j < tiling::kChunk; ++j) arg[j] = static_cast<signed char>(j < count ? code[j] : -1);
   }
 };
 
 // Weight/bias gradient operands: A(m, kk) = gradient source at pixel split_start + kk, channel
 // co0 + m; B(kk, n) = the conv's input at that pixel shifted to tap (dy, dx), channel ci0 + n
-// (x, its max-pool, or a reduce output), or the all-ones column for a bias gradient.
+// (x, its max-pool, or a reduce output). A bias gradient is A's row sums (core.reduce_rows).
 template <class T>
 struct ChannelGradOperand {  // MN-major: a chunk is 8 output channels at one pixel
   static constexpr bool kKMajor = false;
@@ -572,7 +641,7 @@ struct ChannelGradOperand {  // MN-major: a chunk is 8 output channels at one pi
 
 template <class T>
 struct InputOperand {  // MN-major: a chunk is 8 input channels at one pixel
-  enum Mode : int { kX, kPoolX, kR3, kR5, kOnes };
+  enum Mode : int { kX, kPoolX, kR3, kR5 };
   static constexpr bool kKMajor = false;
   const BwdParams* p;
   Mode mode;
@@ -581,11 +650,6 @@ struct InputOperand {  // MN-major: a chunk is 8 input channels at one pixel
   IK_HD const T* chunk(int r, int kk, int kvalid, T* v, int* valid) const {
     (void)kvalid;  // kk < kdim = pix_end - pix0
     const int c0 = ci0 + r, count = cin - c0;
-    if (mode == kOnes) {
-      zero8(v);
-      if (r == 0) v[0] = Num<T>::from_acc(AccT<T>(1));
-      return nullptr;
-    }
     if (count <= 0) return zero8(v), nullptr;
     const tiling::FlatPix fp = tiling::flat_pixel(pix0 + kk, p->h, p->w);
     const tiling::Pix q = tiling::conv_source(fp.h, fp.w, dy, dx, k, p->h, p->w);
@@ -628,7 +692,8 @@ IK_HD void run_reduce_grad_job(const BwdParams& p, int64_t job, const Core& core
   const int64_t pix_tiles = cdiv64(p.n * p.h * static_cast<int64_t>(p.w), kBM);
   const int64_t m0 = (job % pix_tiles) * kBM;
   const int n0 = static_cast<int>(job / pix_tiles) * kBN;
-  core.gemm(PixelGradOperand<T>{&p, grad_source(p, b == 0 ? kW3 : kW5), m0, wk->cout, wk->k, 0, 0},
+  const PixelRows rows{PixelRows::kFlat, m0, {}};
+  core.gemm(PixelGradOperand<T>{&p, grad_source(p, b == 0 ? kW3 : kW5), rows, wk->cout, wk->k},
             TransposedWeightOperand<T>{wk, n0}, pad8(wk->cout) * wk->k * wk->k,
             ReduceGradEpilogue<T>{&p, b, m0, n0});
 }
@@ -638,7 +703,7 @@ IK_HD int64_t reduce_grad_jobs(int64_t pixels, int cr) {
 }
 
 // Launch 2 job: a dx tile, a weight-gradient tile or a bias-gradient tile. `dacc` is the dx
-// tile's accumulator (kBM x kBN, shared memory).
+// tile's workspace (DxWorkspace::at: shared memory after the staging area).
 IK_NO_EXEC_CHECK
 template <class T, class Core>
 IK_HD void run_grads_job(const BwdParams& p, int64_t job, const Core& core, AccT<T>* dacc) {
@@ -646,22 +711,25 @@ IK_HD void run_grads_job(const BwdParams& p, int64_t job, const Core& core, AccT
   int64_t local = 0;
   const int seg = find_segment(job, p.seg_end, &local);
   if (seg == kSegDx) {
-    const int64_t pix_tiles = cdiv64(p.n * p.h * static_cast<int64_t>(p.w), kBM);
-    const int64_t m0 = (local % pix_tiles) * kBM;
-    const int ci0 = static_cast<int>(local / pix_tiles) * kBN;
+    // One dx tile: the pool product over the tile's halo first (Q, two GEMM tiles of rows),
+    // the argmax codes of the halo's windows, then the three 1x1 convs that read x, the last of
+    // which routes the pool gradient and writes dx.
+    const int64_t tiles = p.n * p.dx_tiles.tiles_h * static_cast<int64_t>(p.dx_tiles.tiles_w);
+    const FwdJob tile = decode_tile(local % tiles, p.dx_tiles);
+    const int ci0 = static_cast<int>(local / tiles) * kBN;
+    const DxWorkspace<T> ws = DxWorkspace<T>::at(dacc);
+    const ConvRef* wp = &p.conv[kWp];
+    for (int m0 = 0; m0 < halo_pixels(p.dx_tiles, 3); m0 += kBM)
+      core.gemm(PixelGradOperand<T>{&p, grad_source(p, kWp), PixelRows{PixelRows::kHalo3, m0, tile}, wp->cout, 1},
+                TransposedWeightOperand<T>{wp, ci0}, wp->cout, DxPoolProductEpilogue<T>{&p, ws.q, m0});
+    core.parallel_for(halo_pixels(p.dx_tiles, 3) * (kBN / kChunk), DxArgmaxPass<T>{&p, ws, tile, ci0});
     using E = DxEpilogue<T>;
+    const PixelRows rows{PixelRows::kTile, 0, tile};
     for (int i = 0; i < 3; ++i) {  // w1, w3r, w5r: the 1x1 convs that read x
       const int conv = i == 0 ? kW1 : i == 1 ? kW3r : kW5r;
       const ConvRef* cv = &p.conv[conv];
-      core.gemm(PixelGradOperand<T>{&p, grad_source(p, conv), m0, cv->cout, 1, 0, 0},
-                TransposedWeightOperand<T>{cv, ci0}, cv->cout,
-                E{&p, dacc, conv == kW1 ? E::kAssign : E::kAdd, false, m0, ci0, 0, 0});
-    }
-    const ConvRef* wp = &p.conv[kWp];
-    for (int d = 0; d < 9; ++d) {
-      const int dh = d / 3 - 1, dw = d % 3 - 1;
-      core.gemm(PixelGradOperand<T>{&p, grad_source(p, kWp), m0, wp->cout, 1, dh, dw},
-                TransposedWeightOperand<T>{wp, ci0}, wp->cout, E{&p, dacc, E::kRoute, d == 8, m0, ci0, dh, dw});
+      core.gemm(PixelGradOperand<T>{&p, grad_source(p, conv), rows, cv->cout, 1}, TransposedWeightOperand<T>{cv, ci0},
+                cv->cout, E{&p, ws, i == 0 ? E::kAssign : i == 1 ? E::kAdd : E::kLast, rows, ci0});
     }
     return;
   }
@@ -674,17 +742,17 @@ IK_HD void run_grads_job(const BwdParams& p, int64_t job, const Core& core, AccT
   const int64_t pixels = p.n * p.h * static_cast<int64_t>(p.w);
   const int64_t pix0 = wj.split * p.split.chunk;
   const int64_t pix_end = pix0 + p.split.chunk < pixels ? pix0 + p.split.chunk : pixels;
-  using In = InputOperand<T>;
-  const typename In::Mode mode = bias ? In::kOnes
-      : conv == kWp ? In::kPoolX
-      : conv == kW3 ? In::kR3
-      : conv == kW5 ? In::kR5 : In::kX;
   const int64_t base = wj.split * p.p_total + p.grad_offset[bias ? kNumConvs + conv : conv];
-  core.gemm(ChannelGradOperand<T>{&p, grad_source(p, conv), pix0, pix_end, wj.co0, cv->cout},
-            In{&p, mode, pix0, pix_end, wj.ci0, cv->cin, wj.dy, wj.dx, k},
-            static_cast<int>(pix_end - pix0),
-            PartialEpilogue<T>{&p, base, bias ? nullptr : p.grad_stride[conv], wj.co0, cv->cout, wj.ci0, cv->cin,
-                               wj.dy, wj.dx});
+  const ChannelGradOperand<T> grad{&p, grad_source(p, conv), pix0, pix_end, wj.co0, cv->cout};
+  if (bias) {  // db = the gradient source summed over the split's pixels: a reduction, no GEMM
+    core.reduce_rows(grad, static_cast<int>(pix_end - pix0),
+                     PartialEpilogue<T>{&p, base, nullptr, wj.co0, cv->cout, 0, 1, 0, 0});
+    return;
+  }
+  using In = InputOperand<T>;
+  const typename In::Mode mode = conv == kWp ? In::kPoolX : conv == kW3 ? In::kR3 : conv == kW5 ? In::kR5 : In::kX;
+  core.gemm(grad, In{&p, mode, pix0, pix_end, wj.ci0, cv->cin, wj.dy, wj.dx, k}, static_cast<int>(pix_end - pix0),
+            PartialEpilogue<T>{&p, base, p.grad_stride[conv], wj.co0, cv->cout, wj.ci0, cv->cin, wj.dy, wj.dx});
 }
 
 // Launch 3: grads[i] = sum over splits s (in order) of partial[s, i], in the weights' dtype.
@@ -772,7 +840,8 @@ inline void backward(BwdParams& p, const bool* needs, const bool* has_bias, cons
   const bool want_gr = want_dx || branch_needed(needs, has_bias, kW3r) || branch_needed(needs, has_bias, kW5r);
   p.reduce_jobs[0] = want_gr ? reduce_grad_jobs(pixels, p.conv[kW3r].cout) : 0;
   p.reduce_jobs[1] = want_gr ? reduce_grad_jobs(pixels, p.conv[kW5r].cout) : 0;
-  int64_t end = want_dx ? cdiv64(pixels, kBM) * cdiv(p.conv[kW1].cin, kBN) : 0;
+  p.dx_tiles = dx_tiles(p.h, p.w);
+  int64_t end = want_dx ? p.n * p.dx_tiles.tiles_h * static_cast<int64_t>(p.dx_tiles.tiles_w) * cdiv(p.conv[kW1].cin, kBN) : 0;
   p.seg_end[kSegDx] = end;
   for (int i = 0; i < kNumConvs; ++i) {
     const ConvRef& cv = p.conv[i];

@@ -64,6 +64,45 @@ struct DeviceCore {
     }
   }
 
+  // fn(i) for i in [0, count), spread over the block's threads, between two barriers.
+  template <class F>
+  __device__ void parallel_for(int count, const F& fn) const {
+    __syncthreads();
+    for (int i = threadIdx.x; i < count; i += tiling::kThreads) fn(i);
+    __syncthreads();
+  }
+
+  // C[m] = sum over k < kdim of A(m, k) for the 64 rows of an MN-major operand, then
+  // epi(m, 0, C[m]): a bias gradient as a reduction. Thread t sums chunk column t % 8 over
+  // every 16th k from t / 8; the 16 partial rows then add up in order through shared memory.
+  template <class A, class E>
+  __device__ void reduce_rows(const A& a, int kdim, const E& epi) const {
+    static_assert(!A::kKMajor, "reduce_rows sums the rows of an MN-major operand");
+    using namespace tiling;
+    using Acc = AccT<T>;
+    constexpr int kCols = kBM / kChunk, kLanes = kThreads / kCols;
+    const int c = threadIdx.x % kCols, lane = threadIdx.x / kCols;
+    Acc s[kChunk];
+#pragma unroll
+    for (int j = 0; j < kChunk; ++j) s[j] = Acc(0);
+    for (int k = lane; k < kdim; k += kLanes) {
+      alignas(16) T v[kChunk];
+      fetch_chunk<T>(a, c * kChunk, k, kChunk, v);
+#pragma unroll
+      for (int j = 0; j < kChunk; ++j) s[j] += Num<T>::to_acc(v[j]);
+    }
+    Acc* part = reinterpret_cast<Acc*>(smem);  // [kLanes][kBM] in the staging area
+    __syncthreads();  // the previous gemm is done with the staging area
+#pragma unroll
+    for (int j = 0; j < kChunk; ++j) part[lane * kBM + c * kChunk + j] = s[j];
+    __syncthreads();
+    if (threadIdx.x < kBM) {
+      Acc t = Acc(0);
+      for (int l = 0; l < kLanes; ++l) t += part[l * kBM + threadIdx.x];
+      epi(threadIdx.x, 0, t);
+    }
+  }
+
   // C = A[kBM, kdim] x B[kdim, kBN]; then epi(m, n, C[m, n]) for every element.
   template <class A, class B, class E>
   __device__ void gemm(const A& a, const B& b, int kdim, const E& epi) const {
@@ -255,7 +294,7 @@ struct DeviceCore {
     const int e = threadIdx.x;
     const int r = Op::kKMajor ? e / (kSimtBK / kChunk) : (e % (kBM / kChunk)) * kChunk;
     const int k = Op::kKMajor ? k0 + (e % (kSimtBK / kChunk)) * kChunk : k0 + e / (kBM / kChunk);
-    T v[kChunk];
+    alignas(16) T v[kChunk];
     if (k < kdim)
       fetch_chunk<T>(op, r, k, Op::kKMajor ? imin(kChunk, kdim - k) : kChunk, v);
     else

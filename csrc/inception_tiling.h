@@ -110,17 +110,23 @@ struct FwdJob {
   int kind;    // FwdKind
 };
 
-// The three kinds of one tile are consecutive jobs, so x's tile and halo are read from L2
-// by the second and third while the first brought them in.
-IK_HD FwdJob decode_fwd_job(int64_t job, SpatialTiles t) {
+// Tile `tile` of the batch (images in order, row-major within an image); kind left 0.
+IK_HD FwdJob decode_tile(int64_t tile, SpatialTiles t) {
   FwdJob j;
-  j.kind = static_cast<int>(job % kFwdKinds);
-  const int64_t tile = job / kFwdKinds;
+  j.kind = 0;
   const int64_t per_image = static_cast<int64_t>(t.tiles_h) * t.tiles_w;
   j.n = tile / per_image;
   const int r = static_cast<int>(tile % per_image);
   j.h0 = (r / t.tiles_w) * t.th;
   j.w0 = (r % t.tiles_w) * t.tw;
+  return j;
+}
+
+// The three kinds of one tile are consecutive jobs, so x's tile and halo are read from L2
+// by the second and third while the first brought them in.
+IK_HD FwdJob decode_fwd_job(int64_t job, SpatialTiles t) {
+  FwdJob j = decode_tile(job / kFwdKinds, t);
+  j.kind = static_cast<int>(job % kFwdKinds);
   return j;
 }
 
@@ -248,6 +254,10 @@ IK_HD bool pool_takes(V v, V best) {
   return v > best || v != v;
 }
 
+// Where the argmax of the window of pixel q lies relative to q, as a code (dh + 1) * 3 + (dw + 1)
+// in [0, 9): the dx tiles keep one byte per (pixel, channel) instead of the pixel index.
+IK_HD int pool_code(int ah, int aw, int qh, int qw) { return (ah - qh + 1) * 3 + (aw - qw + 1); }
+
 template <class Get>
 IK_HD auto pool_max(Window win, int width, const Get& get) -> PoolMax<decltype(get(0, 0))> {
   PoolMax<decltype(get(0, 0))> best{-get.infinity(), win.h_lo * width + win.w_lo};
@@ -326,9 +336,25 @@ IK_HD bool pick_fwd_tiles(int height, int width, int k3, int cr3, int k5, int cr
   return false;
 }
 
-// Shared memory of the backward grads kernel: staging plus the dx accumulator tile.
+// The dx tiles of the backward: kDxTile x kDxTile pixels of one image (clipped to it), whose
+// 3x3 max-pool gradient is routed from the pool product Q over the tile's 1-pixel halo.
+constexpr int kDxTile = 8;
+constexpr int kDxHalo = (kDxTile + 2) * (kDxTile + 2);
+
+IK_HD SpatialTiles dx_tiles(int height, int width) {
+  return make_tiles(height, width, imin(kDxTile, height), imin(kDxTile, width));
+}
+
+// The dx tile's workspace after the staging area: its accumulators [kBM][kBN], the pool
+// product Q [kDxHalo][kBN] (accumulator type) and the pool windows' argmax codes
+// [kDxHalo][kBN] (one byte each).
+IK_HD int64_t dx_acc_bytes(int acc_elem) { return align_up(static_cast<int64_t>(kBM) * kBN * acc_elem, kSmemAlign); }
+IK_HD int64_t dx_q_bytes(int acc_elem) { return align_up(static_cast<int64_t>(kDxHalo) * kBN * acc_elem, kSmemAlign); }
+IK_HD int64_t dx_arg_bytes() { return align_up(static_cast<int64_t>(kDxHalo) * kBN, kSmemAlign); }
+
+// Shared memory of the backward grads kernel: staging plus the dx tile's workspace.
 IK_HD int64_t bwd_smem_bytes(int elem, int acc_elem) {
-  return staging_bytes(elem, acc_elem) + align_up(static_cast<int64_t>(kBM) * kBN * acc_elem, kSmemAlign);
+  return staging_bytes(elem, acc_elem) + dx_acc_bytes(acc_elem) + dx_q_bytes(acc_elem) + dx_arg_bytes();
 }
 
 // ---------------------------------------------------------------------------------------

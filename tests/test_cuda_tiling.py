@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SMEM_H100 = 227 * 1024  # cudaDevAttrMaxSharedMemoryPerBlockOptin of an H100
 _CONSTANT_NAMES = ("kBM", "kBN", "kBK", "kThreads", "kMaxTilePixels", "kFwdKinds", "kSmemAlign", "kNumTileCandidates",
                    "kNumSegments", "kSegDx", "kSegW", "kSegB", "kChunk", "kStages", "kTcBK", "kLineBytes",
-                   "kTileLines", "kTcTileBytes", "kSimtBK", "kSimtLdK", "kSimtLdM", "kSimtTileElems")
+                   "kTileLines", "kTcTileBytes", "kSimtBK", "kSimtLdK", "kSimtLdM", "kSimtTileElems", "kDxTile",
+                   "kDxHalo")
 
 _i = ctypes.c_int
 _i64 = ctypes.c_int64
@@ -521,7 +522,12 @@ def test_staging_and_backward_smem_bytes(tl, elem, acc):
         assert staging % 1024 == 0
     else:
         assert b_off == c["kSimtTileElems"] * elem
-    assert tl.bwd_smem_bytes(elem, acc) == staging + _align(c["kBM"] * c["kBN"] * acc, c["kSmemAlign"])
+    # the dx tile's workspace: accumulators [kBM][kBN], the pool product over the tile's 1-pixel
+    # halo [kDxHalo][kBN] (accumulator type) and its argmax codes (one byte each)
+    assert c["kDxHalo"] == (c["kDxTile"] + 2) ** 2 and c["kDxTile"] ** 2 <= c["kBM"]
+    workspace = sum(_align(v, c["kSmemAlign"]) for v in (
+        c["kBM"] * c["kBN"] * acc, c["kDxHalo"] * c["kBN"] * acc, c["kDxHalo"] * c["kBN"]))
+    assert tl.bwd_smem_bytes(elem, acc) == staging + workspace
 
 
 def test_pad8_rounds_up_to_whole_chunks(tl):

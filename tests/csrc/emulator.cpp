@@ -60,7 +60,7 @@ constexpr char kGarbage = static_cast<char>(0xFF);
 template <class T, class Op>
 std::vector<T> dense_operand(const Op& op, int kdim) {
   std::vector<T> out(static_cast<size_t>(tl::kBM) * kdim);
-  T v[tl::kChunk];
+  alignas(16) T v[tl::kChunk];
   if (Op::kKMajor) {
     for (int r = 0; r < tl::kBM; ++r)
       for (int k = 0; k < kdim; k += tl::kChunk) {
@@ -80,6 +80,21 @@ std::vector<T> dense_operand(const Op& op, int kdim) {
 // The plain-loop Core: C[m, n] = sum_k A(m, k) * B(k, n) over the whole kBM x kBN tile.
 template <class T>
 struct EmuCore {
+  template <class F>
+  void parallel_for(int count, const F& fn) const {
+    for (int i = 0; i < count; ++i) fn(i);
+  }
+
+  template <class A, class E>
+  void reduce_rows(const A& a, int kdim, const E& epi) const {
+    const std::vector<T> am = dense_operand<T>(a, kdim);
+    for (int m = 0; m < tl::kBM; ++m) {
+      ik::AccT<T> s = 0;
+      for (int k = 0; k < kdim; ++k) s += ik::Num<T>::to_acc(am[static_cast<size_t>(m) * kdim + k]);
+      epi(m, 0, s);
+    }
+  }
+
   template <class A, class B, class E>
   void gemm(const A& a, const B& b, int kdim, const E& epi) const {
     using Acc = ik::AccT<T>;

@@ -45,13 +45,13 @@ extern "C" {
 
 // {kBM, kBN, kBK, kThreads, kMaxTilePixels, kFwdKinds, kSmemAlign, kNumTileCandidates,
 //  kNumSegments, kSegDx, kSegW, kSegB, kChunk, kStages, kTcBK, kLineBytes, kTileLines,
-//  kTcTileBytes, kSimtBK, kSimtLdK, kSimtLdM, kSimtTileElems}
+//  kTcTileBytes, kSimtBK, kSimtLdK, kSimtLdM, kSimtTileElems, kDxTile, kDxHalo}
 void ik_constants(int* out) {
   const int c[] = {tl::kBM,           tl::kBN,         tl::kBK,        tl::kThreads,   tl::kMaxTilePixels,
                    tl::kFwdKinds,     tl::kSmemAlign,  tl::kNumTileCandidates,         tl::kNumSegments,
                    tl::kSegDx,        tl::kSegW,       tl::kSegB,      tl::kChunk,     tl::kStages,
                    tl::kTcBK,         tl::kLineBytes,  tl::kTileLines, tl::kTcTileBytes, tl::kSimtBK,
-                   tl::kSimtLdK,      tl::kSimtLdM,    tl::kSimtTileElems};
+                   tl::kSimtLdK,      tl::kSimtLdM,    tl::kSimtTileElems, tl::kDxTile, tl::kDxHalo};
   for (int i = 0; i < static_cast<int>(sizeof(c) / sizeof(c[0])); ++i) out[i] = c[i];
 }
 
