@@ -543,18 +543,16 @@ struct ReduceGradEpilogue {
   }
 };
 
-// The dx tile's shared-memory workspace (tiling::dx_acc_bytes ...): its accumulators
-// [kBM][kBN], the pool product Q [kDxHalo][kBN] over the tile's 1-pixel halo, and the argmax
-// codes [kDxHalo][kBN] of those halo pixels' pool windows (-1: outside the image).
+// The dx tile's shared-memory workspace (after the staging area): the pool product Q
+// [kDxHalo][kBN] over the tile's 1-pixel halo (accumulator type), and the argmax codes
+// [kDxHalo][kBN] of those halo pixels' pool windows (-1: outside the image).
 template <class T>
 struct DxWorkspace {
-  AccT<T>* acc;
   AccT<T>* q;
   signed char* arg;
-  IK_HD static DxWorkspace at(AccT<T>* base) {
-    char* b = reinterpret_cast<char*>(base);
-    const int64_t qo = tiling::dx_acc_bytes(sizeof(AccT<T>)), ao = qo + tiling::dx_q_bytes(sizeof(AccT<T>));
-    return DxWorkspace{base, reinterpret_cast<AccT<T>*>(b + qo), reinterpret_cast<signed char*>(b + ao)};
+  IK_HD static DxWorkspace at(char* base) {
+    return DxWorkspace{reinterpret_cast<AccT<T>*>(base),
+                       reinterpret_cast<signed char*>(base + tiling::dx_q_bytes(sizeof(AccT<T>)))};
   }
 };
 
@@ -569,32 +567,77 @@ struct DxPoolProductEpilogue {
   }
 };
 
-// dx tile: acc = g1 @ w1 (kAssign), += gr3 @ w3r (kAdd), then (kLast) += gr5 @ w5r and the
-// max-pool backward -- for each of the 9 neighbours q of the pixel inside the image, Q[q] where
-// q's pool window has its argmax at the pixel -- and dx is written.
+// The three 1x1 convs that read x, as one GEMM over their concatenated output channels (the
+// backward's horizontal 1x1 GEMM): dx = [g1 | gr3 | gr5] @ [w1; w3r; w5r]. The reduction index
+// runs over pad8(c1), then pad8(c3r), then pad8(c5r) channels (no chunk spans two convs).
+struct DxSegments {
+  int end[3];  // cumulative ends of the w1, w3r, w5r segments
+  IK_HD static int conv(int i) { return i == 0 ? kW1 : i == 1 ? kW3r : kW5r; }
+  IK_HD static DxSegments of(const BwdParams& p) {
+    DxSegments s;
+    int e = 0;
+    for (int i = 0; i < 3; ++i) s.end[i] = e += tiling::pad8(p.conv[conv(i)].cout);
+    return s;
+  }
+  IK_HD int find(int k, int* c) const {  // segment of k; *c its channel in the segment
+    const int i = k < end[0] ? 0 : k < end[1] ? 1 : 2;
+    *c = k - (i == 0 ? 0 : i == 1 ? end[0] : end[1]);  // no dynamic index: end stays in registers
+    return i;
+  }
+};
+
+// A(m, k): the gradient source of segment conv at tile pixel m, channel c. K-major.
+template <class T>
+struct DxGradOperand {
+  static constexpr bool kKMajor = true;
+  const BwdParams* p;
+  DxSegments seg;
+  PixelRows rows;
+  IK_HD const T* chunk(int m, int k, int kvalid, T* v, int* valid) const {
+    (void)kvalid;
+    tiling::FlatPix fp;
+    if (!rows.at(*p, m, &fp)) return zero8(v), nullptr;
+    int c = 0;
+    const int conv = DxSegments::conv(seg.find(k, &c));
+    return grad_chunk<T>(*p, grad_source(*p, conv), fp, c, p->conv[conv].cout - c, v, valid);
+  }
+};
+
+// B(k, n) = w[c, ci0 + n] of segment conv (transposed 1x1 weights). MN-major.
+template <class T>
+struct DxWeightOperand {
+  static constexpr bool kKMajor = false;
+  const BwdParams* p;
+  DxSegments seg;
+  int ci0;
+  IK_HD const T* chunk(int r, int k, int kvalid, T* v, int* valid) const {
+    int c = 0;
+    const ConvRef* cv = &p->conv[DxSegments::conv(seg.find(k, &c))];
+    return TransposedWeightOperand<T>{cv, ci0}.chunk(r, c, kvalid, v, valid);
+  }
+};
+
+// dx = acc (the horizontal 1x1 GEMM) + the max-pool backward: for each of the 9 neighbours q of
+// the pixel inside the image, Q[q] where q's pool window has its argmax at the pixel.
 template <class T>
 struct DxEpilogue {
-  enum Mode : int { kAssign, kAdd, kLast };
   const BwdParams* p;
   DxWorkspace<T> ws;
-  Mode mode;
   PixelRows rows;  // the tile's pixels
   int ci0;
   IK_HD void operator()(int m, int col, AccT<T> acc) const {
-    AccT<T>& d = ws.acc[m * tiling::kBN + col];
-    d = mode == kAssign ? acc : d + acc;
     tiling::FlatPix fp;
     const int ci = ci0 + col;
-    if (mode != kLast || ci >= p->conv[kW1].cin || !rows.at(*p, m, &fp)) return;
+    if (ci >= p->conv[kW1].cin || !rows.at(*p, m, &fp)) return;
     const tiling::SpatialTiles& t = p->dx_tiles;
     for (int dh = -1; dh <= 1; ++dh)
       for (int dw = -1; dw <= 1; ++dw) {
         if (!tiling::shifted(fp.h, fp.w, dh, dw, p->h, p->w).valid) continue;
         const int hq = tiling::halo_index(m, dh + 1, dw + 1, t, 3);  // q = pixel + (dh, dw)
         if (ws.arg[hq * tiling::kBN + col] == tiling::pool_code(fp.h, fp.w, fp.h + dh, fp.w + dw))
-          d += ws.q[hq * tiling::kBN + col];
+          acc += ws.q[hq * tiling::kBN + col];
       }
-    static_cast<T*>(p->dx.p)[p->dx.offset(fp.n, ci, fp.h, fp.w)] = Num<T>::from_acc(d);
+    static_cast<T*>(p->dx.p)[p->dx.offset(fp.n, ci, fp.h, fp.w)] = Num<T>::from_acc(acc);
   }
 };
 
@@ -702,35 +745,31 @@ IK_HD int64_t reduce_grad_jobs(int64_t pixels, int cr) {
   return tiling::cdiv64(pixels, tiling::kBM) * tiling::cdiv(cr, tiling::kBN);
 }
 
-// Launch 2 job: a dx tile, a weight-gradient tile or a bias-gradient tile. `dacc` is the dx
-// tile's workspace (DxWorkspace::at: shared memory after the staging area).
+// Launch 2 job: a dx tile, a weight-gradient tile or a bias-gradient tile. `dx_ws` is the dx
+// tile's workspace (DxWorkspace: shared memory after the staging area).
 IK_NO_EXEC_CHECK
 template <class T, class Core>
-IK_HD void run_grads_job(const BwdParams& p, int64_t job, const Core& core, AccT<T>* dacc) {
+IK_HD void run_grads_job(const BwdParams& p, int64_t job, const Core& core, char* dx_ws) {
   using namespace tiling;
   int64_t local = 0;
   const int seg = find_segment(job, p.seg_end, &local);
   if (seg == kSegDx) {
     // One dx tile: the pool product over the tile's halo first (Q, two GEMM tiles of rows),
-    // the argmax codes of the halo's windows, then the three 1x1 convs that read x, the last of
-    // which routes the pool gradient and writes dx.
+    // the argmax codes of the halo's windows, then the horizontal 1x1 GEMM, whose epilogue
+    // routes the pool gradient and writes dx.
     const int64_t tiles = p.n * p.dx_tiles.tiles_h * static_cast<int64_t>(p.dx_tiles.tiles_w);
     const FwdJob tile = decode_tile(local % tiles, p.dx_tiles);
     const int ci0 = static_cast<int>(local / tiles) * kBN;
-    const DxWorkspace<T> ws = DxWorkspace<T>::at(dacc);
+    const DxWorkspace<T> ws = DxWorkspace<T>::at(dx_ws);
     const ConvRef* wp = &p.conv[kWp];
     for (int m0 = 0; m0 < halo_pixels(p.dx_tiles, 3); m0 += kBM)
       core.gemm(PixelGradOperand<T>{&p, grad_source(p, kWp), PixelRows{PixelRows::kHalo3, m0, tile}, wp->cout, 1},
                 TransposedWeightOperand<T>{wp, ci0}, wp->cout, DxPoolProductEpilogue<T>{&p, ws.q, m0});
     core.parallel_for(halo_pixels(p.dx_tiles, 3) * (kBN / kChunk), DxArgmaxPass<T>{&p, ws, tile, ci0});
-    using E = DxEpilogue<T>;
     const PixelRows rows{PixelRows::kTile, 0, tile};
-    for (int i = 0; i < 3; ++i) {  // w1, w3r, w5r: the 1x1 convs that read x
-      const int conv = i == 0 ? kW1 : i == 1 ? kW3r : kW5r;
-      const ConvRef* cv = &p.conv[conv];
-      core.gemm(PixelGradOperand<T>{&p, grad_source(p, conv), rows, cv->cout, 1}, TransposedWeightOperand<T>{cv, ci0},
-                cv->cout, E{&p, ws, i == 0 ? E::kAssign : i == 1 ? E::kAdd : E::kLast, rows, ci0});
-    }
+    const DxSegments seg = DxSegments::of(p);
+    core.gemm(DxGradOperand<T>{&p, seg, rows}, DxWeightOperand<T>{&p, seg, ci0}, seg.end[2],
+              DxEpilogue<T>{&p, ws, rows, ci0});
     return;
   }
   if (seg >= kNumSegments) return;

@@ -18,8 +18,7 @@ __global__ void __launch_bounds__(kThreads, 1) inception_reduce_grad_kernel(cons
 template <class T>
 __global__ void __launch_bounds__(kThreads, 1) inception_grads_kernel(const __grid_constant__ BwdParams p) {
   IK_KERNEL_SMEM;
-  AccT<T>* dacc = reinterpret_cast<AccT<T>*>(smem + staging_bytes(sizeof(T), sizeof(AccT<T>)));
-  run_grads_job<T>(p, blockIdx.x, DeviceCore<T>{smem}, dacc);
+  run_grads_job<T>(p, blockIdx.x, DeviceCore<T>{smem}, smem + staging_bytes(sizeof(T), sizeof(AccT<T>)));
 }
 
 constexpr int kSumThreads = 256;

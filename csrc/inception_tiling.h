@@ -345,16 +345,14 @@ IK_HD SpatialTiles dx_tiles(int height, int width) {
   return make_tiles(height, width, imin(kDxTile, height), imin(kDxTile, width));
 }
 
-// The dx tile's workspace after the staging area: its accumulators [kBM][kBN], the pool
-// product Q [kDxHalo][kBN] (accumulator type) and the pool windows' argmax codes
-// [kDxHalo][kBN] (one byte each).
-IK_HD int64_t dx_acc_bytes(int acc_elem) { return align_up(static_cast<int64_t>(kBM) * kBN * acc_elem, kSmemAlign); }
+// The dx tile's workspace after the staging area: the pool product Q [kDxHalo][kBN]
+// (accumulator type) and the pool windows' argmax codes [kDxHalo][kBN] (one byte each).
 IK_HD int64_t dx_q_bytes(int acc_elem) { return align_up(static_cast<int64_t>(kDxHalo) * kBN * acc_elem, kSmemAlign); }
 IK_HD int64_t dx_arg_bytes() { return align_up(static_cast<int64_t>(kDxHalo) * kBN, kSmemAlign); }
 
 // Shared memory of the backward grads kernel: staging plus the dx tile's workspace.
 IK_HD int64_t bwd_smem_bytes(int elem, int acc_elem) {
-  return staging_bytes(elem, acc_elem) + dx_acc_bytes(acc_elem) + dx_q_bytes(acc_elem) + dx_arg_bytes();
+  return staging_bytes(elem, acc_elem) + dx_q_bytes(acc_elem) + dx_arg_bytes();
 }
 
 // ---------------------------------------------------------------------------------------

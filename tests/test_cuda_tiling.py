@@ -522,11 +522,10 @@ def test_staging_and_backward_smem_bytes(tl, elem, acc):
         assert staging % 1024 == 0
     else:
         assert b_off == c["kSimtTileElems"] * elem
-    # the dx tile's workspace: accumulators [kBM][kBN], the pool product over the tile's 1-pixel
-    # halo [kDxHalo][kBN] (accumulator type) and its argmax codes (one byte each)
+    # the dx tile's workspace: the pool product over the tile's 1-pixel halo [kDxHalo][kBN]
+    # (accumulator type) and its argmax codes (one byte each)
     assert c["kDxHalo"] == (c["kDxTile"] + 2) ** 2 and c["kDxTile"] ** 2 <= c["kBM"]
-    workspace = sum(_align(v, c["kSmemAlign"]) for v in (
-        c["kBM"] * c["kBN"] * acc, c["kDxHalo"] * c["kBN"] * acc, c["kDxHalo"] * c["kBN"]))
+    workspace = sum(_align(v, c["kSmemAlign"]) for v in (c["kDxHalo"] * c["kBN"] * acc, c["kDxHalo"] * c["kBN"]))
     assert tl.bwd_smem_bytes(elem, acc) == staging + workspace
 
 

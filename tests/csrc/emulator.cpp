@@ -200,7 +200,7 @@ int backward(const void* gy, const int64_t* gys, const void* x, const int64_t* x
   std::vector<T> gr(static_cast<size_t>(pixels) * ik::gr_cols(p), ik::Num<T>::from_acc(Acc(0) / Acc(0)));
   std::vector<Acc> partial(static_cast<size_t>(p.split.splits) * p.p_total, Acc(0) / Acc(0));
   std::vector<char> shared(static_cast<size_t>(tl::bwd_smem_bytes(sizeof(T), sizeof(Acc))), kGarbage);
-  Acc* dacc = reinterpret_cast<Acc*>(shared.data() + tl::staging_bytes(sizeof(T), sizeof(Acc)));
+  char* dx_ws = shared.data() + tl::staging_bytes(sizeof(T), sizeof(Acc));
   p.gr = gr.data();
   p.dx = oref(dx, dxs);
   p.partial = partial.data();
@@ -213,7 +213,7 @@ int backward(const void* gy, const int64_t* gys, const void* x, const int64_t* x
   const int64_t grad_jobs = p.seg_end[tl::kNumSegments - 1];
   if (grad_jobs > 0) ++launches;
   for (int64_t j = 0; j < grad_jobs; ++j)
-    run_block<T>(shared, [&](const auto& core) { ik::run_grads_job<T>(p, j, core, dacc); });
+    run_block<T>(shared, [&](const auto& core) { ik::run_grads_job<T>(p, j, core, dx_ws); });
   if (p.p_total > 0) ++launches;
   for (int64_t i = 0; i < p.p_total; ++i) ik::sum_partials<T>(p, i);
   launches_out[0] = launches;
