@@ -1,5 +1,5 @@
 """Build of inception-kernels: the Python package plus the optional CUDA extension
-``inception_kernels._C`` (the kernels of csrc/, for sm_80 and sm_90 in one fat binary).
+``inception_kernels._C`` (the kernels of csrc/, for sm_80 and sm_90a in one fat binary).
 
 The extension is built when a CUDA toolkit and a CUDA build of torch are present, and skipped
 with a printed reason otherwise; importing the package works either way, and
