@@ -2,7 +2,7 @@
 // their CUDA (and Meta) implementations.
 //
 //   maxpool3x3_s1                  the pool branch alone (build-chain proof, issue 2).
-//   cuda_fused_inception           the whole module forward in one launch (inception_fused.cu).
+//   cuda_fused_inception           the whole module forward in one launch (inception_fused_fwd.cu).
 //   cuda_fused_inception_backward  its backward in at most three launches.
 //   cuda_fused_inception_plan      their launch plan (tile, blocks, shared memory) for reports.
 // The two fused ops are what the Python custom ops inception_kernels::fused_inception /
@@ -210,8 +210,13 @@ int64_t out_channels(const ModuleArgs& a) {
   return a.w[kW1]->size(0) + a.w[kW3]->size(0) + a.w[kW5]->size(0) + a.w[kWp]->size(0);
 }
 
+// Whether a 4-D tensor's dim-1 chunks are aligned for the kernels' 16-byte copies (plan::chunked).
+bool chunked(const at::Tensor& t) {
+  return plan::chunked(t.const_data_ptr(), t.sizes().data(), t.strides().data(), static_cast<int>(t.element_size()));
+}
+
 TensorRef tensor_ref(const at::Tensor& t) {
-  return TensorRef{t.const_data_ptr(), {t.stride(0), t.stride(1), t.stride(2), t.stride(3)}};
+  return TensorRef{t.const_data_ptr(), {t.stride(0), t.stride(1), t.stride(2), t.stride(3)}, chunked(t)};
 }
 
 OutRef out_ref(at::Tensor& t) {
@@ -221,10 +226,13 @@ OutRef out_ref(at::Tensor& t) {
 void fill_convs(ConvRef* conv, const ModuleArgs& a) {
   for (int i = 0; i < kNumConvs; ++i) {
     const at::Tensor& w = *a.w[i];
+    const bool has_bias = a.b[i]->has_value();
     conv[i] = ConvRef{w.const_data_ptr(),
                       {w.stride(0), w.stride(1), w.stride(2), w.stride(3)},
-                      a.b[i]->has_value() ? (*a.b[i])->const_data_ptr() : nullptr,
-                      static_cast<int>(w.size(0)), static_cast<int>(w.size(1)), static_cast<int>(w.size(2))};
+                      has_bias ? (*a.b[i])->const_data_ptr() : nullptr,
+                      has_bias ? (*a.b[i])->stride(0) : 0,
+                      static_cast<int>(w.size(0)), static_cast<int>(w.size(1)), static_cast<int>(w.size(2)),
+                      chunked(w)};
   }
 }
 
