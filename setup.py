@@ -1,5 +1,5 @@
 """Build of inception-kernels: the Python package plus the optional CUDA extension
-``inception_kernels._C`` (the kernels of csrc/, for sm_80 and sm_90 in one fat binary).
+``inception_kernels._C`` (the kernels of csrc/, for sm_80 and sm_90a in one fat binary).
 
 The extension is built when a CUDA toolkit and a CUDA build of torch are present, and skipped
 with a printed reason otherwise; importing the package works either way, and
@@ -23,8 +23,9 @@ from pathlib import Path
 from setuptools import setup
 
 ROOT = Path(__file__).resolve().parent
-ARCHS = ("80", "90")
-SOURCES = ("csrc/module.cpp", "csrc/ops.cpp", "csrc/maxpool3x3.cu", "csrc/inception_fused.cu")
+ARCHS = ("80", "90a")  # sm_90a: Hopper's warpgroup MMA (wgmma) is arch-specific
+SOURCES = ("csrc/module.cpp", "csrc/ops.cpp", "csrc/maxpool3x3.cu", "csrc/inception_fused_fwd.cu",
+           "csrc/inception_fused_bwd.cu")
 BUILD_INFO = ROOT / "inception_kernels" / "_build_info.py"
 
 

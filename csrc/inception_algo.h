@@ -3,14 +3,17 @@
 //
 // A job is one thread block's work. Every product in a job is a GEMM tile
 // C[kBM, kBN] = sum_k A(m, k) * B(k, n) handed to `core.gemm(a, b, kdim, epilogue)`:
-//   - the loaders `a(m, k)` / `b(k, n)` return one element of the operand (zero outside it),
-//     gathering from tensors, from the halo buffer in shared memory, or computing the
-//     max-pool on the fly;
+//   - the loaders `a` / `b` hand out their operand in chunks of 8 elements (tiling::kChunk)
+//     along the operand's contiguous direction (see "Operand chunks" below): either a pointer
+//     to 16 aligned bytes in global memory, which the core copies with cp.async, or 8 values
+//     they computed (a max-pool, a ReLU-masked gradient, the halo in shared memory, a gather
+//     from a tensor whose layout has no aligned chunks);
 //   - the epilogue `epi(m, n, acc)` consumes one accumulator (bias, ReLU, store, ...).
-// The Core decides how the product is computed: inception_fused.cu stages slices through
-// shared memory into WMMA tensor-core MMAs (fp16/bf16) or a SIMT loop (fp32/fp64), and
-// tests/csrc/emulator.cpp runs the very same jobs with a plain loop on the CPU, which is
-// how the loaders, epilogues and job decomposition are tested without a GPU.
+// The Core decides how the product is computed: inception_core.cuh runs a cp.async ring into
+// swizzled shared tiles and tensor-core MMAs (fp16/bf16) or a SIMT loop (fp32/fp64), and
+// tests/csrc/emulator.cpp runs the very same jobs with a plain loop on the CPU (and the
+// device core itself, with emulated PTX), which is how the loaders, epilogues and job
+// decomposition are tested without a GPU.
 //
 // Plain C++ (no CUDA or torch header): ops.cpp fills the parameter structs, the emulator
 // compiles everything here with g++.
@@ -27,8 +30,17 @@ namespace inception_kernels {
 template <class T>
 struct Num;
 
+// Plain element access for the SIMT types (and host code): load(p) = *p, copy8 a loop.
+template <class T>
+struct PlainAccess {
+  static IK_HD T load(const T* p) { return *p; }
+  static IK_HD void copy8(T* dst, const T* src) {
+    for (int j = 0; j < 8; ++j) dst[j] = src[j];
+  }
+};
+
 template <>
-struct Num<float> {
+struct Num<float> : PlainAccess<float> {
   using Acc = float;
   static constexpr bool kTensorCore = false;
   static IK_HD float to_acc(float v) { return v; }
@@ -36,7 +48,7 @@ struct Num<float> {
 };
 
 template <>
-struct Num<double> {
+struct Num<double> : PlainAccess<double> {
   using Acc = double;
   static constexpr bool kTensorCore = false;
   static IK_HD double to_acc(double v) { return v; }
@@ -58,6 +70,7 @@ IK_HD A activate(A v, bool relu) {
 struct TensorRef {  // a 4-D tensor [N, C, H, W] by element strides (any memory format)
   const void* p;
   int64_t s[4];
+  bool vec;  // chunks of 8 channels are contiguous and 16-byte aligned (plan::chunked)
   IK_HD int64_t offset(int64_t n, int64_t c, int64_t h, int64_t w) const {
     return n * s[0] + c * s[1] + h * s[2] + w * s[3];
   }
@@ -71,11 +84,13 @@ struct OutRef {  // a 4-D output tensor; p is null when it is not written
   }
 };
 
-struct ConvRef {  // weight [cout, cin, k, k] by strides, bias [cout] (null when absent)
+struct ConvRef {  // weight [cout, cin, k, k] by strides, bias [cout] by its stride (null when absent)
   const void* w;
   int64_t s[4];
   const void* b;
+  int64_t b_stride;  // a bias may be any 1-D view (e.g. every other element of a buffer)
   int cout, cin, k;
+  bool vec;  // chunks of 8 input channels w[co, ci..ci+7, dy, dx] are contiguous and 16-byte aligned
 };
 
 // Index of each conv in the parameter arrays (the op's weight order).
@@ -98,7 +113,7 @@ struct BwdParams {
   TensorRef x;     // [N, Cin, H, W]
   TensorRef y;     // [N, Ctot, H, W] (ReLU masks of the four branches)
   TensorRef r[2];  // saved reduce outputs (ReLU masks, and the KxK weight gradients' inputs)
-  void* gr;        // [N*H*W, c3r + c5r] row-major: reduce-output gradients (launch 1)
+  void* gr;        // [N*H*W, pad8(c3r) + pad8(c5r)] row-major: reduce-output gradients (launch 1)
   OutRef dx;       // [N, Cin, H, W]; null when not needed
   void* partial;   // [S, P] accumulator-typed partial sums of the parameter gradients
   void* grads;     // [P] the flat gradient buffer (ops._grad_layout) in the weights' dtype
@@ -111,13 +126,16 @@ struct BwdParams {
   int h, w;
   bool relu;
   tiling::PixelSplit split;
+  tiling::SpatialTiles dx_tiles;   // the dx jobs' tiles (tiling::dx_tiles)
   int64_t reduce_jobs[2];          // launch 1: jobs of branch 3, of branch 5
   int64_t seg_end[tiling::kNumSegments];  // launch 2: cumulative job counts per segment
 };
 
+// One element from global memory. 16-bit types on the GPU read the aligned 32-bit word that
+// holds it (Num<T>::load): no scalar 16-bit global load anywhere in the kernels.
 template <class T>
 IK_HD T load(const void* p, int64_t off) {
-  return static_cast<const T*>(p)[off];
+  return Num<T>::load(static_cast<const T*>(p) + off);
 }
 
 template <class T>
@@ -125,97 +143,195 @@ IK_HD T zero() {
   return Num<T>::from_acc(AccT<T>(0));
 }
 
-// Values of channel c of x around a window, for tiling::pool_argmax.
 template <class T>
-struct ChannelValues {
-  const TensorRef* x;
-  int64_t n;
-  int c;
-  IK_HD AccT<T> operator()(int h, int w) const { return Num<T>::to_acc(load<T>(x->p, x->offset(n, c, h, w))); }
-  IK_HD AccT<T> infinity() const { return AccT<T>(1) / AccT<T>(0); }
-};
+IK_HD void zero8(T* v) {
+  for (int j = 0; j < tiling::kChunk; ++j) v[j] = zero<T>();
+}
 
-// 3x3 / stride 1 / pad 1 max of channel c around (h, w), NaN-propagating like max_pool2d
-// (exact: the maximum of T values, converted back to T).
+// Eight consecutive elements (16 bytes for 16-bit types: one vector load on the GPU).
 template <class T>
-IK_HD T pooled(const TensorRef& x, int64_t n, int c, int h, int w, int height, int width) {
-  return Num<T>::from_acc(
-      tiling::pool_max(tiling::pool_window(h, w, height, width), width, ChannelValues<T>{&x, n, c}).value);
+IK_HD void copy8(T* dst, const T* src) {
+  Num<T>::copy8(dst, src);
+}
+
+// Eight channels c0 .. c0 + 7 of t at (n, h, w), zero from c0 + count on: one 16-byte load
+// where t has aligned chunks, else element by element.
+template <class T>
+IK_HD void load_channels(const TensorRef& t, int64_t n, int c0, int count, int h, int w, T* v) {
+  if (t.vec && count >= tiling::kChunk) return copy8(v, static_cast<const T*>(t.p) + t.offset(n, c0, h, w));
+  for (int j = 0; j < tiling::kChunk; ++j) v[j] = j < count ? load<T>(t.p, t.offset(n, c0 + j, h, w)) : zero<T>();
+}
+
+// ---------------------------------------------------------------------------------------
+// Operand chunks
+// ---------------------------------------------------------------------------------------
+//
+// A loader is K-major (kKMajor: a chunk is row r, k .. k + 7; r = m for A, n for B) or
+// MN-major (a chunk is rows r .. r + 7 at one k; r a multiple of 8). The core asks for the
+// chunks of a tile with
+//   const T* chunk(int r, int k, int kvalid, T* v, int* valid) const;
+// kvalid: how many of the chunk's k are below the GEMM's kdim (K-major; 8 for MN-major, whose
+// chunks at k >= kdim the core never asks for). It returns either a pointer to 8 elements in
+// global memory, contiguous and 16-byte aligned, of which the first *valid are the operand's
+// (the rest read as zero), or null after writing the 8 values into v (zero outside the operand).
+
+// The 8 elements of a chunk, wherever they come from (the SIMT core, reductions and the CPU
+// emulator); out is 16-byte aligned. A whole pointed-to chunk is one 16-byte load.
+template <class T, class Op>
+IK_HD void fetch_chunk(const Op& op, int r, int k, int kvalid, T* out) {
+  int valid = 0;
+  const T* src = op.chunk(r, k, kvalid, out, &valid);
+  if (src == nullptr) return;
+  if (valid >= tiling::kChunk) return copy8(out, src);
+  for (int j = 0; j < tiling::kChunk; ++j) out[j] = j < valid ? Num<T>::load(src + j) : zero<T>();
+}
+
+
+// The 3x3 / stride 1 / pad 1 max-pool window of (h, w) scanned for channels c0 .. c0 + 7 at once
+// (one 16-byte load per window pixel where x has aligned chunks), as tiling::pool_max scans one
+// channel: best[j] the maximum (NaN-propagating like max_pool2d; exact, the maximum of T values),
+// code[j] where it lies (tiling::pool_code relative to (h, w)).
+template <class T>
+IK_HD void pool_scan8(const TensorRef& x, int64_t n, int c0, int count, int h, int w, int height, int width,
+                      AccT<T>* best, int* code) {
+  const tiling::Window win = tiling::pool_window(h, w, height, width);
+  for (int j = 0; j < tiling::kChunk; ++j)
+    best[j] = -(AccT<T>(1) / AccT<T>(0)), code[j] = tiling::pool_code(win.h_lo, win.w_lo, h, w);
+  for (int hh = win.h_lo; hh <= win.h_hi; ++hh)
+    for (int ww = win.w_lo; ww <= win.w_hi; ++ww) {
+      alignas(16) T t[tiling::kChunk];
+      load_channels(x, n, c0, count, hh, ww, t);
+      for (int j = 0; j < tiling::kChunk; ++j) {
+        const AccT<T> a = Num<T>::to_acc(t[j]);
+        if (tiling::pool_takes(a, best[j])) best[j] = a, code[j] = tiling::pool_code(hh, ww, h, w);
+      }
+    }
+}
+
+// The max-pool of channels c0 .. c0 + 7 at (h, w), zero from c0 + count on.
+template <class T>
+IK_HD void pooled8(const TensorRef& x, int64_t n, int c0, int count, int h, int w, int height, int width, T* v) {
+  AccT<T> best[tiling::kChunk];
+  int code[tiling::kChunk];
+  pool_scan8<T>(x, n, c0, count, h, w, height, width, best, code);
+  for (int j = 0; j < tiling::kChunk; ++j) v[j] = j < count ? Num<T>::from_acc(best[j]) : zero<T>();
 }
 
 // ---------------------------------------------------------------------------------------
 // Forward operands and epilogues
 // ---------------------------------------------------------------------------------------
 
-// A(m, k) = x[n, k, pixel m] (or its 3x3 max-pool) for the tile's pixels (kTile, kTilePool)
-// or for the halo pixels m0 + m of a KxK branch (kHalo; k_halo = that branch's K).
+// A(m, c) = x[n, c, pixel m] (or its 3x3 max-pool) for the tile's pixels (kTile, kTilePool)
+// or for the halo pixels m0 + m of a KxK branch (kHalo; k_halo = that branch's K). K-major.
 template <class T>
 struct XOperand {
   enum Mode : int { kTile, kTilePool, kHalo };
+  static constexpr bool kKMajor = true;
   const FwdParams* p;
   tiling::FwdJob job;
   Mode mode;
   int m0, k_halo;
-  IK_HD T operator()(int m, int c) const {
+  IK_HD const T* chunk(int m, int c0, int kvalid, T* v, int* valid) const {
     const tiling::Pix px = mode == kHalo
         ? tiling::halo_pixel(m0 + m, job.h0, job.w0, p->tiles, k_halo, p->h, p->w)
         : tiling::tile_pixel(m, job.h0, job.w0, p->tiles, p->h, p->w);
-    if (!px.valid) return zero<T>();
-    if (mode == kTilePool) return pooled<T>(p->x, job.n, c, px.h, px.w, p->h, p->w);
-    return load<T>(p->x.p, p->x.offset(job.n, c, px.h, px.w));
+    if (!px.valid) return zero8(v), nullptr;
+    if (mode == kTilePool) return pooled8(p->x, job.n, c0, kvalid, px.h, px.w, p->h, p->w, v), nullptr;
+    if (p->x.vec) return *valid = kvalid, static_cast<const T*>(p->x.p) + p->x.offset(job.n, c0, px.h, px.w);
+    return load_channels(p->x, job.n, c0, kvalid, px.h, px.w, v), nullptr;
   }
 };
 
-// B(kk, n) = w[n0 + n, c, dy, dx] with (dy, dx, c) = conv_tap(kk): the forward conv's weights.
+// B(kk, n) = w[n0 + n, c, dy, dx] with (dy, dx, c) = conv_tap(kk, pad8(cin), k): the forward
+// conv's weights. K-major (a chunk: 8 input channels of one output channel and tap).
 template <class T>
 struct WeightOperand {
+  static constexpr bool kKMajor = true;
   const ConvRef* cv;
   int n0;
-  IK_HD T operator()(int kk, int n) const {
+  IK_HD const T* chunk(int n, int kk, int kvalid, T* v, int* valid) const {
+    (void)kvalid;  // kdim = K * K * pad8(cin): the channel bound below is the tighter one
     const int co = n0 + n;
-    if (co >= cv->cout) return zero<T>();
-    const tiling::Tap tp = tiling::conv_tap(kk, cv->cin, cv->k);
-    return load<T>(cv->w, co * cv->s[0] + tp.c * cv->s[1] + tp.dy * cv->s[2] + tp.dx * cv->s[3]);
+    const tiling::Tap tp = tiling::conv_tap(kk, tiling::pad8(cv->cin), cv->k);
+    const int count = cv->cin - tp.c;
+    if (co >= cv->cout || count <= 0) return zero8(v), nullptr;
+    const int64_t off = co * cv->s[0] + tp.c * cv->s[1] + tp.dy * cv->s[2] + tp.dx * cv->s[3];
+    if (cv->vec) return *valid = tiling::imin(count, tiling::kChunk), static_cast<const T*>(cv->w) + off;
+    for (int j = 0; j < tiling::kChunk; ++j) v[j] = j < count ? load<T>(cv->w, off + j * cv->s[1]) : zero<T>();
+    return nullptr;
   }
 };
 
 // A(m, kk) = r[halo pixel of tile pixel m at tap (dy, dx), c]: the KxK conv over the halo
-// buffer [halo pixel][cr] in shared memory.
+// buffer [halo pixel][pad8(cr)] in shared memory (its pad channels hold zeros). K-major.
 template <class T>
 struct HaloOperand {
+  static constexpr bool kKMajor = true;
   const T* halo;
   tiling::SpatialTiles t;
   int cr, k;
-  IK_HD T operator()(int m, int kk) const {
-    if (m >= t.th * t.tw) return zero<T>();
-    const tiling::Tap tp = tiling::conv_tap(kk, cr, k);
-    return halo[tiling::halo_index(m, tp.dy, tp.dx, t, k) * cr + tp.c];
+  IK_HD const T* chunk(int m, int kk, int kvalid, T* v, int* valid) const {
+    (void)kvalid, (void)valid;
+    if (m >= t.th * t.tw) return zero8(v), nullptr;
+    const int crp = tiling::pad8(cr);
+    const tiling::Tap tp = tiling::conv_tap(kk, crp, k);
+    return copy8(v, halo + tiling::halo_index(m, tp.dy, tp.dx, t, k) * crp + tp.c), nullptr;
   }
 };
 
 template <class T>
 IK_HD AccT<T> bias_at(const ConvRef& cv, int co) {
-  return cv.b ? Num<T>::to_acc(load<T>(cv.b, co)) : AccT<T>(0);
+  return cv.b ? Num<T>::to_acc(load<T>(cv.b, co * cv.b_stride)) : AccT<T>(0);
 }
 
-// y[n, c_off + n0 + col, tile pixel m] = act(acc + bias).
+// Non-finite weights and the zero padding (issue 16, item 8): a KxK conv's padding taps must
+// contribute nothing, but a GEMM over a zero-padded operand adds 0 * w, which is NaN when w is
+// +-inf or NaN. Such a NaN can only appear at pixels whose window reaches the padding
+// (tiling::near_border), and a finite or infinite accumulator there had no NaN from a padding
+// tap; so where a border accumulator is NaN, it is recomputed over the taps inside the image
+// (exactly the sum PyTorch's definition asks for, in the accumulator type). Rare and local:
+// the GEMMs themselves keep their dense form.
+
+// The forward KxK conv at tile pixel m (image pixel h, w), output channel co, over the taps
+// that read inside the image; the halo buffer holds the reduce output [halo pixel][pad8(cv.cin)].
+template <class T>
+IK_HD AccT<T> kxk_inside_taps(const T* halo, const tiling::SpatialTiles& t, const ConvRef& cv, int m, int co, int h,
+                              int w, int height, int width) {
+  AccT<T> s = AccT<T>(0);
+  for (int dy = 0; dy < cv.k; ++dy)
+    for (int dx = 0; dx < cv.k; ++dx) {
+      if (!tiling::conv_source(h, w, dy, dx, cv.k, height, width).valid) continue;
+      const T* r = halo + tiling::halo_index(m, dy, dx, t, cv.k) * tiling::pad8(cv.cin);
+      for (int c = 0; c < cv.cin; ++c)
+        s += Num<T>::to_acc(r[c]) *
+             Num<T>::to_acc(load<T>(cv.w, co * cv.s[0] + c * cv.s[1] + dy * cv.s[2] + dx * cv.s[3]));
+    }
+  return s;
+}
+
+// y[n, c_off + n0 + col, tile pixel m] = act(acc + bias). For a KxK conv, `halo` is its input
+// (see kxk_inside_taps); null for the 1x1 convs.
 template <class T>
 struct OutputEpilogue {
   const FwdParams* p;
   tiling::FwdJob job;
   const ConvRef* cv;
   int n0, c_off;
+  const T* halo;
   IK_HD void operator()(int m, int col, AccT<T> acc) const {
     const int co = n0 + col;
     const tiling::Pix px = tiling::tile_pixel(m, job.h0, job.w0, p->tiles, p->h, p->w);
     if (!px.valid || co >= cv->cout) return;
+    if (halo != nullptr && acc != acc && tiling::near_border(px.h, px.w, cv->k, p->h, p->w))
+      acc = kxk_inside_taps<T>(halo, p->tiles, *cv, m, co, px.h, px.w, p->h, p->w);
     const T v = Num<T>::from_acc(activate(acc + bias_at<T>(*cv, co), p->relu));
     static_cast<T*>(p->y.p)[p->y.offset(job.n, c_off + co, px.h, px.w)] = v;
   }
 };
 
 // The reduce conv over the halo: halo[p][co] = act(acc + bias) inside the image and 0 outside
-// (the KxK conv's zero padding); the tile's own pixels also go to r (saved for the backward).
+// (the KxK conv's zero padding), and 0 in the pad channels cout <= co < pad8(cout); the tile's
+// own pixels also go to r (saved for the backward).
 template <class T>
 struct HaloEpilogue {
   const FwdParams* p;
@@ -225,11 +341,12 @@ struct HaloEpilogue {
   const OutRef* r;
   int m0, n0, k;
   IK_HD void operator()(int m, int col, AccT<T> acc) const {
-    const int hp = m0 + m, co = n0 + col;
-    if (hp >= tiling::halo_pixels(p->tiles, k) || co >= cv->cout) return;
+    const int hp = m0 + m, co = n0 + col, crp = tiling::pad8(cv->cout);
+    if (hp >= tiling::halo_pixels(p->tiles, k) || co >= crp) return;
+    if (co >= cv->cout) return void(halo[hp * crp + co] = zero<T>());
     const tiling::Pix px = tiling::halo_pixel(hp, job.h0, job.w0, p->tiles, k, p->h, p->w);
     const T v = px.valid ? Num<T>::from_acc(activate(acc + bias_at<T>(*cv, co), p->relu)) : zero<T>();
-    halo[hp * cv->cout + co] = v;
+    halo[hp * crp + co] = v;
     if (r->p && px.valid && tiling::halo_is_interior(hp, p->tiles, k))
       static_cast<T*>(r->p)[r->offset(job.n, co, px.h, px.w)] = v;
   }
@@ -249,10 +366,10 @@ IK_HD void run_fwd_job(const FwdParams& p, int64_t job_index, const Core& core, 
     const ConvRef* wp = &p.conv[kWp];
     for (int n0 = 0; n0 < w1->cout; n0 += kBN)
       core.gemm(XOperand<T>{&p, job, XOperand<T>::kTile, 0, 1}, WeightOperand<T>{w1, n0}, cin,
-                OutputEpilogue<T>{&p, job, w1, n0, bo.o1});
+                OutputEpilogue<T>{&p, job, w1, n0, bo.o1, nullptr});
     for (int n0 = 0; n0 < wp->cout; n0 += kBN)
       core.gemm(XOperand<T>{&p, job, XOperand<T>::kTilePool, 0, 1}, WeightOperand<T>{wp, n0}, cin,
-                OutputEpilogue<T>{&p, job, wp, n0, bo.op});
+                OutputEpilogue<T>{&p, job, wp, n0, bo.op, nullptr});
     return;
   }
   const int b = job.kind == kFwdBranch3 ? 0 : 1;
@@ -262,13 +379,13 @@ IK_HD void run_fwd_job(const FwdParams& p, int64_t job_index, const Core& core, 
   T* halo = reinterpret_cast<T*>(smem + p.halo_offset);
   const int hp = halo_pixels(p.tiles, k);
   for (int m0 = 0; m0 < hp; m0 += kBM)
-    for (int n0 = 0; n0 < cr; n0 += kBN)
+    for (int n0 = 0; n0 < pad8(cr); n0 += kBN)
       core.gemm(XOperand<T>{&p, job, XOperand<T>::kHalo, m0, k}, WeightOperand<T>{wr, n0}, cin,
                 HaloEpilogue<T>{&p, job, wr, halo, &p.r[b], m0, n0, k});
   // core.gemm begins with a block-wide barrier: the halo is complete before it is read.
   for (int n0 = 0; n0 < wk->cout; n0 += kBN)
-    core.gemm(HaloOperand<T>{halo, p.tiles, cr, k}, WeightOperand<T>{wk, n0}, cr * k * k,
-              OutputEpilogue<T>{&p, job, wk, n0, b == 0 ? bo.o3 : bo.o5});
+    core.gemm(HaloOperand<T>{halo, p.tiles, cr, k}, WeightOperand<T>{wk, n0}, pad8(cr) * k * k,
+              OutputEpilogue<T>{&p, job, wk, n0, b == 0 ? bo.o3 : bo.o5, halo});
 }
 
 // ---------------------------------------------------------------------------------------
@@ -283,8 +400,9 @@ struct GradSource {
   int off;
 };
 
-// Row length of the gr buffer [N*H*W, c3r + c5r].
-IK_HD int gr_cols(const BwdParams& p) { return p.conv[kW3r].cout + p.conv[kW5r].cout; }
+// Row length of the gr buffer [N*H*W, pad8(c3r) + pad8(c5r)] (each branch's columns start on
+// a chunk; the pad columns are never written nor read).
+IK_HD int gr_cols(const BwdParams& p) { return tiling::pad8(p.conv[kW3r].cout) + tiling::pad8(p.conv[kW5r].cout); }
 
 IK_HD int64_t flat_index(const BwdParams& p, const tiling::FlatPix& px) {
   return (px.n * p.h + px.h) * static_cast<int64_t>(p.w) + px.w;
@@ -299,40 +417,110 @@ IK_HD T grad_at(const BwdParams& p, GradSource g, const tiling::FlatPix& px, int
   return v;
 }
 
-// A(m, kk) for GEMM rows over pixels m0 + m: the gradient source at the pixel shifted by
-// (dh, dw), channel kk; or, for the transposed KxK conv (k > 1), at the pixel that read
-// pixel m0 + m at tap conv_tap(kk, count, k), channel tap.c.
+// The gradient source of each conv's output: y's branch channels, or gr's columns.
+IK_HD GradSource grad_source(const BwdParams& p, int conv) {
+  switch (conv) {
+    case kW1: return GradSource{true, p.bo.o1};
+    case kW3: return GradSource{true, p.bo.o3};
+    case kW5: return GradSource{true, p.bo.o5};
+    case kWp: return GradSource{true, p.bo.op};
+    case kW3r: return GradSource{false, 0};
+    default: return GradSource{false, tiling::pad8(p.conv[kW3r].cout)};  // kW5r
+  }
+}
+
+// Channels c0 .. c0 + 7 of a gradient source at pixel px, zero from c0 + count on: a pointer
+// into gr (aligned chunks: cp.async), or the masked upstream gradient in v (see `chunk`).
 template <class T>
-struct PixelGradOperand {
-  const BwdParams* p;
-  GradSource g;
+IK_HD const T* grad_chunk(const BwdParams& p, GradSource g, const tiling::FlatPix& px, int c0, int count, T* v,
+                          int* valid) {
+  if (count <= 0) return zero8(v), nullptr;
+  if (!g.from_gy) return *valid = tiling::imin(count, tiling::kChunk), static_cast<const T*>(p.gr) + flat_index(p, px) * gr_cols(p) + g.off + c0;
+  load_channels(p.gy, px.n, g.off + c0, count, px.h, px.w, v);
+  if (!p.relu) return nullptr;
+  T y[tiling::kChunk];
+  load_channels(p.y, px.n, g.off + c0, count, px.h, px.w, y);
+  for (int j = 0; j < tiling::kChunk; ++j)
+    if (!(Num<T>::to_acc(y[j]) > AccT<T>(0))) v[j] = zero<T>();
+  return nullptr;
+}
+
+// Which pixel GEMM row m stands for: flat pixel m0 + m of the batch (kFlat), or pixel m of a
+// spatial tile (kTile), or halo pixel m0 + m of its 1-pixel halo (kHalo3).
+struct PixelRows {
+  enum Mode : int { kFlat, kTile, kHalo3 };
+  Mode mode;
   int64_t m0;
-  int count, k, dh, dw;
-  IK_HD T operator()(int m, int kk) const {
-    const int64_t pix = m0 + m;
-    if (pix >= p->n * p->h * static_cast<int64_t>(p->w)) return zero<T>();
-    const tiling::FlatPix fp = tiling::flat_pixel(pix, p->h, p->w);
-    const tiling::Tap tp = tiling::conv_tap(kk, count, k);
-    const tiling::Pix q = k > 1 ? tiling::conv_reader(fp.h, fp.w, tp.dy, tp.dx, k, p->h, p->w)
-                                : tiling::shifted(fp.h, fp.w, dh, dw, p->h, p->w);
-    if (!q.valid) return zero<T>();
-    return grad_at<T>(*p, g, tiling::FlatPix{fp.n, q.h, q.w}, tp.c);
+  tiling::FwdJob tile;  // image and origin (kTile, kHalo3)
+  IK_HD bool at(const BwdParams& p, int m, tiling::FlatPix* px) const {
+    if (mode == kFlat) {
+      if (m0 + m >= p.n * p.h * static_cast<int64_t>(p.w)) return false;
+      *px = tiling::flat_pixel(m0 + m, p.h, p.w);
+      return true;
+    }
+    const tiling::Pix q = mode == kTile ? tiling::tile_pixel(m, tile.h0, tile.w0, p.dx_tiles, p.h, p.w)
+                                        : tiling::halo_pixel(static_cast<int>(m0) + m, tile.h0, tile.w0, p.dx_tiles, 3, p.h, p.w);
+    *px = tiling::FlatPix{tile.n, q.h, q.w};
+    return q.valid;
   }
 };
 
-// B(kk, n) = w[co, n0 + n, dy, dx] with (dy, dx, co) = conv_tap(kk, cout, k): the transposed
-// weights (data gradients).
+// A(m, kk) for GEMM rows over pixels (PixelRows): the gradient source at the pixel, channel kk;
+// or, for the transposed KxK conv (k > 1), at the pixel that read it at tap
+// conv_tap(kk, pad8(count), k), channel tap.c. K-major.
 template <class T>
-struct TransposedWeightOperand {
-  const ConvRef* cv;
-  int n0;
-  IK_HD T operator()(int kk, int n) const {
-    const int ci = n0 + n;
-    if (ci >= cv->cin) return zero<T>();
-    const tiling::Tap tp = tiling::conv_tap(kk, cv->cout, cv->k);
-    return load<T>(cv->w, tp.c * cv->s[0] + ci * cv->s[1] + tp.dy * cv->s[2] + tp.dx * cv->s[3]);
+struct PixelGradOperand {
+  static constexpr bool kKMajor = true;
+  const BwdParams* p;
+  GradSource g;
+  PixelRows rows;
+  int count, k;
+  IK_HD const T* chunk(int m, int kk, int kvalid, T* v, int* valid) const {
+    (void)kvalid;  // kdim = K * K * pad8(count): the channel bound is the tighter one
+    tiling::FlatPix fp;
+    if (!rows.at(*p, m, &fp)) return zero8(v), nullptr;
+    const tiling::Tap tp = tiling::conv_tap(kk, tiling::pad8(count), k);
+    const tiling::Pix q = tiling::conv_reader(fp.h, fp.w, tp.dy, tp.dx, k, p->h, p->w);
+    if (!q.valid) return zero8(v), nullptr;
+    return grad_chunk<T>(*p, g, tiling::FlatPix{fp.n, q.h, q.w}, tp.c, count - tp.c, v, valid);
   }
 };
+
+// B(kk, n) = w[co, n0 + n, dy, dx] with (dy, dx, co) = conv_tap(kk, pad8(cout), k): the
+// transposed weights (data gradients). MN-major (a chunk: 8 input channels at one k).
+template <class T>
+struct TransposedWeightOperand {
+  static constexpr bool kKMajor = false;
+  const ConvRef* cv;
+  int n0;
+  IK_HD const T* chunk(int r, int kk, int kvalid, T* v, int* valid) const {
+    (void)kvalid;
+    const int ci = n0 + r, count = cv->cin - ci;
+    const tiling::Tap tp = tiling::conv_tap(kk, tiling::pad8(cv->cout), cv->k);
+    if (count <= 0 || tp.c >= cv->cout) return zero8(v), nullptr;
+    const int64_t off = tp.c * cv->s[0] + ci * cv->s[1] + tp.dy * cv->s[2] + tp.dx * cv->s[3];
+    if (cv->vec) return *valid = tiling::imin(count, tiling::kChunk), static_cast<const T*>(cv->w) + off;
+    for (int j = 0; j < tiling::kChunk; ++j) v[j] = j < count ? load<T>(cv->w, off + j * cv->s[1]) : zero<T>();
+    return nullptr;
+  }
+};
+
+// The transposed KxK conv at pixel fp, reduce channel c, over the output pixels inside the
+// image that read it (the backward's form of kxk_inside_taps).
+template <class T>
+IK_HD AccT<T> transposed_inside_taps(const BwdParams& p, GradSource g, const ConvRef& cv, const tiling::FlatPix& fp,
+                                     int c) {
+  AccT<T> s = AccT<T>(0);
+  for (int dy = 0; dy < cv.k; ++dy)
+    for (int dx = 0; dx < cv.k; ++dx) {
+      const tiling::Pix q = tiling::conv_reader(fp.h, fp.w, dy, dx, cv.k, p.h, p.w);
+      if (!q.valid) continue;
+      for (int co = 0; co < cv.cout; ++co)
+        s += Num<T>::to_acc(grad_at<T>(p, g, tiling::FlatPix{fp.n, q.h, q.w}, co)) *
+             Num<T>::to_acc(load<T>(cv.w, co * cv.s[0] + c * cv.s[1] + dy * cv.s[2] + dx * cv.s[3]));
+    }
+  return s;
+}
 
 // Launch 1: gr[pixel, off + c] = ReLU'(r) * (transposed KxK conv of the masked upstream gradient).
 template <class T>
@@ -346,81 +534,173 @@ struct ReduceGradEpilogue {
     const int c = n0 + col, cr = p->conv[b == 0 ? kW3r : kW5r].cout;
     if (pix >= p->n * p->h * static_cast<int64_t>(p->w) || c >= cr) return;
     const tiling::FlatPix fp = tiling::flat_pixel(pix, p->h, p->w);
+    const ConvRef& wk = p->conv[b == 0 ? kW3 : kW5];
+    if (acc != acc && tiling::near_border(fp.h, fp.w, wk.k, p->h, p->w))  // see kxk_inside_taps
+      acc = transposed_inside_taps<T>(*p, grad_source(*p, b == 0 ? kW3 : kW5), wk, fp, c);
     if (p->relu && !(Num<T>::to_acc(load<T>(p->r[b].p, p->r[b].offset(fp.n, c, fp.h, fp.w))) > AccT<T>(0)))
       acc = AccT<T>(0);
-    static_cast<T*>(p->gr)[pix * gr_cols(*p) + (b == 0 ? 0 : p->conv[kW3r].cout) + c] = Num<T>::from_acc(acc);
+    static_cast<T*>(p->gr)[pix * gr_cols(*p) + grad_source(*p, b == 0 ? kW3r : kW5r).off + c] = Num<T>::from_acc(acc);
   }
 };
 
-// dx tile: dacc = g1 @ w1 (kAssign), += gr3 @ w3r, += gr5 @ w5r (kAdd), then for each of
-// the 9 neighbours q = pixel + (dh, dw): += (gp @ wp)[q] where q's pool window routes to the
-// pixel (kRoute); the last one writes dx.
+// The dx tile's shared-memory workspace (after the staging area): the pool product Q
+// [kDxHalo][kBN] over the tile's 1-pixel halo (accumulator type), and the argmax codes
+// [kDxHalo][kBN] of those halo pixels' pool windows (-1: outside the image).
+template <class T>
+struct DxWorkspace {
+  AccT<T>* q;
+  signed char* arg;
+  IK_HD static DxWorkspace at(char* base) {
+    return DxWorkspace{reinterpret_cast<AccT<T>*>(base),
+                       reinterpret_cast<signed char*>(base + tiling::dx_q_bytes(sizeof(AccT<T>)))};
+  }
+};
+
+// Q[halo pixel m0 + m][col] = (gp @ wp^T): the pool branch's input gradient before routing.
+template <class T>
+struct DxPoolProductEpilogue {
+  const BwdParams* p;
+  AccT<T>* q;
+  int m0;
+  IK_HD void operator()(int m, int col, AccT<T> acc) const {
+    if (m0 + m < tiling::halo_pixels(p->dx_tiles, 3)) q[(m0 + m) * tiling::kBN + col] = acc;
+  }
+};
+
+// The three 1x1 convs that read x, as one GEMM over their concatenated output channels (the
+// backward's horizontal 1x1 GEMM): dx = [g1 | gr3 | gr5] @ [w1; w3r; w5r]. The reduction index
+// runs over pad8(c1), then pad8(c3r), then pad8(c5r) channels (no chunk spans two convs).
+struct DxSegments {
+  int end[3];  // cumulative ends of the w1, w3r, w5r segments
+  IK_HD static int conv(int i) { return i == 0 ? kW1 : i == 1 ? kW3r : kW5r; }
+  IK_HD static DxSegments of(const BwdParams& p) {
+    DxSegments s;
+    int e = 0;
+    for (int i = 0; i < 3; ++i) s.end[i] = e += tiling::pad8(p.conv[conv(i)].cout);
+    return s;
+  }
+  IK_HD int find(int k, int* c) const {  // segment of k; *c its channel in the segment
+    const int i = k < end[0] ? 0 : k < end[1] ? 1 : 2;
+    *c = k - (i == 0 ? 0 : i == 1 ? end[0] : end[1]);  // no dynamic index: end stays in registers
+    return i;
+  }
+};
+
+// A(m, k): the gradient source of segment conv at tile pixel m, channel c. K-major.
+template <class T>
+struct DxGradOperand {
+  static constexpr bool kKMajor = true;
+  const BwdParams* p;
+  DxSegments seg;
+  PixelRows rows;
+  IK_HD const T* chunk(int m, int k, int kvalid, T* v, int* valid) const {
+    (void)kvalid;
+    tiling::FlatPix fp;
+    if (!rows.at(*p, m, &fp)) return zero8(v), nullptr;
+    int c = 0;
+    const int conv = DxSegments::conv(seg.find(k, &c));
+    return grad_chunk<T>(*p, grad_source(*p, conv), fp, c, p->conv[conv].cout - c, v, valid);
+  }
+};
+
+// B(k, n) = w[c, ci0 + n] of segment conv (transposed 1x1 weights). MN-major.
+template <class T>
+struct DxWeightOperand {
+  static constexpr bool kKMajor = false;
+  const BwdParams* p;
+  DxSegments seg;
+  int ci0;
+  IK_HD const T* chunk(int r, int k, int kvalid, T* v, int* valid) const {
+    int c = 0;
+    const ConvRef* cv = &p->conv[DxSegments::conv(seg.find(k, &c))];
+    return TransposedWeightOperand<T>{cv, ci0}.chunk(r, c, kvalid, v, valid);
+  }
+};
+
+// dx = acc (the horizontal 1x1 GEMM) + the max-pool backward: for each of the 9 neighbours q of
+// the pixel inside the image, Q[q] where q's pool window has its argmax at the pixel.
 template <class T>
 struct DxEpilogue {
-  enum Mode : int { kAssign, kAdd, kRoute };
   const BwdParams* p;
-  AccT<T>* dacc;  // [kBM][kBN] in shared memory (host memory in the emulator)
-  Mode mode;
-  bool last;
-  int64_t m0;
-  int ci0, dh, dw;
+  DxWorkspace<T> ws;
+  PixelRows rows;  // the tile's pixels
+  int ci0;
   IK_HD void operator()(int m, int col, AccT<T> acc) const {
-    AccT<T>& d = dacc[m * tiling::kBN + col];
-    if (mode == kAssign) {
-      d = acc;
-    } else if (mode == kAdd) {
-      d += acc;
-    }
-    const int64_t pix = m0 + m;
+    tiling::FlatPix fp;
     const int ci = ci0 + col;
-    if (pix >= p->n * p->h * static_cast<int64_t>(p->w) || ci >= p->conv[kW1].cin) return;
-    const tiling::FlatPix fp = tiling::flat_pixel(pix, p->h, p->w);
-    if (mode == kRoute) {
-      const tiling::Pix q = tiling::shifted(fp.h, fp.w, dh, dw, p->h, p->w);
-      if (q.valid) {
-        const tiling::Window win = tiling::pool_window(q.h, q.w, p->h, p->w);
-        if (tiling::pool_argmax(win, p->w, ChannelValues<T>{&p->x, fp.n, ci}) == fp.h * p->w + fp.w) d += acc;
+    if (ci >= p->conv[kW1].cin || !rows.at(*p, m, &fp)) return;
+    const tiling::SpatialTiles& t = p->dx_tiles;
+    for (int dh = -1; dh <= 1; ++dh)
+      for (int dw = -1; dw <= 1; ++dw) {
+        if (!tiling::shifted(fp.h, fp.w, dh, dw, p->h, p->w).valid) continue;
+        const int hq = tiling::halo_index(m, dh + 1, dw + 1, t, 3);  // q = pixel + (dh, dw)
+        if (ws.arg[hq * tiling::kBN + col] == tiling::pool_code(fp.h, fp.w, fp.h + dh, fp.w + dw))
+          acc += ws.q[hq * tiling::kBN + col];
       }
+    static_cast<T*>(p->dx.p)[p->dx.offset(fp.n, ci, fp.h, fp.w)] = Num<T>::from_acc(acc);
+  }
+};
+
+// The argmax codes of the dx tile's halo pixels, chunk i = (halo pixel, 8 channels): one scan of
+// each window for 8 channels (pool_scan8), shared by the up to 9 tile pixels it routes to.
+template <class T>
+struct DxArgmaxPass {
+  const BwdParams* p;
+  DxWorkspace<T> ws;
+  tiling::FwdJob tile;
+  int ci0;
+  IK_HD void operator()(int i) const {
+    constexpr int kChunks = tiling::kBN / tiling::kChunk;
+    const int hp = i / kChunks, c = (i % kChunks) * tiling::kChunk;
+    signed char* arg = ws.arg + hp * tiling::kBN + c;
+    const tiling::Pix q = tiling::halo_pixel(hp, tile.h0, tile.w0, p->dx_tiles, 3, p->h, p->w);
+    const int count = p->conv[kW1].cin - ci0 - c;
+    if (!q.valid || count <= 0) {
+      for (int j = 0; j < tiling::kChunk; ++j) arg[j] = -1;
+      return;
     }
-    if (last) static_cast<T*>(p->dx.p)[p->dx.offset(fp.n, ci, fp.h, fp.w)] = Num<T>::from_acc(d);
+    AccT<T> best[tiling::kChunk];
+    int code[tiling::kChunk];
+    pool_scan8<T>(p->x, tile.n, ci0 + c, count, q.h, q.w, p->h, p->w, best, code);
+    for (int j = 0; j < tiling::kChunk; ++j) arg[j] = static_cast<signed char>(j < count ? code[j] : -1);
   }
 };
 
 // Weight/bias gradient operands: A(m, kk) = gradient source at pixel split_start + kk, channel
 // co0 + m; B(kk, n) = the conv's input at that pixel shifted to tap (dy, dx), channel ci0 + n
-// (x, its max-pool, or a reduce output), or the all-ones column for a bias gradient.
+// (x, its max-pool, or a reduce output). A bias gradient is A's row sums (core.reduce_rows).
 template <class T>
-struct ChannelGradOperand {
+struct ChannelGradOperand {  // MN-major: a chunk is 8 output channels at one pixel
+  static constexpr bool kKMajor = false;
   const BwdParams* p;
   GradSource g;
   int64_t pix0, pix_end;
   int co0, cout;
-  IK_HD T operator()(int m, int kk) const {
-    const int64_t pix = pix0 + kk;
-    if (pix >= pix_end || co0 + m >= cout) return zero<T>();
-    return grad_at<T>(*p, g, tiling::flat_pixel(pix, p->h, p->w), co0 + m);
+  IK_HD const T* chunk(int r, int kk, int kvalid, T* v, int* valid) const {
+    (void)kvalid;  // kk < kdim = pix_end - pix0
+    return grad_chunk<T>(*p, g, tiling::flat_pixel(pix0 + kk, p->h, p->w), co0 + r, cout - co0 - r, v, valid);
   }
 };
 
 template <class T>
-struct InputOperand {
-  enum Mode : int { kX, kPoolX, kR3, kR5, kOnes };
+struct InputOperand {  // MN-major: a chunk is 8 input channels at one pixel
+  enum Mode : int { kX, kPoolX, kR3, kR5 };
+  static constexpr bool kKMajor = false;
   const BwdParams* p;
   Mode mode;
   int64_t pix0, pix_end;
   int ci0, cin, dy, dx, k;
-  IK_HD T operator()(int kk, int n) const {
-    const int64_t pix = pix0 + kk;
-    const int ci = ci0 + n;
-    if (pix >= pix_end) return zero<T>();
-    if (mode == kOnes) return n == 0 ? Num<T>::from_acc(AccT<T>(1)) : zero<T>();
-    if (ci >= cin) return zero<T>();
-    const tiling::FlatPix fp = tiling::flat_pixel(pix, p->h, p->w);
+  IK_HD const T* chunk(int r, int kk, int kvalid, T* v, int* valid) const {
+    (void)kvalid;  // kk < kdim = pix_end - pix0
+    const int c0 = ci0 + r, count = cin - c0;
+    if (count <= 0) return zero8(v), nullptr;
+    const tiling::FlatPix fp = tiling::flat_pixel(pix0 + kk, p->h, p->w);
     const tiling::Pix q = tiling::conv_source(fp.h, fp.w, dy, dx, k, p->h, p->w);
-    if (!q.valid) return zero<T>();
-    if (mode == kPoolX) return pooled<T>(p->x, fp.n, ci, q.h, q.w, p->h, p->w);
+    if (!q.valid) return zero8(v), nullptr;
+    if (mode == kPoolX) return pooled8(p->x, fp.n, c0, count, q.h, q.w, p->h, p->w, v), nullptr;
     const TensorRef& src = mode == kX ? p->x : p->r[mode == kR3 ? 0 : 1];
-    return load<T>(src.p, src.offset(fp.n, ci, q.h, q.w));
+    if (src.vec) return *valid = tiling::imin(count, tiling::kChunk), static_cast<const T*>(src.p) + src.offset(fp.n, c0, q.h, q.w);
+    return load_channels(src, fp.n, c0, count, q.h, q.w, v), nullptr;
   }
 };
 
@@ -444,18 +724,6 @@ struct PartialEpilogue {
   }
 };
 
-// The gradient source of each conv's output: y's branch channels, or gr's columns.
-IK_HD GradSource grad_source(const BwdParams& p, int conv) {
-  switch (conv) {
-    case kW1: return GradSource{true, p.bo.o1};
-    case kW3: return GradSource{true, p.bo.o3};
-    case kW5: return GradSource{true, p.bo.o5};
-    case kWp: return GradSource{true, p.bo.op};
-    case kW3r: return GradSource{false, 0};
-    default: return GradSource{false, p.conv[kW3r].cout};  // kW5r
-  }
-}
-
 // Launch 1 job: one (branch, pixel tile, reduce-channel tile) of gr.
 IK_NO_EXEC_CHECK
 template <class T, class Core>
@@ -467,41 +735,41 @@ IK_HD void run_reduce_grad_job(const BwdParams& p, int64_t job, const Core& core
   const int64_t pix_tiles = cdiv64(p.n * p.h * static_cast<int64_t>(p.w), kBM);
   const int64_t m0 = (job % pix_tiles) * kBM;
   const int n0 = static_cast<int>(job / pix_tiles) * kBN;
-  core.gemm(PixelGradOperand<T>{&p, grad_source(p, b == 0 ? kW3 : kW5), m0, wk->cout, wk->k, 0, 0},
-            TransposedWeightOperand<T>{wk, n0}, wk->cout * wk->k * wk->k, ReduceGradEpilogue<T>{&p, b, m0, n0});
+  const PixelRows rows{PixelRows::kFlat, m0, {}};
+  core.gemm(PixelGradOperand<T>{&p, grad_source(p, b == 0 ? kW3 : kW5), rows, wk->cout, wk->k},
+            TransposedWeightOperand<T>{wk, n0}, pad8(wk->cout) * wk->k * wk->k,
+            ReduceGradEpilogue<T>{&p, b, m0, n0});
 }
 
 IK_HD int64_t reduce_grad_jobs(int64_t pixels, int cr) {
   return tiling::cdiv64(pixels, tiling::kBM) * tiling::cdiv(cr, tiling::kBN);
 }
 
-// Launch 2 job: a dx tile, a weight-gradient tile or a bias-gradient tile. `dacc` is the dx
-// tile's accumulator (kBM x kBN, shared memory).
+// Launch 2 job: a dx tile, a weight-gradient tile or a bias-gradient tile. `dx_ws` is the dx
+// tile's workspace (DxWorkspace: shared memory after the staging area).
 IK_NO_EXEC_CHECK
 template <class T, class Core>
-IK_HD void run_grads_job(const BwdParams& p, int64_t job, const Core& core, AccT<T>* dacc) {
+IK_HD void run_grads_job(const BwdParams& p, int64_t job, const Core& core, char* dx_ws) {
   using namespace tiling;
   int64_t local = 0;
   const int seg = find_segment(job, p.seg_end, &local);
   if (seg == kSegDx) {
-    const int64_t pix_tiles = cdiv64(p.n * p.h * static_cast<int64_t>(p.w), kBM);
-    const int64_t m0 = (local % pix_tiles) * kBM;
-    const int ci0 = static_cast<int>(local / pix_tiles) * kBN;
-    using E = DxEpilogue<T>;
-    IK_UNROLL
-    for (int i = 0; i < 3; ++i) {  // w1, w3r, w5r: the 1x1 convs that read x
-      const int conv = i == 0 ? kW1 : i == 1 ? kW3r : kW5r;
-      const ConvRef* cv = &p.conv[conv];
-      core.gemm(PixelGradOperand<T>{&p, grad_source(p, conv), m0, cv->cout, 1, 0, 0},
-                TransposedWeightOperand<T>{cv, ci0}, cv->cout,
-                E{&p, dacc, conv == kW1 ? E::kAssign : E::kAdd, false, m0, ci0, 0, 0});
-    }
+    // One dx tile: the pool product over the tile's halo first (Q, two GEMM tiles of rows),
+    // the argmax codes of the halo's windows, then the horizontal 1x1 GEMM, whose epilogue
+    // routes the pool gradient and writes dx.
+    const int64_t tiles = p.n * p.dx_tiles.tiles_h * static_cast<int64_t>(p.dx_tiles.tiles_w);
+    const FwdJob tile = decode_tile(local % tiles, p.dx_tiles);
+    const int ci0 = static_cast<int>(local / tiles) * kBN;
+    const DxWorkspace<T> ws = DxWorkspace<T>::at(dx_ws);
     const ConvRef* wp = &p.conv[kWp];
-    for (int d = 0; d < 9; ++d) {
-      const int dh = d / 3 - 1, dw = d % 3 - 1;
-      core.gemm(PixelGradOperand<T>{&p, grad_source(p, kWp), m0, wp->cout, 1, dh, dw},
-                TransposedWeightOperand<T>{wp, ci0}, wp->cout, E{&p, dacc, E::kRoute, d == 8, m0, ci0, dh, dw});
-    }
+    for (int m0 = 0; m0 < halo_pixels(p.dx_tiles, 3); m0 += kBM)
+      core.gemm(PixelGradOperand<T>{&p, grad_source(p, kWp), PixelRows{PixelRows::kHalo3, m0, tile}, wp->cout, 1},
+                TransposedWeightOperand<T>{wp, ci0}, wp->cout, DxPoolProductEpilogue<T>{&p, ws.q, m0});
+    core.parallel_for(halo_pixels(p.dx_tiles, 3) * (kBN / kChunk), DxArgmaxPass<T>{&p, ws, tile, ci0});
+    const PixelRows rows{PixelRows::kTile, 0, tile};
+    const DxSegments seg = DxSegments::of(p);
+    core.gemm(DxGradOperand<T>{&p, seg, rows}, DxWeightOperand<T>{&p, seg, ci0}, seg.end[2],
+              DxEpilogue<T>{&p, ws, rows, ci0});
     return;
   }
   if (seg >= kNumSegments) return;
@@ -513,17 +781,17 @@ IK_HD void run_grads_job(const BwdParams& p, int64_t job, const Core& core, AccT
   const int64_t pixels = p.n * p.h * static_cast<int64_t>(p.w);
   const int64_t pix0 = wj.split * p.split.chunk;
   const int64_t pix_end = pix0 + p.split.chunk < pixels ? pix0 + p.split.chunk : pixels;
-  using In = InputOperand<T>;
-  const typename In::Mode mode = bias ? In::kOnes
-      : conv == kWp ? In::kPoolX
-      : conv == kW3 ? In::kR3
-      : conv == kW5 ? In::kR5 : In::kX;
   const int64_t base = wj.split * p.p_total + p.grad_offset[bias ? kNumConvs + conv : conv];
-  core.gemm(ChannelGradOperand<T>{&p, grad_source(p, conv), pix0, pix_end, wj.co0, cv->cout},
-            In{&p, mode, pix0, pix_end, wj.ci0, cv->cin, wj.dy, wj.dx, k},
-            static_cast<int>(pix_end - pix0),
-            PartialEpilogue<T>{&p, base, bias ? nullptr : p.grad_stride[conv], wj.co0, cv->cout, wj.ci0, cv->cin,
-                               wj.dy, wj.dx});
+  const ChannelGradOperand<T> grad{&p, grad_source(p, conv), pix0, pix_end, wj.co0, cv->cout};
+  if (bias) {  // db = the gradient source summed over the split's pixels: a reduction, no GEMM
+    core.reduce_rows(grad, static_cast<int>(pix_end - pix0),
+                     PartialEpilogue<T>{&p, base, nullptr, wj.co0, cv->cout, 0, 1, 0, 0});
+    return;
+  }
+  using In = InputOperand<T>;
+  const typename In::Mode mode = conv == kWp ? In::kPoolX : conv == kW3 ? In::kR3 : conv == kW5 ? In::kR5 : In::kX;
+  core.gemm(grad, In{&p, mode, pix0, pix_end, wj.ci0, cv->cin, wj.dy, wj.dx, k}, static_cast<int>(pix_end - pix0),
+            PartialEpilogue<T>{&p, base, p.grad_stride[conv], wj.co0, cv->cout, wj.ci0, cv->cin, wj.dy, wj.dx});
 }
 
 // Launch 3: grads[i] = sum over splits s (in order) of partial[s, i], in the weights' dtype.
@@ -544,6 +812,17 @@ namespace plan {
 
 // Programs the weight-gradient jobs aim at in all (enough to fill a GPU several times).
 constexpr int64_t kTargetWeightJobs = 1024;
+
+// Whether a 4-D tensor of `elem`-byte elements (sizes, strides) has aligned chunks along dim 1
+// (TensorRef::vec, ConvRef::vec): 8 consecutive dim-1 elements contiguous (stride 1) and every
+// chunk 16-byte aligned (the base, and the stride of each other dim larger than 1, are multiples
+// of 16 bytes). Then the kernels copy operand chunks with cp.async / vector loads.
+inline bool chunked(const void* p, const int64_t* sizes, const int64_t* strides, int elem) {
+  if (reinterpret_cast<uintptr_t>(p) % 16 != 0 || (sizes[1] > 1 && strides[1] != 1)) return false;
+  for (int d : {0, 2, 3})
+    if (sizes[d] > 1 && strides[d] * elem % 16 != 0) return false;
+  return true;
+}
 
 // p.tiles and p.halo_offset for elements of `elem` bytes (accumulators of `acc_elem`);
 // false when even a 1x1 tile's halo does not fit in `smem_limit` bytes. Returns the
@@ -600,7 +879,8 @@ inline void backward(BwdParams& p, const bool* needs, const bool* has_bias, cons
   const bool want_gr = want_dx || branch_needed(needs, has_bias, kW3r) || branch_needed(needs, has_bias, kW5r);
   p.reduce_jobs[0] = want_gr ? reduce_grad_jobs(pixels, p.conv[kW3r].cout) : 0;
   p.reduce_jobs[1] = want_gr ? reduce_grad_jobs(pixels, p.conv[kW5r].cout) : 0;
-  int64_t end = want_dx ? cdiv64(pixels, kBM) * cdiv(p.conv[kW1].cin, kBN) : 0;
+  p.dx_tiles = dx_tiles(p.h, p.w);
+  int64_t end = want_dx ? p.n * p.dx_tiles.tiles_h * static_cast<int64_t>(p.dx_tiles.tiles_w) * cdiv(p.conv[kW1].cin, kBN) : 0;
   p.seg_end[kSegDx] = end;
   for (int i = 0; i < kNumConvs; ++i) {
     const ConvRef& cv = p.conv[i];

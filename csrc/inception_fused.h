@@ -1,4 +1,4 @@
-// Launchers of the fused Inception kernels (inception_fused.cu). Plain C++ + CUDA runtime
+// Launchers of the fused Inception kernels (inception_fused_fwd.cu / _bwd.cu). Plain C++ + CUDA runtime
 // types (no torch header), like maxpool3x3.h: ops.cpp plans the launch (inception_algo.h's
 // plan::forward / plan::backward), allocates every buffer through PyTorch's allocator and
 // calls these on the current stream.

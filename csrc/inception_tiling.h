@@ -4,7 +4,7 @@
 // function is `__host__ __device__` under nvcc and an ordinary inline function under a host
 // compiler, so tests/test_cuda_tiling.py (and the emulator of tests/test_cuda_emulator.py)
 // compile this header with g++ and check it on the CPU (no GPU needed). The kernels
-// (inception_fused.cu) use exactly these functions.
+// (inception_fused_fwd.cu, inception_fused_bwd.cu) use exactly these functions.
 //
 // Vocabulary:
 //   tile      th x tw output pixels of one image; a forward job works on one tile.
@@ -32,14 +32,40 @@ namespace tiling {
 
 constexpr int kBM = 64;  // GEMM tile rows
 constexpr int kBN = 64;  // GEMM tile columns
-constexpr int kBK = 16;  // reduction slice (one m16n16k16 MMA deep)
-constexpr int kThreads = 128;  // 4 warps, each a 32 x 32 quarter of the GEMM tile
+constexpr int kBK = 16;  // one MMA's depth (m16n8k16, wgmma k16); pixel splits are multiples of it
+constexpr int kThreads = 128;  // 4 warps (one warpgroup), each a 32 x 32 quarter of the GEMM tile
 constexpr int kMaxTilePixels = kBM;  // a forward tile's pixels are one GEMM tile's rows
+constexpr int kChunk = 8;  // operand elements per chunk: 16 bytes of a 16-bit type, one cp.async
+
+// Tensor-core path (16-bit elements): a ring of kStages operand stages; each stage holds an A and
+// a B tile of 64 x kTcBK elements as 64 lines of 128 bytes (8 chunks), chunk c of line l stored at
+// l * 128 + ((c ^ (l % 8)) * 16) -- the 128-byte swizzle (PTX ISA: wgmma's 128B swizzling mode;
+// also what keeps ldmatrix free of bank conflicts). A line is a row (K-major operands) or a k
+// (MN-major operands).
+constexpr int kStages = 3;
+constexpr int kTcBK = 64;
+constexpr int kLineBytes = 128;
+constexpr int kTileLines = 64;
+constexpr int kTcTileBytes = kTileLines * kLineBytes;
+
+// SIMT path (fp32 / fp64): one stage of kSimtBK; tiles [kBM][kSimtLdK] (K-major) or
+// [kSimtBK][kSimtLdM] (MN-major), padded against bank conflicts.
+constexpr int kSimtBK = 16;
+constexpr int kSimtLdK = kSimtBK + 1;
+constexpr int kSimtLdM = kBM + 1;
+constexpr int kSimtTileElems = kBM * kSimtLdK > kSimtBK * kSimtLdM ? kBM * kSimtLdK : kSimtBK * kSimtLdM;
 
 IK_HD int cdiv(int a, int b) { return (a + b - 1) / b; }
 IK_HD int64_t cdiv64(int64_t a, int64_t b) { return (a + b - 1) / b; }
 IK_HD int imin(int a, int b) { return a < b ? a : b; }
 IK_HD int imax(int a, int b) { return a > b ? a : b; }
+
+// Channels padded to whole chunks: the (tap, channel) reduction index of a KxK conv steps
+// over pad8(C) channels per tap, so that no chunk spans two taps.
+IK_HD int pad8(int c) { return (c + kChunk - 1) / kChunk * kChunk; }
+
+// Byte offset of chunk `chunk` of line `line` in a swizzled tensor-core tile (see kStages).
+IK_HD int swizzle128(int line, int chunk) { return line * kLineBytes + ((chunk ^ (line & 7)) << 4); }
 
 // ---------------------------------------------------------------------------------------
 // Output channels: y = cat([y1, y3, y5, yp], dim=1)
@@ -84,17 +110,23 @@ struct FwdJob {
   int kind;    // FwdKind
 };
 
-// The three kinds of one tile are consecutive jobs, so x's tile and halo are read from L2
-// by the second and third while the first brought them in.
-IK_HD FwdJob decode_fwd_job(int64_t job, SpatialTiles t) {
+// Tile `tile` of the batch (images in order, row-major within an image); kind left 0.
+IK_HD FwdJob decode_tile(int64_t tile, SpatialTiles t) {
   FwdJob j;
-  j.kind = static_cast<int>(job % kFwdKinds);
-  const int64_t tile = job / kFwdKinds;
+  j.kind = 0;
   const int64_t per_image = static_cast<int64_t>(t.tiles_h) * t.tiles_w;
   j.n = tile / per_image;
   const int r = static_cast<int>(tile % per_image);
   j.h0 = (r / t.tiles_w) * t.th;
   j.w0 = (r % t.tiles_w) * t.tw;
+  return j;
+}
+
+// The three kinds of one tile are consecutive jobs, so x's tile and halo are read from L2
+// by the second and third while the first brought them in.
+IK_HD FwdJob decode_fwd_job(int64_t job, SpatialTiles t) {
+  FwdJob j = decode_tile(job / kFwdKinds, t);
+  j.kind = static_cast<int>(job % kFwdKinds);
   return j;
 }
 
@@ -135,7 +167,8 @@ IK_HD bool halo_is_interior(int p, SpatialTiles t, int k) {
 
 // Reduction index of a KxK conv whose input has `cin` channels: kk = (dy * K + dx) * cin + c.
 // Tap-major, so consecutive kk read consecutive channels of one pixel (contiguous in the
-// halo buffer [pixel][channel] and in channels_last tensors).
+// halo buffer [pixel][channel] and in channels_last tensors). The kernels pass pad8(C) as
+// `cin` (channels >= C read as zero).
 struct Tap {
   int dy, dx, c;
 };
@@ -186,6 +219,12 @@ IK_HD Pix conv_source(int h, int w, int dy, int dx, int k, int height, int width
   return shifted(h, w, dy - k / 2, dx - k / 2, height, width);
 }
 
+// True when a KxK window centred on (h, w) reaches outside the image: some of its taps read
+// the zero padding (forward), or some of the pixels that read (h, w) lie outside (backward).
+IK_HD bool near_border(int h, int w, int k, int height, int width) {
+  return h < k / 2 || w < k / 2 || h >= height - k / 2 || w >= width - k / 2;
+}
+
 // ---------------------------------------------------------------------------------------
 // 3x3 / stride 1 / pad 1 max-pool windows
 // ---------------------------------------------------------------------------------------
@@ -209,13 +248,23 @@ struct PoolMax {
 };
 
 // get(h, w) returns the value (float or double); get.infinity() its +inf.
+// One step of that scan: whether v replaces the running maximum.
+template <class V>
+IK_HD bool pool_takes(V v, V best) {
+  return v > best || v != v;
+}
+
+// Where the argmax of the window of pixel q lies relative to q, as a code (dh + 1) * 3 + (dw + 1)
+// in [0, 9): the dx tiles keep one byte per (pixel, channel) instead of the pixel index.
+IK_HD int pool_code(int ah, int aw, int qh, int qw) { return (ah - qh + 1) * 3 + (aw - qw + 1); }
+
 template <class Get>
 IK_HD auto pool_max(Window win, int width, const Get& get) -> PoolMax<decltype(get(0, 0))> {
   PoolMax<decltype(get(0, 0))> best{-get.infinity(), win.h_lo * width + win.w_lo};
   for (int h = win.h_lo; h <= win.h_hi; ++h) {
     for (int w = win.w_lo; w <= win.w_hi; ++w) {
       const auto v = get(h, w);
-      if (v > best.value || v != v) best = {v, h * width + w};
+      if (pool_takes(v, best.value)) best = {v, h * width + w};
     }
   }
   return best;
@@ -230,27 +279,30 @@ IK_HD int pool_argmax(Window win, int width, const Get& get) {
 // Shared memory of the forward kernel and the choice of its tile
 // ---------------------------------------------------------------------------------------
 
-constexpr int kLdA = kBK + 8;   // As[kBM][kLdA]: rows 16-byte multiples for WMMA (fp16/bf16)
-constexpr int kLdB = kBN + 8;   // Bs[kBK][kLdB]
-constexpr int kLdC = kBN + 4;   // Cs[kBM][kLdC] (accumulators)
-constexpr int kSmemAlign = 128;
+constexpr int kSmemAlign = 128;  // also the swizzle's period (8 lines x 16 bytes): tiles are aligned to it
 
 IK_HD int64_t align_up(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
 
-// Bytes of the GEMM staging area: the A/B slices, aliased by the accumulator tile.
+// Whether elements of `elem` bytes take the tensor-core path (fp16 / bf16).
+IK_HD bool tensor_core_elem(int elem) { return elem == 2; }
+
+// Bytes of the GEMM staging area: kStages x (A tile, B tile) on the tensor-core path, one
+// A and one B SIMT tile otherwise. (The epilogue runs from registers: no accumulator tile.)
 IK_HD int64_t staging_bytes(int elem, int acc_elem) {
-  const int64_t ab = static_cast<int64_t>(kBM) * kLdA * elem + static_cast<int64_t>(kBK) * kLdB * elem;
-  const int64_t c = static_cast<int64_t>(kBM) * kLdC * acc_elem;
-  return align_up(ab > c ? ab : c, kSmemAlign);
+  (void)acc_elem;
+  if (tensor_core_elem(elem)) return static_cast<int64_t>(kStages) * 2 * kTcTileBytes;
+  return align_up(2 * static_cast<int64_t>(kSimtTileElems) * elem, kSmemAlign);
 }
 
-// Byte offset of Bs inside the staging area (Cs and As start at 0).
-IK_HD int64_t staging_b_offset(int elem) { return static_cast<int64_t>(kBM) * kLdA * elem; }
+// Byte offset of the B tile after the A tile (of stage 0; stage s starts at s * 2 * kTcTileBytes).
+IK_HD int64_t staging_b_offset(int elem) {
+  return tensor_core_elem(elem) ? kTcTileBytes : static_cast<int64_t>(kSimtTileElems) * elem;
+}
 
-// The halo buffer [halo pixel][reduce channel] of either spatial branch (one job runs one).
+// The halo buffer [halo pixel][pad8(reduce channels)] of either spatial branch (one job runs one).
 IK_HD int64_t halo_bytes(SpatialTiles t, int k3, int cr3, int k5, int cr5, int elem) {
-  const int64_t b3 = static_cast<int64_t>(halo_pixels(t, k3)) * cr3 * elem;
-  const int64_t b5 = static_cast<int64_t>(halo_pixels(t, k5)) * cr5 * elem;
+  const int64_t b3 = static_cast<int64_t>(halo_pixels(t, k3)) * pad8(cr3) * elem;
+  const int64_t b5 = static_cast<int64_t>(halo_pixels(t, k5)) * pad8(cr5) * elem;
   return align_up(b3 > b5 ? b3 : b5, kSmemAlign);
 }
 
@@ -284,9 +336,23 @@ IK_HD bool pick_fwd_tiles(int height, int width, int k3, int cr3, int k5, int cr
   return false;
 }
 
-// Shared memory of the backward grads kernel: staging plus the dx accumulator tile.
+// The dx tiles of the backward: kDxTile x kDxTile pixels of one image (clipped to it), whose
+// 3x3 max-pool gradient is routed from the pool product Q over the tile's 1-pixel halo.
+constexpr int kDxTile = 8;
+constexpr int kDxHalo = (kDxTile + 2) * (kDxTile + 2);
+
+IK_HD SpatialTiles dx_tiles(int height, int width) {
+  return make_tiles(height, width, imin(kDxTile, height), imin(kDxTile, width));
+}
+
+// The dx tile's workspace after the staging area: the pool product Q [kDxHalo][kBN]
+// (accumulator type) and the pool windows' argmax codes [kDxHalo][kBN] (one byte each).
+IK_HD int64_t dx_q_bytes(int acc_elem) { return align_up(static_cast<int64_t>(kDxHalo) * kBN * acc_elem, kSmemAlign); }
+IK_HD int64_t dx_arg_bytes() { return align_up(static_cast<int64_t>(kDxHalo) * kBN, kSmemAlign); }
+
+// Shared memory of the backward grads kernel: staging plus the dx tile's workspace.
 IK_HD int64_t bwd_smem_bytes(int elem, int acc_elem) {
-  return staging_bytes(elem, acc_elem) + align_up(static_cast<int64_t>(kBM) * kBN * acc_elem, kSmemAlign);
+  return staging_bytes(elem, acc_elem) + dx_q_bytes(acc_elem) + dx_arg_bytes();
 }
 
 // ---------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 // their CUDA (and Meta) implementations.
 //
 //   maxpool3x3_s1                  the pool branch alone (build-chain proof, issue 2).
-//   cuda_fused_inception           the whole module forward in one launch (inception_fused.cu).
+//   cuda_fused_inception           the whole module forward in one launch (inception_fused_fwd.cu).
 //   cuda_fused_inception_backward  its backward in at most three launches.
 //   cuda_fused_inception_plan      their launch plan (tile, blocks, shared memory) for reports.
 // The two fused ops are what the Python custom ops inception_kernels::fused_inception /
@@ -19,6 +19,7 @@
 #include <ATen/ops/empty_like.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/util/safe_numerics.h>
 #include <torch/library.h>
 
 #include <climits>
@@ -105,10 +106,36 @@ void check_fused_dtype(const char* op, const char* name, at::ScalarType st) {
               " must be float16, bfloat16, float32 or float64, got ", st);
 }
 
+// The largest kernel size the ops take (their bound since the first version; with it the
+// tile plan's halo arithmetic, (tile + K - 1)^2 pixels, stays small).
+constexpr int64_t kMaxKernel = 63;
+
 void check_kernel_sizes(const char* op, int64_t k3, int64_t k5) {
   for (int64_t k : {k3, k5})
-    TORCH_CHECK(k > 0 && k % 2 == 1 && k < 64, op, ": kernel sizes must be odd and positive, got (", k3, ", ", k5,
-                ")");
+    TORCH_CHECK(k > 0 && k % 2 == 1 && k <= kMaxKernel, op, ": kernel sizes must be odd and between 1 and ",
+                kMaxKernel, ", got (", k3, ", ", k5, ")");
+}
+
+// Integer range checks, run on every integer an op takes before any arithmetic on it (the
+// kernels keep channel counts, rows and columns in int, and an overflowed product would
+// pass a later bound check).
+constexpr int64_t kIntLimit = INT_MAX;            // 2^31 - 1
+constexpr int64_t kMaxPixels = int64_t{1} << 31;  // N * H * W, as the Triton launcher's limit
+
+// A channel count the kernels store in an int: 1 <= c <= 2^31 - 1.
+void check_channels(const char* op, const char* name, int64_t c) {
+  TORCH_CHECK(c > 0 && c <= kIntLimit, op, ": ", name, " must be between 1 and 2^31 - 1, got ", c);
+}
+
+// N * H * W without overflow: each of N, H, W non-negative (H, W >= min_hw) and the pixel count
+// (and H * W) below 2^31. Returns N * H * W.
+int64_t check_pixels(const char* op, int64_t n, int64_t h, int64_t w, int64_t min_hw) {
+  int64_t hw = 0, nhw = 0;
+  const bool ok = n >= 0 && h >= min_hw && w >= min_hw && !c10::mul_overflows(h, w, &hw) &&
+                  !c10::mul_overflows(hw, n, &nhw) && hw < kMaxPixels && nhw < kMaxPixels;
+  TORCH_CHECK(ok, op, ": need N >= 0, H >= ", min_hw, ", W >= ", min_hw,
+              " and N * H * W below 2^31 pixels (H * W too), got N=", n, " H=", h, " W=", w);
+  return nhw;
 }
 
 // The kernels' accumulator type (Num<T>::Acc): fp64 for fp64, else fp32.
@@ -134,9 +161,8 @@ bool check_module(const char* op, const at::Tensor& x, const ModuleArgs& a, int6
   TORCH_CHECK(x.layout() == at::kStrided, op, ": x must be a strided (dense) tensor, got layout ", x.layout());
   TORCH_CHECK(x.dim() == 4, op, ": x must be 4-D [N, Cin, H, W], got ", x.dim(), "-D with shape ", x.sizes());
   check_fused_dtype(op, "x", x.scalar_type());
-  TORCH_CHECK(x.size(1) > 0, op, ": x must have at least one channel, got shape ", x.sizes());
-  TORCH_CHECK(x.size(1) < INT_MAX && x.size(2) * x.size(3) < INT_MAX, op,
-              ": x's channels and pixels per image (H * W) must each be below 2^31, got shape ", x.sizes());
+  check_channels(op, "x's channel count (dim 1)", x.size(1));
+  check_pixels(op, x.size(0), x.size(2), x.size(3), 0);
   TORCH_CHECK(activation == "relu" || activation == "none", op, ": activation must be \"relu\" or \"none\", got \"",
               activation, "\"");
   check_kernel_sizes(op, k3, k5);
@@ -145,9 +171,12 @@ bool check_module(const char* op, const at::Tensor& x, const ModuleArgs& a, int6
     const at::Tensor& w = *a.w[i];
     check_operand(op, kConvNames[i], w, x, 4);
     const int64_t cin = (i == kW3 ? a.w[kW3r]->size(0) : i == kW5 ? a.w[kW5r]->size(0) : x.size(1));
-    TORCH_CHECK(w.size(0) > 0 && w.size(0) < INT_MAX && w.size(1) == cin && w.size(2) == ks[i] && w.size(3) == ks[i],
-                op, ": ", kConvNames[i], " must have shape [Cout > 0, ", cin, ", ", ks[i], ", ", ks[i], "], got ",
-                w.sizes());
+    TORCH_CHECK(w.size(0) > 0 && w.size(1) == cin && w.size(2) == ks[i] && w.size(3) == ks[i], op, ": ",
+                kConvNames[i], " must have shape [Cout > 0, ", cin, ", ", ks[i], ", ", ks[i], "], got ", w.sizes());
+    check_channels(op, kConvNames[i], w.size(0));
+    // The kernels index a conv's reduction (tap, input channel) with an int.
+    TORCH_CHECK(cin * ks[i] * ks[i] <= kIntLimit, op, ": ", kConvNames[i], "'s reduction length Cin * K * K = ", cin,
+                " * ", ks[i], " * ", ks[i], " must be at most 2^31 - 1");
     if (a.b[i]->has_value()) {
       const at::Tensor& b = **a.b[i];
       check_operand(op, kBiasNames[i], b, x, 1);
@@ -155,6 +184,13 @@ bool check_module(const char* op, const at::Tensor& x, const ModuleArgs& a, int6
                   b.sizes());
     }
   }
+  // Sums the kernels keep in an int: y's channels (tiling::branch_offsets) and the reduce
+  // gradients' row (gr_cols); each count is < 2^31, so the int64 sums cannot overflow.
+  const int64_t ctot = a.w[kW1]->size(0) + a.w[kW3]->size(0) + a.w[kW5]->size(0) + a.w[kWp]->size(0);
+  TORCH_CHECK(ctot <= kIntLimit, op, ": y's channel count (the output channels of w1, w3, w5 and wp) must be at most ",
+              "2^31 - 1, got ", ctot);
+  const int64_t cred = a.w[kW3r]->size(0) + a.w[kW5r]->size(0);
+  TORCH_CHECK(cred <= kIntLimit, op, ": the reduce channels of w3r and w5r must sum to at most 2^31 - 1, got ", cred);
   return activation == "relu";
 }
 
@@ -174,8 +210,13 @@ int64_t out_channels(const ModuleArgs& a) {
   return a.w[kW1]->size(0) + a.w[kW3]->size(0) + a.w[kW5]->size(0) + a.w[kWp]->size(0);
 }
 
+// Whether a 4-D tensor's dim-1 chunks are aligned for the kernels' 16-byte copies (plan::chunked).
+bool chunked(const at::Tensor& t) {
+  return plan::chunked(t.const_data_ptr(), t.sizes().data(), t.strides().data(), static_cast<int>(t.element_size()));
+}
+
 TensorRef tensor_ref(const at::Tensor& t) {
-  return TensorRef{t.const_data_ptr(), {t.stride(0), t.stride(1), t.stride(2), t.stride(3)}};
+  return TensorRef{t.const_data_ptr(), {t.stride(0), t.stride(1), t.stride(2), t.stride(3)}, chunked(t)};
 }
 
 OutRef out_ref(at::Tensor& t) {
@@ -185,10 +226,13 @@ OutRef out_ref(at::Tensor& t) {
 void fill_convs(ConvRef* conv, const ModuleArgs& a) {
   for (int i = 0; i < kNumConvs; ++i) {
     const at::Tensor& w = *a.w[i];
+    const bool has_bias = a.b[i]->has_value();
     conv[i] = ConvRef{w.const_data_ptr(),
                       {w.stride(0), w.stride(1), w.stride(2), w.stride(3)},
-                      a.b[i]->has_value() ? (*a.b[i])->const_data_ptr() : nullptr,
-                      static_cast<int>(w.size(0)), static_cast<int>(w.size(1)), static_cast<int>(w.size(2))};
+                      has_bias ? (*a.b[i])->const_data_ptr() : nullptr,
+                      has_bias ? (*a.b[i])->stride(0) : 0,
+                      static_cast<int>(w.size(0)), static_cast<int>(w.size(1)), static_cast<int>(w.size(2)),
+                      chunked(w)};
   }
 }
 
@@ -328,11 +372,14 @@ std::tuple<at::Tensor, at::Tensor> fused_backward_meta(const at::Tensor& grad_y,
 std::vector<int64_t> fused_plan(int64_t n, int64_t h, int64_t w, int64_t c3r, int64_t k3, int64_t c5r, int64_t k5,
                                 at::ScalarType dtype, int64_t smem_limit) {
   constexpr const char* op = "cuda_fused_inception_plan";
-  TORCH_CHECK(n >= 0 && h > 0 && w > 0 && h * w < INT_MAX, op, ": need n >= 0 and 0 < H * W < 2^31, got n=", n,
-              " H=", h, " W=", w);
-  TORCH_CHECK(c3r > 0 && c5r > 0, op, ": need positive reduce channels, got c3r=", c3r, " c5r=", c5r);
+  check_pixels(op, n, h, w, 1);
+  check_channels(op, "c3r", c3r);
+  check_channels(op, "c5r", c5r);
+  TORCH_CHECK(c3r + c5r <= kIntLimit, op, ": the reduce channels c3r + c5r must sum to at most 2^31 - 1, got ",
+              c3r + c5r);
   check_kernel_sizes(op, k3, k5);
   check_fused_dtype(op, "dtype", dtype);
+  TORCH_CHECK(smem_limit >= 0, op, ": smem_limit must be a byte count >= 0, got ", smem_limit);
   FwdParams p{};
   p.conv[kW3r].cout = static_cast<int>(c3r), p.conv[kW5r].cout = static_cast<int>(c5r);
   p.conv[kW3].k = static_cast<int>(k3), p.conv[kW5].k = static_cast<int>(k5);

@@ -17,8 +17,11 @@ faster than Triton for a call's device, dtype, module shape, input size and layo
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
+import pkgutil
+import sys
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -60,9 +63,89 @@ def _triton_version():
     return triton.__version__
 
 
-def interpreter_enabled() -> bool:
-    """True when ``TRITON_INTERPRET=1``: Triton kernels defined from now on run on the CPU."""
+def _interpret_env() -> bool:
     return os.environ.get("TRITON_INTERPRET", "") == "1"
+
+
+def interpreter_enabled() -> bool:
+    """True when the package's Triton kernels run in Triton's interpreter (on CPU tensors).
+
+    ``@triton.jit`` decides when a module that defines kernels is imported (``TRITON_INTERPRET=1``
+    then, or not) -- ours and Triton's own ``triton.language`` -- so this looks at the kernels
+    themselves: every such module already imported holds interpreted kernels, and
+    ``TRITON_INTERPRET=1`` is set now for those still to be imported.
+
+    Under ``torch.compile`` tracing (which cannot trace the module scan) the variable alone
+    answers; the traced op call then checks again when it runs (``ops._check_runnable``).
+    """
+    if torch.compiler.is_compiling():
+        return _interpret_env()
+    return _kernel_modes() == {"interpreted"}
+
+
+def interpreter_mismatch() -> Optional[str]:
+    """Why the interpreter is not in effect although ``TRITON_INTERPRET=1`` is set, or None.
+
+    The case: Triton (``triton.language``) or our kernel modules were imported before the
+    variable was set; their ``@triton.jit`` functions are compiled for a GPU, so Triton cannot
+    run them on CPU tensors ("0 active drivers", or "Cannot call @triton.jit'd outside of the
+    scope of a kernel" from an interpreted kernel calling a compiled one).
+    """
+    if not _interpret_env() or torch.compiler.is_compiling():
+        return None
+    compiled = [name for name, mode in _loaded_kernel_modes().items() if mode == "compiled"]
+    if not compiled:
+        return None
+    return (
+        f"TRITON_INTERPRET=1 was set after {', '.join(compiled)} defined its Triton kernels (compiled for a "
+        "GPU; a process cannot switch them to the interpreter); set TRITON_INTERPRET=1 before anything "
+        "imports triton (inception_kernels imports it at its first Triton call) -- in the environment of a "
+        "new process, or at the top of the script"
+    )
+
+
+#: Triton's own ``@triton.jit`` functions that our kernels call (``tl.cdiv``, ``tl.max``...): defined,
+#: and exported by ``triton.language``, when Triton is imported.
+_TRITON_LANGUAGE_KERNELS = "triton.language"
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel_module_names() -> tuple[str, ...]:
+    """The modules whose ``@triton.jit`` functions our kernels run: the modules of our ``triton``
+    subpackage (imported lazily) and Triton's ``triton.language``."""
+    pkg = f"{__package__}.triton"
+    spec = importlib.util.find_spec(pkg)
+    if spec is None or not spec.submodule_search_locations or importlib.util.find_spec("triton") is None:
+        return ()
+    ours = tuple(f"{pkg}.{m.name}" for m in pkgutil.iter_modules(spec.submodule_search_locations))
+    return (_TRITON_LANGUAGE_KERNELS, *ours)
+
+
+def _loaded_kernel_modes() -> dict[str, Optional[str]]:
+    """``{module: mode}`` of the kernel modules imported so far: "interpreted" or "compiled"
+    by the kind of their ``@triton.jit`` objects, None for a module without kernels."""
+    out = {}
+    for name in _kernel_module_names():
+        mod = sys.modules.get(name)
+        if mod is None:
+            continue
+        from triton.runtime.interpreter import InterpretedFunction
+        from triton.runtime.jit import KernelInterface
+
+        kernels = [v for v in vars(mod).values() if isinstance(v, KernelInterface)]
+        out[name] = (None if not kernels else
+                     "interpreted" if all(isinstance(k, InterpretedFunction) for k in kernels) else "compiled")
+    return out
+
+
+def _kernel_modes() -> set:
+    """How the package's kernels run, as a set: imported modules by their kernels, the rest by
+    ``TRITON_INTERPRET`` now. ``{"interpreted"}``, ``{"compiled"}``, or both (mixed)."""
+    loaded = _loaded_kernel_modes()
+    modes = {m for m in loaded.values() if m is not None}
+    if len(loaded) < len(_kernel_module_names()) or not modes:
+        modes.add("interpreted" if _interpret_env() else "compiled")
+    return modes
 
 
 def reference_status() -> BackendStatus:
@@ -87,6 +170,9 @@ def triton_interpreter_status() -> BackendStatus:
         return BackendStatus("triton-interpreter", False, "triton is not installed")
     if interpreter_enabled():
         return BackendStatus("triton-interpreter", True, f"triton {version}, TRITON_INTERPRET=1 is set")
+    mismatch = interpreter_mismatch()
+    if mismatch is not None:
+        return BackendStatus("triton-interpreter", False, mismatch)
     return BackendStatus(
         "triton-interpreter",
         False,

@@ -1,5 +1,12 @@
 """Validation of the fused-op arguments, shared by the reference and every backend.
 
+One source for the op's contract: :func:`check_inception_args` checks what the public API
+takes (``fused_inception``, ``reference.inception``, the Triton launchers);
+:func:`check_op_args` / :func:`check_backward_op_args` check the custom ops' argument forms
+(``activation`` spelled ``"relu"`` / ``"none"``, ``schedule``, ``save_reduce``, ``backend``,
+``needs_input_grad``, the saved tensors) and then call :func:`check_inception_args`, so the
+op, its fake impl and the public wrapper refuse the same inputs with the same messages.
+
 Every user-facing error names the argument, what was expected and what was given.
 """
 
@@ -17,6 +24,17 @@ BIAS_NAMES = ("b1", "b3r", "b3", "b5r", "b5", "bp")
 #: Floating dtypes the op accepts (fp64 is for gradcheck and the reference).
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
+#: The custom ops' ``activation`` strings and the public API's spelling of each.
+OP_ACTIVATIONS = {"relu": "relu", "none": None}
+#: The custom ops' ``backend`` values (the fused backends; "reference" never reaches an op).
+OP_BACKENDS = ("triton", "cuda")
+#: The forward op's ``schedule`` values per backend: ``"auto"`` (the launcher chooses per layer;
+#: the default) and Triton's two schedules; the CUDA kernels have one. tests/test_bad_input.py
+#: checks Triton's against ``triton.inception_fwd.SCHEDULES``.
+OP_SCHEDULES = {"triton": ("auto", "one_launch", "two_launch"), "cuda": ("auto", "one_launch")}
+#: ``needs_input_grad`` of the backward op: one flag each for x, w1..wp, b1..bp.
+GRAD_INPUT_NAMES = ("x", *WEIGHT_NAMES, *BIAS_NAMES)
+
 
 def check_inception_args(
     x: torch.Tensor,
@@ -28,16 +46,19 @@ def check_inception_args(
     """Check the op's arguments; return the spec they describe and the normalized tuples.
 
     Raises:
-        TypeError: a non-tensor argument, a non-floating or unsupported dtype, or a dtype
-            that differs between ``x`` and a weight or bias.
-        ValueError: a wrong rank, inconsistent channel counts or kernel shapes, a device
-            that differs from ``x``'s, or a bad ``kernel_sizes`` / ``activation``.
+        TypeError: a non-tensor argument, a tensor that is not strided (sparse, mkldnn,
+            nested), a non-floating or unsupported dtype, or a dtype that differs between
+            ``x`` and a weight or bias.
+        ValueError: a wrong rank, inconsistent channel counts or kernel shapes, an empty
+            spatial size (H or W = 0), a device that differs from ``x``'s, or a bad
+            ``kernel_sizes`` / ``activation``.
     """
     k3, k5 = _check_kernel_sizes(kernel_sizes)
     _check_activation(activation)
 
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    check_dense("x", x)
     if x.dim() != 4:
         raise ValueError(f"x must be 4-D [N, Cin, H, W], got {x.dim()}-D with shape {tuple(x.shape)}")
     if x.dtype not in SUPPORTED_DTYPES:
@@ -63,6 +84,7 @@ def check_inception_args(
     for name, w in zip(WEIGHT_NAMES, weights):
         if not isinstance(w, torch.Tensor):
             raise TypeError(f"weight {name} must be a torch.Tensor, got {type(w).__name__}")
+        check_dense(name, w)
         if w.dim() != 4:
             raise ValueError(f"weight {name} must be 4-D [Cout, Cin, k, k], got shape {tuple(w.shape)}")
         _check_same(name, w, x)
@@ -71,6 +93,7 @@ def check_inception_args(
             continue
         if not isinstance(b, torch.Tensor):
             raise TypeError(f"bias {name} must be a torch.Tensor or None, got {type(b).__name__}")
+        check_dense(name, b)
         _check_same(name, b, x)
 
     w1, w3r, w3, w5r, w5, wp = weights
@@ -108,6 +131,11 @@ def check_inception_args(
             )
     if cin == 0:
         raise ValueError(f"x has 0 channels (shape {tuple(x.shape)}); Cin must be positive")
+    if x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(
+            f"x has an empty spatial size (shape {tuple(x.shape)}); H and W must be positive, as for "
+            "torch.nn.functional.conv2d (an empty batch, N = 0, is fine)"
+        )
 
     spec = InceptionSpec(
         in_channels=int(cin),
@@ -123,9 +151,106 @@ def check_inception_args(
     return spec, tuple(weights), tuple(biases)
 
 
+def check_op_args(x, weights, biases, k3, k5, activation, schedule, save_reduce, backend) -> InceptionSpec:
+    """Check the arguments of the forward op ``inception_kernels::fused_inception``.
+
+    What :func:`check_inception_args` checks, plus the op's own argument forms. Called by the
+    op and by its fake impl (so ``torch.compile`` and meta tensors refuse the same inputs).
+
+    Returns:
+        The module's :class:`InceptionSpec`.
+
+    Raises:
+        TypeError, ValueError: as :func:`check_inception_args`; an ``activation`` other than
+            ``"relu"`` / ``"none"``, an unknown ``backend`` or ``schedule`` (for that
+            backend), or a ``save_reduce`` that is not a bool.
+    """
+    activation = _op_activation(activation)
+    _check_op_backend(backend, schedule)
+    if not isinstance(save_reduce, bool):
+        raise TypeError(f"save_reduce must be a bool, got {type(save_reduce).__name__} {save_reduce!r}")
+    spec, _, _ = check_inception_args(x, weights, biases, (k3, k5), activation)
+    return spec
+
+
+def check_backward_op_args(grad_y, x, y, r3, r5, weights, biases, k3, k5, activation, needs_input_grad,
+                           backend) -> InceptionSpec:
+    """Check the arguments of the backward op ``inception_kernels::fused_inception_backward``.
+
+    The module's arguments as :func:`check_op_args` checks them, ``needs_input_grad`` (13
+    bools), and the saved tensors: ``grad_y`` and ``y`` ``[N, Ctot, H, W]``, ``r3`` / ``r5``
+    ``[N, c3r|c5r, H, W]``, each strided, in x's dtype and on x's device.
+
+    Returns:
+        The module's :class:`InceptionSpec`.
+
+    Raises:
+        TypeError, ValueError: as :func:`check_op_args`; a malformed ``needs_input_grad``; a
+            saved tensor of the wrong type, layout, shape, dtype or device.
+    """
+    activation = _op_activation(activation)
+    _check_op_backend(backend)
+    rule = f"needs_input_grad must be {len(GRAD_INPUT_NAMES)} bools (for {', '.join(GRAD_INPUT_NAMES)})"
+    if (isinstance(needs_input_grad, (str, bytes)) or not isinstance(needs_input_grad, Sequence)
+            or not all(isinstance(v, bool) for v in needs_input_grad)):
+        raise TypeError(f"{rule}, got {needs_input_grad!r}")
+    if len(needs_input_grad) != len(GRAD_INPUT_NAMES):
+        raise ValueError(f"{rule}, got {len(needs_input_grad)}: {list(needs_input_grad)}")
+    spec, _, _ = check_inception_args(x, weights, biases, (k3, k5), activation)
+    n, _, h, w = x.shape
+    saved = (("grad_y", grad_y, spec.out_channels), ("y", y, spec.out_channels),
+             ("r3", r3, spec.ch3x3red), ("r5", r5, spec.ch5x5red))
+    for name, t, channels in saved:
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        check_dense(name, t)
+        if tuple(t.shape) != (n, channels, h, w):
+            hint = " (the forward must run with save_reduce=True)" if name in ("r3", "r5") else ""
+            raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {(n, channels, h, w)}{hint}")
+        _check_same(name, t, x)
+    return spec
+
+
+def _op_activation(activation) -> Optional[str]:
+    """The public spelling ("relu" / None) of an op's ``activation`` string."""
+    if not isinstance(activation, str) or activation not in OP_ACTIVATIONS:
+        raise ValueError(
+            f"activation must be one of {tuple(OP_ACTIVATIONS)} (the ops' spelling; fused_inception "
+            f"takes 'relu' or None), got {activation!r}"
+        )
+    return OP_ACTIVATIONS[activation]
+
+
+def _check_op_backend(backend, schedule=None) -> None:
+    """Raise ValueError for a ``backend`` (and a forward ``schedule``) the custom ops do not have."""
+    if backend not in OP_BACKENDS:
+        raise ValueError(f"backend must be one of {OP_BACKENDS}, got {backend!r}")
+    if schedule is not None and schedule not in OP_SCHEDULES[backend]:
+        raise ValueError(f"schedule must be one of {OP_SCHEDULES[backend]} on backend {backend!r}, got {schedule!r}")
+
+
+def check_dense(name: str, t: torch.Tensor) -> None:
+    """Refuse a sparse, mkldnn or nested tensor ``t`` (argument ``name``) up front: the kernels
+    index strided memory.
+
+    Raises:
+        TypeError: naming the argument and its layout.
+    """
+    if t.is_nested or t.layout != torch.strided:
+        layout = "nested (torch.nested)" if t.is_nested else str(t.layout)
+        raise TypeError(
+            f"{_label(name)} has layout {layout}; the fused op takes strided (dense) tensors only "
+            "(convert it first, e.g. with .to_dense())"
+        )
+
+
+def _label(name: str) -> str:
+    """How messages name an argument: "weight w3", "bias b5", or the name itself."""
+    return f"weight {name}" if name in WEIGHT_NAMES else f"bias {name}" if name in BIAS_NAMES else name
+
+
 def _check_same(name: str, t: torch.Tensor, x: torch.Tensor) -> None:
-    kind = "weight" if name.startswith("w") else "bias"
     if t.device != x.device:
-        raise ValueError(f"{kind} {name} is on {t.device}, but x is on {x.device}; put them on one device")
+        raise ValueError(f"{_label(name)} is on {t.device}, but x is on {x.device}; put them on one device")
     if t.dtype != x.dtype:
-        raise TypeError(f"{kind} {name} has dtype {t.dtype}, but x has dtype {x.dtype}; they must match")
+        raise TypeError(f"{_label(name)} has dtype {t.dtype}, but x has dtype {x.dtype}; they must match")

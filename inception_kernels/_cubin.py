@@ -89,6 +89,7 @@ ARCH_LIMITS: dict[str, ArchLimits] = {
     "sm_89": ArchLimits(max_warps=48, max_blocks=24, shared_per_sm=100 * 1024, shared_per_block=99 * 1024),
     "sm_90": ArchLimits(max_warps=64, max_blocks=32, shared_per_sm=228 * 1024, shared_per_block=227 * 1024),
 }
+ARCH_LIMITS["sm_90a"] = ARCH_LIMITS["sm_90"]  # the arch-specific target (wgmma) of the same GPUs
 
 
 def tool_path(name: str) -> str:

@@ -158,9 +158,9 @@ def _cmd_info(args) -> int:
 def _interpreter_needs_subprocess() -> bool:
     """Without a CUDA device, verify runs the Triton kernels in the interpreter.
 
-    TRITON_INTERPRET=1 must be set before a kernel is defined. If the package's Triton kernels
-    are not imported yet, setting it here is enough; if they are (an import of the package
-    pulled them in), verify reruns itself in a child process with the switch set.
+    TRITON_INTERPRET=1 must be set before a kernel is defined (ours, or Triton's own in
+    ``triton.language``). If none is defined yet, setting it here is enough; if some are,
+    verify reruns itself in a child process with the switch set.
     """
     import torch
 
@@ -168,10 +168,8 @@ def _interpreter_needs_subprocess() -> bool:
 
     if torch.cuda.is_available() or _backends.interpreter_enabled() or importlib.util.find_spec("triton") is None:
         return False
-    # Only the modules under inception_kernels.triton define kernels (ops imports them lazily).
-    loaded = any(m.startswith(f"{PKG}.triton") for m in sys.modules)
     os.environ["TRITON_INTERPRET"] = "1"
-    return loaded
+    return _backends.interpreter_mismatch() is not None  # kernels defined before: compiled
 
 
 def _cmd_verify(args, argv: Sequence[str]) -> int:

@@ -33,13 +33,21 @@ kernels:
   outputs may not alias each other, so the 12 gradients come back as one tensor and
   :func:`_split_grads` views it); ``dx`` is an empty ``[0]`` tensor when not needed.
 
-``register_autograd`` connects them: the forward saves ``x``, ``y``, ``r3``, ``r5`` and the
-parameters (no other activations) and the backend, so the backward runs on the forward's
-backend. The CUDA backend's ops ``inception_kernels::cuda_fused_inception`` /
-``cuda_fused_inception_backward`` (registered by the extension, CUDA and Meta kernels) are
-called inside these ops' implementations. ``custom_op`` + ``register_fake`` is used rather than
-``triton_op`` because only the former compiles on CPU tensors under Triton's interpreter
-(docs/design.md §6), which is how this machine tests it.
+Both ops check their arguments, in the op and in its fake impl, with the public wrapper's checks
+(``_checks.check_op_args`` / ``check_backward_op_args``), and refuse a backend that cannot run
+x here with the wrapper's message.
+
+Autograd: the forward op's node saves ``x``, ``y``, ``r3``, ``r5`` and the parameters (no other
+activations) and the backend, so the backward runs on the forward's backend; the backward op's
+node (double backward, ``create_graph=True``) differentiates the reference's first-order
+gradients. The nodes are single-level autograd Functions applied by our own Autograd kernels
+(not ``register_autograd``, whose generated Function torch.func refuses), so ``torch.func.grad``
+/ ``vjp`` / ``vmap`` work over the ops; forward mode raises. The CUDA backend's ops
+``inception_kernels::cuda_fused_inception`` / ``cuda_fused_inception_backward`` (registered by
+the extension, CUDA and Meta kernels) are called inside these ops' implementations. The ops are
+plain Python ``torch.library`` ops with ``register_fake`` rather than ``triton_op`` because only
+the former compiles on CPU tensors under Triton's interpreter (docs/design.md §6), which is how
+this machine tests it.
 
 Autocast: under ``torch.autocast`` for x's device type, :func:`fused_inception` casts x and
 the parameters to the autocast dtype first (as ``F.conv2d`` does), in the Python wrapper
@@ -49,13 +57,15 @@ cannot follow fp16 *and* bf16 autocast. Gradients flow back through the casts in
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
+from torch.autograd import forward_ad
 
 from . import _backends, _ext, reference
-from ._checks import check_inception_args
+from ._checks import OP_ACTIVATIONS, check_backward_op_args, check_dense, check_inception_args, check_op_args
 
 __all__ = ["fused_inception", "BACKEND_CHOICES"]
 
@@ -75,6 +85,11 @@ def _resolve_backend(backend: str, x: torch.Tensor, spec=None) -> str:
         ``"triton"``, ``"cuda"`` or ``"reference"``. ``"auto"`` resolves to ``"cuda"`` only
         where :func:`_backends.auto_picks_cuda` says so (measured faster and correct).
 
+    Meta tensors resolve ``"auto"`` to ``"reference"`` and every other backend to itself (the
+    fused ops' fake impls compute their shapes). On a CPU tensor with ``TRITON_INTERPRET=1`` set
+    only after the Triton kernels were defined, ``"auto"`` warns and resolves to
+    ``"reference"``, and ``"triton"`` raises (see ``_backends.interpreter_mismatch``).
+
     Raises:
         ValueError: an unknown backend.
         TypeError: ``"triton"`` with bfloat16 in Triton's interpreter.
@@ -84,6 +99,9 @@ def _resolve_backend(backend: str, x: torch.Tensor, spec=None) -> str:
     """
     if backend not in BACKEND_CHOICES:
         raise ValueError(f"backend must be one of {BACKEND_CHOICES}, got {backend!r}")
+    if x.device.type == "meta":
+        # Shape inference: the fused ops' fake impls serve meta tensors on any machine.
+        return "reference" if backend == "auto" else backend
     interpreting = x.device.type == "cpu" and _backends.interpreter_enabled()
     # Triton's interpreter multiplies the raw bits of bfloat16 operands in tl.dot (docs/design.md §6):
     # its bf16 results would be silently wrong, so bf16 never runs there.
@@ -91,7 +109,13 @@ def _resolve_backend(backend: str, x: torch.Tensor, spec=None) -> str:
     if backend == "auto" and _backends.auto_picks_cuda(x, spec):
         return "cuda"
     if backend == "auto":
-        return "triton" if x.device.type == "cuda" or interpretable else "reference"
+        if x.device.type == "cuda" or interpretable:
+            return "triton"
+        mismatch = _backends.interpreter_mismatch() if x.device.type == "cpu" else None
+        if mismatch is not None:
+            warnings.warn(f"backend='auto' runs the plain-PyTorch reference on this CPU tensor: {mismatch}",
+                          RuntimeWarning, stacklevel=3)
+        return "reference"
     if backend == "triton":
         if x.device.type == "cuda" or interpretable:
             return "triton"
@@ -100,6 +124,10 @@ def _resolve_backend(backend: str, x: torch.Tensor, spec=None) -> str:
                 "backend='triton' cannot run bfloat16 in Triton's interpreter (its bf16 tl.dot is wrong); "
                 "run bf16 on a CUDA device, or use backend='auto' or 'reference' on the CPU"
             )
+        mismatch = _backends.interpreter_mismatch() if x.device.type == "cpu" else None
+        if mismatch is not None:
+            raise RuntimeError(f"backend='triton' cannot run a CPU tensor here: {mismatch} "
+                               "(or use backend='auto' or 'reference')")
         if x.device.type == "cpu":
             raise RuntimeError(
                 "backend='triton' needs a CUDA tensor, or TRITON_INTERPRET=1 set before inception_kernels "
@@ -176,11 +204,21 @@ def fused_inception(
     return y
 
 
+def _autocast_enabled(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type``; False for a device without autocast (meta, ...).
+    (A try rather than ``torch.amp.is_autocast_available``, which torch 2.11's Dynamo cannot trace.)"""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:  # "unknown device type for autocast"
+        return False
+
+
 def _autocast_args(x, weights, biases):
     """Cast x and the parameters to the autocast dtype when autocast is on for x's device
-    (floating tensors except fp64, like autocast's own casts for ``F.conv2d``)."""
+    (floating tensors except fp64, like autocast's own casts for ``F.conv2d``). Devices without
+    autocast (meta, ...) are left alone."""
     if (not isinstance(x, torch.Tensor) or not isinstance(weights, (list, tuple))
-            or not isinstance(biases, (list, tuple, type(None))) or not torch.is_autocast_enabled(x.device.type)):
+            or not isinstance(biases, (list, tuple, type(None))) or not _autocast_enabled(x.device.type)):
         return x, weights, biases  # (malformed arguments are left to check_inception_args)
     dtype = torch.get_autocast_dtype(x.device.type)
 
@@ -194,20 +232,7 @@ def _autocast_args(x, weights, biases):
 
 def _activation(name: str) -> Optional[str]:
     """The op schema's activation string ("relu" / "none") as the launchers take it."""
-    return None if name == "none" else name
-
-
-#: The ``backend`` values of the custom ops (what ``_resolve_backend`` returns for fused kernels).
-_OP_BACKENDS = ("triton", "cuda")
-
-
-def _check_op_backend(backend: str, schedule: Optional[str] = None) -> None:
-    """Raise ValueError for a ``backend`` (and forward ``schedule``) the custom ops do not have."""
-    if backend not in _OP_BACKENDS:
-        raise ValueError(f"backend must be one of {_OP_BACKENDS}, got {backend!r}")
-    if backend == "cuda" and schedule not in (None, "auto", "one_launch"):
-        raise ValueError(
-            f"schedule must be 'auto' or 'one_launch' on backend 'cuda' (its only schedule), got {schedule!r}")
+    return OP_ACTIVATIONS[name]
 
 
 def _output_memory_format(x: Tensor) -> torch.memory_format:
@@ -217,41 +242,79 @@ def _output_memory_format(x: Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
-@torch.library.custom_op("inception_kernels::fused_inception", mutates_args=())
-def _fused_inception_op(
+# ------------------------------------------------------------------------------------------
+# The custom ops: schemas, implementations, fake impls.
+#
+# Declared with the low-level torch.library API rather than torch.library.custom_op because
+# their Autograd kernels are our own (see "Autograd" below); the schemas are written once, here.
+# ------------------------------------------------------------------------------------------
+
+_LIB = torch.library.Library("inception_kernels", "FRAGMENT")
+
+_MODULE_ARGS = (
+    "Tensor w1, Tensor w3r, Tensor w3, Tensor w5r, Tensor w5, Tensor wp, "
+    "Tensor? b1, Tensor? b3r, Tensor? b3, Tensor? b5r, Tensor? b5, Tensor? bp, int k3, int k5, str activation"
+)
+_LIB.define(
+    f"fused_inception(Tensor x, {_MODULE_ARGS}, str schedule, bool save_reduce, str backend) "
+    "-> (Tensor, Tensor, Tensor)",
+    tags=(torch.Tag.pt2_compliant_tag,),
+)
+_LIB.define(
+    f"fused_inception_backward(Tensor grad_y, Tensor x, Tensor y, Tensor r3, Tensor r5, {_MODULE_ARGS}, "
+    "bool[] needs_input_grad, str backend) -> (Tensor, Tensor)",
+    tags=(torch.Tag.pt2_compliant_tag,),
+)
+_FWD = torch.ops.inception_kernels.fused_inception.default
+_BWD = torch.ops.inception_kernels.fused_inception_backward.default
+
+
+def _check_runnable(backend: str, x: Tensor) -> None:
+    """Raise the public API's error when the op's ``backend`` cannot run ``x`` here (e.g. a CPU
+    tensor without Triton's interpreter, bf16 in the interpreter, no CUDA extension)."""
+    _resolve_backend(backend, x)
+
+
+def _fused_inception_impl(
     x: Tensor, w1: Tensor, w3r: Tensor, w3: Tensor, w5r: Tensor, w5: Tensor, wp: Tensor,
     b1: Optional[Tensor], b3r: Optional[Tensor], b3: Optional[Tensor],
     b5r: Optional[Tensor], b5: Optional[Tensor], bp: Optional[Tensor],
     k3: int, k5: int, activation: str, schedule: str, save_reduce: bool, backend: str,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """The fused forward as a custom op (see the module docstring for the schema).
+    """The fused forward op (see the module docstring for the schema).
 
     Args:
-        backend: ``"triton"`` or ``"cuda"`` (``_resolve_backend`` has checked it can run).
+        backend: ``"triton"`` or ``"cuda"``.
 
     Returns:
         ``(y, r3, r5)``; ``r3`` / ``r5`` are empty ``[0]`` tensors unless ``save_reduce``.
+
+    Raises:
+        TypeError, ValueError: what ``_checks.check_op_args`` refuses.
+        RuntimeError: a backend that cannot run x here (as ``fused_inception`` says it).
     """
-    _check_op_backend(backend, schedule)
+    weights, biases = (w1, w3r, w3, w5r, w5, wp), (b1, b3r, b3, b5r, b5, bp)
+    check_op_args(x, weights, biases, k3, k5, activation, schedule, save_reduce, backend)
+    _check_runnable(backend, x)
     if backend == "cuda":
         return torch.ops.inception_kernels.cuda_fused_inception(
-            x, w1, w3r, w3, w5r, w5, wp, b1, b3r, b3, b5r, b5, bp, k3, k5, activation, save_reduce
+            x, *weights, *biases, k3, k5, activation, save_reduce
         )
     from .triton.inception_fwd import _inception_forward
 
     y, r3, r5 = _inception_forward(
-        x, (w1, w3r, w3, w5r, w5, wp), (b1, b3r, b3, b5r, b5, bp), (k3, k5), _activation(activation),
-        schedule=schedule, save_reduce=save_reduce,
+        x, weights, biases, (k3, k5), _activation(activation), schedule=schedule, save_reduce=save_reduce,
     )
     if r3 is None:
         r3, r5 = x.new_empty(0), x.new_empty(0)
     return y, r3, r5
 
 
-@_fused_inception_op.register_fake
 def _fused_inception_fake(x, w1, w3r, w3, w5r, w5, wp, b1, b3r, b3, b5r, b5, bp, k3, k5, activation, schedule,
                           save_reduce, backend):
-    _check_op_backend(backend, schedule)
+    """Shapes and strides of the forward op's outputs (``torch.compile``, meta tensors)."""
+    check_op_args(x, (w1, w3r, w3, w5r, w5, wp), (b1, b3r, b3, b5r, b5, bp), k3, k5, activation, schedule,
+                  save_reduce, backend)
     n, _, h, w = x.shape
     y = x.new_empty((n, w1.shape[0] + w3.shape[0] + w5.shape[0] + wp.shape[0], h, w)).contiguous(
         memory_format=_output_memory_format(x)
@@ -307,15 +370,14 @@ def _split_grads(flat: Tensor, weights, biases, needs) -> tuple[Optional[Tensor]
     return tuple(out)
 
 
-@torch.library.custom_op("inception_kernels::fused_inception_backward", mutates_args=())
-def _fused_inception_backward_op(
+def _fused_inception_backward_impl(
     grad_y: Tensor, x: Tensor, y: Tensor, r3: Tensor, r5: Tensor,
     w1: Tensor, w3r: Tensor, w3: Tensor, w5r: Tensor, w5: Tensor, wp: Tensor,
     b1: Optional[Tensor], b3r: Optional[Tensor], b3: Optional[Tensor],
     b5r: Optional[Tensor], b5: Optional[Tensor], bp: Optional[Tensor],
     k3: int, k5: int, activation: str, needs_input_grad: list[bool], backend: str,
 ) -> tuple[Tensor, Tensor]:
-    """The fused backward (at most 3 launches) as a custom op.
+    """The fused backward op (at most 3 launches).
 
     Args:
         needs_input_grad: 13 bools for ``(x, w1, ..., wp, b1, ..., bp)``.
@@ -324,9 +386,14 @@ def _fused_inception_backward_op(
     Returns:
         ``(dx, grads)``: dx (an empty ``[0]`` tensor when not needed) and the flat gradient
         buffer of :func:`_grad_layout` (empty when no parameter gradient is needed).
+
+    Raises:
+        TypeError, ValueError: what ``_checks.check_backward_op_args`` refuses.
+        RuntimeError: a backend that cannot run x here.
     """
-    _check_op_backend(backend)
     weights, biases = (w1, w3r, w3, w5r, w5, wp), (b1, b3r, b3, b5r, b5, bp)
+    check_backward_op_args(grad_y, x, y, r3, r5, weights, biases, k3, k5, activation, needs_input_grad, backend)
+    _check_runnable(backend, x)
     if backend == "cuda":
         dx, flat = torch.ops.inception_kernels.cuda_fused_inception_backward(
             grad_y, x, y, r3, r5, *weights, *biases, k3, k5, activation, needs_input_grad
@@ -361,14 +428,53 @@ def _fused_inception_backward_op(
     return (dx if dx is not None else x.new_empty(0)), flat
 
 
-@_fused_inception_backward_op.register_fake
 def _fused_inception_backward_fake(grad_y, x, y, r3, r5, w1, w3r, w3, w5r, w5, wp, b1, b3r, b3, b5r, b5, bp,
                                    k3, k5, activation, needs_input_grad, backend):
-    _check_op_backend(backend)
+    """Shapes and strides of the backward op's outputs."""
     weights, biases = (w1, w3r, w3, w5r, w5, wp), (b1, b3r, b3, b5r, b5, bp)
+    check_backward_op_args(grad_y, x, y, r3, r5, weights, biases, k3, k5, activation, needs_input_grad, backend)
     _, _, total = _grad_layout(weights, biases, needs_input_grad)
     dx = torch.empty_like(x, memory_format=torch.preserve_format) if needs_input_grad[0] else x.new_empty(0)
     return dx, w1.new_empty(total)
+
+
+# Every device (the implementations dispatch on the backend argument); the fake impls also
+# serve meta tensors.
+_LIB.impl("fused_inception", _fused_inception_impl, "CompositeExplicitAutograd")
+_LIB.impl("fused_inception_backward", _fused_inception_backward_impl, "CompositeExplicitAutograd")
+torch.library.register_fake(_FWD, _fused_inception_fake, lib=_LIB)
+torch.library.register_fake(_BWD, _fused_inception_backward_fake, lib=_LIB)
+
+
+# ------------------------------------------------------------------------------------------
+# Autograd
+#
+# The forward op's backward is the backward op (the fused kernels of the forward's backend);
+# the backward op's backward (double backward, create_graph=True) differentiates the
+# reference's first-order gradients (``torch.func.vjp`` of ``reference.inception``): exact
+# and differentiable again, at the reference's speed.
+#
+# Why not ``register_autograd``: the autograd.Function it generates has no setup_context, so
+# torch.func (grad, vjp, jacrev) refuses it (pytorch/pytorch#170834, open in torch 2.11 and
+# 2.14). Our Autograd kernels apply single-level autograd Functions instead -- the mechanism
+# functorch itself uses for a node at one transform level -- so the same nodes serve eager
+# autograd and every torch.func level.
+# ------------------------------------------------------------------------------------------
+
+_NO_FORWARD_AD = (
+    "{op} has no forward-mode derivative (torch.func.jvp, jacfwd, torch.autograd.forward_ad); reverse mode "
+    "works (backward, create_graph=True, torch.func.grad / vjp / jacrev, vmap); for forward mode use "
+    "backend='reference'"
+)
+_N_FWD_ARGS = 19  # x, 6 weights, 6 biases, k3, k5, activation, schedule, save_reduce, backend
+_N_BWD_ARGS = 22  # grad_y, x, y, r3, r5, 6 weights, 6 biases, k3, k5, activation, needs, backend
+
+
+def _below_autograd(op, args):
+    """Run ``op`` on ``args`` past the Autograd key (inside a node's forward). Grad mode is
+    switched back on so that a torch.func level below this one records its own node."""
+    with torch.enable_grad(), torch._C._AutoDispatchBelowAutograd():
+        return op(*args)
 
 
 def _setup_context(ctx, inputs, output):
@@ -383,9 +489,8 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, grad_y, grad_r3, grad_r5):
     del grad_r3, grad_r5  # non-differentiable outputs
-    n_in = 19
     if grad_y is None:
-        return (None,) * n_in
+        return (None,) * _N_FWD_ARGS
     k3, k5, activation, save_reduce, backend = ctx.kernel_args
     if not save_reduce:
         raise RuntimeError(
@@ -395,10 +500,98 @@ def _backward(ctx, grad_y, grad_r3, grad_r5):
     x, y, r3, r5, *params = ctx.saved_tensors
     weights, biases = params[:6], params[6:]
     needs = [bool(v) for v in ctx.needs_input_grad[:13]]
-    dx, flat = torch.ops.inception_kernels.fused_inception_backward(
-        grad_y, x, y, r3, r5, *weights, *biases, k3, k5, activation, needs, backend
-    )
-    return (dx if needs[0] else None, *_split_grads(flat, weights, biases, needs)) + (None,) * (n_in - 13)
+    dx, flat = _BWD(grad_y, x, y, r3, r5, *weights, *biases, k3, k5, activation, needs, backend)
+    return (dx if needs[0] else None, *_split_grads(flat, weights, biases, needs)) + (None,) * (_N_FWD_ARGS - 13)
 
 
-_fused_inception_op.register_autograd(_backward, setup_context=_setup_context)
+class _FusedInceptionNode(torch.autograd.function._SingleLevelFunction):
+    """The forward op's autograd node: the fused backward of the forward's backend."""
+
+    @staticmethod
+    def forward(*args):
+        return _below_autograd(_FWD, args)
+
+    setup_context = staticmethod(_setup_context)
+    backward = staticmethod(_backward)
+
+
+def _backward_setup_context(ctx, inputs, output):
+    grad_y, x, _, _, _, *rest = inputs
+    params = rest[:12]
+    k3, k5, activation, needs, _ = rest[12:]
+    ctx.set_materialize_grads(False)
+    ctx.kernel_args = (k3, k5, activation, list(needs))
+    ctx.save_for_backward(grad_y, x, *params)
+
+
+def _double_backward(ctx, grad_dx, grad_flat):
+    """Gradients of the backward op's outputs ``(dx, flat)`` with respect to ``grad_y``, ``x``
+    and the parameters (``y``, ``r3``, ``r5`` only select ReLU masks: zero gradient)."""
+    k3, k5, activation, needs = ctx.kernel_args
+    grad_y, x, *params = ctx.saved_tensors
+    weights, biases = params[:6], params[6:]
+    has_bias = [b is not None for b in biases]
+    act = _activation(activation)
+
+    def with_nones(present):  # the six biases from the present ones
+        it = iter(present)
+        return [next(it) if h else None for h in has_bias]
+
+    def reference_grads(gy, x, ws, bs_present):  # (dx, dws, dbs_present) of the reference
+        def module(x, ws, bs_present):
+            return reference.inception(x, ws, with_nones(bs_present), kernel_sizes=(k3, k5), activation=act)
+
+        return torch.func.vjp(module, x, ws, bs_present)[1](gy)
+
+    _, vjp = torch.func.vjp(reference_grads, grad_y, x, list(weights), [b for b in biases if b is not None])
+    split = _split_grads(grad_flat, weights, biases, needs) if grad_flat is not None else (None,) * 12
+    cot_dx = grad_dx if grad_dx is not None and needs[0] else torch.zeros_like(x)
+    cot_w = [g if g is not None else torch.zeros_like(w) for g, w in zip(split[:6], weights)]
+    cot_b = [g if g is not None else torch.zeros_like(b) for g, b in zip(split[6:], biases) if b is not None]
+    d_gy, d_x, d_ws, d_bs = vjp((cot_dx, cot_w, cot_b))
+    return (d_gy, d_x, None, None, None, *d_ws, *with_nones(d_bs)) + (None,) * (_N_BWD_ARGS - 17)
+
+
+class _FusedInceptionBackwardNode(torch.autograd.function._SingleLevelFunction):
+    """The backward op's autograd node (double backward), through the reference."""
+
+    @staticmethod
+    def forward(*args):
+        return _below_autograd(_BWD, args)
+
+    setup_context = staticmethod(_backward_setup_context)
+    backward = staticmethod(_double_backward)
+
+
+def _autograd_kernel(op, node):
+    """The Autograd kernel of ``op``: a ``node`` when a gradient is needed, else straight on.
+
+    It first refuses non-strided tensors (``_checks.check_dense``: nested tensors would not
+    reach the implementation's checks, the dispatcher has no nested kernel for the op) and
+    forward-mode tangents (the nodes have no jvp; without this check the tangent would be
+    dropped silently, since a dual tensor does not require grad).
+    """
+    from torch._functorch.utils import enable_single_level_autograd_function
+
+    names = [a.name for a in op._schema.arguments]
+    tensors = [i for i, a in enumerate(op._schema.arguments) if a.type.isSubtypeOf(torch._C.OptionalType.ofTensor())]
+
+    def kernel(keyset, *args):
+        for i in tensors:
+            if args[i] is not None:
+                check_dense(names[i], args[i])
+        if forward_ad._current_level >= 0 and any(  # inside torch.autograd.forward_ad / torch.func.jvp
+                args[i] is not None and forward_ad.unpack_dual(args[i]).tangent is not None for i in tensors):
+            raise RuntimeError(_NO_FORWARD_AD.format(op=op._schema.name))
+        if torch.is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args):
+            with enable_single_level_autograd_function():
+                return node.apply(*args)
+        with torch._C._AutoDispatchBelowAutograd():
+            return op.redispatch(keyset & torch._C._after_autograd_keyset, *args)
+
+    return kernel
+
+
+_LIB.impl("fused_inception", _autograd_kernel(_FWD, _FusedInceptionNode), "Autograd", with_keyset=True)
+_LIB.impl("fused_inception_backward", _autograd_kernel(_BWD, _FusedInceptionBackwardNode), "Autograd",
+          with_keyset=True)

@@ -40,6 +40,7 @@ import os
 import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -55,6 +56,7 @@ __all__ = [
     "count_all_launches",
     "kernel_facts",
     "cuda_kernel_facts",
+    "sass_kernel_facts",
     "cuda_launch_facts",
     "build_report",
     "format_table",
@@ -586,21 +588,79 @@ _SASS_ARCH = re.compile(r"^arch = (sm_\d+a?)\s*$", re.M)
 _SASS_FUNCTION = re.compile(r"^\s*Function : (\S+)\s*$", re.M)
 
 
-def _tensor_cores_per_kernel(sass_text: str) -> dict[str, dict[str, dict[str, int]]]:
-    """``{arch: {mangled kernel: {opcode: count}}}`` from ``cuobjdump -sass`` of a fat binary
-    (one section per embedded cubin, each headed ``arch = sm_XX``, kernels headed
-    ``Function : name``)."""
+# "/*0a40*/  @!P0 HMMA.16816.F32.BF16 R4, R8, R12, R4 ;" -> ("HMMA.16816.F32.BF16", " R4, ...")
+_SASS_FULL_OPCODE = re.compile(r"^\s*/\*[0-9a-f]+\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Za-z0-9_.]*)(.*)$")
+# A scalar 16-bit load from global memory, direct or through a generic pointer: LDG.E.U16,
+# LDG.E.U16.CONSTANT, LD.E.S16, ...
+_SCALAR_16BIT_LOAD = re.compile(r"^LDG?\.E(?:\.[A-Z0-9]+)*?\.[US]16(?:\.|$)")
+_DEPBAR_SB0 = re.compile(r"SB0,\s*(0x[0-9a-fA-F]+|\d+)")
+
+
+def sass_kernel_facts(sass_body: str) -> dict:
+    """Static facts of one kernel's SASS that show how its GEMMs are fed.
+
+    Args:
+        sass_body: the kernel's disassembly (``cuobjdump -sass``, one ``Function`` section).
+
+    Returns:
+        ``{"tensor_core_instructions": {base opcode: n}, "mma_instructions": {full opcode: n}
+        (the MMA shapes, e.g. ``HMMA.16816.F32.BF16`` = mma.sync m16n8k16, ``HGMMA.64x64x16.F32.BF16``
+        = wgmma m64n64k16), "ldgsts": n (cp.async), "utmaldg": n (TMA loads), "ldsm": n (ldmatrix),
+        "scalar_16bit_loads": n (``LDG.E.U16`` and kin), "cp_async_wait_max": the largest N of
+        ``DEPBAR.LE SB0, N`` (cp.async groups left in flight at a wait; None without one),
+        "pipeline_stages": N + 2 (the stage being multiplied, the N still in flight, and the one
+        issued next: the ring of stages the main loop cycles through; None without cp.async)}``.
+        Static counts of instructions in the binary, not executed counts.
+    """
     from ._cubin import tensor_core_instructions
 
-    out: dict[str, dict[str, dict[str, int]]] = {}
+    mma: Counter = Counter()
+    counts = Counter()
+    waits = []
+    for line in sass_body.splitlines():
+        m = _SASS_FULL_OPCODE.match(line)
+        if not m:
+            continue
+        op, rest = m.groups()
+        base = op.split(".")[0]
+        if base in ("HMMA", "HGMMA", "IMMA", "DMMA", "BMMA", "IGMMA", "QGMMA", "BGMMA"):
+            mma[op] += 1
+        elif base in ("LDGSTS", "UTMALDG", "LDSM"):
+            counts[base.lower()] += 1
+        elif base == "DEPBAR":
+            w = _DEPBAR_SB0.search(rest)
+            if w:
+                waits.append(int(w.group(1), 0))
+        if _SCALAR_16BIT_LOAD.match(op):
+            counts["scalar_16bit_loads"] += 1
+    wait_max = max(waits) if waits else None
+    return dict(
+        tensor_core_instructions=tensor_core_instructions(sass_body + "\n"),
+        mma_instructions=dict(sorted(mma.items())),
+        ldgsts=counts["ldgsts"], utmaldg=counts["utmaldg"], ldsm=counts["ldsm"],
+        scalar_16bit_loads=counts["scalar_16bit_loads"], cp_async_wait_max=wait_max,
+        pipeline_stages=None if wait_max is None or not counts["ldgsts"] else wait_max + 2,
+    )
+
+
+def _sass_facts_per_kernel(sass_text: str) -> dict[str, dict[str, dict]]:
+    """``{arch: {mangled kernel: sass_kernel_facts(...)}}`` from ``cuobjdump -sass`` of a fat
+    binary (one section per embedded cubin, each headed ``arch = sm_XX``, kernels headed
+    ``Function : name``)."""
+    out: dict[str, dict[str, dict]] = {}
     arches = list(_SASS_ARCH.finditer(sass_text))
     for a, nxt in zip(arches, arches[1:] + [None]):
         section = sass_text[a.end(): nxt.start() if nxt else len(sass_text)]
         funcs = list(_SASS_FUNCTION.finditer(section))
         for f, fnxt in zip(funcs, funcs[1:] + [None]):
-            body = section[f.end(): fnxt.start() if fnxt else len(section)] + "\n"
-            out.setdefault(a.group(1), {})[f.group(1)] = tensor_core_instructions(body)
+            body = section[f.end(): fnxt.start() if fnxt else len(section)]
+            out.setdefault(a.group(1), {})[f.group(1)] = sass_kernel_facts(body)
     return out
+
+
+def _arch_selected(arch: str, archs: Optional[Sequence[str]]) -> bool:
+    """Whether ``arch`` of the binary is asked for: ``"sm_90"`` also selects ``"sm_90a"``."""
+    return archs is None or arch in archs or arch.rstrip("a") in archs
 
 
 def cuda_kernel_facts(archs: Optional[Sequence[str]] = None) -> dict:
@@ -609,7 +669,8 @@ def cuda_kernel_facts(archs: Optional[Sequence[str]] = None) -> dict:
     ``cuobjdump -sass`` for the tensor-core instructions). No GPU and no import of the library.
 
     Args:
-        archs: keep these architectures only (default: every arch in the fat binary).
+        archs: keep these architectures only (default: every arch in the fat binary);
+            ``"sm_90"`` also keeps the arch-specific ``"sm_90a"``.
 
     Returns:
         ``{"state", "reason", "path", "archs", "error", "kernels"}``: the extension's status
@@ -617,19 +678,21 @@ def cuda_kernel_facts(archs: Optional[Sequence[str]] = None) -> dict:
         ``kernels``, one record per kernel and arch: ``arch``, ``kernel`` (demangled),
         ``mangled``, ``registers``, ``spill_bytes`` (stack frame: spills and local arrays),
         ``local_bytes``, ``shared_static_bytes`` (dynamic shared memory is chosen at launch and
-        is not in the binary) and ``tensor_core_instructions`` (``{opcode: static count}``).
-        ``kernels`` is empty when there is no library (``reason`` says why) or the tools
-        failed (``error``).
+        is not in the binary), and the SASS facts of :func:`sass_kernel_facts`
+        (``tensor_core_instructions``, ``mma_instructions`` -- the MMA shapes --, ``ldgsts``,
+        ``utmaldg``, ``ldsm``, ``scalar_16bit_loads``, ``cp_async_wait_max``,
+        ``pipeline_stages``). ``kernels`` is empty when there is no library (``reason`` says
+        why) or the tools failed (``error``).
     """
     from . import _cubin, _ext
 
     info = _ext.extension_info()
     out = dict(state=info["state"], reason=info["reason"], path=info["path"],
-               archs=[a for a in info["archs"] if archs is None or a in archs], error=info["error"], kernels=[])
+               archs=[a for a in info["archs"] if _arch_selected(a, archs)], error=info["error"], kernels=[])
     if info["path"] is None or info["error"]:
         return out
     try:
-        tensor_cores = _tensor_cores_per_kernel(_cubin.sass(info["path"]))
+        sass_facts = _sass_facts_per_kernel(_cubin.sass(info["path"]))
     except (OSError, RuntimeError) as e:
         out["error"] = f"cuobjdump -sass failed: {e}"
         return out
@@ -640,7 +703,7 @@ def cuda_kernel_facts(archs: Optional[Sequence[str]] = None) -> dict:
             out["kernels"].append(dict(
                 arch=arch, kernel=names[k], mangled=k, registers=res["registers"], spill_bytes=res["stack_bytes"],
                 local_bytes=res["local_bytes"], shared_static_bytes=res["shared_static_bytes"],
-                tensor_core_instructions=tensor_cores.get(arch, {}).get(k, {}),
+                **sass_facts.get(arch, {}).get(k, sass_kernel_facts("")),
             ))
     return out
 
@@ -740,21 +803,24 @@ def _cuda_lines(cuda: dict, markdown: bool) -> list[str]:
     if not cuda["kernels"]:
         why = cuda["error"] or (cuda["reason"] if cuda["path"] is None else "no kernels in the library")
         return [f"CUDA C++ extension kernels: none to report ({cuda['state']}: {why})"]
-    head = ("arch", "regs", "spill B", "local B", "static smem B", "tensor-core", "kernel")
+    head = ("arch", "regs", "spill B", "local B", "static smem B", "LDGSTS", "LDSM", "16-bit LDG", "stages",
+            "MMA instructions (shape: count)", "kernel")
     rows = [(k["arch"][3:], str(k["registers"]), str(k["spill_bytes"]), str(k["local_bytes"]),
-             str(k["shared_static_bytes"]),
-             ",".join(f"{op}:{n}" for op, n in k["tensor_core_instructions"].items()) or "-",
+             str(k["shared_static_bytes"]), str(k["ldgsts"]), str(k["ldsm"]), str(k["scalar_16bit_loads"]),
+             str(k["pipeline_stages"] or "-"),
+             ",".join(f"{op}:{n}" for op, n in k["mma_instructions"].items()) or "-",
              _short_kernel(k["kernel"]))
             for k in cuda["kernels"]]
     no_spill = sum(k["spill_bytes"] == 0 and k["local_bytes"] == 0 for k in cuda["kernels"])
     title = (f"CUDA C++ extension kernels ({cuda['reason']}; static facts from cuobjdump of {cuda['path']}; "
-             f"0 spill bytes {no_spill}/{len(cuda['kernels'])}):")
+             f"0 spill bytes {no_spill}/{len(cuda['kernels'])}; LDGSTS / LDSM / scalar 16-bit global loads and MMA "
+             "instructions are static counts in the SASS; stages: the cp.async ring, largest DEPBAR.LE SB0, N + 2):")
     if markdown:
         return [title, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + [
             "| " + " | ".join(r[:-1]) + f" | `{r[-1]}` |" for r in rows] + _cuda_launch_lines(
             cuda.get("launches", []), True)
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-    fmt = lambda r: " ".join(c.ljust(w) if i in (5, 6) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    fmt = lambda r: " ".join(c.ljust(w) if i in (9, 10) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
     return [title] + [fmt(r).rstrip() for r in [head, *rows]] + _cuda_launch_lines(cuda.get("launches", []), False)
 
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from inception_kernels import InceptionSpec, _ext
 
 ROOT = Path(__file__).resolve().parents[1]
-ARCHS = ["sm_80", "sm_90"]
+ARCHS = ["sm_80", "sm_90a"]  # sm_90a: the arch-specific Hopper target (wgmma)
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
 
@@ -188,7 +188,7 @@ def test_readme_commands_match_ci():
 
 
 # --------------------------------------------------------------------------------------------
-# The fused CUDA C++ Inception kernels (csrc/inception_fused.cu)
+# The fused CUDA C++ Inception kernels (csrc/inception_fused_fwd.cu, inception_fused_bwd.cu)
 # --------------------------------------------------------------------------------------------
 
 FUSED_KERNELS = ("inception_fwd_kernel", "inception_reduce_grad_kernel", "inception_grads_kernel",
@@ -221,17 +221,41 @@ def test_fused_kernels_in_every_arch_and_dtype(ext_info):
 
 
 def test_fused_gemm_kernels_use_tensor_cores_for_fp16_and_bf16(ext_info):
-    """fp16/bf16 products run on tensor cores (HMMA in the SASS of sm_80 and sm_90); fp32 and
-    fp64 are SIMT (exact fp32, no TF32), so no tensor-core instruction there."""
+    """fp16/bf16 products run on tensor cores: mma.sync m16n8k16 (HMMA.16816) on sm_80, warpgroup
+    MMA m64n64k16 (HGMMA.64x64x16) on sm_90a; fp32 and fp64 are SIMT (exact fp32, no TF32), so
+    no tensor-core instruction there."""
     records = _fused_records()
     for arch in ARCHS:
         for kernel in GEMM_KERNELS:
             for t, tensor_cores in KERNEL_TYPES.items():
-                tc = _record(records, arch, kernel, t)["tensor_core_instructions"]
-                if tensor_cores:
-                    assert tc.get("HMMA", 0) > 0, (arch, kernel, t, tc)
-                else:
+                rec = _record(records, arch, kernel, t)
+                tc, shapes = rec["tensor_core_instructions"], rec["mma_instructions"]
+                if not tensor_cores:
                     assert tc == {}, (arch, kernel, t, tc)
+                elif arch == "sm_80":
+                    assert tc.get("HMMA", 0) > 0 and all(op.startswith("HMMA.16816.F32") for op in shapes), rec
+                else:
+                    assert tc.get("HGMMA", 0) > 0 and all(op.startswith("HGMMA.64x64x16.F32") for op in shapes), rec
+
+
+def test_fused_gemm_kernels_feed_tensor_cores_through_a_cp_async_pipeline(ext_info):
+    """The static proof of issue 14 for every fp16/bf16 fused GEMM kernel (forward, reduce-grad,
+    grads) of both archs: no scalar 16-bit global load (LDG.E.U16 or kin), operands through
+    cp.async (LDGSTS) with a ring of >= 3 stages (a wait that leaves >= 1 group in flight:
+    DEPBAR.LE SB0, 0x1), ldmatrix (LDSM) feeding HMMA on sm_80, HGMMA on sm_90a, 0 spill bytes."""
+    records = _fused_records()
+    for arch in ARCHS:
+        for kernel in GEMM_KERNELS:
+            for t in ("__half", "__nv_bfloat16"):
+                rec = _record(records, arch, kernel, t)
+                assert rec["scalar_16bit_loads"] == 0, rec
+                assert rec["ldgsts"] > 0 or rec["utmaldg"] > 0, rec
+                assert rec["pipeline_stages"] is not None and rec["pipeline_stages"] >= 3, rec
+                assert rec["spill_bytes"] == 0 and rec["local_bytes"] == 0, rec
+                if arch == "sm_80":
+                    assert rec["ldsm"] > 0 and rec["tensor_core_instructions"].get("HMMA", 0) > 0, rec
+                else:
+                    assert rec["tensor_core_instructions"].get("HGMMA", 0) > 0, rec
 
 
 def _meta_module(spec, n=2, h=5, w=7, *, channels_last=False, dtype=torch.float32, bias=True, kernel_sizes=(3, 5)):
@@ -298,10 +322,11 @@ def test_fused_ops_check_their_arguments(maxpool):
         (dict(ws=ws[:5] + [torch.empty(11, 20, 1, 1)]), "wp must be on x's device meta"),
         (dict(ws=ws[:5] + [ws[5][0]]), "wp must be 4-D"),
         (dict(bs=bs[:4] + [bs[4][:-1]] + bs[5:]), "b5 must have shape [6]"),
-        (dict(k=(3, 4)), "kernel sizes must be odd and positive"),
+        (dict(k=(3, 4)), "kernel sizes must be odd and between 1 and 63"),
+        (dict(k=(65, 5)), "kernel sizes must be odd and between 1 and 63, got (65, 5)"),
         (dict(k=(5, 5)), "w3 must have shape [Cout > 0, 12, 5, 5]"),
         (dict(act="gelu"), 'activation must be "relu" or "none"'),
-        (dict(x=torch.empty(1, 20, 50000, 50000, device="meta")), "pixels per image (H * W) must each be below 2^31"),
+        (dict(x=torch.empty(1, 20, 50000, 50000, device="meta")), "N * H * W below 2^31 pixels (H * W too)"),
     ]
     for kwargs, message in cases:
         with pytest.raises(RuntimeError, match=re.escape(message)):

@@ -124,3 +124,21 @@ def test_batch_offsets_beyond_int32():
     assert torch.equal(y[-1:], last)
     torch.testing.assert_close(last.float(), reference.inception(x.float(), [t.float() for t in ws],
                                                                  [t.float() for t in bs]), atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+@pytest.mark.parametrize("bias_layout", ["contiguous", "strided"])
+def test_bias_stride_is_honoured(dtype, bias_layout):
+    """A bias that is a strided view reads the right values (issue 14, item 6), forward and
+    backward; its gradient comes back contiguous."""
+    x, ws, bs = _module(SMALL, 2, 9, 7, dtype, seed=5)
+    if bias_layout == "strided":
+        bs = [torch.stack([b, torch.full_like(b, 1e3)], dim=1).reshape(-1)[::2] for b in bs]
+    y, grads = _step(x, ws, bs)
+    leaves = [t.detach().double().requires_grad_(True) for t in (x, *ws, *bs)]
+    want_y = reference.inception(leaves[0], leaves[1:7], leaves[7:])
+    want = torch.autograd.grad(want_y, leaves, torch.ones_like(want_y))
+    tol = 2e-2 if dtype == torch.float16 else 1e-4
+    torch.testing.assert_close(y.double(), want_y.detach(), atol=tol, rtol=tol)
+    for g, w in zip(grads, want):
+        torch.testing.assert_close(g.double(), w, atol=tol * max(1.0, w.abs().max().item()), rtol=tol)

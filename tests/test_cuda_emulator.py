@@ -5,14 +5,17 @@ run: tile and halo index math, operand loaders, epilogues, grid planning and the
 layout -- with the host compiler, in two builds:
 
 - ``emu``: a plain loop computes each GEMM tile (fast; the broad suite below);
-- ``emu_device``: the device's own ``DeviceCore`` (``csrc/inception_core.cuh``: shared-memory
-  staging, WMMA fragments or SIMT micro-tiles, barriers) runs every block on 128 threads,
-  with a reference WMMA that checks alignment and leading dimensions (``cuda_shim.h``).
+- ``emu_device``: the device's own ``DeviceCore`` (``csrc/inception_core.cuh``: the cp.async
+  ring into swizzled tiles, ldmatrix fragments into mma.sync m16n8k16 -- the sm_80 build --, or
+  SIMT micro-tiles, barriers) runs every block on 128 threads, with CPU versions of the PTX
+  instructions written from the PTX ISA's documented layouts (``cuda_shim.h``);
+- ``emu_wgmma``: the same with ``IK_WGMMA``, the sm_90a build: warpgroup MMA reading both
+  operands through their shared-memory matrix descriptors (128-byte swizzle).
 
 So every output and gradient here comes out of the kernels' own code; what is left to a GPU
-(the ``gpu``-marked suites against backend ``"cuda"``) is the hardware itself: WMMA's real
-lane layout and fp16/bf16 rounding, which the emulator replaces by exact fp32 ("tensor-core
-float", dtype code 1: float32 data through the WMMA branch).
+(the ``gpu``-marked suites against backend ``"cuda"``) is the hardware itself: that the real
+instructions behave as the PTX ISA documents them (what the shim implements), their rounding
+order, bf16 (the emulator's 16-bit type is IEEE fp16, dtype code 1) and timing.
 """
 
 import ctypes
@@ -29,8 +32,10 @@ from inception_kernels.ops import _grad_layout, _split_grads
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = InceptionSpec(20, 7, 12, 9, 5, 6, 11)  # awkward channel counts
-DTYPE_CODE = {torch.float32: 0, torch.float64: 3}
-TOL = {torch.float64: 1e-10, torch.float32: 2e-5}  # relative to the largest reference value
+DTYPE_CODE = {torch.float32: 0, torch.float16: 1, torch.float64: 3}
+# relative to the largest reference value; fp16: the outputs' and the on-chip reduce outputs'
+# rounding to fp16 (2^-11 relative), accumulated over the GEMMs (fp32 accumulation)
+TOL = {torch.float64: 1e-10, torch.float32: 2e-5, torch.float16: 1e-2}
 SMEM_H100 = 227 * 1024  # cudaDevAttrMaxSharedMemoryPerBlockOptin of an H100
 GRAD_NAMES = ("dx", "dw1", "dw3r", "dw3", "dw5r", "dw5", "dwp", "db1", "db3r", "db3", "db5r", "db5", "dbp")
 
@@ -55,16 +60,19 @@ def emu(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def emu_device(tmp_path_factory):
-    """The emulator running the device's DeviceCore on 128 threads per block."""
+    """The emulator running the device's DeviceCore on 128 threads per block (sm_80 build)."""
     return _build(tmp_path_factory, "emu_device",
                   ["-std=c++20", "-pthread", "-DIK_EMU_DEVICE_CORE", "-Wno-unknown-pragmas"])
 
 
-def _dtype_code(x, tensor_core):
-    """The emulator's dtype: float32 through the WMMA branch ("tensor-core float") on request."""
-    if tensor_core:
-        assert x.dtype == torch.float32
-        return 1
+@pytest.fixture(scope="module")
+def emu_wgmma(tmp_path_factory):
+    """The same with warpgroup MMA through shared-memory descriptors (the sm_90a build)."""
+    return _build(tmp_path_factory, "emu_wgmma",
+                  ["-std=c++20", "-pthread", "-DIK_EMU_DEVICE_CORE", "-DIK_WGMMA", "-Wno-unknown-pragmas"])
+
+
+def _dtype_code(x):
     return DTYPE_CODE[x.dtype]
 
 
@@ -80,11 +88,12 @@ def _conv_args(ws, bs):
     w_ptrs = (ctypes.c_void_p * 6)(*[t.data_ptr() for t in ws])
     w_strides = _i64([s for t in ws for s in t.stride()])
     b_ptrs = (ctypes.c_void_p * 6)(*[(b.data_ptr() if b is not None else 0) for b in bs])
+    b_strides = _i64([b.stride(0) if b is not None else 0 for b in bs])
     shape = (ctypes.c_int * 18)(*[d for t in ws for d in (t.shape[0], t.shape[1], t.shape[2])])
-    return w_ptrs, w_strides, b_ptrs, shape
+    return w_ptrs, w_strides, b_ptrs, b_strides, shape
 
 
-def emu_forward(emu, x, ws, bs, *, relu=True, save_reduce=True, smem_limit=SMEM_H100, tensor_core=False):
+def emu_forward(emu, x, ws, bs, *, relu=True, save_reduce=True, smem_limit=SMEM_H100):
     """The CUDA forward's jobs on the CPU: (y, r3, r5, (th, tw)); y channels_last when x is."""
     n, _, h, w = x.shape
     bs = bs or [None] * 6
@@ -98,14 +107,14 @@ def emu_forward(emu, x, ws, bs, *, relu=True, save_reduce=True, smem_limit=SMEM_
         r5 = torch.full((n, ws[3].shape[0], h, w), float("nan"), dtype=x.dtype).contiguous(memory_format=torch.channels_last)
     tiles = (ctypes.c_int * 2)()
     rc = emu.ik_emu_forward(
-        _dtype_code(x, tensor_core), _ptr(x), _i64(x.stride()), _ptr(y), _i64(y.stride()),
+        _dtype_code(x), _ptr(x), _i64(x.stride()), _ptr(y), _i64(y.stride()),
         _ptr(r3), _i64(r3.stride() if r3 is not None else (0,) * 4), _ptr(r5), _i64(r5.stride() if r5 is not None else (0,) * 4),
         *_conv_args(ws, bs), ctypes.c_int64(n), h, w, int(relu), ctypes.c_int64(smem_limit), tiles)
     assert rc == 0, f"ik_emu_forward returned {rc}"
     return y, r3, r5, (tiles[0], tiles[1])
 
 
-def emu_backward(emu, gy, x, y, r3, r5, ws, bs, needs, *, relu=True, tensor_core=False):
+def emu_backward(emu, gy, x, y, r3, r5, ws, bs, needs, *, relu=True):
     """The CUDA backward's three launches on the CPU: (dx, 12 gradients, launches, splits)."""
     n, _, h, w = x.shape
     bs_list = bs or [None] * 6
@@ -115,7 +124,7 @@ def emu_backward(emu, gy, x, y, r3, r5, ws, bs, needs, *, relu=True, tensor_core
     weight_cl = [int(not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)) for t in ws]
     out = _i64([0, 0])
     rc = emu.ik_emu_backward(
-        _dtype_code(x, tensor_core), _ptr(gy), _i64(gy.stride()), _ptr(x), _i64(x.stride()), _ptr(y), _i64(y.stride()),
+        _dtype_code(x), _ptr(gy), _i64(gy.stride()), _ptr(x), _i64(x.stride()), _ptr(y), _i64(y.stride()),
         _ptr(r3), _i64(r3.stride()), _ptr(r5), _i64(r5.stride()), *_conv_args(ws, bs_list),
         ctypes.c_int64(n), h, w, int(relu), (ctypes.c_int * 13)(*map(int, needs)), (ctypes.c_int * 6)(*weight_cl),
         _ptr(dx), _i64(dx.stride() if dx is not None else (0,) * 4), _ptr(flat), ctypes.c_int64(total), out)
@@ -142,7 +151,13 @@ def _assert_close(got, want, dtype, what):
     assert err <= TOL[dtype] * scale, f"{what}: max error {err:.3g} (scale {scale:.3g})"
 
 
+def _f64(t):
+    return None if t is None else t.double()
+
+
 def _reference(x, ws, bs, kernel_sizes, activation):
+    """y, r3, r5 of the reference, in fp64 from the same (possibly fp16) values."""
+    x, ws, bs = _f64(x), [_f64(w) for w in ws], (None if bs is None else [_f64(b) for b in bs])
     act = F.relu if activation == "relu" else (lambda t: t)
     y = reference.inception(x, ws, bs, kernel_sizes=kernel_sizes, activation=activation)
     r3 = act(F.conv2d(x, ws[1], bs[1] if bs else None))
@@ -216,18 +231,18 @@ def test_forward_nan_propagates(emu):
     _assert_close(y[ok], want[ok], x.dtype, "y (non-NaN)")
 
 
-def _backward_case(emu, x, ws, bs, *, kernel_sizes=(3, 5), activation="relu", needs=None, seed=0, tensor_core=False):
+def _backward_case(emu, x, ws, bs, *, kernel_sizes=(3, 5), activation="relu", needs=None, seed=0):
     relu = activation == "relu"
-    y, r3, r5, _ = emu_forward(emu, x, ws, bs, relu=relu, tensor_core=tensor_core)
+    y, r3, r5, _ = emu_forward(emu, x, ws, bs, relu=relu)
     gen = torch.Generator().manual_seed(seed + 100)
     gy = torch.randn(y.shape, generator=gen, dtype=torch.float64).to(x.dtype)
-    leaves = [t.detach().clone().requires_grad_(True) for t in [x, *ws, *(bs or [])]]
+    leaves = [t.detach().double().requires_grad_(True) for t in [x, *ws, *(bs or [])]]
     yr = reference.inception(leaves[0], leaves[1:7], leaves[7:] if bs else None, kernel_sizes=kernel_sizes,
                              activation=activation)
-    want = list(torch.autograd.grad(yr, leaves, gy)) + ([None] * 6 if bs is None else [])
+    want = list(torch.autograd.grad(yr, leaves, gy.double())) + ([None] * 6 if bs is None else [])
     if needs is None:
         needs = [True] * 7 + [b is not None for b in (bs or [None] * 6)]
-    dx, grads, launches, splits = emu_backward(emu, gy, x, y, r3, r5, ws, bs, needs, relu=relu, tensor_core=tensor_core)
+    dx, grads, launches, splits = emu_backward(emu, gy, x, y, r3, r5, ws, bs, needs, relu=relu)
     got = [dx, *grads]
     for name, g, w, need in zip(GRAD_NAMES, got, want, needs):
         if need and w is not None:
@@ -299,25 +314,159 @@ def test_backward_many_splits(emu):
 # The device's DeviceCore on 128 threads per block (slower: a subset of the cases above)
 # --------------------------------------------------------------------------------------------
 
-PATHS = [pytest.param((torch.float32, True), id="wmma"), pytest.param((torch.float32, False), id="simt-fp32"),
-         pytest.param((torch.float64, False), id="simt-fp64")]
+ALIGNED = InceptionSpec(16, 8, 16, 24, 8, 16, 8)  # channels in whole chunks: cp.async paths
 
 
-@pytest.mark.parametrize("path", PATHS)
-def test_device_core_forward(emu_device, path):
-    dtype, tensor_core = path
+@pytest.fixture(params=["mma_sync", "wgmma"])
+def emu_tc(request):
+    """The tensor-core core of either build: sm_80 (mma.sync) or sm_90a (wgmma)."""
+    return request.getfixturevalue("emu_device" if request.param == "mma_sync" else "emu_wgmma")
+
+
+def _channels_last(x, ws):
+    return x.contiguous(memory_format=torch.channels_last), [w.contiguous(memory_format=torch.channels_last) for w in ws]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_device_core_simt_forward(emu_device, dtype):
     x, ws, bs = _make(SMALL, 2, 9, 6, dtype, seed=20)
-    _check_forward(emu_device, x.contiguous(memory_format=torch.channels_last), ws, bs, tensor_core=tensor_core)
+    _check_forward(emu_device, x.contiguous(memory_format=torch.channels_last), ws, bs)
 
 
-@pytest.mark.parametrize("path", PATHS)
-def test_device_core_backward(emu_device, path):
-    dtype, tensor_core = path
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_device_core_simt_backward(emu_device, dtype):
     x, ws, bs = _make(SMALL, 1, 5, 4, dtype, seed=21)
-    _backward_case(emu_device, x, ws, bs, tensor_core=tensor_core)
+    _backward_case(emu_device, x, ws, bs)
 
 
-def test_device_core_googlenet_layer_wmma(emu_device):
-    """Real channel counts (several N tiles, K slices and halo chunks) through the WMMA branch."""
-    x, ws, bs = _make(GOOGLENET_INCEPTIONS["4a"], 1, 3, 4, torch.float32, seed=22)
-    _check_forward(emu_device, x.contiguous(memory_format=torch.channels_last), ws, bs, tensor_core=True)
+def test_device_core_tensor_core_forward_computed_chunks(emu_tc):
+    """Odd channel counts: no operand has aligned chunks, every chunk is computed (gathered)."""
+    x, ws, bs = _make(SMALL, 2, 9, 6, torch.float16, seed=20)
+    _check_forward(emu_tc, x.contiguous(memory_format=torch.channels_last), ws, bs)
+
+
+@pytest.mark.parametrize("weights", ["channels_last", "contiguous"])
+def test_device_core_tensor_core_googlenet_layer(emu_tc, weights):
+    """Real channel counts (several N tiles, K stages and halo chunks); x channels_last, so its
+    chunks go through cp.async; KxK weights by cp.async (channels_last) or gathered (contiguous)."""
+    x, ws, bs = _make(GOOGLENET_INCEPTIONS["4a"], 1, 3, 4, torch.float16, seed=22)
+    x, cl = _channels_last(x, ws)
+    _check_forward(emu_tc, x, cl if weights == "channels_last" else ws, bs)
+
+
+@pytest.mark.parametrize("spec", [SMALL, ALIGNED], ids=["computed_chunks", "aligned_chunks"])
+def test_device_core_tensor_core_backward(emu_tc, spec):
+    x, ws, bs = _make(spec, 1, 5, 4, torch.float16, seed=21)
+    _backward_case(emu_tc, *_channels_last(x, ws), bs)
+
+
+# --------------------------------------------------------------------------------------------
+# Non-finite weights at the borders (issue 16, item 8): padding taps contribute nothing
+# --------------------------------------------------------------------------------------------
+
+
+def _conv_valid_taps(r, w, b=None):
+    """A KxK conv (stride 1, pad K//2) in which the zero padding contributes nothing: the sum
+    over taps, each an F.conv2d of its 1x1 slice of w over the pixels where that tap reads
+    inside the image. Equal to F.conv2d(r, w, b, padding=K//2) for finite weights; with a
+    non-finite weight it gives no 0*inf at the border (torch 2.14's CPU F.conv2d does)."""
+    n, _, h, wd = r.shape
+    k = w.shape[-1]
+    p = k // 2
+    out = torch.zeros(n, w.shape[0], h, wd, dtype=r.dtype)
+    for dy in range(k):
+        for dx in range(k):
+            oy0, oy1 = max(0, p - dy), min(h, h + p - dy)
+            ox0, ox1 = max(0, p - dx), min(wd, wd + p - dx)
+            if oy0 >= oy1 or ox0 >= ox1:
+                continue
+            src = r[:, :, oy0 + dy - p:oy1 + dy - p, ox0 + dx - p:ox1 + dx - p]
+            out[:, :, oy0:oy1, ox0:ox1] += F.conv2d(src, w[:, :, dy:dy + 1, dx:dx + 1])
+    return out if b is None else out + b.view(1, -1, 1, 1)
+
+
+def _inception_valid_taps(x, ws, bs, activation="relu"):
+    """reference.inception with the KxK convs of _conv_valid_taps (autograd-able)."""
+    act = F.relu if activation == "relu" else (lambda t: t)
+    b = bs or [None] * 6
+    y1 = act(F.conv2d(x, ws[0], b[0]))
+    y3 = act(_conv_valid_taps(act(F.conv2d(x, ws[1], b[1])), ws[2], b[2]))
+    y5 = act(_conv_valid_taps(act(F.conv2d(x, ws[3], b[3])), ws[4], b[4]))
+    yp = act(F.conv2d(F.max_pool2d(x, 3, stride=1, padding=1), ws[5], b[5]))
+    return torch.cat([y1, y3, y5, yp], dim=1)
+
+
+def _nonfinite_corner_taps(ws):
+    """±inf and NaN in corner taps of both KxK weights (w3: K=3, w5: K=5)."""
+    ws = [w.clone() for w in ws]
+    inf, nan = float("inf"), float("nan")
+    ws[2][0, 0, 0, 0] = inf
+    ws[2][1, 3, 2, 2] = -inf
+    ws[2][2, 1, 0, 2] = nan
+    ws[4][0, 0, 4, 4] = -inf
+    ws[4][1, 2, 0, 0] = inf
+    ws[4][3, 4, 4, 0] = nan
+    return ws
+
+
+def _assert_same_nonfinite(got, want, what):
+    """Same NaN / +inf / -inf positions, and close finite values."""
+    for name, f in (("NaN", torch.isnan), ("+inf", lambda t: t == float("inf")), ("-inf", lambda t: t == -float("inf"))):
+        bad = (f(got) != f(want)).sum().item()
+        assert bad == 0, f"{what}: {bad} elements differ in where they are {name}"
+    ok = torch.isfinite(want)
+    if ok.any():
+        _assert_close(got[ok], want[ok], got.dtype, f"{what} (finite)")
+
+
+def test_valid_taps_oracle_is_conv2d_for_finite_weights():
+    x, ws, _ = _make(SMALL, 2, 5, 6, torch.float64, seed=30)
+    for w in (ws[2], ws[4]):
+        r = torch.randn(2, w.shape[1], 5, 6, dtype=torch.float64)
+        torch.testing.assert_close(_conv_valid_taps(r, w), F.conv2d(r, w, padding=w.shape[-1] // 2))
+
+
+@pytest.mark.parametrize("activation", ["relu", None])
+def test_forward_nonfinite_weights_padding_contributes_nothing(emu, activation):
+    """inf / NaN in corner taps of w3 and w5: border pixels get what the taps inside the image
+    give (inf, -inf or finite), not the NaN of 0 * inf from the zero padding."""
+    x, ws, bs = _make(SMALL, 2, 6, 7, torch.float64, seed=31)
+    x = x.abs() + 0.1  # positive reduce outputs: no real 0 * inf inside the image either
+    ws = [w.abs() if i in (1, 3) else w for i, w in enumerate(ws)]
+    ws = _nonfinite_corner_taps(ws)
+    y, r3, r5, _ = emu_forward(emu, x, ws, bs, relu=activation == "relu")
+    want = _inception_valid_taps(x, ws, bs, activation or "none")
+    assert torch.isfinite(want[:, SMALL.ch1x1:SMALL.ch1x1 + 3, 0]).any(), "the oracle has finite border values"
+    _assert_same_nonfinite(y, want, "y")
+
+
+def test_backward_nonfinite_weights_padding_contributes_nothing(emu):
+    """The transposed KxK convs of the backward skip the output pixels outside the image
+    (no 0 * inf there either): every gradient as autograd of the valid-taps forward.
+
+    No activation: ReLU's mask at a NaN output is a separate rule (the kernels mask it by
+    y > 0, autograd passes the gradient through), so this test isolates the padding."""
+    x, ws, bs = _make(SMALL, 1, 6, 7, torch.float64, seed=32)
+    ws = _nonfinite_corner_taps(ws)
+    y, r3, r5, _ = emu_forward(emu, x, ws, bs, relu=False)
+    gen = torch.Generator().manual_seed(33)
+    gy = torch.randn(y.shape, generator=gen, dtype=torch.float64)
+    leaves = [t.detach().clone().requires_grad_(True) for t in [x, *ws, *bs]]
+    want = torch.autograd.grad(_inception_valid_taps(leaves[0], leaves[1:7], leaves[7:], "none"), leaves, gy)
+    needs = [True] * 13
+    dx, grads, _, _ = emu_backward(emu, gy, x, y, r3, r5, ws, bs, needs, relu=False)
+    assert torch.isfinite(want[2]).any(), "dw3r has finite entries (the channels no non-finite tap reaches)"
+    for name, g, w in zip(GRAD_NAMES, [dx, *grads], want):
+        _assert_same_nonfinite(g, w, name)
+
+
+@pytest.mark.parametrize("bias_layout", ["contiguous", "strided"])
+def test_bias_stride_is_honoured(emu, bias_layout):
+    """Biases that are views with a stride (every other element of a buffer) read the right
+    values, forward and backward (issue 14, item 6: the kernels read a bias by its stride)."""
+    x, ws, bs = _make(SMALL, 2, 5, 4, torch.float64, seed=34)
+    if bias_layout == "strided":
+        bs = [torch.stack([b, torch.full_like(b, 1e3)], dim=1).reshape(-1)[::2] for b in bs]
+        assert all(b.stride(0) == 2 for b in bs)
+    _check_forward(emu, x, ws, bs)
+    _backward_case(emu, x, ws, bs)

@@ -24,14 +24,18 @@ from inception_kernels import GOOGLENET_INCEPTIONS, reference
 
 ROOT = Path(__file__).resolve().parents[1]
 SMEM_H100 = 227 * 1024  # cudaDevAttrMaxSharedMemoryPerBlockOptin of an H100
-_CONSTANT_NAMES = ("kBM", "kBN", "kBK", "kThreads", "kMaxTilePixels", "kFwdKinds", "kLdA", "kLdB", "kLdC",
-                   "kSmemAlign", "kNumTileCandidates", "kNumSegments", "kSegDx", "kSegW", "kSegB")
+_CONSTANT_NAMES = ("kBM", "kBN", "kBK", "kThreads", "kMaxTilePixels", "kFwdKinds", "kSmemAlign", "kNumTileCandidates",
+                   "kNumSegments", "kSegDx", "kSegW", "kSegB", "kChunk", "kStages", "kTcBK", "kLineBytes",
+                   "kTileLines", "kTcTileBytes", "kSimtBK", "kSimtLdK", "kSimtLdM", "kSimtTileElems", "kDxTile",
+                   "kDxHalo")
 
 _i = ctypes.c_int
 _i64 = ctypes.c_int64
 _p = ctypes.c_void_p
 _SIGNATURES = {  # name: (restype, argtypes)
     "ik_constants": (None, [_p]),
+    "ik_pad8": (_i, [_i]),
+    "ik_swizzle128": (_i, [_i, _i]),
     "ik_branch_offsets": (None, [_i, _i, _i, _i, _p]),
     "ik_make_tiles": (None, [_i, _i, _i, _i, _p]),
     "ik_num_fwd_jobs": (_i64, [_i64, _p]),
@@ -225,12 +229,18 @@ def _tiles(tl, h, w, th, tw):
 def test_constants_satisfy_the_kernels_layout_rules(tl):
     c = tl.c
     assert c["kMaxTilePixels"] == c["kBM"], "a forward tile's pixels are one GEMM tile's rows"
-    assert c["kThreads"] % 32 == 0 and c["kBK"] % 16 == 0 and c["kBM"] % 16 == 0 and c["kBN"] % 16 == 0
-    # WMMA load/store_matrix_sync: the leading dimension is a multiple of 16 bytes.
-    for elem in (2, 4):
-        assert c["kLdA"] * elem % 16 == 0 and c["kLdB"] * elem % 16 == 0
-    assert c["kLdC"] * 4 % 16 == 0
-    assert c["kLdA"] >= c["kBK"] and c["kLdB"] >= c["kBN"] and c["kLdC"] >= c["kBN"]
+    assert c["kThreads"] == 128, "one warpgroup: wgmma's 4 warps, the mma.sync core's 2 x 2 warps of 32 x 32"
+    assert c["kBK"] == 16 and c["kBM"] == c["kBN"] == 64
+    # A tensor-core tile: 64 lines of 128 bytes = 8 chunks of 8 16-bit elements; 64 k per stage.
+    assert c["kChunk"] * 2 == 16 and c["kLineBytes"] == 128 and c["kTileLines"] == 64
+    assert c["kTcBK"] * 2 == c["kLineBytes"] and c["kTcTileBytes"] == c["kTileLines"] * c["kLineBytes"]
+    assert c["kStages"] >= 3, "at least two stages in flight while one is multiplied"
+    # Every thread stages a whole number of chunks per tile.
+    assert c["kTileLines"] * (c["kLineBytes"] // 16) % c["kThreads"] == 0
+    # SIMT tiles: 128 chunks (one per thread), padded leading dimensions.
+    assert c["kBM"] * c["kSimtBK"] // c["kChunk"] == c["kThreads"] and c["kSimtBK"] % c["kChunk"] == 0
+    assert c["kSimtLdK"] > c["kSimtBK"] and c["kSimtLdM"] > c["kBM"]
+    assert c["kSimtTileElems"] >= max(c["kBM"] * c["kSimtLdK"], c["kSimtBK"] * c["kSimtLdM"])
     assert c["kSmemAlign"] % 32 == 0
     # Segments of the gradient launch: dx, the six weights, the six biases.
     assert (c["kSegDx"], c["kSegW"], c["kSegB"], c["kNumSegments"]) == (0, 1, 1 + 6, 1 + 6 + 6)
@@ -484,15 +494,20 @@ def test_pool_argmax_is_torch_max_pool2d_index(tl, case, dtype, h, w):
 _ELEMS = [(2, 4), (4, 4), (8, 8)]  # (operand, accumulator) bytes: fp16/bf16, fp32, fp64
 
 
+def _pad8(c):
+    return -(-c // 8) * 8
+
+
 def _py_staging(c, elem, acc):
-    """As[kBM][kLdA] and Bs[kBK][kLdB] back to back, aliased by Cs[kBM][kLdC]."""
-    ab = c["kBM"] * c["kLdA"] * elem + c["kBK"] * c["kLdB"] * elem
-    return _align(max(ab, c["kBM"] * c["kLdC"] * acc), c["kSmemAlign"])
+    """16-bit: kStages x (A tile, B tile) of 64 x 128 bytes; else one A and one B SIMT tile."""
+    if elem == 2:
+        return c["kStages"] * 2 * c["kTileLines"] * c["kLineBytes"]
+    return _align(2 * c["kSimtTileElems"] * elem, c["kSmemAlign"])
 
 
 def _py_fwd_smem(c, t, k3, cr3, k5, cr5, elem, acc):
     th, tw = t[0], t[1]
-    halo = max((th + k - 1) * (tw + k - 1) * cr * elem for k, cr in ((k3, cr3), (k5, cr5)))
+    halo = max((th + k - 1) * (tw + k - 1) * _pad8(cr) * elem for k, cr in ((k3, cr3), (k5, cr5)))
     return _py_staging(c, elem, acc) + _align(halo, c["kSmemAlign"])
 
 
@@ -502,10 +517,41 @@ def test_staging_and_backward_smem_bytes(tl, elem, acc):
     staging = tl.staging_bytes(elem, acc)
     assert staging == _py_staging(c, elem, acc)
     b_off = tl.staging_b_offset(elem)
-    assert b_off == c["kBM"] * c["kLdA"] * elem  # Bs right after As
-    assert b_off % 32 == 0, "WMMA loads need 256-bit aligned tile pointers"
-    assert b_off + c["kBK"] * c["kLdB"] * elem <= staging and c["kBM"] * c["kLdC"] * acc <= staging
-    assert tl.bwd_smem_bytes(elem, acc) == staging + _align(c["kBM"] * c["kBN"] * acc, c["kSmemAlign"])
+    if elem == 2:
+        assert b_off == c["kTcTileBytes"] and b_off % 1024 == 0, "B tile right after A, on a swizzle period"
+        assert staging % 1024 == 0
+    else:
+        assert b_off == c["kSimtTileElems"] * elem
+    # the dx tile's workspace: the pool product over the tile's 1-pixel halo [kDxHalo][kBN]
+    # (accumulator type) and its argmax codes (one byte each)
+    assert c["kDxHalo"] == (c["kDxTile"] + 2) ** 2 and c["kDxTile"] ** 2 <= c["kBM"]
+    workspace = sum(_align(v, c["kSmemAlign"]) for v in (c["kDxHalo"] * c["kBN"] * acc, c["kDxHalo"] * c["kBN"]))
+    assert tl.bwd_smem_bytes(elem, acc) == staging + workspace
+
+
+def test_pad8_rounds_up_to_whole_chunks(tl):
+    for ch in range(0, 70):
+        assert tl.lib.ik_pad8(ch) == _pad8(ch)
+
+
+def test_swizzle128_is_the_128_byte_swizzle_and_conflict_free(tl):
+    """Chunk c of line l of a tile sits where Swizzle<3,4,3> (byte-address bits 4-6 ^= bits 7-9,
+    wgmma's 128-byte swizzle) puts the unswizzled offset l * 128 + c * 16; each 1024-byte period
+    is a permutation of its chunks; and the 8 rows an ldmatrix phase reads -- 8 consecutive
+    lines at one chunk -- fall in 8 different 16-byte bank groups (no bank conflict)."""
+    swz = tl.lib.ik_swizzle128
+    offsets = {}
+    for line in range(64):
+        for chunk in range(8):
+            raw = line * 128 + chunk * 16
+            got = swz(line, chunk)
+            assert got == raw ^ (((raw >> 7) & 7) << 4), (line, chunk)
+            offsets[(line, chunk)] = got
+    assert sorted(offsets.values()) == list(range(0, 64 * 128, 16)), "a bijection onto the tile's chunks"
+    for line0 in range(0, 64, 8):
+        for chunk in range(8):
+            banks = {(offsets[(line0 + r, chunk)] % 128) // 16 for r in range(8)}
+            assert len(banks) == 8, (line0, chunk)
 
 
 @pytest.mark.parametrize("elem,acc", _ELEMS)
@@ -514,7 +560,7 @@ def test_halo_and_forward_smem_bytes(tl, elem, acc):
     for (th, tw), (k3, k5), cr3, cr5 in itertools.product(
             [(8, 8), (4, 2), (1, 1), (7, 3)], [(3, 5), (3, 3), (5, 3), (1, 1)], [1, 12, 192], [1, 5, 48]):
         t = (th, tw, 1, 1)
-        halo = max((th + k3 - 1) * (tw + k3 - 1) * cr3, (th + k5 - 1) * (tw + k5 - 1) * cr5) * elem
+        halo = max((th + k3 - 1) * (tw + k3 - 1) * _pad8(cr3), (th + k5 - 1) * (tw + k5 - 1) * _pad8(cr5)) * elem
         assert tl.halo_bytes(t, k3, cr3, k5, cr5, elem) == _align(halo, c["kSmemAlign"])
         got = tl.fwd_smem_bytes(t, k3, cr3, k5, cr5, elem, acc)
         assert got == _py_fwd_smem(c, t, k3, cr3, k5, cr5, elem, acc)

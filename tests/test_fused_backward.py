@@ -241,7 +241,7 @@ def _small_problem(device, dtype=torch.float32, n=2, h=5, w=4):
     return (x, ws, bs, grad_y, y, r3, r5), ref
 
 
-#: The launches of the backward, named by the CUDA kernels' stages (csrc/inception_fused.cu).
+#: The launches of the backward, named by the CUDA kernels' stages (csrc/inception_fused_bwd.cu).
 ALL_STAGES = ("reduce_grad", "grads", "sum_partials")
 
 

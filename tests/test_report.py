@@ -67,6 +67,40 @@ def test_sass_opcode_counting_by_hand():
     assert _cubin.tensor_core_instructions(text) == {"HGMMA": 1, "HMMA": 2}
 
 
+def test_sass_kernel_facts_by_hand():
+    """MMA shapes, cp.async / TMA / ldmatrix counts, scalar 16-bit global loads (direct, read-only
+    or generic) and the pipeline depth from the largest cp.async wait, on a hand-written SASS body."""
+    from inception_kernels.report import sass_kernel_facts
+
+    text = textwrap.dedent(
+        """
+            /*0100*/                   LDGSTS.E.BYPASS.128.ZFILL [R3], desc[UR4][R4.64], P0 ;
+            /*0110*/                   LDGSTS.E.BYPASS.128.ZFILL [R3+0x800], desc[UR4][R6.64] ;
+            /*0120*/                   LDGDEPBAR ;
+            /*0130*/                   DEPBAR.LE SB0, 0x1 ;
+            /*0140*/                   LDSM.16.M88.4 R8, [R2] ;
+            /*0150*/                   LDSM.16.MT88.4 R12, [R2+0x400] ;
+            /*0160*/                   HMMA.16816.F32.BF16 R16, R8, R12, R16 ;
+            /*0170*/                   HMMA.16816.F32.BF16 R20, R8, R14, R20 ;
+            /*0175*/                   HGMMA.64x64x16.F32.BF16 R24, gdesc[UR8], R24, gsb0 ;
+            /*0180*/               @P1 LDG.E.U16 R5, desc[UR4][R10.64] ;
+            /*0190*/                   LDG.E.U16.CONSTANT R6, desc[UR4][R10.64+0x2] ;
+            /*01a0*/                   LD.E.S16 R7, [R12.64] ;
+            /*01b0*/                   LDG.E.128 R24, desc[UR4][R10.64] ;
+            /*01c0*/                   LDG.E R9, desc[UR4][R10.64] ;
+            /*01d0*/                   DEPBAR.LE SB0, 0x0 ;
+            /*01e0*/                   EXIT ;
+        """
+    )
+    facts = sass_kernel_facts(text)
+    assert facts["mma_instructions"] == {"HGMMA.64x64x16.F32.BF16": 1, "HMMA.16816.F32.BF16": 2}
+    assert facts["tensor_core_instructions"] == {"HGMMA": 1, "HMMA": 2}
+    assert (facts["ldgsts"], facts["ldsm"], facts["utmaldg"], facts["scalar_16bit_loads"]) == (2, 2, 0, 3)
+    assert facts["cp_async_wait_max"] == 1 and facts["pipeline_stages"] == 3
+    empty = sass_kernel_facts("        /*0000*/                   EXIT ;\n")
+    assert empty["pipeline_stages"] is None and empty["mma_instructions"] == {} and empty["scalar_16bit_loads"] == 0
+
+
 def test_occupancy_by_hand():
     # sm_90, 168 regs, 8 warps, 40 KB dynamic shared:
     #   regs/warp = ceil(168*32/256)*256 = 5376 -> 65536 // 5376 = 12 warps -> 12 // 8 = 1 block
@@ -513,9 +547,9 @@ def test_cuda_kernel_facts_arch_filter(cuda_facts):
     from inception_kernels.report import cuda_kernel_facts
 
     facts, _ = cuda_facts
-    only = cuda_kernel_facts(["sm_90"])
-    assert only["archs"] == ["sm_90"]
-    assert only["kernels"] == [k for k in facts["kernels"] if k["arch"] == "sm_90"]
+    only = cuda_kernel_facts(["sm_90"])  # the sm_90 family: the binary's sm_90a
+    assert only["archs"] == [a for a in facts["archs"] if a.startswith("sm_90")] and only["archs"]
+    assert only["kernels"] == [k for k in facts["kernels"] if k["arch"] in only["archs"]]
 
 
 def _report_with(cuda):
@@ -534,8 +568,9 @@ def test_report_tables_list_cuda_kernels(cuda_facts):
     md = format_markdown(_report_with(facts)).splitlines()
     text = [line.split() for line in format_table(_report_with(facts)).splitlines()]
     for k in facts["kernels"]:
-        tc = ",".join(f"{op}:{n}" for op, n in k["tensor_core_instructions"].items()) or "-"
-        cells = [k["arch"][3:], k["registers"], k["spill_bytes"], k["local_bytes"], k["shared_static_bytes"], tc]
+        mma = ",".join(f"{op}:{n}" for op, n in k["mma_instructions"].items()) or "-"
+        cells = [k["arch"][3:], k["registers"], k["spill_bytes"], k["local_bytes"], k["shared_static_bytes"],
+                 k["ldgsts"], k["ldsm"], k["scalar_16bit_loads"], k["pipeline_stages"] or "-", mma]
         row = "| " + " | ".join(map(str, cells)) + f" | `{_short_kernel(k['kernel'])}` |"
         assert md.count(row) == 1, row
         assert [*map(str, cells), *_short_kernel(k["kernel"]).split()] in text, cells

@@ -6,24 +6,26 @@
 // every launch, in one of two builds:
 //   - default: a plain-loop Core computes each GEMM tile;
 //   - IK_EMU_DEVICE_CORE: the device's own DeviceCore (csrc/inception_core.cuh) runs each
-//     block on 128 std::threads with a std::barrier for __syncthreads and a reference WMMA
-//     (cuda_shim.h) -- staging, fragment offsets, SIMT micro-tiles and barriers included.
-// What neither can check: real hardware (WMMA lane layouts, fp16/bf16 rounding, timing).
+//     block on 128 std::threads with a std::barrier for __syncthreads and CPU versions of the
+//     PTX instructions (cuda_shim.h: cp.async groups, ldmatrix, mma.sync and -- with IK_WGMMA,
+//     as on sm_90a -- wgmma through its matrix descriptors): pipeline, swizzled tiles,
+//     fragment addressing, SIMT micro-tiles and barriers included.
+// What neither can check: real hardware (timing, the instructions' own rounding order).
 //
 // Entry points (extern "C", for ctypes). dtype: 0 float32 (SIMT path), 3 float64 (SIMT),
-// 1 "tensor-core float": float32 data through the WMMA path (Num<EmuHalf>::kTensorCore).
+// 1 float16 (the tensor-core path, as EmuHalf: IEEE binary16 storage, fp32 arithmetic).
 
 #include <cstdint>
 #include <cstring>
 #include <thread>
 #include <vector>
 
-// The tensor-core path's element type in the emulator: a float in a struct, so that the
-// arithmetic stays exact fp32 while the code takes the WMMA branch.
+// The tensor-core path's element type in the emulator: IEEE binary16, 2 bytes like __half,
+// so that chunk sizes, swizzled offsets and fragment packing are the device's.
 struct EmuHalf {
-  float v;
+  _Float16 v;
 };
-inline float to_float(EmuHalf h) { return h.v; }
+static_assert(sizeof(EmuHalf) == 2, "EmuHalf is a 16-bit type");
 
 #if defined(IK_EMU_DEVICE_CORE)
 #include "cuda_shim.h"
@@ -33,11 +35,11 @@ inline float to_float(EmuHalf h) { return h.v; }
 
 namespace inception_kernels {
 template <>
-struct Num<EmuHalf> {
+struct Num<EmuHalf> : PlainAccess<EmuHalf> {
   using Acc = float;
   static constexpr bool kTensorCore = true;
-  static float to_acc(EmuHalf v) { return v.v; }
-  static EmuHalf from_acc(float v) { return EmuHalf{v}; }
+  static float to_acc(EmuHalf v) { return static_cast<float>(v.v); }
+  static EmuHalf from_acc(float v) { return EmuHalf{static_cast<_Float16>(v)}; }
 };
 }  // namespace inception_kernels
 
@@ -54,25 +56,57 @@ namespace {
 // memory it did not write would turn its results to NaN.
 constexpr char kGarbage = static_cast<char>(0xFF);
 
-// The plain-loop Core: C[m, n] = sum_k a(m, k) * b(k, n) over the whole kBM x kBN tile.
+// An operand as a dense [64 rows][kdim] matrix, gathered chunk by chunk (ik::fetch_chunk).
+template <class T, class Op>
+std::vector<T> dense_operand(const Op& op, int kdim) {
+  std::vector<T> out(static_cast<size_t>(tl::kBM) * kdim);
+  alignas(16) T v[tl::kChunk];
+  if (Op::kKMajor) {
+    for (int r = 0; r < tl::kBM; ++r)
+      for (int k = 0; k < kdim; k += tl::kChunk) {
+        ik::fetch_chunk<T>(op, r, k, tl::imin(tl::kChunk, kdim - k), v);
+        for (int j = 0; j < tl::kChunk && k + j < kdim; ++j) out[static_cast<size_t>(r) * kdim + k + j] = v[j];
+      }
+  } else {
+    for (int k = 0; k < kdim; ++k)
+      for (int r = 0; r < tl::kBM; r += tl::kChunk) {
+        ik::fetch_chunk<T>(op, r, k, tl::kChunk, v);
+        for (int j = 0; j < tl::kChunk; ++j) out[static_cast<size_t>(r + j) * kdim + k] = v[j];
+      }
+  }
+  return out;
+}
+
+// The plain-loop Core: C[m, n] = sum_k A(m, k) * B(k, n) over the whole kBM x kBN tile.
+template <class T>
 struct EmuCore {
+  template <class F>
+  void parallel_for(int count, const F& fn) const {
+    for (int i = 0; i < count; ++i) fn(i);
+  }
+
+  template <class A, class E>
+  void reduce_rows(const A& a, int kdim, const E& epi) const {
+    const std::vector<T> am = dense_operand<T>(a, kdim);
+    for (int m = 0; m < tl::kBM; ++m) {
+      ik::AccT<T> s = 0;
+      for (int k = 0; k < kdim; ++k) s += ik::Num<T>::to_acc(am[static_cast<size_t>(m) * kdim + k]);
+      epi(m, 0, s);
+    }
+  }
+
   template <class A, class B, class E>
   void gemm(const A& a, const B& b, int kdim, const E& epi) const {
-    using T = decltype(a(0, 0));
     using Acc = ik::AccT<T>;
-    std::vector<T> bt(static_cast<size_t>(kdim) * tl::kBN);
-    for (int k = 0; k < kdim; ++k)
-      for (int n = 0; n < tl::kBN; ++n) bt[static_cast<size_t>(k) * tl::kBN + n] = b(k, n);
-    std::vector<T> arow(kdim);
-    for (int m = 0; m < tl::kBM; ++m) {
-      for (int k = 0; k < kdim; ++k) arow[k] = a(m, k);
+    const std::vector<T> am = dense_operand<T>(a, kdim), bm = dense_operand<T>(b, kdim);  // [m][k], [n][k]
+    for (int m = 0; m < tl::kBM; ++m)
       for (int n = 0; n < tl::kBN; ++n) {
         Acc acc = 0;
         for (int k = 0; k < kdim; ++k)
-          acc += ik::Num<T>::to_acc(arow[k]) * ik::Num<T>::to_acc(bt[static_cast<size_t>(k) * tl::kBN + n]);
+          acc += ik::Num<T>::to_acc(am[static_cast<size_t>(m) * kdim + k]) *
+                 ik::Num<T>::to_acc(bm[static_cast<size_t>(n) * kdim + k]);
         epi(m, n, acc);
       }
-    }
   }
 };
 
@@ -82,7 +116,10 @@ template <class T, class Body>
 void run_block(std::vector<char>& smem, const Body& body) {
 #if defined(IK_EMU_DEVICE_CORE)
   std::barrier<> barrier(tl::kThreads);
+  std::barrier<> w0(32), w1(32), w2(32), w3(32);
   cuda_shim::block_barrier = &barrier;
+  cuda_shim::warp_barrier[0] = &w0, cuda_shim::warp_barrier[1] = &w1;
+  cuda_shim::warp_barrier[2] = &w2, cuda_shim::warp_barrier[3] = &w3;
   cuda_shim::smem_base = smem.data();
   std::vector<std::thread> threads;
   for (unsigned tid = 0; tid < static_cast<unsigned>(tl::kThreads); ++tid)
@@ -93,32 +130,42 @@ void run_block(std::vector<char>& smem, const Body& body) {
   for (auto& t : threads) t.join();
 #else
   (void)smem;  // EmuCore keeps its operands in host vectors
-  body(EmuCore{});
+  body(EmuCore<T>{});
 #endif
 }
 
-ik::TensorRef tref(const void* p, const int64_t* s) { return ik::TensorRef{p, {s[0], s[1], s[2], s[3]}}; }
+// A tensor of sizes (n, c, h, w) and strides s, with its chunk flag as ops.cpp computes it.
+template <class T>
+ik::TensorRef tref(const void* p, const int64_t* s, int64_t n, int64_t c, int64_t h, int64_t w) {
+  const int64_t sizes[4] = {n, c, h, w};
+  return ik::TensorRef{p, {s[0], s[1], s[2], s[3]}, ik::plan::chunked(p, sizes, s, sizeof(T))};
+}
 ik::OutRef oref(void* p, const int64_t* s) {
   return p ? ik::OutRef{p, {s[0], s[1], s[2], s[3]}} : ik::OutRef{nullptr, {0, 0, 0, 0}};
 }
 
-void set_convs(ik::ConvRef* conv, const void* const* w, const int64_t* ws, const void* const* b, const int* shape) {
+// shape: [cout, cin, k] per conv; bs: the biases' strides.
+template <class T>
+void set_convs(ik::ConvRef* conv, const void* const* w, const int64_t* ws, const void* const* b, const int64_t* bs,
+               const int* shape) {
   for (int i = 0; i < ik::kNumConvs; ++i) {
     const int64_t* s = ws + 4 * i;
-    conv[i] = ik::ConvRef{w[i], {s[0], s[1], s[2], s[3]}, b[i], shape[3 * i], shape[3 * i + 1], shape[3 * i + 2]};
+    const int64_t sizes[4] = {shape[3 * i], shape[3 * i + 1], shape[3 * i + 2], shape[3 * i + 2]};
+    conv[i] = ik::ConvRef{w[i], {s[0], s[1], s[2], s[3]}, b[i], bs[i], shape[3 * i], shape[3 * i + 1],
+                          shape[3 * i + 2], ik::plan::chunked(w[i], sizes, s, sizeof(T))};
   }
 }
 
 template <class T>
 int forward(const void* x, const int64_t* xs, void* y, const int64_t* ys, void* r3, const int64_t* r3s, void* r5,
-            const int64_t* r5s, const void* const* w, const int64_t* ws, const void* const* b, const int* shape,
+            const int64_t* r5s, const void* const* w, const int64_t* ws, const void* const* b, const int64_t* bs, const int* shape,
             int64_t n, int h, int wd, int relu, int64_t smem_limit, int* tiles_out) {
   ik::FwdParams p{};
-  p.x = tref(x, xs);
+  p.x = tref<T>(x, xs, n, shape[1], h, wd);
   p.y = oref(y, ys);
   p.r[0] = oref(r3, r3s);
   p.r[1] = oref(r5, r5s);
-  set_convs(p.conv, w, ws, b, shape);
+  set_convs<T>(p.conv, w, ws, b, bs, shape);
   p.n = n, p.h = h, p.w = wd, p.relu = relu != 0;
   int64_t smem = 0;
   if (!ik::plan::forward(p, sizeof(T), sizeof(ik::AccT<T>), smem_limit, &smem)) return 1;
@@ -133,13 +180,14 @@ int forward(const void* x, const int64_t* xs, void* y, const int64_t* ys, void* 
 template <class T>
 int backward(const void* gy, const int64_t* gys, const void* x, const int64_t* xs, const void* y, const int64_t* ys,
              const void* r3, const int64_t* r3s, const void* r5, const int64_t* r5s, const void* const* w,
-             const int64_t* ws, const void* const* b, const int* shape, int64_t n, int h, int wd, int relu,
+             const int64_t* ws, const void* const* b, const int64_t* bs, const int* shape, int64_t n, int h, int wd, int relu,
              const int* needs_in, const int* weight_cl_in, void* dx, const int64_t* dxs, void* grads,
              int64_t grads_numel, int64_t* launches_out) {
   ik::BwdParams p{};
-  p.gy = tref(gy, gys), p.x = tref(x, xs), p.y = tref(y, ys);
-  p.r[0] = tref(r3, r3s), p.r[1] = tref(r5, r5s);
-  set_convs(p.conv, w, ws, b, shape);
+  const int64_t ctot = shape[0] + shape[3 * ik::kW3] + shape[3 * ik::kW5] + shape[3 * ik::kWp];
+  p.gy = tref<T>(gy, gys, n, ctot, h, wd), p.x = tref<T>(x, xs, n, shape[1], h, wd), p.y = tref<T>(y, ys, n, ctot, h, wd);
+  p.r[0] = tref<T>(r3, r3s, n, shape[3 * ik::kW3r], h, wd), p.r[1] = tref<T>(r5, r5s, n, shape[3 * ik::kW5r], h, wd);
+  set_convs<T>(p.conv, w, ws, b, bs, shape);
   p.n = n, p.h = h, p.w = wd, p.relu = relu != 0;
   bool needs[13], has_bias[6], weight_cl[6];
   for (int i = 0; i < 13; ++i) needs[i] = needs_in[i] != 0;
@@ -152,7 +200,7 @@ int backward(const void* gy, const int64_t* gys, const void* x, const int64_t* x
   std::vector<T> gr(static_cast<size_t>(pixels) * ik::gr_cols(p), ik::Num<T>::from_acc(Acc(0) / Acc(0)));
   std::vector<Acc> partial(static_cast<size_t>(p.split.splits) * p.p_total, Acc(0) / Acc(0));
   std::vector<char> shared(static_cast<size_t>(tl::bwd_smem_bytes(sizeof(T), sizeof(Acc))), kGarbage);
-  Acc* dacc = reinterpret_cast<Acc*>(shared.data() + tl::staging_bytes(sizeof(T), sizeof(Acc)));
+  char* dx_ws = shared.data() + tl::staging_bytes(sizeof(T), sizeof(Acc));
   p.gr = gr.data();
   p.dx = oref(dx, dxs);
   p.partial = partial.data();
@@ -165,7 +213,7 @@ int backward(const void* gy, const int64_t* gys, const void* x, const int64_t* x
   const int64_t grad_jobs = p.seg_end[tl::kNumSegments - 1];
   if (grad_jobs > 0) ++launches;
   for (int64_t j = 0; j < grad_jobs; ++j)
-    run_block<T>(shared, [&](const auto& core) { ik::run_grads_job<T>(p, j, core, dacc); });
+    run_block<T>(shared, [&](const auto& core) { ik::run_grads_job<T>(p, j, core, dx_ws); });
   if (p.p_total > 0) ++launches;
   for (int64_t i = 0; i < p.p_total; ++i) ik::sum_partials<T>(p, i);
   launches_out[0] = launches;
@@ -180,14 +228,14 @@ extern "C" {
 // Returns 0 on success, 1 when no tile fits smem_limit, 2 for an unknown dtype.
 int ik_emu_forward(int dtype, const void* x, const int64_t* xs, void* y, const int64_t* ys, void* r3,
                    const int64_t* r3s, void* r5, const int64_t* r5s, const void* const* w, const int64_t* ws,
-                   const void* const* b, const int* shape, int64_t n, int h, int wd, int relu, int64_t smem_limit,
+                   const void* const* b, const int64_t* bs, const int* shape, int64_t n, int h, int wd, int relu, int64_t smem_limit,
                    int* tiles_out) {
   if (dtype == 1)
-    return forward<EmuHalf>(x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, shape, n, h, wd, relu, smem_limit, tiles_out);
+    return forward<EmuHalf>(x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, smem_limit, tiles_out);
   if (dtype == 0)
-    return forward<float>(x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, shape, n, h, wd, relu, smem_limit, tiles_out);
+    return forward<float>(x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, smem_limit, tiles_out);
   if (dtype == 3)
-    return forward<double>(x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, shape, n, h, wd, relu, smem_limit, tiles_out);
+    return forward<double>(x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, smem_limit, tiles_out);
   return 2;
 }
 
@@ -195,17 +243,17 @@ int ik_emu_forward(int dtype, const void* x, const int64_t* xs, void* y, const i
 // 2 for an unknown dtype. launches_out: [launches run, pixel splits].
 int ik_emu_backward(int dtype, const void* gy, const int64_t* gys, const void* x, const int64_t* xs, const void* y,
                     const int64_t* ys, const void* r3, const int64_t* r3s, const void* r5, const int64_t* r5s,
-                    const void* const* w, const int64_t* ws, const void* const* b, const int* shape, int64_t n,
+                    const void* const* w, const int64_t* ws, const void* const* b, const int64_t* bs, const int* shape, int64_t n,
                     int h, int wd, int relu, const int* needs, const int* weight_cl, void* dx, const int64_t* dxs,
                     void* grads, int64_t grads_numel, int64_t* launches_out) {
   if (dtype == 1)
-    return backward<EmuHalf>(gy, gys, x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, shape, n, h, wd, relu, needs,
+    return backward<EmuHalf>(gy, gys, x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, needs,
                              weight_cl, dx, dxs, grads, grads_numel, launches_out);
   if (dtype == 0)
-    return backward<float>(gy, gys, x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, shape, n, h, wd, relu, needs, weight_cl,
+    return backward<float>(gy, gys, x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, needs, weight_cl,
                            dx, dxs, grads, grads_numel, launches_out);
   if (dtype == 3)
-    return backward<double>(gy, gys, x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, shape, n, h, wd, relu, needs,
+    return backward<double>(gy, gys, x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, needs,
                             weight_cl, dx, dxs, grads, grads_numel, launches_out);
   return 2;
 }

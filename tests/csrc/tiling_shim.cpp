@@ -43,14 +43,20 @@ struct ArrayGet {
 
 extern "C" {
 
-// {kBM, kBN, kBK, kThreads, kMaxTilePixels, kFwdKinds, kLdA, kLdB, kLdC, kSmemAlign,
-//  kNumTileCandidates, kNumSegments, kSegDx, kSegW, kSegB}
+// {kBM, kBN, kBK, kThreads, kMaxTilePixels, kFwdKinds, kSmemAlign, kNumTileCandidates,
+//  kNumSegments, kSegDx, kSegW, kSegB, kChunk, kStages, kTcBK, kLineBytes, kTileLines,
+//  kTcTileBytes, kSimtBK, kSimtLdK, kSimtLdM, kSimtTileElems, kDxTile, kDxHalo}
 void ik_constants(int* out) {
-  const int c[] = {tl::kBM,       tl::kBN,  tl::kBK,  tl::kThreads,          tl::kMaxTilePixels,
-                   tl::kFwdKinds, tl::kLdA, tl::kLdB, tl::kLdC,              tl::kSmemAlign,
-                   tl::kNumTileCandidates,  tl::kNumSegments, tl::kSegDx,    tl::kSegW, tl::kSegB};
+  const int c[] = {tl::kBM,           tl::kBN,         tl::kBK,        tl::kThreads,   tl::kMaxTilePixels,
+                   tl::kFwdKinds,     tl::kSmemAlign,  tl::kNumTileCandidates,         tl::kNumSegments,
+                   tl::kSegDx,        tl::kSegW,       tl::kSegB,      tl::kChunk,     tl::kStages,
+                   tl::kTcBK,         tl::kLineBytes,  tl::kTileLines, tl::kTcTileBytes, tl::kSimtBK,
+                   tl::kSimtLdK,      tl::kSimtLdM,    tl::kSimtTileElems, tl::kDxTile, tl::kDxHalo};
   for (int i = 0; i < static_cast<int>(sizeof(c) / sizeof(c[0])); ++i) out[i] = c[i];
 }
+
+int ik_pad8(int c) { return tl::pad8(c); }
+int ik_swizzle128(int line, int chunk) { return tl::swizzle128(line, chunk); }
 
 void ik_branch_offsets(int c1, int c3, int c5, int cp, int* out) {
   const tl::BranchOffsets b = tl::branch_offsets(c1, c3, c5, cp);
