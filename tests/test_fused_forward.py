@@ -377,3 +377,24 @@ def test_too_large_for_int32_image_offsets():
     ws = [torch.empty(s, device="meta") for s in spec.weight_shapes]
     with pytest.raises(ValueError, match="one image must have < 2\\^31 elements"):
         _inception_forward(x, ws, [None] * 6, (3, 5), "relu")
+
+
+@pytest.mark.parametrize("activation", ["relu", None])
+def test_nonfinite_weights_padding_contributes_nothing(activation, device, backend):
+    """inf / NaN in corner taps of w3 and w5 (issue 16 item 8): border pixels get what the taps
+    inside the image give (inf, -inf or finite), not the NaN of 0 * inf from the zero padding."""
+    from _support import assert_same_nonfinite, inception_valid_taps, nonfinite_corner_taps
+
+    spec = InceptionSpec(20, 7, 12, 9, 5, 6, 11)
+    x, ws, bs = make_inputs(spec, 2, 6, 7, torch.float64, device, seed=31)
+    x = x.abs() + 0.1  # positive reduce outputs: no real 0 * inf inside the image either
+    ws = [w.abs() if i in (1, 3) else w for i, w in enumerate(ws)]
+    ws = nonfinite_corner_taps(ws)
+    y = ik.fused_inception(x, ws, bs, activation=activation, backend=backend)
+    want = inception_valid_taps(x.cpu(), [w.cpu() for w in ws], [b.cpu() for b in bs], activation or "none")
+    c3 = slice(spec.ch1x1, spec.ch1x1 + spec.ch3x3)
+    assert torch.isfinite(want[:, c3, 0]).any() and torch.isnan(ik.reference.inception(
+        x.cpu(), [w.cpu() for w in ws], [b.cpu() for b in bs], activation=activation)[:, c3, 0]).any(), \
+        "the case must tell the two semantics apart: finite border values the padding would turn to NaN"
+    assert_same_nonfinite(y.cpu(), want, "y",
+                          lambda g, w, what: torch.testing.assert_close(g, w, atol=1e-9, rtol=1e-9, msg=what))

@@ -111,6 +111,46 @@ def _dgrad(
 
 
 @triton.jit
+def _dgrad_taps_inside(
+    n0, p0, NHW, g_ptr, sg, y_ptr, sy, G0: tl.constexpr, RELU: tl.constexpr, wk_ptr, WK_S: tl.constexpr,
+    r_ptr, sr, gr_ptr, C: tl.constexpr, N: tl.constexpr, KS: tl.constexpr, GR0: tl.constexpr, GS: tl.constexpr,
+    H: tl.constexpr, W: tl.constexpr,
+    ACC: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
+):
+    """``_reduce_grad_tile`` for columns ``[n0, n0 + BN)`` (of ``N``) and rows ``p0 + [0, BM)``,
+    computed tap by tap, each tap added only to the rows whose source pixel is in the image (the
+    transposed convolution with no term for the zero padding: non-finite weights give no
+    0 * inf at the border), and stored."""
+    PAD: tl.constexpr = KS // 2
+    p = p0 + tl.arange(0, BM)
+    _row, h, w, ok = _pixel_rows(p, NHW, 0, 0, 0, H, W)
+    g_row, _h, _w, _ok = _pixel_rows(p, 1 << 30, sg[0], sg[2], sg[3], H, W)
+    y_row, _h, _w, _ok = _pixel_rows(p, 1 << 30, sy[0], sy[2], sy[3], H, W)
+    RBN: tl.constexpr = 16  # columns per pass: two small accumulators, well within the registers
+    for j in range(BN // RBN):
+        n = n0 + j * RBN + tl.arange(0, RBN)
+        n_ok = n < N
+        acc = tl.zeros((BM, RBN), ACC)
+        for t in range(KS * KS):
+            dh = t // KS - PAD
+            dw = t % KS - PAD
+            inside = ok & _tap_ok(h, w, -dh, -dw, H, W)
+            part = tl.zeros((BM, RBN), ACC)
+            for c0 in range(0, C, BK):
+                c = c0 + tl.arange(0, BK)
+                c_ok = c < C
+                a_ok = inside[:, None] & c_ok[None, :]
+                a = _load_grad(g_ptr + g_row[:, None] + ((G0 + c) * sg[1] - dh * sg[2] - dw * sg[3])[None, :],
+                               y_ptr + y_row[:, None] + ((G0 + c) * sy[1] - dh * sy[2] - dw * sy[3])[None, :], a_ok,
+                               RELU)
+                b = tl.load(wk_ptr + (c * WK_S[0] + (t // KS) * WK_S[2] + (t % KS) * WK_S[3])[:, None]
+                            + (n * WK_S[1])[None, :], mask=c_ok[:, None] & n_ok[None, :], other=0.0)
+                part = tl.dot(a, b, part, input_precision=PREC, out_dtype=part.dtype)
+            acc = tl.where(inside[:, None], acc + part, acc)
+        _store_reduce_grad(acc, p, ok, n, n_ok, r_ptr, sr, gr_ptr, NHW, GR0, GS, RELU, H, W)
+
+
+@triton.jit
 def _argmax_bits(x_ptrs, h, w, mask, H: tl.constexpr, W: tl.constexpr, x_sh, x_sw):
     """Bit ``o`` (``o = (oh + 2) * 5 + ow + 2``) set where pixel ``q = (h, w)`` (at ``x_ptrs``)
     beats its neighbour ``q + (oh, ow)`` in PyTorch's max-pool scan, over q's 5x5 neighbourhood.
@@ -158,6 +198,18 @@ def _reduce_grad_tile(
     acc = tl.zeros((BM, BN), ACC)
     acc = _dgrad(acc, p, h, w, ok, gy_ptr, sg, y_ptr, sy, OY, RELU, wk_ptr, WK_S, n, n_ok, CO, KS, H, W,
                  BK, NSTAGE, PREC)
+    # as in the forward: a NaN may be 0 * inf from a zero-padded tap -- recompute tap by tap
+    if tl.max(tl.where(acc != acc, 1, 0)) > 0:
+        _dgrad_taps_inside(n0, p0, NHW, gy_ptr, sg, y_ptr, sy, OY, RELU, wk_ptr, WK_S, r_ptr, sr, gr_ptr, CO, CR, KS,
+                           GR0, GS, H, W, ACC, BM, BN, BK, PREC)
+    else:
+        _store_reduce_grad(acc, p, ok, n, n_ok, r_ptr, sr, gr_ptr, NHW, GR0, GS, RELU, H, W)
+
+
+@triton.jit
+def _store_reduce_grad(acc, p, ok, n, n_ok, r_ptr, sr, gr_ptr, NHW, GR0: tl.constexpr, GS: tl.constexpr,
+                       RELU: tl.constexpr, H: tl.constexpr, W: tl.constexpr):
+    """``gr[p, GR0 + n] = relu'(r) * acc`` (the reduce output's activation mask; ``r`` by strides)."""
     mask = ok[:, None] & n_ok[None, :]
     if RELU:
         r_row, _h, _w, _ok = _pixel_rows(p, NHW, sr[0], sr[2], sr[3], H, W)
@@ -422,6 +474,7 @@ def _grads_kernel(
     RELU: tl.constexpr, ZT: tl.constexpr,
     ACC: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, NSTAGE: tl.constexpr,
     WSTAGE: tl.constexpr,  # operand stages of the weight-gradient loops (64-pixel steps: bigger tiles)
+    WBK: tl.constexpr,  # pixels per reduction step of the weight gradients
     PREC: tl.constexpr, DT: tl.constexpr,
     TX: tl.constexpr, TW1: tl.constexpr, TW3R: tl.constexpr, TW3: tl.constexpr,  # N tiles (_split_n)
     TW5R: tl.constexpr, TW5: tl.constexpr, TWP: tl.constexpr,
@@ -438,28 +491,28 @@ def _grads_kernel(
                   RELU, H, W, ZT, ACC, BM, TX, DX_BN, BK, NSTAGE, PREC)
         elif job < ends[1]:
             _wgrad_job(job - ends[0], S, PPS, NHW, gy_ptr, sg, y_ptr, sy, x_ptr, sx, part_ptr, P, 0, False, GS, RELU,
-                       C1, CIN, 1, False, DW_OFF[0], DW_S[0], DB_OFF[0], NEED_DB[0], H, W, ACC, BM, TW1, BN, BK,
+                       C1, CIN, 1, False, DW_OFF[0], DW_S[0], DB_OFF[0], NEED_DB[0], H, W, ACC, BM, TW1, BN, WBK,
                        WSTAGE, PREC, DT)
         elif job < ends[2]:
             _wgrad_job(job - ends[1], S, PPS, NHW, gr_ptr, sg, gr_ptr, sg, x_ptr, sx, part_ptr, P, 0, True, GS, False,
-                       C3R, CIN, 1, False, DW_OFF[1], DW_S[1], DB_OFF[1], NEED_DB[1], H, W, ACC, BM, TW3R, BN, BK,
+                       C3R, CIN, 1, False, DW_OFF[1], DW_S[1], DB_OFF[1], NEED_DB[1], H, W, ACC, BM, TW3R, BN, WBK,
                        WSTAGE, PREC, DT)
         elif job < ends[3]:
             _wgrad_job(job - ends[2], S, PPS, NHW, gy_ptr, sg, y_ptr, sy, r3_ptr, sr3, part_ptr, P, O3, False, GS,
                        RELU, C3, C3R, K3, False, DW_OFF[2], DW_S[2], DB_OFF[2], NEED_DB[2], H, W, ACC, BM, TW3, BN,
-                       BK, WSTAGE, PREC, DT)
+                       WBK, WSTAGE, PREC, DT)
         elif job < ends[4]:
             _wgrad_job(job - ends[3], S, PPS, NHW, gr_ptr, sg, gr_ptr, sg, x_ptr, sx, part_ptr, P, CS3, True, GS,
                        False, C5R, CIN, 1, False, DW_OFF[3], DW_S[3], DB_OFF[3], NEED_DB[3], H, W, ACC, BM, TW5R, BN,
-                       BK, WSTAGE, PREC, DT)
+                       WBK, WSTAGE, PREC, DT)
         elif job < ends[5]:
             _wgrad_job(job - ends[4], S, PPS, NHW, gy_ptr, sg, y_ptr, sy, r5_ptr, sr5, part_ptr, P, O5, False, GS,
                        RELU, C5, C5R, K5, False, DW_OFF[4], DW_S[4], DB_OFF[4], NEED_DB[4], H, W, ACC, BM, TW5, BN,
-                       BK, WSTAGE, PREC, DT)
+                       WBK, WSTAGE, PREC, DT)
         else:
             _wgrad_job(job - ends[5], S, PPS, NHW, gy_ptr, sg, y_ptr, sy, x_ptr, sx, part_ptr, P, OP, False, GS,
                        RELU, CP, CIN, 1, True, DW_OFF[5], DW_S[5], DB_OFF[5], NEED_DB[5], H, W, ACC, BM, TWP,
-                       POOL_BN, BK, WSTAGE, PREC, DT)
+                       POOL_BN, WBK, WSTAGE, PREC, DT)
 
 
 @triton.jit(do_not_specialize=["S", "P"])
@@ -506,9 +559,9 @@ class BackwardPlan:
     is the only place they are chosen; the static report reads the same object).
 
     Attributes:
-        BM, BN, BK, nstage, num_warps, maxnreg: the GEMM tiling (``gemm_tiles``), with 64-pixel
-            reduction steps for 2-byte dtypes; ``wstage`` operand stages in the weight-gradient
-            loops, whose 64 x 64 (g') and 64 x 128 (activation) stages are twice the size.
+        BM, BN, BK, nstage, num_warps, maxnreg: the GEMM tiling (``gemm_tiles``); 64-wide N tiles
+            on sm_80. ``WBK`` pixels per reduction step of the weight gradients (64 for 2-byte
+            dtypes) and ``wstage`` operand stages in their loops, whose stages are the largest.
         S, PPS: pixel splits of the weight gradients and pixels per split (a multiple of BK).
         ZT: pixel tiles of the dx job's pool product (the tile and its one-row halo).
         dx_bn, pool_bn: N tile widths of dx and of wp's gradient (narrower than ``BN``: their
@@ -522,6 +575,7 @@ class BackwardPlan:
     BM: int
     BN: int
     BK: int
+    WBK: int
     nstage: int
     wstage: int
     num_warps: int
@@ -551,7 +605,7 @@ class BackwardPlan:
         n_dx = self.ends[0] // max(_ntiles(self.tx), 1)  # pixel tiles of dx (0: dx not needed)
         dx = n_dx * bm * (_round_up(c1, bk) + _round_up(c3r, bk) + _round_up(c5r, bk)) * _tile_width(self.tx, self.dx_bn)
         dx += n_dx * self.ZT * bm * _round_up(cp, bk) * _tile_width(self.tx, self.dx_bn)
-        split_rows = sum(_round_up(min(self.PPS, nhw - s * self.PPS), bk) for s in range(self.S))
+        split_rows = sum(_round_up(min(self.PPS, nhw - s * self.PPS), self.WBK) for s in range(self.S))
         wg = 0
         couts = (c1, c3r, c3, c5r, c5, cp)
         jobs = [self.ends[i + 1] - self.ends[i] for i in range(6)]
@@ -573,7 +627,8 @@ def _backward_plan(channels, kernel_sizes, n, h, w, dtype, target, need_dx: bool
     t = gemm_tiles(dtype, target)
     # 64-pixel reduction steps for 2-byte dtypes; on sm_80, whose mma.sync keeps both operand
     # fragments in registers, 64-wide N tiles keep the weight jobs within 255 registers
-    bm, bn, bk = t.BM, (t.BN if target.arch >= 90 else min(t.BN, 64)), 64 if dtype.itemsize == 2 else t.BK
+    bm, bn, bk = t.BM, (t.BN if target.arch >= 90 else min(t.BN, 64)), t.BK
+    wbk = 64 if dtype.itemsize == 2 else t.BK  # the weight gradients step 64 pixels
     nhw = n * h * w
     dx_bn, pool_bn = bn // 2, bn // 4
     tw = tuple(_split_n(k * k * ci, b) for k, ci, b in ((1, cin, bn), (1, cin, bn), (k3, c3r, bn), (1, cin, bn),
@@ -581,7 +636,7 @@ def _backward_plan(channels, kernel_sizes, n, h, w, dtype, target, need_dx: bool
     couts = (c1, c3r, c3, c5r, c5, cp)
     mtiles = [-(-co // bm) * _ntiles(tw[i]) if need_branch[i] else 0 for i, co in enumerate(couts)]
     s = max(1, min(-(-_TARGET_WEIGHT_JOBS // max(sum(mtiles), 1)), -(-nhw // _MIN_PIXELS_PER_SPLIT)))
-    pps = _round_up(-(-nhw // s), bk) if nhw else bk
+    pps = _round_up(-(-nhw // s), wbk) if nhw else wbk
     s = -(-nhw // pps) if nhw else 0
     tx = _split_n(cin, dx_bn)
     ends = [(-(-nhw // bm)) * _ntiles(tx) if need_dx else 0]
@@ -591,7 +646,8 @@ def _backward_plan(channels, kernel_sizes, n, h, w, dtype, target, need_dx: bool
     # weight jobs' three 32 KiB operand stages fit twice in shared memory
     resident = _INTERPRETER_PROGRAMS if target.sms is None else target.sms * 2
     return BackwardPlan(
-        BM=bm, BN=bn, BK=bk, nstage=t.stages, wstage=max(2, t.stages - 1), num_warps=t.warps, maxnreg=255, S=s,
+        BM=bm, BN=bn, BK=bk, WBK=wbk, nstage=t.stages, wstage=max(2, t.stages - 1),
+        num_warps=t.warps, maxnreg=255, S=s,
         PPS=pps,
         dx_bn=dx_bn, pool_bn=pool_bn, ZT=-(-(bm + 2 * (w + 1)) // bm), t3r=_split_n(c3r, bn), t5r=_split_n(c5r, bn), tx=tx, tw=tw,
         ends=tuple(ends), programs=max(1, min(ends[-1], resident)),
@@ -732,6 +788,7 @@ def _inception_backward(
                     ZT=plan.ZT, DT=_TL_DTYPES[x.dtype],
                     TX=plan.tx, TW1=plan.tw[0], TW3R=plan.tw[1], TW3=plan.tw[2], TW5R=plan.tw[3],
                     TW5=plan.tw[4], TWP=plan.tw[5], DX_BN=plan.dx_bn, POOL_BN=plan.pool_bn, WSTAGE=plan.wstage,
+                    WBK=plan.WBK,
                     **consts)
 
         dws, dbs = [None] * 6, [None] * 6

@@ -225,8 +225,61 @@ def _kxk_tile(
             b_off = (c * WK_S[1] + kh * WK_S[2] + kw * WK_S[3])[:, None] + (n * WK_S[0])[None, :]
         b = tl.load(wk_ptr + b_off, mask=k_ok[:, None] & n_ok[None, :], other=0.0)
         acc = tl.dot(a, b, acc, input_precision=PREC, out_dtype=acc.dtype)
-    out = _act(acc, RELU).to(y_ptr.dtype.element_ty)
-    tl.store(y_ptr + y_row[:, None] + ((OY + n) * sy[1])[None, :], out, mask=own[:, None] & n_ok[None, :])
+    # A zero-padded tap times a non-finite weight is 0 * inf = NaN, where the convolution has no
+    # term at all: a tile with a NaN is recomputed tap by tap over the taps inside the image
+    # (bitwise the same NaN when the NaN is real). One reduction per tile; the rare path only
+    # runs for non-finite weights or inputs.
+    if tl.max(tl.where(acc != acc, 1, 0)) > 0:
+        _kxk_taps_inside(n0, p0, NHW, chunk, src_ptr, wk_ptr, bk_ptr, y_ptr, sy, OY, CR, CO, KS, WK_S, RING, RS,
+                         CHUNKED, HAS_B, RELU, H, W, ACC, BM, BN, BK, PREC)
+    else:
+        out = _act(acc, RELU).to(y_ptr.dtype.element_ty)
+        tl.store(y_ptr + y_row[:, None] + ((OY + n) * sy[1])[None, :], out, mask=own[:, None] & n_ok[None, :])
+
+
+@triton.jit
+def _kxk_taps_inside(
+    n0, p0, NHW, chunk, src_ptr, wk_ptr, bk_ptr, y_ptr, sy, OY: tl.constexpr,
+    CR: tl.constexpr, CO: tl.constexpr, KS: tl.constexpr, WK_S: tl.constexpr,
+    RING: tl.constexpr, RS: tl.constexpr, CHUNKED: tl.constexpr, HAS_B: tl.constexpr, RELU: tl.constexpr,
+    H: tl.constexpr, W: tl.constexpr, ACC: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    """``_kxk_tile`` computed tap by tap, each tap added only to the rows whose tap reads inside
+    the image (the convolution exactly, with no term for the zero padding), and stored."""
+    PAD: tl.constexpr = KS // 2
+    p = p0 + tl.arange(0, BM)
+    y_row, h, w, _ok = _pixel_rows(p, NHW, sy[0], sy[2], sy[3], H, W)
+    own = _owned(p, NHW, chunk, CHUNKED)
+    if RING > 0:
+        src = src_ptr + tl.program_id(0).to(tl.int64) * (RING * RS)
+    else:
+        src = src_ptr
+    RBN: tl.constexpr = 16  # columns per pass: two small accumulators, well within the registers
+    for j in range(BN // RBN):
+        n = n0 + j * RBN + tl.arange(0, RBN)
+        n_ok = n < CO
+        acc = _bias_acc(bk_ptr + n, n_ok & HAS_B, BM, RBN, ACC)
+        for t in range(KS * KS):
+            dh = t // KS - PAD
+            dw = t % KS - PAD
+            inside = own & _tap_ok(h, w, dh, dw, H, W)
+            q = p + (dh * W + dw)
+            if RING > 0:
+                row = (q & (RING - 1)) * RS
+            else:
+                row = q.to(tl.int64) * RS
+            part = tl.zeros((BM, RBN), ACC)
+            for c0 in range(0, CR, BK):
+                c = c0 + tl.arange(0, BK)
+                c_ok = c < CR
+                a = tl.load(src + row[:, None] + c[None, :], mask=inside[:, None] & c_ok[None, :], other=0.0)
+                b = tl.load(wk_ptr + (c * WK_S[1] + (t // KS) * WK_S[2] + (t % KS) * WK_S[3])[:, None]
+                            + (n * WK_S[0])[None, :], mask=c_ok[:, None] & n_ok[None, :], other=0.0)
+                part = tl.dot(a, b, part, input_precision=PREC, out_dtype=part.dtype)
+            acc = tl.where(inside[:, None], acc + part, acc)
+        out = _act(acc, RELU).to(y_ptr.dtype.element_ty)
+        tl.store(y_ptr + y_row[:, None] + ((OY + n) * sy[1])[None, :], out, mask=own[:, None] & n_ok[None, :])
 
 
 @triton.jit
