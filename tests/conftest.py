@@ -56,3 +56,16 @@ def ieee_fp32():
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     yield
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
+@pytest.fixture
+def no_interpreter(monkeypatch):
+    """A process without Triton's interpreter: ``TRITON_INTERPRET=0`` and every kernel module
+    reported as compiled for a GPU. Setting the variable alone is not enough: once all of the
+    package's kernel modules have been imported interpreted (by earlier tests), they stay
+    interpreted, and ``_backends.interpreter_enabled`` rightly says so -- the outcome would then
+    depend on test order."""
+    from inception_kernels import _backends
+
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    monkeypatch.setattr(_backends, "_kernel_modes", lambda: {"compiled"})

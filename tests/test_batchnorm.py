@@ -387,9 +387,8 @@ def test_training_backends_today():
                               kernel_sizes=(3, 3), backend="auto")
 
 
-def test_auto_warns_only_where_it_would_have_fused(monkeypatch):
+def test_auto_warns_only_where_it_would_have_fused(no_interpreter):
     """On a CPU without Triton's interpreter "auto" picks the reference path anyway: no warning."""
-    monkeypatch.setenv("TRITON_INTERPRET", "0")
     tv = tv_block()
     fused = FusedInception.from_module(tv, backend="auto")
     x = _x(L3A, 2, 3, 3)

@@ -316,11 +316,10 @@ def test_bf16_never_runs_in_the_interpreter():
         ik.fused_inception(x, ws, bs, backend="triton")
 
 
-def test_backend_errors(monkeypatch):
+def test_backend_errors(no_interpreter):
     x, ws, bs = make_inputs(PRIME, 1, 3, 3, torch.float32, "cpu")
     with pytest.raises(ValueError, match="backend must be one of"):
         ik.fused_inception(x, ws, bs, backend="tpu")
-    monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
         ik.fused_inception(x, ws, bs, backend="triton")
     # auto without the interpreter on a CPU tensor: the reference, no Triton launch
