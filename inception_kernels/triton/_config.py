@@ -9,14 +9,13 @@ the interpreter runs the code paths a GPU runs.
 
 :func:`gemm_tiles` is the tiling rule every GEMM of the package follows, and why:
 
-* **sm_90** (wgmma): 64 pixel rows x up to 128 output channels, a 64-deep reduction step for
-  2-byte dtypes, 4 warps (one warpgroup), 3 operand stages, at most 168 registers per thread:
-  three programs per SM (3 x 72 KiB of operand stages fit the 228 KiB of shared memory), so
-  one program's epilogue or barrier overlaps the others' MMAs. ``HGMMA.64x128x16``.
-* **sm_80** (mma.sync): the same 64 x 128 tiles with a 32-deep step and 4 stages -- mma.sync
-  keeps its operand fragments in registers, and a 64-deep step needs more than 255 -- at up to
-  255 registers: two programs per SM.
-* fp32 steps 32 deep (16 on sm_80), fp64 16 deep with 64-wide N tiles (fp64 accumulators).
+* **sm_90** (wgmma): 64 pixel rows x up to 128 output channels, a 32-deep reduction step for
+  2-byte dtypes, 4 warps (one warpgroup), 4 operand stages (3 in flight), at most 168 registers
+  per thread: three programs per SM (3 x 4 x 20 KiB of operand stages fit the 228 KiB of shared
+  memory), so one program's epilogue or barrier overlaps the others' MMAs. ``HGMMA.64x128x16``.
+* **sm_80** (mma.sync): the same 64 x 128 tiles, 32-deep step and 4 stages at up to 255
+  registers (mma.sync keeps its operand fragments in registers): two programs per SM.
+* fp32 steps 16 deep, fp64 16 deep with 64-wide N tiles (fp64 accumulators).
 
 The register caps were found by compiling the one-launch forward of the nine GoogLeNet layers
 (``inception-kernels report --dump``): 0 spill bytes at these caps, spills at lower ones.

@@ -296,7 +296,8 @@ def _wgrad_tile(
     part_ptr, P,  # [S, P] partial sums (fp32 / fp64)
     G0: tl.constexpr, G_FLAT: tl.constexpr, GS: tl.constexpr, RELU: tl.constexpr,
     CO: tl.constexpr, CI: tl.constexpr, KS: tl.constexpr, POOL: tl.constexpr,
-    DW_OFF: tl.constexpr, DW_S: tl.constexpr, DB_OFF: tl.constexpr, NEED_DB: tl.constexpr, db_on,
+    DW_OFF: tl.constexpr, DW_S: tl.constexpr, WI: tl.constexpr, DB_OFF: tl.constexpr, NEED_DB: tl.constexpr,
+    db_on,
     H: tl.constexpr, W: tl.constexpr,
     ACC: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, NSTAGE: tl.constexpr,
     PREC: tl.constexpr, DT: tl.constexpr,
@@ -304,8 +305,9 @@ def _wgrad_tile(
     """Partial weight gradient ``dW[co, (tap, ci)] = sum_p g'[p, co] a[p + tap, ci]`` of output
     channels ``mt * BM + [0, BM)`` and columns ``[n0, n0 + BN)`` of the ``(tap, ci)`` axis (taps
     folded into N), over the pixels ``[s * PPS, (s + 1) * PPS)``; stored into ``part[s]`` at
-    ``DW_OFF`` with the gradient's strides ``DW_S``. With ``NEED_DB``, the job of the first N
-    tile (``db_on``) also stores the bias gradient ``db[co] = sum_p g'[p, co]`` at ``DB_OFF``: a
+    ``DW_OFF`` with the gradient's strides ``DW_S[4*WI : 4*WI + 4]`` (one flat tuple of the six
+    gradients' strides: Triton 3.6 cannot pass a tuple taken out of a tuple). With ``NEED_DB``,
+    the job of the first N tile (``db_on``) also stores the bias gradient ``db[co] = sum_p g'[p, co]`` at ``DB_OFF``: a
     sum of the A tiles the job loads anyway."""
     PAD: tl.constexpr = KS // 2
     NTOT: tl.constexpr = KS * KS * CI
@@ -344,7 +346,8 @@ def _wgrad_tile(
         if NEED_DB:
             gsum += tl.sum(gt.to(ACC), axis=1)
     base = part_ptr + tl.cast(s, tl.int64) * P
-    tl.store(base + DW_OFF + (co * DW_S[0])[:, None] + (ci * DW_S[1] + kh * DW_S[2] + kw * DW_S[3])[None, :], acc,
+    tl.store(base + DW_OFF + (co * DW_S[4 * WI])[:, None]
+             + (ci * DW_S[4 * WI + 1] + kh * DW_S[4 * WI + 2] + kw * DW_S[4 * WI + 3])[None, :], acc,
              mask=co_ok[:, None] & n_ok[None, :])
     if NEED_DB:
         tl.store(base + DB_OFF + co, gsum, mask=co_ok & db_on)
@@ -397,7 +400,8 @@ def _dx_j(j, p0, NHW, gy_ptr, sg, y_ptr, sy, gr_ptr, x_ptr, sx, w1_ptr, w3r_ptr,
 def _wgrad_job(job, S, PPS, NHW, g_ptr, sg, y_ptr, sy, a_ptr, sa, part_ptr, P,
                G0: tl.constexpr, G_FLAT: tl.constexpr, GS: tl.constexpr, RELU: tl.constexpr,
                CO: tl.constexpr, CI: tl.constexpr, KS: tl.constexpr, POOL: tl.constexpr,
-               DW_OFF: tl.constexpr, DW_S: tl.constexpr, DB_OFF: tl.constexpr, NEED_DB: tl.constexpr,
+               DW_OFF: tl.constexpr, DW_S: tl.constexpr, WI: tl.constexpr, DB_OFF: tl.constexpr,
+               NEED_DB: tl.constexpr,
                H: tl.constexpr, W: tl.constexpr, ACC: tl.constexpr, BM: tl.constexpr, T: tl.constexpr,
                BN: tl.constexpr, BK: tl.constexpr, NSTAGE: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr):
     """Weight-gradient job ``job`` of one conv: ``(output-channel tile, N tile of
@@ -409,13 +413,13 @@ def _wgrad_job(job, S, PPS, NHW, g_ptr, sg, y_ptr, sy, a_ptr, sa, part_ptr, P,
     mt = r // NJ
     if j < T[0]:
         _wgrad_tile(mt, j * BN, s, PPS, NHW, g_ptr, sg, y_ptr, sy, a_ptr, sa, part_ptr, P, G0, G_FLAT, GS, RELU,
-                    CO, CI, KS, POOL, DW_OFF, DW_S, DB_OFF, NEED_DB, j == 0, H, W, ACC, BM, BN, BK, NSTAGE,
+                    CO, CI, KS, POOL, DW_OFF, DW_S, WI, DB_OFF, NEED_DB, j == 0, H, W, ACC, BM, BN, BK, NSTAGE,
                     PREC, DT)
     for i in tl.static_range(3):
         if T[2 + 2 * i] > 0:
             if j == T[0] + i:
                 _wgrad_tile(mt, T[1 + 2 * i], s, PPS, NHW, g_ptr, sg, y_ptr, sy, a_ptr, sa, part_ptr, P, G0, G_FLAT,
-                            GS, RELU, CO, CI, KS, POOL, DW_OFF, DW_S, DB_OFF, NEED_DB, j == 0, H, W, ACC, BM,
+                            GS, RELU, CO, CI, KS, POOL, DW_OFF, DW_S, WI, DB_OFF, NEED_DB, j == 0, H, W, ACC, BM,
                             T[2 + 2 * i], BK, NSTAGE, PREC, DT)
 
 
@@ -470,7 +474,8 @@ def _grads_kernel(
     C3: tl.constexpr, C5R: tl.constexpr, C5: tl.constexpr, CP: tl.constexpr, K3: tl.constexpr,
     K5: tl.constexpr, O3: tl.constexpr, O5: tl.constexpr, OP: tl.constexpr, CS3: tl.constexpr, GS: tl.constexpr,
     W1_S: tl.constexpr, W3R_S: tl.constexpr, W5R_S: tl.constexpr, WP_S: tl.constexpr,
-    DW_OFF: tl.constexpr, DW_S: tl.constexpr, DB_OFF: tl.constexpr, NEED_DB: tl.constexpr,
+    DW_OFF: tl.constexpr, DW_S: tl.constexpr,  # offsets and flat (o, i, h, w) strides of the six dW
+    DB_OFF: tl.constexpr, NEED_DB: tl.constexpr,
     RELU: tl.constexpr, ZT: tl.constexpr,
     ACC: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, NSTAGE: tl.constexpr,
     WSTAGE: tl.constexpr,  # operand stages of the weight-gradient loops (64-pixel steps: bigger tiles)
@@ -491,27 +496,27 @@ def _grads_kernel(
                   RELU, H, W, ZT, ACC, BM, TX, DX_BN, BK, NSTAGE, PREC)
         elif job < ends[1]:
             _wgrad_job(job - ends[0], S, PPS, NHW, gy_ptr, sg, y_ptr, sy, x_ptr, sx, part_ptr, P, 0, False, GS, RELU,
-                       C1, CIN, 1, False, DW_OFF[0], DW_S[0], DB_OFF[0], NEED_DB[0], H, W, ACC, BM, TW1, BN, WBK,
+                       C1, CIN, 1, False, DW_OFF[0], DW_S, 0, DB_OFF[0], NEED_DB[0], H, W, ACC, BM, TW1, BN, WBK,
                        WSTAGE, PREC, DT)
         elif job < ends[2]:
             _wgrad_job(job - ends[1], S, PPS, NHW, gr_ptr, sg, gr_ptr, sg, x_ptr, sx, part_ptr, P, 0, True, GS, False,
-                       C3R, CIN, 1, False, DW_OFF[1], DW_S[1], DB_OFF[1], NEED_DB[1], H, W, ACC, BM, TW3R, BN, WBK,
+                       C3R, CIN, 1, False, DW_OFF[1], DW_S, 1, DB_OFF[1], NEED_DB[1], H, W, ACC, BM, TW3R, BN, WBK,
                        WSTAGE, PREC, DT)
         elif job < ends[3]:
             _wgrad_job(job - ends[2], S, PPS, NHW, gy_ptr, sg, y_ptr, sy, r3_ptr, sr3, part_ptr, P, O3, False, GS,
-                       RELU, C3, C3R, K3, False, DW_OFF[2], DW_S[2], DB_OFF[2], NEED_DB[2], H, W, ACC, BM, TW3, BN,
+                       RELU, C3, C3R, K3, False, DW_OFF[2], DW_S, 2, DB_OFF[2], NEED_DB[2], H, W, ACC, BM, TW3, BN,
                        WBK, WSTAGE, PREC, DT)
         elif job < ends[4]:
             _wgrad_job(job - ends[3], S, PPS, NHW, gr_ptr, sg, gr_ptr, sg, x_ptr, sx, part_ptr, P, CS3, True, GS,
-                       False, C5R, CIN, 1, False, DW_OFF[3], DW_S[3], DB_OFF[3], NEED_DB[3], H, W, ACC, BM, TW5R, BN,
+                       False, C5R, CIN, 1, False, DW_OFF[3], DW_S, 3, DB_OFF[3], NEED_DB[3], H, W, ACC, BM, TW5R, BN,
                        WBK, WSTAGE, PREC, DT)
         elif job < ends[5]:
             _wgrad_job(job - ends[4], S, PPS, NHW, gy_ptr, sg, y_ptr, sy, r5_ptr, sr5, part_ptr, P, O5, False, GS,
-                       RELU, C5, C5R, K5, False, DW_OFF[4], DW_S[4], DB_OFF[4], NEED_DB[4], H, W, ACC, BM, TW5, BN,
+                       RELU, C5, C5R, K5, False, DW_OFF[4], DW_S, 4, DB_OFF[4], NEED_DB[4], H, W, ACC, BM, TW5, BN,
                        WBK, WSTAGE, PREC, DT)
         else:
             _wgrad_job(job - ends[5], S, PPS, NHW, gy_ptr, sg, y_ptr, sy, x_ptr, sx, part_ptr, P, OP, False, GS,
-                       RELU, CP, CIN, 1, True, DW_OFF[5], DW_S[5], DB_OFF[5], NEED_DB[5], H, W, ACC, BM, TWP,
+                       RELU, CP, CIN, 1, True, DW_OFF[5], DW_S, 5, DB_OFF[5], NEED_DB[5], H, W, ACC, BM, TWP,
                        POOL_BN, WBK, WSTAGE, PREC, DT)
 
 
@@ -784,7 +789,8 @@ def _inception_backward(
                     CIN=Cin, C1=c1, CP=cp, OP=op,
                     W1_S=_strides(w1), W3R_S=_strides(w3r), W5R_S=_strides(w5r), WP_S=_strides(wp),
                     # every branch job also writes its bias slot (the flat buffer has no unwritten elements)
-                    DW_OFF=tuple(dw_off), DW_S=dw_sts, DB_OFF=tuple(db_off), NEED_DB=tuple(need_branch),
+                    DW_OFF=tuple(dw_off), DW_S=tuple(v for st in dw_sts for v in st), DB_OFF=tuple(db_off),
+                    NEED_DB=tuple(need_branch),
                     ZT=plan.ZT, DT=_TL_DTYPES[x.dtype],
                     TX=plan.tx, TW1=plan.tw[0], TW3R=plan.tw[1], TW3=plan.tw[2], TW5R=plan.tw[3],
                     TW5=plan.tw[4], TWP=plan.tw[5], DX_BN=plan.dx_bn, POOL_BN=plan.pool_bn, WSTAGE=plan.wstage,
