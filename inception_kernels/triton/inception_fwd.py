@@ -678,6 +678,8 @@ def _inception_forward(
             f"x of shape {tuple(x.shape)} is too large: one image must have < 2^31 elements "
             f"and N*H*W < 2^31 pixels"
         )
+    # the epilogues read a bias as a dense vector (a strided view would be read wrong)
+    biases = [b.contiguous() if b is not None else None for b in biases]
     y = torch.empty((N, c1 + c3 + c5 + cp, H, W), device=x.device, dtype=x.dtype, memory_format=_output_format(x))
     plan = _plan((cin, c1, c3r, c3, c5r, c5, cp), kernel_sizes, N, H, W, x.dtype, target_of(x.device), schedule)
     r3 = r5 = None
