@@ -581,7 +581,11 @@ def _plan(channels: Sequence[int], kernel_sizes: Sequence[int], n: int, h: int, 
                   cs3=cs3, cs5=cs5, halo=halo, ring=ring)
     one = ForwardPlan("one_launch", "", programs=programs, chunk=chunk, grids=((programs,),), **common)
     tiles = -(-nhw // bm)
-    two = ForwardPlan("two_launch", "", programs=tiles, chunk=bm, grids=((tiles,), (tiles,)), **common)
+    # two_launch: up to 255 registers. Its programs are short (one tile each, not persistent), and
+    # 5a's stage 1 spills 32 bytes under 168 or 192 (measured: 214 registers, no spill, at 255;
+    # the other layers' stages stay at 118-138)
+    two = ForwardPlan("two_launch", "", programs=tiles, chunk=bm, grids=((tiles,), (tiles,)),
+                      **dict(common, maxnreg=255))
     if schedule == "one_launch":
         return one
     if schedule == "two_launch":
