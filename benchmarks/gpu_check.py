@@ -725,7 +725,7 @@ def run_check(out: Path, logs: Path, plan: Sequence[Step] = PLAN, only: Optional
 #: assumptions until a GPU run's step seconds replace them.
 ESTIMATE = dict(
     # measured: 1.7-7.3 s per kernel compiling 3a's bf16 forward kernels for sm_90 with triton
-    # 3.8 on the 2-core development CPU (python -m inception_kernels.triton.aot --layer 3a)
+    # 3.8 on the 2-core development CPU (inception-kernels report --layers 3a --arch sm_90)
     triton_compile_s=5.0,
     # assumption: Inductor, default mode, one graph of conv + ReLU + cat (no GPU here to time it)
     inductor_compile_s=15.0,

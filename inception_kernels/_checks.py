@@ -28,9 +28,10 @@ SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 OP_ACTIVATIONS = {"relu": "relu", "none": None}
 #: The custom ops' ``backend`` values (the fused backends; "reference" never reaches an op).
 OP_BACKENDS = ("triton", "cuda")
-#: The forward op's ``schedule`` values per backend (Triton's launchers have both; the CUDA
-#: kernels one). tests/test_bad_input.py checks Triton's against ``triton.inception_fwd.SCHEDULES``.
-OP_SCHEDULES = {"triton": ("one_launch", "two_launch"), "cuda": ("one_launch",)}
+#: The forward op's ``schedule`` values per backend: ``"auto"`` (the launcher chooses per layer;
+#: the default) and Triton's two schedules; the CUDA kernels have one. tests/test_bad_input.py
+#: checks Triton's against ``triton.inception_fwd.SCHEDULES``.
+OP_SCHEDULES = {"triton": ("auto", "one_launch", "two_launch"), "cuda": ("auto", "one_launch")}
 #: ``needs_input_grad`` of the backward op: one flag each for x, w1..wp, b1..bp.
 GRAD_INPUT_NAMES = ("x", *WEIGHT_NAMES, *BIAS_NAMES)
 

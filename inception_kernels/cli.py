@@ -237,7 +237,7 @@ def _parser() -> argparse.ArgumentParser:
     ver.add_argument("--json", action="store_true", help="print JSON")
     from . import bench, report
 
-    report.add_arguments(sub.add_parser("report", help="static kernel report and H100 estimates (no GPU needed)"))
+    report.add_arguments(sub.add_parser("report", help="static kernel report: plans, compiled-code facts, targets and a model (no GPU needed)"))
     bench.add_arguments(sub.add_parser("bench", help="GPU benchmarks: fused vs eager vs torch.compile"))
     from .tools import evaluate, train  # the tools import torchvision, tqdm and matplotlib only when they run
 

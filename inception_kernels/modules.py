@@ -43,12 +43,18 @@ from .models.googlenet import Inception
 from .ops import BACKEND_CHOICES, fused_inception
 from .spec import InceptionSpec
 
-__all__ = ["FusedInception", "fuse", "unfuse"]
+__all__ = ["FusedInception", "fuse", "unfuse", "WEIGHT_MEMORY_FORMAT"]
 
 #: Paths of the six convs' parameter holders in the op's order (w1, w3r, w3, w5r, w5, wp), and of
 #: their BatchNorms: torchvision's (and our Inception's) names.
 _CONV_PATHS = tuple(f"{name}.conv" for name in Inception.CONV_NAMES)
 _BN_PATHS = tuple(f"{name}.bn" for name in Inception.CONV_NAMES)
+
+#: Memory format FusedInception keeps its conv weights in: channels_last makes a KxK weight one
+#: contiguous (tap, input channel) row per output channel, the operand the fused kernels'
+#: flat (tap, channel) reduction reads with 16-byte vector loads (docs/design.md §4). A 1x1
+#: weight is the same memory either way. Values, names and state_dicts are unaffected.
+WEIGHT_MEMORY_FORMAT = torch.channels_last
 
 _FOLDED_TRAIN = (
     "this FusedInception was made by fuse(..., fold_batch_norm=True): its BatchNorm running statistics are "
@@ -121,6 +127,10 @@ class FusedInception(nn.Module):
         conv_paths, bn_paths: where the six parameter holders (``.weight``, ``.bias``) and
             BatchNorms (None without) are, in the op's order.
 
+    The conv weights are kept in :data:`WEIGHT_MEMORY_FORMAT` (channels_last), the layout the
+    fused kernels read fastest; a block made by :func:`fuse` converts the replaced block's own
+    weight Parameters in place (same objects, same values).
+
     Parameters are initialized like ``nn.Conv2d``'s (BatchNorm: weight 1, bias 0); use
     :meth:`from_module`, :func:`fuse` or ``load_state_dict`` to take them from a block.
     """
@@ -180,6 +190,11 @@ class FusedInception(nn.Module):
                     parent.add_module(head, _Path())
                 parent = parent._modules[head]
             parent.add_module(leaf, modules[path])
+        # the kernels' fast layout, in place (fuse() keeps the model's own Parameters); unfuse()
+        # gives each weight back the layout it came with
+        self._weight_formats = tuple(_memory_format(conv.weight) for conv in convs)
+        for conv in convs:
+            conv.weight.data = conv.weight.data.contiguous(memory_format=WEIGHT_MEMORY_FORMAT)
 
     @classmethod
     def from_spec(cls, spec: InceptionSpec, *, bias: Union[None, bool, Sequence[bool]] = None,
@@ -511,13 +526,23 @@ def unfuse(model: nn.Module) -> nn.Module:
     return _replace(model, found, replacements)
 
 
+def _memory_format(t: torch.Tensor) -> torch.memory_format:
+    """``t``'s memory format: contiguous, channels_last, or (anything else) preserve_format."""
+    if t.is_contiguous():
+        return torch.contiguous_format
+    return torch.channels_last if t.is_contiguous(memory_format=torch.channels_last) else torch.preserve_format
+
+
 def _unfused(fused: FusedInception) -> Inception:
     """An ``Inception`` holding ``fused``'s parameters and BatchNorm modules (not copies)."""
     with torch.device("meta"):  # its own parameters are replaced below: allocate nothing
         block = Inception.from_spec(fused.spec, batch_norm=fused.batch_norm)
     block.train(fused.training)
     bns = fused.batch_norms() or (None,) * 6
-    for unit, holder, bn in zip(block.convs(), fused.convs(), bns):
+    formats = getattr(fused, "_weight_formats", (torch.preserve_format,) * 6)
+    for unit, holder, bn, fmt in zip(block.convs(), fused.convs(), bns, formats):
+        if fmt is not torch.preserve_format:  # the layout the weight had before fuse()
+            holder.weight.data = holder.weight.data.contiguous(memory_format=fmt)
         unit.conv.weight = holder.weight
         unit.conv.bias = holder.bias
         if bn is not None:

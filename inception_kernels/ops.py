@@ -199,7 +199,7 @@ def fused_inception(
     save_reduce = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     k3, k5 = spec.kernel_sizes
     y, _, _ = torch.ops.inception_kernels.fused_inception(
-        x, *weights, *biases, k3, k5, activation or "none", "one_launch", save_reduce, chosen
+        x, *weights, *biases, k3, k5, activation or "none", "auto", save_reduce, chosen
     )
     return y
 
@@ -321,6 +321,11 @@ def _fused_inception_fake(x, w1, w3r, w3, w5r, w5, wp, b1, b3r, b3, b5r, b5, bp,
     )
     if not save_reduce:
         return y, x.new_empty(0), x.new_empty(0)
+    if backend == "triton":
+        from .triton.inception_fwd import _reduce_buffers
+
+        r3, r5 = _reduce_buffers(x, w3r.shape[0], w5r.shape[0])
+        return y, r3, r5
     cl = torch.channels_last
     return y, x.new_empty((n, w3r.shape[0], h, w)).contiguous(memory_format=cl), \
         x.new_empty((n, w5r.shape[0], h, w)).contiguous(memory_format=cl)

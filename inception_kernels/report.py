@@ -1,33 +1,31 @@
-"""The kernel report: why the fused kernels should be fast, argued without a GPU.
+"""The kernel report: what the fused kernels execute and how they compile, argued without a GPU.
 
-For each GoogLeNet Inception layer (at its 224x224 spatial size and a batch of 256) and each
-forward schedule of the Triton launcher (``one_launch``, ``two_launch``), the report gives:
+For each GoogLeNet Inception layer (its 224x224 spatial size, a batch of 256, channels_last
+activations and the weight layout :class:`~inception_kernels.FusedInception` holds) the report
+gives, for the Triton kernels:
 
+- the **schedule** ``"auto"`` picks for the forward and *why* (the launcher's own plan,
+  :func:`inception_kernels.triton.inception_fwd._plan`), and the model's view of the other one;
 - **launches** per forward and per backward, *counted* with
   :func:`inception_kernels._launches.count_launches` on a small CPU run under the Triton
-  interpreter (the count does not depend on the batch or spatial size), for the fused op and
-  for eager PyTorch (:func:`inception_kernels.reference.inception` and its autograd backward).
-  The eager figure is the number of aten compute ops. On CUDA each is at least one kernel, and
-  more where cuDNN runs several: PyTorch adds a conv's bias in a separate kernel after the
-  cuDNN convolution (inside ``aten.convolution``), and ``convolution_backward`` runs separate
-  data-, weight- and bias-gradient kernels.
-- **FLOPs** (:meth:`InceptionSpec.flops`; a backward is modeled as 2x the forward) and the
-  FLOPs the fused tiles execute (tiles padded to full tensor-core blocks, halo recompute).
-- **bytes moved** (forward), modeled -- see :func:`min_bytes`, :func:`fused_model`,
-  :func:`eager_ops` for the models and their stated assumptions -- against the minimum.
-- **static kernel facts** from the sm_80 and sm_90 cubins of every kernel the launchers pick,
-  forward (per schedule) and backward (compiled ahead of time through
-  :mod:`inception_kernels.triton.aot`, cached on disk): registers, spill (stack) bytes,
-  shared memory, occupancy, tensor-core instruction counts.
-- an **H100 roofline estimate** of the forward, fused against eager -- an *estimate* from
-  datasheet peaks (:data:`H100`), never a measurement.
-- the **CUDA C++ extension's kernels** beside the Triton ones (:func:`cuda_kernel_facts`):
-  registers, spill (stack) and local bytes, static shared memory and tensor-core instruction
-  counts per kernel and arch, read from the built library with ``cuobjdump``; where no
-  extension is built, the reason.
+  interpreter (the count does not depend on sizes), and the eager figure (aten compute ops);
+- **FLOPs**: useful (the convolutions) and executed (what the tiles multiply: padding to the
+  tile widths, the one-launch halo warm-up), from the launchers' plans;
+- **static facts** of every kernel the launchers choose, compiled ahead of time for sm_80 and
+  sm_90 (:mod:`inception_kernels.triton.aot`): registers, spill bytes, shared memory, MMA
+  instruction shapes, cp.async loads and how many groups stay in flight at a wait, scalar
+  16-bit global loads in the PTX; checked against the targets of docs/design.md §7;
+- a **modeled** time per launch (:mod:`inception_kernels.triton._cost`: executed MACs at a
+  sustained tensor rate times an efficiency cap, DRAM and L2 bytes, launch overhead; every
+  constant and its source is listed there) -- a model, never a measurement, and no speedup
+  over eager is printed (none has been measured);
+- the **CUDA C++ extension's kernels** (:func:`cuda_kernel_facts`), read from the built library.
+
+``--dump DIR`` keeps what was compiled: ``DIR/<layer>/<schedule>/<arch>/<kernel>.{cubin,ptx,sass}``
+and ``DIR/manifest.json`` (see :func:`dump_kernels`).
 
 Command line: ``inception-kernels report [--layers 3a,5b] [--arch sm_80,sm_90] [--dtype bf16]
-[--no-compile] [--json PATH]``.
+[--batch 256] [--dump DIR] [--no-compile] [--json PATH] [--markdown]``.
 """
 
 from __future__ import annotations
@@ -35,11 +33,11 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import math
 import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Optional, Sequence
@@ -47,14 +45,14 @@ from typing import Optional, Sequence
 from .spec import GOOGLENET_INCEPTIONS, InceptionSpec
 
 __all__ = [
-    "H100",
     "SCHEDULES",
     "DTYPE_BYTES",
+    "TARGETS",
     "min_bytes",
-    "eager_ops",
-    "fused_model",
     "count_all_launches",
-    "kernel_facts",
+    "ptx_facts",
+    "dump_kernels",
+    "check_targets",
     "cuda_kernel_facts",
     "sass_kernel_facts",
     "cuda_launch_facts",
@@ -69,23 +67,20 @@ SCHEDULES = ("one_launch", "two_launch")
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 _TORCH_DTYPE_NAME = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 BATCH = 256
+ARCHS = ("sm_80", "sm_90")
 
-#: Assumed H100 SXM5 figures (NVIDIA datasheet, dense, no sparsity) for the roofline estimate.
-#: fp32 convolutions are assumed to run as TF32 (PyTorch's cuDNN default, and the fused
-#: kernels follow ``torch.backends.cudnn.allow_tf32``). ``launch_s`` is an assumed per-kernel
-#: launch + ramp overhead; ``l2_bytes`` the L2 capacity used by the DRAM model.
-H100 = {
-    "device": "H100 SXM5 (datasheet peaks, dense)",
-    "tensor_flops": {"bf16": 989e12, "fp16": 989e12, "fp32": 494e12},
-    "fp32_simt_flops": 67e12,
-    "hbm_bytes_per_s": 3.35e12,
-    "l2_bytes": 50 * 2**20,
-    "launch_s": 3e-6,
-}
+#: docs/design.md §7's static targets for each layer's default schedule.
+TARGETS = dict(
+    scalar_16bit_loads=0,  # ld.global of 16-bit scalars in the PTX
+    min_cp_async_in_flight=1,  # DEPBAR.LE SB0, >= 0x1 at some wait: >= 2 cp.async groups in flight
+    min_hgmma_n=128,  # the sm_90 forward's widest HGMMA
+    spill_bytes=0,
+    max_flop_ratio={"forward": 1.25, "backward": 1.35},  # executed / useful
+)
 
 
 # ---------------------------------------------------------------------------------------------
-# Bytes and FLOPs models
+# Bytes (minimum traffic; bench.py compares measured times with it)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -108,165 +103,6 @@ def min_bytes(spec: InceptionSpec, n: int, h: int, w: int, elt: int, backward: b
     fwd = (x + params + y) * elt
     return fwd + ((y + x + params) + (x + params)) * elt if backward else fwd
 
-
-def _conv_list(spec: InceptionSpec):
-    """The six convs as ``(name, cin, cout, k)``, in weight order."""
-    k3, k5 = spec.kernel_sizes
-    c = spec.in_channels
-    return [
-        ("conv1", c, spec.ch1x1, 1),
-        ("conv3r", c, spec.ch3x3red, 1),
-        ("conv3", spec.ch3x3red, spec.ch3x3, k3),
-        ("conv5r", c, spec.ch5x5red, 1),
-        ("conv5", spec.ch5x5red, spec.ch5x5, k5),
-        ("convp", c, spec.pool_proj, 1),
-    ]
-
-
-def eager_ops(spec: InceptionSpec, n: int, h: int, w: int, elt: int, bias: bool = True) -> list[dict]:
-    """The CUDA kernels of eager PyTorch's forward, modeled one by one.
-
-    Model: every kernel reads its inputs from DRAM and writes its outputs to DRAM (no reuse
-    through L2 between kernels -- at batch 256 each activation is tens of MB); a conv reads
-    its input and weight once; PyTorch's cuDNN path adds a conv's bias in a separate in-place
-    kernel (read + write the output); ReLU is out of place (read + write); max-pool writes the
-    pooled map; ``cat`` reads the four branch outputs and writes ``y``.
-
-    Args:
-        spec: the module (its activation decides the ReLU kernels).
-        n, h, w: batch and spatial size.
-        elt: bytes per element.
-        bias: the convs have biases.
-
-    Returns:
-        ``[{"op", "flops", "bytes"}]`` in execution order.
-    """
-    p = n * h * w
-    relu = spec.activation == "relu"
-    ops = []
-    for name, cin, cout, k in _conv_list(spec):
-        if name == "convp":
-            ops.append(dict(op="maxpool", flops=0, bytes=2 * p * cin * elt))
-        ops.append(dict(op=name, flops=2 * p * cin * cout * k * k, bytes=(p * cin + cout * cin * k * k + p * cout) * elt))
-        if bias:
-            ops.append(dict(op=f"{name}.bias", flops=p * cout, bytes=(2 * p * cout + cout) * elt))
-        if relu:
-            ops.append(dict(op=f"{name}.relu", flops=p * cout, bytes=2 * p * cout * elt))
-    ops.append(dict(op="cat", flops=0, bytes=2 * p * spec.out_channels * elt))
-    return ops
-
-
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-def _pad(a: int, b: int) -> int:
-    return _cdiv(a, b) * b
-
-
-def fused_model(spec: InceptionSpec, n: int, h: int, w: int, elt: int, schedule: str, cfg: dict,
-                l2_bytes: int = H100["l2_bytes"]) -> dict:
-    """DRAM bytes and executed FLOPs of the fused forward, from the launcher's tiling.
-
-    The tiling (``cfg``: ``BLOCK_M, BLOCK_N, BLOCK_K, TH, TW``) is what
-    ``inception_fwd._pick_config`` returns. Model, forward without saving ``r3``/``r5``:
-
-    ``one_launch``: persistent programs take jobs in order -- all K3-branch spatial tiles
-    (job B), then all K5-branch tiles (C), then the 1x1 and pool pixel tiles (A). Within a job
-    kind, the re-reads of ``x`` (one per reduce-channel chunk or output-channel tile, the
-    halo, the pool's 9 taps) come from tiles that run at the same time: L2 hits. Across job
-    kinds ``x`` is read from DRAM again when it does not fit in half the L2 (the other half
-    holds the scratch, weights and the stream of ``y``): ``x`` passes = 3, else 1. The
-    scratch (``programs x slot`` elements) is assumed L2-resident (it is sized by programs,
-    not tiles, for that reason); weights are read from DRAM once and re-read from L2.
-
-    ``two_launch``: launch 1 reads ``x`` once (all channel tiles of a pixel tile run
-    together) and writes ``y1``, ``yp``, ``r3``, ``r5``; launch 2 reads ``r3``/``r5`` once
-    (halo re-reads hit L2) and writes ``y3``, ``y5``. ``r3``/``r5`` are counted as DRAM
-    traffic both ways (at batch 256 they exceed what L2 keeps between the launches).
-
-    Args:
-        spec: the module.
-        n, h, w: batch and spatial size.
-        elt: bytes per element.
-        schedule: ``"one_launch"`` or ``"two_launch"``.
-        cfg: the launcher's tile config.
-        l2_bytes: L2 capacity assumed by the ``x`` passes rule.
-
-    Returns:
-        ``{"bytes_dram", "bytes_l2", "x_passes", "flops_executed", "scratch_bytes_per_program",
-        "kernels": [{"flops", "bytes"}]}``: ``bytes_l2`` is every byte the tiles request from
-        the memory system (DRAM + L2 hits), the upper bound if nothing were reused.
-    """
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    bm, bn, bk, th, tw = (cfg[k] for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K", "TH", "TW"))
-    cin = spec.in_channels
-    c1, c3r, c3, c5r, c5, cp = (spec.ch1x1, spec.ch3x3red, spec.ch3x3, spec.ch5x5red, spec.ch5x5, spec.pool_proj)
-    k3, k5 = spec.kernel_sizes
-    p = n * h * w
-    x_bytes = p * cin * elt
-    y_bytes = p * spec.out_channels * elt
-    w_bytes = spec.num_parameters * elt
-    n_pt = _cdiv(p, bm)
-
-    def gemm(m, nn, k):  # executed FLOPs of an [m, k] x [k, nn] tile product, padded to blocks
-        return 2 * _pad(m, bm) * _pad(nn, bn) * _pad(k, bk)
-
-    def pixel_jobs(src_c, couts, taps=1, pool=False):
-        """Flat pixel-tile jobs over ``couts`` output-channel groups: (flops, L2-requested bytes)."""
-        flops = l2 = 0
-        for co, k in couts:
-            tiles = _cdiv(co, bn)
-            flops += n_pt * tiles * gemm(bm, bn, src_c) * k * k
-            reads_a = (9 if pool else 1) * k * k * bm * src_c
-            l2 += n_pt * tiles * (reads_a + bn * src_c * k * k + bm * bn) * elt
-        return flops, l2
-
-    if schedule == "one_launch":
-        tiles = n * _cdiv(h, th) * _cdiv(w, tw)
-        flops = l2 = 0
-        slot = 0
-        for cr, co, k in ((c3r, c3, k3), (c5r, c5, k5)):
-            halo = (th + k - 1) * (tw + k - 1)
-            slot = max(slot, halo * cr)
-            rchunks = _cdiv(cr, bn)
-            flops += tiles * (_cdiv(halo, bm) * rchunks * gemm(bm, bn, cin) + _cdiv(co, bn) * k * k * gemm(bm, bn, cr))
-            l2 += tiles * elt * (
-                rchunks * halo * cin + cr * cin  # x over tile + halo per reduce chunk; reduce weight
-                + 2 * halo * cr  # scratch write + first read
-                + _cdiv(co, bn) * (k * k * bm * cr + co * cr * k * k // _cdiv(co, bn) + bm * bn)
-            )
-        fa, la = pixel_jobs(cin, [(c1, 1)])
-        fp, lp = pixel_jobs(cin, [(cp, 1)], pool=True)
-        flops += fa + fp
-        l2 += la + lp
-        passes = 3 if x_bytes > l2_bytes // 2 else 1
-        dram = passes * x_bytes + w_bytes + y_bytes
-        kernels = [dict(flops=flops, bytes=dram)]
-        return dict(bytes_dram=dram, bytes_l2=l2, x_passes=passes, flops_executed=flops,
-                    scratch_bytes_per_program=slot * elt, kernels=kernels)
-
-    r_bytes = p * (c3r + c5r) * elt
-    f1a, l1a = pixel_jobs(cin, [(c1, 1), (c3r, 1), (c5r, 1)])
-    f1p, l1p = pixel_jobs(cin, [(cp, 1)], pool=True)
-    f2a, l2a = pixel_jobs(c3r, [(c3, k3)])
-    f2b, l2b = pixel_jobs(c5r, [(c5, k5)])
-    w1_bytes = (cin * (c1 + c3r + c5r + cp) + c1 + c3r + c5r + cp) * elt
-    k1 = dict(flops=f1a + f1p, bytes=x_bytes + w1_bytes + p * (c1 + cp) * elt + r_bytes)
-    k2 = dict(flops=f2a + f2b, bytes=r_bytes + (w_bytes - w1_bytes) + p * (c3 + c5) * elt)
-    return dict(bytes_dram=k1["bytes"] + k2["bytes"], bytes_l2=l1a + l1p + l2a + l2b, x_passes=1,
-                flops_executed=k1["flops"] + k2["flops"], scratch_bytes_per_program=0, kernels=[k1, k2])
-
-
-def _roofline_s(kernels: Sequence[dict], dtype: str, peaks: dict = H100) -> float:
-    """Sum over kernels of ``max(flops / peak, bytes / bandwidth) + launch overhead``; the
-    tensor-core peak for convs, fp32 SIMT peak for elementwise kernels (no tensor work)."""
-    total = 0.0
-    for k in kernels:
-        peak = peaks["tensor_flops"][dtype] if k.get("tensor", True) else peaks["fp32_simt_flops"]
-        total += max(k["flops"] / peak, k["bytes"] / peaks["hbm_bytes_per_s"]) + peaks["launch_s"]
-    return total
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,7 +237,7 @@ def _count_in_subprocess(layers: Sequence[str]) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# Static kernel facts (ahead-of-time compiles, cached)
+# Caches
 # ---------------------------------------------------------------------------------------------
 
 
@@ -429,155 +265,259 @@ def _source_hash(globs: Sequence[str] = _KERNEL_SOURCES) -> str:
     return h.hexdigest()[:16]
 
 
-def _backward_plan(layer: str, tdt: str) -> list:
-    """The launches the fused backward makes for ``layer`` at batch 256 (channels_last, biases,
-    the layer's kernel sizes and activation), recorded on 'meta' tensors instead of run."""
+# ---------------------------------------------------------------------------------------------
+# The Triton kernels: plans, the model, ahead-of-time compiles and the dump
+# ---------------------------------------------------------------------------------------------
+
+_PTX_SCALAR_16BIT_LOAD = re.compile(r"\bld\.global(?:\.[a-z0-9:]+)*?\.(?:b16|u16|s16|f16|bf16)\s")
+_PTX_CP_ASYNC = re.compile(r"\bcp\.async\.c[ag]\.shared\.global\b")
+_HGMMA_SHAPE = re.compile(r"^HGMMA\.(\d+)x(\d+)x(\d+)")
+
+
+def ptx_facts(ptx: str) -> dict:
+    """Facts of a kernel's PTX: ``{"ptx_scalar_16bit_loads": ld.global of a single 16-bit value,
+    "ptx_cp_async": cp.async instructions, "ptx_vector_loads": ld.global.v2/v4/v8}`` (static
+    counts)."""
+    return dict(
+        ptx_scalar_16bit_loads=len(_PTX_SCALAR_16BIT_LOAD.findall(ptx)),
+        ptx_cp_async=len(_PTX_CP_ASYNC.findall(ptx)),
+        ptx_vector_loads=len(re.findall(r"\bld\.global(?:\.[a-z0-9:]+)*?\.v[248]\.", ptx)),
+    )
+
+
+def _arch_int(arch: str) -> int:
+    return int(arch[3:5])
+
+
+def _plans(layer: str, arch: str, dtype: str, batch: int, schedules: Sequence[str]) -> list:
+    """``aot.Plan`` s of the forward (each of ``schedules``; "auto" is the default) and the
+    backward of one layer on one arch."""
+    from .triton import aot
+
+    tdt, a = _TORCH_DTYPE_NAME[dtype], _arch_int(arch)
+    out, seen = [], set()
+    for schedule in schedules:
+        plan = aot.forward_launches(layer, a, dtype=tdt, batch=batch, schedule=schedule)
+        if plan.schedule not in seen:
+            seen.add(plan.schedule)
+            out.append(plan)
+    out.append(aot.backward_launches(layer, a, dtype=tdt, batch=batch))
+    return out
+
+
+def _model(plan, layer: str, arch: str, dtype: str, batch: int) -> list[dict]:
+    """The model's per-launch work and time for one ``aot.Plan``."""
     import torch
 
-    from ._launches import _record_launches
-    from .triton.backward import _inception_backward
+    from .triton import _cost
+    from .triton._config import Target, gemm_tiles
 
     spec = GOOGLENET_INCEPTIONS[layer]
-    dt, s, cl = getattr(torch, tdt), spec.spatial, torch.channels_last
-
-    def act(c):
-        return torch.empty(BATCH, c, s, s, device="meta", dtype=dt, memory_format=cl)
-
-    y = act(spec.out_channels)
-    weights = [torch.empty(shape, device="meta", dtype=dt) for shape in spec.weight_shapes]
-    biases = [torch.empty(shape[0], device="meta", dtype=dt) for shape in spec.weight_shapes]
-    with _record_launches() as launches:
-        _inception_backward(act(spec.out_channels), act(spec.in_channels), y, act(spec.ch3x3red),
-                            act(spec.ch5x5red), weights, biases, spec.kernel_sizes, spec.activation)
-    return launches
-
-
-def _plan(desc: tuple) -> list:
-    """Launches of a plan descriptor ``(pass, layer, torch dtype name, schedule)``."""
-    kind, layer, tdt, schedule = desc
-    if kind == "forward":
-        from .triton import aot
-
-        return aot.launch_plan(layer, tdt, schedule, False)
-    return _backward_plan(layer, tdt)
+    channels = (spec.in_channels, spec.ch1x1, spec.ch3x3red, spec.ch3x3, spec.ch5x5red, spec.ch5x5, spec.pool_proj)
+    nhw, elt, a = batch * spec.spatial ** 2, DTYPE_BYTES[dtype], _arch_int(arch)
+    p = plan.plan
+    if plan.stage == "forward":
+        launches = _cost.forward_launches(p, channels, spec.kernel_sizes, nhw, elt, save_reduce=True)
+        ctas = gemm_tiles(getattr(torch, _TORCH_DTYPE_NAME[dtype]), Target(a, None)).ctas_per_sm
+    else:
+        launches = _cost.backward_launches(p, channels, spec.kernel_sizes, nhw, elt)
+        ctas = 2  # BackwardPlan: two programs per SM
+    out = []
+    for launch in launches:
+        est = _cost.estimate(launch, a, p.nstage, ctas)
+        out.append(dict(kernel=launch.kernel, macs=launch.macs, dram_bytes=launch.dram_bytes,
+                        l2_bytes=launch.l2_bytes, n_width=round(launch.n_width, 1),
+                        efficiency=round(est["efficiency"], 3), bound=est["bound"],
+                        modeled_us=round(est["seconds"] * 1e6, 2)))
+    return out
 
 
 def _compile_task(task: tuple) -> dict:
-    """Worker: rebuild one plan, compile one of its launches for one arch, read the cubin."""
+    """Worker (no interpreter): rebuild one plan, compile one launch, return its code and facts."""
     import time
 
     from . import _cubin
     from .triton import aot
 
-    desc, index, arch = task
+    stage, layer, arch, dtype, batch, schedule, index = task
+    plan = aot.launches_of(stage, layer, _arch_int(arch), dtype=_TORCH_DTYPE_NAME[dtype], batch=batch,
+                           schedule=schedule)
+    launch = plan.launches[index]
     t0 = time.perf_counter()
-    ck = aot.compile_launch(_plan(desc)[index], int(arch[3:]))
-    cubin = ck.asm["cubin"]
+    ck = aot.compile_launch(launch, _arch_int(arch))
+    seconds = time.perf_counter() - t0
+    cubin, ptx = ck.asm["cubin"], ck.asm["ptx"]
+    sass = _cubin.sass(cubin)
     ((name, res),) = _cubin.resource_usage(cubin).items()
-    return dict(
-        kernel=name, arch=arch, registers=res["registers"], stack_bytes=res["stack_bytes"],
-        local_bytes=res["local_bytes"], shared_bytes=ck.metadata.shared + res["shared_static_bytes"],
-        num_warps=ck.metadata.num_warps, tensor_core=_cubin.tensor_core_instructions(cubin),
-        compile_seconds=round(time.perf_counter() - t0, 1),
+    facts = dict(
+        registers=res["registers"], spill_bytes=res["stack_bytes"], local_bytes=res["local_bytes"],
+        shared_bytes=ck.metadata.shared + res["shared_static_bytes"], num_warps=ck.metadata.num_warps,
+        num_stages=launch[3].get("num_stages"), **sass_kernel_facts(sass), **ptx_facts(ptx),
+        occupancy=_cubin.occupancy(res["registers"], ck.metadata.shared + res["shared_static_bytes"],
+                                   ck.metadata.num_warps, arch),
+        compile_seconds=round(seconds, 1),
     )
+    hg = [_HGMMA_SHAPE.match(op) for op in facts["mma_instructions"]]
+    facts["hgmma_max_n"] = max((int(m.group(2)) for m in hg if m), default=None)
+    return dict(symbol=name, cubin=cubin, ptx=ptx, sass=sass, facts=facts)
 
 
 def _worker_init() -> None:
     os.environ.pop("TRITON_INTERPRET", None)  # @triton.jit must make compilable functions
 
 
-def kernel_facts(layers: Sequence[str], dtype: str, archs: Sequence[str], workers: int = 2) -> dict:
-    """Registers, spills, shared memory and tensor-core counts of every kernel the launchers
-    pick -- the forward per schedule and the backward -- per layer and arch, from
-    ahead-of-time compiles.
+def _progress(iterable, total: int, desc: str):
+    """tqdm progress on stderr when tqdm is installed (compiles take minutes), else plain."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # tqdm is optional: the report runs without it
+        return iterable
+    return tqdm(iterable, total=total, desc=desc, unit="kernel", file=sys.stderr, leave=False)
 
-    Launches come from the launchers themselves run on 'meta' tensors
-    (:func:`inception_kernels.triton.aot.launch_plan` for the forward, the same recording for
-    the backward); each distinct specialization is compiled once with
-    :func:`inception_kernels.triton.aot.compile_launch` in ``workers`` processes without the
-    interpreter. Results are cached in ``~/.cache/inception_kernels/aot``
-    (``$INCEPTION_KERNELS_CACHE/aot``) keyed by the kernel sources' hash, Triton's version,
-    the launch's specialization and the arch.
+
+def dump_kernels(out_dir, layers: Sequence[str] = tuple(GOOGLENET_INCEPTIONS), archs: Sequence[str] = ARCHS,
+                 dtype: str = "bf16", batch: int = BATCH, schedules: Sequence[str] = ("auto",),
+                 workers: int = 2, progress: bool = True) -> dict:
+    """Compile every kernel the launchers choose and write their code and the manifest.
+
+    For each layer and arch: the forward of each of ``schedules`` (``"auto"`` = the default the
+    module runs) and the backward, planned on 'meta' tensors as the module passes them
+    (:mod:`inception_kernels.triton.aot`), compiled for ``sm_80`` / ``sm_90`` in ``workers``
+    processes without the interpreter (each distinct specialization once).
+
+    Writes ``out_dir/<layer>/<schedule>/<arch>/<kernel>.{cubin,ptx,sass}`` -- ``<schedule>`` is
+    the forward's schedule; the backward's kernels sit beside the default forward's -- and
+    ``out_dir/manifest.json``::
+
+        {"default_schedule": {layer: schedule},
+         "kernels": [{"layer", "schedule", "arch", "stage", "kernel", "cubin", "ptx", "sass",
+                      "key", "facts"}],
+         "flops": [{"layer", "schedule", "stage", "useful", "executed"}],
+         "reasons": {layer: why auto chose its schedule}, "model": [...], ...}
+
+    with paths relative to ``out_dir``; ``key`` is the launch's ``aot.specialization_key`` (as
+    a string), ``facts`` the static facts (:func:`sass_kernel_facts`, :func:`ptx_facts`,
+    registers, spills, shared memory, occupancy).
 
     Args:
-        layers: GoogLeNet layer keys.
-        dtype: ``"bf16"``, ``"fp16"`` or ``"fp32"``.
-        archs: ``"sm_80"`` / ``"sm_90"``.
-        workers: parallel compiles.
+        out_dir: the directory (created).
+        layers, archs, dtype, batch: the problems (GoogLeNet layers at 224x224).
+        schedules: forward schedules to dump ("auto", "one_launch", "two_launch").
+        workers: parallel compile processes.
+        progress: show a tqdm bar.
 
     Returns:
-        ``{(layer, schedule or "backward", arch): [per-launch facts]}``, or instead of the list
-        a string saying why a kernel of that entry did not compile.
+        The manifest (also written), with ``"errors"``: kernels that failed to compile.
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     from .triton import aot
 
-    tdt = _TORCH_DTYPE_NAME[dtype]
-    src = _source_hash()
-    cache = _cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
-
-    def path_for(key, arch):
-        return cache / f"{hashlib.sha256(repr((src, key, arch)).encode()).hexdigest()[:24]}.json"
-
-    descs = [("forward", layer, tdt, sch) for layer in layers for sch in SCHEDULES]
-    descs += [("backward", layer, tdt, None) for layer in layers]
-    keys = {d: [aot.specialization_key(launch) for launch in _plan(d)] for d in descs}
-    todo = {}  # (key, arch) -> task: each distinct kernel compiled once
-    for d in descs:
-        for i, k in enumerate(keys[d]):
-            for arch in archs:
-                if not path_for(k, arch).exists():
-                    todo.setdefault((k, arch), (d, i, arch))
-    errors = {}
-    if todo:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
-            futures = {ka: pool.submit(_compile_task, task) for ka, task in todo.items()}
-            for (k, arch), fut in futures.items():
-                try:
-                    path_for(k, arch).write_text(json.dumps(fut.result()))
-                except Exception as e:  # noqa: BLE001 -- a kernel that does not compile is a finding
-                    msg = str(e).strip().splitlines()
-                    errors[(k, arch)] = f"{type(e).__name__}: {msg[-1] if msg else ''}"
-    out = {}
-    for (kind, layer, _, schedule) in descs:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = dict(dtype=dtype, batch=batch, archs=list(archs), default_schedule={},
+                    default_schedule_by_arch={a: {} for a in archs}, reasons={}, kernels=[], flops=[], model=[],
+                    errors=[])
+    main_arch = "sm_90" if "sm_90" in archs else archs[0]  # default_schedule: the sm_90 plan's
+    jobs: dict = {}  # (specialization key, arch) -> compile task
+    entries = []
+    for layer in layers:
         for arch in archs:
-            ks = keys[(kind, layer, tdt, schedule)]
-            errs = [errors[(k, arch)] for k in ks if (k, arch) in errors]
-            out[(layer, schedule or kind, arch)] = (
-                errs[0] if errs else [json.loads(path_for(k, arch).read_text()) for k in ks]
-            )
-    return out
+            plans = _plans(layer, arch, dtype, batch, schedules)
+            default = plans[0].schedule if "auto" in schedules else None
+            if default is not None:
+                manifest["default_schedule_by_arch"][arch][layer] = default
+                if arch == main_arch:
+                    manifest["default_schedule"][layer] = default
+                    manifest["reasons"][layer] = plans[0].reason
+            for plan in plans:
+                where = plan.schedule if plan.stage == "forward" else (default or plans[0].schedule)
+                manifest["flops"].append(dict(
+                    layer=layer, schedule=where, stage=plan.stage, arch=arch,
+                    useful=2 * aot.useful_macs(layer, plan.stage, batch),
+                    executed=2 * sum(plan.phase_macs.values())))
+                manifest["model"].append(dict(layer=layer, schedule=where, stage=plan.stage, arch=arch,
+                                              launches=_model(plan, layer, arch, dtype, batch)))
+                for i, launch in enumerate(plan.launches):
+                    key = (aot.specialization_key(launch), arch)
+                    jobs.setdefault(key, (plan.stage, layer, arch, dtype, batch, plan.schedule if plan.stage ==
+                                          "forward" else None, i))
+                    entries.append(dict(layer=layer, schedule=where, arch=arch, stage=plan.stage,
+                                        kernel=aot.kernel_label(launch), _key=key))
+    results: dict = {}
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
+        futures = {pool.submit(_compile_task, task): key for key, task in jobs.items()}
+        from concurrent.futures import as_completed
+
+        done = as_completed(futures)
+        for fut in (_progress(done, len(futures), "compiling kernels") if progress else done):
+            key = futures[fut]
+            try:
+                results[key] = fut.result()
+            except Exception as e:  # noqa: BLE001 -- a kernel that does not compile is a finding
+                msg = str(e).strip().splitlines()
+                results[key] = f"{type(e).__name__}: {msg[-1] if msg else ''}"
+    for e in entries:
+        key = e.pop("_key")
+        r = results[key]
+        e["key"] = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
+        if isinstance(r, str):
+            manifest["errors"].append(dict(e, error=r))
+            continue
+        rel = Path(e["layer"]) / e["schedule"] / e["arch"]
+        (out / rel).mkdir(parents=True, exist_ok=True)
+        for ext, data in (("cubin", r["cubin"]), ("ptx", r["ptx"]), ("sass", r["sass"])):
+            path = rel / f"{e['kernel']}.{ext}"
+            (out / path).write_bytes(data) if isinstance(data, bytes) else (out / path).write_text(data)
+            e[ext] = str(path)
+        e["facts"] = r["facts"]
+        manifest["kernels"].append(e)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
 
 
-def _summarize_kernels(ks, arch: str) -> dict:
-    """Aggregate per-launch facts: the worst registers / spills / shared memory / occupancy
-    over the launches, tensor-core instruction counts summed."""
-    from ._cubin import occupancy
+def check_targets(manifest: dict) -> list[dict]:
+    """docs/design.md §7's targets, per (layer, arch), on the default schedule of a manifest.
 
-    if not isinstance(ks, list):
-        return dict(registers=None, spill_bytes=None, shared_bytes=None, num_warps=None,
-                    tensor_core_instructions=None, occupancy=None, blocks_per_sm=None, kernels=None,
-                    compile_error=ks)
-    occ = [occupancy(k["registers"], k["shared_bytes"], k["num_warps"], arch) for k in ks]
-    tc: dict = {}
-    for k in ks:
-        for op, c in k["tensor_core"].items():
-            tc[op] = tc.get(op, 0) + c
-    return dict(
-        registers=max(k["registers"] for k in ks),
-        spill_bytes=max(k["stack_bytes"] for k in ks),
-        shared_bytes=max(k["shared_bytes"] for k in ks),
-        num_warps=max(k["num_warps"] for k in ks),
-        tensor_core_instructions=tc,
-        occupancy=min(o["occupancy"] for o in occ),
-        blocks_per_sm=min(o["blocks_per_sm"] for o in occ),
-        kernels=[dict(k, occupancy=o) for k, o in zip(ks, occ)],
-        compile_error=None,
-    )
+    Returns:
+        ``[{"layer", "arch", "target", "ok", "detail"}]``: 0 scalar 16-bit loads (PTX); every
+        kernel loads through cp.async (or TMA) with >= 2 groups in flight at some
+        wait; the sm_90 forward's HGMMA N >= 128; 0 spill bytes; executed / useful FLOPs within
+        ``TARGETS["max_flop_ratio"]``.
+    """
+    rows = []
+    for arch in manifest["archs"]:
+        default = manifest["default_schedule_by_arch"][arch]
+        for layer in default:
+            mine = [k for k in manifest["kernels"]
+                    if k["layer"] == layer and k["schedule"] == default[layer] and k["arch"] == arch]
+            if not mine:
+                continue
+
+            def add(target, ok, detail):
+                rows.append(dict(layer=layer, arch=arch, target=target, ok=bool(ok), detail=detail))
+
+            f = {k["kernel"]: k["facts"] for k in mine}
+            b16 = {n: v["ptx_scalar_16bit_loads"] + v["scalar_16bit_loads"] for n, v in f.items()}
+            add("0 scalar 16-bit loads (PTX and SASS)", not any(b16.values()), b16)
+            inflight = {n: v["cp_async_wait_max"] for n, v in f.items()}
+            add(">= 2 cp.async groups in flight",
+                all((v["ldgsts"] and (v["cp_async_wait_max"] or 0) >= TARGETS["min_cp_async_in_flight"])
+                    or v["utmaldg"] for v in f.values()), inflight)
+            if arch == "sm_90":
+                fwd = {n: f[n]["hgmma_max_n"] for n in f if n.startswith("inception_fwd")}
+                add(f"sm_90 forward HGMMA N >= {TARGETS['min_hgmma_n']}",
+                    fwd and all((v or 0) >= TARGETS["min_hgmma_n"] for v in fwd.values()), fwd)
+            spills = {n: v["spill_bytes"] + v["local_bytes"] for n, v in f.items()}
+            add("0 spill bytes", not any(spills.values()), spills)
+            for stage, limit in TARGETS["max_flop_ratio"].items():
+                for r in manifest["flops"]:
+                    if (r["layer"], r["stage"], r["schedule"], r["arch"]) == (layer, stage, default[layer], arch):
+                        ratio = r["executed"] / r["useful"]
+                        add(f"{stage} executed/useful FLOPs <= {limit}", ratio <= limit, round(ratio, 3))
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -829,268 +769,227 @@ def _cuda_lines(cuda: dict, markdown: bool) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _pick_config(spec: InceptionSpec, h: int, w: int, dtype: str) -> dict:
-    import torch
-
-    from .triton.inception_fwd import _pick_config as pick
-
-    c = spec
-    return pick((c.in_channels, c.ch1x1, c.ch3x3red, c.ch3x3, c.ch5x5red, c.ch5x5, c.pool_proj), h, w,
-                getattr(torch, _TORCH_DTYPE_NAME[dtype]))
-
-
-def build_report(layers: Sequence[str] = tuple(GOOGLENET_INCEPTIONS), archs: Sequence[str] = ("sm_80", "sm_90"),
-                 dtype: str = "bf16", compile: bool = True, batch: int = BATCH, workers: int = 2) -> dict:
-    """Build the report's records.
+def build_report(layers: Sequence[str] = tuple(GOOGLENET_INCEPTIONS), archs: Sequence[str] = ARCHS,
+                 dtype: str = "bf16", compile: bool = True, batch: int = BATCH, workers: int = 2,
+                 dump: Optional[str] = None, progress: bool = True) -> dict:
+    """Build the report.
 
     Args:
         layers: GoogLeNet layer keys.
-        archs: architectures of the static columns.
+        archs: ``"sm_80"`` / ``"sm_90"``.
         dtype: ``"bf16"``, ``"fp16"`` or ``"fp32"``.
-        compile: compile the kernels for the static columns (else they are None).
-        batch: batch of the modeled problem (spatial sizes are the layers' own at 224x224).
+        compile: compile the kernels for the static facts and targets (minutes; else None).
+        batch: batch of the problem (spatial sizes are the layers' own at 224x224).
         workers: parallel compiles.
+        dump: keep the compiled kernels and the manifest in this directory
+            (:func:`dump_kernels`); None compiles into a temporary one.
+        progress: a progress bar over the compiles.
 
     Returns:
-        ``{"meta": {...assumptions...}, "records": [...], "cuda_extension": {...}}``, one
-        record per ``(layer, schedule, arch)`` with at least ``layer, schedule, arch,
-        launches_forward, launches_backward, flops, bytes_modeled, bytes_min, registers,
-        spill_bytes, shared_bytes, tensor_core_instructions, occupancy`` and the estimates
-        (the Triton kernels); ``cuda_extension`` is :func:`cuda_kernel_facts` for ``archs``
-        with ``launches`` (:func:`cuda_launch_facts`) added.
+        ``{"meta", "records", "targets", "manifest", "cuda_extension"}``: one record per
+        ``(layer, arch)`` with the default schedule and its reason, launches (counted, fused and
+        eager), useful and executed FLOPs forward and backward, the modeled time per launch,
+        the other schedule's modeled time, and the static facts of each kernel (None without
+        ``compile``); ``targets`` from :func:`check_targets`.
 
     Raises:
-        ValueError: unknown layer, arch or dtype.
+        ValueError: unknown layer, arch or dtype, or a batch < 1.
     """
     from ._cubin import ARCH_LIMITS
+    from .triton import aot
 
     bad = [n for n in layers if n not in GOOGLENET_INCEPTIONS]
     if bad:
         raise ValueError(f"layers must be among {list(GOOGLENET_INCEPTIONS)}, got {bad}")
-    bad = [a for a in archs if a not in ARCH_LIMITS]
+    bad = [a for a in archs if a not in ARCH_LIMITS or a not in ARCHS]
     if bad:
-        raise ValueError(f"archs must be among {sorted(ARCH_LIMITS)}, got {bad}")
+        raise ValueError(f"archs must be among {list(ARCHS)}, got {bad}")
     if dtype not in DTYPE_BYTES:
         raise ValueError(f"dtype must be one of {list(DTYPE_BYTES)}, got {dtype!r}")
-    elt = DTYPE_BYTES[dtype]
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
     counts = count_all_launches(layers)
-    facts = kernel_facts(layers, dtype, archs, workers=workers) if compile else {}
+    manifest = None
+    if compile:
+        if dump is None:
+            with tempfile.TemporaryDirectory(prefix="inception-kernels-report-") as tmp:
+                manifest = dump_kernels(tmp, layers, archs, dtype, batch, workers=workers, progress=progress)
+        else:
+            manifest = dump_kernels(dump, layers, archs, dtype, batch, workers=workers, progress=progress)
     records = []
-    for name in layers:
-        spec = GOOGLENET_INCEPTIONS[name]
-        s = spec.spatial
-        cfg = _pick_config(spec, s, s, dtype)
-        flops = spec.flops(batch, s, s)
-        b_min = min_bytes(spec, batch, s, s, elt)
-        eager = eager_ops(spec, batch, s, s, elt)
-        for k in eager:
-            k["tensor"] = k["op"].startswith("conv") and "." not in k["op"]
-        eager_bytes = sum(k["bytes"] for k in eager)
-        eager_s = _roofline_s(eager, dtype)
-        ce = counts[name]["eager"]
-        for schedule in SCHEDULES:
-            fm = fused_model(spec, batch, s, s, elt, schedule, cfg)
-            fused_s = _roofline_s(fm["kernels"], dtype)
-            cf = counts[name][schedule]
-            base = dict(
-                layer=name, schedule=schedule, batch=batch, spatial=s, dtype=dtype, config=cfg,
+    for layer in layers:
+        ce = counts[layer]["eager"]
+        for arch in archs:
+            plans = _plans(layer, arch, dtype, batch, ("auto", "one_launch", "two_launch"))
+            default, other, backward = plans[0], plans[1], plans[-1]
+            fwd_model = _model(default, layer, arch, dtype, batch)
+            bwd_model = _model(backward, layer, arch, dtype, batch)
+            other_model = _model(other, layer, arch, dtype, batch)
+            cf = counts[layer][default.schedule]
+            kernels = None
+            if manifest is not None:
+                kernels = {k["kernel"]: k["facts"] for k in manifest["kernels"]
+                           if k["layer"] == layer and k["arch"] == arch and k["schedule"] == default.schedule}
+            records.append(dict(
+                layer=layer, arch=arch, batch=batch, dtype=dtype, spatial=GOOGLENET_INCEPTIONS[layer].spatial,
+                schedule=default.schedule, reason=default.reason,
                 launches_forward=cf["forward"]["total"] if cf["forward"] else None,
                 launches_backward=cf["backward"]["total"] if cf["backward"] else None,
-                launches_backward_reason=cf.get("backward_reason"),
-                launches_backward_via=cf.get("backward_via"),
-                launches_counted_via=cf.get("via"),
-                launches_forward_eager=ce["forward"]["total"],
-                launches_backward_eager=ce["backward"]["total"],
-                eager_forward_ops=ce["forward"]["aten_ops"],
-                flops=flops, flops_backward=2 * flops, flops_executed=fm["flops_executed"],
-                bytes_min=b_min, bytes_modeled=fm["bytes_dram"], bytes_l2_requested=fm["bytes_l2"],
-                bytes_eager_modeled=eager_bytes, x_dram_passes=fm["x_passes"],
-                scratch_bytes_per_program=fm["scratch_bytes_per_program"],
-                bytes_ratio=fm["bytes_dram"] / b_min, bytes_ratio_eager=eager_bytes / b_min,
-                estimate_fused_us=fused_s * 1e6, estimate_eager_us=eager_s * 1e6,
-                estimate_speedup=eager_s / fused_s,
-                estimate_bound_us=max(flops / H100["tensor_flops"][dtype], b_min / H100["hbm_bytes_per_s"]) * 1e6,
-            )
-            for arch in archs:
-                rec = dict(base, arch=arch)
-                skipped = "not compiled (--no-compile)"
-                fwd = _summarize_kernels(facts[(name, schedule, arch)] if compile else skipped, arch)
-                bwd = _summarize_kernels(facts[(name, "backward", arch)] if compile else skipped, arch)
-                rec.update(fwd, **{f"backward_{k}": v for k, v in bwd.items()})
-                if not compile:
-                    rec.update(compile_error=None, backward_compile_error=None)
-                records.append(rec)
+                launches_forward_eager=ce["forward"]["total"], launches_backward_eager=ce["backward"]["total"],
+                flops_forward=2 * aot.useful_macs(layer, "forward", batch),
+                flops_forward_executed=2 * sum(default.phase_macs.values()),
+                flops_backward=2 * aot.useful_macs(layer, "backward", batch),
+                flops_backward_executed=2 * sum(backward.phase_macs.values()),
+                model_forward=fwd_model, model_backward=bwd_model,
+                modeled_forward_us=round(sum(m["modeled_us"] for m in fwd_model), 1),
+                modeled_backward_us=round(sum(m["modeled_us"] for m in bwd_model), 1),
+                other_schedule=other.schedule,
+                other_flops_executed=2 * sum(other.phase_macs.values()),
+                other_modeled_forward_us=round(sum(m["modeled_us"] for m in other_model), 1),
+                bytes_min=min_bytes(GOOGLENET_INCEPTIONS[layer], batch, GOOGLENET_INCEPTIONS[layer].spatial,
+                                    GOOGLENET_INCEPTIONS[layer].spatial, DTYPE_BYTES[dtype]),
+                kernels=kernels,
+            ))
+    from .triton import _cost
+
     meta = dict(
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         measured=False,
-        peaks=H100,
+        machines={f"sm_{a}": vars(m) for a, m in _cost.MACHINES.items()},
         notes=[
-            "estimates are roofline ESTIMATES from datasheet peaks plus an assumed per-launch overhead, "
-            "not measurements; no GPU was used",
-            "launches are counted on a small CPU run (Triton interpreter) and do not depend on size; eager "
-            "counts are aten compute ops: on CUDA a biased conv adds a bias kernel inside aten.convolution and "
-            "cuDNN may run several kernels per op",
-            "backward FLOPs are modeled as 2x forward",
-            "bytes_modeled: DRAM model of fused_model(); bytes_eager_modeled: eager_ops() model; both forward",
+            "nothing here ran on a GPU: launches are counted under the Triton interpreter, FLOPs and bytes come "
+            "from the launchers' plans, static facts from ahead-of-time compiles, and times from the model of "
+            "inception_kernels.triton._cost (assumptions and sources listed there)",
+            "modeled time per launch = max(executed MACs / (sustained MMA rate x efficiency), DRAM bytes / HBM, "
+            "L2 bytes / L2 bandwidth) + launch overhead",
+            "no speedup over eager or cuDNN is given: none has been measured (benchmarks/gpu_check.sh measures it)",
         ],
     )
     cuda = cuda_kernel_facts(archs)
     cuda["launches"] = cuda_launch_facts(cuda, layers, dtype, batch)
-    return dict(meta=meta, records=records, cuda_extension=cuda)
-
-
-def _fmt_bytes(b: Optional[float]) -> str:
-    return "-" if b is None else f"{b / 1e6:8.1f}"
-
-
-def format_table(report: dict) -> str:
-    """A terminal table of the report (one line per layer, schedule and arch)."""
-    recs = report["records"]
-    lines = [
-        f"Inception layers, batch {recs[0]['batch'] if recs else '-'}, {recs[0]['dtype'] if recs else ''} "
-        f"-- static facts and H100 ESTIMATES (no GPU measured)",
-        f"{'layer':5} {'schedule':10} {'arch':5} {'fwd':>3} {'bwd':>3} {'eag f/b':>7} {'GFLOP':>6} {'exec':>6} "
-        f"{'MB min':>8} {'MB fused':>8} {'MB eager':>8} {'regs':>4} {'spill':>5} {'smem KB':>7} {'occ':>5} "
-        f"{'tensor-core':16} {'bwd regs/spill':>14} {'est fused us':>12} {'est eager us':>12} {'est x':>6}",
-    ]
-    for r in recs:
-        tc = ",".join(f"{k}:{v}" for k, v in (r["tensor_core_instructions"] or {}).items()) or "-"
-        if r["tensor_core_instructions"] is None:
-            tc = "compile failed" if r.get("compile_error") else "(not compiled)"
-        occ = "-" if r["occupancy"] is None else f"{r['occupancy']:.2f}"
-        bwd = "-" if r.get("backward_registers") is None else f"{r['backward_registers']}/{r['backward_spill_bytes']}"
-        lines.append(
-            f"{r['layer']:5} {r['schedule']:10} {r['arch'][3:]:5} "
-            f"{_s(r['launches_forward']):>3} {_s(r['launches_backward']):>3} "
-            f"{r['launches_forward_eager']:>3}/{r['launches_backward_eager']:<3} {r['flops'] / 1e9:6.1f} "
-            f"{r['flops_executed'] / 1e9:6.1f} "
-            f"{_fmt_bytes(r['bytes_min'])} {_fmt_bytes(r['bytes_modeled'])} {_fmt_bytes(r['bytes_eager_modeled'])} "
-            f"{_s(r['registers']):>4} {_s(r['spill_bytes']):>5} "
-            f"{'-' if r['shared_bytes'] is None else round(r['shared_bytes'] / 1024, 1):>7} "
-            f"{occ:>5} "
-            f"{tc:16} {bwd:>14} {r['estimate_fused_us']:12.1f} {r['estimate_eager_us']:12.1f} {r['estimate_speedup']:6.2f}"
-        )
-    reasons = {r["launches_backward_reason"] for r in recs if r["launches_backward_reason"]}
-    for reason in sorted(reasons):
-        lines.append(f"bwd '-': {reason}")
-    for via in sorted({r["launches_backward_via"] for r in recs if r.get("launches_backward_via")}):
-        lines.append(f"bwd counted via {via}")
-    for err in sorted({f"{r['schedule']} {r['arch']}: {r['compile_error']}" for r in recs if r.get("compile_error")}
-                      | {f"backward {r['arch']}: {r['backward_compile_error']}" for r in recs
-                         if r.get("backward_compile_error")}):
-        lines.append(f"compile failed: {err}")
-    lines += _target_summary(recs)
-    p = report["meta"]["peaks"]
-    lines.append(
-        f"Estimate = sum over kernels of max(FLOPs / peak, bytes / HBM) + {p['launch_s'] * 1e6:.0f} us per launch; "
-        f"assumed {p['device']}: tensor {p['tensor_flops']['bf16'] / 1e12:.0f} TFLOP/s bf16/fp16, "
-        f"{p['tensor_flops']['fp32'] / 1e12:.0f} tf32, {p['fp32_simt_flops'] / 1e12:.0f} fp32 SIMT, "
-        f"HBM {p['hbm_bytes_per_s'] / 1e12:.2f} TB/s."
-    )
-    lines.append("eag f/b: eager aten ops forward/backward (CUDA kernels >= these). exec: GFLOP the fused tiles "
-                 "execute (padding, halo). MB: forward DRAM bytes, modeled.")
-    if "cuda_extension" in report:
-        lines += [""] + _cuda_lines(report["cuda_extension"], markdown=False)
-    return "\n".join(lines)
-
-
-def format_markdown(report: dict) -> str:
-    """The report as a Markdown table, one row per layer and schedule (archs side by side)."""
-    recs = report["records"]
-    archs = sorted({r["arch"] for r in recs})
-    by = {(r["layer"], r["schedule"], r["arch"]): r for r in recs}
-
-    def per_arch(layer, schedule, fn):
-        return " / ".join(fn(by[(layer, schedule, a)]) for a in archs)
-
-    def static(r, prefix=""):
-        if r[f"{prefix}registers"] is None:
-            return "-"
-        tc = ",".join(f"{k} {v}" for k, v in r[f"{prefix}tensor_core_instructions"].items()) or "none"
-        return f"{r[f'{prefix}registers']} r, {r[f'{prefix}spill_bytes']} B spill, {tc}"
-
-    arch_names = " / ".join(archs)
-    lines = [
-        f"| layer | schedule | launches fwd / bwd (eager aten ops) | GFLOP (executed) | MB min / fused / eager "
-        f"| fwd kernels {arch_names} | bwd kernels {arch_names} | estimate us fused / eager (x) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    seen = []
-    for r in recs:
-        key = (r["layer"], r["schedule"])
-        if key in seen:
-            continue
-        seen.append(key)
-        lines.append(
-            f"| {r['layer']} | {r['schedule']} | {_s(r['launches_forward'])} / {_s(r['launches_backward'])} "
-            f"({r['launches_forward_eager']} / {r['launches_backward_eager']}) "
-            f"| {r['flops'] / 1e9:.1f} ({r['flops_executed'] / 1e9:.1f}) "
-            f"| {r['bytes_min'] / 1e6:.0f} / {r['bytes_modeled'] / 1e6:.0f} / {r['bytes_eager_modeled'] / 1e6:.0f} "
-            f"| {per_arch(*key, static)} | {per_arch(*key, lambda q: static(q, 'backward_'))} "
-            f"| {r['estimate_fused_us']:.0f} / {r['estimate_eager_us']:.0f} ({r['estimate_speedup']:.2f}x) |"
-        )
-    cuda = [""] + _cuda_lines(report["cuda_extension"], markdown=True) if "cuda_extension" in report else []
-    return "\n".join(lines + [""] + _target_summary(recs) + cuda)
-
-
-def _target_summary(recs: Sequence[dict]) -> list[str]:
-    """Lines checking docs/design.md §7's static targets, per schedule, over the records' layers."""
-    lines = []
-    for schedule in SCHEDULES:
-        rs = [r for r in recs if r["schedule"] == schedule]
-        if not rs:
-            continue
-        layers = sorted({r["layer"] for r in rs})
-        compiled = [r for r in rs if r["registers"] is not None]
-        checks = [
-            ("forward 1 launch", [r["launches_forward"] == 1 for r in rs]),
-            ("backward <= 3 launches", [r["launches_backward"] is not None and r["launches_backward"] <= 3 for r in rs]),
-            ("modeled DRAM <= 1.2x min", [r["bytes_ratio"] <= 1.2 for r in rs]),
-        ]
-        if compiled:
-            checks += [("0 spill bytes", [r["spill_bytes"] == 0 for r in compiled]),
-                       ("tensor cores", [bool(r["tensor_core_instructions"]) for r in compiled]),
-                       ("backward 0 spill bytes", [r.get("backward_spill_bytes") == 0 for r in compiled]),
-                       ("backward tensor cores", [bool(r.get("backward_tensor_core_instructions")) for r in compiled])]
-        speedups = [r["estimate_speedup"] for r in rs]
-        geo = math.exp(sum(math.log(v) for v in speedups) / len(speedups))
-        parts = [f"{name} {sum(ok)}/{len(ok)}" for name, ok in checks]
-        lines.append(f"targets [{schedule}, {len(layers)} layers x {len(rs) // len(layers)} archs]: "
-                     + ", ".join(parts) + f"; estimated speedup vs eager, geo-mean {geo:.2f}x (estimate)")
-    return lines
+    return dict(meta=meta, records=records, targets=check_targets(manifest) if manifest else None,
+                manifest=manifest, cuda_extension=cuda)
 
 
 def _s(v) -> str:
     return "-" if v is None else str(v)
 
 
+def _kernel_cell(name: str, f: dict) -> str:
+    mma = ",".join(f"{op.split('.F32')[0]}x{n}" for op, n in f["mma_instructions"].items()) or "no MMA"
+    return (f"{name}: {f['registers']} regs, {f['spill_bytes']} B spill, {round(f['shared_bytes'] / 1024)} KiB smem, "
+            f"{f['occupancy']['blocks_per_sm']} CTA/SM, {mma}, cp.async {f['ldgsts']} "
+            f"(wait<= {_s(f['cp_async_wait_max'])}), 16-bit scalar loads {f['ptx_scalar_16bit_loads']}")
+
+
+def _target_lines(report: dict) -> list[str]:
+    rows = report.get("targets")
+    if rows is None:
+        return ["targets: not checked (--no-compile)"]
+    out = []
+    for target in dict.fromkeys(r["target"] for r in rows):
+        mine = [r for r in rows if r["target"] == target]
+        bad = [f"{r['layer']}/{r['arch']} ({r['detail']})" for r in mine if not r["ok"]]
+        out.append(f"target {target}: {sum(r['ok'] for r in mine)}/{len(mine)}"
+                   + (f" -- missed: {'; '.join(bad)}" if bad else ""))
+    errors = (report.get("manifest") or {}).get("errors") or []
+    out += [f"compile failed: {e['layer']}/{e['arch']} {e['kernel']}: {e['error']}" for e in errors]
+    return out
+
+
+def format_table(report: dict) -> str:
+    """The report for a terminal: one block per layer and arch."""
+    recs = report["records"]
+    head = recs[0] if recs else dict(batch=BATCH, dtype="bf16")
+    lines = [f"Triton kernels, GoogLeNet Inception layers at 224x224, batch {head['batch']}, {head['dtype']}, "
+             "channels_last -- static facts and a MODEL (nothing measured; no GPU)", ""]
+    for r in recs:
+        lines.append(
+            f"{r['layer']} {r['arch']}: forward {r['schedule']} ({_s(r['launches_forward'])} launch), backward "
+            f"{_s(r['launches_backward'])} launches (eager aten ops: {r['launches_forward_eager']} / "
+            f"{r['launches_backward_eager']})")
+        lines.append(f"  why: {r['reason']}")
+        lines.append(
+            f"  GFLOP forward {r['flops_forward'] / 1e9:.1f} useful, {r['flops_forward_executed'] / 1e9:.1f} executed "
+            f"({r['flops_forward_executed'] / r['flops_forward']:.3f}x); backward {r['flops_backward'] / 1e9:.1f} "
+            f"useful, {r['flops_backward_executed'] / 1e9:.1f} executed "
+            f"({r['flops_backward_executed'] / r['flops_backward']:.3f}x)")
+        for stage in ("forward", "backward"):
+            parts = [f"{m['kernel']} {m['modeled_us']:.1f} us ({m['bound']}-bound, MMA efficiency {m['efficiency']:.2f})"
+                     for m in r[f"model_{stage}"]]
+            lines.append(f"  modeled {stage}: {r[f'modeled_{stage}_us']:.1f} us = " + " + ".join(parts))
+        lines.append(f"  modeled forward as {r['other_schedule']}: {r['other_modeled_forward_us']:.1f} us, "
+                     f"{r['other_flops_executed'] / r['flops_forward']:.3f}x the useful FLOPs")
+        for name, f in (r["kernels"] or {}).items():
+            lines.append("  " + _kernel_cell(name, f))
+    lines += [""] + _target_lines(report) + [""] + [f"note: {n}" for n in report["meta"]["notes"]]
+    if "cuda_extension" in report:
+        lines += [""] + _cuda_lines(report["cuda_extension"], markdown=False)
+    return "\n".join(lines)
+
+
+def format_markdown(report: dict) -> str:
+    """The report as Markdown tables (for the README)."""
+    recs = report["records"]
+    lines = [
+        "| layer | arch | forward schedule | launches fwd / bwd (eager aten ops) | GFLOP fwd useful / executed "
+        "| GFLOP bwd useful / executed | modeled us fwd / bwd (bound) | regs / spill / MMA (fwd kernels) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in recs:
+        bounds = "/".join(m["bound"] for m in r["model_forward"] + r["model_backward"])
+        ks = r["kernels"] or {}
+        static = "; ".join(
+            f"{f['registers']} / {f['spill_bytes']} / "
+            + (",".join(op.split(".F32")[0] for op in f["mma_instructions"]) or "-")
+            for name, f in ks.items() if name.startswith("inception_fwd")) or "-"
+        lines.append(
+            f"| {r['layer']} | {r['arch']} | {r['schedule']} | {_s(r['launches_forward'])} / "
+            f"{_s(r['launches_backward'])} ({r['launches_forward_eager']} / {r['launches_backward_eager']}) "
+            f"| {r['flops_forward'] / 1e9:.1f} / {r['flops_forward_executed'] / 1e9:.1f} "
+            f"| {r['flops_backward'] / 1e9:.1f} / {r['flops_backward_executed'] / 1e9:.1f} "
+            f"| {r['modeled_forward_us']:.0f} / {r['modeled_backward_us']:.0f} ({bounds}) | {static} |"
+        )
+    lines += [""] + [f"- {t}" for t in _target_lines(report)]
+    cuda = [""] + _cuda_lines(report["cuda_extension"], markdown=True) if "cuda_extension" in report else []
+    return "\n".join(lines + cuda)
+
+
 def add_arguments(parser) -> None:
     """Add the ``report`` options to an argparse parser."""
     parser.add_argument("--layers", default=",".join(GOOGLENET_INCEPTIONS),
                         help="comma-separated GoogLeNet layers, e.g. 3a,5b (default: all nine)")
-    parser.add_argument("--arch", default="sm_80,sm_90", help="comma-separated cubin architectures (default sm_80,sm_90)")
+    parser.add_argument("--arch", default=",".join(ARCHS), help="comma-separated architectures (default sm_80,sm_90)")
     parser.add_argument("--dtype", default="bf16", choices=sorted(DTYPE_BYTES))
-    parser.add_argument("--no-compile", action="store_true", help="skip the cubin columns (fast)")
+    parser.add_argument("--batch", type=int, default=BATCH, help=f"batch size (default {BATCH})")
+    parser.add_argument("--dump", metavar="DIR",
+                        help="keep every compiled kernel: DIR/<layer>/<schedule>/<arch>/<kernel>.{cubin,ptx,sass} "
+                             "and DIR/manifest.json")
+    parser.add_argument("--no-compile", action="store_true", help="skip the compiles and the static targets (fast)")
     parser.add_argument("--workers", type=int, default=2, help="parallel compiles")
-    parser.add_argument("--json", metavar="PATH", help="also write the records as JSON")
-    parser.add_argument("--markdown", action="store_true", help="print a Markdown table instead (for the README)")
+    parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    parser.add_argument("--markdown", action="store_true", help="print Markdown tables instead (for the README)")
 
 
 def run_cli(args) -> int:
-    """Run ``inception-kernels report`` with parsed ``args``; returns the exit code."""
+    """Run ``inception-kernels report`` with parsed ``args``; returns the exit code (1 when a
+    compiled kernel misses a target or fails to compile, 2 for bad arguments)."""
+    if args.dump and args.no_compile:
+        print("inception-kernels report: --dump needs the compiles (drop --no-compile)", file=sys.stderr)
+        return 2
     try:
         report = build_report(args.layers.split(","), args.arch.split(","), args.dtype, compile=not args.no_compile,
-                              workers=args.workers)
+                              batch=args.batch, workers=args.workers, dump=args.dump)
     except ValueError as e:
         print(f"inception-kernels report: {e}", file=sys.stderr)
         return 2
-    report["meta"]["command"] = "inception-kernels report " + " ".join(
-        f"--{k.replace('_', '-')} {v}" if not isinstance(v, bool) else f"--{k.replace('_', '-')}"
-        for k, v in sorted(vars(args).items()) if k in ("layers", "arch", "dtype", "no_compile") and v
-    )
     print(format_markdown(report) if args.markdown else format_table(report))
+    if args.dump:
+        print(f"kernels and manifest written to {args.dump}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(report, f, indent=1, default=str)
-        print(f"records written to {args.json}")
-    return 0
+            json.dump({k: v for k, v in report.items() if k != "manifest"}, f, indent=1, default=str)
+        print(f"report written to {args.json}")
+    missed = [t for t in report["targets"] or [] if not t["ok"]]
+    errors = (report["manifest"] or {}).get("errors") if report["manifest"] else None
+    return 1 if missed or errors else 0

@@ -57,7 +57,7 @@ FWD_CASES = [
     ("even kernel size", dict(k=(3, 4)), ValueError, r"kernel_sizes must be odd and positive"),
     ("unknown schedule", dict(schedule="three_launch"), ValueError, r"schedule must be one of .* got 'three_launch'"),
     ("cuda has one schedule", dict(schedule="two_launch", backend="cuda"), ValueError,
-     r"schedule must be one of \('one_launch',\) on backend 'cuda'"),
+     r"schedule must be one of \('auto', 'one_launch'\) on backend 'cuda'"),
     ("unknown backend", dict(backend="reference"), ValueError, r"backend must be one of \('triton', 'cuda'\)"),
     ("w1 reads another Cin", dict(ws=lambda ws: _replace(ws, 0, ws[0][:, :4])), ValueError,
      r"weight w1 has shape \(3, 4, 1, 1\), expected \[Cout, 5, 1, 1\]"),
@@ -104,11 +104,11 @@ def test_forward_op_and_fake_check_arguments(name, change, error, message):
 
 
 def test_op_schedules_are_the_launchers():
-    """The checks' schedule list is the Triton launcher's (one contract)."""
+    """The checks' schedule list is the Triton launcher's, with "auto" (one contract)."""
     from inception_kernels._checks import OP_SCHEDULES
     from inception_kernels.triton.inception_fwd import SCHEDULES
 
-    assert OP_SCHEDULES["triton"] == SCHEDULES
+    assert OP_SCHEDULES["triton"] == ("auto", *SCHEDULES)
 
 
 def test_wrapper_and_op_share_the_checks():

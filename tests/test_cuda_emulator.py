@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from inception_kernels import GOOGLENET_INCEPTIONS, InceptionSpec, reference
 from inception_kernels.ops import _grad_layout, _split_grads
 
+from _support import assert_same_nonfinite, conv_valid_taps, inception_valid_taps, nonfinite_corner_taps
+
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = InceptionSpec(20, 7, 12, 9, 5, 6, 11)  # awkward channel counts
 DTYPE_CODE = {torch.float32: 0, torch.float16: 1, torch.float64: 3}
@@ -365,65 +367,11 @@ def test_device_core_tensor_core_backward(emu_tc, spec):
 # --------------------------------------------------------------------------------------------
 
 
-def _conv_valid_taps(r, w, b=None):
-    """A KxK conv (stride 1, pad K//2) in which the zero padding contributes nothing: the sum
-    over taps, each an F.conv2d of its 1x1 slice of w over the pixels where that tap reads
-    inside the image. Equal to F.conv2d(r, w, b, padding=K//2) for finite weights; with a
-    non-finite weight it gives no 0*inf at the border (torch 2.14's CPU F.conv2d does)."""
-    n, _, h, wd = r.shape
-    k = w.shape[-1]
-    p = k // 2
-    out = torch.zeros(n, w.shape[0], h, wd, dtype=r.dtype)
-    for dy in range(k):
-        for dx in range(k):
-            oy0, oy1 = max(0, p - dy), min(h, h + p - dy)
-            ox0, ox1 = max(0, p - dx), min(wd, wd + p - dx)
-            if oy0 >= oy1 or ox0 >= ox1:
-                continue
-            src = r[:, :, oy0 + dy - p:oy1 + dy - p, ox0 + dx - p:ox1 + dx - p]
-            out[:, :, oy0:oy1, ox0:ox1] += F.conv2d(src, w[:, :, dy:dy + 1, dx:dx + 1])
-    return out if b is None else out + b.view(1, -1, 1, 1)
-
-
-def _inception_valid_taps(x, ws, bs, activation="relu"):
-    """reference.inception with the KxK convs of _conv_valid_taps (autograd-able)."""
-    act = F.relu if activation == "relu" else (lambda t: t)
-    b = bs or [None] * 6
-    y1 = act(F.conv2d(x, ws[0], b[0]))
-    y3 = act(_conv_valid_taps(act(F.conv2d(x, ws[1], b[1])), ws[2], b[2]))
-    y5 = act(_conv_valid_taps(act(F.conv2d(x, ws[3], b[3])), ws[4], b[4]))
-    yp = act(F.conv2d(F.max_pool2d(x, 3, stride=1, padding=1), ws[5], b[5]))
-    return torch.cat([y1, y3, y5, yp], dim=1)
-
-
-def _nonfinite_corner_taps(ws):
-    """±inf and NaN in corner taps of both KxK weights (w3: K=3, w5: K=5)."""
-    ws = [w.clone() for w in ws]
-    inf, nan = float("inf"), float("nan")
-    ws[2][0, 0, 0, 0] = inf
-    ws[2][1, 3, 2, 2] = -inf
-    ws[2][2, 1, 0, 2] = nan
-    ws[4][0, 0, 4, 4] = -inf
-    ws[4][1, 2, 0, 0] = inf
-    ws[4][3, 4, 4, 0] = nan
-    return ws
-
-
-def _assert_same_nonfinite(got, want, what):
-    """Same NaN / +inf / -inf positions, and close finite values."""
-    for name, f in (("NaN", torch.isnan), ("+inf", lambda t: t == float("inf")), ("-inf", lambda t: t == -float("inf"))):
-        bad = (f(got) != f(want)).sum().item()
-        assert bad == 0, f"{what}: {bad} elements differ in where they are {name}"
-    ok = torch.isfinite(want)
-    if ok.any():
-        _assert_close(got[ok], want[ok], got.dtype, f"{what} (finite)")
-
-
 def test_valid_taps_oracle_is_conv2d_for_finite_weights():
     x, ws, _ = _make(SMALL, 2, 5, 6, torch.float64, seed=30)
     for w in (ws[2], ws[4]):
         r = torch.randn(2, w.shape[1], 5, 6, dtype=torch.float64)
-        torch.testing.assert_close(_conv_valid_taps(r, w), F.conv2d(r, w, padding=w.shape[-1] // 2))
+        torch.testing.assert_close(conv_valid_taps(r, w), F.conv2d(r, w, padding=w.shape[-1] // 2))
 
 
 @pytest.mark.parametrize("activation", ["relu", None])
@@ -433,11 +381,11 @@ def test_forward_nonfinite_weights_padding_contributes_nothing(emu, activation):
     x, ws, bs = _make(SMALL, 2, 6, 7, torch.float64, seed=31)
     x = x.abs() + 0.1  # positive reduce outputs: no real 0 * inf inside the image either
     ws = [w.abs() if i in (1, 3) else w for i, w in enumerate(ws)]
-    ws = _nonfinite_corner_taps(ws)
+    ws = nonfinite_corner_taps(ws)
     y, r3, r5, _ = emu_forward(emu, x, ws, bs, relu=activation == "relu")
-    want = _inception_valid_taps(x, ws, bs, activation or "none")
+    want = inception_valid_taps(x, ws, bs, activation or "none")
     assert torch.isfinite(want[:, SMALL.ch1x1:SMALL.ch1x1 + 3, 0]).any(), "the oracle has finite border values"
-    _assert_same_nonfinite(y, want, "y")
+    assert_same_nonfinite(y, want, "y", lambda g, w, what: _assert_close(g, w, g.dtype, what))
 
 
 def test_backward_nonfinite_weights_padding_contributes_nothing(emu):
@@ -447,17 +395,17 @@ def test_backward_nonfinite_weights_padding_contributes_nothing(emu):
     No activation: ReLU's mask at a NaN output is a separate rule (the kernels mask it by
     y > 0, autograd passes the gradient through), so this test isolates the padding."""
     x, ws, bs = _make(SMALL, 1, 6, 7, torch.float64, seed=32)
-    ws = _nonfinite_corner_taps(ws)
+    ws = nonfinite_corner_taps(ws)
     y, r3, r5, _ = emu_forward(emu, x, ws, bs, relu=False)
     gen = torch.Generator().manual_seed(33)
     gy = torch.randn(y.shape, generator=gen, dtype=torch.float64)
     leaves = [t.detach().clone().requires_grad_(True) for t in [x, *ws, *bs]]
-    want = torch.autograd.grad(_inception_valid_taps(leaves[0], leaves[1:7], leaves[7:], "none"), leaves, gy)
+    want = torch.autograd.grad(inception_valid_taps(leaves[0], leaves[1:7], leaves[7:], "none"), leaves, gy)
     needs = [True] * 13
     dx, grads, _, _ = emu_backward(emu, gy, x, y, r3, r5, ws, bs, needs, relu=False)
     assert torch.isfinite(want[2]).any(), "dw3r has finite entries (the channels no non-finite tap reaches)"
     for name, g, w in zip(GRAD_NAMES, [dx, *grads], want):
-        _assert_same_nonfinite(g, w, name)
+        assert_same_nonfinite(g, w, name, lambda g_, w_, what: _assert_close(g_, w_, g_.dtype, what))
 
 
 @pytest.mark.parametrize("bias_layout", ["contiguous", "strided"])

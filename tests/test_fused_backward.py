@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import inception_kernels as ik
 from inception_kernels import GOOGLENET_INCEPTIONS, InceptionSpec, reference
 from inception_kernels._launches import count_launches
 
@@ -190,9 +191,14 @@ def test_many_pixel_tiles_and_pixel_splits(device, monkeypatch):
     """More pixels than one tile, and weight gradients reduced over several pixel splits."""
     import inception_kernels.triton.backward as bw
 
+    from inception_kernels.triton._config import target_of
+
     monkeypatch.setattr(bw, "_MIN_PIXELS_PER_SPLIT", 1)
-    cfg = bw._backward_config(torch.float64, device == "cuda", 9 * 11, 1)
-    assert cfg["S"] > 1 and cfg["BM"] < 9 * 11
+    channels = (SMALL.in_channels, SMALL.ch1x1, SMALL.ch3x3red, SMALL.ch3x3, SMALL.ch5x5red, SMALL.ch5x5,
+                SMALL.pool_proj)
+    plan = bw._backward_plan(channels, SMALL.kernel_sizes, 1, 9, 11, torch.float64, target_of(torch.device(device)),
+                             True, [True] * 6)
+    assert plan.S > 1 and plan.BM < 9 * 11
     _check("triton", SMALL, 1, 9, 11, torch.float64, device)
 
 
@@ -392,3 +398,31 @@ def test_gpu_fp32_tf32_follows_cudnn_switch(backend):
         return
     for name_, m, r, r64 in zip(GRAD_NAMES, mine, ref, ref64):
         assert _max_err([m], [r64]) <= 2 * _max_err([r], [r64]) + 1e-4, name_
+
+
+def test_nonfinite_weights_padding_contributes_nothing(device, backend):
+    """The transposed KxK convs of the backward skip the output pixels outside the image, so
+    inf / NaN in corner taps of w3 and w5 give no 0 * inf at the border (issue 16 item 8): every
+    gradient as autograd of the valid-taps forward.
+
+    No activation: ReLU's mask at a NaN output is a separate rule (the kernels mask by y > 0,
+    autograd passes the gradient through), so this test isolates the padding."""
+    from _support import assert_same_nonfinite, inception_valid_taps, nonfinite_corner_taps
+
+    spec = InceptionSpec(20, 7, 12, 9, 5, 6, 11)
+    gen = torch.Generator().manual_seed(32)
+    x = torch.randn(1, spec.in_channels, 6, 7, generator=gen, dtype=torch.float64)
+    ws = [torch.randn(s, generator=gen, dtype=torch.float64) / (s[1] * s[2] * s[3]) ** 0.5 for s in spec.weight_shapes]
+    bs = [torch.randn(s[0], generator=gen, dtype=torch.float64) * 0.2 for s in spec.weight_shapes]
+    ws = nonfinite_corner_taps(ws)
+    leaves = [t.detach().clone().requires_grad_(True) for t in [x, *ws, *bs]]
+    y_want = inception_valid_taps(leaves[0], leaves[1:7], leaves[7:], "none")
+    gy = torch.randn(y_want.shape, generator=gen, dtype=torch.float64)
+    want = torch.autograd.grad(y_want, leaves, gy)
+    dev = [t.detach().clone().to(device).requires_grad_(True) for t in [x, *ws, *bs]]
+    y = ik.fused_inception(dev[0], dev[1:7], dev[7:], activation=None, backend=backend)
+    got = torch.autograd.grad(y, dev, gy.to(device))
+    assert torch.isfinite(want[2]).any(), "dw3r has finite entries (the channels no non-finite tap reaches)"
+    for name, g, w in zip(GRAD_NAMES, got, want):
+        assert_same_nonfinite(g.cpu(), w, name,
+                              lambda g_, w_, what: torch.testing.assert_close(g_, w_, atol=1e-9, rtol=1e-9, msg=what))

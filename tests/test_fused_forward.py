@@ -200,7 +200,14 @@ def test_schedules_and_save_reduce(schedule, kernel_sizes, device, backend):
     assert_close_to_reference(y, x, ws, bs, atol=1e-10, kernel_sizes=kernel_sizes)
     torch.testing.assert_close(r3, torch.relu(torch.nn.functional.conv2d(x, ws[1], bs[1])), atol=1e-10, rtol=0)
     torch.testing.assert_close(r5, torch.relu(torch.nn.functional.conv2d(x, ws[3], bs[3])), atol=1e-10, rtol=0)
-    assert r3.is_contiguous(memory_format=torch.channels_last)
+    # channels_last storage, the channel stride rounded up to 16 (aligned vector loads)
+    if backend == "triton":
+        n, _, h, w = x.shape
+        for r, c in ((r3, spec.ch3x3red), (r5, spec.ch5x5red)):
+            cs = -(-c // 16) * 16
+            assert r.stride() == (h * w * cs, 1, w * cs, cs), (r.stride(), c)
+    else:
+        assert r3.is_contiguous(memory_format=torch.channels_last)
     y_plain, none3, none5 = _forward_saving_reduce(backend, x, ws, bs, kernel_sizes, schedule, False)
     assert none3 is None and none5 is None
     torch.testing.assert_close(y_plain, y, atol=0, rtol=0)
@@ -220,7 +227,7 @@ def test_unknown_schedule():
     from inception_kernels.triton.inception_fwd import _inception_forward
 
     x, ws, bs = make_inputs(PRIME, 1, 2, 2, torch.float32, "cpu")
-    with pytest.raises(ValueError, match="schedule must be one of"):
+    with pytest.raises(ValueError, match="schedule must be 'auto' or one of"):
         _inception_forward(x, ws, bs, (3, 5), "relu", schedule="three_launch")
 
 
@@ -369,3 +376,39 @@ def test_too_large_for_int32_image_offsets():
     ws = [torch.empty(s, device="meta") for s in spec.weight_shapes]
     with pytest.raises(ValueError, match="one image must have < 2\\^31 elements"):
         _inception_forward(x, ws, [None] * 6, (3, 5), "relu")
+
+
+@pytest.mark.parametrize("activation", ["relu", None])
+def test_nonfinite_weights_padding_contributes_nothing(activation, device, backend):
+    """inf / NaN in corner taps of w3 and w5 (issue 16 item 8): border pixels get what the taps
+    inside the image give (inf, -inf or finite), not the NaN of 0 * inf from the zero padding."""
+    from _support import assert_same_nonfinite, inception_valid_taps, nonfinite_corner_taps
+
+    spec = InceptionSpec(20, 7, 12, 9, 5, 6, 11)
+    x, ws, bs = make_inputs(spec, 2, 6, 7, torch.float64, device, seed=31)
+    x = x.abs() + 0.1  # positive reduce outputs: no real 0 * inf inside the image either
+    ws = [w.abs() if i in (1, 3) else w for i, w in enumerate(ws)]
+    ws = nonfinite_corner_taps(ws)
+    y = ik.fused_inception(x, ws, bs, activation=activation, backend=backend)
+    want = inception_valid_taps(x.cpu(), [w.cpu() for w in ws], [b.cpu() for b in bs], activation or "none")
+    c3 = slice(spec.ch1x1, spec.ch1x1 + spec.ch3x3)
+    assert torch.isfinite(want[:, c3, 0]).any() and torch.isnan(ik.reference.inception(
+        x.cpu(), [w.cpu() for w in ws], [b.cpu() for b in bs], activation=activation)[:, c3, 0]).any(), \
+        "the case must tell the two semantics apart: finite border values the padding would turn to NaN"
+    assert_same_nonfinite(y.cpu(), want, "y",
+                          lambda g, w, what: torch.testing.assert_close(g, w, atol=1e-9, rtol=1e-9, msg=what))
+
+
+def test_strided_biases(backend, device):
+    """Biases given as strided views (every other element of a bigger buffer) are read by their
+    strides, not as dense vectors (a silent wrong answer in the first rewrite, found by the fuzz
+    test)."""
+    x, ws, bs = make_inputs(PRIME, 2, 3, 4, torch.float64 if device == "cpu" else torch.float32, device)
+    strided = []
+    for b in bs:
+        big = torch.full((2 * b.numel() + 1,), 1e3, dtype=b.dtype, device=b.device)
+        big[1::2] = b
+        strided.append(big[1::2])
+    assert all(b.stride() == (2,) for b in strided)
+    want = reference.inception(x, ws, bs)
+    torch.testing.assert_close(ik.fused_inception(x, ws, strided, backend=backend), want, atol=1e-9, rtol=1e-7)

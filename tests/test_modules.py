@@ -119,14 +119,19 @@ def test_fuse_a_block_itself_returns_fused_block():
 
 def test_fused_paper_googlenet_outputs_and_gradients_match(device):
     """All nine GoogLeNet configs through the fused op (real channels): logits and every
-    parameter gradient of the fused paper model equal the unfused model's (fp32)."""
+    parameter gradient of the fused paper model equal the unfused model's.
+
+    fp64: the network's max-pools route a gradient to the argmax of each window, so in fp32 a
+    rounding difference of 1e-6 in a block's output can move a near-tie's gradient to the
+    neighbour pixel and change upstream gradients by far more than rounding; in fp64 the two
+    models' pooling decisions are the same and the comparison can be tight."""
     torch.manual_seed(0)
-    model = googlenet("paper", aux_logits=False, dropout=0.0, num_classes=10).to(device)
+    model = googlenet("paper", aux_logits=False, dropout=0.0, num_classes=10).to(device, torch.float64)
     fused = fuse(copy.deepcopy(model), backend="triton")
     assert sum(isinstance(m, FusedInception) for m in fused.modules()) == 9
     assert not any(isinstance(m, Inception) for m in fused.modules())
     assert dict(fused.named_parameters()).keys() == dict(model.named_parameters()).keys()
-    x = _x(3, model.min_input_size, model.min_input_size, device=device)
+    x = _x(3, model.min_input_size, model.min_input_size, device=device).double()
     target = torch.tensor([3], device=device)
     losses = []
     for m in (model, fused):
@@ -134,10 +139,11 @@ def test_fused_paper_googlenet_outputs_and_gradients_match(device):
         loss = googlenet_loss(out, target)
         loss.backward()
         losses.append((out.detach(), loss.detach()))
-    torch.testing.assert_close(losses[1][0], losses[0][0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(losses[1][0], losses[0][0], atol=1e-10, rtol=1e-10)
     fused_params = dict(fused.named_parameters())
     for name, p in model.named_parameters():
-        torch.testing.assert_close(fused_params[name].grad, p.grad, atol=1e-5, rtol=1e-3, msg=name)
+        torch.testing.assert_close(fused_params[name].grad, p.grad, atol=1e-10, rtol=1e-9,
+                                   msg=lambda m, name=name: f"{name}: {m}")
 
 
 def test_fuse_torchvision_googlenet_eval_matches():

@@ -127,7 +127,7 @@ def test_op_backend_argument_checked():
         FWD(*_op_args(x, ws, bs, SMALL, "tpu"))
     args = list(_op_args(x, ws, bs, SMALL, "cuda"))
     args[-3] = "two_launch"
-    with pytest.raises(ValueError, match=r"schedule must be one of \('one_launch',\) on backend 'cuda'"):
+    with pytest.raises(ValueError, match=r"schedule must be one of \('auto', 'one_launch'\) on backend 'cuda'"):
         FWD(*args)
     y = torch.zeros(1, SMALL.out_channels, 3, 4)
     with pytest.raises(ValueError, match="backend must be one of"):

@@ -13,6 +13,7 @@ import textwrap
 from collections import Counter
 
 import pytest
+import torch
 
 from inception_kernels import _cubin
 from inception_kernels.spec import GOOGLENET_INCEPTIONS
@@ -252,7 +253,6 @@ def test_count_eager_inception_by_hand():
 # A small module: Cin 16; 1x1 8; 3x3 reduce 4 -> 8; 5x5 reduce 2 -> 4; pool proj 4 (out 24),
 # at batch 1, 4x4 pixels (P = 16), 2 bytes per element, tiles 16 x 16 x 16, 4x4 spatial tiles.
 _SMALL = dict(in_channels=16, ch1x1=8, ch3x3red=4, ch3x3=8, ch5x5red=2, ch5x5=4, pool_proj=4)
-_CFG = dict(BLOCK_M=16, BLOCK_N=16, BLOCK_K=16, TH=4, TW=4)
 
 
 def _small_spec():
@@ -273,47 +273,60 @@ def test_min_bytes_by_hand():
     assert min_bytes(_small_spec(), 1, 4, 4, 2, backward=True) == 2892 + (384 + 256 + 806 + 256 + 806) * 2
 
 
-def test_fused_bytes_model_by_hand():
-    from inception_kernels.report import fused_model
+def test_mma_efficiency_by_hand():
+    """The instruction-shape cap: m64nNk16 needs 64*N*16/2048 clocks of MMA and
+    (64*16 + 16*N)*2/128 of shared memory; pipeline and occupancy factors multiply."""
+    from inception_kernels.triton._cost import PIPELINE_EXPOSED, SINGLE_PROGRAM, mma_efficiency
 
-    spec = _small_spec()
-    # one launch, x (512 B) fits in half the L2: x read once -> the minimum
-    m = fused_model(spec, 1, 4, 4, 2, "one_launch", _CFG, l2_bytes=2**20)
-    assert m["x_passes"] == 1 and m["bytes_dram"] == 2892
-    # x larger than half the L2 (256 B): the three job kinds read x from DRAM each
-    m = fused_model(spec, 1, 4, 4, 2, "one_launch", _CFG, l2_bytes=512)
-    assert m["x_passes"] == 3 and m["bytes_dram"] == 3 * 512 + 806 * 2 + 384 * 2 == 3916
-    # scratch slot: max(6*6 px * 4 ch, 8*8 px * 2 ch) = 144 elements
-    assert m["scratch_bytes_per_program"] == 144 * 2
-    # two launches: launch 1 reads x (512) + the four 1x1 weights and biases
-    #   ((16 * (8+4+2+4) + 18) * 2 = 612), writes y1, yp (16 * 12 * 2 = 384) and r3, r5 (16 * 6 * 2 = 192);
-    # launch 2 reads r3, r5 (192) + the KxK weights (1612 - 612 = 1000), writes y3, y5 (384)
-    m = fused_model(spec, 1, 4, 4, 2, "two_launch", _CFG)
-    assert [k["bytes"] for k in m["kernels"]] == [512 + 612 + 384 + 192, 192 + 1000 + 384]
-    assert m["bytes_dram"] == 2892 + 2 * 192
-    # executed FLOPs, every GEMM padded to 16 x 16 x 16 tiles (2 * 16^3 = 8192 per tap):
-    #   launch 1: four 1x1 groups (8, 4, 2, 4 channels -> 1 tile each) = 4 * 8192
-    #   launch 2: 3x3 (9 taps) + 5x5 (25 taps), 1 tile each = 34 * 8192
-    assert m["flops_executed"] == (4 + 34) * 8192
+    assert mma_efficiency(16, 4, 2) == pytest.approx((64 * 16 * 16 / 2048) / ((64 * 16 + 16 * 16) * 2 / 128)) == \
+        pytest.approx(0.4)
+    assert mma_efficiency(32, 4, 2) == pytest.approx(2 / 3)
+    assert mma_efficiency(64, 4, 2) == mma_efficiency(256, 3, 3) == 1.0
+    assert mma_efficiency(128, 1, 2) == PIPELINE_EXPOSED
+    assert mma_efficiency(128, 2, 1) == SINGLE_PROGRAM
 
 
-def test_eager_bytes_model_by_hand():
-    from inception_kernels.report import eager_ops
+def test_model_estimate_takes_the_binding_term():
+    """seconds = max(MACs / (rate * efficiency), DRAM / HBM, L2 / L2 bandwidth) + launch."""
+    from inception_kernels.triton._cost import Launch, estimate, machine_for
 
-    ops = eager_ops(_small_spec(), 1, 4, 4, 2)
-    names = [o["op"] for o in ops]
-    assert names[:3] == ["conv1", "conv1.bias", "conv1.relu"] and names[-1] == "cat" and "maxpool" in names
-    # elements per op group (conv: in + weight + out; bias: 2 * out + bias; relu: 2 * out), P = 16
-    conv1 = (256 + 128 + 128) + (256 + 8) + 256
-    conv3r = (256 + 64 + 64) + (128 + 4) + 128
-    conv3 = (64 + 288 + 128) + (256 + 8) + 256
-    conv5r = (256 + 32 + 32) + (64 + 2) + 64
-    conv5 = (32 + 200 + 64) + (128 + 4) + 128
-    pool = 2 * 256
-    convp = (256 + 64 + 64) + (128 + 4) + 128
-    cat = 2 * 384
-    assert sum(o["bytes"] for o in ops) == 2 * (conv1 + conv3r + conv3 + conv5r + conv5 + pool + convp + cat) == 11212
-    assert sum(o["flops"] for o in ops if "." not in o["op"]) == _small_spec().flops(1, 4, 4)
+    m = machine_for(90)
+    mma_bound = Launch("k", macs=int(m.mma_macs_per_s * 1e-3), dram_bytes=0, l2_bytes=0, n_width=32)
+    e = estimate(mma_bound, 90, stages=4, ctas_per_sm=2)
+    assert e["bound"] == "mma" and e["seconds"] == pytest.approx(1e-3 / (2 / 3) + m.launch_s)
+    dram_bound = Launch("k", macs=1, dram_bytes=int(m.hbm_bytes_per_s * 2e-3), l2_bytes=int(m.hbm_bytes_per_s * 2e-3),
+                        n_width=128)
+    e = estimate(dram_bound, 90, stages=4, ctas_per_sm=2)
+    assert e["bound"] == "dram" and e["seconds"] == pytest.approx(2e-3 + m.launch_s)
+    l2_bound = Launch("k", macs=0, dram_bytes=0, l2_bytes=int(m.l2_bytes_per_s * 5e-4), n_width=0)
+    e = estimate(l2_bound, 80, stages=4, ctas_per_sm=2)
+    assert e["bound"] == "l2" and e["seconds"] == pytest.approx(5e-4 * m.l2_bytes_per_s / machine_for(80).l2_bytes_per_s
+                                                               + machine_for(80).launch_s)
+
+
+def test_model_bytes_by_hand():
+    """The forward's DRAM model on a plan built by hand: x, y and the weights once, plus the
+    saved reduce buffers (written once; the two-launch schedule reads them back)."""
+    import dataclasses
+
+    from inception_kernels.triton import _cost
+    from inception_kernels.triton._config import Target
+    from inception_kernels.triton.inception_fwd import _plan
+
+    channels, ks = (16, 8, 4, 8, 2, 4, 4), (3, 5)
+    plan = _plan(channels, ks, 1, 8, 8, torch.float16, Target(90, 132), "one_launch")
+    nhw, elt = 64, 2
+    params = 16 * (8 + 4 + 2 + 4) + 9 * 4 * 8 + 25 * 2 * 4
+    x, y, r = nhw * 16 * elt, nhw * 24 * elt, nhw * (16 + 16) * elt  # reduce channels padded to 16
+    (one,) = _cost.forward_launches(plan, channels, ks, nhw, elt, save_reduce=True)
+    assert one.dram_bytes == x + y + params * elt + r
+    (one,) = _cost.forward_launches(plan, channels, ks, nhw, elt, save_reduce=False)
+    assert one.dram_bytes == x + y + params * elt
+    assert one.macs == sum(plan.gemm_macs(channels, ks, nhw).values()) and one.l2_bytes > one.dram_bytes
+    two = dataclasses.replace(_plan(channels, ks, 1, 8, 8, torch.float16, Target(90, 132), "two_launch"))
+    first, second = _cost.forward_launches(two, channels, ks, nhw, elt, save_reduce=False)
+    assert first.dram_bytes == x + nhw * (8 + 4) * elt + r + 16 * (8 + 4 + 2 + 4) * elt
+    assert second.dram_bytes == r + nhw * (8 + 4) * elt + (9 * 4 * 8 + 25 * 2 * 4) * elt
 
 
 # ---------------------------------------------------------------------------------------------
@@ -430,70 +443,83 @@ def test_bench_skips_without_gpu(capsys):
 # ---------------------------------------------------------------------------------------------
 
 _REQUIRED_KEYS = {
-    "layer", "schedule", "arch", "launches_forward", "launches_backward", "flops", "bytes_modeled", "bytes_min",
-    "registers", "spill_bytes", "shared_bytes", "tensor_core_instructions", "occupancy",
-    "launches_forward_eager", "launches_backward_eager", "estimate_fused_us", "estimate_eager_us",
+    "layer", "arch", "schedule", "reason", "launches_forward", "launches_backward", "launches_forward_eager",
+    "launches_backward_eager", "flops_forward", "flops_forward_executed", "flops_backward", "flops_backward_executed",
+    "model_forward", "model_backward", "modeled_forward_us", "modeled_backward_us", "other_schedule",
+    "other_modeled_forward_us", "kernels",
 }
 
 
-def _report_cli(tmp_path, *args):
-    """Run ``python -m inception_kernels report ... --json`` in a fresh process; return the JSON.
-
-    Launch counts and compiled-kernel facts are cached (``~/.cache/inception_kernels``, keyed by
-    the sources), so a second run of the suite is fast.
-    """
+def _report_cli(tmp_path, *args, rc=0):
+    """Run ``python -m inception_kernels report ... --json`` in a fresh process; return the JSON
+    and the printed text."""
     out = tmp_path / "report.json"
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     proc = subprocess.run([sys.executable, "-m", "inception_kernels", "report", *args, "--json", str(out)],
                           capture_output=True, text=True, env=env, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "ESTIMATES (no GPU measured)" in proc.stdout
-    return json.loads(out.read_text())
+    assert proc.returncode == rc, proc.stderr[-3000:]
+    assert "a MODEL (nothing measured; no GPU)" in proc.stdout
+    return json.loads(out.read_text()), proc.stdout
 
 
 def test_report_cli_no_compile(tmp_path):
-    from inception_kernels.spec import GOOGLENET_INCEPTIONS
+    """Counted launches, the plans' FLOPs, the model per launch; no speedup over eager."""
+    from inception_kernels.triton import aot
 
-    rep = _report_cli(tmp_path, "--layers", "3a", "--no-compile")
+    rep, text = _report_cli(tmp_path, "--layers", "3a,5b", "--no-compile")
     recs = rep["records"]
-    assert [(r["layer"], r["schedule"], r["arch"]) for r in recs] == [
-        ("3a", s, a) for s in ("one_launch", "two_launch") for a in ("sm_80", "sm_90")
-    ]
+    assert [(r["layer"], r["arch"]) for r in recs] == [(n, a) for n in ("3a", "5b") for a in ("sm_80", "sm_90")]
     for r in recs:
         assert _REQUIRED_KEYS <= set(r)
-        assert r["launches_forward"] == (1 if r["schedule"] == "one_launch" else 2)  # counted
+        fwd = aot.forward_launches(r["layer"], int(r["arch"][3:]))
+        assert r["schedule"] == fwd.schedule and r["reason"] == fwd.reason and r["reason"].startswith(r["schedule"])
+        assert r["launches_forward"] == len(fwd.launches) == (1 if r["schedule"] == "one_launch" else 2)  # counted
+        assert r["launches_backward"] == 3
         assert r["launches_forward_eager"] == 14  # 6 conv + 6 relu + pool + cat
-        assert r["flops"] == GOOGLENET_INCEPTIONS["3a"].flops(256, 28, 28)
-        assert r["bytes_modeled"] >= r["bytes_min"] and r["registers"] is None
-        assert r["estimate_fused_us"] > 0 and r["estimate_eager_us"] > 0
-        assert (r["launches_backward"] is None) == bool(r["launches_backward_reason"])
-    assert rep["meta"]["measured"] is False
-    from inception_kernels.report import cuda_kernel_facts, cuda_launch_facts, format_markdown
+        spec = GOOGLENET_INCEPTIONS[r["layer"]]
+        assert r["flops_forward"] == spec.flops(256, spec.spatial, spec.spatial)
+        assert r["flops_forward"] <= r["flops_forward_executed"] and r["flops_backward"] <= r["flops_backward_executed"]
+        assert [m["kernel"] for m in r["model_forward"]] == [aot.kernel_label(la) for la in fwd.launches]
+        assert r["modeled_forward_us"] == pytest.approx(sum(m["modeled_us"] for m in r["model_forward"]), abs=0.1)
+        assert all(m["bound"] in ("mma", "dram", "l2") for m in r["model_forward"] + r["model_backward"])
+        assert r["kernels"] is None
+    assert rep["meta"]["measured"] is False and rep["targets"] is None
+    assert "speedup" not in json.dumps(recs) and "speedup" not in text.split("CUDA C++")[0].lower().replace(
+        "no speedup", "")
+    assert "targets: not checked (--no-compile)" in text
+    from inception_kernels.report import cuda_kernel_facts, cuda_launch_facts
 
-    rows = [line for line in format_markdown(rep).splitlines() if line.startswith("| 3a")]
-    cuda_rows = ["8x8"] if rep["cuda_extension"]["launches"] else []  # the CUDA per-layer table's 3a row
-    assert [row.split(" | ")[1] for row in rows] == ["one_launch", "two_launch", *cuda_rows]
     cuda = dict(rep["cuda_extension"])  # the CUDA section, in the JSON
     launches = cuda.pop("launches")
     assert cuda == cuda_kernel_facts(["sm_80", "sm_90"])
-    assert launches == json.loads(json.dumps(cuda_launch_facts(cuda, ["3a"], "bf16", 256)))
+    assert launches == json.loads(json.dumps(cuda_launch_facts(cuda, ["3a", "5b"], "bf16", 256)))
 
 
-def test_report_cli_compiled_one_layer(tmp_path):
-    rep = _report_cli(tmp_path, "--layers", "5b", "--dtype", "fp16")
-    for r in rep["records"]:
-        assert r["compile_error"] is None, r["compile_error"]
-        mma = "HGMMA" if r["arch"] == "sm_90" else "HMMA"
-        assert r["tensor_core_instructions"].get(mma, 0) > 0
-        assert 0 < r["registers"] <= 255
-        assert r["spill_bytes"] == max(k["stack_bytes"] for k in r["kernels"])
-        assert len(r["kernels"]) == (1 if r["schedule"] == "one_launch" else 2)
-        assert 0 < r["occupancy"] <= 1
-        # the backward's kernels (the same for both forward schedules)
-        assert r["backward_compile_error"] is None, r["backward_compile_error"]
-        assert len(r["backward_kernels"]) == r["launches_backward"]
-        assert r["backward_tensor_core_instructions"].get(mma, 0) > 0
-        assert r["backward_spill_bytes"] == max(k["stack_bytes"] for k in r["backward_kernels"])
+def test_report_cli_dump_one_layer(tmp_path):
+    """--dump writes the manifest and the files; the report shows the kernels and the targets."""
+    rep, text = _report_cli(tmp_path, "--layers", "5b", "--arch", "sm_90", "--dump", str(tmp_path / "dump"))
+    manifest = json.loads((tmp_path / "dump" / "manifest.json").read_text())
+    assert manifest["default_schedule"] == {"5b": "two_launch"} and manifest["errors"] == []
+    assert set(manifest) >= {"default_schedule", "kernels", "flops"}
+    for k in manifest["kernels"]:
+        assert set(k) >= {"layer", "schedule", "arch", "stage", "kernel", "cubin", "ptx", "sass"}
+        assert (tmp_path / "dump" / k["cubin"]).is_file()
+    for r in manifest["flops"]:
+        assert set(r) >= {"layer", "schedule", "stage", "useful", "executed"}
+    (r,) = rep["records"]
+    assert set(r["kernels"]) == {k["kernel"] for k in manifest["kernels"]}
+    assert all(t["ok"] for t in rep["targets"]), [t for t in rep["targets"] if not t["ok"]]
+    assert "target sm_90 forward HGMMA N >= 128: 1/1" in text
+
+
+def test_report_cli_rejects_bad_arguments(tmp_path):
+    for args, msg in ((["--layers", "9z"], "layers must be among"), (["--arch", "sm_75"], "archs must be among"),
+                      (["--batch", "0"], "batch must be >= 1"), (["--dump", "d", "--no-compile"], "--dump needs")):
+        proc = subprocess.run([sys.executable, "-m", "inception_kernels", "report", *args, "--no-compile"]
+                              if "--no-compile" not in args else
+                              [sys.executable, "-m", "inception_kernels", "report", *args],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2 and msg in proc.stderr, (args, proc.stderr[-2000:])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -553,9 +579,7 @@ def test_cuda_kernel_facts_arch_filter(cuda_facts):
 
 
 def _report_with(cuda):
-    from inception_kernels.report import H100
-
-    return {"meta": {"peaks": H100}, "records": [], "cuda_extension": cuda}
+    return {"meta": {"notes": []}, "records": [], "targets": None, "manifest": None, "cuda_extension": cuda}
 
 
 def test_report_tables_list_cuda_kernels(cuda_facts):

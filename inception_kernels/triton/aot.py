@@ -1,70 +1,158 @@
 """Ahead-of-time compile of the fused Inception kernels for real GPUs, without a GPU.
 
-What is compiled is exactly what the launcher would launch: :func:`launch_plan` runs the
-real launcher (``_inception_forward``) on 'meta' tensors with launches recorded instead of
-run, so every tile shape, constexpr and stride specialization comes from the launcher's own
-choice. :func:`compile_launch` then mirrors Triton's JIT (same binder, same specialization
-of pointers and ints, same options) and calls ``triton.compile(ASTSource(...),
-target=GPUTarget("cuda", arch, 32))``; the cubin is read with :mod:`inception_kernels._cubin`
-(``cuobjdump -res-usage`` for registers / stack, SASS for tensor-core instructions).
+What is compiled is exactly what the launchers would launch: :func:`forward_launches` and
+:func:`backward_launches` run the real launchers (``_inception_forward``,
+``_inception_backward``) on 'meta' tensors laid out as :class:`~inception_kernels.FusedInception`
+passes them (channels_last activations, weights in ``WEIGHT_MEMORY_FORMAT``), under
+:func:`~inception_kernels.triton._config.aot_target` (the GPU's arch and SM count), with
+launches recorded instead of run. Every tile shape, constexpr and stride specialization thus
+comes from the launcher's own choice. :func:`compile_launch` then mirrors Triton's JIT (same
+binder, same specialization of pointers and ints, same options) and calls
+``triton.compile(ASTSource(...), target=GPUTarget("cuda", arch, 32))``.
 
-Compiles are slow (tens of seconds each on a small CPU), so :func:`compile_plans` dedups
-launches by their specialization and compiles the distinct ones in parallel worker
-processes. Workers run with ``TRITON_INTERPRET`` unset: under the interpreter
-``@triton.jit`` makes interpreted functions that cannot be compiled. For that reason this
-module imports the kernels lazily, inside functions.
-
-Command line (prints one line per distinct kernel)::
-
-    python -m inception_kernels.triton.aot [--arch 80 90] [--dtype float16 bfloat16] [--workers 2]
+Under ``TRITON_INTERPRET=1`` ``@triton.jit`` makes interpreted functions that cannot be
+compiled: compile in a process without the interpreter (``inception-kernels report`` uses
+worker processes for that). This module imports the kernels lazily, inside functions.
 """
 
 from __future__ import annotations
 
-import argparse
-import multiprocessing
-import os
-import time
-from concurrent.futures import ProcessPoolExecutor
+import inspect
+from dataclasses import dataclass
+from typing import Optional
 
-__all__ = ["launch_plan", "specialization_key", "compile_launch", "compile_plans", "CASES"]
+__all__ = ["Plan", "STAGES", "module_inputs", "forward_launches", "backward_launches", "useful_macs",
+           "kernel_label", "specialization_key", "compile_launch"]
 
-#: (schedule, save_reduce) combinations the forward launcher supports.
-CASES = (("one_launch", False), ("one_launch", True), ("two_launch", False))
+STAGES = ("forward", "backward")
 
 
-def launch_plan(layer: str, dtype: str, schedule: str, save_reduce: bool, *, batch: int = 256,
-                channels_last: bool = True, kernel_sizes=(3, 5), activation="relu", bias=True) -> list:
-    """The launches ``_inception_forward`` makes for one GoogLeNet layer at its 224x224 size.
+@dataclass
+class Plan:
+    """What one pass of one layer launches on one GPU.
 
-    Args:
-        layer: key of ``GOOGLENET_INCEPTIONS`` ("3a" ... "5b").
-        dtype: torch dtype name, e.g. "float16".
-        schedule, save_reduce: as for ``_inception_forward``.
-        batch: batch size (sizes are runtime arguments; batch affects no specialization).
-        channels_last: memory format of x (weights contiguous, as nn.Conv2d makes them).
-        kernel_sizes, activation, bias: module variant.
+    Attributes:
+        stage: ``"forward"`` or ``"backward"``.
+        schedule: the forward schedule (``"one_launch"`` / ``"two_launch"``); ``"backward"``.
+        reason: why the forward's ``"auto"`` chose the schedule ("" for the backward).
+        plan: the launcher's ``ForwardPlan`` / ``BackwardPlan``.
+        launches: ``(kernel, grid, args, kwargs)`` per launch, 'meta' tensors as pointers.
+        phase_macs: multiply-accumulates the tensor cores execute, per GEMM phase (the plan's
+            ``gemm_macs``).
+    """
+
+    stage: str
+    schedule: str
+    reason: str
+    plan: object
+    launches: list
+    phase_macs: dict
+
+
+def module_inputs(layer: str, dtype: str = "bfloat16", batch: int = 256, device: str = "meta"):
+    """The tensors a ``FusedInception`` of GoogLeNet layer ``layer`` passes to the fused op at
+    the layer's 224x224 size: x channels_last, weights in ``WEIGHT_MEMORY_FORMAT``, biases.
 
     Returns:
-        list of ``(kernel, grid, args, kwargs)`` with 'meta' tensors as pointer arguments.
+        ``(spec, x, weights, biases)``.
     """
     import torch
 
-    from .._launches import _record_launches
+    from ..modules import WEIGHT_MEMORY_FORMAT
     from ..spec import GOOGLENET_INCEPTIONS
-    from .inception_fwd import _inception_forward
 
-    spec = GOOGLENET_INCEPTIONS[layer].with_(kernel_sizes=tuple(kernel_sizes), activation=activation)
+    spec = GOOGLENET_INCEPTIONS[layer]
     dt = getattr(torch, dtype)
-    hw = spec.spatial
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    x = torch.empty((batch, spec.in_channels, hw, hw), device="meta", dtype=dt, memory_format=fmt)
-    weights = [torch.empty(s, device="meta", dtype=dt) for s in spec.weight_shapes]
-    biases = [torch.empty(s[0], device="meta", dtype=dt) if bias else None for s in spec.weight_shapes]
-    with _record_launches() as launches:
-        _inception_forward(x, weights, biases, spec.kernel_sizes, activation,
-                           schedule=schedule, save_reduce=save_reduce)
-    return launches
+    s = spec.spatial
+    x = torch.empty(batch, spec.in_channels, s, s, device=device, dtype=dt).contiguous(
+        memory_format=torch.channels_last)
+    weights = [torch.empty(shape, device=device, dtype=dt).contiguous(memory_format=WEIGHT_MEMORY_FORMAT)
+               for shape in spec.weight_shapes]
+    biases = [torch.empty(shape[0], device=device, dtype=dt) for shape in spec.weight_shapes]
+    return spec, x, weights, biases
+
+
+def _channels(spec) -> tuple:
+    return (spec.in_channels, spec.ch1x1, spec.ch3x3red, spec.ch3x3, spec.ch5x5red, spec.ch5x5, spec.pool_proj)
+
+
+def forward_launches(layer: str, arch: int, *, dtype: str = "bfloat16", batch: int = 256,
+                     schedule: str = "auto") -> Plan:
+    """The forward's launches for GoogLeNet layer ``layer`` on ``sm_{arch}`` (132 SMs for sm_90,
+    108 for sm_80), as the module makes them (``save_reduce`` as in training).
+
+    Args:
+        layer: a key of ``GOOGLENET_INCEPTIONS``.
+        arch: 80 or 90.
+        dtype: torch dtype name.
+        batch: batch size.
+        schedule: ``"auto"`` (the default the module runs), ``"one_launch"`` or ``"two_launch"``.
+    """
+    from .._launches import _record_launches
+    from ._config import aot_target
+    from .inception_fwd import _inception_forward, _plan
+
+    spec, x, weights, biases = module_inputs(layer, dtype, batch)
+    sms = 132 if arch >= 90 else 108
+    n, _, h, w = x.shape
+    with aot_target(arch, sms) as target, _record_launches() as launches:
+        plan = _plan(_channels(spec), spec.kernel_sizes, n, h, w, x.dtype, target, schedule)
+        _inception_forward(x, weights, biases, spec.kernel_sizes, spec.activation, schedule=schedule,
+                           save_reduce=True)
+    return Plan("forward", plan.schedule, plan.reason, plan, launches,
+                plan.gemm_macs(_channels(spec), spec.kernel_sizes, n * h * w))
+
+
+def backward_launches(layer: str, arch: int, *, dtype: str = "bfloat16", batch: int = 256) -> Plan:
+    """The backward's launches for GoogLeNet layer ``layer`` on ``sm_{arch}``: every gradient
+    needed, the saved ``y`` / ``r3`` / ``r5`` laid out as the forward makes them."""
+    import torch
+
+    from .._launches import _record_launches
+    from ._config import aot_target
+    from .backward import _backward_plan, _inception_backward
+    from .inception_fwd import _reduce_buffers
+
+    spec, x, weights, biases = module_inputs(layer, dtype, batch)
+    n, _, h, w = x.shape
+    y = torch.empty(n, spec.out_channels, h, w, device="meta", dtype=x.dtype).contiguous(
+        memory_format=torch.channels_last)
+    grad_y = torch.empty_like(y)
+    r3, r5 = _reduce_buffers(x, spec.ch3x3red, spec.ch5x5red)
+    sms = 132 if arch >= 90 else 108
+    with aot_target(arch, sms) as target, _record_launches() as launches:
+        plan = _backward_plan(_channels(spec), spec.kernel_sizes, n, h, w, x.dtype, target, True, [True] * 6)
+        _inception_backward(grad_y, x, y, r3, r5, weights, biases, spec.kernel_sizes, spec.activation)
+    return Plan("backward", "backward", "", plan, launches,
+                plan.gemm_macs(_channels(spec), spec.kernel_sizes, n * h * w))
+
+
+def useful_macs(layer: str, stage: str, batch: int = 256) -> int:
+    """Multiply-accumulates of one pass's convolutions, no padding or recompute.
+
+    The forward is the six convs; the backward the reduce convs' input gradients through the
+    K x K convs, x's gradient through the four 1x1 convs, and the six weight gradients.
+    """
+    from ..spec import GOOGLENET_INCEPTIONS
+
+    spec = GOOGLENET_INCEPTIONS[layer]
+    cin, c1, c3r, c3, c5r, c5, cp = _channels(spec)
+    k3, k5 = spec.kernel_sizes
+    nhw = batch * spec.spatial ** 2
+    fwd = nhw * (cin * (c1 + c3r + c5r + cp) + k3 * k3 * c3r * c3 + k5 * k5 * c5r * c5)
+    if stage == "forward":
+        return fwd
+    reduce_grad = nhw * (k3 * k3 * c3 * c3r + k5 * k5 * c5 * c5r)
+    dx = nhw * cin * (c1 + c3r + c5r + cp)
+    return reduce_grad + dx + fwd
+
+
+def kernel_label(launch) -> str:
+    """A file name for a launch's kernel: its function name, with ``_stage<N>`` for the forward
+    kernel (one function, specialized per ``STAGE``)."""
+    kernel, _grid, _args, kwargs = launch
+    name = getattr(getattr(kernel, "fn", kernel), "__name__", "kernel").strip("_")
+    return f"{name}_stage{kwargs['STAGE']}" if "STAGE" in kwargs else name
 
 
 def _spec_value(v, specialize: bool):
@@ -79,11 +167,11 @@ def _spec_value(v, specialize: bool):
 
 
 def specialization_key(launch) -> tuple:
-    """A hashable key equal for launches that compile to the same kernel."""
+    """A hashable key, equal for launches that compile to the same kernel (the kernel, the
+    dtype of every pointer, Triton's ``==1`` / ``%16`` specialization of every int, every
+    constexpr and launch option)."""
     kernel, _grid, args, kwargs = launch
     fn = getattr(kernel, "fn", kernel)
-    import inspect
-
     names = list(inspect.signature(fn).parameters)
     # JITFunction keeps do_not_specialize; the interpreter's InterpretedFunction its kwargs
     skip = set(getattr(kernel, "do_not_specialize", None) or getattr(kernel, "kwargs", {}).get("do_not_specialize", ()))
@@ -108,12 +196,16 @@ def compile_launch(launch, arch: int):
     """Compile one recorded launch for ``sm_{arch}`` exactly as Triton's JIT would.
 
     Args:
-        launch: ``(kernel, grid, args, kwargs)`` from :func:`launch_plan`; the kernel must be a
-            ``JITFunction`` (TRITON_INTERPRET unset when the kernels were imported).
+        launch: ``(kernel, grid, args, kwargs)`` from :func:`forward_launches` /
+            :func:`backward_launches`; the kernel must be a ``JITFunction`` (TRITON_INTERPRET
+            unset when the kernels were imported).
         arch: compute capability as an int, 80 or 90.
 
     Returns:
         The ``CompiledKernel`` (``.asm["cubin"]``, ``.asm["ptx"]``, ``.metadata``).
+
+    Raises:
+        RuntimeError: the kernel is an interpreted function.
     """
     import triton
     from triton.backends.compiler import GPUTarget
@@ -137,90 +229,11 @@ def compile_launch(launch, arch: int):
     return triton.compile(src, target=target, options=options.__dict__)
 
 
-def _compile_report(task) -> dict:
-    """Worker: rebuild the plan, compile one launch, read its cubin."""
-    (layer, dtype, schedule, save_reduce, index, arch) = task
-    from .. import _cubin
-
-    launch = launch_plan(layer, dtype, schedule, save_reduce)[index]
-    t0 = time.perf_counter()
-    ck = compile_launch(launch, arch)
-    seconds = time.perf_counter() - t0
-    cubin = ck.asm["cubin"]
-    usage = _cubin.resource_usage(cubin)
-    (name, res), = usage.items()
-    kwargs = launch[3]
-    return dict(
-        kernel=name,
-        arch=f"sm_{arch}",
-        dtype=dtype,
-        stage=kwargs.get("STAGE"),
-        save_reduce=kwargs.get("SAVE_R"),
-        registers=res["registers"],
-        stack_bytes=res["stack_bytes"],
-        local_bytes=res["local_bytes"],
-        shared_bytes=ck.metadata.shared + res["shared_static_bytes"],
-        num_warps=ck.metadata.num_warps,
-        num_stages=kwargs.get("num_stages"),
-        tensor_core=_cubin.tensor_core_instructions(cubin),
-        compile_seconds=round(seconds, 1),
-    )
-
-
-def _worker_init():
-    os.environ.pop("TRITON_INTERPRET", None)
-
-
-def compile_plans(layers, dtypes, archs, cases=CASES, workers: int = 2) -> list[dict]:
-    """Compile every distinct kernel the launcher picks for ``layers x dtypes x cases`` per arch.
-
-    Args:
-        layers: GoogLeNet layer keys.
-        dtypes: dtype names ("float16", "bfloat16").
-        archs: compute capabilities (80, 90).
-        cases: ``(schedule, save_reduce)`` pairs.
-        workers: parallel compile processes.
-
-    Returns:
-        One report dict per distinct (kernel specialization, arch): registers, stack_bytes,
-        shared_bytes, num_warps, tensor_core counts, compile_seconds, and ``layers`` (which
-        layer/case launches use it).
-    """
-    distinct: dict = {}
-    for layer in layers:
-        for dtype in dtypes:
-            for schedule, save_reduce in cases:
-                for i, launch in enumerate(launch_plan(layer, dtype, schedule, save_reduce)):
-                    key = specialization_key(launch)
-                    entry = distinct.setdefault(key, dict(task=(layer, dtype, schedule, save_reduce, i), uses=[]))
-                    entry["uses"].append(f"{layer}/{schedule}{'+save' if save_reduce else ''}#{i}")
-    tasks = [(e["task"] + (arch,), e["uses"]) for e in distinct.values() for arch in archs]
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
-        reports = list(pool.map(_compile_report, [t for t, _ in tasks]))
-    for report, (_task, uses) in zip(reports, tasks):
-        report["layers"] = uses
-    return reports
-
-
-def main(argv=None) -> int:
-    from ..spec import GOOGLENET_INCEPTIONS
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--arch", type=int, nargs="+", default=[80, 90])
-    parser.add_argument("--dtype", nargs="+", default=["float16", "bfloat16"])
-    parser.add_argument("--layer", nargs="+", default=list(GOOGLENET_INCEPTIONS))
-    parser.add_argument("--workers", type=int, default=2)
-    a = parser.parse_args(argv)
-    reports = compile_plans(a.layer, a.dtype, a.arch, workers=a.workers)
-    for r in reports:
-        print(
-            f"{r['arch']} {r['dtype']:9s} stage={r['stage']} save_r={r['save_reduce']!s:5s} "
-            f"regs={r['registers']:3d} stack={r['stack_bytes']} shared={r['shared_bytes']} "
-            f"warps={r['num_warps']} tc={r['tensor_core']} {r['compile_seconds']}s uses={len(r['layers'])}"
-        )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def launches_of(stage: str, layer: str, arch: int, *, dtype: str = "bfloat16", batch: int = 256,
+                schedule: Optional[str] = "auto") -> Plan:
+    """:func:`forward_launches` or :func:`backward_launches` by ``stage``."""
+    if stage == "forward":
+        return forward_launches(layer, arch, dtype=dtype, batch=batch, schedule=schedule or "auto")
+    if stage == "backward":
+        return backward_launches(layer, arch, dtype=dtype, batch=batch)
+    raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")

@@ -2,57 +2,51 @@
 
 Given the upstream gradient ``grad_y`` of ``y = cat([y1, y3, y5, yp])`` and what the forward
 saved (``x``, ``y``, the reduce outputs ``r3``/``r5``), :func:`_inception_backward` computes
-``dx``, the six weight gradients and the six bias gradients:
+``dx``, the six weight gradients and the six bias gradients. ``g_b' = relu'(y_b) * g_b`` is the
+gradient at a branch's conv output; it is formed while loading (``_load_grad``), never stored.
+Every product is a tensor-core GEMM over flat pixel rows, like the forward (``_common``):
 
-* **Launch 1** (``_reduce_grad_kernel``), per tile of pixels x reduce channels:
-  ``gr3 = relu'(r3) * conv_transpose(relu'(y3) * g3, w3)`` and the same for branch 5, written to a
-  small ``[N, H, W, c3r + c5r]`` buffer (``x``'s dtype) -- the only intermediate in global memory.
-* **Launch 2** (``_grads_kernel``), a multi-job grid:
+* **Launch 1** (``_reduce_grad_kernel``): ``gr_b = relu'(r_b) * conv_transpose(g_b', w_b)`` for
+  the two KxK branches -- an implicit GEMM ``[pixels, K*K*c_out] x [K*K*c_out, c_r]`` with one
+  flat (tap, channel) reduction loop -- into a small ``[N*H*W, CS3 + CS5]`` buffer, the only
+  intermediate in global memory.
+* **Launch 2** (``_grads_kernel``), persistent programs over a job list:
 
-  - *dx jobs*, per tile of pixels x input channels:
-    ``dx = g1 @ w1 + gr3 @ w3r + gr5 @ w5r + maxpool_backward(gp @ wp)``. The max-pool backward
-    is a gather, no atomics: pixel ``q`` receives ``(gp @ wp)[q + d]`` for each of the nine
-    neighbours ``q + d`` whose window's argmax is ``q``. Which windows ``q`` wins is decided
-    once per tile from the 5x5 neighbourhood of ``q`` (25 loads, a 25-bit mask of comparisons).
-  - *weight jobs*, per (output-channel tile, input-channel tile, tap, pixel split): fp32 partial
-    sums over one slice of the ``N*H*W`` pixels of ``dW = g^T a`` -- ``a`` is ``x``, the 3x3
-    max-pool of ``x`` (computed while loading) or the shifted ``r3``/``r5`` -- and, in the
-    program of the first input-channel tile and tap, of ``db = sum(g)``. Each element of the
-    partial buffer ``[S, P]`` is written by exactly one program.
-* **Launch 3** (``_sum_partials_kernel``): sums the ``S`` partials of every parameter gradient in
-  a fixed order and casts them to the weights' dtype, into one flat buffer of which the twelve
-  gradients are views.
+  - *dx jobs*, per pixel tile x input-channel tile:
+    ``dx = g1' @ w1 + gr3 @ w3r + gr5 @ w5r + maxpool_backward(gp' @ wp)`` -- one GEMM whose
+    reduction runs over the three sources in turn. The pool branch's product ``z = gp' @ wp`` is
+    computed **once per tile** over the tile plus its one-row halo into the program's scratch
+    (global memory, L2), then routed: pixel ``q`` receives ``z[q + d]`` for each neighbour
+    ``q + d`` whose 3x3 window's argmax is ``q`` (a gather, no atomics; which windows ``q``
+    wins is decided from its 5x5 neighbourhood, ``_argmax_bits``).
+  - *weight jobs*, per (output-channel tile, input tile, pixel split): fp32 partial sums of
+    ``dW = g'^T a`` over ``PPS`` pixels, 64 pixels per step. ``a`` is ``x``, its 3x3 max-pool
+    (built while loading), or for a KxK conv the reduce output shifted by each tap -- the taps
+    are folded into the GEMM's N (``(tap, channel)`` columns), so a KxK weight gradient is one
+    GEMM. The bias gradient ``db = sum_p g'`` is a reduction of the A operand the job already
+    holds (the job of the first N tile stores it), not a GEMM.
+* **Launch 3** (``_sum_partials_kernel``): sums the ``S`` partials of every parameter gradient
+  in a fixed order into one flat buffer of which the twelve gradients are views.
 
-No atomics anywhere, so the result is bitwise deterministic. Memory is allocated with
-``torch.empty`` only (no fill kernels); the three Triton launches are the only kernels.
+No atomics anywhere: bitwise deterministic. Memory comes from ``torch.empty`` only.
 
 Max-pool routing matches PyTorch's ``max_pool2d`` backward exactly: a window's argmax is the
 first maximum in row-major scan order (``val > maxval || isnan(val)``, so the *last* NaN when
-there are NaNs), padding (``-inf``) is never chosen, and a window of only ``-inf`` routes to its
-first in-image position.
+there are NaNs), padding (``-inf``) is never chosen, and a window of only ``-inf`` routes to
+its first in-image position.
 
-Numerics: products on tensor cores (``tl.dot``) in ``x``'s dtype with fp32 accumulation (fp64
-for fp64); fp32 inputs use TF32 when ``torch.backends.cudnn.allow_tf32`` is set (on CUDA).
-Offsets into activations and partials are 64-bit.
-
-Sizes are runtime arguments (not specialized), so the nine GoogLeNet layers share one compiled
-kernel per dtype, kernel sizes, activation and layout. Static checks (compiled here for the 3a
-and 5b layers at batch 256, channels_last, with ``triton.compile`` and no GPU; cuobjdump), fp16
-and bf16, 8 warps: ``_grads_kernel`` 0 spill bytes, 185 registers and HGMMA on sm_90, 217 and
-HMMA on sm_80 (at 4 warps the then-unrolled pool scans spilled 3 KB); ``_reduce_grad_kernel`` 0
-spill bytes, 228 registers, HGMMA / HMMA -- one 256-thread program per SM, so occupancy, not
-correctness, is what a GPU profile should look at first. Not spill-free: fp32 with TF32 off
-(FMA dot; 552 B of stack on sm_90) and fp64 (DMMA; 120 B).
-
-Cost (a design limit): the pool part of ``dx`` recomputes ``gp @ wp`` for each of the nine
-neighbours instead of storing it, i.e. 9x the FLOPs of the pool projection's data gradient
-(for 3a: 9 * 32 vs 64 + 96 + 16 MACs per pixel and input channel), traded for not writing and
-re-reading an ``[N, Cin, H, W]`` tensor.
+Numerics: products on tensor cores in ``x``'s dtype with fp32 accumulation (fp64 for fp64);
+fp32 follows ``torch.backends.cudnn.allow_tf32`` on CUDA. ``gr`` is stored in ``x``'s dtype,
+``z`` and the partial sums in the accumulator's. Offsets into activations and partials are
+64-bit. Channel counts, kernel sizes, ``H``, ``W`` and the weights' strides are compile-time
+constants (one compiled kernel per layer), as in the forward; tiles follow
+:func:`~inception_kernels.triton._config.gemm_tiles`.
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
@@ -61,6 +55,9 @@ import triton.language as tl
 
 from .._checks import check_inception_args
 from .._launches import _launch
+from ._common import _pixel_rows, _pool_tile, _tap_of, _tap_ok
+from ._config import dot_precision, gemm_tiles, target_of
+from .inception_fwd import _round_up, _split_n, _tile_width
 
 __all__: list[str] = []
 
@@ -68,14 +65,6 @@ __all__: list[str] = []
 # --------------------------------------------------------------------------------------------
 # Device helpers
 # --------------------------------------------------------------------------------------------
-
-
-@triton.jit
-def _pixel_coords(m, H, W):
-    """Flat pixel index ``m`` over ``N*H*W`` (int64) -> ``(n, h, w)``."""
-    w = m % W
-    t = m // W
-    return t // H, t % H, w
 
 
 @triton.jit
@@ -91,50 +80,78 @@ def _load_grad(g_ptrs, y_ptrs, mask, RELU: tl.constexpr):
 
 
 @triton.jit
-def _load_act(a_ptrs, h, w, mask, H, W, a_sh, a_sw, POOL: tl.constexpr):
-    """Load an activation tile at ``a_ptrs`` (pixels ``(h, w)``); with ``POOL`` its 3x3/stride-1
-    max-pool (``-inf`` padding, NaN-propagating like PyTorch), computed on the fly from the
-    strides ``a_sh``/``a_sw``. Zero where ``mask`` is false."""
-    if POOL:
-        best = tl.full(mask.shape, float("-inf"), a_ptrs.dtype.element_ty)
-        for e in range(9):
-            eh = e // 3 - 1
-            ew = e % 3 - 1
-            ok = mask & (h + eh >= 0) & (h + eh < H) & (w + ew >= 0) & (w + ew < W)
-            v = tl.load(a_ptrs + (eh * a_sh + ew * a_sw), mask=ok, other=float("-inf"))
-            best = tl.where(ok & ((v > best) | (v != v)), v, best)
-        return tl.where(mask, best, 0.0)
-    else:
-        return tl.load(a_ptrs, mask=mask, other=0.0)
-
-
-@triton.jit
-def _rows_gemm(acc, g_ptr, g_st, y_ptr, y_st, g_c0, RELU: tl.constexpr,
-               n, h, w, row_ok, K,
-               w_ptr, w_st, kh, kw, cols, col_ok,
-               BK: tl.constexpr, DT: tl.constexpr, ACC_DT: tl.constexpr, PREC: tl.constexpr):
-    """``acc[m, j] += sum_k grad[pixel m, g_c0 + k] * wt[k, cols[j], kh, kw]`` over ``k < K``.
-
-    The implicit GEMM behind every data gradient: rows are pixels ``(n, h, w)`` (``[BM]``,
-    already shifted by the caller), ``grad`` is read through the activation (``_load_grad``),
-    ``wt`` is a conv weight ``[Cout, Cin, k, k]`` with strides ``w_st`` (so this is the
-    transposed conv: output channels are the reduction).
-    """
-    g_rows = g_ptr + ((n * g_st[0] + h * g_st[2] + w * g_st[3]) + g_c0 * g_st[1])[:, None]
-    y_rows = y_ptr + ((n * y_st[0] + h * y_st[2] + w * y_st[3]) + g_c0 * y_st[1])[:, None]
-    w_cols = w_ptr + (kh * w_st[2] + kw * w_st[3]) + (cols * w_st[1])[None, :]
-    for k0 in range(0, K, BK):
+def _dgrad(
+    acc, p, h, w, ok,  # accumulator [BM, BN]; the pixel rows
+    g_ptr, sg, y_ptr, sy, G0: tl.constexpr, RELU: tl.constexpr,  # A source: g'[pixel, G0 + c]
+    wk_ptr, WK_S: tl.constexpr, n, n_ok,  # B: weight [C, N, KS, KS]; columns n of its dim 1
+    C: tl.constexpr, KS: tl.constexpr, H: tl.constexpr, W: tl.constexpr,
+    BK: tl.constexpr, NSTAGE: tl.constexpr, PREC: tl.constexpr,
+):
+    """``acc[m, n] += sum_(tap, c) g'[p_m - tap, G0 + c] * wk[c, n, tap]``: the data gradient of a
+    conv (its transpose) as one flat (tap, channel) loop; ``KS = 1`` for a 1x1 conv. ``g'`` is
+    ``g`` through the activation mask ``y`` (``RELU``), or a plain buffer (``RELU`` False)."""
+    PAD: tl.constexpr = KS // 2
+    KTOT: tl.constexpr = KS * KS * C
+    g_row, _h, _w, _ok = _pixel_rows(p, 1 << 30, sg[0], sg[2], sg[3], H, W)
+    y_row, _h, _w, _ok = _pixel_rows(p, 1 << 30, sy[0], sy[2], sy[3], H, W)
+    for k0 in tl.range(0, KTOT, BK, num_stages=NSTAGE):
         k = k0 + tl.arange(0, BK)
-        k_ok = k < K
-        gt = _load_grad(g_rows + (k * g_st[1])[None, :], y_rows + (k * y_st[1])[None, :],
-                        row_ok[:, None] & k_ok[None, :], RELU)
-        wt = tl.load(w_cols + (k * w_st[0])[:, None], mask=k_ok[:, None] & col_ok[None, :], other=0.0)
-        acc = tl.dot(gt.to(DT), wt.to(DT), acc, input_precision=PREC, out_dtype=ACC_DT)
+        k_ok = k < KTOT
+        c, kh, kw = _tap_of(k, C, KS)
+        dh = kh - PAD
+        dw = kw - PAD
+        # the output pixel whose tap (kh, kw) reads pixel p: p - (dh, dw)
+        a_ok = ok[:, None] & k_ok[None, :] & _tap_ok(h[:, None], w[:, None], -dh[None, :], -dw[None, :], H, W)
+        a = _load_grad(g_ptr + g_row[:, None] + ((G0 + c) * sg[1] - dh * sg[2] - dw * sg[3])[None, :],
+                       y_ptr + y_row[:, None] + ((G0 + c) * sy[1] - dh * sy[2] - dw * sy[3])[None, :], a_ok, RELU)
+        b = tl.load(wk_ptr + (c * WK_S[0] + kh * WK_S[2] + kw * WK_S[3])[:, None] + (n * WK_S[1])[None, :],
+                    mask=k_ok[:, None] & n_ok[None, :], other=0.0)
+        acc = tl.dot(a, b, acc, input_precision=PREC, out_dtype=acc.dtype)
     return acc
 
 
 @triton.jit
-def _argmax_bits(x_ptrs, h, w, mask, H, W, x_sh, x_sw):
+def _dgrad_taps_inside(
+    n0, p0, NHW, g_ptr, sg, y_ptr, sy, G0: tl.constexpr, RELU: tl.constexpr, wk_ptr, WK_S: tl.constexpr,
+    r_ptr, sr, gr_ptr, C: tl.constexpr, N: tl.constexpr, KS: tl.constexpr, GR0: tl.constexpr, GS: tl.constexpr,
+    H: tl.constexpr, W: tl.constexpr,
+    ACC: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
+):
+    """``_reduce_grad_tile`` for columns ``[n0, n0 + BN)`` (of ``N``) and rows ``p0 + [0, BM)``,
+    computed tap by tap, each tap added only to the rows whose source pixel is in the image (the
+    transposed convolution with no term for the zero padding: non-finite weights give no
+    0 * inf at the border), and stored."""
+    PAD: tl.constexpr = KS // 2
+    p = p0 + tl.arange(0, BM)
+    _row, h, w, ok = _pixel_rows(p, NHW, 0, 0, 0, H, W)
+    g_row, _h, _w, _ok = _pixel_rows(p, 1 << 30, sg[0], sg[2], sg[3], H, W)
+    y_row, _h, _w, _ok = _pixel_rows(p, 1 << 30, sy[0], sy[2], sy[3], H, W)
+    RBN: tl.constexpr = 16  # columns per pass: two small accumulators, well within the registers
+    for j in range(BN // RBN):
+        n = n0 + j * RBN + tl.arange(0, RBN)
+        n_ok = n < N
+        acc = tl.zeros((BM, RBN), ACC)
+        for t in range(KS * KS):
+            dh = t // KS - PAD
+            dw = t % KS - PAD
+            inside = ok & _tap_ok(h, w, -dh, -dw, H, W)
+            part = tl.zeros((BM, RBN), ACC)
+            for c0 in range(0, C, BK):
+                c = c0 + tl.arange(0, BK)
+                c_ok = c < C
+                a_ok = inside[:, None] & c_ok[None, :]
+                a = _load_grad(g_ptr + g_row[:, None] + ((G0 + c) * sg[1] - dh * sg[2] - dw * sg[3])[None, :],
+                               y_ptr + y_row[:, None] + ((G0 + c) * sy[1] - dh * sy[2] - dw * sy[3])[None, :], a_ok,
+                               RELU)
+                b = tl.load(wk_ptr + (c * WK_S[0] + (t // KS) * WK_S[2] + (t % KS) * WK_S[3])[:, None]
+                            + (n * WK_S[1])[None, :], mask=c_ok[:, None] & n_ok[None, :], other=0.0)
+                part = tl.dot(a, b, part, input_precision=PREC, out_dtype=part.dtype)
+            acc = tl.where(inside[:, None], acc + part, acc)
+        _store_reduce_grad(acc, p, ok, n, n_ok, r_ptr, sr, gr_ptr, NHW, GR0, GS, RELU, H, W)
+
+
+@triton.jit
+def _argmax_bits(x_ptrs, h, w, mask, H: tl.constexpr, W: tl.constexpr, x_sh, x_sw):
     """Bit ``o`` (``o = (oh + 2) * 5 + ow + 2``) set where pixel ``q = (h, w)`` (at ``x_ptrs``)
     beats its neighbour ``q + (oh, ow)`` in PyTorch's max-pool scan, over q's 5x5 neighbourhood.
 
@@ -158,62 +175,252 @@ def _argmax_bits(x_ptrs, h, w, mask, H, W, x_sh, x_sw):
     return bits
 
 
+# --------------------------------------------------------------------------------------------
+# Tiles (each compiled out of line: registers are allocated per tile, not across the kernel)
+# --------------------------------------------------------------------------------------------
+
+
+@triton.jit(noinline=True)
+def _reduce_grad_tile(
+    n0, p0, NHW, gy_ptr, sg, y_ptr, sy, wk_ptr, r_ptr, sr, gr_ptr,
+    OY: tl.constexpr, CO: tl.constexpr, CR: tl.constexpr, KS: tl.constexpr, WK_S: tl.constexpr,
+    GR0: tl.constexpr, GS: tl.constexpr, RELU: tl.constexpr, H: tl.constexpr, W: tl.constexpr,
+    ACC: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, NSTAGE: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    """Columns ``[n0, n0 + BN)`` of ``gr_b`` for the pixel rows ``p0 + [0, BM)``: the transposed
+    KxK conv of ``g_b'`` (``y``'s channels ``[OY, OY + CO)``), masked by ``relu'(r_b)``, stored
+    at column ``GR0`` of the flat ``gr`` buffer (row stride ``GS``)."""
+    p = p0 + tl.arange(0, BM)
+    _row, h, w, ok = _pixel_rows(p, NHW, 0, 0, 0, H, W)
+    n = n0 + tl.arange(0, BN)
+    n_ok = n < CR
+    acc = tl.zeros((BM, BN), ACC)
+    acc = _dgrad(acc, p, h, w, ok, gy_ptr, sg, y_ptr, sy, OY, RELU, wk_ptr, WK_S, n, n_ok, CO, KS, H, W,
+                 BK, NSTAGE, PREC)
+    # as in the forward: a NaN may be 0 * inf from a zero-padded tap -- recompute tap by tap
+    if tl.max(tl.where(acc != acc, 1, 0)) > 0:
+        _dgrad_taps_inside(n0, p0, NHW, gy_ptr, sg, y_ptr, sy, OY, RELU, wk_ptr, WK_S, r_ptr, sr, gr_ptr, CO, CR, KS,
+                           GR0, GS, H, W, ACC, BM, BN, BK, PREC)
+    else:
+        _store_reduce_grad(acc, p, ok, n, n_ok, r_ptr, sr, gr_ptr, NHW, GR0, GS, RELU, H, W)
+
+
 @triton.jit
-def _wgrad_tile(pid, S, PPS, NHW, H, W,
-                g_ptr, g_st, y_ptr, y_st, g_c0, RELU_G: tl.constexpr,
-                a_ptr, a_st, POOL: tl.constexpr,
-                Cout, Cin, KS: tl.constexpr,
-                part_ptr, part_stride, dw_off, dw_st, db_off,
-                BCO: tl.constexpr, BCI: tl.constexpr, BP: tl.constexpr, ALL_TAPS: tl.constexpr,
-                DT: tl.constexpr, ACC_DT: tl.constexpr, PREC: tl.constexpr):
-    """One weight-gradient job: partial ``dW[co, ci, kh, kw] = sum_p g[p, co] a[p + tap, ci]``
-    over pixel split ``s`` (and ``db[co] = sum_p g[p, co]`` on the first ci tile and tap),
-    stored into ``part[s]`` at ``dw_off`` with the gradient's strides ``dw_st``. The job is
-    one tap, or all ``KS * KS`` taps one after another with ``ALL_TAPS``."""
-    GRID_TAPS: tl.constexpr = 1 if ALL_TAPS else KS * KS
-    s = pid % S
-    r = pid // S
-    tap0 = r % GRID_TAPS
-    r = r // GRID_TAPS
-    n_ci = tl.cdiv(Cin, BCI)
-    cib = r % n_ci
-    cob = r // n_ci
-    co = cob * BCO + tl.arange(0, BCO)
-    ci = cib * BCI + tl.arange(0, BCI)
-    co_ok = co < Cout
-    ci_ok = ci < Cin
-    g_co = ((g_c0 + co) * g_st[1])[:, None]
-    y_co = ((g_c0 + co) * y_st[1])[:, None]
-    a_ci = (ci * a_st[1])[None, :]
-    p_lo = s.to(tl.int64) * PPS
+def _store_reduce_grad(acc, p, ok, n, n_ok, r_ptr, sr, gr_ptr, NHW, GR0: tl.constexpr, GS: tl.constexpr,
+                       RELU: tl.constexpr, H: tl.constexpr, W: tl.constexpr):
+    """``gr[p, GR0 + n] = relu'(r) * acc`` (the reduce output's activation mask; ``r`` by strides)."""
+    mask = ok[:, None] & n_ok[None, :]
+    if RELU:
+        r_row, _h, _w, _ok = _pixel_rows(p, NHW, sr[0], sr[2], sr[3], H, W)
+        rv = tl.load(r_ptr + r_row[:, None] + (n * sr[1])[None, :], mask=mask, other=0.0)
+        acc = tl.where(rv <= 0, 0.0, acc)
+    tl.store(gr_ptr + (p.to(tl.int64) * GS)[:, None] + (GR0 + n)[None, :], acc.to(gr_ptr.dtype.element_ty),
+             mask=mask)
+
+
+@triton.jit(noinline=True)
+def _dx_tile(
+    n0, p0, NHW, gy_ptr, sg, y_ptr, sy, gr_ptr, x_ptr, sx, w1_ptr, w3r_ptr, w5r_ptr, wp_ptr, z_ptr, dx_ptr, sdx,
+    CIN: tl.constexpr, C1: tl.constexpr, C3R: tl.constexpr, C5R: tl.constexpr, CP: tl.constexpr,
+    OP: tl.constexpr, CS3: tl.constexpr, GS: tl.constexpr,
+    W1_S: tl.constexpr, W3R_S: tl.constexpr, W5R_S: tl.constexpr, WP_S: tl.constexpr,
+    RELU: tl.constexpr, H: tl.constexpr, W: tl.constexpr, ZT: tl.constexpr,
+    ACC: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, NSTAGE: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    """Input channels ``[n0, n0 + BN)`` of ``dx`` for the pixel rows ``p0 + [0, BM)``.
+
+    ``z = gp' @ wp`` is computed for the rows ``[p0 - W - 1, p0 - W - 1 + ZT * BM)`` (the tile and
+    every 3x3 neighbour of it) into ``z_ptr``, this program's ``[ZT * BM, BN]`` scratch, once."""
+    p = p0 + tl.arange(0, BM)
+    _row, h, w, ok = _pixel_rows(p, NHW, 0, 0, 0, H, W)
+    n = n0 + tl.arange(0, BN)
+    n_ok = n < CIN
+    # 1. the pool branch's product over the tile and its halo -> scratch
+    zrows = tl.arange(0, BM)
+    for zt in range(ZT):
+        q = p0 - (W + 1) + zt * BM + zrows
+        _qr, qh, qw, q_ok = _pixel_rows(q, NHW, 0, 0, 0, H, W)
+        z = tl.zeros((BM, BN), ACC)
+        z = _dgrad(z, q, qh, qw, q_ok, gy_ptr, sg, y_ptr, sy, OP, RELU, wp_ptr, WP_S, n, n_ok, CP, 1, H, W,
+                   BK, NSTAGE, PREC)
+        tl.store(z_ptr + ((zt * BM + zrows) * BN)[:, None] + tl.arange(0, BN)[None, :], z)
+    # 2. the three other branches: one reduction over g1', gr3, gr5
+    acc = tl.zeros((BM, BN), ACC)
+    acc = _dgrad(acc, p, h, w, ok, gy_ptr, sg, y_ptr, sy, 0, RELU, w1_ptr, W1_S, n, n_ok, C1, 1, H, W,
+                 BK, NSTAGE, PREC)
+    acc = _dgrad_flat(acc, p, ok, gr_ptr, GS, 0, w3r_ptr, W3R_S, n, n_ok, C3R, BK, NSTAGE, PREC)
+    acc = _dgrad_flat(acc, p, ok, gr_ptr, GS, CS3, w5r_ptr, W5R_S, n, n_ok, C5R, BK, NSTAGE, PREC)
+    tl.debug_barrier()  # z is in the scratch
+    # 3. max-pool backward as a gather from the scratch
+    x_row, _h, _w, _ok = _pixel_rows(p, NHW, sx[0], sx[2], sx[3], H, W)
+    mask = ok[:, None] & n_ok[None, :]
+    bits = _argmax_bits(x_ptr + x_row[:, None] + (n * sx[1])[None, :], h[:, None], w[:, None], mask, H, W,
+                        sx[2], sx[3])
+    for d in range(9):
+        dh = d // 3 - 1
+        dw = d % 3 - 1
+        nb_ok = ok & _tap_ok(h, w, dh, dw, H, W)
+        win = 7399 << ((dh + 1) * 5 + dw + 1)  # 0b111 in 3 rows of 5 bits: the window of q + d
+        hit = nb_ok[:, None] & ((bits & win) == win)
+        zr = tl.arange(0, BM) + (W + 1) + dh * W + dw  # scratch row of q + d
+        zv = tl.load(z_ptr + (zr * BN)[:, None] + tl.arange(0, BN)[None, :], mask=hit, other=0.0)
+        acc += zv
+    tl.debug_barrier()  # the scratch is read; the next job may overwrite it
+    dx_row, _h, _w, _ok = _pixel_rows(p, NHW, sdx[0], sdx[2], sdx[3], H, W)
+    tl.store(dx_ptr + dx_row[:, None] + (n * sdx[1])[None, :], acc.to(dx_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _dgrad_flat(acc, p, ok, g_ptr, GS: tl.constexpr, G0: tl.constexpr, wk_ptr, WK_S: tl.constexpr, n, n_ok,
+                C: tl.constexpr, BK: tl.constexpr, NSTAGE: tl.constexpr, PREC: tl.constexpr):
+    """``acc[m, n] += sum_c g[p_m, G0 + c] * wk[c, n]`` for a flat ``[N*H*W, GS]`` buffer ``g``
+    (the reduce gradients) and a 1x1 weight ``wk [C, N, 1, 1]``."""
+    g_row = p.to(tl.int64) * GS + G0
+    for k0 in tl.range(0, C, BK, num_stages=NSTAGE):
+        c = k0 + tl.arange(0, BK)
+        c_ok = c < C
+        a = tl.load(g_ptr + g_row[:, None] + c[None, :], mask=ok[:, None] & c_ok[None, :], other=0.0)
+        b = tl.load(wk_ptr + (c * WK_S[0])[:, None] + (n * WK_S[1])[None, :], mask=c_ok[:, None] & n_ok[None, :],
+                    other=0.0)
+        acc = tl.dot(a, b, acc, input_precision=PREC, out_dtype=acc.dtype)
+    return acc
+
+
+@triton.jit(noinline=True)
+def _wgrad_tile(
+    mt, n0, s, PPS, NHW,
+    g_ptr, sg, y_ptr, sy,  # A source: g'[pixel, G0 + co] (RELU) or the flat gr buffer (G_FLAT)
+    a_ptr, sa,  # B source: x or the reduce output r, by strides (n, c, h, w)
+    part_ptr, P,  # [S, P] partial sums (fp32 / fp64)
+    G0: tl.constexpr, G_FLAT: tl.constexpr, GS: tl.constexpr, RELU: tl.constexpr,
+    CO: tl.constexpr, CI: tl.constexpr, KS: tl.constexpr, POOL: tl.constexpr,
+    DW_OFF: tl.constexpr, DW_S: tl.constexpr, WI: tl.constexpr, DB_OFF: tl.constexpr, NEED_DB: tl.constexpr,
+    db_on,
+    H: tl.constexpr, W: tl.constexpr,
+    ACC: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, NSTAGE: tl.constexpr,
+    PREC: tl.constexpr, DT: tl.constexpr,
+):
+    """Partial weight gradient ``dW[co, (tap, ci)] = sum_p g'[p, co] a[p + tap, ci]`` of output
+    channels ``mt * BM + [0, BM)`` and columns ``[n0, n0 + BN)`` of the ``(tap, ci)`` axis (taps
+    folded into N), over the pixels ``[s * PPS, (s + 1) * PPS)``; stored into ``part[s]`` at
+    ``DW_OFF`` with the gradient's strides ``DW_S[4*WI : 4*WI + 4]`` (one flat tuple of the six
+    gradients' strides: Triton 3.6 cannot pass a tuple taken out of a tuple). With ``NEED_DB``,
+    the job of the first N tile (``db_on``) also stores the bias gradient ``db[co] = sum_p g'[p, co]`` at ``DB_OFF``: a
+    sum of the A tiles the job loads anyway."""
+    PAD: tl.constexpr = KS // 2
+    NTOT: tl.constexpr = KS * KS * CI
+    co = mt * BM + tl.arange(0, BM)
+    co_ok = co < CO
+    n = n0 + tl.arange(0, BN)
+    n_ok = n < NTOT
+    ci, kh, kw = _tap_of(n, CI, KS)
+    dh = kh - PAD
+    dw = kw - PAD
+    acc = tl.zeros((BM, BN), ACC)
+    gsum = tl.zeros((BM,), ACC)
+    p_lo = s * PPS
     p_hi = tl.minimum(p_lo + PPS, NHW)
-    base = part_ptr + s.to(tl.int64) * part_stride
-    for tap in range(tap0, tap0 + KS * KS // GRID_TAPS):
-        kh = tap // KS
-        kw = tap % KS
-        owns_db = (cib == 0) & (tap == 0)
-        acc = tl.zeros((BCO, BCI), ACC_DT)
-        bacc = tl.zeros((BCO,), ACC_DT)
-        for p0 in range(p_lo, p_hi, BP):
-            p = p0 + tl.arange(0, BP)
-            p_ok = p < p_hi
-            n, h, w = _pixel_coords(p, H, W)
-            gt = _load_grad(g_ptr + g_co + (n * g_st[0] + h * g_st[2] + w * g_st[3])[None, :],
-                            y_ptr + y_co + (n * y_st[0] + h * y_st[2] + w * y_st[3])[None, :],
-                            co_ok[:, None] & p_ok[None, :], RELU_G)  # [BCO, BP]
-            hs = h + (kh - KS // 2)
-            ws = w + (kw - KS // 2)
-            a_ok = p_ok & (hs >= 0) & (hs < H) & (ws >= 0) & (ws < W)
-            at = _load_act(a_ptr + a_ci + (n * a_st[0] + hs * a_st[2] + ws * a_st[3])[:, None],
-                           hs[:, None], ws[:, None], a_ok[:, None] & ci_ok[None, :], H, W, a_st[2], a_st[3],
-                           POOL)  # [BP, BCI]
-            acc = tl.dot(gt.to(DT), at.to(DT), acc, input_precision=PREC, out_dtype=ACC_DT)
-            if owns_db:
-                bacc += tl.sum(gt.to(ACC_DT), axis=1)
-        tl.store(base + dw_off + co[:, None] * dw_st[0] + ci[None, :] * dw_st[1] + kh * dw_st[2] + kw * dw_st[3],
-                 acc, mask=co_ok[:, None] & ci_ok[None, :])
-        if owns_db:
-            tl.store(base + db_off + co, bacc, mask=co_ok)
+    for k0 in tl.range(p_lo, p_hi, BK, num_stages=NSTAGE):
+        p = k0 + tl.arange(0, BK)
+        _row, h, w, p_ok = _pixel_rows(p, p_hi, 0, 0, 0, H, W)
+        # A = g'^T [co, p]
+        g_mask = co_ok[:, None] & p_ok[None, :]
+        if G_FLAT:
+            gt = tl.load(g_ptr + (p.to(tl.int64) * GS)[None, :] + (G0 + co)[:, None], mask=g_mask, other=0.0)
+        else:
+            g_row, _h, _w, _ok = _pixel_rows(p, p_hi, sg[0], sg[2], sg[3], H, W)
+            y_row, _h, _w, _ok = _pixel_rows(p, p_hi, sy[0], sy[2], sy[3], H, W)
+            gt = _load_grad(g_ptr + g_row[None, :] + ((G0 + co) * sg[1])[:, None],
+                            y_ptr + y_row[None, :] + ((G0 + co) * sy[1])[:, None], g_mask, RELU)
+        # B = a [p, (tap, ci)]: x, pool(x), or r shifted by the tap
+        a_row, _h, _w, _ok = _pixel_rows(p, p_hi, sa[0], sa[2], sa[3], H, W)
+        if POOL:
+            b = _pool_tile(a_ptr, a_row, h, w, p_ok, ci, n_ok, sa[1], sa[2], sa[3], H, W)
+        else:
+            b_ok = p_ok[:, None] & n_ok[None, :] & _tap_ok(h[:, None], w[:, None], dh[None, :], dw[None, :], H, W)
+            b = tl.load(a_ptr + a_row[:, None] + (ci * sa[1] + dh * sa[2] + dw * sa[3])[None, :], mask=b_ok,
+                        other=0.0)
+        acc = tl.dot(gt.to(DT), b.to(DT), acc, input_precision=PREC, out_dtype=acc.dtype)
+        if NEED_DB:
+            gsum += tl.sum(gt.to(ACC), axis=1)
+    base = part_ptr + tl.cast(s, tl.int64) * P
+    tl.store(base + DW_OFF + (co * DW_S[4 * WI])[:, None]
+             + (ci * DW_S[4 * WI + 1] + kh * DW_S[4 * WI + 2] + kw * DW_S[4 * WI + 3])[None, :], acc,
+             mask=co_ok[:, None] & n_ok[None, :])
+    if NEED_DB:
+        tl.store(base + DB_OFF + co, gsum, mask=co_ok & db_on)
+
+
+# --------------------------------------------------------------------------------------------
+# N-tile dispatch: a runtime tile index -> one of the statically sized tiles of a _split_n
+# --------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _reduce_grad_j(j, p0, NHW, gy_ptr, sg, y_ptr, sy, wk_ptr, r_ptr, sr, gr_ptr,
+                   OY: tl.constexpr, CO: tl.constexpr, CR: tl.constexpr, KS: tl.constexpr, WK_S: tl.constexpr,
+                   GR0: tl.constexpr, GS: tl.constexpr, RELU: tl.constexpr, H: tl.constexpr, W: tl.constexpr,
+                   ACC: tl.constexpr, BM: tl.constexpr, T: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+                   NSTAGE: tl.constexpr, PREC: tl.constexpr):
+    """N tile ``j`` of ``T = _split_n(CR, BN)`` of one branch's reduce gradient."""
+    if j < T[0]:
+        _reduce_grad_tile(j * BN, p0, NHW, gy_ptr, sg, y_ptr, sy, wk_ptr, r_ptr, sr, gr_ptr, OY, CO, CR, KS, WK_S,
+                          GR0, GS, RELU, H, W, ACC, BM, BN, BK, NSTAGE, PREC)
+    for i in tl.static_range(3):
+        if T[2 + 2 * i] > 0:
+            if j == T[0] + i:
+                _reduce_grad_tile(T[1 + 2 * i], p0, NHW, gy_ptr, sg, y_ptr, sy, wk_ptr, r_ptr, sr, gr_ptr, OY, CO,
+                                  CR, KS, WK_S, GR0, GS, RELU, H, W, ACC, BM, T[2 + 2 * i], BK, NSTAGE, PREC)
+
+
+@triton.jit
+def _dx_j(j, p0, NHW, gy_ptr, sg, y_ptr, sy, gr_ptr, x_ptr, sx, w1_ptr, w3r_ptr, w5r_ptr, wp_ptr, z_ptr, dx_ptr, sdx,
+          CIN: tl.constexpr, C1: tl.constexpr, C3R: tl.constexpr, C5R: tl.constexpr, CP: tl.constexpr,
+          OP: tl.constexpr, CS3: tl.constexpr, GS: tl.constexpr,
+          W1_S: tl.constexpr, W3R_S: tl.constexpr, W5R_S: tl.constexpr, WP_S: tl.constexpr,
+          RELU: tl.constexpr, H: tl.constexpr, W: tl.constexpr, ZT: tl.constexpr,
+          ACC: tl.constexpr, BM: tl.constexpr, T: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+          NSTAGE: tl.constexpr, PREC: tl.constexpr):
+    """N tile ``j`` of ``T = _split_n(CIN, BN)`` of ``dx``."""
+    if j < T[0]:
+        _dx_tile(j * BN, p0, NHW, gy_ptr, sg, y_ptr, sy, gr_ptr, x_ptr, sx, w1_ptr, w3r_ptr, w5r_ptr, wp_ptr, z_ptr,
+                 dx_ptr, sdx, CIN, C1, C3R, C5R, CP, OP, CS3, GS, W1_S, W3R_S, W5R_S, WP_S, RELU, H, W, ZT,
+                 ACC, BM, BN, BK, NSTAGE, PREC)
+    for i in tl.static_range(3):
+        if T[2 + 2 * i] > 0:
+            if j == T[0] + i:
+                _dx_tile(T[1 + 2 * i], p0, NHW, gy_ptr, sg, y_ptr, sy, gr_ptr, x_ptr, sx, w1_ptr, w3r_ptr, w5r_ptr,
+                         wp_ptr, z_ptr, dx_ptr, sdx, CIN, C1, C3R, C5R, CP, OP, CS3, GS, W1_S, W3R_S, W5R_S, WP_S,
+                         RELU, H, W, ZT, ACC, BM, T[2 + 2 * i], BK, NSTAGE, PREC)
+
+
+@triton.jit
+def _wgrad_job(job, S, PPS, NHW, g_ptr, sg, y_ptr, sy, a_ptr, sa, part_ptr, P,
+               G0: tl.constexpr, G_FLAT: tl.constexpr, GS: tl.constexpr, RELU: tl.constexpr,
+               CO: tl.constexpr, CI: tl.constexpr, KS: tl.constexpr, POOL: tl.constexpr,
+               DW_OFF: tl.constexpr, DW_S: tl.constexpr, WI: tl.constexpr, DB_OFF: tl.constexpr,
+               NEED_DB: tl.constexpr,
+               H: tl.constexpr, W: tl.constexpr, ACC: tl.constexpr, BM: tl.constexpr, T: tl.constexpr,
+               BN: tl.constexpr, BK: tl.constexpr, NSTAGE: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr):
+    """Weight-gradient job ``job`` of one conv: ``(output-channel tile, N tile of
+    T = _split_n(KS*KS*CI, BN), pixel split)``, split fastest."""
+    NJ: tl.constexpr = T[0] + (T[2] > 0) + (T[4] > 0) + (T[6] > 0)
+    s = job % S
+    r = job // S
+    j = r % NJ
+    mt = r // NJ
+    if j < T[0]:
+        _wgrad_tile(mt, j * BN, s, PPS, NHW, g_ptr, sg, y_ptr, sy, a_ptr, sa, part_ptr, P, G0, G_FLAT, GS, RELU,
+                    CO, CI, KS, POOL, DW_OFF, DW_S, WI, DB_OFF, NEED_DB, j == 0, H, W, ACC, BM, BN, BK, NSTAGE,
+                    PREC, DT)
+    for i in tl.static_range(3):
+        if T[2 + 2 * i] > 0:
+            if j == T[0] + i:
+                _wgrad_tile(mt, T[1 + 2 * i], s, PPS, NHW, g_ptr, sg, y_ptr, sy, a_ptr, sa, part_ptr, P, G0, G_FLAT,
+                            GS, RELU, CO, CI, KS, POOL, DW_OFF, DW_S, WI, DB_OFF, NEED_DB, j == 0, H, W, ACC, BM,
+                            T[2 + 2 * i], BK, NSTAGE, PREC, DT)
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,175 +428,110 @@ def _wgrad_tile(pid, S, PPS, NHW, H, W,
 # --------------------------------------------------------------------------------------------
 
 
-@triton.jit
-def _reduce_grad_branch(pid, NHW, H, W,
-                        gy_ptr, gy_st, y_ptr, y_st, g_c0, Cg,
-                        w_ptr, w_st, KS: tl.constexpr,
-                        r_ptr, r_st, Cr, gr_ptr, gr_st, gr_c0,
-                        RELU: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-                        DT: tl.constexpr, ACC_DT: tl.constexpr, PREC: tl.constexpr):
-    """One tile of ``gr = relu'(r) * conv_transpose(relu'(y_b) * g_b, w)`` for one KxK branch."""
-    n_cb = tl.cdiv(Cr, BN)
-    m = (pid // n_cb).to(tl.int64) * BM + tl.arange(0, BM)
-    c = (pid % n_cb) * BN + tl.arange(0, BN)
-    m_ok = m < NHW
-    c_ok = c < Cr
-    n, h, w = _pixel_coords(m, H, W)
-    acc = tl.zeros((BM, BN), ACC_DT)
-    for t in range(KS * KS):
-        kh = t // KS
-        kw = t % KS
-        hs = h + (KS // 2 - kh)
-        ws = w + (KS // 2 - kw)
-        ok = m_ok & (hs >= 0) & (hs < H) & (ws >= 0) & (ws < W)
-        acc = _rows_gemm(acc, gy_ptr, gy_st, y_ptr, y_st, g_c0, RELU, n, hs, ws, ok, Cg,
-                         w_ptr, w_st, kh, kw, c, c_ok, BK, DT, ACC_DT, PREC)
-    mask = m_ok[:, None] & c_ok[None, :]
-    if RELU:
-        rv = tl.load(r_ptr + (n * r_st[0] + h * r_st[2] + w * r_st[3])[:, None] + (c * r_st[1])[None, :],
-                     mask=mask, other=0.0)
-        acc = tl.where(rv <= 0, 0.0, acc)
-    tl.store(gr_ptr + (n * gr_st[0] + h * gr_st[2] + w * gr_st[3])[:, None] + ((gr_c0 + c) * gr_st[1])[None, :],
-             acc.to(DT), mask=mask)
-
-
-@triton.jit(do_not_specialize=["NHW", "H", "W", "o3", "c3", "c3r", "o5", "c5", "c5r", "n_tiles3"])
+@triton.jit(do_not_specialize=["NHW"])
 def _reduce_grad_kernel(
-    gy_ptr, gy_st,  # [N, Ctot, H, W] upstream gradient, strides (n, c, h, w)
-    y_ptr, y_st,  # [N, Ctot, H, W] forward output (post-activation)
-    w3_ptr, w3_st,  # [c3, c3r, K3, K3]
-    w5_ptr, w5_st,  # [c5, c5r, K5, K5]
-    r3_ptr, r3_st,  # [N, c3r, H, W] saved reduce output (post-activation)
-    r5_ptr, r5_st,  # [N, c5r, H, W]
-    gr_ptr, gr_st,  # [N, c3r + c5r, H, W] out: reduce gradients (pre-activation), NHWC storage
-    NHW, H, W, o3, c3, c3r, o5, c5, c5r, n_tiles3,
-    K3: tl.constexpr, K5: tl.constexpr, RELU: tl.constexpr,
-    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-    DT: tl.constexpr, ACC_DT: tl.constexpr, PREC: tl.constexpr,
+    gy_ptr, sg,  # [N, CTOT, H, W] upstream gradient, strides (n, c, h, w)
+    y_ptr, sy,  # [N, CTOT, H, W] forward output (post-activation)
+    w3_ptr,  # [C3, C3R, K3, K3] by compile-time strides W3_S
+    w5_ptr,  # [C5, C5R, K5, K5]
+    r3_ptr, sr3,  # [N, C3R, H, W] saved reduce output (post-activation)
+    r5_ptr, sr5,  # [N, C5R, H, W]
+    gr_ptr,  # [N*H*W, GS] out: reduce gradients (pre-activation), r5's at column CS3
+    NHW,
+    H: tl.constexpr, W: tl.constexpr, C3R: tl.constexpr, C3: tl.constexpr, C5R: tl.constexpr,
+    C5: tl.constexpr, K3: tl.constexpr, K5: tl.constexpr, O3: tl.constexpr, O5: tl.constexpr,
+    W3_S: tl.constexpr, W5_S: tl.constexpr, CS3: tl.constexpr, GS: tl.constexpr, RELU: tl.constexpr,
+    ACC: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, NSTAGE: tl.constexpr,
+    PREC: tl.constexpr, T3R: tl.constexpr, T5R: tl.constexpr,
 ):
-    """Launch 1: the gradients at the two reduce convs' outputs; programs ``< n_tiles3`` do
-    branch 3, the rest branch 5."""
-    pid = tl.program_id(0)
-    if pid < n_tiles3:
-        _reduce_grad_branch(pid, NHW, H, W, gy_ptr, gy_st, y_ptr, y_st, o3, c3, w3_ptr, w3_st, K3,
-                            r3_ptr, r3_st, c3r, gr_ptr, gr_st, 0, RELU, BM, BN, BK, DT, ACC_DT, PREC)
+    """Launch 1: grid (pixel tiles, N tiles of c3r then of c5r)."""
+    p0 = tl.program_id(0) * BM
+    j = tl.program_id(1)
+    NJ3: tl.constexpr = T3R[0] + (T3R[2] > 0) + (T3R[4] > 0) + (T3R[6] > 0)
+    if j < NJ3:
+        _reduce_grad_j(j, p0, NHW, gy_ptr, sg, y_ptr, sy, w3_ptr, r3_ptr, sr3, gr_ptr, O3, C3, C3R, K3, W3_S, 0, GS,
+                       RELU, H, W, ACC, BM, T3R, BN, BK, NSTAGE, PREC)
     else:
-        _reduce_grad_branch(pid - n_tiles3, NHW, H, W, gy_ptr, gy_st, y_ptr, y_st, o5, c5, w5_ptr, w5_st, K5,
-                            r5_ptr, r5_st, c5r, gr_ptr, gr_st, c3r, RELU, BM, BN, BK, DT, ACC_DT, PREC)
+        _reduce_grad_j(j - NJ3, p0, NHW, gy_ptr, sg, y_ptr, sy, w5_ptr, r5_ptr, sr5, gr_ptr, O5, C5, C5R, K5, W5_S,
+                       CS3, GS, RELU, H, W, ACC, BM, T5R, BN, BK, NSTAGE, PREC)
 
 
-@triton.jit
-def _dx_tile(pid, NHW, H, W, Cin,
-             gy_ptr, gy_st, y_ptr, y_st, gr_ptr, gr_st, x_ptr, x_st,
-             w1_ptr, w1_st, w3r_ptr, w3r_st, w5r_ptr, w5r_st, wp_ptr, wp_st,
-             dx_ptr, dx_st, c1, c3r, c5r, cp, op,
-             RELU: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-             DT: tl.constexpr, ACC_DT: tl.constexpr, PREC: tl.constexpr):
-    """One tile of ``dx = g1 @ w1 + gr3 @ w3r + gr5 @ w5r + maxpool_backward(gp @ wp)``."""
-    n_cb = tl.cdiv(Cin, BN)
-    m = (pid // n_cb).to(tl.int64) * BM + tl.arange(0, BM)
-    c = (pid % n_cb) * BN + tl.arange(0, BN)
-    m_ok = m < NHW
-    c_ok = c < Cin
-    n, h, w = _pixel_coords(m, H, W)
-    acc = tl.zeros((BM, BN), ACC_DT)
-    acc = _rows_gemm(acc, gy_ptr, gy_st, y_ptr, y_st, 0, RELU, n, h, w, m_ok, c1,
-                     w1_ptr, w1_st, 0, 0, c, c_ok, BK, DT, ACC_DT, PREC)
-    acc = _rows_gemm(acc, gr_ptr, gr_st, gr_ptr, gr_st, 0, False, n, h, w, m_ok, c3r,
-                     w3r_ptr, w3r_st, 0, 0, c, c_ok, BK, DT, ACC_DT, PREC)
-    acc = _rows_gemm(acc, gr_ptr, gr_st, gr_ptr, gr_st, c3r, False, n, h, w, m_ok, c5r,
-                     w5r_ptr, w5r_st, 0, 0, c, c_ok, BK, DT, ACC_DT, PREC)
-    # Max-pool backward as a gather: q gets (gp @ wp)[q + d] where q is the argmax of q + d's window.
-    mask = m_ok[:, None] & c_ok[None, :]
-    bits = _argmax_bits(x_ptr + (n * x_st[0] + h * x_st[2] + w * x_st[3])[:, None] + (c * x_st[1])[None, :],
-                        h[:, None], w[:, None], mask, H, W, x_st[2], x_st[3])
-    for d in range(9):
-        dh = d // 3 - 1
-        dw = d % 3 - 1
-        hn = h + dh
-        wn = w + dw
-        nb_ok = m_ok & (hn >= 0) & (hn < H) & (wn >= 0) & (wn < W)
-        win = 7399 << ((dh + 1) * 5 + dw + 1)  # 0b111 in 3 rows of 5 bits: the window of q + d
-        hit = nb_ok[:, None] & ((bits & win) == win)
-        dp = _rows_gemm(tl.zeros((BM, BN), ACC_DT), gy_ptr, gy_st, y_ptr, y_st, op, RELU, n, hn, wn, nb_ok,
-                        cp, wp_ptr, wp_st, 0, 0, c, c_ok, BK, DT, ACC_DT, PREC)
-        acc += tl.where(hit, dp, 0.0)
-    tl.store(dx_ptr + (n * dx_st[0] + h * dx_st[2] + w * dx_st[3])[:, None] + (c * dx_st[1])[None, :],
-             acc.to(dx_ptr.dtype.element_ty), mask=mask)
-
-
-@triton.jit(do_not_specialize=["NHW", "H", "W", "Cin", "c1", "c3r", "c3", "c5r", "c5", "cp", "o3", "o5", "op",
-                               "S", "PPS"])
+@triton.jit(do_not_specialize=["NHW", "S", "PPS", "P"])
 def _grads_kernel(
-    gy_ptr, gy_st,  # [N, Ctot, H, W] upstream gradient
-    y_ptr, y_st,  # [N, Ctot, H, W] forward output (post-activation)
-    gr_ptr, gr_st,  # [N, c3r + c5r, H, W] reduce gradients from launch 1
-    x_ptr, x_st,  # [N, Cin, H, W] input
-    r3_ptr, r3_st,  # [N, c3r, H, W]
-    r5_ptr, r5_st,  # [N, c5r, H, W]
-    w1_ptr, w1_st,  # [c1, Cin, 1, 1]
-    w3r_ptr, w3r_st,  # [c3r, Cin, 1, 1]
-    w5r_ptr, w5r_st,  # [c5r, Cin, 1, 1]
-    wp_ptr, wp_st,  # [cp, Cin, 1, 1]
-    dx_ptr, dx_st,  # [N, Cin, H, W] out
+    gy_ptr, sg,  # [N, CTOT, H, W] upstream gradient
+    y_ptr, sy,  # [N, CTOT, H, W] forward output (post-activation)
+    gr_ptr,  # [N*H*W, GS] reduce gradients from launch 1
+    x_ptr, sx,  # [N, CIN, H, W] input
+    r3_ptr, sr3,  # [N, C3R, H, W]
+    r5_ptr, sr5,  # [N, C5R, H, W]
+    w1_ptr, w3r_ptr, w5r_ptr, wp_ptr,  # the four 1x1 weights [C, CIN, 1, 1] by compile-time strides
+    dx_ptr, sdx,  # [N, CIN, H, W] out
     part_ptr,  # [S, P] out: fp32 (fp64) partial weight/bias gradients
-    offs,  # 13 offsets into a row of part: dW then db of (1, 3r, 3, 5r, 5, p), then its length P
-    dw_sts,  # 6 stride tuples (Cout, Cin, kh, kw) of the weight gradients
-    ends,  # 7 cumulative program counts: dx jobs, then weight jobs of (1, 3r, 3, 5r, 5, p)
-    NHW, H, W, Cin, c1, c3r, c3, c5r, c5, cp, o3, o5, op,
-    S, PPS,
-    K3: tl.constexpr, K5: tl.constexpr, RELU: tl.constexpr,
-    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-    BCO: tl.constexpr, BCI: tl.constexpr, BP: tl.constexpr, ALL_TAPS: tl.constexpr,
-    DT: tl.constexpr, ACC_DT: tl.constexpr, PREC: tl.constexpr,
+    scratch_ptr,  # [programs, ZT * BM, BN] the dx jobs' pool products (accumulator dtype)
+    ends,  # 7 cumulative job counts: dx jobs, then weight jobs of (1, 3r, 3, 5r, 5, p)
+    NHW, S, PPS, P,
+    H: tl.constexpr, W: tl.constexpr, CIN: tl.constexpr, C1: tl.constexpr, C3R: tl.constexpr,
+    C3: tl.constexpr, C5R: tl.constexpr, C5: tl.constexpr, CP: tl.constexpr, K3: tl.constexpr,
+    K5: tl.constexpr, O3: tl.constexpr, O5: tl.constexpr, OP: tl.constexpr, CS3: tl.constexpr, GS: tl.constexpr,
+    W1_S: tl.constexpr, W3R_S: tl.constexpr, W5R_S: tl.constexpr, WP_S: tl.constexpr,
+    DW_OFF: tl.constexpr, DW_S: tl.constexpr,  # offsets and flat (o, i, h, w) strides of the six dW
+    DB_OFF: tl.constexpr, NEED_DB: tl.constexpr,
+    RELU: tl.constexpr, ZT: tl.constexpr,
+    ACC: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, NSTAGE: tl.constexpr,
+    WSTAGE: tl.constexpr,  # operand stages of the weight-gradient loops (64-pixel steps: bigger tiles)
+    WBK: tl.constexpr,  # pixels per reduction step of the weight gradients
+    PREC: tl.constexpr, DT: tl.constexpr,
+    TX: tl.constexpr, TW1: tl.constexpr, TW3R: tl.constexpr, TW3: tl.constexpr,  # N tiles (_split_n)
+    TW5R: tl.constexpr, TW5: tl.constexpr, TWP: tl.constexpr,
+    DX_BN: tl.constexpr, POOL_BN: tl.constexpr,  # N tile widths of dx and of wp's gradient
 ):
-    """Launch 2: dx tiles, then the partial weight/bias gradients of the six convs."""
+    """Launch 2: persistent programs over the dx jobs, then the weight jobs of the six convs."""
     pid = tl.program_id(0)
-    P = offs[12]
-    if pid < ends[0]:
-        _dx_tile(pid, NHW, H, W, Cin, gy_ptr, gy_st, y_ptr, y_st, gr_ptr, gr_st, x_ptr, x_st,
-                 w1_ptr, w1_st, w3r_ptr, w3r_st, w5r_ptr, w5r_st, wp_ptr, wp_st,
-                 dx_ptr, dx_st, c1, c3r, c5r, cp, op, RELU, BM, BN, BK, DT, ACC_DT, PREC)
-    elif pid < ends[1]:
-        _wgrad_tile(pid - ends[0], S, PPS, NHW, H, W, gy_ptr, gy_st, y_ptr, y_st, 0, RELU,
-                    x_ptr, x_st, False, c1, Cin, 1, part_ptr, P, offs[0], dw_sts[0], offs[6],
-                    BCO, BCI, BP, ALL_TAPS, DT, ACC_DT, PREC)
-    elif pid < ends[2]:
-        _wgrad_tile(pid - ends[1], S, PPS, NHW, H, W, gr_ptr, gr_st, gr_ptr, gr_st, 0, False,
-                    x_ptr, x_st, False, c3r, Cin, 1, part_ptr, P, offs[1], dw_sts[1], offs[7],
-                    BCO, BCI, BP, ALL_TAPS, DT, ACC_DT, PREC)
-    elif pid < ends[3]:
-        _wgrad_tile(pid - ends[2], S, PPS, NHW, H, W, gy_ptr, gy_st, y_ptr, y_st, o3, RELU,
-                    r3_ptr, r3_st, False, c3, c3r, K3, part_ptr, P, offs[2], dw_sts[2], offs[8],
-                    BCO, BCI, BP, ALL_TAPS, DT, ACC_DT, PREC)
-    elif pid < ends[4]:
-        _wgrad_tile(pid - ends[3], S, PPS, NHW, H, W, gr_ptr, gr_st, gr_ptr, gr_st, c3r, False,
-                    x_ptr, x_st, False, c5r, Cin, 1, part_ptr, P, offs[3], dw_sts[3], offs[9],
-                    BCO, BCI, BP, ALL_TAPS, DT, ACC_DT, PREC)
-    elif pid < ends[5]:
-        _wgrad_tile(pid - ends[4], S, PPS, NHW, H, W, gy_ptr, gy_st, y_ptr, y_st, o5, RELU,
-                    r5_ptr, r5_st, False, c5, c5r, K5, part_ptr, P, offs[4], dw_sts[4], offs[10],
-                    BCO, BCI, BP, ALL_TAPS, DT, ACC_DT, PREC)
-    else:
-        _wgrad_tile(pid - ends[5], S, PPS, NHW, H, W, gy_ptr, gy_st, y_ptr, y_st, op, RELU,
-                    x_ptr, x_st, True, cp, Cin, 1, part_ptr, P, offs[5], dw_sts[5], offs[11],
-                    BCO, BCI, BP, ALL_TAPS, DT, ACC_DT, PREC)
+    z_ptr = scratch_ptr + pid.to(tl.int64) * (ZT * BM * DX_BN)
+    NJX: tl.constexpr = TX[0] + (TX[2] > 0) + (TX[4] > 0) + (TX[6] > 0)
+    for job in range(pid, ends[6], tl.num_programs(0)):
+        if job < ends[0]:
+            _dx_j(job % NJX, (job // NJX) * BM, NHW, gy_ptr, sg, y_ptr, sy, gr_ptr, x_ptr, sx, w1_ptr, w3r_ptr,
+                  w5r_ptr, wp_ptr, z_ptr, dx_ptr, sdx, CIN, C1, C3R, C5R, CP, OP, CS3, GS, W1_S, W3R_S, W5R_S, WP_S,
+                  RELU, H, W, ZT, ACC, BM, TX, DX_BN, BK, NSTAGE, PREC)
+        elif job < ends[1]:
+            _wgrad_job(job - ends[0], S, PPS, NHW, gy_ptr, sg, y_ptr, sy, x_ptr, sx, part_ptr, P, 0, False, GS, RELU,
+                       C1, CIN, 1, False, DW_OFF[0], DW_S, 0, DB_OFF[0], NEED_DB[0], H, W, ACC, BM, TW1, BN, WBK,
+                       WSTAGE, PREC, DT)
+        elif job < ends[2]:
+            _wgrad_job(job - ends[1], S, PPS, NHW, gr_ptr, sg, gr_ptr, sg, x_ptr, sx, part_ptr, P, 0, True, GS, False,
+                       C3R, CIN, 1, False, DW_OFF[1], DW_S, 1, DB_OFF[1], NEED_DB[1], H, W, ACC, BM, TW3R, BN, WBK,
+                       WSTAGE, PREC, DT)
+        elif job < ends[3]:
+            _wgrad_job(job - ends[2], S, PPS, NHW, gy_ptr, sg, y_ptr, sy, r3_ptr, sr3, part_ptr, P, O3, False, GS,
+                       RELU, C3, C3R, K3, False, DW_OFF[2], DW_S, 2, DB_OFF[2], NEED_DB[2], H, W, ACC, BM, TW3, BN,
+                       WBK, WSTAGE, PREC, DT)
+        elif job < ends[4]:
+            _wgrad_job(job - ends[3], S, PPS, NHW, gr_ptr, sg, gr_ptr, sg, x_ptr, sx, part_ptr, P, CS3, True, GS,
+                       False, C5R, CIN, 1, False, DW_OFF[3], DW_S, 3, DB_OFF[3], NEED_DB[3], H, W, ACC, BM, TW5R, BN,
+                       WBK, WSTAGE, PREC, DT)
+        elif job < ends[5]:
+            _wgrad_job(job - ends[4], S, PPS, NHW, gy_ptr, sg, y_ptr, sy, r5_ptr, sr5, part_ptr, P, O5, False, GS,
+                       RELU, C5, C5R, K5, False, DW_OFF[4], DW_S, 4, DB_OFF[4], NEED_DB[4], H, W, ACC, BM, TW5, BN,
+                       WBK, WSTAGE, PREC, DT)
+        else:
+            _wgrad_job(job - ends[5], S, PPS, NHW, gy_ptr, sg, y_ptr, sy, x_ptr, sx, part_ptr, P, OP, False, GS,
+                       RELU, CP, CIN, 1, True, DW_OFF[5], DW_S, 5, DB_OFF[5], NEED_DB[5], H, W, ACC, BM, TWP,
+                       POOL_BN, WBK, WSTAGE, PREC, DT)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["S", "P"])
 def _sum_partials_kernel(
     part_ptr,  # [S, P] partial gradients (fp32, or fp64)
     out_ptr,  # [P] out: summed gradients in the weights' dtype
-    S, P, BLOCK: tl.constexpr,
+    S, P, BLOCK: tl.constexpr, NSTAGE: tl.constexpr,
 ):
     """Launch 3: ``out[e] = sum_s part[s, e]``, in order ``s = 0, 1, ...`` (deterministic)."""
     e = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     ok = e < P
     acc = tl.zeros((BLOCK,), part_ptr.dtype.element_ty)
-    ptrs = part_ptr + e
-    for _ in range(S):
-        acc += tl.load(ptrs, mask=ok, other=0.0)
-        ptrs += P  # pointer arithmetic: 64-bit
+    for s in tl.range(S, num_stages=NSTAGE):  # NSTAGE - 1 rows of partials in flight (cp.async)
+        acc += tl.load(part_ptr + tl.cast(s, tl.int64) * P + e, mask=ok, other=0.0)
     tl.store(out_ptr + e, acc.to(out_ptr.dtype.element_ty), mask=ok)
 
 
@@ -400,53 +542,121 @@ def _sum_partials_kernel(
 _TL_DTYPES = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32,
               torch.float64: tl.float64}
 
-#: Fewest pixels one weight-gradient program reduces: bounds the partial-sum traffic
-#: (``S * params * 4`` bytes) to well below the activation traffic.
+#: Fewest pixels one weight-gradient job reduces: bounds the partial-sum traffic
+#: (``S * params * 4`` bytes) well below the activation traffic.
 _MIN_PIXELS_PER_SPLIT = 512
-#: Programs the weight jobs aim for (a few waves on a 132-SM H100).
-_TARGET_WEIGHT_PROGRAMS = 1024
+#: Weight-gradient jobs the pixel split aims for (a few per resident program on an H100).
+_TARGET_WEIGHT_JOBS = 1024
+#: Elements per program of the partial sum (launch 3).
+_SUM_BLOCK = 1024
+#: Programs of the persistent launch 2 in the interpreter (runs them one after another).
+_INTERPRETER_PROGRAMS = 3
 
 
-def _backward_config(dtype: torch.dtype, on_gpu: bool, nhw: int, weight_tiles: int) -> dict:
-    """Tile shapes and the pixel split of the backward, from one heuristic.
+def _ntiles(split: tuple) -> int:
+    """N tiles of a ``_split_n`` tuple."""
+    return split[0] + sum(1 for w in split[2::2] if w)
 
-    On a GPU every GEMM tile is 64 x 64 (pixels or output channels x channels) with a
-    reduction step of 32 for 2-byte dtypes and 16 for 4- and 8-byte ones (the same operand
-    bytes in shared memory; every ``tl.dot`` dimension >= 16); the weight-gradient reduction
-    steps 32 pixels, and each KxK tap is its own job (parallelism). The interpreter (CPU
-    tensors) pays per program, per operation and per padded multiply (its ``tl.dot`` is an
-    unblocked numpy loop), so it gets pixel tiles no larger than the problem (16 to 64),
-    128 x 128 channel tiles with 64-deep steps, and one job per weight tile for all taps.
+
+@dataclass(frozen=True)
+class BackwardPlan:
+    """What the backward launcher runs: tiles, pixel split, jobs and grids (``_backward_plan``
+    is the only place they are chosen; the static report reads the same object).
+
+    Attributes:
+        BM, BN, BK, nstage, num_warps, maxnreg: the GEMM tiling (``gemm_tiles``); 64-wide N tiles
+            on sm_80. ``WBK`` pixels per reduction step of the weight gradients (64 for 2-byte
+            dtypes) and ``wstage`` operand stages in their loops, whose stages are the largest.
+        S, PPS: pixel splits of the weight gradients and pixels per split (a multiple of BK).
+        ZT: pixel tiles of the dx job's pool product (the tile and its one-row halo).
+        dx_bn, pool_bn: N tile widths of dx and of wp's gradient (narrower than ``BN``: their
+            jobs hold a max-pool routing mask or a pooled operand tile in registers).
+        t3r, t5r: N tiles of the reduce gradients; tx: of dx; tw: of the six weight gradients'
+            ``(tap, input channel)`` axes.
+        ends: cumulative job counts of launch 2 (dx, then w1, w3r, w3, w5r, w5, wp).
+        programs: launch 2's persistent programs.
+    """
+
+    BM: int
+    BN: int
+    BK: int
+    WBK: int
+    nstage: int
+    wstage: int
+    num_warps: int
+    maxnreg: int
+    S: int
+    PPS: int
+    ZT: int
+    dx_bn: int
+    pool_bn: int
+    t3r: tuple
+    t5r: tuple
+    tx: tuple
+    tw: tuple
+    ends: tuple
+    programs: int
+
+    def gemm_macs(self, channels: Sequence[int], kernel_sizes: Sequence[int], nhw: int) -> dict:
+        """Multiply-accumulates the tensor cores execute per GEMM kind (padding and the pool
+        product's halo included), for ``channels = (cin, c1, c3r, c3, c5r, c5, cp)`` and the jobs
+        this plan runs."""
+        cin, c1, c3r, c3, c5r, c5, cp = channels
+        k3, k5 = kernel_sizes
+        bm, bn, bk = self.BM, self.BN, self.BK
+        rows = _round_up(nhw, bm)
+        rg = rows * (_round_up(k3 * k3 * c3, bk) * _tile_width(self.t3r, bn)
+                     + _round_up(k5 * k5 * c5, bk) * _tile_width(self.t5r, bn))
+        n_dx = self.ends[0] // max(_ntiles(self.tx), 1)  # pixel tiles of dx (0: dx not needed)
+        dx = n_dx * bm * (_round_up(c1, bk) + _round_up(c3r, bk) + _round_up(c5r, bk)) * _tile_width(self.tx, self.dx_bn)
+        dx += n_dx * self.ZT * bm * _round_up(cp, bk) * _tile_width(self.tx, self.dx_bn)
+        split_rows = sum(_round_up(min(self.PPS, nhw - s * self.PPS), self.WBK) for s in range(self.S))
+        wg = 0
+        couts = (c1, c3r, c3, c5r, c5, cp)
+        jobs = [self.ends[i + 1] - self.ends[i] for i in range(6)]
+        for i, co in enumerate(couts):
+            if jobs[i]:
+                wg += _round_up(co, bm) * _tile_width(self.tw[i], self.pool_bn if i == 5 else bn) * split_rows
+        return {"reduce_grad": rg if self.ends[0] or jobs[1] or jobs[3] else 0, "dx": dx, "wgrad": wg}
+
+
+def _backward_plan(channels, kernel_sizes, n, h, w, dtype, target, need_dx: bool, need_branch) -> BackwardPlan:
+    """Tiles, pixel split and jobs of one backward (see :class:`BackwardPlan`).
 
     Weight gradients reduce over ``N*H*W`` pixels split into ``S`` slices of ``PPS`` pixels:
-    enough slices for about ``_TARGET_WEIGHT_PROGRAMS`` programs, but none smaller than
+    enough slices for about ``_TARGET_WEIGHT_JOBS`` jobs, none smaller than
     ``_MIN_PIXELS_PER_SPLIT`` pixels.
-
-    Args:
-        dtype: the compute dtype (``x``'s).
-        on_gpu: CUDA (or 'meta') tensors; else CPU tensors in the interpreter.
-        nhw: ``N * H * W``.
-        weight_tiles: weight-gradient tiles (Cout x Cin x taps) before splitting pixels.
-
-    Returns:
-        dict with BM, BN, BK (data-gradient tiles), BCO, BCI, BP (weight-gradient tiles),
-        ALL_TAPS (a weight job loops over all KxK taps instead of owning one), WARPS (of the
-        two GEMM kernels: 8 on a GPU keeps the dx job's pool-routing tiles out of local memory),
-        SUM_BLOCK (elements per program of the partial sum), S (pixel splits, 0 when
-        ``nhw == 0``) and PPS (pixels per split, a multiple of BP).
     """
-    if on_gpu:
-        bk = 32 if dtype.itemsize == 2 else 16
-        cfg = dict(BM=64, BN=64, BK=bk, BCO=64, BCI=64, BP=32, ALL_TAPS=False, SUM_BLOCK=1024, WARPS=8)
-    else:
-        bm = min(64, max(16, triton.next_power_of_2(nhw)))
-        cfg = dict(BM=bm, BN=128, BK=64, BCO=128, BCI=128, BP=bm, ALL_TAPS=True, SUM_BLOCK=65536, WARPS=4)
-    if nhw == 0:
-        return dict(cfg, S=0, PPS=cfg["BP"])
-    s = max(1, min(triton.cdiv(_TARGET_WEIGHT_PROGRAMS, max(weight_tiles, 1)),
-                   triton.cdiv(nhw, _MIN_PIXELS_PER_SPLIT)))
-    pps = triton.cdiv(triton.cdiv(nhw, s), cfg["BP"]) * cfg["BP"]
-    return dict(cfg, S=triton.cdiv(nhw, pps), PPS=pps)
+    cin, c1, c3r, c3, c5r, c5, cp = channels
+    k3, k5 = kernel_sizes
+    t = gemm_tiles(dtype, target)
+    # 64-pixel reduction steps for 2-byte dtypes; on sm_80, whose mma.sync keeps both operand
+    # fragments in registers, 64-wide N tiles keep the weight jobs within 255 registers
+    bm, bn, bk = t.BM, (t.BN if target.arch >= 90 else min(t.BN, 64)), t.BK
+    wbk = 64 if dtype.itemsize == 2 else t.BK  # the weight gradients step 64 pixels
+    nhw = n * h * w
+    dx_bn, pool_bn = bn // 2, bn // 4
+    tw = tuple(_split_n(k * k * ci, b) for k, ci, b in ((1, cin, bn), (1, cin, bn), (k3, c3r, bn), (1, cin, bn),
+                                                        (k5, c5r, bn), (1, cin, pool_bn)))
+    couts = (c1, c3r, c3, c5r, c5, cp)
+    mtiles = [-(-co // bm) * _ntiles(tw[i]) if need_branch[i] else 0 for i, co in enumerate(couts)]
+    s = max(1, min(-(-_TARGET_WEIGHT_JOBS // max(sum(mtiles), 1)), -(-nhw // _MIN_PIXELS_PER_SPLIT)))
+    pps = _round_up(-(-nhw // s), wbk) if nhw else wbk
+    s = -(-nhw // pps) if nhw else 0
+    tx = _split_n(cin, dx_bn)
+    ends = [(-(-nhw // bm)) * _ntiles(tx) if need_dx else 0]
+    for m in mtiles:
+        ends.append(ends[-1] + m * s)
+    # two programs per SM: 255 registers x 128 threads x 2 fill the register file, and the
+    # weight jobs' three 32 KiB operand stages fit twice in shared memory
+    resident = _INTERPRETER_PROGRAMS if target.sms is None else target.sms * 2
+    return BackwardPlan(
+        BM=bm, BN=bn, BK=bk, WBK=wbk, nstage=t.stages, wstage=max(2, t.stages - 1),
+        num_warps=t.warps, maxnreg=255, S=s,
+        PPS=pps,
+        dx_bn=dx_bn, pool_bn=pool_bn, ZT=-(-(bm + 2 * (w + 1)) // bm), t3r=_split_n(c3r, bn), t5r=_split_n(c5r, bn), tx=tx, tw=tw,
+        ends=tuple(ends), programs=max(1, min(ends[-1], resident)),
+    )
 
 
 def _strides(t: torch.Tensor) -> tuple[int, int, int, int]:
@@ -470,6 +680,20 @@ def _check_saved(name: str, t: torch.Tensor, shape: tuple, x: torch.Tensor) -> N
         raise ValueError(f"{name} is on {t.device}, but x is on {x.device}")
     if t.dtype != x.dtype:
         raise TypeError(f"{name} has dtype {t.dtype}, but x has dtype {x.dtype}; they must match")
+
+
+def _grad_layout(weights, biases, need_branch, needs_input_grad):
+    """Offsets of the twelve gradients in one row of the partial buffer (and in the flat
+    output): the dW of every branch whose weight or bias gradient is needed, in weight order,
+    then their db. Returns ``(dw_offsets, db_offsets, total)``."""
+    dw_off, db_off, total = [0] * 6, [0] * 6, 0
+    for i, w in enumerate(weights):
+        dw_off[i] = total
+        total += w.numel() if need_branch[i] else 0
+    for i, w in enumerate(weights):
+        db_off[i] = total
+        total += w.shape[0] if need_branch[i] else 0
+    return dw_off, db_off, total
 
 
 def _inception_backward(
@@ -513,6 +737,7 @@ def _inception_backward(
     N, Cin, H, W = (int(v) for v in x.shape)
     c1, c3r, c3, c5r, c5, cp = (spec.ch1x1, spec.ch3x3red, spec.ch3x3, spec.ch5x5red, spec.ch5x5,
                                 spec.pool_proj)
+    channels = (Cin, c1, c3r, c3, c5r, c5, cp)
     K3, K5 = spec.kernel_sizes
     _, o3, o5, op = spec.channel_offsets
     _check_saved("grad_y", grad_y, (N, spec.out_channels, H, W), x)
@@ -527,79 +752,59 @@ def _inception_backward(
                          f"got {len(needs_input_grad)}")
     need_dx = needs_input_grad[0]
     # A branch's weight job also produces its bias gradient.
-    need_branch = [needs_input_grad[1 + i] or (needs_input_grad[7 + i] and biases[i] is not None)
-                   for i in range(6)]
-
-    relu = activation == "relu"
-    dt = _TL_DTYPES[x.dtype]
-    acc_torch = torch.float64 if x.dtype == torch.float64 else torch.float32
-    acc_dt = _TL_DTYPES[acc_torch]
-    prec = "tf32" if (x.dtype == torch.float32 and x.is_cuda and torch.backends.cudnn.allow_tf32) else "ieee"
+    need_db = [needs_input_grad[7 + i] and biases[i] is not None for i in range(6)]
+    need_branch = [needs_input_grad[1 + i] or need_db[i] for i in range(6)]
     nhw = N * H * W
+    plan = _backward_plan(channels, spec.kernel_sizes, N, H, W, x.dtype, target_of(x.device), need_dx, need_branch)
+    dw_off, db_off, p_total = _grad_layout(weights, biases, need_branch, needs_input_grad)
+    dw_sts = tuple(_dense_strides(w) for w in weights)
 
-    # Layout of one row of the partial-gradient buffer: dW of needed branches, then their db.
-    couts = (c1, c3r, c3, c5r, c5, cp)
-    dw_sts, offs, p_total = [], [0] * 13, 0
-    for i, w in enumerate(weights):
-        dw_sts.append(_dense_strides(w))
-        offs[i] = p_total
-        p_total += w.numel() if need_branch[i] else 0
-    for i in range(6):
-        offs[6 + i] = p_total
-        p_total += couts[i] if need_branch[i] else 0
-    offs[12] = p_total
-
-    on_gpu = x.device.type != "cpu"  # CUDA, or 'meta' for ahead-of-time compiles
-    cfg0 = _backward_config(x.dtype, on_gpu, nhw, 1)
-    tiles = [triton.cdiv(couts[i], cfg0["BCO"]) * triton.cdiv(w.shape[1], cfg0["BCI"])
-             * (1 if cfg0["ALL_TAPS"] else w.shape[2] * w.shape[3]) if need_branch[i] else 0
-             for i, w in enumerate(weights)]
-    cfg = _backward_config(x.dtype, on_gpu, nhw, sum(tiles))
-    BM, BN, BK, S = cfg["BM"], cfg["BN"], cfg["BK"], cfg["S"]
-    common = dict(DT=dt, ACC_DT=acc_dt, PREC=prec)
-
+    acc_torch = torch.float64 if x.dtype == torch.float64 else torch.float32
+    consts = dict(
+        H=H, W=W, C3R=c3r, C3=c3, C5R=c5r, C5=c5, K3=K3, K5=K5, O3=o3, O5=o5,
+        CS3=_round_up(c3r, 16), GS=_round_up(c3r, 16) + _round_up(c5r, 16), RELU=activation == "relu",
+        ACC=_TL_DTYPES[acc_torch], BM=plan.BM, BN=plan.BN, BK=plan.BK, NSTAGE=plan.nstage,
+        PREC=dot_precision(x.dtype, x.device), num_warps=plan.num_warps, num_stages=plan.nstage,
+        maxnreg=plan.maxnreg,
+    )
     need_gr = need_dx or need_branch[1] or need_branch[3]
     dx = torch.empty_like(x, memory_format=torch.preserve_format) if need_dx else None
-    gr = (torch.empty((N, H, W, c3r + c5r), dtype=x.dtype, device=x.device).permute(0, 3, 1, 2)
-          if need_gr and nhw > 0 else x)  # x: a placeholder pointer, never read when unused
+    gr = torch.empty((nhw, consts["GS"]), dtype=x.dtype, device=x.device) if need_gr and nhw > 0 else x
 
     with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
         if need_gr and nhw > 0:
-            n3 = triton.cdiv(nhw, BM) * triton.cdiv(c3r, BN)
-            n5 = triton.cdiv(nhw, BM) * triton.cdiv(c5r, BN)
-            _launch(
-                _reduce_grad_kernel, (n3 + n5,),
-                grad_y, _strides(grad_y), y, _strides(y), w3, _strides(w3), w5, _strides(w5),
-                r3, _strides(r3), r5, _strides(r5), gr, _strides(gr),
-                nhw, H, W, o3, c3, c3r, o5, c5, c5r, n3,
-                K3=K3, K5=K5, RELU=relu, BM=BM, BN=BN, BK=BK, num_warps=cfg["WARPS"], **common)
+            grid = (triton.cdiv(nhw, plan.BM), _ntiles(plan.t3r) + _ntiles(plan.t5r))
+            _launch(_reduce_grad_kernel, grid,
+                    grad_y, _strides(grad_y), y, _strides(y), w3, w5, r3, _strides(r3), r5, _strides(r5), gr, nhw,
+                    W3_S=_strides(w3), W5_S=_strides(w5), T3R=plan.t3r, T5R=plan.t5r, **consts)
 
-        part = torch.empty((S, p_total), dtype=acc_torch, device=x.device) if p_total else None
-        n_dx = triton.cdiv(nhw, BM) * triton.cdiv(Cin, BN) if need_dx else 0
-        ends = [n_dx]
-        for i in range(6):
-            ends.append(ends[-1] + tiles[i] * S)
-        if ends[-1] > 0:
-            _launch(
-                _grads_kernel, (ends[-1],),
-                grad_y, _strides(grad_y), y, _strides(y), gr, _strides(gr), x, _strides(x),
-                r3, _strides(r3), r5, _strides(r5),
-                w1, _strides(w1), w3r, _strides(w3r), w5r, _strides(w5r), wp, _strides(wp),
-                dx if dx is not None else x, _strides(dx if dx is not None else x),
-                part if part is not None else x, tuple(offs), tuple(dw_sts), tuple(ends),
-                nhw, H, W, Cin, c1, c3r, c3, c5r, c5, cp, o3, o5, op, S, cfg["PPS"],
-                K3=K3, K5=K5, RELU=relu, BM=BM, BN=BN, BK=BK,
-                BCO=cfg["BCO"], BCI=cfg["BCI"], BP=cfg["BP"], ALL_TAPS=cfg["ALL_TAPS"], num_warps=cfg["WARPS"],
-                **common)
+        part = torch.empty((plan.S, p_total), dtype=acc_torch, device=x.device) if p_total else None
+        if plan.ends[-1] > 0:
+            scratch = torch.empty((plan.programs, plan.ZT * plan.BM * plan.dx_bn), dtype=acc_torch, device=x.device) \
+                if need_dx else x
+            _launch(_grads_kernel, (plan.programs,),
+                    grad_y, _strides(grad_y), y, _strides(y), gr, x, _strides(x), r3, _strides(r3), r5, _strides(r5),
+                    w1, w3r, w5r, wp, dx if dx is not None else x, _strides(dx if dx is not None else x),
+                    part if part is not None else x, scratch, plan.ends, nhw, plan.S, plan.PPS, p_total,
+                    CIN=Cin, C1=c1, CP=cp, OP=op,
+                    W1_S=_strides(w1), W3R_S=_strides(w3r), W5R_S=_strides(w5r), WP_S=_strides(wp),
+                    # every branch job also writes its bias slot (the flat buffer has no unwritten elements)
+                    DW_OFF=tuple(dw_off), DW_S=tuple(v for st in dw_sts for v in st), DB_OFF=tuple(db_off),
+                    NEED_DB=tuple(need_branch),
+                    ZT=plan.ZT, DT=_TL_DTYPES[x.dtype],
+                    TX=plan.tx, TW1=plan.tw[0], TW3R=plan.tw[1], TW3=plan.tw[2], TW5R=plan.tw[3],
+                    TW5=plan.tw[4], TWP=plan.tw[5], DX_BN=plan.dx_bn, POOL_BN=plan.pool_bn, WSTAGE=plan.wstage,
+                    WBK=plan.WBK,
+                    **consts)
 
         dws, dbs = [None] * 6, [None] * 6
         if p_total:
             flat = torch.empty(p_total, dtype=w1.dtype, device=x.device)
-            _launch(_sum_partials_kernel, (triton.cdiv(p_total, cfg["SUM_BLOCK"]),), part, flat, S, p_total,
-                    BLOCK=cfg["SUM_BLOCK"])
+            _launch(_sum_partials_kernel, (triton.cdiv(p_total, _SUM_BLOCK),), part, flat, plan.S, p_total,
+                    BLOCK=_SUM_BLOCK, NSTAGE=plan.nstage)
             for i, w in enumerate(weights):
-                if need_branch[i] and needs_input_grad[1 + i]:
-                    dws[i] = flat.as_strided(w.shape, dw_sts[i], offs[i])
-                if need_branch[i] and needs_input_grad[7 + i] and biases[i] is not None:
-                    dbs[i] = flat.as_strided((couts[i],), (1,), offs[6 + i])
+                if needs_input_grad[1 + i]:
+                    dws[i] = flat.as_strided(w.shape, dw_sts[i], dw_off[i])
+                if need_db[i]:
+                    dbs[i] = flat.as_strided((w.shape[0],), (1,), db_off[i])
     return dx, tuple(dws), tuple(dbs)

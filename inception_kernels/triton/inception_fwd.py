@@ -1,4 +1,4 @@
-"""Triton forward of a whole Inception module (docs/design.md §3-4) in one kernel launch.
+"""Triton forward of a whole Inception module (docs/design.md §3-4), in one launch.
 
 Semantics (``act`` = ReLU or identity)::
 
@@ -8,57 +8,61 @@ Semantics (``act`` = ReLU or identity)::
     p  = maxpool3x3(x, stride 1, pad 1 with -inf);  yp = act(conv1x1(p, wp) + bp)
     y  = cat([y1, y3, y5, yp], dim=1)      # never materialized: each branch writes its slice
 
-Schedules (``_inception_forward(..., schedule=...)``):
+Every product is a tensor-core GEMM over *flat pixel* rows (``_common``), in four phases:
 
-* ``"one_launch"`` (default): ONE launch of :func:`_inception_fwd_kernel` with ``STAGE=0``.
-  Program ids are persistent workers looping over a job list, heavy jobs first:
+* **horizontal**: the three 1x1 convs that read ``x`` are one GEMM
+  ``[pixels, Cin] x [Cin, c1 + c3r + c5r]`` over the virtual concatenation of ``w1, w3r, w5r``
+  (read in place, never copied); its epilogue writes ``y1`` into ``y`` and ``r3``/``r5`` into the
+  reduce buffer;
+* **pool**: ``[pixels, Cin] x [Cin, cp]`` whose A operand is the 3x3 max-pool of ``x``, built
+  while loading, once per tile (``cp <= 128`` is one N tile);
+* **KxK** (twice): an implicit GEMM ``[pixels, K*K*c_r] x [K*K*c_r, c_out]`` whose reduction is
+  one flat loop over (tap, channel) of the reduce buffer.
 
-  - job kind B / C (the K3 and K5 branches): a ``TH x TW`` output tile of one image. The
-    program computes ``r = act(x @ wr^T + br)`` on the tile plus its halo
-    (``(TH+K-1) x (TW+K-1)`` pixels, ZERO for halo pixels outside the image -- the conv's
-    zero padding of ``r``), stores it in its private scratch slot (global memory, L2
-    resident), ``tl.debug_barrier()``, then runs the KxK conv as an implicit GEMM over the
-    slot and writes ``y3`` / ``y5`` straight into their channel slice of ``y``.
-  - job kind A: a flat tile of ``BLOCK_M`` pixels of ``N*H*W`` times ``BLOCK_N`` output
-    channels of either the 1x1 branch or the pool branch (3x3 max computed while loading
-    the GEMM operand; the pooled map is never stored).
+N tiles are sized to the channels (``_split_n``: 128-wide tiles, then 64/32/16), so padding
+costs little; every K loop is software-pipelined (``num_stages`` operand stages in flight).
 
-  The grid is sized to the programs that can be resident (``_resident_programs``), and the
-  scratch by programs, not tiles: ``programs * max((TH+K3-1)(TW+K3-1) c3r, (TH+K5-1)(TW+K5-1) c5r)``
-  elements.
-* ``"two_launch"``: launch 1 (``STAGE=1``) computes all four 1x1s (``w1``, ``w3r``, ``w5r``
-  read by pointer -- one GEMM over the virtual concatenation ``[c1 + c3r + c5r, Cin]``) and
-  the pool branch, writing ``y1`` / ``yp`` into ``y`` and ``r3`` / ``r5`` into buffers;
-  launch 2 (``STAGE=2``) runs both KxK convs over those buffers (zero padding by masks).
+Schedules (``_inception_forward(..., schedule=...)``, chosen per layer by ``_plan``):
 
-Both schedules are the same jitted kernel with the same helpers
-(:func:`~inception_kernels.triton._common._conv_tile`, ``_bias_act``, ``_pixel_job``,
-``_spatial_job``); ``STAGE`` is a constexpr.
+* ``"one_launch"``: ONE launch of :func:`_inception_fwd_kernel` (``STAGE=0``). Program ``i``
+  owns the flat pixel range ``[i * chunk, (i + 1) * chunk)`` and walks it in steps of ``BM``
+  pixels. A KxK conv of a step needs the reduce output of the step's pixels plus a halo of
+  ``HALO = (K5 // 2) * W + K5 // 2`` flat pixels on each side; the program keeps it in a
+  private ring buffer of ``R`` rows (global memory, L2-resident, sized by programs, not tiles).
+  Each step runs the horizontal GEMM ``HALO`` pixels *ahead* (rows ``[s + HALO, s + HALO + BM)``),
+  so every reduce row is computed once; only the first ``2 * HALO`` rows of a range are a
+  warm-up that the previous range also computes. ``tl.debug_barrier()`` orders the ring's
+  writes and reads within the program.
+* ``"two_launch"``: launch 1 (``STAGE=1``) runs the horizontal and pool GEMMs over pixel tiles,
+  writing ``r3``/``r5`` to global buffers; launch 2 (``STAGE=2``) runs both KxK GEMMs from them.
 
 Launcher (private)::
 
     _inception_forward(x, weights, biases, kernel_sizes, activation, *,
-                       schedule="one_launch", save_reduce=False) -> (y, r3, r5)
+                       schedule="auto", save_reduce=False) -> (y, r3, r5)
 
 ``y`` has x's dtype and memory format (channels_last when x is channels_last, else NCHW
-contiguous). With ``save_reduce=True`` (training: the backward needs the reduce outputs)
-``r3`` ``[N, c3r, H, W]`` and ``r5`` ``[N, c5r, H, W]`` are returned post-activation, stored
-channels_last physically (``r.is_contiguous(memory_format=torch.channels_last)``), still in
-one launch (one_launch writes them from the non-halo pixels of each spatial tile); else
-``None``. Accumulation is fp32 (fp64 for fp64 inputs); fp16/bf16 use tensor cores; fp32 on
-CUDA follows ``torch.backends.cudnn.allow_tf32``.
+contiguous). With ``save_reduce=True`` (training) ``r3`` ``[N, c3r, H, W]`` and ``r5``
+``[N, c5r, H, W]`` are returned post-activation, stored channels_last with the channel stride
+rounded up to a multiple of 16 (``_reduce_buffers``); else ``None``. Accumulation is fp32 (fp64
+for fp64 inputs); fp16/bf16 run on tensor cores; fp32 on CUDA follows
+``torch.backends.cudnn.allow_tf32``.
+
+Specialization: channel counts, kernel sizes, ``H``, ``W`` and the weights' strides are
+compile-time constants (one compiled kernel per layer and weight layout); the batch is a
+runtime argument. channels_last activations and channels_last KxK weights (what
+:class:`~inception_kernels.FusedInception` holds) are the fast path: every operand load is a
+16-byte vector and goes through ``cp.async``. Any other strides are correct, only slower.
 
 Design limits: one image (``C*H*W`` of x, y, r) must have < 2^31 elements (batch offsets are
-int64); ``N*H*W < 2^31`` pixels. Static quality (``tests/test_triton_compile.py``: nine
-GoogLeNet layers, fp16/bf16, 8 warps): 0 spill bytes everywhere; one_launch 174-218 registers
-on sm_80 (HMMA), 114-234 on sm_90 (HGMMA; the higher figures with ``save_reduce``). Triton
-software-pipelines the 1x1 loops (cp.async: reduce, 1x1 branch, two-launch stage 1) but not
-the KxK loops over the scratch nor the pool's 9-tap loads (8-50 KB shared memory in all).
+int64); ``N*H*W < 2^31`` pixels.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
@@ -66,194 +70,278 @@ import triton
 import triton.language as tl
 
 from .._launches import _launch
-from ._common import _bias_act, _conv_tile
+from ._common import _act, _bias_acc, _pixel_rows, _pool_tile, _tap_of, _tap_ok
+from ._config import Target, dot_precision, gemm_tiles, target_of
+from ._cost import machine_for
 
-__all__ = ["_inception_forward", "_pick_config", "SCHEDULES"]
+__all__ = ["_inception_forward", "_plan", "SCHEDULES", "ForwardPlan"]
 
 SCHEDULES = ("one_launch", "two_launch")
 
 
-@triton.jit
-def _pixel_job(
-    pt,  # pixel tile index over the flat N*H*W pixels
-    ct,  # output-channel tile index inside this job's Cout
-    src_ptr,  # [N, C, H, W] source map by strides (x, or a reduce buffer)
-    N,
-    H,
-    W,
-    C,
-    s_n,
-    s_c,
-    s_h,
-    s_w,
-    w_ptr,  # [COUT, C, KS, KS] weight by strides
-    w_so,
-    w_si,
-    w_sh,
-    w_sw,
-    b_ptr,  # [COUT] bias by stride
-    b_s,
-    out_ptr,  # [N, >= c_base + COUT, H, W] output by strides (y or a reduce buffer)
-    o_n,
-    o_c,
-    o_h,
-    o_w,
-    c_base,  # first output channel of this job's slice in out
-    COUT,
-    KS: tl.constexpr,
-    POOL: tl.constexpr,
-    HAS_BIAS: tl.constexpr,
-    RELU: tl.constexpr,
-    ACC: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr,
-    PREC: tl.constexpr,
-):
-    """out[pixels, c_base + co] = act(convKS(src or maxpool(src), w) + b) on a flat pixel tile."""
-    HW = H * W
-    p = pt * BLOCK_M + tl.arange(0, BLOCK_M)
-    pix_ok = p < N * HW
-    n64 = (p // HW).to(tl.int64)
-    hw = p % HW
-    h = hw // W
-    w = hw % W
-    co = ct * BLOCK_N + tl.arange(0, BLOCK_N)
-    co_ok = co < COUT
-    acc = tl.zeros([BLOCK_M, BLOCK_N], ACC)
-    acc = _conv_tile(
-        acc, src_ptr, n64 * s_n + (h * s_h + w * s_w), h, w, pix_ok, H, W, s_h, s_w, s_c, C,
-        w_ptr, co, co_ok, w_so, w_si, w_sh, w_sw, KS, POOL, BLOCK_K, PREC,
-    )
-    acc = _bias_act(acc, b_ptr, b_s, co, co_ok, HAS_BIAS, RELU)
-    o_ptrs = out_ptr + (n64 * o_n + (h * o_h + w * o_w))[:, None] + ((c_base + co) * o_c)[None, :]
-    tl.store(o_ptrs, acc.to(out_ptr.dtype.element_ty), mask=pix_ok[:, None] & co_ok[None, :])
+# --------------------------------------------------------------------------------------------
+# Device code: one N tile of a GEMM, all N tiles of one conv, the kernel
+#
+# A tile gets only the first flat pixel ``p0`` of its ``BM`` rows and rebuilds everything per
+# row (coordinates, offsets, masks, its program's pixel range and ring) itself: a few integer
+# ops per row are cheaper than keeping per-row state live across phases, and registers are
+# what limits the one-launch kernel to two programs per SM.
+# --------------------------------------------------------------------------------------------
 
 
 @triton.jit
-def _spatial_job(
-    tile,  # spatial tile index over N * tiles_h * tiles_w
-    x_ptr,  # [N, CIN, H, W] by strides
-    N,
-    H,
-    W,
-    CIN,
-    sx_n,
-    sx_c,
-    sx_h,
-    sx_w,
-    wr_ptr,  # [CR, CIN, 1, 1] reduce weight by strides
-    wr_so,
-    wr_si,
-    br_ptr,  # [CR] reduce bias
-    br_s,
-    wk_ptr,  # [CO, CR, KS, KS] spatial weight by strides
-    wk_so,
-    wk_si,
-    wk_sh,
-    wk_sw,
-    bk_ptr,  # [CO] spatial bias
-    bk_s,
-    y_ptr,  # [N, Cy, H, W] module output by strides
-    sy_n,
-    sy_c,
-    sy_h,
-    sy_w,
-    c_base,  # first channel of this branch in y
-    CR,
-    CO,
-    slot_ptr,  # [(TH+KS-1) * (TW+KS-1), CR] this program's private scratch
-    r_ptr,  # [N, CR, H, W] saved reduce output by strides (SAVE_R only)
-    sr_n,
-    sr_c,
-    sr_h,
-    sr_w,
-    tiles_h,
-    tiles_w,
-    KS: tl.constexpr,
-    HAS_BR: tl.constexpr,
-    HAS_BK: tl.constexpr,
-    RELU: tl.constexpr,
-    SAVE_R: tl.constexpr,
-    ACC: tl.constexpr,
-    TH: tl.constexpr,
-    TW: tl.constexpr,
-    BLOCK_M: tl.constexpr,  # == TH * TW
-    BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr,
-    PREC: tl.constexpr,
+def _owned(p, NHW, chunk, CHUNKED: tl.constexpr):
+    """Rows this program owns: its pixel range ``[pid * chunk, (pid + 1) * chunk)`` (one-launch),
+    else every valid pixel."""
+    if CHUNKED:
+        lo = tl.program_id(0) * chunk
+        return (p >= lo) & (p < tl.minimum(lo + chunk, NHW))
+    return (p >= 0) & (p < NHW)
+
+
+@triton.jit(noinline=True)
+def _conv1x1_tile(
+    n0, p0, NHW, chunk,  # output columns from n0; pixel rows p0 + [0, BM); the program's pixel range
+    x_ptr, sx,  # x [N, CIN, H, W], strides (n, c, h, w)
+    w_ptr, b_ptr,  # weight [CO, CIN, 1, 1] by compile-time strides; bias [CO] (dummy without HAS_B)
+    d_ptr, sd,  # destination: y-like by strides sd (n, c, h, w), or DEST "flat"/"ring" rows
+    s_ptr,  # SAVE: a second destination [N*H*W, S_CS] (channel stride 1), owned rows
+    CIN: tl.constexpr, CO: tl.constexpr, W_SO: tl.constexpr, W_SI: tl.constexpr,
+    HAS_B: tl.constexpr, RELU: tl.constexpr, POOL: tl.constexpr, CHUNKED: tl.constexpr,
+    DEST: tl.constexpr, D_RS: tl.constexpr, RING: tl.constexpr, SAVE: tl.constexpr, S_CS: tl.constexpr,
+    H: tl.constexpr, W: tl.constexpr, ACC: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+    BK: tl.constexpr, NSTAGE: tl.constexpr, PREC: tl.constexpr,
 ):
-    """y[n, c_base:c_base+CO, tile] = act(convKS(act(x @ wr + br), wk) + bk), reduce kept in the slot."""
+    """Output columns ``[n0, n0 + BN)`` of ``act(A @ w^T + b)`` for ``BM`` pixel rows, where
+    ``A`` is ``x`` or, with ``POOL``, its 3x3 max-pool built while loading (once per tile).
+
+    ``DEST``: ``"y"`` -- owned rows, by the strides ``sd``; ``"flat"`` -- owned rows at
+    ``d_ptr + p * D_RS``; ``"ring"`` -- every valid row at row ``p mod RING`` of this program's
+    ring (``d_ptr`` is the ring buffer of all programs, ``D_RS`` its row stride). ``SAVE`` also
+    stores owned rows to ``s_ptr + p * S_CS``.
+    """
+    p = p0 + tl.arange(0, BM)
+    x_row, h, w, ok = _pixel_rows(p, NHW, sx[0], sx[2], sx[3], H, W)
+    n = n0 + tl.arange(0, BN)
+    n_ok = n < CO
+    acc = _bias_acc(b_ptr + n, n_ok & HAS_B, BM, BN, ACC)
+    # POOL: one stage -- pipelining the nine shifted loads would stage nine copies of the
+    # tile in shared memory; they hit L1/L2 (the rows the horizontal GEMM just read)
+    for k0 in tl.range(0, CIN, BK, num_stages=1 if POOL else NSTAGE):
+        ci = k0 + tl.arange(0, BK)
+        ci_ok = ci < CIN
+        if POOL:
+            a = _pool_tile(x_ptr, x_row, h, w, ok, ci, ci_ok, sx[1], sx[2], sx[3], H, W)
+        else:
+            a = tl.load(x_ptr + x_row[:, None] + (ci * sx[1])[None, :], mask=ok[:, None] & ci_ok[None, :],
+                        other=0.0)
+        b = tl.load(w_ptr + (n * W_SO)[None, :] + (ci * W_SI)[:, None], mask=ci_ok[:, None] & n_ok[None, :],
+                    other=0.0)
+        acc = tl.dot(a, b, acc, input_precision=PREC, out_dtype=acc.dtype)
+    out = _act(acc, RELU).to(d_ptr.dtype.element_ty)
+    if DEST == "ring":
+        ring = d_ptr + tl.program_id(0).to(tl.int64) * (RING * D_RS)
+        tl.store(ring + ((p & (RING - 1)) * D_RS)[:, None] + n[None, :], out, mask=ok[:, None] & n_ok[None, :])
+    else:
+        own = _owned(p, NHW, chunk, CHUNKED)
+        if DEST == "flat":
+            d_ptrs = d_ptr + (p.to(tl.int64) * D_RS)[:, None] + n[None, :]
+        else:
+            d_row, _h, _w, _ok = _pixel_rows(p, NHW, sd[0], sd[2], sd[3], H, W)
+            d_ptrs = d_ptr + d_row[:, None] + (n * sd[1])[None, :]
+        tl.store(d_ptrs, out, mask=own[:, None] & n_ok[None, :])
+    if SAVE:
+        own = _owned(p, NHW, chunk, CHUNKED)
+        tl.store(s_ptr + (p.to(tl.int64) * S_CS)[:, None] + n[None, :], out, mask=own[:, None] & n_ok[None, :])
+
+
+@triton.jit
+def _conv1x1(
+    p0, NHW, chunk, x_ptr, sx, w_ptr, b_ptr, d_ptr, sd, s_ptr,
+    CIN: tl.constexpr, CO: tl.constexpr, W_S: tl.constexpr,
+    HAS_B: tl.constexpr, RELU: tl.constexpr, POOL: tl.constexpr, CHUNKED: tl.constexpr,
+    DEST: tl.constexpr, D_RS: tl.constexpr, RING: tl.constexpr, SAVE: tl.constexpr, S_CS: tl.constexpr,
+    H: tl.constexpr, W: tl.constexpr, ACC: tl.constexpr, BM: tl.constexpr,
+    T: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, NSTAGE: tl.constexpr, PREC: tl.constexpr,
+):
+    """Every N tile of one 1x1 conv for the pixel rows ``p0 + [0, BM)``: ``T`` from ``_split_n`` --
+    ``T[0]`` tiles of ``BN`` columns, then up to three narrower tiles ``(T[1], T[2])``,
+    ``(T[3], T[4])``, ``(T[5], T[6])`` (offset, width; width 0: none)."""
+    for t in tl.range(T[0], disable_licm=True):
+        _conv1x1_tile(t * BN, p0, NHW, chunk, x_ptr, sx, w_ptr, b_ptr, d_ptr, sd, s_ptr, CIN, CO, W_S[0], W_S[1],
+                      HAS_B, RELU, POOL, CHUNKED, DEST, D_RS, RING, SAVE, S_CS, H, W, ACC, BM, BN, BK, NSTAGE,
+                      PREC)
+    for i in tl.static_range(3):
+        if T[2 + 2 * i] > 0:
+            _conv1x1_tile(T[1 + 2 * i], p0, NHW, chunk, x_ptr, sx, w_ptr, b_ptr, d_ptr, sd, s_ptr, CIN, CO,
+                          W_S[0], W_S[1], HAS_B, RELU, POOL, CHUNKED, DEST, D_RS, RING, SAVE, S_CS, H, W, ACC, BM,
+                          T[2 + 2 * i], BK, NSTAGE, PREC)
+
+
+@triton.jit(noinline=True)
+def _kxk_tile(
+    n0, p0, NHW, chunk,
+    src_ptr,  # reduce rows: a flat buffer (row q at q * RS), or with RING the rings of all programs
+    wk_ptr, bk_ptr,  # [CO, CR, KS, KS] by compile-time strides; [CO]
+    y_ptr, sy, OY: tl.constexpr,  # y by strides (n, c, h, w); this branch's first channel
+    CR: tl.constexpr, CO: tl.constexpr, KS: tl.constexpr, WK_S: tl.constexpr,
+    RING: tl.constexpr, RS: tl.constexpr, CHUNKED: tl.constexpr,
+    HAS_B: tl.constexpr, RELU: tl.constexpr, H: tl.constexpr, W: tl.constexpr,
+    ACC: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+    NSTAGE: tl.constexpr, PREC: tl.constexpr,
+):
+    """Columns ``[n0, n0 + BN)`` of ``y_k = act(convKS(r, wk) + bk)`` for the owned pixel rows of
+    ``p0 + [0, BM)``: one flat loop over the ``KS*KS*CR`` (tap, channel) reduction; taps outside
+    the image read zero. ``RING > 0``: the source is this program's ring (row ``q mod RING``)."""
     PAD: tl.constexpr = KS // 2
-    SH: tl.constexpr = TH + KS - 1
-    SW: tl.constexpr = TW + KS - 1
-    per_img = tiles_h * tiles_w
-    n64 = (tile // per_img).to(tl.int64)
-    t = tile % per_img
-    h0 = (t // tiles_w) * TH
-    w0 = (t % tiles_w) * TW
-    dtype = y_ptr.dtype.element_ty
-    # the slot may still be read by the previous job of this program (write-after-read)
-    tl.debug_barrier()
-    # 1. reduce over the tile plus halo, zero outside the image -> slot [SH*SW, CR]
-    for m0 in range(0, SH * SW, BLOCK_M):
-        hp = m0 + tl.arange(0, BLOCK_M)
-        hh = hp // SW
-        hw = hp % SW
-        h = h0 - PAD + hh
-        w = w0 - PAD + hw
-        in_slot = hp < SH * SW
-        in_img = in_slot & (h >= 0) & (h < H) & (w >= 0) & (w < W)
-        x_off = n64 * sx_n + (h * sx_h + w * sx_w)
-        for c0 in range(0, CR, BLOCK_N):
-            co = c0 + tl.arange(0, BLOCK_N)
-            co_ok = co < CR
-            acc = tl.zeros([BLOCK_M, BLOCK_N], ACC)
-            acc = _conv_tile(
-                acc, x_ptr, x_off, h, w, in_img, H, W, sx_h, sx_w, sx_c, CIN,
-                wr_ptr, co, co_ok, wr_so, wr_si, 0, 0, 1, False, BLOCK_K, PREC,
-            )
-            acc = _bias_act(acc, br_ptr, br_s, co, co_ok, HAS_BR, RELU)
-            r = tl.where(in_img[:, None], acc, 0.0).to(dtype)
-            tl.store(slot_ptr + (hp * CR)[:, None] + co[None, :], r, mask=in_slot[:, None] & co_ok[None, :])
-            if SAVE_R:
-                inner = in_img & (hh >= PAD) & (hh < PAD + TH) & (hw >= PAD) & (hw < PAD + TW)
-                r_ptrs = r_ptr + (n64 * sr_n + (h * sr_h + w * sr_w))[:, None] + (co * sr_c)[None, :]
-                tl.store(r_ptrs, r, mask=inner[:, None] & co_ok[None, :])
-    tl.debug_barrier()
-    # 2. KxK conv over the slot (its halo already holds the zero padding)
-    i = tl.arange(0, BLOCK_M) // TW
-    j = tl.arange(0, BLOCK_M) % TW
-    h = h0 + i
-    w = w0 + j
-    ok = (h < H) & (w < W)
-    s_off = (((i + PAD) * SW + (j + PAD)) * CR).to(tl.int64)
-    y_off = n64 * sy_n + (h * sy_h + w * sy_w)
-    for c0 in range(0, CO, BLOCK_N):
-        co = c0 + tl.arange(0, BLOCK_N)
-        co_ok = co < CO
-        acc = tl.zeros([BLOCK_M, BLOCK_N], ACC)
-        acc = _conv_tile(
-            acc, slot_ptr, s_off, i + PAD, j + PAD, ok, SH, SW, SW * CR, CR, 1, CR,
-            wk_ptr, co, co_ok, wk_so, wk_si, wk_sh, wk_sw, KS, False, BLOCK_K, PREC,
-        )
-        acc = _bias_act(acc, bk_ptr, bk_s, co, co_ok, HAS_BK, RELU)
-        y_ptrs = y_ptr + y_off[:, None] + ((c_base + co) * sy_c)[None, :]
-        tl.store(y_ptrs, acc.to(dtype), mask=ok[:, None] & co_ok[None, :])
+    KTOT: tl.constexpr = KS * KS * CR
+    p = p0 + tl.arange(0, BM)
+    y_row, h, w, ok = _pixel_rows(p, NHW, sy[0], sy[2], sy[3], H, W)
+    own = _owned(p, NHW, chunk, CHUNKED)
+    if RING > 0:
+        src = src_ptr + tl.program_id(0).to(tl.int64) * (RING * RS)
+    else:
+        src = src_ptr
+    n = n0 + tl.arange(0, BN)
+    n_ok = n < CO
+    w_cl: tl.constexpr = WK_S[1] == 1 and WK_S[3] == CR and WK_S[2] == KS * CR  # [CO, KS, KS, CR] in memory
+    acc = _bias_acc(bk_ptr + n, n_ok & HAS_B, BM, BN, ACC)
+    for k0 in tl.range(0, KTOT, BK, num_stages=NSTAGE):
+        k = k0 + tl.arange(0, BK)
+        k_ok = k < KTOT
+        c, kh, kw = _tap_of(k, CR, KS)
+        dh = kh - PAD
+        dw = kw - PAD
+        a_ok = own[:, None] & k_ok[None, :] & _tap_ok(h[:, None], w[:, None], dh[None, :], dw[None, :], H, W)
+        q = p[:, None] + (dh * W + dw)[None, :]
+        if RING > 0:
+            a_off = (q & (RING - 1)) * RS + c[None, :]
+        else:
+            a_off = q.to(tl.int64) * RS + c[None, :]
+        a = tl.load(src + a_off, mask=a_ok, other=0.0)
+        if w_cl:
+            b_off = k[:, None] + (n * WK_S[0])[None, :]
+        else:
+            b_off = (c * WK_S[1] + kh * WK_S[2] + kw * WK_S[3])[:, None] + (n * WK_S[0])[None, :]
+        b = tl.load(wk_ptr + b_off, mask=k_ok[:, None] & n_ok[None, :], other=0.0)
+        acc = tl.dot(a, b, acc, input_precision=PREC, out_dtype=acc.dtype)
+    # A zero-padded tap times a non-finite weight is 0 * inf = NaN, where the convolution has no
+    # term at all: a tile with a NaN is recomputed tap by tap over the taps inside the image
+    # (bitwise the same NaN when the NaN is real). One reduction per tile; the rare path only
+    # runs for non-finite weights or inputs.
+    if tl.max(tl.where(acc != acc, 1, 0)) > 0:
+        _kxk_taps_inside(n0, p0, NHW, chunk, src_ptr, wk_ptr, bk_ptr, y_ptr, sy, OY, CR, CO, KS, WK_S, RING, RS,
+                         CHUNKED, HAS_B, RELU, H, W, ACC, BM, BN, BK, PREC)
+    else:
+        out = _act(acc, RELU).to(y_ptr.dtype.element_ty)
+        tl.store(y_ptr + y_row[:, None] + ((OY + n) * sy[1])[None, :], out, mask=own[:, None] & n_ok[None, :])
 
 
-# Batch and spatial sizes are runtime values that are not specialized on (one compiled kernel
-# serves every batch and resolution). Channel counts and strides keep Triton's ==1 /
-# multiple-of-16 specialization: channel-tail masks (ci < C) are only provably constant over
-# 8-element vectors when C is a known multiple of 16, and without that every operand load
-# and output store becomes scalar (measured: 168 ld.global.b16 in one 1x1 job, 255 registers).
-_RUNTIME_INTS = ["N", "H", "W", "slot", "tiles_h", "tiles_w", "n_jobs"]
+@triton.jit
+def _kxk_taps_inside(
+    n0, p0, NHW, chunk, src_ptr, wk_ptr, bk_ptr, y_ptr, sy, OY: tl.constexpr,
+    CR: tl.constexpr, CO: tl.constexpr, KS: tl.constexpr, WK_S: tl.constexpr,
+    RING: tl.constexpr, RS: tl.constexpr, CHUNKED: tl.constexpr, HAS_B: tl.constexpr, RELU: tl.constexpr,
+    H: tl.constexpr, W: tl.constexpr, ACC: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    """``_kxk_tile`` computed tap by tap, each tap added only to the rows whose tap reads inside
+    the image (the convolution exactly, with no term for the zero padding), and stored."""
+    PAD: tl.constexpr = KS // 2
+    p = p0 + tl.arange(0, BM)
+    y_row, h, w, _ok = _pixel_rows(p, NHW, sy[0], sy[2], sy[3], H, W)
+    own = _owned(p, NHW, chunk, CHUNKED)
+    if RING > 0:
+        src = src_ptr + tl.program_id(0).to(tl.int64) * (RING * RS)
+    else:
+        src = src_ptr
+    RBN: tl.constexpr = 16  # columns per pass: two small accumulators, well within the registers
+    for j in range(BN // RBN):
+        n = n0 + j * RBN + tl.arange(0, RBN)
+        n_ok = n < CO
+        acc = _bias_acc(bk_ptr + n, n_ok & HAS_B, BM, RBN, ACC)
+        for t in range(KS * KS):
+            dh = t // KS - PAD
+            dw = t % KS - PAD
+            inside = own & _tap_ok(h, w, dh, dw, H, W)
+            q = p + (dh * W + dw)
+            if RING > 0:
+                row = (q & (RING - 1)) * RS
+            else:
+                row = q.to(tl.int64) * RS
+            part = tl.zeros((BM, RBN), ACC)
+            for c0 in range(0, CR, BK):
+                c = c0 + tl.arange(0, BK)
+                c_ok = c < CR
+                a = tl.load(src + row[:, None] + c[None, :], mask=inside[:, None] & c_ok[None, :], other=0.0)
+                b = tl.load(wk_ptr + (c * WK_S[1] + (t // KS) * WK_S[2] + (t % KS) * WK_S[3])[:, None]
+                            + (n * WK_S[0])[None, :], mask=c_ok[:, None] & n_ok[None, :], other=0.0)
+                part = tl.dot(a, b, part, input_precision=PREC, out_dtype=part.dtype)
+            acc = tl.where(inside[:, None], acc + part, acc)
+        out = _act(acc, RELU).to(y_ptr.dtype.element_ty)
+        tl.store(y_ptr + y_row[:, None] + ((OY + n) * sy[1])[None, :], out, mask=own[:, None] & n_ok[None, :])
+
+
+@triton.jit
+def _kxk(
+    p0, NHW, chunk, src_ptr, wk_ptr, bk_ptr, y_ptr, sy, OY: tl.constexpr,
+    CR: tl.constexpr, CO: tl.constexpr, KS: tl.constexpr, WK_S: tl.constexpr,
+    RING: tl.constexpr, RS: tl.constexpr, CHUNKED: tl.constexpr,
+    HAS_B: tl.constexpr, RELU: tl.constexpr, H: tl.constexpr, W: tl.constexpr,
+    ACC: tl.constexpr, BM: tl.constexpr, T: tl.constexpr, BN: tl.constexpr,
+    BK: tl.constexpr, NSTAGE: tl.constexpr, PREC: tl.constexpr,
+):
+    """Every N tile of one KxK conv for the pixel rows ``p0 + [0, BM)``."""
+    for t in tl.range(T[0], disable_licm=True):
+        _kxk_tile(t * BN, p0, NHW, chunk, src_ptr, wk_ptr, bk_ptr, y_ptr, sy, OY, CR, CO, KS, WK_S, RING, RS,
+                  CHUNKED, HAS_B, RELU, H, W, ACC, BM, BN, BK, NSTAGE, PREC)
+    for i in tl.static_range(3):
+        if T[2 + 2 * i] > 0:
+            _kxk_tile(T[1 + 2 * i], p0, NHW, chunk, src_ptr, wk_ptr, bk_ptr, y_ptr, sy, OY, CR, CO, KS, WK_S, RING,
+                      RS, CHUNKED, HAS_B, RELU, H, W, ACC, BM, T[2 + 2 * i], BK, NSTAGE, PREC)
+
+
+@triton.jit
+def _horizontal(
+    p0, NHW, chunk, x_ptr, sx, w1_ptr, w3r_ptr, w5r_ptr, b1_ptr, b3r_ptr, b5r_ptr, y_ptr, sy,
+    ring_ptr, r3_ptr, r5_ptr,
+    CIN: tl.constexpr, C1: tl.constexpr, C3R: tl.constexpr, C5R: tl.constexpr,
+    W1_S: tl.constexpr, W3R_S: tl.constexpr, W5R_S: tl.constexpr,
+    HAS_B1: tl.constexpr, HAS_B3R: tl.constexpr, HAS_B5R: tl.constexpr, RELU: tl.constexpr,
+    RING: tl.constexpr, SAVE_R: tl.constexpr, CS3: tl.constexpr, CS5: tl.constexpr,
+    H: tl.constexpr, W: tl.constexpr, ACC: tl.constexpr, BM: tl.constexpr,
+    T1: tl.constexpr, T3R: tl.constexpr, T5R: tl.constexpr, BN: tl.constexpr,
+    BK: tl.constexpr, NSTAGE: tl.constexpr, PREC: tl.constexpr,
+):
+    """The horizontal GEMM ``x @ [w1 | w3r | w5r]^T`` for the pixel rows ``p0 + [0, BM)``,
+    N-tiled at the branch boundaries (``T1``, ``T3R``, ``T5R``: ``_split_n`` of each), so that
+    every tile has one destination and reads one weight in place; consecutive tiles reuse the
+    same ``x`` rows from L1/L2. ``y1`` goes to ``y`` (owned rows). ``RING > 0`` (one-launch):
+    ``r3``/``r5`` go to the program's ring (r5 at column ``CS3``) for every valid row and, with
+    ``SAVE_R``, to the flat buffers ``r3``/``r5`` for owned rows; else straight to those buffers."""
+    CHUNKED: tl.constexpr = RING > 0
+    _conv1x1(p0, NHW, chunk, x_ptr, sx, w1_ptr, b1_ptr, y_ptr, sy, y_ptr, CIN, C1, W1_S, HAS_B1, RELU, False,
+             CHUNKED, "y", 0, 0, False, 0, H, W, ACC, BM, T1, BN, BK, NSTAGE, PREC)
+    if RING > 0:
+        _conv1x1(p0, NHW, chunk, x_ptr, sx, w3r_ptr, b3r_ptr, ring_ptr, sy, r3_ptr, CIN, C3R, W3R_S, HAS_B3R, RELU,
+                 False, True, "ring", CS3 + CS5, RING, SAVE_R, CS3, H, W, ACC, BM, T3R, BN, BK, NSTAGE, PREC)
+        _conv1x1(p0, NHW, chunk, x_ptr, sx, w5r_ptr, b5r_ptr, ring_ptr + CS3, sy, r5_ptr, CIN, C5R, W5R_S, HAS_B5R,
+                 RELU, False, True, "ring", CS3 + CS5, RING, SAVE_R, CS5, H, W, ACC, BM, T5R, BN, BK, NSTAGE, PREC)
+    else:
+        _conv1x1(p0, NHW, chunk, x_ptr, sx, w3r_ptr, b3r_ptr, r3_ptr, sy, r3_ptr, CIN, C3R, W3R_S, HAS_B3R, RELU,
+                 False, False, "flat", CS3, 0, False, 0, H, W, ACC, BM, T3R, BN, BK, NSTAGE, PREC)
+        _conv1x1(p0, NHW, chunk, x_ptr, sx, w5r_ptr, b5r_ptr, r5_ptr, sy, r5_ptr, CIN, C5R, W5R_S, HAS_B5R, RELU,
+                 False, False, "flat", CS5, 0, False, 0, H, W, ACC, BM, T5R, BN, BK, NSTAGE, PREC)
+
+
+#: Runtime integers (everything else that shapes the kernel is a compile-time constant).
+_RUNTIME_INTS = ["NHW", "chunk"]
 
 
 @triton.jit(do_not_specialize=_RUNTIME_INTS)
 def _inception_fwd_kernel(
-    x_ptr,  # [N, CIN, H, W] by strides
-    w1_ptr,  # [C1, CIN, 1, 1]
+    x_ptr,  # [N, CIN, H, W] by strides sx
+    w1_ptr,  # [C1, CIN, 1, 1] (every weight by compile-time strides)
     w3r_ptr,  # [C3R, CIN, 1, 1]
     w3_ptr,  # [C3, C3R, K3, K3]
     w5r_ptr,  # [C5R, CIN, 1, 1]
@@ -265,209 +353,293 @@ def _inception_fwd_kernel(
     b5r_ptr,  # [C5R]
     b5_ptr,  # [C5]
     bp_ptr,  # [CP]
-    y_ptr,  # [N, C1 + C3 + C5 + CP, H, W] by strides
-    r3_ptr,  # [N, C3R, H, W] by strides (STAGE 1/2 buffer, or saved when SAVE_R; else dummy)
-    r5_ptr,  # [N, C5R, H, W] by strides
-    scratch_ptr,  # [programs, slot] private halo buffers (STAGE 0 only; else dummy)
-    N, H, W, CIN, C1, C3R, C3, C5R, C5, CP,
-    sx_n, sx_c, sx_h, sx_w,
-    sy_n, sy_c, sy_h, sy_w,
-    sr3_n, sr3_c, sr3_h, sr3_w,
-    sr5_n, sr5_c, sr5_h, sr5_w,
-    w1_so, w1_si,
-    w3r_so, w3r_si,
-    w3_so, w3_si, w3_sh, w3_sw,
-    w5r_so, w5r_si,
-    w5_so, w5_si, w5_sh, w5_sw,
-    wp_so, wp_si,
-    b1_s, b3r_s, b3_s, b5r_s, b5_s, bp_s,
-    slot,  # elements per scratch slot
-    tiles_h,  # spatial tiles per image column / row (STAGE 0)
-    tiles_w,
-    n_jobs,  # total jobs of this stage
-    K3: tl.constexpr,
-    K5: tl.constexpr,
-    RELU: tl.constexpr,
-    HAS_B1: tl.constexpr,
-    HAS_B3R: tl.constexpr,
-    HAS_B3: tl.constexpr,
-    HAS_B5R: tl.constexpr,
-    HAS_B5: tl.constexpr,
-    HAS_BP: tl.constexpr,
-    STAGE: tl.constexpr,  # 0: one launch; 1: 1x1s + pool of two_launch; 2: KxKs of two_launch
+    y_ptr,  # [N, C1 + C3 + C5 + CP, H, W] by strides sy
+    r3_ptr,  # [N, H, W, CS3] reduce output (STAGE 1/2 buffer, or saved with SAVE_R; else dummy)
+    r5_ptr,  # [N, H, W, CS5]
+    ring_ptr,  # [programs, RING, CS3 + CS5] private ring buffers (STAGE 0 only; else dummy)
+    NHW,  # N * H * W
+    sx,  # x strides (n, c, h, w)
+    sy,  # y strides (n, c, h, w)
+    chunk,  # pixels per program (STAGE 0)
+    H: tl.constexpr, W: tl.constexpr,
+    CIN: tl.constexpr, C1: tl.constexpr, C3R: tl.constexpr, C3: tl.constexpr,
+    C5R: tl.constexpr, C5: tl.constexpr, CP: tl.constexpr, K3: tl.constexpr, K5: tl.constexpr,
+    W1_S: tl.constexpr, W3R_S: tl.constexpr, W3_S: tl.constexpr,  # weight strides (o, i, h, w)
+    W5R_S: tl.constexpr, W5_S: tl.constexpr, WP_S: tl.constexpr,
+    HAS_B1: tl.constexpr, HAS_B3R: tl.constexpr, HAS_B3: tl.constexpr,
+    HAS_B5R: tl.constexpr, HAS_B5: tl.constexpr, HAS_BP: tl.constexpr, RELU: tl.constexpr,
+    STAGE: tl.constexpr,  # 0: one launch; 1: horizontal + pool of two_launch; 2: KxKs of two_launch
     SAVE_R: tl.constexpr,
-    ACC: tl.constexpr,  # accumulator dtype
-    TH: tl.constexpr,
-    TW: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr,
-    PREC: tl.constexpr,
+    CS3: tl.constexpr, CS5: tl.constexpr,  # channel strides of the reduce buffers (and ring)
+    RING: tl.constexpr, HALO: tl.constexpr,  # STAGE 0: ring rows (a power of two), halo pixels
+    ACC: tl.constexpr, PREC: tl.constexpr,
+    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, NSTAGE: tl.constexpr,
+    POOL_BK: tl.constexpr,  # reduction step of the pool GEMM (its A tile is built in registers)
+    T1: tl.constexpr, T3R: tl.constexpr, T3: tl.constexpr,  # N tiles of each conv (_split_n)
+    T5R: tl.constexpr, T5: tl.constexpr, TP: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    n_pt = tl.cdiv(N * H * W, BLOCK_M)
-    t1 = tl.cdiv(C1, BLOCK_N)
-    tp = tl.cdiv(CP, BLOCK_N)
-    oy3 = C1
-    oy5 = C1 + C3
-    oyp = C1 + C3 + C5
-    for job in range(pid, n_jobs, tl.num_programs(0)):
-        if STAGE == 0:
-            n_sp = N * tiles_h * tiles_w
-            slot_ptr = scratch_ptr + pid.to(tl.int64) * slot
-            if job < n_sp:
-                _spatial_job(
-                    job, x_ptr, N, H, W, CIN, sx_n, sx_c, sx_h, sx_w,
-                    w3r_ptr, w3r_so, w3r_si, b3r_ptr, b3r_s, w3_ptr, w3_so, w3_si, w3_sh, w3_sw, b3_ptr, b3_s,
-                    y_ptr, sy_n, sy_c, sy_h, sy_w, oy3, C3R, C3,
-                    slot_ptr, r3_ptr, sr3_n, sr3_c, sr3_h, sr3_w, tiles_h, tiles_w,
-                    K3, HAS_B3R, HAS_B3, RELU, SAVE_R, ACC, TH, TW, BLOCK_M, BLOCK_N, BLOCK_K, PREC,
-                )
-            elif job < 2 * n_sp:
-                _spatial_job(
-                    job - n_sp, x_ptr, N, H, W, CIN, sx_n, sx_c, sx_h, sx_w,
-                    w5r_ptr, w5r_so, w5r_si, b5r_ptr, b5r_s, w5_ptr, w5_so, w5_si, w5_sh, w5_sw, b5_ptr, b5_s,
-                    y_ptr, sy_n, sy_c, sy_h, sy_w, oy5, C5R, C5,
-                    slot_ptr, r5_ptr, sr5_n, sr5_c, sr5_h, sr5_w, tiles_h, tiles_w,
-                    K5, HAS_B5R, HAS_B5, RELU, SAVE_R, ACC, TH, TW, BLOCK_M, BLOCK_N, BLOCK_K, PREC,
-                )
-            else:
-                j = job - 2 * n_sp
-                pt = j // (t1 + tp)
-                ct = j % (t1 + tp)
-                if ct < t1:
-                    _pixel_job(
-                        pt, ct, x_ptr, N, H, W, CIN, sx_n, sx_c, sx_h, sx_w,
-                        w1_ptr, w1_so, w1_si, 0, 0, b1_ptr, b1_s,
-                        y_ptr, sy_n, sy_c, sy_h, sy_w, 0, C1,
-                        1, False, HAS_B1, RELU, ACC, BLOCK_M, BLOCK_N, BLOCK_K, PREC,
-                    )
-                else:
-                    _pixel_job(
-                        pt, ct - t1, x_ptr, N, H, W, CIN, sx_n, sx_c, sx_h, sx_w,
-                        wp_ptr, wp_so, wp_si, 0, 0, bp_ptr, bp_s,
-                        y_ptr, sy_n, sy_c, sy_h, sy_w, oyp, CP,
-                        1, True, HAS_BP, RELU, ACC, BLOCK_M, BLOCK_N, BLOCK_K, PREC,
-                    )
-        elif STAGE == 1:
-            t3r = tl.cdiv(C3R, BLOCK_N)
-            t5r = tl.cdiv(C5R, BLOCK_N)
-            nct = t1 + t3r + t5r + tp
-            pt = job // nct
-            ct = job % nct
-            if ct < t1:
-                _pixel_job(
-                    pt, ct, x_ptr, N, H, W, CIN, sx_n, sx_c, sx_h, sx_w,
-                    w1_ptr, w1_so, w1_si, 0, 0, b1_ptr, b1_s,
-                    y_ptr, sy_n, sy_c, sy_h, sy_w, 0, C1,
-                    1, False, HAS_B1, RELU, ACC, BLOCK_M, BLOCK_N, BLOCK_K, PREC,
-                )
-            elif ct < t1 + t3r:
-                _pixel_job(
-                    pt, ct - t1, x_ptr, N, H, W, CIN, sx_n, sx_c, sx_h, sx_w,
-                    w3r_ptr, w3r_so, w3r_si, 0, 0, b3r_ptr, b3r_s,
-                    r3_ptr, sr3_n, sr3_c, sr3_h, sr3_w, 0, C3R,
-                    1, False, HAS_B3R, RELU, ACC, BLOCK_M, BLOCK_N, BLOCK_K, PREC,
-                )
-            elif ct < t1 + t3r + t5r:
-                _pixel_job(
-                    pt, ct - t1 - t3r, x_ptr, N, H, W, CIN, sx_n, sx_c, sx_h, sx_w,
-                    w5r_ptr, w5r_so, w5r_si, 0, 0, b5r_ptr, b5r_s,
-                    r5_ptr, sr5_n, sr5_c, sr5_h, sr5_w, 0, C5R,
-                    1, False, HAS_B5R, RELU, ACC, BLOCK_M, BLOCK_N, BLOCK_K, PREC,
-                )
-            else:
-                _pixel_job(
-                    pt, ct - t1 - t3r - t5r, x_ptr, N, H, W, CIN, sx_n, sx_c, sx_h, sx_w,
-                    wp_ptr, wp_so, wp_si, 0, 0, bp_ptr, bp_s,
-                    y_ptr, sy_n, sy_c, sy_h, sy_w, oyp, CP,
-                    1, True, HAS_BP, RELU, ACC, BLOCK_M, BLOCK_N, BLOCK_K, PREC,
-                )
-        else:
-            t3 = tl.cdiv(C3, BLOCK_N)
-            t5 = tl.cdiv(C5, BLOCK_N)
-            pt = job // (t3 + t5)
-            ct = job % (t3 + t5)
-            if ct < t3:
-                _pixel_job(
-                    pt, ct, r3_ptr, N, H, W, C3R, sr3_n, sr3_c, sr3_h, sr3_w,
-                    w3_ptr, w3_so, w3_si, w3_sh, w3_sw, b3_ptr, b3_s,
-                    y_ptr, sy_n, sy_c, sy_h, sy_w, oy3, C3,
-                    K3, False, HAS_B3, RELU, ACC, BLOCK_M, BLOCK_N, BLOCK_K, PREC,
-                )
-            else:
-                _pixel_job(
-                    pt, ct - t3, r5_ptr, N, H, W, C5R, sr5_n, sr5_c, sr5_h, sr5_w,
-                    w5_ptr, w5_so, w5_si, w5_sh, w5_sw, b5_ptr, b5_s,
-                    y_ptr, sy_n, sy_c, sy_h, sy_w, oy5, C5,
-                    K5, False, HAS_B5, RELU, ACC, BLOCK_M, BLOCK_N, BLOCK_K, PREC,
-                )
+    O3: tl.constexpr = C1
+    O5: tl.constexpr = C1 + C3
+    OP: tl.constexpr = C1 + C3 + C5
+    if STAGE == 0:
+        RS: tl.constexpr = CS3 + CS5
+        s0 = tl.program_id(0) * chunk
+        # warm-up: the reduce rows [s0 - HALO, s0 + HALO) (and y1 of [s0, s0 + HALO))
+        for w0 in tl.range(s0 - HALO, s0 + HALO, BM, disable_licm=True):
+            _horizontal(w0, NHW, chunk, x_ptr, sx, w1_ptr, w3r_ptr, w5r_ptr, b1_ptr, b3r_ptr, b5r_ptr, y_ptr, sy,
+                        ring_ptr, r3_ptr, r5_ptr, CIN, C1, C3R, C5R, W1_S, W3R_S, W5R_S, HAS_B1, HAS_B3R, HAS_B5R,
+                        RELU, RING, SAVE_R, CS3, CS5, H, W, ACC, BM, T1, T3R, T5R, BN, BK, NSTAGE, PREC)
+        for s in tl.range(s0, tl.minimum(s0 + chunk, NHW), BM, disable_licm=True):
+            # the ring rows the lead overwrites may still be read by the previous step
+            tl.debug_barrier()
+            _horizontal(s + HALO, NHW, chunk, x_ptr, sx, w1_ptr, w3r_ptr, w5r_ptr, b1_ptr, b3r_ptr, b5r_ptr, y_ptr,
+                        sy, ring_ptr, r3_ptr, r5_ptr, CIN, C1, C3R, C5R, W1_S, W3R_S, W5R_S, HAS_B1, HAS_B3R,
+                        HAS_B5R, RELU, RING, SAVE_R, CS3, CS5, H, W, ACC, BM, T1, T3R, T5R, BN, BK, NSTAGE, PREC)
+            tl.debug_barrier()  # the step's reduce rows are in the ring
+            _conv1x1(s, NHW, chunk, x_ptr, sx, wp_ptr, bp_ptr, y_ptr + OP * sy[1], sy, y_ptr, CIN, CP, WP_S,
+                     HAS_BP, RELU, True, True, "y", 0, 0, False, 0, H, W, ACC, BM, TP, BN, POOL_BK, NSTAGE, PREC)
+            _kxk(s, NHW, chunk, ring_ptr, w3_ptr, b3_ptr, y_ptr, sy, O3, C3R, C3, K3, W3_S, RING, RS, True,
+                 HAS_B3, RELU, H, W, ACC, BM, T3, BN, BK, NSTAGE, PREC)
+            _kxk(s, NHW, chunk, ring_ptr + CS3, w5_ptr, b5_ptr, y_ptr, sy, O5, C5R, C5, K5, W5_S, RING, RS, True,
+                 HAS_B5, RELU, H, W, ACC, BM, T5, BN, BK, NSTAGE, PREC)
+    elif STAGE == 1:
+        p0 = tl.program_id(0) * BM
+        _horizontal(p0, NHW, chunk, x_ptr, sx, w1_ptr, w3r_ptr, w5r_ptr, b1_ptr, b3r_ptr, b5r_ptr, y_ptr, sy,
+                    ring_ptr, r3_ptr, r5_ptr, CIN, C1, C3R, C5R, W1_S, W3R_S, W5R_S, HAS_B1, HAS_B3R, HAS_B5R,
+                    RELU, 0, False, CS3, CS5, H, W, ACC, BM, T1, T3R, T5R, BN, BK, NSTAGE, PREC)
+        _conv1x1(p0, NHW, chunk, x_ptr, sx, wp_ptr, bp_ptr, y_ptr + OP * sy[1], sy, y_ptr, CIN, CP, WP_S,
+                 HAS_BP, RELU, True, False, "y", 0, 0, False, 0, H, W, ACC, BM, TP, BN, POOL_BK, NSTAGE, PREC)
+    else:
+        p0 = tl.program_id(0) * BM
+        _kxk(p0, NHW, chunk, r3_ptr, w3_ptr, b3_ptr, y_ptr, sy, O3, C3R, C3, K3, W3_S, 0, CS3, False,
+             HAS_B3, RELU, H, W, ACC, BM, T3, BN, BK, NSTAGE, PREC)
+        _kxk(p0, NHW, chunk, r5_ptr, w5_ptr, b5_ptr, y_ptr, sy, O5, C5R, C5, K5, W5_S, 0, CS5, False,
+             HAS_B5, RELU, H, W, ACC, BM, T5, BN, BK, NSTAGE, PREC)
 
 
-def _pick_config(spec_channels: Sequence[int], H: int, W: int, dtype: torch.dtype) -> dict:
-    """Tile shapes and launch options for one problem -- the only place they are chosen.
+# --------------------------------------------------------------------------------------------
+# Host side: the plan (tiles, schedule, grid) and the launcher
+# --------------------------------------------------------------------------------------------
 
-    The heuristic: spatial jobs own 8x8 output tiles (BLOCK_M = 64 = TH*TW; the 3x3 halo
-    recomputes (10*10)/(8*8) of the cheap reduce, the 5x5 (12*12)/(8*8)); every GEMM tile is
-    64 pixels x 64 output channels, stepping 32 input channels per tensor-core dot (16 for
-    4-byte and 8-byte dtypes, keeping the operands' shared-memory footprint the same).
-    Channel counts are runtime arguments, so the nine GoogLeNet layers share one compiled
-    kernel per (dtype, kernel sizes, biases, activation, stage, arch).
 
-    Args:
-        spec_channels: ``(Cin, c1, c3r, c3, c5r, c5, cp)`` (reserved for size-dependent tiles).
-        H, W: spatial size.
-        dtype: input dtype.
+def _split_n(n: int, bn: int) -> tuple[int, ...]:
+    """Cover ``n`` GEMM columns with ``nt`` tiles of ``bn`` and at most three narrower tiles.
+
+    The tail (``n % bn`` rounded up to a multiple of 16) is split into distinct powers of two
+    (64, 32, 16 for ``bn = 128``), so no tile pads more than 15 columns: e.g. 176 =
+    128 + 32 + 16, 624 = 4 * 128 + 64 + 32 + 16.
 
     Returns:
-        dict with ``BLOCK_M, BLOCK_N, BLOCK_K, TH, TW, num_warps, num_stages``.
+        ``(nt, off1, width1, off2, width2, off3, width3)``, unused tails as ``(0, 0)`` -- a flat
+        tuple, the form every supported Triton version takes as a compile-time constant.
     """
-    del spec_channels, H, W  # one config fits every GoogLeNet layer (see the compile test)
-    block_k = 32 if dtype in (torch.float16, torch.bfloat16) else 16
-    # 8 warps: at 4 warps the one-launch kernel sat at 248-255 registers (spilling before the
-    # channel counts were specialized); at 8 it needs 174 (sm_80) / 116 (sm_90), no spills.
-    return dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=block_k, TH=8, TW=8, num_warps=8, num_stages=2)
+    nt, rem = divmod(n, bn)
+    rem = -(-rem // 16) * 16
+    if rem == bn:  # a tail of more than bn - 16 columns is one more full tile
+        nt, rem = nt + 1, 0
+    tail, off, w = [], nt * bn, bn // 2
+    while rem:
+        if rem >= w:
+            tail += [off, w]
+            off, rem = off + w, rem - w
+        w //= 2
+    if len(tail) > 6:
+        raise ValueError(f"_split_n({n}, {bn}): more than three tail tiles")
+    return (nt, *tail, *(0,) * (6 - len(tail)))
 
 
-def _resident_programs(device: torch.device) -> int:
-    """Programs of the persistent grid: as many as fit on the GPU at once, from the compiled
-    kernel's measured footprint at 8 warps (sm_80: ~174 registers -> 1 program per SM;
-    sm_90: ~116 -> 2); 3 in the interpreter (it runs programs one after another, and 3
-    exercises the persistent loop and the reuse of scratch slots)."""
-    if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        return props.multi_processor_count * (2 if props.major >= 9 else 1)
-    return 3
+def _tile_width(split: tuple[int, ...], bn: int) -> int:
+    """Columns a split executes (its tiles' widths, padding included)."""
+    return split[0] * bn + split[2] + split[4] + split[6]
 
 
-def _dot_precision(dtype: torch.dtype, device: torch.device) -> str:
-    if dtype == torch.float32 and device.type == "cuda" and torch.backends.cudnn.allow_tf32:
-        return "tf32"
-    return "ieee"
+def _round_up(a: int, b: int) -> int:
+    return -(-a // b) * b
+
+
+#: Reduction step of the pool GEMM: its A operand (nine shifted loads and their max) lives in
+#: registers; 16 channels keep it small (measured: 138 registers at 16, 186 at 32, 255 at 64
+#: for a 64 x 128 tile on sm_90).
+POOL_BK = 16
+#: Executed / useful FLOPs the default schedule may cost (docs/design.md §7).
+FLOP_BUDGET = 1.25
+#: Largest ring buffer one program may keep (bytes): rings are meant to stay in L2.
+_MAX_RING_BYTES = 192 * 1024
+#: Programs of the one-launch grid in the interpreter: enough to exercise the persistent loop,
+#: several pixel ranges and the reuse of ring rows.
+_INTERPRETER_PROGRAMS = 3
+
+
+@dataclass(frozen=True)
+class ForwardPlan:
+    """What the forward launcher runs for one problem: tiles, schedule and grid.
+
+    The only place these are chosen (``_plan``); the static report and the FLOP model read the
+    same object, so what they describe is what runs.
+
+    Attributes:
+        schedule: ``"one_launch"`` or ``"two_launch"``.
+        reason: why ``_plan`` chose the schedule (for ``schedule="auto"``).
+        BM, BN, BK: pixel rows per tile, widest N tile, reduction step.
+        nstage: operand stages of every K loop (``num_stages``; ``nstage - 1`` in flight).
+        num_warps: warps per program.
+        maxnreg: register cap per thread (see ``gemm_tiles``).
+        splits: ``_split_n`` of each conv's output channels, ``(w1, w3r, w3, w5r, w5, wp)``
+            order (the horizontal GEMM is N-tiled at the branch boundaries).
+        cs3, cs5: channel strides of the reduce buffers (channels rounded up to 16).
+        halo, ring, programs, chunk: one-launch: halo pixels, ring rows per program,
+            warm-up row tile, programs and pixels per program.
+        grids: the grid of each launch.
+    """
+
+    schedule: str
+    reason: str
+    BM: int
+    BN: int
+    BK: int
+    nstage: int
+    num_warps: int
+    maxnreg: int
+    splits: tuple
+    cs3: int
+    cs5: int
+    halo: int
+    ring: int
+    programs: int
+    chunk: int
+    grids: tuple
+
+    def gemm_macs(self, channels: Sequence[int], kernel_sizes: Sequence[int], nhw: int) -> dict:
+        """Multiply-accumulates the tensor cores execute, per GEMM phase (padding, the halo
+        warm-up and tile overhang included), for ``channels = (cin, c1, c3r, c3, c5r, c5, cp)``."""
+        cin, _c1, c3r, _c3, c5r, _c5, _cp = channels
+        k3, k5 = kernel_sizes
+        kx = _round_up(cin, self.BK)
+        n1, n3r, n3, n5r, n5, n_p = (_tile_width(t, self.BN) for t in self.splits)
+        if self.schedule == "one_launch":
+            lens = [min(self.chunk, nhw - i * self.chunk) for i in range(self.programs)]
+            center = sum(_round_up(n, self.BM) for n in lens)
+            hor_rows = center + self.programs * _round_up(2 * self.halo, self.BM)
+        else:
+            center = hor_rows = _round_up(nhw, self.BM)
+        return {
+            "horizontal": hor_rows * kx * (n1 + n3r + n5r),
+            "pool": center * kx * n_p,
+            "k3": center * _round_up(k3 * k3 * c3r, self.BK) * n3,
+            "k5": center * _round_up(k5 * k5 * c5r, self.BK) * n5,
+        }
+
+
+def _next_pow2(v: int) -> int:
+    return 1 << max(0, (v - 1).bit_length())
+
+
+def _plan(channels: Sequence[int], kernel_sizes: Sequence[int], n: int, h: int, w: int,
+          dtype: torch.dtype, target: Target, schedule: str = "auto") -> ForwardPlan:
+    """Tile shapes, schedule and grid of one forward.
+
+    Tiles follow :func:`~inception_kernels.triton._config.gemm_tiles` (64 pixel rows x up to
+    128 output channels, several operand stages in flight); N tiles are sized to each conv's
+    channels (``_split_n``). The one-launch grid has as many programs as fit on the GPU at once
+    (``ctas_per_sm`` per SM), each owning an equal range of pixels.
+
+    ``"auto"`` picks ``"one_launch"`` -- the mission: one launch per module -- unless its ring
+    buffer would not stay small (very wide images), or its halo warm-up makes it execute more
+    than ``FLOP_BUDGET`` (1.25) times the useful FLOPs *and* that extra work costs more than a
+    second launch in the model of :mod:`~inception_kernels.triton._cost`. Then it picks
+    ``"two_launch"``: no recompute, ``r3``/``r5`` through L2. In practice: one launch for the
+    28x28 and 14x14 GoogLeNet layers and for small batches; two launches for the 7x7 layers
+    at large batch, whose ranges are too short to amortize the warm-up. The plan's ``reason``
+    says which rule decided.
+
+    Args:
+        channels: ``(cin, c1, c3r, c3, c5r, c5, cp)``.
+        kernel_sizes: ``(K3, K5)``.
+        n, h, w: batch and spatial size.
+        dtype: input dtype.
+        target: the GPU (:func:`~inception_kernels.triton._config.target_of`); its SM count is
+            None in the interpreter, which runs ``_INTERPRETER_PROGRAMS`` programs.
+        schedule: ``"auto"``, ``"one_launch"`` or ``"two_launch"``.
+
+    Returns:
+        The :class:`ForwardPlan`.
+    """
+    cin, c1, c3r, c3, c5r, c5, cp = channels
+    k3, k5 = kernel_sizes
+    elt = dtype.itemsize
+    tiles = gemm_tiles(dtype, target)
+    bm, bn = tiles.BM, tiles.BN
+    nhw = n * h * w
+    cs3, cs5 = _round_up(c3r, 16), _round_up(c5r, 16)
+    halo = (max(k3, k5) // 2) * w + max(k3, k5) // 2
+    ring = _next_pow2(bm + 2 * halo)
+    resident = _INTERPRETER_PROGRAMS if target.sms is None else target.sms * tiles.ctas_per_sm
+    chunk = _round_up(max(1, -(-nhw // resident)), bm)
+    programs = max(1, -(-nhw // chunk)) if nhw else 0
+    common = dict(BM=bm, BN=bn, BK=tiles.BK, nstage=tiles.stages, num_warps=tiles.warps, maxnreg=tiles.maxnreg,
+                  splits=tuple(_split_n(c, bn) for c in (c1, c3r, c3, c5r, c5, cp)),
+                  cs3=cs3, cs5=cs5, halo=halo, ring=ring)
+    one = ForwardPlan("one_launch", "", programs=programs, chunk=chunk, grids=((programs,),), **common)
+    tiles = -(-nhw // bm)
+    # two_launch: up to 255 registers. Its programs are short (one tile each, not persistent), and
+    # 5a's stage 1 spills 32 bytes under 168 or 192 (measured: 214 registers, no spill, at 255;
+    # the other layers' stages stay at 118-138)
+    two = ForwardPlan("two_launch", "", programs=tiles, chunk=bm, grids=((tiles,), (tiles,)),
+                      **dict(common, maxnreg=255))
+    if schedule == "one_launch":
+        return one
+    if schedule == "two_launch":
+        return two
+    ring_bytes = ring * (cs3 + cs5) * elt
+    useful = nhw * (cin * (c1 + c3r + c5r + cp) + k3 * k3 * c3r * c3 + k5 * k5 * c5r * c5)
+    ex_one = sum(one.gemm_macs(channels, kernel_sizes, nhw).values())
+    ex_two = sum(two.gemm_macs(channels, kernel_sizes, nhw).values())
+    ratio = ex_one / max(useful, 1)
+    machine = machine_for(target.arch)
+    extra_s = (ex_one - ex_two) / machine.mma_macs_per_s  # what the halo warm-up costs (modeled)
+    if ring_bytes > _MAX_RING_BYTES:
+        why = (f"two_launch: a one-launch ring of {ring} rows x {cs3 + cs5} channels "
+               f"({ring_bytes // 1024} KiB per program) would not stay in L2")
+        return dataclasses.replace(two, reason=why)
+    if ratio > FLOP_BUDGET and extra_s > machine.launch_s:
+        why = (f"two_launch: one_launch would execute {ratio:.2f}x the useful FLOPs (halo warm-up of "
+               f"{_round_up(2 * halo, bm)} rows per {chunk}-pixel range), above the {FLOP_BUDGET}x budget, and "
+               f"the extra work (~{extra_s * 1e6:.1f} us modeled) costs more than the second launch "
+               f"(~{machine.launch_s * 1e6:.0f} us)")
+        return dataclasses.replace(two, reason=why)
+    why = (f"one_launch: {ratio:.2f}x the useful FLOPs with the halo warm-up"
+           + (f" (within the {FLOP_BUDGET}x budget)" if ratio <= FLOP_BUDGET else
+              f"; its extra work (~{extra_s * 1e6:.1f} us modeled) costs less than a second launch")
+           + f", ring of {ring_bytes // 1024} KiB per program")
+    return dataclasses.replace(one, reason=why)
 
 
 _ACC = {torch.float64: tl.float64}
 
 
-def _stage_args(x, weights, biases, y, r3, r5, scratch):
-    """Runtime pointer and stride arguments of the kernel, in its order."""
-    w1, w3r, w3, w5r, w5, wp = weights
-    dummy = y
-    bias_ptrs = [b if b is not None else dummy for b in biases]
-    bias_strides = [b.stride(0) if b is not None else 0 for b in biases]
-    r3s = r3.stride() if r3 is not None else (0, 0, 0, 0)
-    r5s = r5.stride() if r5 is not None else (0, 0, 0, 0)
-    N, cin, H, W = x.shape
-    return (
-        x, w1, w3r, w3, w5r, w5, wp, *bias_ptrs, y,
-        r3 if r3 is not None else dummy, r5 if r5 is not None else dummy,
-        scratch if scratch is not None else dummy,
-        N, H, W, cin, w1.shape[0], w3r.shape[0], w3.shape[0], w5r.shape[0], w5.shape[0], wp.shape[0],
-        *x.stride(), *y.stride(), *r3s, *r5s,
-        w1.stride(0), w1.stride(1), w3r.stride(0), w3r.stride(1), *w3.stride(),
-        w5r.stride(0), w5r.stride(1), *w5.stride(), wp.stride(0), wp.stride(1),
-        *bias_strides,
-    )
+def _reduce_buffers(x: torch.Tensor, c3r: int, c5r: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Empty ``r3`` ``[N, c3r, H, W]`` and ``r5`` ``[N, c5r, H, W]`` for x: channels_last storage
+    with the channel stride rounded up to a multiple of 16 (aligned vector loads). The fake
+    impls use this function too, so strides agree."""
+    n, _, h, w = x.shape
+
+    def buf(c):
+        return torch.empty((n, h, w, _round_up(c, 16)), device=x.device, dtype=x.dtype)[..., :c].permute(0, 3, 1, 2)
+
+    return buf(c3r), buf(c5r)
+
+
+def _output_format(x: torch.Tensor) -> torch.memory_format:
+    """y's memory format: channels_last when x is (and is not also NCHW-contiguous)."""
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _weight_strides(weights) -> dict:
+    """The weights' strides, the kernel's compile-time constants ``W1_S`` ... ``WP_S``."""
+    names = ("W1_S", "W3R_S", "W3_S", "W5R_S", "W5_S", "WP_S")
+    return {name: tuple(int(v) for v in wt.stride()) for name, wt in zip(names, weights)}
 
 
 def _inception_forward(
@@ -477,7 +649,7 @@ def _inception_forward(
     kernel_sizes: tuple[int, int],
     activation: Optional[str],
     *,
-    schedule: str = "one_launch",
+    schedule: str = "auto",
     save_reduce: bool = False,
 ):
     """Launch the fused forward on checked arguments (see ``_checks.check_inception_args``).
@@ -488,77 +660,64 @@ def _inception_forward(
         biases: ``(b1, b3r, b3, b5r, b5, bp)``, each ``[Cout]`` or None.
         kernel_sizes: ``(K3, K5)``, odd.
         activation: ``"relu"`` or None.
-        schedule: ``"one_launch"`` (1 launch) or ``"two_launch"`` (2 launches).
-        save_reduce: also return ``r3`` / ``r5`` (post-activation, channels_last storage).
+        schedule: ``"auto"`` (``_plan`` chooses per layer), ``"one_launch"`` (1 launch) or
+            ``"two_launch"`` (2 launches).
+        save_reduce: also return ``r3`` / ``r5`` (post-activation; see ``_reduce_buffers``).
 
     Returns:
         ``(y, r3, r5)``: y ``[N, c1+c3+c5+cp, H, W]`` in x's dtype and memory format;
-        r3 / r5 ``[N, c3r|c5r, H, W]`` (channels_last storage) when ``save_reduce``, else None.
+        r3 / r5 ``[N, c3r|c5r, H, W]`` when ``save_reduce``, else None.
 
     Raises:
         ValueError: an unknown schedule, or a tensor too large for the kernel's int32
             per-image offsets.
     """
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if schedule not in SCHEDULES + ("auto",):
+        raise ValueError(f"schedule must be 'auto' or one of {SCHEDULES}, got {schedule!r}")
     N, cin, H, W = x.shape
     k3, k5 = kernel_sizes
     c1, c3r, c3, c5r, c5, cp = (w.shape[0] for w in weights)
-    if max(cin, c1 + c3 + c5 + cp, c3r, c5r) * H * W >= 2**31 or N * H * W >= 2**31:
+    if max(cin, c1 + c3 + c5 + cp, _round_up(c3r, 16), _round_up(c5r, 16)) * H * W >= 2**31 or N * H * W >= 2**31:
         raise ValueError(
             f"x of shape {tuple(x.shape)} is too large: one image must have < 2^31 elements "
             f"and N*H*W < 2^31 pixels"
         )
-    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    y = torch.empty((N, c1 + c3 + c5 + cp, H, W), device=x.device, dtype=x.dtype, memory_format=fmt)
-    need_r = save_reduce or schedule == "two_launch"
+    # the epilogues read a bias as a dense vector (a strided view would be read wrong)
+    biases = [b.contiguous() if b is not None else None for b in biases]
+    y = torch.empty((N, c1 + c3 + c5 + cp, H, W), device=x.device, dtype=x.dtype, memory_format=_output_format(x))
+    plan = _plan((cin, c1, c3r, c3, c5r, c5, cp), kernel_sizes, N, H, W, x.dtype, target_of(x.device), schedule)
     r3 = r5 = None
-    if need_r:
-        r3 = torch.empty((N, c3r, H, W), device=x.device, dtype=x.dtype, memory_format=torch.channels_last)
-        r5 = torch.empty((N, c5r, H, W), device=x.device, dtype=x.dtype, memory_format=torch.channels_last)
-    if N == 0 or H == 0 or W == 0:
-        return y, r3, r5
-
-    cfg = _pick_config((cin, c1, c3r, c3, c5r, c5, cp), H, W, x.dtype)
+    if save_reduce or plan.schedule == "two_launch":
+        r3, r5 = _reduce_buffers(x, c3r, c5r)
+    if N * H * W == 0:
+        return y, (r3 if save_reduce else None), (r5 if save_reduce else None)
+    dummy = y
     consts = dict(
-        K3=k3, K5=k5, RELU=activation == "relu",
+        H=H, W=W, CIN=cin, C1=c1, C3R=c3r, C3=c3, C5R=c5r, C5=c5, CP=cp, K3=k3, K5=k5, **_weight_strides(weights),
         HAS_B1=biases[0] is not None, HAS_B3R=biases[1] is not None, HAS_B3=biases[2] is not None,
         HAS_B5R=biases[3] is not None, HAS_B5=biases[4] is not None, HAS_BP=biases[5] is not None,
-        SAVE_R=bool(save_reduce), ACC=_ACC.get(x.dtype, tl.float32),
-        TH=cfg["TH"], TW=cfg["TW"], BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"],
-        PREC=_dot_precision(x.dtype, x.device),
-        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+        RELU=activation == "relu", SAVE_R=bool(save_reduce), CS3=plan.cs3, CS5=plan.cs5,
+        RING=plan.ring, HALO=plan.halo, ACC=_ACC.get(x.dtype, tl.float32),
+        PREC=dot_precision(x.dtype, x.device), BM=plan.BM, BN=plan.BN, BK=plan.BK, NSTAGE=plan.nstage,
+        POOL_BK=POOL_BK,
+        **dict(zip(("T1", "T3R", "T3", "T5R", "T5", "TP"), plan.splits)),
+        num_warps=plan.num_warps, num_stages=plan.nstage, maxnreg=plan.maxnreg,
+    )
+    ring = None
+    if plan.schedule == "one_launch":
+        ring = torch.empty((plan.programs, plan.ring, plan.cs3 + plan.cs5), device=x.device, dtype=x.dtype)
+    args = (
+        x, *weights, *(b if b is not None else dummy for b in biases), y,
+        r3 if r3 is not None else dummy, r5 if r5 is not None else dummy, ring if ring is not None else dummy,
+        N * H * W, tuple(x.stride()), tuple(y.stride()), plan.chunk,
     )
     guard = torch.cuda.device(x.device) if x.device.type == "cuda" else contextlib.nullcontext()
     with guard:
-        _launch_stages(x, weights, biases, y, r3, r5, (c1, c3r, c3, c5r, c5, cp), kernel_sizes, schedule, cfg, consts)
+        if plan.schedule == "one_launch":
+            _launch(_inception_fwd_kernel, plan.grids[0], *args, STAGE=0, **consts)
+        else:
+            _launch(_inception_fwd_kernel, plan.grids[0], *args, STAGE=1, **consts)
+            _launch(_inception_fwd_kernel, plan.grids[1], *args, STAGE=2, **consts)
     if not save_reduce:
         r3 = r5 = None
     return y, r3, r5
-
-
-def _launch_stages(x, weights, biases, y, r3, r5, channels, kernel_sizes, schedule, cfg, consts):
-    """Size the persistent grid and the scratch, then launch the schedule's stage(s)."""
-    N, _, H, W = x.shape
-    c1, c3r, c3, c5r, c5, cp = channels
-    k3, k5 = kernel_sizes
-    bm, bn, th, tw = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["TH"], cfg["TW"]
-    cdiv = triton.cdiv
-    n_pt = cdiv(N * H * W, bm)
-    t1, tp = cdiv(c1, bn), cdiv(cp, bn)
-    max_programs = _resident_programs(x.device)
-    if schedule == "one_launch":
-        tiles_h, tiles_w = cdiv(H, th), cdiv(W, tw)
-        n_jobs = 2 * N * tiles_h * tiles_w + n_pt * (t1 + tp)
-        programs = min(n_jobs, max_programs)
-        slot = max((th + k3 - 1) * (tw + k3 - 1) * c3r, (th + k5 - 1) * (tw + k5 - 1) * c5r)
-        scratch = torch.empty((programs, slot), device=x.device, dtype=x.dtype)
-        args = _stage_args(x, weights, biases, y, r3, r5, scratch)
-        _launch(_inception_fwd_kernel, (programs,), *args, slot, tiles_h, tiles_w, n_jobs, STAGE=0, **consts)
-    else:
-        args = _stage_args(x, weights, biases, y, r3, r5, None)
-        n_jobs = n_pt * (t1 + cdiv(c3r, bn) + cdiv(c5r, bn) + tp)
-        _launch(_inception_fwd_kernel, (min(n_jobs, max_programs),), *args, 0, 0, 0, n_jobs, STAGE=1, **consts)
-        n_jobs = n_pt * (cdiv(c3, bn) + cdiv(c5, bn))
-        _launch(_inception_fwd_kernel, (min(n_jobs, max_programs),), *args, 0, 0, 0, n_jobs, STAGE=2, **consts)
