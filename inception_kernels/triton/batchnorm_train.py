@@ -751,43 +751,50 @@ def _wgrad_job(
 
 
 @triton.jit
-def _pool_dx(
-    acc,  # [BLOCK_M, BLOCK_N] dx accumulator
+def _window_argmax(
     x_ptr,  # [N, CIN, H, W] by strides
     sx_n, sx_c, sx_h, sx_w,
+    n64, h, w, ok, H, W,  # [R] window centres
+    ci, ci_ok,  # [C] channels
+):
+    """Which of its 9 taps (row-major, 0..8) is the max of each 3x3/s1/p1 window, PyTorch's rule:
+    the first maximum in row-major order, NaN wins (the last NaN), padding never, a window of
+    only -inf picks its first in-image tap."""
+    best = tl.full([ok.shape[0], ci.shape[0]], float("-inf"), x_ptr.dtype.element_ty)
+    arg = tl.full([ok.shape[0], ci.shape[0]], -1, tl.int32)
+    for e in range(9):
+        qh = h + (e // 3 - 1)
+        qw = w + (e % 3 - 1)
+        m = (ok & (qh >= 0) & (qh < H) & (qw >= 0) & (qw < W))[:, None] & ci_ok[None, :]
+        v = tl.load(x_ptr + (n64 * sx_n + (qh * sx_h + qw * sx_w))[:, None] + (ci * sx_c)[None, :],
+                    mask=m, other=float("-inf"))
+        take = m & ((v > best) | (v != v) | (arg < 0))
+        best = tl.where(take, v, best)
+        arg = tl.where(take, e, arg)
+    return arg
+
+
+@triton.jit
+def _pool_dx(
+    acc,  # [BLOCK_M, BLOCK_N] dx accumulator
     dp_ptr,  # [P, CIN] gradient of the pooled map
+    arg_ptr,  # [P, CIN] int8 argmax tap of each window (_window_argmax)
     CIN,
     n64, h, w, ok, H, W,
     ci, ci_ok,
 ):
-    """Max-pool 3x3/s1/p1 backward as a gather: pixel q takes ``dp[p]`` of each window p whose argmax is
-    q (PyTorch's rule: first maximum in row-major order, NaN wins (the last NaN), padding never,
-    an all -inf window routes to its first in-image position)."""
+    """Max-pool 3x3/s1/p1 backward as a gather: pixel q takes ``dp[p]`` of each of the 9 windows p
+    (centred at q + d) whose argmax tap is q."""
     for d in range(9):
         dh = d // 3 - 1
         dw = d % 3 - 1
         ph = h + dh
         pw = w + dw
-        p_ok = ok & (ph >= 0) & (ph < H) & (pw >= 0) & (pw < W)
-        best = tl.full([ok.shape[0], ci.shape[0]], float("-inf"), x_ptr.dtype.element_ty)
-        arg = tl.full([ok.shape[0], ci.shape[0]], -1, tl.int32)
-        for e in range(9):
-            eh = e // 3 - 1
-            ew = e % 3 - 1
-            qh = ph + eh
-            qw = pw + ew
-            q_ok = p_ok & (qh >= 0) & (qh < H) & (qw >= 0) & (qw < W)
-            m = q_ok[:, None] & ci_ok[None, :]
-            v = tl.load(x_ptr + (n64 * sx_n + (qh * sx_h + qw * sx_w))[:, None] + (ci * sx_c)[None, :],
-                        mask=m, other=float("-inf"))
-            take = m & ((v > best) | (v != v) | (arg < 0))
-            best = tl.where(take, v, best)
-            arg = tl.where(take, e, arg)
-        mine = (1 - dh) * 3 + (1 - dw)  # q seen from the window centred at p = q + d
-        hit = p_ok[:, None] & ci_ok[None, :] & (arg == mine)
-        p_off = (n64 * (H * W) + (ph * W + pw)) * CIN
-        g = tl.load(dp_ptr + p_off[:, None] + ci[None, :], mask=hit, other=0.0)
-        acc += g
+        m = (ok & (ph >= 0) & (ph < H) & (pw >= 0) & (pw < W))[:, None] & ci_ok[None, :]
+        p_off = ((n64 * (H * W) + (ph * W + pw)) * CIN)[:, None] + ci[None, :]
+        arg = tl.load(arg_ptr + p_off, mask=m, other=-1)
+        hit = m & (arg == (1 - dh) * 3 + (1 - dw))  # q seen from the window centred at q + d
+        acc += tl.load(dp_ptr + p_off, mask=hit, other=0.0)
     return acc
 
 
@@ -801,6 +808,7 @@ def _bwd_grads_kernel(
     slot_ptr,  # [programs, 2, CZ] per-program finished sums
     da_ptr,  # [N*H*W, C1 + C3] gradient of the reduce convs' activations (STAGE 1 out, STAGE 2 in)
     dp_ptr,  # [N*H*W, CIN] gradient of the pooled x (STAGE 1 out, STAGE 2 in)
+    arg_ptr,  # [N*H*W, CIN] int8: argmax tap of each pool window (STAGE 1 out, STAGE 2 in)
     dx_ptr,  # [N, CIN, H, W] by strides (STAGE 2 out)
     wpart_ptr,  # [n_split, WTOT + CZ] weight and bias gradient partials (out)
     w0_ptr, w1_ptr, w2_ptr, w3_ptr, w4_ptr, w5_ptr,  # [C_i, Cin_i, k, k] by strides
@@ -884,8 +892,10 @@ def _bwd_grads_kernel(
                                 dy_ptr + (C0 + C2 + C4) * d_c, d_n, d_h, d_w, d_c, stats_ptr + z5, slot + z5, CZ,
                                 g5_ptr, be5_ptr, inv_m, w5_ptr, w5_so, w5_si, 0, 0, ci, ci_ok,
                                 1, True, 3, (HAS_G >> 5) & 1, (HAS_BE >> 5) & 1, RELU, DT, ACC, BLOCK_K, PREC)
-                tl.store(dp_ptr + p.to(tl.int64)[:, None] * CIN + ci[None, :], acc,
-                         mask=ok[:, None] & ci_ok[None, :])
+                dp_off = p.to(tl.int64)[:, None] * CIN + ci[None, :]
+                tl.store(dp_ptr + dp_off, acc, mask=ok[:, None] & ci_ok[None, :])
+                arg = _window_argmax(x_ptr, sx_n, sx_c, sx_h, sx_w, n64, h, w, ok, H, W, ci, ci_ok)
+                tl.store(arg_ptr + dp_off, arg.to(tl.int8), mask=ok[:, None] & ci_ok[None, :])
             else:
                 j = job - n_da - n_dp
                 if j < j0:
@@ -942,7 +952,7 @@ def _bwd_grads_kernel(
                                 da_ptr + C1, HW * CDA, W * CDA, CDA, 1, stats_ptr + z3, slot + z3, CZ, g3_ptr,
                                 be3_ptr, inv_m, w3_ptr, w3_so, w3_si, 0, 0, ci, ci_ok,
                                 1, True, 3, (HAS_G >> 3) & 1, (HAS_BE >> 3) & 1, RELU, DT, ACC, BLOCK_K, PREC)
-                acc = _pool_dx(acc, x_ptr, sx_n, sx_c, sx_h, sx_w, dp_ptr, CIN, n64, h, w, ok, H, W, ci, ci_ok)
+                acc = _pool_dx(acc, dp_ptr, arg_ptr, CIN, n64, h, w, ok, H, W, ci, ci_ok)
                 dx_ptrs = dx_ptr + (n64 * sdx_n + (h * sdx_h + w * sdx_w))[:, None] + (ci * sdx_c)[None, :]
                 tl.store(dx_ptrs, acc.to(dx_ptr.dtype.element_ty), mask=ok[:, None] & ci_ok[None, :])
             else:
@@ -998,10 +1008,17 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _pick_config(dtype: torch.dtype) -> dict:
-    """Tile shapes -- the only place they are chosen: 64 pixels x 64 channels per GEMM tile, 32
-    reduction channels per tensor-core dot for 16-bit dtypes (16 for fp32 / fp64), statistics
-    partials reduced 64 rows at a time, 256 elements per finishing program."""
+def _pick_config(dtype: torch.dtype, device: torch.device) -> dict:
+    """Tile shapes -- the only place they are chosen.
+
+    On a GPU: 64 pixels x 64 channels per GEMM tile, 32 reduction channels (or pixels, for the
+    weight gradients) per tensor-core dot for 16-bit dtypes (16 for fp32 / fp64), statistics
+    partials reduced 64 rows at a time, 256 elements per finishing program. In the interpreter
+    (CPU) the cost is per Triton op, not per element, so the reduction steps are 64 and the
+    finishing blocks 8192 (same code, fewer loop trips).
+    """
+    if device.type != "cuda":
+        return dict(BLOCK_M=64, BLOCK_N=128, BLOCK_K=64, BLOCK_T=16, BLOCK_E=8192, num_warps=4, num_stages=2)
     block_k = 32 if dtype in (torch.float16, torch.bfloat16) else 16
     return dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=block_k, BLOCK_T=64, BLOCK_E=256, num_warps=4, num_stages=2)
 
@@ -1094,7 +1111,7 @@ def bn_training_forward(
     if max(cin, CZ) * H * W >= 2**31 or P >= 2**31:
         raise ValueError(f"x of shape {tuple(x.shape)} is too large: one image must have < 2^31 elements "
                          f"(of x and of the {CZ} conv outputs) and N*H*W < 2^31 pixels")
-    cfg = _pick_config(x.dtype)
+    cfg = _pick_config(x.dtype, x.device)
     bm, bn = cfg["BLOCK_M"], cfg["BLOCK_N"]
     acc = _acc_dtype(x.dtype)
     dev = x.device
@@ -1166,7 +1183,7 @@ def bn_training_backward(dy, x, weights, gammas, betas, Z, stats, kernel_sizes, 
     ch = [w.shape[0] for w in weights]
     CZ = sum(ch)
     k3, k5 = kernel_sizes
-    cfg = _pick_config(x.dtype)
+    cfg = _pick_config(x.dtype, x.device)
     bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
     acc = _acc_dtype(x.dtype)
     dev = x.device
@@ -1184,12 +1201,13 @@ def bn_training_backward(dy, x, weights, gammas, betas, Z, stats, kernel_sizes, 
     slot = torch.empty((programs, 2, CZ), device=dev, dtype=acc)
     da = torch.empty((P, ch[1] + ch[3]), device=dev, dtype=acc)
     dp = torch.empty((P, cin), device=dev, dtype=acc)
+    arg = torch.empty((P, cin), device=dev, dtype=torch.int8)
     dx = torch.empty_like(x)
     wpart = torch.empty((n_split, wtot + CZ), device=dev, dtype=acc)
     gw = torch.empty(wtot + CZ, device=dev, dtype=x.dtype)
     gb = torch.empty((2, CZ), device=dev, dtype=bn_dtype)
     a = _common_args(x, weights, gammas, betas, Z)
-    a.update(dy_ptr=dy, z_ptr=Z, stats_ptr=stats, qb_ptr=qb, qg_ptr=qg, slot_ptr=slot, da_ptr=da, dp_ptr=dp,
+    a.update(dy_ptr=dy, z_ptr=Z, stats_ptr=stats, qb_ptr=qb, qg_ptr=qg, slot_ptr=slot, da_ptr=da, dp_ptr=dp, arg_ptr=arg,
              dx_ptr=dx, wpart_ptr=wpart, gw_ptr=gw, gb_ptr=gb, n_pt=n_pt, p_split=p_split, n_split=n_split,
              LD=wtot + CZ, CZ=CZ)
     a.update(zip(("d_n", "d_c", "d_h", "d_w"), dy.stride()))
