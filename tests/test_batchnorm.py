@@ -4,11 +4,10 @@ The oracle is torchvision's own block (``BasicConv2d``: conv without bias, ``Bat
 eps 1e-3, ReLU) and ``nn.BatchNorm2d``'s bookkeeping. For ``kernel_sizes=(3, 5)`` the block's
 third branch gets torchvision's ``BasicConv2d`` with a 5x5 kernel.
 
-Backends: every training test runs on ``BN_TRAINING_BACKENDS``. ``"reference"`` runs today;
-``"triton"`` is a strict xfail that expects ``NotImplementedError``, so the day the fused
-Triton BatchNorm-training kernels plug into ``batchnorm._TRAINING_KERNELS`` these tests run
-them and the xfail mark must go (a strict xfail that passes fails the suite). Eval mode runs
-on Triton today (BatchNorm folded into the fused op). Tolerances:
+Backends: every training test runs on ``BN_TRAINING_BACKENDS``: the reference path and the
+fused Triton BatchNorm-training kernels (``inception_kernels.triton.batchnorm_train``; the
+interpreter on the CPU). Eval mode runs on Triton with BatchNorm folded into the fused op.
+Tolerances:
 
 - fp64: outputs, every gradient and the running statistics after several SGD steps, to 1e-9
   relative to the largest magnitude (max |got - want| <= 1e-9 max |want|);
@@ -27,6 +26,7 @@ import torch.nn as nn
 
 import inception_kernels as ik
 from inception_kernels import FusedInception, batchnorm
+from inception_kernels._launches import count_launches
 
 torchvision = pytest.importorskip("torchvision")
 from torchvision.models.googlenet import BasicConv2d as TVBasicConv2d  # noqa: E402
@@ -38,12 +38,8 @@ pytestmark = pytest.mark.usefixtures("ieee_fp32")
 L3A = (192, 64, 96, 128, 16, 32, 32)
 L4E = (528, 256, 160, 320, 32, 128, 128)
 
-_NOT_YET = pytest.mark.xfail(
-    raises=NotImplementedError, strict=True,
-    reason="fused Triton BatchNorm-training kernels are not implemented yet (batchnorm._TRAINING_KERNELS)",
-)
 #: Backends of the training tests (see the module docstring).
-BN_TRAINING_BACKENDS = ["reference", pytest.param("triton", marks=_NOT_YET)]
+BN_TRAINING_BACKENDS = ["reference", "triton"]
 #: Backends of the eval tests: BatchNorm folded into the fused op.
 BN_EVAL_BACKENDS = ["reference", "triton"]
 
@@ -362,33 +358,51 @@ def _bn_args(tv):
 
 
 def test_training_backends_today():
-    """The single dispatch point, today: 'triton' and 'cuda' refuse training mode naming what
-    is missing, 'auto' runs the reference path and says so; eval mode needs no new kernels."""
+    """The single dispatch point: 'triton' runs the fused training kernels, 'auto' picks them
+    wherever the fused op would pick Triton (here: the interpreter) without a warning, 'cuda'
+    refuses training mode naming what is missing (and updates nothing); eval mode folds."""
     tv = tv_block()
     weights, means, variances, gammas, betas = _bn_args(tv)
     x = _x(L3A, 2, 3, 3)
-    want = copy.deepcopy(tv).train()(x)
+    want_block = copy.deepcopy(tv).train()
+    want = want_block(x)
     before = [t.clone() for t in (*means, *variances)]
     kw = dict(training=True, eps=1e-3, kernel_sizes=(3, 3))
-    with pytest.raises(NotImplementedError, match="backend='triton': the fused Triton kernels for BatchNorm in "
-                                                  "training mode .* are not implemented yet"):
-        ik.fused_inception_bn(x, weights, means, variances, gammas, betas, backend="triton", **kw)
     with pytest.raises(NotImplementedError, match="backend='cuda' cannot run BatchNorm in training mode yet"):
         ik.fused_inception_bn(x, weights, means, variances, gammas, betas, backend="cuda", **kw)
-    for t, b in zip((*means, *variances), before):  # the refused calls updated nothing
+    for t, b in zip((*means, *variances), before):  # the refused call updated nothing
         assert torch.equal(t, b)
-    with pytest.warns(UserWarning, match="backend='auto' runs BatchNorm in training mode on the plain-PyTorch"):
-        y = ik.fused_inception_bn(x, weights, means, variances, gammas, betas, backend="auto", **kw)
-    torch.testing.assert_close(y, want, atol=0, rtol=0)
+    assert batchnorm._resolve_bn_backend("triton", x, training=True) == "triton"
+    assert batchnorm._resolve_bn_backend("auto", x, training=True) == "triton"
     assert batchnorm._resolve_bn_backend("triton", x, training=False) == "folded"
+    with count_launches() as launches, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = ik.fused_inception_bn(x, weights, means, variances, gammas, betas, backend="auto", **kw)
+    assert launches.triton_kernels == ["_fwd_conv_kernel", "_fwd_conv_kernel", "_fwd_norm_kernel"]
+    assert_rel(y, want, 1e-9, "auto, training")
+    want_stats = _bn_args(want_block)[1:3]
+    for got_t, want_t in zip((*means, *variances), (*want_stats[0], *want_stats[1])):
+        assert_rel(got_t, want_t, 1e-9, "running statistics")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ik.fused_inception_bn(x, weights, means, variances, gammas, betas, training=False, eps=1e-3,
                               kernel_sizes=(3, 3), backend="auto")
 
 
-def test_auto_warns_only_where_it_would_have_fused(no_interpreter):
-    """On a CPU without Triton's interpreter "auto" picks the reference path anyway: no warning."""
+def test_triton_training_refuses_bf16_in_the_interpreter():
+    """Triton's interpreter computes bf16 tl.dot wrongly, so bf16 training refuses 'triton' there
+    (the fused op's rule) and 'auto' runs the reference path."""
+    tv = tv_block(dtype=torch.bfloat16)
+    weights, means, variances, gammas, betas = _bn_args(tv)
+    x = _x(L3A, 2, 3, 3, dtype=torch.bfloat16)
+    kw = dict(training=True, eps=1e-3, kernel_sizes=(3, 3))
+    with pytest.raises(TypeError, match="backend='triton' cannot run bfloat16 in Triton's interpreter"):
+        ik.fused_inception_bn(x, weights, means, variances, gammas, betas, backend="triton", **kw)
+    assert batchnorm._resolve_bn_backend("auto", x, training=True) == "reference"
+
+
+def test_auto_without_the_interpreter_runs_the_reference_quietly(no_interpreter):
+    """On a CPU without Triton's interpreter "auto" trains on the reference path, without a warning."""
     tv = tv_block()
     fused = FusedInception.from_module(tv, backend="auto")
     x = _x(L3A, 2, 3, 3)
@@ -500,11 +514,10 @@ def test_torchvision_googlenet_trains_fused_like_unfused():
     model: losses, every parameter and every running statistic after three SGD steps, fp64,
     1e-9 relative.
 
-    On the CPU the BatchNorm blocks run ``backend="reference"``: BatchNorm in training mode has no
-    fused kernels yet (batchnorm._TRAINING_KERNELS), and the Triton interpreter would need minutes
-    for nine real-size blocks forward and backward. Once the fused Triton BatchNorm kernels exist,
-    this test runs them on a GPU (the gpu-marked test below) and here at least one real block
-    (test_train_fp64_matches_torchvision). 47x47 is the smallest input at which the last blocks'
+    On the CPU the BatchNorm blocks run ``backend="reference"``: the Triton interpreter would need
+    minutes for nine real-size blocks forward and backward. The fused Triton BatchNorm-training
+    kernels train the whole network in the gpu-marked test below, and here real blocks
+    (test_train_fp64_matches_torchvision and the other training tests). 47x47 is the smallest input at which the last blocks'
     maps are 2x2, so every 3x3 conv mixes neighbours (GoogLeNet's docstring)."""
     from inception_kernels.models.googlenet import _min_input_size
 
@@ -521,11 +534,10 @@ def test_torchvision_googlenet_trains_fused_like_unfused():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("backend", ["auto"])
+@pytest.mark.parametrize("backend", ["auto", "triton"])
 def test_torchvision_googlenet_trains_fused_like_unfused_full_size(backend):
-    """The same at 224x224, batch 8, fp32 (TF32 off), on the GPU. ``"auto"`` runs the BatchNorm
-    blocks on the reference path in training mode until fused BatchNorm kernels exist (it warns);
-    add ``"triton"`` to the parametrization when they do."""
+    """The same at 224x224, batch 8, fp32 (TF32 off), on the GPU: the BatchNorm blocks train on
+    the fused Triton kernels (``"auto"`` picks them on a CUDA tensor)."""
     torch.manual_seed(0)
     model = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True, num_classes=1000).cuda()
     fused = ik.fuse(copy.deepcopy(model), backend=backend)
@@ -533,6 +545,6 @@ def test_torchvision_googlenet_trains_fused_like_unfused_full_size(backend):
     target = torch.randint(0, 1000, (8,), generator=torch.Generator().manual_seed(3)).cuda()
     want = _train_googlenet(model, x, target, lr=0.01)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # backend="auto": "runs BatchNorm in training mode on the reference path"
+        warnings.simplefilter("error")
         got = _train_googlenet(fused, x, target, lr=0.01)
     _assert_trained_alike(fused, model, got, want, 1e-3)
