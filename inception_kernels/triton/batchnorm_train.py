@@ -68,7 +68,8 @@ import triton.language as tl
 
 from .._launches import _launch
 
-__all__ = ["bn_training_forward", "bn_training_backward", "fused_inception_bn_training"]
+__all__ = ["bn_training_forward", "bn_training_backward", "fused_inception_bn_training", "launch_plan",
+           "compile_report"]
 
 #: Weight / bias gradients: a pixel split holds at least this many pixels (fewer splits, fewer partials).
 _MIN_PIXELS_PER_SPLIT = 2048
@@ -695,16 +696,14 @@ def _da_job(
 @triton.jit
 def _wgrad_job(
     job,  # index over (split, cout tile, cin tile, tap)
-    P, H, W, CZ, p_split, n_split,
+    P, H, W, CZ, p_split,
     COUT, CIN,  # this conv's weight [COUT, CIN, KS, KS]
-    dz_src, dz_dy, d_n, d_c, d_h, d_w, dz_st, dz_sm, dz_g, dz_be,  # dz operand (MODE 3), see _operand
-    a_src, a_n, a_c, a_h, a_w, a_st, a_g, a_be,  # input operand (MODE A_MODE), see _operand
-    inv_m,
+    dz_ptr,  # [P, CZ] dz of all convs, at this conv's first column
+    a_src, a_n, a_c, a_h, a_w, a_st, a_g, a_be,  # the conv's input operand (MODE A_MODE), see _operand
     wp_ptr,  # [n_split, LD] partials: this conv's weight at wp_ptr[s, 0:COUT*CIN*KS*KS]
     bp_ptr,  # [n_split, LD] partials: this conv's bias at bp_ptr[s, 0:COUT]
     LD,
-    KS: tl.constexpr, A_MODE: tl.constexpr,
-    DZ_G: tl.constexpr, DZ_BE: tl.constexpr, A_G: tl.constexpr, A_BE: tl.constexpr,
+    KS: tl.constexpr, A_MODE: tl.constexpr, A_G: tl.constexpr, A_BE: tl.constexpr,
     RELU: tl.constexpr, DT: tl.constexpr, ACC: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PREC: tl.constexpr,
 ):
@@ -732,14 +731,12 @@ def _wgrad_job(
     for p0 in range(s * p_split, p_end, BLOCK_K):
         p = p0 + tl.arange(0, BLOCK_K)
         ok = p < p_end
+        g = tl.load(dz_ptr + p.to(tl.int64)[:, None] * CZ + co[None, :], mask=ok[:, None] & co_ok[None, :], other=0.0)
         n64 = (p // HW).to(tl.int64)
         h = (p % HW) // W
         w = p % W
-        g = _operand(n64, h, w, ok, co, co_ok, H, W, dz_src, HW * CZ, W * CZ, CZ, 1,
-                     dz_dy, d_n, d_h, d_w, d_c, dz_st, dz_sm, CZ, dz_g, dz_be, inv_m,
-                     3, DZ_G, DZ_BE, RELU, ACC)
         a = _operand(n64, h + dh, w + dw, ok, ci, ci_ok, H, W, a_src, a_n, a_h, a_w, a_c,
-                     a_src, 0, 0, 0, 0, a_st, a_st, CZ, a_g, a_be, inv_m,
+                     a_src, 0, 0, 0, 0, a_st, a_st, CZ, a_g, a_be, 0.0,
                      A_MODE, A_G, A_BE, RELU, ACC)
         acc = tl.dot(tl.trans(g.to(DT)), a.to(DT), acc, input_precision=PREC)
         dbs += tl.sum(g, axis=0)
@@ -748,6 +745,29 @@ def _wgrad_job(
     tl.store(w_ptrs, acc, mask=co_ok[:, None] & ci_ok[None, :])
     if (cit == 0) & (t == 0):
         tl.store(bp_ptr + row + co, dbs, mask=co_ok)
+
+
+@triton.jit
+def _dz_job(
+    pt, ct, P, H, W, CZ, COUT,
+    z_ptr,  # [P, CZ] at this conv's first column
+    dy_ptr,  # upstream gradient of the conv's activation by strides, at its first channel
+    d_n, d_c, d_h, d_w,
+    st_ptr, sm_ptr,  # [2, CZ] saved (mean, rstd) and this program's (sum du, sum du*xhat), at the first column
+    g_ptr, be_ptr,  # [COUT]
+    dz_ptr,  # [P, CZ] out, at this conv's first column
+    inv_m,
+    HAS_G: tl.constexpr, HAS_BE: tl.constexpr, RELU: tl.constexpr, ACC: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """``dz`` of one conv on one tile, stored for the weight and data gradients."""
+    p, n64, h, w, ok = _pixels(pt, P, H * W, W, BLOCK_M)
+    c = ct * BLOCK_N + tl.arange(0, BLOCK_N)
+    c_ok = c < COUT
+    dz = _operand(n64, h, w, ok, c, c_ok, H, W, z_ptr, H * W * CZ, W * CZ, CZ, 1,
+                  dy_ptr, d_n, d_h, d_w, d_c, st_ptr, sm_ptr, CZ, g_ptr, be_ptr, inv_m,
+                  3, HAS_G, HAS_BE, RELU, ACC)
+    tl.store(dz_ptr + p.to(tl.int64)[:, None] * CZ + c[None, :], dz, mask=ok[:, None] & c_ok[None, :])
 
 
 @triton.jit
@@ -806,11 +826,13 @@ def _bwd_grads_kernel(
     stats_ptr,  # [2, CZ] mean, rstd
     qb_ptr, qg_ptr,  # [n_pt, CZ] partial sum(du), sum(du * xhat)
     slot_ptr,  # [programs, 2, CZ] per-program finished sums
+    dz_ptr,  # [N*H*W, CZ] dz of every conv (STAGE 1: branch convs, STAGE 2: reduce convs; read after)
     da_ptr,  # [N*H*W, C1 + C3] gradient of the reduce convs' activations (STAGE 1 out, STAGE 2 in)
-    dp_ptr,  # [N*H*W, CIN] gradient of the pooled x (STAGE 1 out, STAGE 2 in)
-    arg_ptr,  # [N*H*W, CIN] int8: argmax tap of each pool window (STAGE 1 out, STAGE 2 in)
-    dx_ptr,  # [N, CIN, H, W] by strides (STAGE 2 out)
-    wpart_ptr,  # [n_split, WTOT + CZ] weight and bias gradient partials (out)
+    ar_ptr,  # [N*H*W, C1 + C3] the reduce convs' activations in x's dtype (STAGE 1 out, STAGE 2 in)
+    dp_ptr,  # [N*H*W, CIN] gradient of the pooled x (STAGE 1 out, STAGE 3 in)
+    arg_ptr,  # [N*H*W, CIN] int8: argmax tap of each pool window (STAGE 1 out, STAGE 3 in)
+    dx_ptr,  # [N, CIN, H, W] by strides (STAGE 3 out)
+    wpart_ptr,  # [n_split, WTOT + CZ] weight and bias gradient partials (STAGE 2, 3 out)
     w0_ptr, w1_ptr, w2_ptr, w3_ptr, w4_ptr, w5_ptr,  # [C_i, Cin_i, k, k] by strides
     g0_ptr, g1_ptr, g2_ptr, g3_ptr, g4_ptr, g5_ptr,  # [C_i] BatchNorm weights (dummy where absent)
     be0_ptr, be1_ptr, be2_ptr, be3_ptr, be4_ptr, be5_ptr,  # [C_i] BatchNorm biases
@@ -823,7 +845,8 @@ def _bwd_grads_kernel(
     n_pt, n_jobs, p_split, n_split,
     K3: tl.constexpr, K5: tl.constexpr, RELU: tl.constexpr,
     HAS_G: tl.constexpr, HAS_BE: tl.constexpr,
-    STAGE: tl.constexpr,  # 1: the branch convs' gradients; 2: the reduce convs' and dx
+    STAGE: tl.constexpr,  # 1: dz of the branch convs, da, dp; 2: dz of the reduce convs, branch weight
+    # gradients; 3: dx, reduce weight gradients
     DT: tl.constexpr, ACC: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_T: tl.constexpr,
     PREC: tl.constexpr,
@@ -851,39 +874,80 @@ def _bwd_grads_kernel(
     CDA = C1 + C3
     slot = slot_ptr + pid.to(tl.int64) * (2 * CZ)
     tcin = tl.cdiv(CIN, BLOCK_N)
+    t0 = tl.cdiv(C0, BLOCK_N)
+    t1 = tl.cdiv(C1, BLOCK_N)
+    t2 = tl.cdiv(C2, BLOCK_N)
+    t3 = tl.cdiv(C3, BLOCK_N)
+    t4 = tl.cdiv(C4, BLOCK_N)
+    t5 = tl.cdiv(C5, BLOCK_N)
     if STAGE == 1:
         _sums_to_slot(slot, qb_ptr, qg_ptr, n_pt, CZ, 0, C0, BLOCK_N, BLOCK_T, ACC)
         _sums_to_slot(slot, qb_ptr, qg_ptr, n_pt, CZ, z2, C2, BLOCK_N, BLOCK_T, ACC)
         _sums_to_slot(slot, qb_ptr, qg_ptr, n_pt, CZ, z4, C4, BLOCK_N, BLOCK_T, ACC)
         _sums_to_slot(slot, qb_ptr, qg_ptr, n_pt, CZ, z5, C5, BLOCK_N, BLOCK_T, ACC)
-        tl.debug_barrier()
-        ta1 = tl.cdiv(C1, BLOCK_N)
-        ta = ta1 + tl.cdiv(C3, BLOCK_N)
-        n_da = n_pt * ta
+        tl.debug_barrier()  # the slot is written and read by different threads of the program
+        tz = t0 + t2 + t4 + t5
+        n_dz = n_pt * tz
+        n_da = n_pt * (t1 + t3)
         n_dp = n_pt * tcin
-        # weight jobs per conv: splits x cout tiles x cin tiles x taps
-        j0 = n_split * tl.cdiv(C0, BLOCK_N) * tcin
-        j2 = n_split * tl.cdiv(C2, BLOCK_N) * tl.cdiv(C1, BLOCK_N) * KK3
-        j4 = n_split * tl.cdiv(C4, BLOCK_N) * tl.cdiv(C3, BLOCK_N) * KK5
         for job in range(pid, n_jobs, tl.num_programs(0)):
-            if job < n_da:
-                pt = job // ta
-                ct = job % ta
-                if ct < ta1:
+            if job >= n_dz + n_da + n_dp:
+                # the reduce convs' activations, stored once for the KxK convs' weight gradients
+                j = job - n_dz - n_da - n_dp
+                p, n64, h, w, ok = _pixels(j // (t1 + t3), P, HW, W, BLOCK_M)
+                ct = j % (t1 + t3)
+                if ct < t1:
+                    c = ct * BLOCK_N + tl.arange(0, BLOCK_N)
+                    c_ok = c < C1
+                    a = _operand(n64, h, w, ok, c, c_ok, H, W, z_ptr + z1, HW * CZ, W * CZ, CZ, 1,
+                                 z_ptr, 0, 0, 0, 0, stats_ptr + z1, stats_ptr, CZ, g1_ptr, be1_ptr, inv_m,
+                                 2, (HAS_G >> 1) & 1, (HAS_BE >> 1) & 1, RELU, ACC)
+                else:
+                    c = (ct - t1) * BLOCK_N + tl.arange(0, BLOCK_N)
+                    c_ok = c < C3
+                    a = _operand(n64, h, w, ok, c, c_ok, H, W, z_ptr + z3, HW * CZ, W * CZ, CZ, 1,
+                                 z_ptr, 0, 0, 0, 0, stats_ptr + z3, stats_ptr, CZ, g3_ptr, be3_ptr, inv_m,
+                                 2, (HAS_G >> 3) & 1, (HAS_BE >> 3) & 1, RELU, ACC)
+                    c += C1
+                tl.store(ar_ptr + p.to(tl.int64)[:, None] * CDA + c[None, :], a.to(ar_ptr.dtype.element_ty),
+                         mask=ok[:, None] & c_ok[None, :])
+            elif job < n_dz:
+                pt = job // tz
+                ct = job % tz
+                if ct < t0:
+                    _dz_job(pt, ct, P, H, W, CZ, C0, z_ptr, dy_ptr, d_n, d_c, d_h, d_w, stats_ptr, slot,
+                            g0_ptr, be0_ptr, dz_ptr, inv_m, HAS_G & 1, HAS_BE & 1, RELU, ACC, BLOCK_M, BLOCK_N)
+                elif ct < t0 + t2:
+                    _dz_job(pt, ct - t0, P, H, W, CZ, C2, z_ptr + z2, dy_ptr + C0 * d_c, d_n, d_c, d_h, d_w,
+                            stats_ptr + z2, slot + z2, g2_ptr, be2_ptr, dz_ptr + z2, inv_m,
+                            (HAS_G >> 2) & 1, (HAS_BE >> 2) & 1, RELU, ACC, BLOCK_M, BLOCK_N)
+                elif ct < t0 + t2 + t4:
+                    _dz_job(pt, ct - t0 - t2, P, H, W, CZ, C4, z_ptr + z4, dy_ptr + (C0 + C2) * d_c,
+                            d_n, d_c, d_h, d_w, stats_ptr + z4, slot + z4, g4_ptr, be4_ptr, dz_ptr + z4, inv_m,
+                            (HAS_G >> 4) & 1, (HAS_BE >> 4) & 1, RELU, ACC, BLOCK_M, BLOCK_N)
+                else:
+                    _dz_job(pt, ct - t0 - t2 - t4, P, H, W, CZ, C5, z_ptr + z5, dy_ptr + (C0 + C2 + C4) * d_c,
+                            d_n, d_c, d_h, d_w, stats_ptr + z5, slot + z5, g5_ptr, be5_ptr, dz_ptr + z5, inv_m,
+                            (HAS_G >> 5) & 1, (HAS_BE >> 5) & 1, RELU, ACC, BLOCK_M, BLOCK_N)
+            elif job < n_dz + n_da:
+                j = job - n_dz
+                pt = j // (t1 + t3)
+                ct = j % (t1 + t3)
+                if ct < t1:
                     _da_job(pt, ct, P, H, W, CZ, z_ptr, stats_ptr, slot, z1, z2, C1, C2, g1_ptr, be1_ptr,
                             g2_ptr, be2_ptr, dy_ptr + C0 * d_c, d_n, d_c, d_h, d_w,
                             w2_ptr, w2_so, w2_si, w2_sh, w2_sw, da_ptr, CDA, qb_ptr, qg_ptr, inv_m,
                             K3, (HAS_G >> 1) & 1, (HAS_BE >> 1) & 1, (HAS_G >> 2) & 1, (HAS_BE >> 2) & 1,
                             RELU, DT, ACC, BLOCK_M, BLOCK_N, BLOCK_K, PREC)
                 else:
-                    _da_job(pt, ct - ta1, P, H, W, CZ, z_ptr, stats_ptr, slot, z3, z4, C3, C4, g3_ptr, be3_ptr,
+                    _da_job(pt, ct - t1, P, H, W, CZ, z_ptr, stats_ptr, slot, z3, z4, C3, C4, g3_ptr, be3_ptr,
                             g4_ptr, be4_ptr, dy_ptr + (C0 + C2) * d_c, d_n, d_c, d_h, d_w,
                             w4_ptr, w4_so, w4_si, w4_sh, w4_sw, da_ptr + C1, CDA, qb_ptr, qg_ptr, inv_m,
                             K5, (HAS_G >> 3) & 1, (HAS_BE >> 3) & 1, (HAS_G >> 4) & 1, (HAS_BE >> 4) & 1,
                             RELU, DT, ACC, BLOCK_M, BLOCK_N, BLOCK_K, PREC)
-            elif job < n_da + n_dp:
-                # dp = dz_p @ wp: the pool projection's data gradient, before the pool
-                j = job - n_da
+            else:
+                # dp = dz_p @ wp: the pool projection's data gradient, before the pool (+ the windows' argmax)
+                j = job - n_dz - n_da
                 p, n64, h, w, ok = _pixels(j // tcin, P, HW, W, BLOCK_M)
                 ci = (j % tcin) * BLOCK_N + tl.arange(0, BLOCK_N)
                 ci_ok = ci < CIN
@@ -896,83 +960,86 @@ def _bwd_grads_kernel(
                 tl.store(dp_ptr + dp_off, acc, mask=ok[:, None] & ci_ok[None, :])
                 arg = _window_argmax(x_ptr, sx_n, sx_c, sx_h, sx_w, n64, h, w, ok, H, W, ci, ci_ok)
                 tl.store(arg_ptr + dp_off, arg.to(tl.int8), mask=ok[:, None] & ci_ok[None, :])
-            else:
-                j = job - n_da - n_dp
-                if j < j0:
-                    _wgrad_job(j, P, H, W, CZ, p_split, n_split, C0, CIN,
-                               z_ptr, dy_ptr, d_n, d_c, d_h, d_w, stats_ptr, slot, g0_ptr, be0_ptr,
-                               x_ptr, sx_n, sx_c, sx_h, sx_w, stats_ptr, g0_ptr, be0_ptr, inv_m,
-                               wpart_ptr, wpart_ptr + WTOT, LD,
-                               1, 0, HAS_G & 1, HAS_BE & 1, False, False, RELU, DT, ACC, BLOCK_N, BLOCK_K, PREC)
-                elif j < j0 + j2:
-                    _wgrad_job(j - j0, P, H, W, CZ, p_split, n_split, C2, C1,
-                               z_ptr + z2, dy_ptr + C0 * d_c, d_n, d_c, d_h, d_w, stats_ptr + z2, slot + z2,
-                               g2_ptr, be2_ptr,
-                               z_ptr + z1, HW * CZ, 1, W * CZ, CZ, stats_ptr + z1, g1_ptr, be1_ptr, inv_m,
-                               wpart_ptr + o2, wpart_ptr + WTOT + z2, LD,
-                               K3, 2, (HAS_G >> 2) & 1, (HAS_BE >> 2) & 1, (HAS_G >> 1) & 1, (HAS_BE >> 1) & 1,
-                               RELU, DT, ACC, BLOCK_N, BLOCK_K, PREC)
-                elif j < j0 + j2 + j4:
-                    _wgrad_job(j - j0 - j2, P, H, W, CZ, p_split, n_split, C4, C3,
-                               z_ptr + z4, dy_ptr + (C0 + C2) * d_c, d_n, d_c, d_h, d_w, stats_ptr + z4,
-                               slot + z4, g4_ptr, be4_ptr,
-                               z_ptr + z3, HW * CZ, 1, W * CZ, CZ, stats_ptr + z3, g3_ptr, be3_ptr, inv_m,
-                               wpart_ptr + o4, wpart_ptr + WTOT + z4, LD,
-                               K5, 2, (HAS_G >> 4) & 1, (HAS_BE >> 4) & 1, (HAS_G >> 3) & 1, (HAS_BE >> 3) & 1,
-                               RELU, DT, ACC, BLOCK_N, BLOCK_K, PREC)
-                else:
-                    _wgrad_job(j - j0 - j2 - j4, P, H, W, CZ, p_split, n_split, C5, CIN,
-                               z_ptr + z5, dy_ptr + (C0 + C2 + C4) * d_c, d_n, d_c, d_h, d_w, stats_ptr + z5,
-                               slot + z5, g5_ptr, be5_ptr,
-                               x_ptr, sx_n, sx_c, sx_h, sx_w, stats_ptr, g5_ptr, be5_ptr, inv_m,
-                               wpart_ptr + o5, wpart_ptr + WTOT + z5, LD,
-                               1, 1, (HAS_G >> 5) & 1, (HAS_BE >> 5) & 1, False, False,
-                               RELU, DT, ACC, BLOCK_N, BLOCK_K, PREC)
-    else:
-        _sums_to_slot(slot, qb_ptr, qg_ptr, n_pt, CZ, 0, C0 + C1, BLOCK_N, BLOCK_T, ACC)
+    elif STAGE == 2:
+        _sums_to_slot(slot, qb_ptr, qg_ptr, n_pt, CZ, z1, C1, BLOCK_N, BLOCK_T, ACC)
         _sums_to_slot(slot, qb_ptr, qg_ptr, n_pt, CZ, z3, C3, BLOCK_N, BLOCK_T, ACC)
         tl.debug_barrier()
+        n_dz = n_pt * (t1 + t3)
+        # weight jobs per conv: splits x cout tiles x cin tiles x taps
+        j0 = n_split * t0 * tcin
+        j2 = n_split * t2 * t1 * KK3
+        j4 = n_split * t4 * t3 * KK5
+        for job in range(pid, n_jobs, tl.num_programs(0)):
+            if job < n_dz:
+                pt = job // (t1 + t3)
+                ct = job % (t1 + t3)
+                if ct < t1:
+                    _dz_job(pt, ct, P, H, W, CZ, C1, z_ptr + z1, da_ptr, HW * CDA, 1, W * CDA, CDA,
+                            stats_ptr + z1, slot + z1, g1_ptr, be1_ptr, dz_ptr + z1, inv_m,
+                            (HAS_G >> 1) & 1, (HAS_BE >> 1) & 1, RELU, ACC, BLOCK_M, BLOCK_N)
+                else:
+                    _dz_job(pt, ct - t1, P, H, W, CZ, C3, z_ptr + z3, da_ptr + C1, HW * CDA, 1, W * CDA, CDA,
+                            stats_ptr + z3, slot + z3, g3_ptr, be3_ptr, dz_ptr + z3, inv_m,
+                            (HAS_G >> 3) & 1, (HAS_BE >> 3) & 1, RELU, ACC, BLOCK_M, BLOCK_N)
+            else:
+                j = job - n_dz
+                if j < j0:
+                    _wgrad_job(j, P, H, W, CZ, p_split, C0, CIN, dz_ptr,
+                               x_ptr, sx_n, sx_c, sx_h, sx_w, stats_ptr, g0_ptr, be0_ptr,
+                               wpart_ptr, wpart_ptr + WTOT, LD,
+                               1, 0, False, False, RELU, DT, ACC, BLOCK_N, BLOCK_K, PREC)
+                elif j < j0 + j2:
+                    _wgrad_job(j - j0, P, H, W, CZ, p_split, C2, C1, dz_ptr + z2,
+                               ar_ptr, HW * CDA, 1, W * CDA, CDA, stats_ptr, g1_ptr, be1_ptr,
+                               wpart_ptr + o2, wpart_ptr + WTOT + z2, LD,
+                               K3, 0, False, False, RELU, DT, ACC, BLOCK_N, BLOCK_K, PREC)
+                elif j < j0 + j2 + j4:
+                    _wgrad_job(j - j0 - j2, P, H, W, CZ, p_split, C4, C3, dz_ptr + z4,
+                               ar_ptr + C1, HW * CDA, 1, W * CDA, CDA, stats_ptr, g3_ptr, be3_ptr,
+                               wpart_ptr + o4, wpart_ptr + WTOT + z4, LD,
+                               K5, 0, False, False, RELU, DT, ACC, BLOCK_N, BLOCK_K, PREC)
+                else:
+                    _wgrad_job(j - j0 - j2 - j4, P, H, W, CZ, p_split, C5, CIN, dz_ptr + z5,
+                               x_ptr, sx_n, sx_c, sx_h, sx_w, stats_ptr, g5_ptr, be5_ptr,
+                               wpart_ptr + o5, wpart_ptr + WTOT + z5, LD,
+                               1, 1, False, False, RELU, DT, ACC, BLOCK_N, BLOCK_K, PREC)
+    else:
         n_dx = n_pt * tcin
-        j1 = n_split * tl.cdiv(C1, BLOCK_N) * tcin
+        j1 = n_split * t1 * tcin
         for job in range(pid, n_jobs, tl.num_programs(0)):
             if job < n_dx:
+                # dx = dz1 @ w1 + dz3r @ w3r + dz5r @ w5r + maxpool_backward(dp)
                 p, n64, h, w, ok = _pixels(job // tcin, P, HW, W, BLOCK_M)
                 ci = (job % tcin) * BLOCK_N + tl.arange(0, BLOCK_N)
                 ci_ok = ci < CIN
                 acc = tl.zeros([BLOCK_M, BLOCK_N], ACC)
-                acc = _conv_acc(acc, n64, h, w, ok, H, W, C0, z_ptr, HW * CZ, W * CZ, CZ, 1,
-                                dy_ptr, d_n, d_h, d_w, d_c, stats_ptr, slot, CZ, g0_ptr, be0_ptr, inv_m,
+                acc = _conv_acc(acc, n64, h, w, ok, H, W, C0, dz_ptr, HW * CZ, W * CZ, CZ, 1,
+                                dz_ptr, 0, 0, 0, 0, stats_ptr, slot, CZ, g0_ptr, be0_ptr, inv_m,
                                 w0_ptr, w0_so, w0_si, 0, 0, ci, ci_ok,
-                                1, True, 3, HAS_G & 1, HAS_BE & 1, RELU, DT, ACC, BLOCK_K, PREC)
-                acc = _conv_acc(acc, n64, h, w, ok, H, W, C1, z_ptr + z1, HW * CZ, W * CZ, CZ, 1,
-                                da_ptr, HW * CDA, W * CDA, CDA, 1, stats_ptr + z1, slot + z1, CZ, g1_ptr, be1_ptr,
-                                inv_m, w1_ptr, w1_so, w1_si, 0, 0, ci, ci_ok,
-                                1, True, 3, (HAS_G >> 1) & 1, (HAS_BE >> 1) & 1, RELU, DT, ACC, BLOCK_K, PREC)
-                acc = _conv_acc(acc, n64, h, w, ok, H, W, C3, z_ptr + z3, HW * CZ, W * CZ, CZ, 1,
-                                da_ptr + C1, HW * CDA, W * CDA, CDA, 1, stats_ptr + z3, slot + z3, CZ, g3_ptr,
-                                be3_ptr, inv_m, w3_ptr, w3_so, w3_si, 0, 0, ci, ci_ok,
-                                1, True, 3, (HAS_G >> 3) & 1, (HAS_BE >> 3) & 1, RELU, DT, ACC, BLOCK_K, PREC)
+                                1, True, 0, False, False, RELU, DT, ACC, BLOCK_K, PREC)
+                acc = _conv_acc(acc, n64, h, w, ok, H, W, C1, dz_ptr + z1, HW * CZ, W * CZ, CZ, 1,
+                                dz_ptr, 0, 0, 0, 0, stats_ptr, slot, CZ, g0_ptr, be0_ptr, inv_m,
+                                w1_ptr, w1_so, w1_si, 0, 0, ci, ci_ok,
+                                1, True, 0, False, False, RELU, DT, ACC, BLOCK_K, PREC)
+                acc = _conv_acc(acc, n64, h, w, ok, H, W, C3, dz_ptr + z3, HW * CZ, W * CZ, CZ, 1,
+                                dz_ptr, 0, 0, 0, 0, stats_ptr, slot, CZ, g0_ptr, be0_ptr, inv_m,
+                                w3_ptr, w3_so, w3_si, 0, 0, ci, ci_ok,
+                                1, True, 0, False, False, RELU, DT, ACC, BLOCK_K, PREC)
                 acc = _pool_dx(acc, dp_ptr, arg_ptr, CIN, n64, h, w, ok, H, W, ci, ci_ok)
                 dx_ptrs = dx_ptr + (n64 * sdx_n + (h * sdx_h + w * sdx_w))[:, None] + (ci * sdx_c)[None, :]
                 tl.store(dx_ptrs, acc.to(dx_ptr.dtype.element_ty), mask=ok[:, None] & ci_ok[None, :])
             else:
                 j = job - n_dx
                 if j < j1:
-                    _wgrad_job(j, P, H, W, CZ, p_split, n_split, C1, CIN,
-                               z_ptr + z1, da_ptr, HW * CDA, 1, W * CDA, CDA, stats_ptr + z1, slot + z1,
-                               g1_ptr, be1_ptr,
-                               x_ptr, sx_n, sx_c, sx_h, sx_w, stats_ptr, g1_ptr, be1_ptr, inv_m,
+                    _wgrad_job(j, P, H, W, CZ, p_split, C1, CIN, dz_ptr + z1,
+                               x_ptr, sx_n, sx_c, sx_h, sx_w, stats_ptr, g1_ptr, be1_ptr,
                                wpart_ptr + o1, wpart_ptr + WTOT + z1, LD,
-                               1, 0, (HAS_G >> 1) & 1, (HAS_BE >> 1) & 1, False, False,
-                               RELU, DT, ACC, BLOCK_N, BLOCK_K, PREC)
+                               1, 0, False, False, RELU, DT, ACC, BLOCK_N, BLOCK_K, PREC)
                 else:
-                    _wgrad_job(j - j1, P, H, W, CZ, p_split, n_split, C3, CIN,
-                               z_ptr + z3, da_ptr + C1, HW * CDA, 1, W * CDA, CDA, stats_ptr + z3, slot + z3,
-                               g3_ptr, be3_ptr,
-                               x_ptr, sx_n, sx_c, sx_h, sx_w, stats_ptr, g3_ptr, be3_ptr, inv_m,
+                    _wgrad_job(j - j1, P, H, W, CZ, p_split, C3, CIN, dz_ptr + z3,
+                               x_ptr, sx_n, sx_c, sx_h, sx_w, stats_ptr, g3_ptr, be3_ptr,
                                wpart_ptr + o3, wpart_ptr + WTOT + z3, LD,
-                               1, 0, (HAS_G >> 3) & 1, (HAS_BE >> 3) & 1, False, False,
-                               RELU, DT, ACC, BLOCK_N, BLOCK_K, PREC)
+                               1, 0, False, False, RELU, DT, ACC, BLOCK_N, BLOCK_K, PREC)
 
 
 @triton.jit(do_not_specialize=_RUNTIME_INTS)
@@ -1017,10 +1084,10 @@ def _pick_config(dtype: torch.dtype, device: torch.device) -> dict:
     (CPU) the cost is per Triton op, not per element, so the reduction steps are 64 and the
     finishing blocks 8192 (same code, fewer loop trips).
     """
-    if device.type != "cuda":
+    if device.type == "cpu":
         return dict(BLOCK_M=64, BLOCK_N=128, BLOCK_K=64, BLOCK_T=16, BLOCK_E=8192, num_warps=4, num_stages=2)
     block_k = 32 if dtype in (torch.float16, torch.bfloat16) else 16
-    return dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=block_k, BLOCK_T=64, BLOCK_E=256, num_warps=4, num_stages=2)
+    return dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=block_k, BLOCK_T=64, BLOCK_E=256, num_warps=8, num_stages=1)
 
 
 def _programs(device: torch.device) -> int:
@@ -1199,7 +1266,9 @@ def bn_training_backward(dy, x, weights, gammas, betas, Z, stats, kernel_sizes, 
     qb = torch.empty((n_pt, CZ), device=dev, dtype=acc)
     qg = torch.empty((n_pt, CZ), device=dev, dtype=acc)
     slot = torch.empty((programs, 2, CZ), device=dev, dtype=acc)
+    dz = torch.empty((P, CZ), device=dev, dtype=acc)
     da = torch.empty((P, ch[1] + ch[3]), device=dev, dtype=acc)
+    ar = torch.empty((P, ch[1] + ch[3]), device=dev, dtype=x.dtype)
     dp = torch.empty((P, cin), device=dev, dtype=acc)
     arg = torch.empty((P, cin), device=dev, dtype=torch.int8)
     dx = torch.empty_like(x)
@@ -1207,7 +1276,7 @@ def bn_training_backward(dy, x, weights, gammas, betas, Z, stats, kernel_sizes, 
     gw = torch.empty(wtot + CZ, device=dev, dtype=x.dtype)
     gb = torch.empty((2, CZ), device=dev, dtype=bn_dtype)
     a = _common_args(x, weights, gammas, betas, Z)
-    a.update(dy_ptr=dy, z_ptr=Z, stats_ptr=stats, qb_ptr=qb, qg_ptr=qg, slot_ptr=slot, da_ptr=da, dp_ptr=dp, arg_ptr=arg,
+    a.update(dy_ptr=dy, z_ptr=Z, stats_ptr=stats, qb_ptr=qb, qg_ptr=qg, slot_ptr=slot, dz_ptr=dz, da_ptr=da, ar_ptr=ar, dp_ptr=dp, arg_ptr=arg,
              dx_ptr=dx, wpart_ptr=wpart, gw_ptr=gw, gb_ptr=gb, n_pt=n_pt, p_split=p_split, n_split=n_split,
              LD=wtot + CZ, CZ=CZ)
     a.update(zip(("d_n", "d_c", "d_h", "d_w"), dy.stride()))
@@ -1223,10 +1292,12 @@ def bn_training_backward(dy, x, weights, gammas, betas, Z, stats, kernel_sizes, 
     guard = torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext()
     with guard:
         _call(_bwd_stats_kernel, (n_pt * (t[0] + t[2] + t[4] + t[5]),), a, **common)
-        n_jobs = n_pt * (t[1] + t[3]) + n_pt * tcin + wjobs[0] + wjobs[2] + wjobs[4] + wjobs[5]
+        n_jobs = n_pt * (t[0] + t[2] + t[4] + t[5]) + 2 * n_pt * (t[1] + t[3]) + n_pt * tcin
         _call(_bwd_grads_kernel, (min(n_jobs, programs),), dict(a, n_jobs=n_jobs), STAGE=1, **grads)
-        n_jobs = n_pt * tcin + wjobs[1] + wjobs[3]
+        n_jobs = n_pt * (t[1] + t[3]) + wjobs[0] + wjobs[2] + wjobs[4] + wjobs[5]
         _call(_bwd_grads_kernel, (min(n_jobs, programs),), dict(a, n_jobs=n_jobs), STAGE=2, **grads)
+        n_jobs = n_pt * tcin + wjobs[1] + wjobs[3]
+        _call(_bwd_grads_kernel, (min(n_jobs, programs),), dict(a, n_jobs=n_jobs), STAGE=3, **grads)
         be = cfg["BLOCK_E"]
         n_w = triton.cdiv(wtot + CZ, be)
         _call(_bwd_finish_kernel, (n_w + triton.cdiv(CZ, be),), dict(a, n_w=n_w),
@@ -1319,3 +1390,70 @@ def fused_inception_bn_training(
             if new is not old:
                 old.copy_(new)
     return y
+
+
+# ------------------------------------------------------------------------------------------ ahead of time
+
+
+def launch_plan(channels=(192, 64, 96, 128, 16, 32, 32), *, dtype: str = "float16", batch: int = 256, hw: int = 28,
+                kernel_sizes=(3, 5), activation: Optional[str] = "relu", bias: bool = False,
+                channels_last: bool = True) -> list:
+    """The launches of one forward and one backward, recorded on 'meta' tensors (nothing runs):
+    exactly what the launchers pick for a GPU, for :func:`inception_kernels.triton.aot.compile_launch`.
+
+    Args:
+        channels: ``(Cin, c1, c3r, c3, c5r, c5, cp)`` (default: GoogLeNet's 3a).
+        dtype: torch dtype name; batch, hw: input size; kernel_sizes, activation, bias: the block;
+        channels_last: x's memory format. BatchNorm is affine with running statistics (fp32 for 16-bit x).
+
+    Returns:
+        ``[(kernel, grid, args, kwargs)]``: 3 forward launches, then 4 backward.
+    """
+    from .._launches import _record_launches
+
+    dt = getattr(torch, dtype)
+    bn_dt = torch.float32 if dt in (torch.float16, torch.bfloat16) else dt
+    cin, c1, c3r, c3, c5r, c5, cp = channels
+    k3, k5 = kernel_sizes
+    shapes = [(c1, cin, 1, 1), (c3r, cin, 1, 1), (c3, c3r, k3, k3), (c5r, cin, 1, 1), (c5, c5r, k5, k5), (cp, cin, 1, 1)]
+    meta = dict(device="meta")
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.empty((batch, cin, hw, hw), dtype=dt, memory_format=fmt, **meta)
+    weights = [torch.empty(s, dtype=dt, **meta) for s in shapes]
+    biases = [torch.empty(s[0], dtype=dt, **meta) if bias else None for s in shapes]
+    vecs = [[torch.empty(s[0], dtype=bn_dt, **meta) for s in shapes] for _ in range(4)]
+    with _record_launches() as launches:
+        y, Z, stats = bn_training_forward(x, weights, biases, vecs[0], vecs[1], vecs[2], vecs[3], (0.1,) * 6,
+                                          (1e-3,) * 6, kernel_sizes, activation)
+        bn_training_backward(torch.empty_like(y), x, weights, vecs[2], vecs[3], Z, stats, kernel_sizes, activation,
+                             bn_dt)
+    return launches
+
+
+def compile_report(task) -> dict:
+    """Compile launch ``index`` of ``launch_plan(**plan)`` for ``sm_{arch}`` and read its cubin
+    (run it in a process without ``TRITON_INTERPRET``, e.g. a worker of ``aot.compile_plans``'s kind).
+
+    Args:
+        task: ``(index, arch, plan)``.
+
+    Returns:
+        dict: kernel, stage, arch, registers, stack_bytes, local_bytes, shared_bytes, num_warps,
+        tensor_core (instruction counts), compile_seconds.
+    """
+    import time
+
+    from .. import _cubin
+    from .aot import compile_launch
+
+    index, arch, plan = task
+    launch = launch_plan(**plan)[index]
+    t0 = time.perf_counter()
+    ck = compile_launch(launch, arch)
+    seconds = time.perf_counter() - t0
+    cubin = ck.asm["cubin"]
+    (name, res), = _cubin.resource_usage(cubin).items()
+    return dict(kernel=name, stage=launch[3].get("STAGE"), arch=f"sm_{arch}", registers=res["registers"],
+                stack_bytes=res["stack_bytes"], local_bytes=res["local_bytes"],
+                shared_bytes=ck.metadata.shared + res["shared_static_bytes"], num_warps=ck.metadata.num_warps,
+                tensor_core=_cubin.tensor_core_instructions(cubin), compile_seconds=round(seconds, 1))
