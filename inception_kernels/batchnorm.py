@@ -25,7 +25,7 @@ Backends, decided in one place, :func:`_resolve_bn_backend`:
 - Training mode (batch statistics) on ``"triton"`` / ``"auto"``: the fused Triton kernels of
   :mod:`inception_kernels.triton.batchnorm_train` -- 3 launches forward (convs + partial
   statistics; KxK convs over the normalized reduce outputs; statistics, running-statistics
-  update and normalization), 4 backward, fixed-order reductions (docs/design.md §7, §9).
+  update and normalization), 5 backward, fixed-order reductions (docs/design.md §7, §9).
   ``backend="auto"`` picks them wherever the fused op would pick Triton (a CUDA tensor, or a
   CPU tensor under the interpreter), else the reference path; under ``torch.compile`` tracing
   ``"auto"`` runs the reference path (the Triton training op is an autograd Function with
@@ -63,7 +63,7 @@ def _triton_training(
     kernel_sizes: tuple[int, int],
     activation: Optional[str],
 ) -> Tensor:
-    """The fused Triton BatchNorm-training block (3 launches forward, 4 backward).
+    """The fused Triton BatchNorm-training block (3 launches forward, 5 backward).
 
     Contract (what :func:`fused_inception_bn` has checked and normalized before the call):
 

@@ -21,20 +21,22 @@ Forward, three launches:
    (``(1 - m) * running + m * batch``, unbiased variance ``M2 / (M - 1)``; program group 0
    only), and writes ``act(bn(z))`` of the four branch convs into their slices of ``y``.
 
-Backward, four launches (``du = dy * act'(u)``, ``dbeta = sum(du)``, ``dgamma = sum(du * xhat)``,
+Backward, five launches (``du = dy * act'(u)``, ``dbeta = sum(du)``, ``dgamma = sum(du * xhat)``,
 ``dz = gamma * rstd * (du - dbeta / M - xhat * dgamma / M)``):
 
 1. ``_bwd_stats_kernel``: per-tile partial ``sum(du)``, ``sum(du * xhat)`` of the four branch
    convs (``QB``, ``QG`` ``[tiles, CZ]``).
 2. ``_bwd_grads_kernel`` (``STAGE=1``), programs finish those sums into their slot, then jobs:
-   ``da3r = conv_transpose(dz3, w3)`` / ``da5r`` (``dz`` formed while loading) with the reduce
-   convs' partial sums; ``dp = dz_p @ wp`` (the pool branch's gradient before the pool,
-   ``DP [M, Cin]``); weight / bias gradient partials of the four branch convs per pixel split.
-3. ``_bwd_grads_kernel`` (``STAGE=2``): programs finish the reduce convs' sums, then jobs:
-   ``dx = dz1 @ w1 + dz3r @ w3r + dz5r @ w5r + maxpool_backward(dp)`` (a gather: pixel ``q``
-   takes ``dp`` of each of the nine windows whose argmax it is, PyTorch's tie and NaN rules)
-   and the two reduce convs' weight / bias gradient partials.
-4. ``_bwd_finish_kernel``: sums the weight / bias partials over the splits and the
+   ``dz`` of the branch convs into ``DZ [M, CZ]``; ``da3r = conv_transpose(dz3, w3)`` / ``da5r``
+   (``dz`` formed while loading) with the reduce convs' partial sums; ``dp = dz_p @ wp`` (the pool
+   branch's gradient before the pool, ``DP [M, Cin]``) and each pool window's argmax tap (int8);
+   the reduce activations ``act(bn(z))`` in x's dtype (``AR``) for the KxK weight gradients.
+3. ``STAGE=2``: programs finish the reduce convs' sums; jobs: their ``dz``; the branch convs'
+   weight / bias gradient partials per pixel split (``dz`` and the operands read, not recomputed).
+4. ``STAGE=3``: ``dx = dz1 @ w1 + dz3r @ w3r + dz5r @ w5r + maxpool_backward(dp)`` (a gather:
+   pixel ``q`` takes ``dp`` of each of the nine windows whose argmax tap it is -- PyTorch's tie
+   and NaN rules) and the reduce convs' weight / bias gradient partials.
+5. ``_bwd_finish_kernel``: sums the weight / bias partials over the splits and the
    ``dgamma`` / ``dbeta`` partials over the tiles, into the gradients' dtypes.
 
 Every reduction over pixels goes through per-tile (or per-split) partials written by exactly
@@ -52,7 +54,15 @@ fp32) and are rebuilt in the accumulator dtype.
 Design limits: offsets inside one image and inside a weight are int32 (pixel and batch
 terms int64): one image of x, y, ``Z`` must have < 2^31 elements, ``N*H*W < 2^31``. Memory
 saved for the backward: ``Z`` ``[N*H*W, CZ]`` in the accumulator dtype (``CZ`` = the six
-convs' output channels), ``STATS`` and x.
+convs' output channels), ``STATS`` and x; the backward's buffers (``DZ`` like ``Z``, ``DA``,
+``AR``, ``DP`` ``[N*H*W, Cin]``, weight partials ``[splits, weights + CZ]``) are freed after it.
+Not a traceable custom op (an autograd Function that updates the running statistics in place):
+``torch.compile`` runs the reference path instead (``batchnorm._resolve_bn_backend``).
+
+Static figures (``tests/test_batchnorm_compile.py``: GoogLeNet 3a, fp16, batch 256, sm_90, 8
+warps, ``triton.compile`` without a GPU): 0 spill bytes in all 8 launches; 70-238 registers
+(``_bwd_grads_kernel`` stage 1 the highest); HGMMA in every conv launch. Not tuned: no timing
+was possible here (no GPU), and the tiles are one fixed choice (``_pick_config``).
 """
 
 from __future__ import annotations
@@ -695,7 +705,7 @@ def _da_job(
 
 @triton.jit
 def _wgrad_job(
-    job,  # index over (split, cout tile, cin tile, tap)
+    job,  # index over (split, cout tile, column tile); columns are (cin, tap) pairs, cin-major
     P, H, W, CZ, p_split,
     COUT, CIN,  # this conv's weight [COUT, CIN, KS, KS]
     dz_ptr,  # [P, CZ] dz of all convs, at this conv's first column
@@ -707,23 +717,26 @@ def _wgrad_job(
     RELU: tl.constexpr, DT: tl.constexpr, ACC: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PREC: tl.constexpr,
 ):
-    """Partial ``dW[co, ci, tap] = sum_p dz[p, co] * a[p + tap, ci]`` over one pixel split (and, for the
-    first cin tile and tap, ``db = sum_p dz``), written to the split's row of the partials."""
+    """Partial ``dW[co, (ci, tap)] = sum_p dz[p, co] * a[p + tap, ci]`` over one pixel split (and, for
+    the first column tile, ``db = sum_p dz``), written to the split's row of the partials. The
+    columns run over the weight's ``CIN * KS * KS`` (ci, tap) pairs (im2col order, the weight's own
+    layout), so a KxK conv needs no job per tap. ``A_MODE`` 1 (pool) only with ``KS`` 1."""
     PAD: tl.constexpr = KS // 2
+    KK: tl.constexpr = KS * KS
+    NCOL = CIN * KK
     tco = tl.cdiv(COUT, BLOCK_N)
-    tci = tl.cdiv(CIN, BLOCK_N)
-    t = job % (KS * KS)
-    r = job // (KS * KS)
-    cit = r % tci
-    r = r // tci
+    tcol = tl.cdiv(NCOL, BLOCK_N)
+    colt = job % tcol
+    r = job // tcol
     cot = r % tco
     s = r // tco
-    dh = t // KS - PAD
-    dw = t % KS - PAD
     co = cot * BLOCK_N + tl.arange(0, BLOCK_N)
     co_ok = co < COUT
-    ci = cit * BLOCK_N + tl.arange(0, BLOCK_N)
-    ci_ok = ci < CIN
+    col = colt * BLOCK_N + tl.arange(0, BLOCK_N)
+    col_ok = col < NCOL
+    ci = col // KK
+    dh = (col % KK) // KS - PAD
+    dw = (col % KK) % KS - PAD
     acc = tl.zeros([BLOCK_N, BLOCK_N], ACC)
     dbs = tl.zeros([BLOCK_N], ACC)
     HW = H * W
@@ -735,15 +748,20 @@ def _wgrad_job(
         n64 = (p // HW).to(tl.int64)
         h = (p % HW) // W
         w = p % W
-        a = _operand(n64, h + dh, w + dw, ok, ci, ci_ok, H, W, a_src, a_n, a_h, a_w, a_c,
-                     a_src, 0, 0, 0, 0, a_st, a_st, CZ, a_g, a_be, 0.0,
-                     A_MODE, A_G, A_BE, RELU, ACC)
+        if KS == 1:
+            a = _operand(n64, h, w, ok, ci, col_ok, H, W, a_src, a_n, a_h, a_w, a_c,
+                         a_src, 0, 0, 0, 0, a_st, a_st, CZ, a_g, a_be, 0.0,
+                         A_MODE, A_G, A_BE, RELU, ACC)
+        else:  # im2col: each column its own tap shift (zero padding outside the image)
+            th = h[:, None] + dh[None, :]
+            tw = w[:, None] + dw[None, :]
+            m = ok[:, None] & col_ok[None, :] & (th >= 0) & (th < H) & (tw >= 0) & (tw < W)
+            a = tl.load(a_src + (n64 * a_n)[:, None] + (th * a_h + tw * a_w + (ci * a_c)[None, :]), mask=m, other=0.0)
         acc = tl.dot(tl.trans(g.to(DT)), a.to(DT), acc, input_precision=PREC)
         dbs += tl.sum(g, axis=0)
     row = s.to(tl.int64) * LD
-    w_ptrs = wp_ptr + row + ((co * CIN)[:, None] + ci[None, :]) * (KS * KS) + t
-    tl.store(w_ptrs, acc, mask=co_ok[:, None] & ci_ok[None, :])
-    if (cit == 0) & (t == 0):
+    tl.store(wp_ptr + row + (co * NCOL)[:, None] + col[None, :], acc, mask=co_ok[:, None] & col_ok[None, :])
+    if colt == 0:
         tl.store(bp_ptr + row + co, dbs, mask=co_ok)
 
 
@@ -967,8 +985,8 @@ def _bwd_grads_kernel(
         n_dz = n_pt * (t1 + t3)
         # weight jobs per conv: splits x cout tiles x cin tiles x taps
         j0 = n_split * t0 * tcin
-        j2 = n_split * t2 * t1 * KK3
-        j4 = n_split * t4 * t3 * KK5
+        j2 = n_split * t2 * tl.cdiv(C1 * KK3, BLOCK_N)
+        j4 = n_split * t4 * tl.cdiv(C3 * KK5, BLOCK_N)
         for job in range(pid, n_jobs, tl.num_programs(0)):
             if job < n_dz:
                 pt = job // (t1 + t3)
@@ -1233,7 +1251,7 @@ def _splits(P: int, block: int) -> tuple[int, int]:
 
 
 def bn_training_backward(dy, x, weights, gammas, betas, Z, stats, kernel_sizes, activation, bn_dtype):
-    """The four backward launches.
+    """The five backward launches.
 
     Args:
         dy: ``[N, Cout, H, W]`` gradient of y, any strides.
@@ -1285,7 +1303,7 @@ def bn_training_backward(dy, x, weights, gammas, betas, Z, stats, kernel_sizes, 
     flags = dict(HAS_G=_bits(g is not None for g in gammas), HAS_BE=_bits(b is not None for b in betas))
     t = [triton.cdiv(c, bn) for c in ch]
     tcin = triton.cdiv(cin, bn)
-    wjobs = [n_split * t[i] * triton.cdiv(cins[i], bn) * kk[i] for i in range(6)]
+    wjobs = [n_split * t[i] * triton.cdiv(cins[i] * kk[i], bn) for i in range(6)]
     common = dict(RELU=relu, ACC=_TL[acc], BLOCK_M=bm, BLOCK_N=bn, **flags, num_warps=cfg["num_warps"])
     grads = dict(K3=k3, K5=k5, DT=_TL[x.dtype], BLOCK_K=bk, BLOCK_T=cfg["BLOCK_T"], PREC=_precision(x.dtype, dev),
                  num_stages=cfg["num_stages"], **common)
@@ -1314,7 +1332,7 @@ def bn_training_backward(dy, x, weights, gammas, betas, Z, stats, kernel_sizes, 
 
 class _FusedInceptionBNTraining(torch.autograd.Function):
     """Forward: :func:`bn_training_forward` (3 launches); backward: :func:`bn_training_backward`
-    (4 launches). Saves x, ``Z``, ``stats`` and the parameters."""
+    (5 launches). Saves x, ``Z``, ``stats`` and the parameters."""
 
     @staticmethod
     def forward(ctx, x, static, *params):
@@ -1407,7 +1425,7 @@ def launch_plan(channels=(192, 64, 96, 128, 16, 32, 32), *, dtype: str = "float1
         channels_last: x's memory format. BatchNorm is affine with running statistics (fp32 for 16-bit x).
 
     Returns:
-        ``[(kernel, grid, args, kwargs)]``: 3 forward launches, then 4 backward.
+        ``[(kernel, grid, args, kwargs)]``: 3 forward launches, then 5 backward.
     """
     from .._launches import _record_launches
 
