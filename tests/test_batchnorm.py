@@ -40,6 +40,10 @@ L4E = (528, 256, 160, 320, 32, 128, 128)
 
 #: Backends of the training tests (see the module docstring).
 BN_TRAINING_BACKENDS = ["reference", "triton"]
+#: SGD steps of the multi-step training tests: two on Triton (the interpreter's time on 2 CPU cores),
+#: enough for the running statistics to be updated from updated ones and for momentum=None's
+#: cumulative average (1, then 1/2) to matter.
+TRAIN_STEPS = {"reference": 3, "triton": 2}
 #: Backends of the eval tests: BatchNorm folded into the fused op.
 BN_EVAL_BACKENDS = ["reference", "triton"]
 
@@ -151,10 +155,11 @@ def _train_against_torchvision(backend, device, dtype, *, kernel_sizes=(3, 3), c
 @pytest.mark.parametrize("kernel_sizes", [(3, 3), (3, 5)])
 @pytest.mark.parametrize("backend", BN_TRAINING_BACKENDS)
 def test_train_fp64_matches_torchvision(backend, kernel_sizes, channels_last, device):
-    """Outputs and every gradient at each of three SGD steps, then every parameter and the running
-    statistics (and num_batches_tracked), to 1e-9 relative."""
+    """Outputs and every gradient at each of several SGD steps (TRAIN_STEPS), then every parameter
+    and the running statistics (and num_batches_tracked), to 1e-9 relative."""
+    steps = TRAIN_STEPS[backend]
     records, tv, fused = _train_against_torchvision(
-        backend, device, torch.float64, kernel_sizes=kernel_sizes, channels_last=channels_last
+        backend, device, torch.float64, kernel_sizes=kernel_sizes, channels_last=channels_last, steps=steps
     )
     for step, (y_tv, y_f, g_tv, g_f) in enumerate(records):
         assert_rel(y_f, y_tv, 1e-9, f"step {step} output")
@@ -166,7 +171,7 @@ def test_train_fp64_matches_torchvision(backend, kernel_sizes, channels_last, de
     assert list(got) == list(want)
     for name in want:
         if name.endswith("num_batches_tracked"):
-            assert got[name].item() == want[name].item() == 3, name
+            assert got[name].item() == want[name].item() == steps, name
         else:
             assert_rel(got[name], want[name], 1e-9, name)
 
@@ -257,7 +262,7 @@ def test_train_batch_one(backend, device):
 @pytest.mark.parametrize("backend", BN_TRAINING_BACKENDS)
 def test_train_momentum_none_affine_false_and_no_running_stats(backend, device):
     """nn.BatchNorm2d's other settings: momentum=None (cumulative average over num_batches_tracked),
-    affine=False, track_running_stats=False; eps as set per BatchNorm."""
+    affine=False, track_running_stats=False; eps as set per BatchNorm; TRAIN_STEPS SGD steps."""
     for setting in ("momentum_none", "affine_false", "no_running_stats"):
         tv = tv_block(dtype=torch.float64, device=device)
         for i, (name, m) in enumerate(list(tv.named_modules())):
@@ -275,7 +280,7 @@ def test_train_momentum_none_affine_false_and_no_running_stats(backend, device):
         opts = [torch.optim.SGD(m.parameters(), lr=0.1) if list(m.parameters()) else None for m in (tv, fused)]
         x = _x(L3A, 2, 4, 3, device=device)
         grad_out = torch.randn(2, 256, 4, 3, dtype=torch.float64, device=device)
-        for _ in range(3):
+        for _ in range(TRAIN_STEPS[backend]):
             records.append([_step(m, x, grad_out, opt) for m, opt in zip((tv, fused), opts)])
         for step, ((y_tv, g_tv), (y_f, g_f)) in enumerate(records):
             assert_rel(y_f, y_tv, 1e-9, f"{setting} step {step}")
@@ -636,18 +641,19 @@ def test_triton_training_deterministic_multi_tile(tiles, monkeypatch):
 
 
 @pytest.mark.parametrize("case", ["no_relu_5x3_strided_views", "no_running_stats_no_affine_two_pixels",
-                                  "channels_last_expanded_grad"])
+                                  "channels_last_expanded_grad", "pool_ties"])
 def test_triton_training_odd_inputs(case):
     """Odd inputs against the reference in fp64 (1e-9): a strided view of x and kernel sizes (5, 3)
     without activation; two values per channel (N*H*W = 2), no running statistics, no affine
-    parameters; a channels_last x and an expanded (stride-0) upstream gradient."""
+    parameters; a channels_last x and an expanded (stride-0) upstream gradient; x of small
+    integers, so that max-pool windows tie (the gradient goes to the first maximum, PyTorch's rule)."""
     kernel_sizes, activation, n, h, w = (3, 5), "relu", 2, 3, 5
     affine, stats, channels_last = (True,) * 6, True, False
     if case == "no_relu_5x3_strided_views":
         kernel_sizes, activation = (5, 3), None
     elif case == "no_running_stats_no_affine_two_pixels":
         n, h, w, affine, stats = 2, 1, 1, (False,) * 6, False
-    else:
+    elif case == "channels_last_expanded_grad":
         channels_last = True
     x, weights, biases, means, variances, gammas, betas = _problem(ODD, n, h, w, kernel_sizes, affine=affine,
                                                                    channels_last=channels_last)
@@ -658,6 +664,8 @@ def test_triton_training_odd_inputs(case):
     if case == "no_relu_5x3_strided_views":
         x = torch.randn(n, ODD[0] * 2, h, w + 3, dtype=torch.float64)[:, ::2, :, 1:w + 1]
         assert not x.is_contiguous()
+    if case == "pool_ties":
+        x = torch.randint(-1, 2, x.shape, generator=torch.Generator().manual_seed(1)).double()
     cout = ODD[1] + ODD[3] + ODD[5] + ODD[6]
     grad = torch.randn(n, cout, h, w, dtype=torch.float64)
     if case == "channels_last_expanded_grad":
@@ -668,6 +676,17 @@ def test_triton_training_odd_inputs(case):
     _assert_matches_reference(got, want, 1e-9, case)
     if channels_last:
         assert got["y"][0].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_triton_training_empty_batch():
+    """N = 0: an empty y, no launch, the running statistics left alone (as F.batch_norm)."""
+    x, weights, biases, means, variances, gammas, betas = _problem(ODD, 0, 5, 4, (3, 5))
+    before = [t.clone() for t in (*means, *variances)]
+    with count_launches() as launches:
+        y = ik.fused_inception_bn(x, weights, means, variances, gammas, betas, training=True, kernel_sizes=(3, 5),
+                                  backend="triton")
+    assert y.shape == (0, 9 + 17 + 5 + 4, 5, 4) and launches.triton == 0
+    assert all(torch.equal(a, b) for a, b in zip((*means, *variances), before))
 
 
 # ---------------------------------------------------------------------------- the whole network

@@ -1386,8 +1386,9 @@ def fused_inception_bn_training(
         kernel_sizes: ``(K3, K5)``; activation: ``"relu"`` or None.
 
     Returns:
-        y ``[N, Cout, H, W]`` in x's dtype (channels_last when x is), differentiable with respect
-        to x, the weights, the conv biases and the BatchNorm weights and biases.
+        y ``[N, Cout, H, W]`` in x's dtype (channels_last when x is), differentiable (once: no
+        double backward, the backward is ``once_differentiable``) with respect to x, the weights,
+        the conv biases and the BatchNorm weights and biases.
     """
     if x.shape[0] * x.shape[2] * x.shape[3] == 0:
         # nothing to normalize (F.batch_norm leaves the running statistics alone): the reference path
