@@ -309,7 +309,7 @@ def _conv_acc(
                          MODE, HAS_G, HAS_BE, RELU, ACC)
             b = tl.load(w_tap + (ci * w_sk)[:, None] + (co * w_sn)[None, :],
                         mask=ci_ok[:, None] & co_ok[None, :], other=0.0)
-            acc = tl.dot(a.to(DT), b.to(DT), acc, input_precision=PREC)
+            acc = tl.dot(a.to(DT), b.to(DT), acc, input_precision=PREC, out_dtype=ACC)
     return acc
 
 
@@ -757,7 +757,7 @@ def _wgrad_job(
             tw = w[:, None] + dw[None, :]
             m = ok[:, None] & col_ok[None, :] & (th >= 0) & (th < H) & (tw >= 0) & (tw < W)
             a = tl.load(a_src + (n64 * a_n)[:, None] + (th * a_h + tw * a_w + (ci * a_c)[None, :]), mask=m, other=0.0)
-        acc = tl.dot(tl.trans(g.to(DT)), a.to(DT), acc, input_precision=PREC)
+        acc = tl.dot(tl.trans(g.to(DT)), a.to(DT), acc, input_precision=PREC, out_dtype=ACC)
         dbs += tl.sum(g, axis=0)
     row = s.to(tl.int64) * LD
     tl.store(wp_ptr + row + (co * NCOL)[:, None] + col[None, :], acc, mask=co_ok[:, None] & col_ok[None, :])
