@@ -470,12 +470,14 @@ def _fwd_conv_kernel(
             if ct < t2:
                 _fwd_conv_job(pt, ct, P, H, W, C1, z_ptr + z1, zs_n, zs_h, CZ, 1, slot + z1, CZ, g1_ptr, be1_ptr,
                               w2_ptr, w2_so, w2_si, w2_sh, w2_sw, b2_ptr, z_ptr + z2, ps_ptr + z2, pm_ptr + z2, C2,
-                              K3, 2, (HAS_G >> 1) & 1, (HAS_BE >> 1) & 1, (HAS_B >> 2) & 1, RELU, DT, ACC, BLOCK_M, BLOCK_N, BLOCK_K, PREC)
+                              K3, 2, (HAS_G >> 1) & 1, (HAS_BE >> 1) & 1, (HAS_B >> 2) & 1, RELU, DT, ACC,
+                              BLOCK_M, BLOCK_N, BLOCK_K, PREC)
             else:
                 _fwd_conv_job(pt, ct - t2, P, H, W, C3, z_ptr + z3, zs_n, zs_h, CZ, 1, slot + z3, CZ, g3_ptr,
                               be3_ptr, w4_ptr, w4_so, w4_si, w4_sh, w4_sw, b4_ptr, z_ptr + z4, ps_ptr + z4,
                               pm_ptr + z4, C4,
-                              K5, 2, (HAS_G >> 3) & 1, (HAS_BE >> 3) & 1, (HAS_B >> 4) & 1, RELU, DT, ACC, BLOCK_M, BLOCK_N, BLOCK_K, PREC)
+                              K5, 2, (HAS_G >> 3) & 1, (HAS_BE >> 3) & 1, (HAS_B >> 4) & 1, RELU, DT, ACC,
+                              BLOCK_M, BLOCK_N, BLOCK_K, PREC)
 
 
 @triton.jit
@@ -1294,7 +1296,8 @@ def bn_training_backward(dy, x, weights, gammas, betas, Z, stats, kernel_sizes, 
     gw = torch.empty(wtot + CZ, device=dev, dtype=x.dtype)
     gb = torch.empty((2, CZ), device=dev, dtype=bn_dtype)
     a = _common_args(x, weights, gammas, betas, Z)
-    a.update(dy_ptr=dy, z_ptr=Z, stats_ptr=stats, qb_ptr=qb, qg_ptr=qg, slot_ptr=slot, dz_ptr=dz, da_ptr=da, ar_ptr=ar, dp_ptr=dp, arg_ptr=arg,
+    a.update(dy_ptr=dy, z_ptr=Z, stats_ptr=stats, qb_ptr=qb, qg_ptr=qg, slot_ptr=slot, dz_ptr=dz, da_ptr=da, ar_ptr=ar,
+             dp_ptr=dp, arg_ptr=arg,
              dx_ptr=dx, wpart_ptr=wpart, gw_ptr=gw, gb_ptr=gb, n_pt=n_pt, p_split=p_split, n_split=n_split,
              LD=wtot + CZ, CZ=CZ)
     a.update(zip(("d_n", "d_c", "d_h", "d_w"), dy.stride()))
@@ -1434,7 +1437,8 @@ def launch_plan(channels=(192, 64, 96, 128, 16, 32, 32), *, dtype: str = "float1
     bn_dt = torch.float32 if dt in (torch.float16, torch.bfloat16) else dt
     cin, c1, c3r, c3, c5r, c5, cp = channels
     k3, k5 = kernel_sizes
-    shapes = [(c1, cin, 1, 1), (c3r, cin, 1, 1), (c3, c3r, k3, k3), (c5r, cin, 1, 1), (c5, c5r, k5, k5), (cp, cin, 1, 1)]
+    shapes = [(c1, cin, 1, 1), (c3r, cin, 1, 1), (c3, c3r, k3, k3), (c5r, cin, 1, 1), (c5, c5r, k5, k5),
+              (cp, cin, 1, 1)]
     meta = dict(device="meta")
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.empty((batch, cin, hw, hw), dtype=dt, memory_format=fmt, **meta)
