@@ -22,19 +22,21 @@ Backends, decided in one place, :func:`_resolve_bn_backend`:
   (a few elementwise ops on the parameters, differentiable) and the fused op
   :func:`~inception_kernels.fused_inception` runs the block on that backend, with its own
   backend rules. For inference, ``fuse(model, fold_batch_norm=True)`` folds once instead.
-- Training mode (batch statistics) needs fused kernels that compute the statistics: Triton,
-  at most 3 launches forward and 5 backward (docs/design.md §7). They are not implemented
-  yet: ``backend="triton"`` raises ``NotImplementedError``, ``backend="cuda"`` too (no CUDA
-  C++ BatchNorm kernels either), and ``backend="auto"`` runs the reference path -- with a
-  warning where it would have picked Triton (a CUDA tensor, or the interpreter) -- so a model
-  with BatchNorm trains correctly today, unfused inside each block.
+- Training mode (batch statistics) on ``"triton"`` / ``"auto"``: the fused Triton kernels of
+  :mod:`inception_kernels.triton.batchnorm_train` -- 3 launches forward (convs + partial
+  statistics; KxK convs over the normalized reduce outputs; statistics, running-statistics
+  update and normalization), 5 backward, fixed-order reductions (docs/design.md §7, §9).
+  ``backend="auto"`` picks them wherever the fused op would pick Triton (a CUDA tensor, or a
+  CPU tensor under the interpreter), else the reference path; under ``torch.compile`` tracing
+  ``"auto"`` runs the reference path (the Triton training op is an autograd Function with
+  in-place running-statistics updates, not a traceable custom op yet) and ``"triton"`` raises.
+  ``backend="cuda"`` raises ``NotImplementedError`` (no CUDA C++ BatchNorm kernels).
   A backend's training kernels plug in through :data:`_TRAINING_KERNELS`.
 """
 
 from __future__ import annotations
 
 import numbers
-import warnings
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -47,13 +49,6 @@ __all__ = ["fused_inception_bn", "check_batch_norm_args"]
 
 #: Values of ``fused_inception_bn(..., backend=...)`` (the fused op's).
 BACKEND_CHOICES = ops.BACKEND_CHOICES
-
-#: What ``backend="triton"`` in training mode lacks (named by its NotImplementedError).
-_MISSING_TRITON = (
-    "the fused Triton kernels for BatchNorm in training mode (batch statistics, running-statistics "
-    "update and their backward; at most 3 launches forward, 5 backward) are not implemented yet"
-)
-
 
 def _triton_training(
     x: Tensor,
@@ -68,12 +63,12 @@ def _triton_training(
     kernel_sizes: tuple[int, int],
     activation: Optional[str],
 ) -> Tensor:
-    """The fused Triton BatchNorm-training block (to be written; see the module docstring).
+    """The fused Triton BatchNorm-training block (3 launches forward, 5 backward).
 
     Contract (what :func:`fused_inception_bn` has checked and normalized before the call):
 
     Args:
-        x: ``[N, Cin, H, W]`` (autocast already applied), any memory format; ``N*H*W > 1``.
+        x: ``[N, Cin, H, W]`` (autocast already applied), any memory format; ``N*H*W != 1``.
         weights: ``(w1, w3r, w3, w5r, w5, wp)``, ``[Cout_i, Cin_i, k, k]``, x's dtype and device.
         biases: the convs' biases, six ``[Cout_i]`` or None.
         running_means, running_vars: six ``[Cout_i]`` each, updated in place exactly as
@@ -88,13 +83,17 @@ def _triton_training(
         y ``[N, Cout, H, W]`` in x's dtype, differentiable with respect to x, weights,
         biases, bn_weights and bn_biases (gradients through the batch statistics).
     """
-    raise NotImplementedError(f"backend='triton': {_MISSING_TRITON}")
+    # imported here: whether the kernels are interpreted is decided when their module is imported
+    from .triton.batchnorm_train import fused_inception_bn_training
+
+    return fused_inception_bn_training(
+        x, weights, biases, running_means, running_vars, bn_weights, bn_biases, momentum, eps, kernel_sizes, activation
+    )
 
 
 #: Backends whose fused kernels run BatchNorm in training mode: ``{backend: function}``, each
-#: with :func:`_triton_training`'s signature. Empty until those kernels exist; add
-#: ``"triton": _triton_training`` here when they do, and ``backend="auto"`` picks them up.
-_TRAINING_KERNELS: dict[str, Callable[..., Tensor]] = {}
+#: with :func:`_triton_training`'s signature; ``backend="auto"`` picks them up.
+_TRAINING_KERNELS: dict[str, Callable[..., Tensor]] = {"triton": _triton_training}
 
 
 def _resolve_bn_backend(backend: str, x: Tensor, training: bool) -> str:
@@ -111,8 +110,10 @@ def _resolve_bn_backend(backend: str, x: Tensor, training: bool) -> str:
 
     Raises:
         ValueError: an unknown backend.
-        NotImplementedError: training mode on ``"triton"`` or ``"cuda"``, whose BatchNorm
-            kernels do not exist yet (the message names what is missing).
+        NotImplementedError: training mode on ``"cuda"`` (no CUDA C++ BatchNorm kernels), or on
+            ``"triton"`` under ``torch.compile`` tracing (the message says what to use instead).
+        TypeError, RuntimeError: training mode on ``"triton"`` where Triton cannot run x (as
+            ``fused_inception`` says it, e.g. bfloat16 in the interpreter).
     """
     if backend not in BACKEND_CHOICES:
         raise ValueError(f"backend must be one of {BACKEND_CHOICES}, got {backend!r}")
@@ -123,29 +124,25 @@ def _resolve_bn_backend(backend: str, x: Tensor, training: bool) -> str:
     if backend == "cuda":
         raise NotImplementedError(
             "backend='cuda' cannot run BatchNorm in training mode yet: the CUDA C++ extension has no "
-            "BatchNorm kernels (use backend='auto' or 'reference'; eval mode runs on 'cuda' with BatchNorm folded)"
+            "BatchNorm kernels (use backend='triton', 'auto' or 'reference'; eval mode runs on 'cuda' with "
+            "BatchNorm folded)"
         )
+    compiling = torch.compiler.is_compiling()
     if backend == "triton":
-        if "triton" not in _TRAINING_KERNELS:
+        if compiling:
             raise NotImplementedError(
-                f"backend='triton': {_MISSING_TRITON}; use backend='auto' or 'reference' to train "
-                "(eval mode runs on 'triton' with BatchNorm folded)"
+                "backend='triton' with BatchNorm in training mode cannot be traced by torch.compile yet (the fused "
+                "training kernels are an autograd Function that updates the running statistics in place); use "
+                "backend='auto', which runs the reference path while compiling, or call the block eagerly"
             )
         ops._resolve_backend("triton", x)  # raises where Triton cannot run x
         return "triton"
-    # "auto": the fused op's choice ("triton" or "reference"), where training kernels exist
+    # "auto": Triton wherever the fused op would run a fused backend (a CUDA tensor -- also where it
+    # would pick "cuda", which has no BatchNorm kernels -- or a CPU tensor under the interpreter)
     chosen = ops._resolve_backend("auto", x)
-    if chosen == "reference" or chosen in _TRAINING_KERNELS:
-        return chosen
-    if torch.compiler.is_compiling():  # dynamo cannot trace warnings.warn (fullgraph would fail)
+    if compiling or chosen == "reference" or "triton" not in _TRAINING_KERNELS:
         return "reference"
-    warnings.warn(
-        "fused_inception_bn: backend='auto' runs BatchNorm in training mode on the plain-PyTorch reference "
-        f"path, because {_MISSING_TRITON} (eval mode is fused)",
-        UserWarning,
-        stacklevel=3,
-    )
-    return "reference"
+    return "triton"
 
 
 def _six_numbers(name: str, value) -> tuple[float, ...]:
@@ -319,9 +316,9 @@ def fused_inception_bn(
         kernel_sizes: ``(K3, K5)``, odd kernel sizes of the two spatial branches.
         activation: ``"relu"`` after every BatchNorm, or ``None``.
         backend: ``"auto"``, ``"triton"``, ``"cuda"`` or ``"reference"`` (module docstring):
-            eval mode runs the fused op with BatchNorm folded; training mode runs the reference
-            path until fused BatchNorm-training kernels exist (``"auto"`` warns,
-            ``"triton"``/``"cuda"`` raise).
+            eval mode runs the fused op with BatchNorm folded; training mode runs the fused
+            Triton training kernels (``"triton"``, and ``"auto"`` where the fused op would pick
+            Triton), ``"cuda"`` raises.
 
     Returns:
         ``[N, ch1x1 + ch3x3 + ch5x5 + pool_proj, H, W]`` in x's dtype (the autocast dtype
@@ -332,8 +329,9 @@ def fused_inception_bn(
         TypeError, ValueError: inconsistent arguments (``check_inception_args`` and
             :func:`check_batch_norm_args`), an unknown backend; training with one value per
             channel raises BatchNorm's own ``ValueError``.
-        NotImplementedError: training mode on ``backend="triton"`` or ``"cuda"`` (not yet).
-        RuntimeError: eval mode on a backend that cannot run x (see ``fused_inception``).
+        NotImplementedError: training mode on ``backend="cuda"`` (not yet), or on ``"triton"``
+            under ``torch.compile`` tracing.
+        TypeError, RuntimeError: a backend that cannot run x (see ``fused_inception``).
     """
     x, weights, biases = ops._autocast_args(x, weights, biases)
     spec, weights, biases = check_inception_args(x, weights, biases, kernel_sizes, activation)

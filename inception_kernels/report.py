@@ -362,10 +362,6 @@ def _compile_task(task: tuple) -> dict:
     return dict(symbol=name, cubin=cubin, ptx=ptx, sass=sass, facts=facts)
 
 
-def _worker_init() -> None:
-    os.environ.pop("TRITON_INTERPRET", None)  # @triton.jit must make compilable functions
-
-
 def _progress(iterable, total: int, desc: str):
     """tqdm progress on stderr when tqdm is installed (compiles take minutes), else plain."""
     try:
@@ -447,7 +443,7 @@ def dump_kernels(out_dir, layers: Sequence[str] = tuple(GOOGLENET_INCEPTIONS), a
                                         kernel=aot.kernel_label(launch), _key=key))
     results: dict = {}
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=aot.worker_init) as pool:
         futures = {pool.submit(_compile_task, task): key for key, task in jobs.items()}
         from concurrent.futures import as_completed
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 __all__ = ["Plan", "STAGES", "module_inputs", "forward_launches", "backward_launches", "useful_macs",
-           "kernel_label", "specialization_key", "compile_launch"]
+           "kernel_label", "specialization_key", "compile_launch", "worker_init"]
 
 STAGES = ("forward", "backward")
 
@@ -227,6 +227,14 @@ def compile_launch(launch, arch: int):
     options, signature, constexprs, attrs = kernel._pack_args(backend, kwargs, bound, specialization, options)
     src = ASTSource(kernel, signature, constexprs, attrs)
     return triton.compile(src, target=target, options=options.__dict__)
+
+
+def worker_init() -> None:
+    """Initializer of a compile worker process: unset ``TRITON_INTERPRET`` before the kernels are
+    imported (``@triton.jit`` must make compilable functions)."""
+    import os
+
+    os.environ.pop("TRITON_INTERPRET", None)
 
 
 def launches_of(stage: str, layer: str, arch: int, *, dtype: str = "bfloat16", batch: int = 256,
