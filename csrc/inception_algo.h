@@ -2,7 +2,8 @@
 // (docs/design.md §3-4; the same algorithm as the Triton path).
 //
 // A job is one thread block's work. Every product in a job is a GEMM tile
-// C[kBM, kBN] = sum_k A(m, k) * B(k, n) handed to `core.gemm(a, b, kdim, epilogue)`:
+// C[kBM, bn] = sum_k A(m, k) * B(k, n) handed to `core.gemm(a, b, kdim, bn, epilogue)`, its
+// width bn sized to the channels (tiling::n_tile_width):
 //   - the loaders `a` / `b` hand out their operand in chunks of 8 elements (tiling::kChunk)
 //     along the operand's contiguous direction (see "Operand chunks" below): either a pointer
 //     to 16 aligned bytes in global memory, which the core copies with cp.async, or 8 values
@@ -364,12 +365,16 @@ IK_HD void run_fwd_job(const FwdParams& p, int64_t job_index, const Core& core, 
   if (job.kind == kFwdBranch1P) {
     const ConvRef* w1 = &p.conv[kW1];
     const ConvRef* wp = &p.conv[kWp];
-    for (int n0 = 0; n0 < w1->cout; n0 += kBN)
-      core.gemm(XOperand<T>{&p, job, XOperand<T>::kTile, 0, 1}, WeightOperand<T>{w1, n0}, cin,
+    for (int n0 = 0, bn; n0 < w1->cout; n0 += bn) {
+      bn = n_tile_width(w1->cout - n0, kMaxBN);
+      core.gemm(XOperand<T>{&p, job, XOperand<T>::kTile, 0, 1}, WeightOperand<T>{w1, n0}, cin, bn,
                 OutputEpilogue<T>{&p, job, w1, n0, bo.o1, nullptr});
-    for (int n0 = 0; n0 < wp->cout; n0 += kBN)
-      core.gemm(XOperand<T>{&p, job, XOperand<T>::kTilePool, 0, 1}, WeightOperand<T>{wp, n0}, cin,
+    }
+    for (int n0 = 0, bn; n0 < wp->cout; n0 += bn) {
+      bn = n_tile_width(wp->cout - n0, kMaxBN);
+      core.gemm(XOperand<T>{&p, job, XOperand<T>::kTilePool, 0, 1}, WeightOperand<T>{wp, n0}, cin, bn,
                 OutputEpilogue<T>{&p, job, wp, n0, bo.op, nullptr});
+    }
     return;
   }
   const int b = job.kind == kFwdBranch3 ? 0 : 1;
@@ -379,13 +384,17 @@ IK_HD void run_fwd_job(const FwdParams& p, int64_t job_index, const Core& core, 
   T* halo = reinterpret_cast<T*>(smem + p.halo_offset);
   const int hp = halo_pixels(p.tiles, k);
   for (int m0 = 0; m0 < hp; m0 += kBM)
-    for (int n0 = 0; n0 < pad8(cr); n0 += kBN)
-      core.gemm(XOperand<T>{&p, job, XOperand<T>::kHalo, m0, k}, WeightOperand<T>{wr, n0}, cin,
+    for (int n0 = 0, bn; n0 < pad8(cr); n0 += bn) {
+      bn = n_tile_width(pad8(cr) - n0, kMaxBN);
+      core.gemm(XOperand<T>{&p, job, XOperand<T>::kHalo, m0, k}, WeightOperand<T>{wr, n0}, cin, bn,
                 HaloEpilogue<T>{&p, job, wr, halo, &p.r[b], m0, n0, k});
+    }
   // core.gemm begins with a block-wide barrier: the halo is complete before it is read.
-  for (int n0 = 0; n0 < wk->cout; n0 += kBN)
-    core.gemm(HaloOperand<T>{halo, p.tiles, cr, k}, WeightOperand<T>{wk, n0}, pad8(cr) * k * k,
+  for (int n0 = 0, bn; n0 < wk->cout; n0 += bn) {
+    bn = n_tile_width(wk->cout - n0, kMaxBN);
+    core.gemm(HaloOperand<T>{halo, p.tiles, cr, k}, WeightOperand<T>{wk, n0}, pad8(cr) * k * k, bn,
               OutputEpilogue<T>{&p, job, wk, n0, b == 0 ? bo.o3 : bo.o5, halo});
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -544,8 +553,8 @@ struct ReduceGradEpilogue {
 };
 
 // The dx tile's shared-memory workspace (after the staging area): the pool product Q
-// [kDxHalo][kBN] over the tile's 1-pixel halo (accumulator type), and the argmax codes
-// [kDxHalo][kBN] of those halo pixels' pool windows (-1: outside the image).
+// [kDxHalo][kDxBN] over the tile's 1-pixel halo (accumulator type), and the argmax codes
+// [kDxHalo][kDxBN] of those halo pixels' pool windows (-1: outside the image).
 template <class T>
 struct DxWorkspace {
   AccT<T>* q;
@@ -563,7 +572,7 @@ struct DxPoolProductEpilogue {
   AccT<T>* q;
   int m0;
   IK_HD void operator()(int m, int col, AccT<T> acc) const {
-    if (m0 + m < tiling::halo_pixels(p->dx_tiles, 3)) q[(m0 + m) * tiling::kBN + col] = acc;
+    if (m0 + m < tiling::halo_pixels(p->dx_tiles, 3)) q[(m0 + m) * tiling::kDxBN + col] = acc;
   }
 };
 
@@ -634,8 +643,8 @@ struct DxEpilogue {
       for (int dw = -1; dw <= 1; ++dw) {
         if (!tiling::shifted(fp.h, fp.w, dh, dw, p->h, p->w).valid) continue;
         const int hq = tiling::halo_index(m, dh + 1, dw + 1, t, 3);  // q = pixel + (dh, dw)
-        if (ws.arg[hq * tiling::kBN + col] == tiling::pool_code(fp.h, fp.w, fp.h + dh, fp.w + dw))
-          acc += ws.q[hq * tiling::kBN + col];
+        if (ws.arg[hq * tiling::kDxBN + col] == tiling::pool_code(fp.h, fp.w, fp.h + dh, fp.w + dw))
+          acc += ws.q[hq * tiling::kDxBN + col];
       }
     static_cast<T*>(p->dx.p)[p->dx.offset(fp.n, ci, fp.h, fp.w)] = Num<T>::from_acc(acc);
   }
@@ -650,9 +659,9 @@ struct DxArgmaxPass {
   tiling::FwdJob tile;
   int ci0;
   IK_HD void operator()(int i) const {
-    constexpr int kChunks = tiling::kBN / tiling::kChunk;
+    constexpr int kChunks = tiling::kDxBN / tiling::kChunk;
     const int hp = i / kChunks, c = (i % kChunks) * tiling::kChunk;
-    signed char* arg = ws.arg + hp * tiling::kBN + c;
+    signed char* arg = ws.arg + hp * tiling::kDxBN + c;
     const tiling::Pix q = tiling::halo_pixel(hp, tile.h0, tile.w0, p->dx_tiles, 3, p->h, p->w);
     const int count = p->conv[kW1].cin - ci0 - c;
     if (!q.valid || count <= 0) {
@@ -734,15 +743,15 @@ IK_HD void run_reduce_grad_job(const BwdParams& p, int64_t job, const Core& core
   const ConvRef* wk = &p.conv[b == 0 ? kW3 : kW5];
   const int64_t pix_tiles = cdiv64(p.n * p.h * static_cast<int64_t>(p.w), kBM);
   const int64_t m0 = (job % pix_tiles) * kBM;
-  const int n0 = static_cast<int>(job / pix_tiles) * kBN;
+  const NTile nt = n_tile(wk->cin, static_cast<int>(job / pix_tiles), kMaxBN);
   const PixelRows rows{PixelRows::kFlat, m0, {}};
   core.gemm(PixelGradOperand<T>{&p, grad_source(p, b == 0 ? kW3 : kW5), rows, wk->cout, wk->k},
-            TransposedWeightOperand<T>{wk, n0}, pad8(wk->cout) * wk->k * wk->k,
-            ReduceGradEpilogue<T>{&p, b, m0, n0});
+            TransposedWeightOperand<T>{wk, nt.n0}, pad8(wk->cout) * wk->k * wk->k, nt.bn,
+            ReduceGradEpilogue<T>{&p, b, m0, nt.n0});
 }
 
 IK_HD int64_t reduce_grad_jobs(int64_t pixels, int cr) {
-  return tiling::cdiv64(pixels, tiling::kBM) * tiling::cdiv(cr, tiling::kBN);
+  return tiling::cdiv64(pixels, tiling::kBM) * tiling::n_tiles(cr, tiling::kMaxBN);
 }
 
 // Launch 2 job: a dx tile, a weight-gradient tile or a bias-gradient tile. `dx_ws` is the dx
@@ -759,16 +768,17 @@ IK_HD void run_grads_job(const BwdParams& p, int64_t job, const Core& core, char
     // routes the pool gradient and writes dx.
     const int64_t tiles = p.n * p.dx_tiles.tiles_h * static_cast<int64_t>(p.dx_tiles.tiles_w);
     const FwdJob tile = decode_tile(local % tiles, p.dx_tiles);
-    const int ci0 = static_cast<int>(local / tiles) * kBN;
+    const NTile ct = n_tile(p.conv[kW1].cin, static_cast<int>(local / tiles), kDxBN);
+    const int ci0 = ct.n0;
     const DxWorkspace<T> ws = DxWorkspace<T>::at(dx_ws);
     const ConvRef* wp = &p.conv[kWp];
     for (int m0 = 0; m0 < halo_pixels(p.dx_tiles, 3); m0 += kBM)
       core.gemm(PixelGradOperand<T>{&p, grad_source(p, kWp), PixelRows{PixelRows::kHalo3, m0, tile}, wp->cout, 1},
-                TransposedWeightOperand<T>{wp, ci0}, wp->cout, DxPoolProductEpilogue<T>{&p, ws.q, m0});
-    core.parallel_for(halo_pixels(p.dx_tiles, 3) * (kBN / kChunk), DxArgmaxPass<T>{&p, ws, tile, ci0});
+                TransposedWeightOperand<T>{wp, ci0}, wp->cout, ct.bn, DxPoolProductEpilogue<T>{&p, ws.q, m0});
+    core.parallel_for(halo_pixels(p.dx_tiles, 3) * (kDxBN / kChunk), DxArgmaxPass<T>{&p, ws, tile, ci0});
     const PixelRows rows{PixelRows::kTile, 0, tile};
     const DxSegments seg = DxSegments::of(p);
-    core.gemm(DxGradOperand<T>{&p, seg, rows}, DxWeightOperand<T>{&p, seg, ci0}, seg.end[2],
+    core.gemm(DxGradOperand<T>{&p, seg, rows}, DxWeightOperand<T>{&p, seg, ci0}, seg.end[2], ct.bn,
               DxEpilogue<T>{&p, ws, rows, ci0});
     return;
   }
@@ -790,7 +800,7 @@ IK_HD void run_grads_job(const BwdParams& p, int64_t job, const Core& core, char
   }
   using In = InputOperand<T>;
   const typename In::Mode mode = conv == kWp ? In::kPoolX : conv == kW3 ? In::kR3 : conv == kW5 ? In::kR5 : In::kX;
-  core.gemm(grad, In{&p, mode, pix0, pix_end, wj.ci0, cv->cin, wj.dy, wj.dx, k}, static_cast<int>(pix_end - pix0),
+  core.gemm(grad, In{&p, mode, pix0, pix_end, wj.ci0, cv->cin, wj.dy, wj.dx, k}, static_cast<int>(pix_end - pix0), wj.bn,
             PartialEpilogue<T>{&p, base, p.grad_stride[conv], wj.co0, cv->cout, wj.ci0, cv->cin, wj.dy, wj.dx});
 }
 
@@ -880,7 +890,7 @@ inline void backward(BwdParams& p, const bool* needs, const bool* has_bias, cons
   p.reduce_jobs[0] = want_gr ? reduce_grad_jobs(pixels, p.conv[kW3r].cout) : 0;
   p.reduce_jobs[1] = want_gr ? reduce_grad_jobs(pixels, p.conv[kW5r].cout) : 0;
   p.dx_tiles = dx_tiles(p.h, p.w);
-  int64_t end = want_dx ? p.n * p.dx_tiles.tiles_h * static_cast<int64_t>(p.dx_tiles.tiles_w) * cdiv(p.conv[kW1].cin, kBN) : 0;
+  int64_t end = want_dx ? p.n * p.dx_tiles.tiles_h * static_cast<int64_t>(p.dx_tiles.tiles_w) * n_tiles(p.conv[kW1].cin, kDxBN) : 0;
   p.seg_end[kSegDx] = end;
   for (int i = 0; i < kNumConvs; ++i) {
     const ConvRef& cv = p.conv[i];

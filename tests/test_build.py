@@ -222,8 +222,10 @@ def test_fused_kernels_in_every_arch_and_dtype(ext_info):
 
 def test_fused_gemm_kernels_use_tensor_cores_for_fp16_and_bf16(ext_info):
     """fp16/bf16 products run on tensor cores: mma.sync m16n8k16 (HMMA.16816) on sm_80, warpgroup
-    MMA m64n64k16 (HGMMA.64x64x16) on sm_90a; fp32 and fp64 are SIMT (exact fp32, no TF32), so
-    no tensor-core instruction there."""
+    MMA on sm_90a, m64n128k16 (HGMMA.64x128x16) for the 128-wide N tiles and m64n64k16 for the
+    narrower ones, chained four per stage (one WARPGROUP.ARRIVE per four HGMMAs: ptxas did not
+    serialize them); fp32 and fp64 are SIMT (exact fp32, no TF32), so no tensor-core
+    instruction there."""
     records = _fused_records()
     for arch in ARCHS:
         for kernel in GEMM_KERNELS:
@@ -235,7 +237,9 @@ def test_fused_gemm_kernels_use_tensor_cores_for_fp16_and_bf16(ext_info):
                 elif arch == "sm_80":
                     assert tc.get("HMMA", 0) > 0 and all(op.startswith("HMMA.16816.F32") for op in shapes), rec
                 else:
-                    assert tc.get("HGMMA", 0) > 0 and all(op.startswith("HGMMA.64x64x16.F32") for op in shapes), rec
+                    assert {op.split(".F32")[0] for op in shapes} == {"HGMMA.64x64x16", "HGMMA.64x128x16"}, rec
+                    assert all(op.startswith(("HGMMA.64x64x16.F32", "HGMMA.64x128x16.F32")) for op in shapes), rec
+                    assert tc["HGMMA"] == 4 * rec["wgmma_groups"], rec
 
 
 def test_fused_gemm_kernels_feed_tensor_cores_through_a_cp_async_pipeline(ext_info):

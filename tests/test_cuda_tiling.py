@@ -24,10 +24,10 @@ from inception_kernels import GOOGLENET_INCEPTIONS, reference
 
 ROOT = Path(__file__).resolve().parents[1]
 SMEM_H100 = 227 * 1024  # cudaDevAttrMaxSharedMemoryPerBlockOptin of an H100
-_CONSTANT_NAMES = ("kBM", "kBN", "kBK", "kThreads", "kMaxTilePixels", "kFwdKinds", "kSmemAlign", "kNumTileCandidates",
-                   "kNumSegments", "kSegDx", "kSegW", "kSegB", "kChunk", "kStages", "kTcBK", "kLineBytes",
-                   "kTileLines", "kTcTileBytes", "kSimtBK", "kSimtLdK", "kSimtLdM", "kSimtTileElems", "kDxTile",
-                   "kDxHalo")
+_CONSTANT_NAMES = ("kBM", "kMinBN", "kMaxBN", "kBK", "kThreads", "kMaxTilePixels", "kFwdKinds", "kSmemAlign",
+                   "kNumTileCandidates", "kNumSegments", "kSegDx", "kSegW", "kSegB", "kChunk", "kStages", "kTcBK",
+                   "kLineBytes", "kTileLines", "kTcAtomBytes", "kTcATileBytes", "kTcBTileBytes", "kTcStageBytes",
+                   "kSimtBN", "kSimtBK", "kSimtLdK", "kSimtLdM", "kSimtTileElems", "kDxTile", "kDxHalo", "kDxBN")
 
 _i = ctypes.c_int
 _i64 = ctypes.c_int64
@@ -36,6 +36,10 @@ _SIGNATURES = {  # name: (restype, argtypes)
     "ik_constants": (None, [_p]),
     "ik_pad8": (_i, [_i]),
     "ik_swizzle128": (_i, [_i, _i]),
+    "ik_tc_chunk_offset": (_i, [_i, _i]),
+    "ik_n_tile_width": (_i, [_i, _i]),
+    "ik_n_tiles": (_i, [_i, _i]),
+    "ik_n_tile": (None, [_i, _i, _i, _p]),
     "ik_branch_offsets": (None, [_i, _i, _i, _i, _p]),
     "ik_make_tiles": (None, [_i, _i, _i, _i, _p]),
     "ik_num_fwd_jobs": (_i64, [_i64, _p]),
@@ -190,7 +194,10 @@ class _Tiling:
         return self.lib.ik_weight_jobs(cout, cin, k, splits)
 
     def decode_weight_job(self, local, cout, cin, k):
-        return self._ints(self.lib.ik_decode_weight_job, 5, local, cout, cin, k)  # (co0, ci0, dy, dx, split)
+        return self._ints(self.lib.ik_decode_weight_job, 6, local, cout, cin, k)  # (co0, ci0, bn, dy, dx, split)
+
+    def n_tile(self, n, i, max_bn):
+        return self._ints(self.lib.ik_n_tile, 2, n, i, max_bn)  # (n0, bn)
 
 
 @pytest.fixture(scope="module")
@@ -229,14 +236,22 @@ def _tiles(tl, h, w, th, tw):
 def test_constants_satisfy_the_kernels_layout_rules(tl):
     c = tl.c
     assert c["kMaxTilePixels"] == c["kBM"], "a forward tile's pixels are one GEMM tile's rows"
-    assert c["kThreads"] == 128, "one warpgroup: wgmma's 4 warps, the mma.sync core's 2 x 2 warps of 32 x 32"
-    assert c["kBK"] == 16 and c["kBM"] == c["kBN"] == 64
-    # A tensor-core tile: 64 lines of 128 bytes = 8 chunks of 8 16-bit elements; 64 k per stage.
+    assert c["kThreads"] == 128, "one warpgroup: wgmma's 4 warps, the mma.sync core's 2 x 2 warps of 32 x bn / 2"
+    assert c["kBK"] == 16 and c["kBM"] == 64 and (c["kMinBN"], c["kMaxBN"]) == (16, 128)
+    # A tensor-core tile: lines of 128 bytes = 8 chunks of 8 16-bit elements; 64 k per stage.
     assert c["kChunk"] * 2 == 16 and c["kLineBytes"] == 128 and c["kTileLines"] == 64
-    assert c["kTcBK"] * 2 == c["kLineBytes"] and c["kTcTileBytes"] == c["kTileLines"] * c["kLineBytes"]
+    assert c["kTcBK"] * 2 == c["kLineBytes"] and c["kTcAtomBytes"] == c["kTileLines"] * c["kLineBytes"] == 8192
+    # A: 64 rows; B: up to 128 rows (K-major) or 64 k-lines of two 64-column atoms (MN-major)
+    assert c["kTcATileBytes"] == c["kTcAtomBytes"] and c["kTcBTileBytes"] == c["kMaxBN"] * c["kLineBytes"]
+    assert c["kTcBTileBytes"] == 2 * c["kTcAtomBytes"] and c["kTcStageBytes"] == c["kTcATileBytes"] + c["kTcBTileBytes"]
+    assert c["kTcStageBytes"] % 1024 == 0 and c["kTcATileBytes"] % 1024 == 0, "tiles on the swizzle's 1024-byte period"
     assert c["kStages"] >= 3, "at least two stages in flight while one is multiplied"
-    # Every thread stages a whole number of chunks per tile.
-    assert c["kTileLines"] * (c["kLineBytes"] // 16) % c["kThreads"] == 0
+    # Every thread stages a whole number of chunks of every tile width (rows / 16 each).
+    for rows in (16, 32, 64, 128):
+        assert rows * (c["kLineBytes"] // 16) % c["kThreads"] == 0
+        assert c["kThreads"] % (rows // c["kChunk"]) == 0, "MN-major: a thread keeps one chunk column"
+    assert c["kSimtBN"] == 64 and c["kMaxBN"] % c["kSimtBN"] == 0
+    assert c["kDxBN"] == 64
     # SIMT tiles: 128 chunks (one per thread), padded leading dimensions.
     assert c["kBM"] * c["kSimtBK"] // c["kChunk"] == c["kThreads"] and c["kSimtBK"] % c["kChunk"] == 0
     assert c["kSimtLdK"] > c["kSimtBK"] and c["kSimtLdM"] > c["kBM"]
@@ -501,7 +516,7 @@ def _pad8(c):
 def _py_staging(c, elem, acc):
     """16-bit: kStages x (A tile, B tile) of 64 x 128 bytes; else one A and one B SIMT tile."""
     if elem == 2:
-        return c["kStages"] * 2 * c["kTileLines"] * c["kLineBytes"]
+        return c["kStages"] * (c["kTileLines"] + c["kMaxBN"]) * c["kLineBytes"]
     return _align(2 * c["kSimtTileElems"] * elem, c["kSmemAlign"])
 
 
@@ -518,15 +533,56 @@ def test_staging_and_backward_smem_bytes(tl, elem, acc):
     assert staging == _py_staging(c, elem, acc)
     b_off = tl.staging_b_offset(elem)
     if elem == 2:
-        assert b_off == c["kTcTileBytes"] and b_off % 1024 == 0, "B tile right after A, on a swizzle period"
+        assert b_off == c["kTcATileBytes"] and b_off % 1024 == 0, "B tile right after A, on a swizzle period"
         assert staging % 1024 == 0
     else:
         assert b_off == c["kSimtTileElems"] * elem
-    # the dx tile's workspace: the pool product over the tile's 1-pixel halo [kDxHalo][kBN]
+    # the dx tile's workspace: the pool product over the tile's 1-pixel halo [kDxHalo][kDxBN]
     # (accumulator type) and its argmax codes (one byte each)
     assert c["kDxHalo"] == (c["kDxTile"] + 2) ** 2 and c["kDxTile"] ** 2 <= c["kBM"]
-    workspace = sum(_align(v, c["kSmemAlign"]) for v in (c["kDxHalo"] * c["kBN"] * acc, c["kDxHalo"] * c["kBN"]))
+    workspace = sum(_align(v, c["kSmemAlign"]) for v in (c["kDxHalo"] * c["kDxBN"] * acc, c["kDxHalo"] * c["kDxBN"]))
     assert tl.bwd_smem_bytes(elem, acc) == staging + workspace
+
+
+def _py_n_tiles(n, max_bn):
+    """The N tiles of n columns: max_bn while that many are left, then the smallest power of two
+    >= what is left (at least 16) if it pads at most a quarter of itself, else the largest one below."""
+    tiles, n0 = [], 0
+    while n0 < n:
+        rem = n - n0
+        if rem >= max_bn:
+            bn = max_bn
+        else:
+            up = 16
+            while up < rem:
+                up *= 2
+            bn = up if up == 16 or up - rem <= up // 4 else up // 2
+        tiles.append((n0, bn))
+        n0 += bn
+    return tiles
+
+
+def test_n_tiles_follow_the_rule_and_cover_the_columns(tl):
+    for max_bn in (16, 32, 64, 128):
+        for n in range(1, 700):
+            want = _py_n_tiles(n, max_bn)
+            assert tl.lib.ik_n_tiles(n, max_bn) == len(want)
+            for i, (n0, bn) in enumerate(want):
+                assert tl.n_tile(n, i, max_bn) == (n0, bn)
+                assert tl.lib.ik_n_tile_width(n - n0, max_bn) == bn
+                assert bn in (16, 32, 64, 128) and bn <= max_bn
+            assert want[-1][0] < n <= want[-1][0] + want[-1][1], "the tiles cover [0, n), none empty"
+            waste = sum(bn for _, bn in want) - n
+            assert waste < 16 or waste <= want[-1][1] // 4, (n, want)  # little padding for thin channels
+
+
+def test_n_tiles_of_the_googlenet_channels(tl):
+    """Wide layers get 128-wide tiles (wgmma m64n128k16); thin ones are padded to 16 / 32 / 64 only."""
+    widths = lambda n: [bn for _, bn in (tl.n_tile(n, i, 128) for i in range(tl.lib.ik_n_tiles(n, 128)))]  # noqa: E731
+    assert widths(16) == [16] and widths(24) == [32] and widths(32) == [32] and widths(48) == [64]
+    assert widths(64) == [64] and widths(96) == [128] and widths(128) == [128] and widths(160) == [128, 32]
+    assert widths(208) == [128, 64, 16] and widths(256) == [128, 128] and widths(384) == [128, 128, 128]
+    assert widths(176) == [128, 64] and widths(832) == [128] * 6 + [64]
 
 
 def test_pad8_rounds_up_to_whole_chunks(tl):
@@ -552,6 +608,22 @@ def test_swizzle128_is_the_128_byte_swizzle_and_conflict_free(tl):
         for chunk in range(8):
             banks = {(offsets[(line0 + r, chunk)] % 128) // 16 for r in range(8)}
             assert len(banks) == 8, (line0, chunk)
+
+
+def test_tc_chunk_offset_puts_wide_mn_major_lines_in_a_second_atom(tl):
+    """Chunks 0-7 of a line are swizzle128's; chunks 8-15 (columns 64-127 of an MN-major B tile)
+    the same pattern one swizzle atom (kTcAtomBytes) on -- the layout wgmma reads with LBO = one
+    atom; K-major lines up to 128 (B rows) use chunks 0-7 only. A bijection onto the B tile."""
+    c, off = tl.c, tl.lib.ik_tc_chunk_offset
+    atom = c["kTcAtomBytes"]
+    seen = set()
+    for line in range(64):
+        for chunk in range(16):
+            got = off(line, chunk)
+            assert got == (chunk // 8) * atom + tl.lib.ik_swizzle128(line, chunk % 8)
+            seen.add(got)
+    assert sorted(seen) == list(range(0, c["kTcBTileBytes"], 16))
+    assert all(off(line, ch) == tl.lib.ik_swizzle128(line, ch) for line in range(128) for ch in range(8))
 
 
 @pytest.mark.parametrize("elem,acc", _ELEMS)
@@ -672,9 +744,11 @@ def test_find_segment_uses_64_bit_jobs(tl):
 @pytest.mark.parametrize("cout,cin,k,splits", [(1, 1, 1, 1), (7, 20, 1, 1), (130, 65, 3, 2), (64, 64, 5, 3),
                                                (200, 129, 5, 1), (16, 832, 1, 4)])
 def test_decode_weight_job_enumerates_each_job_once(tl, cout, cin, k, splits):
-    bm, bn = tl.c["kBM"], tl.c["kBN"]
+    bm = tl.c["kBM"]
+    ci_tiles = _py_n_tiles(cin, tl.c["kMaxBN"])
     jobs = tl.weight_jobs(cout, cin, k, splits)
-    assert jobs == _cdiv(cout, bm) * _cdiv(cin, bn) * k * k * splits
+    assert jobs == _cdiv(cout, bm) * len(ci_tiles) * k * k * splits
     got = [tl.decode_weight_job(j, cout, cin, k) for j in range(jobs)]
-    want = set(itertools.product(range(0, cout, bm), range(0, cin, bn), range(k), range(k), range(splits)))
+    want = {(co0, ci0, bn, dy, dx, s) for co0, (ci0, bn), dy, dx, s in
+            itertools.product(range(0, cout, bm), ci_tiles, range(k), range(k), range(splits))}
     assert len(set(got)) == jobs and set(got) == want

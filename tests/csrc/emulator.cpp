@@ -56,20 +56,20 @@ namespace {
 // memory it did not write would turn its results to NaN.
 constexpr char kGarbage = static_cast<char>(0xFF);
 
-// An operand as a dense [64 rows][kdim] matrix, gathered chunk by chunk (ik::fetch_chunk).
+// An operand as a dense [rows][kdim] matrix, gathered chunk by chunk (ik::fetch_chunk).
 template <class T, class Op>
-std::vector<T> dense_operand(const Op& op, int kdim) {
-  std::vector<T> out(static_cast<size_t>(tl::kBM) * kdim);
+std::vector<T> dense_operand(const Op& op, int rows, int kdim) {
+  std::vector<T> out(static_cast<size_t>(rows) * kdim);
   alignas(16) T v[tl::kChunk];
   if (Op::kKMajor) {
-    for (int r = 0; r < tl::kBM; ++r)
+    for (int r = 0; r < rows; ++r)
       for (int k = 0; k < kdim; k += tl::kChunk) {
         ik::fetch_chunk<T>(op, r, k, tl::imin(tl::kChunk, kdim - k), v);
         for (int j = 0; j < tl::kChunk && k + j < kdim; ++j) out[static_cast<size_t>(r) * kdim + k + j] = v[j];
       }
   } else {
     for (int k = 0; k < kdim; ++k)
-      for (int r = 0; r < tl::kBM; r += tl::kChunk) {
+      for (int r = 0; r < rows; r += tl::kChunk) {
         ik::fetch_chunk<T>(op, r, k, tl::kChunk, v);
         for (int j = 0; j < tl::kChunk; ++j) out[static_cast<size_t>(r + j) * kdim + k] = v[j];
       }
@@ -77,7 +77,7 @@ std::vector<T> dense_operand(const Op& op, int kdim) {
   return out;
 }
 
-// The plain-loop Core: C[m, n] = sum_k A(m, k) * B(k, n) over the whole kBM x kBN tile.
+// The plain-loop Core: C[m, n] = sum_k A(m, k) * B(k, n) over the whole kBM x bn tile.
 template <class T>
 struct EmuCore {
   template <class F>
@@ -87,7 +87,7 @@ struct EmuCore {
 
   template <class A, class E>
   void reduce_rows(const A& a, int kdim, const E& epi) const {
-    const std::vector<T> am = dense_operand<T>(a, kdim);
+    const std::vector<T> am = dense_operand<T>(a, tl::kBM, kdim);
     for (int m = 0; m < tl::kBM; ++m) {
       ik::AccT<T> s = 0;
       for (int k = 0; k < kdim; ++k) s += ik::Num<T>::to_acc(am[static_cast<size_t>(m) * kdim + k]);
@@ -96,11 +96,11 @@ struct EmuCore {
   }
 
   template <class A, class B, class E>
-  void gemm(const A& a, const B& b, int kdim, const E& epi) const {
+  void gemm(const A& a, const B& b, int kdim, int bn, const E& epi) const {
     using Acc = ik::AccT<T>;
-    const std::vector<T> am = dense_operand<T>(a, kdim), bm = dense_operand<T>(b, kdim);  // [m][k], [n][k]
+    const std::vector<T> am = dense_operand<T>(a, tl::kBM, kdim), bm = dense_operand<T>(b, bn, kdim);  // [m][k], [n][k]
     for (int m = 0; m < tl::kBM; ++m)
-      for (int n = 0; n < tl::kBN; ++n) {
+      for (int n = 0; n < bn; ++n) {
         Acc acc = 0;
         for (int k = 0; k < kdim; ++k)
           acc += ik::Num<T>::to_acc(am[static_cast<size_t>(m) * kdim + k]) *
