@@ -107,6 +107,7 @@ struct FwdParams {
   bool relu;
   tiling::SpatialTiles tiles;
   int64_t halo_offset;  // byte offset of the halo buffer in shared memory
+  bool wide_stages;     // the staging layout planned for (tiling::tc_stage_bytes): the device's build
 };
 
 struct BwdParams {
@@ -130,6 +131,7 @@ struct BwdParams {
   tiling::SpatialTiles dx_tiles;   // the dx jobs' tiles (tiling::dx_tiles)
   int64_t reduce_jobs[2];          // launch 1: jobs of branch 3, of branch 5
   int64_t seg_end[tiling::kNumSegments];  // launch 2: cumulative job counts per segment
+  bool wide_stages;                // the staging layout of the device's build (tiling::tc_stage_bytes)
 };
 
 // One element from global memory. 16-bit types on the GPU read the aligned 32-bit word that
@@ -834,15 +836,17 @@ inline bool chunked(const void* p, const int64_t* sizes, const int64_t* strides,
   return true;
 }
 
-// p.tiles and p.halo_offset for elements of `elem` bytes (accumulators of `acc_elem`);
-// false when even a 1x1 tile's halo does not fit in `smem_limit` bytes. Returns the
-// dynamic shared memory of the forward kernel in *smem.
-inline bool forward(FwdParams& p, int elem, int acc_elem, int64_t smem_limit, int64_t* smem) {
+// p.tiles and p.halo_offset for elements of `elem` bytes (accumulators of `acc_elem`) on a
+// device whose build has wide stages or not (`wide`: tiling::wgmma_build); false when even a
+// 1x1 tile's halo does not fit in `smem_limit` bytes. Returns the dynamic shared memory of
+// the forward kernel in *smem.
+inline bool forward(FwdParams& p, int elem, int acc_elem, int64_t smem_limit, bool wide, int64_t* smem) {
   const ConvRef &w3r = p.conv[kW3r], &w3 = p.conv[kW3], &w5r = p.conv[kW5r], &w5 = p.conv[kW5];
-  if (!tiling::pick_fwd_tiles(p.h, p.w, w3.k, w3r.cout, w5.k, w5r.cout, elem, acc_elem, smem_limit, &p.tiles))
+  if (!tiling::pick_fwd_tiles(p.h, p.w, w3.k, w3r.cout, w5.k, w5r.cout, elem, acc_elem, smem_limit, wide, &p.tiles))
     return false;
-  p.halo_offset = tiling::staging_bytes(elem, acc_elem);
-  *smem = tiling::fwd_smem_bytes(p.tiles, w3.k, w3r.cout, w5.k, w5r.cout, elem, acc_elem);
+  p.wide_stages = wide;
+  p.halo_offset = tiling::staging_bytes(elem, acc_elem, wide);
+  *smem = tiling::fwd_smem_bytes(p.tiles, w3.k, w3r.cout, w5.k, w5r.cout, elem, acc_elem, wide);
   return true;
 }
 

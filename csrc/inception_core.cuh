@@ -118,9 +118,12 @@ struct DeviceCore {
   // epilogues within 255 registers without spills (at 128 wide the sm_80 grads kernel spilled).
 #if defined(IK_WGMMA)
   static constexpr int kCoreBN = Num<T>::kTensorCore ? tiling::kMaxBN : tiling::kSimtBN;
+  static constexpr bool kWideStages = true;  // the staging layout this build expects (tiling::tc_stage_bytes)
 #else
   static constexpr int kCoreBN = Num<T>::kTensorCore ? 64 : tiling::kSimtBN;
+  static constexpr bool kWideStages = false;
 #endif
+  static constexpr int kStageBytes = tiling::tc_stage_bytes(kWideStages);
 
   // C = A[kBM, kdim] x B[kdim, bn]; then epi(m, n, C[m, n]) for every element (n < bn).
   // bn: a multiple of 16 up to kMaxBN (tiling::n_tile_width: 16, 32, 64 or 128).
@@ -167,8 +170,8 @@ struct DeviceCore {
 #pragma unroll
     for (int s = 0; s < kStages - 1; ++s) {
       if (s < steps) {
-        stage_tile(a, kBM, s * kTcBK, kdim, smem + s * kTcStageBytes);
-        stage_tile(b, bn, s * kTcBK, kdim, smem + s * kTcStageBytes + kTcATileBytes);
+        stage_tile(a, kBM, s * kTcBK, kdim, smem + s * kStageBytes);
+        stage_tile(b, bn, s * kTcBK, kdim, smem + s * kStageBytes + kTcATileBytes);
       }
       ptx::cp_async_commit();  // one group per stage, empty past the end: the wait counts stay uniform
     }
@@ -197,12 +200,12 @@ struct DeviceCore {
       __syncthreads();  // every thread's chunks of stage kt; everyone is done with stage kt - 1
       const int next = kt + kStages - 1;
       if (next < steps) {
-        char* slot = smem + (next % kStages) * kTcStageBytes;
+        char* slot = smem + (next % kStages) * kStageBytes;
         stage_tile(a, kBM, next * kTcBK, kdim, slot);
         stage_tile(b, bn, next * kTcBK, kdim, slot + kTcATileBytes);
       }
       ptx::cp_async_commit();
-      const char* at = smem + (kt % kStages) * kTcStageBytes;
+      const char* at = smem + (kt % kStages) * kStageBytes;
       const char* bt = at + kTcATileBytes;
 #if defined(IK_WGMMA)
       ptx::wgmma_fence();

@@ -756,7 +756,7 @@ def cuda_launch_facts(cuda: dict, layers: Sequence[str], dtype: str, batch: int)
             limit = _cubin.ARCH_LIMITS[arch].shared_per_block
             plan = torch.ops.inception_kernels.cuda_fused_inception_plan(
                 batch, spec.spatial, spec.spatial, spec.ch3x3red, spec.kernel_sizes[0], spec.ch5x5red,
-                spec.kernel_sizes[1], tdtype, limit)
+                spec.kernel_sizes[1], tdtype, limit, int(arch[3:5]))
             for name, smem_index in _CUDA_LAUNCH_KERNELS:
                 r, static = regs.get((arch, name), (None, 0))
                 forward = name == "inception_fwd_kernel"

@@ -343,3 +343,22 @@ def test_fused_ops_check_their_arguments(maxpool):
         bwd(y[:, 1:], x, y, r3, r5, *ws, *bs, 3, 5, "relu", [True] * 13)
     with pytest.raises(RuntimeError, match="needs_input_grad must have 13 entries"):
         bwd(y, x, y, r3, r5, *ws, *bs, 3, 5, "relu", [True] * 12)
+
+
+@pytest.mark.cuda_ext
+def test_plan_sizes_the_staging_to_the_build(maxpool):
+    """The sm_80 build multiplies a 128-wide tile in 64-wide passes, so a device that runs it
+    (every compute capability but 9.0) gets 16 KiB stages, not the wgmma build's 24 KiB: 3 x 8 KiB
+    less shared memory per fp16 block in every launch (the same tile), nothing less at fp32."""
+    from inception_kernels import GOOGLENET_INCEPTIONS
+
+    plan = torch.ops.inception_kernels.cuda_fused_inception_plan
+    spec = GOOGLENET_INCEPTIONS["4e"]
+    args = (8, spec.spatial, spec.spatial, spec.ch3x3red, 3, spec.ch5x5red, 5)
+    for dtype, saved in ((torch.float16, 3 * 8 * 1024), (torch.bfloat16, 3 * 8 * 1024), (torch.float32, 0)):
+        wide = plan(*args, dtype, 227 * 1024, 90)
+        assert plan(*args, dtype, 227 * 1024) == wide, "cc defaults to 9.0"
+        for cc in (80, 86, 89):
+            narrow = plan(*args, dtype, 227 * 1024, cc)
+            assert narrow[:2] == wide[:2] and narrow[3] == wide[3], (narrow, wide)  # tile, blocks
+            assert [wide[i] - narrow[i] for i in (2, 4, 5)] == [saved] * 3, (dtype, cc, narrow, wide)  # smem

@@ -56,6 +56,13 @@ namespace {
 // memory it did not write would turn its results to NaN.
 constexpr char kGarbage = static_cast<char>(0xFF);
 
+// The staging layout of the build emulated (tiling::tc_stage_bytes): wide for the wgmma build.
+#if defined(IK_WGMMA)
+constexpr bool kWideStages = true;
+#else
+constexpr bool kWideStages = false;
+#endif
+
 // An operand as a dense [rows][kdim] matrix, gathered chunk by chunk (ik::fetch_chunk).
 template <class T, class Op>
 std::vector<T> dense_operand(const Op& op, int rows, int kdim) {
@@ -168,7 +175,7 @@ int forward(const void* x, const int64_t* xs, void* y, const int64_t* ys, void* 
   set_convs<T>(p.conv, w, ws, b, bs, shape);
   p.n = n, p.h = h, p.w = wd, p.relu = relu != 0;
   int64_t smem = 0;
-  if (!ik::plan::forward(p, sizeof(T), sizeof(ik::AccT<T>), smem_limit, &smem)) return 1;
+  if (!ik::plan::forward(p, sizeof(T), sizeof(ik::AccT<T>), smem_limit, kWideStages, &smem)) return 1;
   tiles_out[0] = p.tiles.th, tiles_out[1] = p.tiles.tw;
   std::vector<char> shared(static_cast<size_t>(smem), kGarbage);
   const int64_t jobs = tl::num_fwd_jobs(n, p.tiles);
@@ -193,14 +200,15 @@ int backward(const void* gy, const int64_t* gys, const void* x, const int64_t* x
   for (int i = 0; i < 13; ++i) needs[i] = needs_in[i] != 0;
   for (int i = 0; i < 6; ++i) has_bias[i] = b[i] != nullptr, weight_cl[i] = weight_cl_in[i] != 0;
   ik::plan::backward(p, needs, has_bias, weight_cl);
+  p.wide_stages = kWideStages;
   if (p.p_total != grads_numel) return 1;  // the layout disagrees with ops._grad_layout
   const int64_t pixels = n * h * static_cast<int64_t>(wd);
   using Acc = ik::AccT<T>;
   // NaN-filled, so that an element no job writes shows up in the results.
   std::vector<T> gr(static_cast<size_t>(pixels) * ik::gr_cols(p), ik::Num<T>::from_acc(Acc(0) / Acc(0)));
   std::vector<Acc> partial(static_cast<size_t>(p.split.splits) * p.p_total, Acc(0) / Acc(0));
-  std::vector<char> shared(static_cast<size_t>(tl::bwd_smem_bytes(sizeof(T), sizeof(Acc))), kGarbage);
-  char* dx_ws = shared.data() + tl::staging_bytes(sizeof(T), sizeof(Acc));
+  std::vector<char> shared(static_cast<size_t>(tl::bwd_smem_bytes(sizeof(T), sizeof(Acc), kWideStages)), kGarbage);
+  char* dx_ws = shared.data() + tl::staging_bytes(sizeof(T), sizeof(Acc), kWideStages);
   p.gr = gr.data();
   p.dx = oref(dx, dxs);
   p.partial = partial.data();
