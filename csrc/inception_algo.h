@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "inception_tiling.h"
 
@@ -163,6 +164,42 @@ template <class T>
 IK_HD void load_channels(const TensorRef& t, int64_t n, int c0, int count, int h, int w, T* v) {
   if (t.vec && count >= tiling::kChunk) return copy8(v, static_cast<const T*>(t.p) + t.offset(n, c0, h, w));
   for (int j = 0; j < tiling::kChunk; ++j) v[j] = j < count ? load<T>(t.p, t.offset(n, c0 + j, h, w)) : zero<T>();
+}
+
+// Eight channels c0 .. c0 + 7 of t at (n, h, w), the first `count` of v: one 16-byte store
+// where they are contiguous and 16-byte aligned (channels_last, aligned channel offset), else
+// element by element. The mirror of load_channels.
+template <class T>
+IK_HD void store_channels(const OutRef& t, int64_t n, int c0, int count, int h, int w, const T* v) {
+  T* dst = static_cast<T*>(t.p) + t.offset(n, c0, h, w);
+  if (count == tiling::kChunk && t.s[1] == 1 && reinterpret_cast<uintptr_t>(dst) % 16 == 0) return copy8(dst, v);
+  IK_UNROLL
+  for (int j = 0; j < tiling::kChunk; ++j)
+    if (j < count) dst[j * t.s[1]] = v[j];
+}
+
+// ---------------------------------------------------------------------------------------
+// Epilogues
+// ---------------------------------------------------------------------------------------
+//
+// An epilogue takes a product's results element by element, epi(m, n, acc), and may also take
+// eight columns n .. n + 7 of a row at once (8 | n), epi.chunk(m, n, acc[8]): then the row's
+// address math runs once and the eight outputs go out in one 16-byte store where the layout
+// allows. The tensor-core core hands out chunks (epilogue_chunk), the SIMT core elements.
+
+template <class E, class = void>
+struct HasChunk : std::false_type {};
+template <class E>
+struct HasChunk<E, std::void_t<decltype(&E::chunk)>> : std::true_type {};
+
+IK_NO_EXEC_CHECK
+template <class E, class Acc>
+IK_HD void epilogue_chunk(const E& epi, int m, int n, const Acc* acc) {
+  if constexpr (HasChunk<E>::value) {
+    epi.chunk(m, n, acc);
+  } else {
+    for (int j = 0; j < tiling::kChunk; ++j) epi(m, n + j, acc[j]);
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -321,14 +358,26 @@ struct OutputEpilogue {
   const ConvRef* cv;
   int n0, c_off;
   const T* halo;
+  IK_HD T value(int m, int co, const tiling::Pix& px, AccT<T> acc) const {  // co < cout, px inside
+    if (halo != nullptr && acc != acc && tiling::near_border(px.h, px.w, cv->k, p->h, p->w))
+      acc = kxk_inside_taps<T>(halo, p->tiles, *cv, m, co, px.h, px.w, p->h, p->w);
+    return Num<T>::from_acc(activate(acc + bias_at<T>(*cv, co), p->relu));
+  }
   IK_HD void operator()(int m, int col, AccT<T> acc) const {
     const int co = n0 + col;
     const tiling::Pix px = tiling::tile_pixel(m, job.h0, job.w0, p->tiles, p->h, p->w);
     if (!px.valid || co >= cv->cout) return;
-    if (halo != nullptr && acc != acc && tiling::near_border(px.h, px.w, cv->k, p->h, p->w))
-      acc = kxk_inside_taps<T>(halo, p->tiles, *cv, m, co, px.h, px.w, p->h, p->w);
-    const T v = Num<T>::from_acc(activate(acc + bias_at<T>(*cv, co), p->relu));
-    static_cast<T*>(p->y.p)[p->y.offset(job.n, c_off + co, px.h, px.w)] = v;
+    static_cast<T*>(p->y.p)[p->y.offset(job.n, c_off + co, px.h, px.w)] = value(m, co, px, acc);
+  }
+  IK_HD void chunk(int m, int col, const AccT<T>* acc) const {
+    const int co0 = n0 + col;
+    const tiling::Pix px = tiling::tile_pixel(m, job.h0, job.w0, p->tiles, p->h, p->w);
+    if (!px.valid || co0 >= cv->cout) return;
+    const int count = tiling::imin(tiling::kChunk, cv->cout - co0);
+    alignas(16) T v[tiling::kChunk];
+    IK_UNROLL
+    for (int j = 0; j < tiling::kChunk; ++j) v[j] = j < count ? value(m, co0 + j, px, acc[j]) : zero<T>();
+    store_channels<T>(p->y, job.n, c_off + co0, count, px.h, px.w, v);
   }
 };
 
@@ -343,15 +392,29 @@ struct HaloEpilogue {
   T* halo;
   const OutRef* r;
   int m0, n0, k;
+  IK_HD T value(int co, const tiling::Pix& px, AccT<T> acc) const {
+    return px.valid && co < cv->cout ? Num<T>::from_acc(activate(acc + bias_at<T>(*cv, co), p->relu)) : zero<T>();
+  }
   IK_HD void operator()(int m, int col, AccT<T> acc) const {
     const int hp = m0 + m, co = n0 + col, crp = tiling::pad8(cv->cout);
     if (hp >= tiling::halo_pixels(p->tiles, k) || co >= crp) return;
     if (co >= cv->cout) return void(halo[hp * crp + co] = zero<T>());
     const tiling::Pix px = tiling::halo_pixel(hp, job.h0, job.w0, p->tiles, k, p->h, p->w);
-    const T v = px.valid ? Num<T>::from_acc(activate(acc + bias_at<T>(*cv, co), p->relu)) : zero<T>();
+    const T v = value(co, px, acc);
     halo[hp * crp + co] = v;
     if (r->p && px.valid && tiling::halo_is_interior(hp, p->tiles, k))
       static_cast<T*>(r->p)[r->offset(job.n, co, px.h, px.w)] = v;
+  }
+  IK_HD void chunk(int m, int col, const AccT<T>* acc) const {  // one 16-byte store into the halo
+    const int hp = m0 + m, co0 = n0 + col, crp = tiling::pad8(cv->cout);
+    if (hp >= tiling::halo_pixels(p->tiles, k) || co0 >= crp) return;
+    const tiling::Pix px = tiling::halo_pixel(hp, job.h0, job.w0, p->tiles, k, p->h, p->w);
+    alignas(16) T v[tiling::kChunk];
+    IK_UNROLL
+    for (int j = 0; j < tiling::kChunk; ++j) v[j] = value(co0 + j, px, acc[j]);
+    copy8(halo + hp * crp + co0, v);  // pad8 rows: 16-byte aligned
+    if (r->p && px.valid && tiling::halo_is_interior(hp, p->tiles, k))
+      store_channels<T>(*r, job.n, co0, tiling::imin(tiling::kChunk, cv->cout - co0), px.h, px.w, v);
   }
 };
 

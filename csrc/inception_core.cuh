@@ -25,7 +25,9 @@
 //     tiles (HGMMA.64x128x16.F32), else 64, with both operands read from the swizzled tiles
 //     through matrix descriptors (128-byte swizzle; transposed for MN-major operands), 4 chained
 //     per stage;
-//   - the epilogue runs from the accumulator registers: epi(m, n, acc) per element.
+//   - the epilogue: the accumulators go to shared memory as a [64][bn + 8] fp32 tile (in the
+//     staging area, conflict-free), from which each thread hands rows' 8-column chunks to
+//     epilogue_chunk (inception_algo.h): one 16-byte store per 8 outputs where the layout allows.
 // fp32 / fp64 (SIMT, exact fp32: no TF32, so fp32 results do not depend on torch's TF32
 // switches): one stage of kSimtBK through plain shared tiles, a 4 x 8 micro-tile per thread,
 // 64-wide passes.
@@ -233,24 +235,37 @@ struct DeviceCore {
 #endif
     }
     ptx::cp_async_wait<0>();  // no copy outlives the gemm (the trailing groups are empty)
+    __syncthreads();  // every warp is done with the last stage: C goes to the staging area
+    float* c = reinterpret_cast<float*>(smem);  // [kBM][ldc]
+    const int ldc = bn + kCPad;
 #if defined(IK_WGMMA)
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 #pragma unroll
     for (int j = 0; j < kN / 8; ++j)
-      if (8 * j < bn)
-#pragma unroll
-        for (int e = 0; e < 4; ++e)
-          epi(16 * warp + lane / 4 + 8 * (e / 2), 8 * j + 2 * (lane % 4) + e % 2, acc[4 * j + e]);
+      if (8 * j < bn) store_fragment(c, ldc, 16 * warp + lane / 4, 8 * j + 2 * (lane % 4), &acc[4 * j]);
 #else
 #pragma unroll
     for (int i = 0; i < 2; ++i)
 #pragma unroll
       for (int j = 0; j < kNb; ++j)
-        if (j < nb)
-#pragma unroll
-          for (int e = 0; e < 4; ++e)
-            epi(wm + 16 * i + lane / 4 + 8 * (e / 2), wn + 8 * j + 2 * (lane % 4) + e % 2, acc[i][j][e]);
+        if (j < nb) store_fragment(c, ldc, wm + 16 * i + lane / 4, wn + 8 * j + 2 * (lane % 4), acc[i][j]);
 #endif
+    __syncthreads();
+    const int cpr = bn / kChunk;  // chunks per row
+    for (int e = threadIdx.x; e < kBM * cpr; e += kThreads) {
+      const int m = e / cpr, n = (e % cpr) * kChunk;
+      epilogue_chunk(epi, m, n, static_cast<const float*>(c + m * ldc + n));  // read from shared memory: no local array
+    }
+  }
+
+  // The accumulator tile's row padding: row stride bn + 8 floats (8 mod 32 words, 24 at bn = 16),
+  // so the fragments' 8-byte stores of a half-warp (4 rows x 4 column pairs) hit 32 banks.
+  static constexpr int kCPad = 8;
+
+  // An mma fragment's d[0..3] (rows r, r + 8; columns n, n + 1) into the accumulator tile.
+  __device__ __forceinline__ static void store_fragment(float* c, int ldc, int r, int n, const float* d) {
+    c[r * ldc + n] = d[0], c[r * ldc + n + 1] = d[1];
+    c[(r + 8) * ldc + n] = d[2], c[(r + 8) * ldc + n + 1] = d[3];
   }
 
   // The B operand and the epilogue of columns nh .. nh + kSimtBN - 1 (a SIMT half of a wide tile).
@@ -270,6 +285,7 @@ struct DeviceCore {
     __device__ void operator()(int m, int n, AccT<T> acc) const {
       if (n + nh < bn) epi(m, n + nh, acc);
     }
+    __device__ void chunk(int m, int n, const AccT<T>* acc) const { epilogue_chunk(epi, m, n + nh, acc); }
   };
 
 #if defined(IK_WGMMA)

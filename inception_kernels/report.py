@@ -611,7 +611,8 @@ def sass_kernel_facts(sass_body: str) -> dict:
         "pipeline_stages": N + 2 (the stage being multiplied, the N still in flight, and the one
         issued next: the ring of stages the main loop cycles through; None without cp.async),
         "wgmma_groups": n (``WARPGROUP.ARRIVE``: each opens a run of warpgroup MMAs that chain
-        without waiting for one another; as many as HGMMAs when ptxas serializes them)}``.
+        without waiting for one another; as many as HGMMAs when ptxas serializes them),
+        "global_stores_128": n (16-byte global stores, ``STG.E.128``)}``.
         Static counts of instructions in the binary, not executed counts.
     """
     from ._cubin import tensor_core_instructions
@@ -631,6 +632,8 @@ def sass_kernel_facts(sass_body: str) -> dict:
             counts[base.lower()] += 1
         elif op == "WARPGROUP.ARRIVE":
             counts["wgmma_groups"] += 1
+        elif base == "STG" and ".128" in op:
+            counts["global_stores_128"] += 1
         elif base == "DEPBAR":
             w = _DEPBAR_SB0.search(rest)
             if w:
@@ -644,7 +647,7 @@ def sass_kernel_facts(sass_body: str) -> dict:
         ldgsts=counts["ldgsts"], utmaldg=counts["utmaldg"], ldsm=counts["ldsm"],
         scalar_16bit_loads=counts["scalar_16bit_loads"], cp_async_wait_max=wait_max,
         pipeline_stages=None if wait_max is None or not counts["ldgsts"] else wait_max + 2,
-        wgmma_groups=counts["wgmma_groups"],
+        wgmma_groups=counts["wgmma_groups"], global_stores_128=counts["global_stores_128"],
     )
 
 

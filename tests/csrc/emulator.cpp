@@ -107,12 +107,13 @@ struct EmuCore {
     using Acc = ik::AccT<T>;
     const std::vector<T> am = dense_operand<T>(a, tl::kBM, kdim), bm = dense_operand<T>(b, bn, kdim);  // [m][k], [n][k]
     for (int m = 0; m < tl::kBM; ++m)
-      for (int n = 0; n < bn; ++n) {
-        Acc acc = 0;
-        for (int k = 0; k < kdim; ++k)
-          acc += ik::Num<T>::to_acc(am[static_cast<size_t>(m) * kdim + k]) *
-                 ik::Num<T>::to_acc(bm[static_cast<size_t>(n) * kdim + k]);
-        epi(m, n, acc);
+      for (int n0 = 0; n0 < bn; n0 += tl::kChunk) {  // chunks of 8 columns, as the tensor-core core
+        Acc acc[tl::kChunk] = {};
+        for (int n = n0; n < n0 + tl::kChunk; ++n)
+          for (int k = 0; k < kdim; ++k)
+            acc[n - n0] += ik::Num<T>::to_acc(am[static_cast<size_t>(m) * kdim + k]) *
+                           ik::Num<T>::to_acc(bm[static_cast<size_t>(n) * kdim + k]);
+        ik::epilogue_chunk(epi, m, n0, acc);
       }
   }
 };
