@@ -2,7 +2,8 @@
 // (docs/design.md §3-4; the same algorithm as the Triton path).
 //
 // A job is one thread block's work. Every product in a job is a GEMM tile
-// C[kBM, kBN] = sum_k A(m, k) * B(k, n) handed to `core.gemm(a, b, kdim, epilogue)`:
+// C[kBM, bn] = sum_k A(m, k) * B(k, n) handed to `core.gemm(a, b, kdim, bn, epilogue)`, its
+// width bn sized to the channels (tiling::n_tile_width):
 //   - the loaders `a` / `b` hand out their operand in chunks of 8 elements (tiling::kChunk)
 //     along the operand's contiguous direction (see "Operand chunks" below): either a pointer
 //     to 16 aligned bytes in global memory, which the core copies with cp.async, or 8 values
@@ -20,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "inception_tiling.h"
 
@@ -106,6 +108,7 @@ struct FwdParams {
   bool relu;
   tiling::SpatialTiles tiles;
   int64_t halo_offset;  // byte offset of the halo buffer in shared memory
+  bool wide_stages;     // the staging layout planned for (tiling::tc_stage_bytes): the device's build
 };
 
 struct BwdParams {
@@ -129,6 +132,7 @@ struct BwdParams {
   tiling::SpatialTiles dx_tiles;   // the dx jobs' tiles (tiling::dx_tiles)
   int64_t reduce_jobs[2];          // launch 1: jobs of branch 3, of branch 5
   int64_t seg_end[tiling::kNumSegments];  // launch 2: cumulative job counts per segment
+  bool wide_stages;                // the staging layout of the device's build (tiling::tc_stage_bytes)
 };
 
 // One element from global memory. 16-bit types on the GPU read the aligned 32-bit word that
@@ -160,6 +164,42 @@ template <class T>
 IK_HD void load_channels(const TensorRef& t, int64_t n, int c0, int count, int h, int w, T* v) {
   if (t.vec && count >= tiling::kChunk) return copy8(v, static_cast<const T*>(t.p) + t.offset(n, c0, h, w));
   for (int j = 0; j < tiling::kChunk; ++j) v[j] = j < count ? load<T>(t.p, t.offset(n, c0 + j, h, w)) : zero<T>();
+}
+
+// Eight channels c0 .. c0 + 7 of t at (n, h, w), the first `count` of v: one 16-byte store
+// where they are contiguous and 16-byte aligned (channels_last, aligned channel offset), else
+// element by element. The mirror of load_channels.
+template <class T>
+IK_HD void store_channels(const OutRef& t, int64_t n, int c0, int count, int h, int w, const T* v) {
+  T* dst = static_cast<T*>(t.p) + t.offset(n, c0, h, w);
+  if (count == tiling::kChunk && t.s[1] == 1 && reinterpret_cast<uintptr_t>(dst) % 16 == 0) return copy8(dst, v);
+  IK_UNROLL
+  for (int j = 0; j < tiling::kChunk; ++j)
+    if (j < count) dst[j * t.s[1]] = v[j];
+}
+
+// ---------------------------------------------------------------------------------------
+// Epilogues
+// ---------------------------------------------------------------------------------------
+//
+// An epilogue takes a product's results element by element, epi(m, n, acc), and may also take
+// eight columns n .. n + 7 of a row at once (8 | n), epi.chunk(m, n, acc[8]): then the row's
+// address math runs once and the eight outputs go out in one 16-byte store where the layout
+// allows. The tensor-core core hands out chunks (epilogue_chunk), the SIMT core elements.
+
+template <class E, class = void>
+struct HasChunk : std::false_type {};
+template <class E>
+struct HasChunk<E, std::void_t<decltype(&E::chunk)>> : std::true_type {};
+
+IK_NO_EXEC_CHECK
+template <class E, class Acc>
+IK_HD void epilogue_chunk(const E& epi, int m, int n, const Acc* acc) {
+  if constexpr (HasChunk<E>::value) {
+    epi.chunk(m, n, acc);
+  } else {
+    for (int j = 0; j < tiling::kChunk; ++j) epi(m, n + j, acc[j]);
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -318,14 +358,26 @@ struct OutputEpilogue {
   const ConvRef* cv;
   int n0, c_off;
   const T* halo;
+  IK_HD T value(int m, int co, const tiling::Pix& px, AccT<T> acc) const {  // co < cout, px inside
+    if (halo != nullptr && acc != acc && tiling::near_border(px.h, px.w, cv->k, p->h, p->w))
+      acc = kxk_inside_taps<T>(halo, p->tiles, *cv, m, co, px.h, px.w, p->h, p->w);
+    return Num<T>::from_acc(activate(acc + bias_at<T>(*cv, co), p->relu));
+  }
   IK_HD void operator()(int m, int col, AccT<T> acc) const {
     const int co = n0 + col;
     const tiling::Pix px = tiling::tile_pixel(m, job.h0, job.w0, p->tiles, p->h, p->w);
     if (!px.valid || co >= cv->cout) return;
-    if (halo != nullptr && acc != acc && tiling::near_border(px.h, px.w, cv->k, p->h, p->w))
-      acc = kxk_inside_taps<T>(halo, p->tiles, *cv, m, co, px.h, px.w, p->h, p->w);
-    const T v = Num<T>::from_acc(activate(acc + bias_at<T>(*cv, co), p->relu));
-    static_cast<T*>(p->y.p)[p->y.offset(job.n, c_off + co, px.h, px.w)] = v;
+    static_cast<T*>(p->y.p)[p->y.offset(job.n, c_off + co, px.h, px.w)] = value(m, co, px, acc);
+  }
+  IK_HD void chunk(int m, int col, const AccT<T>* acc) const {
+    const int co0 = n0 + col;
+    const tiling::Pix px = tiling::tile_pixel(m, job.h0, job.w0, p->tiles, p->h, p->w);
+    if (!px.valid || co0 >= cv->cout) return;
+    const int count = tiling::imin(tiling::kChunk, cv->cout - co0);
+    alignas(16) T v[tiling::kChunk];
+    IK_UNROLL
+    for (int j = 0; j < tiling::kChunk; ++j) v[j] = j < count ? value(m, co0 + j, px, acc[j]) : zero<T>();
+    store_channels<T>(p->y, job.n, c_off + co0, count, px.h, px.w, v);
   }
 };
 
@@ -340,15 +392,29 @@ struct HaloEpilogue {
   T* halo;
   const OutRef* r;
   int m0, n0, k;
+  IK_HD T value(int co, const tiling::Pix& px, AccT<T> acc) const {
+    return px.valid && co < cv->cout ? Num<T>::from_acc(activate(acc + bias_at<T>(*cv, co), p->relu)) : zero<T>();
+  }
   IK_HD void operator()(int m, int col, AccT<T> acc) const {
     const int hp = m0 + m, co = n0 + col, crp = tiling::pad8(cv->cout);
     if (hp >= tiling::halo_pixels(p->tiles, k) || co >= crp) return;
     if (co >= cv->cout) return void(halo[hp * crp + co] = zero<T>());
     const tiling::Pix px = tiling::halo_pixel(hp, job.h0, job.w0, p->tiles, k, p->h, p->w);
-    const T v = px.valid ? Num<T>::from_acc(activate(acc + bias_at<T>(*cv, co), p->relu)) : zero<T>();
+    const T v = value(co, px, acc);
     halo[hp * crp + co] = v;
     if (r->p && px.valid && tiling::halo_is_interior(hp, p->tiles, k))
       static_cast<T*>(r->p)[r->offset(job.n, co, px.h, px.w)] = v;
+  }
+  IK_HD void chunk(int m, int col, const AccT<T>* acc) const {  // one 16-byte store into the halo
+    const int hp = m0 + m, co0 = n0 + col, crp = tiling::pad8(cv->cout);
+    if (hp >= tiling::halo_pixels(p->tiles, k) || co0 >= crp) return;
+    const tiling::Pix px = tiling::halo_pixel(hp, job.h0, job.w0, p->tiles, k, p->h, p->w);
+    alignas(16) T v[tiling::kChunk];
+    IK_UNROLL
+    for (int j = 0; j < tiling::kChunk; ++j) v[j] = value(co0 + j, px, acc[j]);
+    copy8(halo + hp * crp + co0, v);  // pad8 rows: 16-byte aligned
+    if (r->p && px.valid && tiling::halo_is_interior(hp, p->tiles, k))
+      store_channels<T>(*r, job.n, co0, tiling::imin(tiling::kChunk, cv->cout - co0), px.h, px.w, v);
   }
 };
 
@@ -364,12 +430,16 @@ IK_HD void run_fwd_job(const FwdParams& p, int64_t job_index, const Core& core, 
   if (job.kind == kFwdBranch1P) {
     const ConvRef* w1 = &p.conv[kW1];
     const ConvRef* wp = &p.conv[kWp];
-    for (int n0 = 0; n0 < w1->cout; n0 += kBN)
-      core.gemm(XOperand<T>{&p, job, XOperand<T>::kTile, 0, 1}, WeightOperand<T>{w1, n0}, cin,
+    for (int n0 = 0, bn; n0 < w1->cout; n0 += bn) {
+      bn = n_tile_width(w1->cout - n0, kMaxBN);
+      core.gemm(XOperand<T>{&p, job, XOperand<T>::kTile, 0, 1}, WeightOperand<T>{w1, n0}, cin, bn,
                 OutputEpilogue<T>{&p, job, w1, n0, bo.o1, nullptr});
-    for (int n0 = 0; n0 < wp->cout; n0 += kBN)
-      core.gemm(XOperand<T>{&p, job, XOperand<T>::kTilePool, 0, 1}, WeightOperand<T>{wp, n0}, cin,
+    }
+    for (int n0 = 0, bn; n0 < wp->cout; n0 += bn) {
+      bn = n_tile_width(wp->cout - n0, kMaxBN);
+      core.gemm(XOperand<T>{&p, job, XOperand<T>::kTilePool, 0, 1}, WeightOperand<T>{wp, n0}, cin, bn,
                 OutputEpilogue<T>{&p, job, wp, n0, bo.op, nullptr});
+    }
     return;
   }
   const int b = job.kind == kFwdBranch3 ? 0 : 1;
@@ -379,13 +449,17 @@ IK_HD void run_fwd_job(const FwdParams& p, int64_t job_index, const Core& core, 
   T* halo = reinterpret_cast<T*>(smem + p.halo_offset);
   const int hp = halo_pixels(p.tiles, k);
   for (int m0 = 0; m0 < hp; m0 += kBM)
-    for (int n0 = 0; n0 < pad8(cr); n0 += kBN)
-      core.gemm(XOperand<T>{&p, job, XOperand<T>::kHalo, m0, k}, WeightOperand<T>{wr, n0}, cin,
+    for (int n0 = 0, bn; n0 < pad8(cr); n0 += bn) {
+      bn = n_tile_width(pad8(cr) - n0, kMaxBN);
+      core.gemm(XOperand<T>{&p, job, XOperand<T>::kHalo, m0, k}, WeightOperand<T>{wr, n0}, cin, bn,
                 HaloEpilogue<T>{&p, job, wr, halo, &p.r[b], m0, n0, k});
+    }
   // core.gemm begins with a block-wide barrier: the halo is complete before it is read.
-  for (int n0 = 0; n0 < wk->cout; n0 += kBN)
-    core.gemm(HaloOperand<T>{halo, p.tiles, cr, k}, WeightOperand<T>{wk, n0}, pad8(cr) * k * k,
+  for (int n0 = 0, bn; n0 < wk->cout; n0 += bn) {
+    bn = n_tile_width(wk->cout - n0, kMaxBN);
+    core.gemm(HaloOperand<T>{halo, p.tiles, cr, k}, WeightOperand<T>{wk, n0}, pad8(cr) * k * k, bn,
               OutputEpilogue<T>{&p, job, wk, n0, b == 0 ? bo.o3 : bo.o5, halo});
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -544,8 +618,8 @@ struct ReduceGradEpilogue {
 };
 
 // The dx tile's shared-memory workspace (after the staging area): the pool product Q
-// [kDxHalo][kBN] over the tile's 1-pixel halo (accumulator type), and the argmax codes
-// [kDxHalo][kBN] of those halo pixels' pool windows (-1: outside the image).
+// [kDxHalo][kDxBN] over the tile's 1-pixel halo (accumulator type), and the argmax codes
+// [kDxHalo][kDxBN] of those halo pixels' pool windows (-1: outside the image).
 template <class T>
 struct DxWorkspace {
   AccT<T>* q;
@@ -563,7 +637,7 @@ struct DxPoolProductEpilogue {
   AccT<T>* q;
   int m0;
   IK_HD void operator()(int m, int col, AccT<T> acc) const {
-    if (m0 + m < tiling::halo_pixels(p->dx_tiles, 3)) q[(m0 + m) * tiling::kBN + col] = acc;
+    if (m0 + m < tiling::halo_pixels(p->dx_tiles, 3)) q[(m0 + m) * tiling::kDxBN + col] = acc;
   }
 };
 
@@ -634,8 +708,8 @@ struct DxEpilogue {
       for (int dw = -1; dw <= 1; ++dw) {
         if (!tiling::shifted(fp.h, fp.w, dh, dw, p->h, p->w).valid) continue;
         const int hq = tiling::halo_index(m, dh + 1, dw + 1, t, 3);  // q = pixel + (dh, dw)
-        if (ws.arg[hq * tiling::kBN + col] == tiling::pool_code(fp.h, fp.w, fp.h + dh, fp.w + dw))
-          acc += ws.q[hq * tiling::kBN + col];
+        if (ws.arg[hq * tiling::kDxBN + col] == tiling::pool_code(fp.h, fp.w, fp.h + dh, fp.w + dw))
+          acc += ws.q[hq * tiling::kDxBN + col];
       }
     static_cast<T*>(p->dx.p)[p->dx.offset(fp.n, ci, fp.h, fp.w)] = Num<T>::from_acc(acc);
   }
@@ -650,9 +724,9 @@ struct DxArgmaxPass {
   tiling::FwdJob tile;
   int ci0;
   IK_HD void operator()(int i) const {
-    constexpr int kChunks = tiling::kBN / tiling::kChunk;
+    constexpr int kChunks = tiling::kDxBN / tiling::kChunk;
     const int hp = i / kChunks, c = (i % kChunks) * tiling::kChunk;
-    signed char* arg = ws.arg + hp * tiling::kBN + c;
+    signed char* arg = ws.arg + hp * tiling::kDxBN + c;
     const tiling::Pix q = tiling::halo_pixel(hp, tile.h0, tile.w0, p->dx_tiles, 3, p->h, p->w);
     const int count = p->conv[kW1].cin - ci0 - c;
     if (!q.valid || count <= 0) {
@@ -734,15 +808,15 @@ IK_HD void run_reduce_grad_job(const BwdParams& p, int64_t job, const Core& core
   const ConvRef* wk = &p.conv[b == 0 ? kW3 : kW5];
   const int64_t pix_tiles = cdiv64(p.n * p.h * static_cast<int64_t>(p.w), kBM);
   const int64_t m0 = (job % pix_tiles) * kBM;
-  const int n0 = static_cast<int>(job / pix_tiles) * kBN;
+  const NTile nt = n_tile(wk->cin, static_cast<int>(job / pix_tiles), kMaxBN);
   const PixelRows rows{PixelRows::kFlat, m0, {}};
   core.gemm(PixelGradOperand<T>{&p, grad_source(p, b == 0 ? kW3 : kW5), rows, wk->cout, wk->k},
-            TransposedWeightOperand<T>{wk, n0}, pad8(wk->cout) * wk->k * wk->k,
-            ReduceGradEpilogue<T>{&p, b, m0, n0});
+            TransposedWeightOperand<T>{wk, nt.n0}, pad8(wk->cout) * wk->k * wk->k, nt.bn,
+            ReduceGradEpilogue<T>{&p, b, m0, nt.n0});
 }
 
 IK_HD int64_t reduce_grad_jobs(int64_t pixels, int cr) {
-  return tiling::cdiv64(pixels, tiling::kBM) * tiling::cdiv(cr, tiling::kBN);
+  return tiling::cdiv64(pixels, tiling::kBM) * tiling::n_tiles(cr, tiling::kMaxBN);
 }
 
 // Launch 2 job: a dx tile, a weight-gradient tile or a bias-gradient tile. `dx_ws` is the dx
@@ -759,16 +833,17 @@ IK_HD void run_grads_job(const BwdParams& p, int64_t job, const Core& core, char
     // routes the pool gradient and writes dx.
     const int64_t tiles = p.n * p.dx_tiles.tiles_h * static_cast<int64_t>(p.dx_tiles.tiles_w);
     const FwdJob tile = decode_tile(local % tiles, p.dx_tiles);
-    const int ci0 = static_cast<int>(local / tiles) * kBN;
+    const NTile ct = n_tile(p.conv[kW1].cin, static_cast<int>(local / tiles), kDxBN);
+    const int ci0 = ct.n0;
     const DxWorkspace<T> ws = DxWorkspace<T>::at(dx_ws);
     const ConvRef* wp = &p.conv[kWp];
     for (int m0 = 0; m0 < halo_pixels(p.dx_tiles, 3); m0 += kBM)
       core.gemm(PixelGradOperand<T>{&p, grad_source(p, kWp), PixelRows{PixelRows::kHalo3, m0, tile}, wp->cout, 1},
-                TransposedWeightOperand<T>{wp, ci0}, wp->cout, DxPoolProductEpilogue<T>{&p, ws.q, m0});
-    core.parallel_for(halo_pixels(p.dx_tiles, 3) * (kBN / kChunk), DxArgmaxPass<T>{&p, ws, tile, ci0});
+                TransposedWeightOperand<T>{wp, ci0}, wp->cout, ct.bn, DxPoolProductEpilogue<T>{&p, ws.q, m0});
+    core.parallel_for(halo_pixels(p.dx_tiles, 3) * (kDxBN / kChunk), DxArgmaxPass<T>{&p, ws, tile, ci0});
     const PixelRows rows{PixelRows::kTile, 0, tile};
     const DxSegments seg = DxSegments::of(p);
-    core.gemm(DxGradOperand<T>{&p, seg, rows}, DxWeightOperand<T>{&p, seg, ci0}, seg.end[2],
+    core.gemm(DxGradOperand<T>{&p, seg, rows}, DxWeightOperand<T>{&p, seg, ci0}, seg.end[2], ct.bn,
               DxEpilogue<T>{&p, ws, rows, ci0});
     return;
   }
@@ -790,7 +865,7 @@ IK_HD void run_grads_job(const BwdParams& p, int64_t job, const Core& core, char
   }
   using In = InputOperand<T>;
   const typename In::Mode mode = conv == kWp ? In::kPoolX : conv == kW3 ? In::kR3 : conv == kW5 ? In::kR5 : In::kX;
-  core.gemm(grad, In{&p, mode, pix0, pix_end, wj.ci0, cv->cin, wj.dy, wj.dx, k}, static_cast<int>(pix_end - pix0),
+  core.gemm(grad, In{&p, mode, pix0, pix_end, wj.ci0, cv->cin, wj.dy, wj.dx, k}, static_cast<int>(pix_end - pix0), wj.bn,
             PartialEpilogue<T>{&p, base, p.grad_stride[conv], wj.co0, cv->cout, wj.ci0, cv->cin, wj.dy, wj.dx});
 }
 
@@ -824,15 +899,17 @@ inline bool chunked(const void* p, const int64_t* sizes, const int64_t* strides,
   return true;
 }
 
-// p.tiles and p.halo_offset for elements of `elem` bytes (accumulators of `acc_elem`);
-// false when even a 1x1 tile's halo does not fit in `smem_limit` bytes. Returns the
-// dynamic shared memory of the forward kernel in *smem.
-inline bool forward(FwdParams& p, int elem, int acc_elem, int64_t smem_limit, int64_t* smem) {
+// p.tiles and p.halo_offset for elements of `elem` bytes (accumulators of `acc_elem`) on a
+// device whose build has wide stages or not (`wide`: tiling::wgmma_build); false when even a
+// 1x1 tile's halo does not fit in `smem_limit` bytes. Returns the dynamic shared memory of
+// the forward kernel in *smem.
+inline bool forward(FwdParams& p, int elem, int acc_elem, int64_t smem_limit, bool wide, int64_t* smem) {
   const ConvRef &w3r = p.conv[kW3r], &w3 = p.conv[kW3], &w5r = p.conv[kW5r], &w5 = p.conv[kW5];
-  if (!tiling::pick_fwd_tiles(p.h, p.w, w3.k, w3r.cout, w5.k, w5r.cout, elem, acc_elem, smem_limit, &p.tiles))
+  if (!tiling::pick_fwd_tiles(p.h, p.w, w3.k, w3r.cout, w5.k, w5r.cout, elem, acc_elem, smem_limit, wide, &p.tiles))
     return false;
-  p.halo_offset = tiling::staging_bytes(elem, acc_elem);
-  *smem = tiling::fwd_smem_bytes(p.tiles, w3.k, w3r.cout, w5.k, w5r.cout, elem, acc_elem);
+  p.wide_stages = wide;
+  p.halo_offset = tiling::staging_bytes(elem, acc_elem, wide);
+  *smem = tiling::fwd_smem_bytes(p.tiles, w3.k, w3r.cout, w5.k, w5r.cout, elem, acc_elem, wide);
   return true;
 }
 
@@ -880,7 +957,7 @@ inline void backward(BwdParams& p, const bool* needs, const bool* has_bias, cons
   p.reduce_jobs[0] = want_gr ? reduce_grad_jobs(pixels, p.conv[kW3r].cout) : 0;
   p.reduce_jobs[1] = want_gr ? reduce_grad_jobs(pixels, p.conv[kW5r].cout) : 0;
   p.dx_tiles = dx_tiles(p.h, p.w);
-  int64_t end = want_dx ? p.n * p.dx_tiles.tiles_h * static_cast<int64_t>(p.dx_tiles.tiles_w) * cdiv(p.conv[kW1].cin, kBN) : 0;
+  int64_t end = want_dx ? p.n * p.dx_tiles.tiles_h * static_cast<int64_t>(p.dx_tiles.tiles_w) * n_tiles(p.conv[kW1].cin, kDxBN) : 0;
   p.seg_end[kSegDx] = end;
   for (int i = 0; i < kNumConvs; ++i) {
     const ConvRef& cv = p.conv[i];

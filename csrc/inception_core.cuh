@@ -5,25 +5,32 @@
 // swizzle and matrix descriptors): that is how the pipeline, the swizzled tiles, the
 // fragment addressing and the barriers are tested without a GPU.
 //
-// C[kBM x kBN] = A[kBM x kdim] B[kdim x kBN] on 128 threads (one warpgroup, 4 warps):
+// C[kBM x bn] = A[kBM x kdim] B[kdim x bn] on 128 threads (one warpgroup, 4 warps), bn = 16,
+// 32, 64 or 128 (tiling::n_tile_width: the N tiles are sized to the channels):
 //
 // fp16 / bf16 (tensor cores):
-//   - a ring of kStages stages; each stage is a swizzled 64 x 64 A tile and B tile (tiling::
-//     swizzle128: 128-byte lines, chunk c of line l at slot c ^ (l % 8)). A line is a row for
-//     K-major operands and a k for MN-major ones. Each thread stages 4 + 4 chunks per stage
-//     (consecutive threads take consecutive chunks of a line: coalesced): chunks the loaders
-//     point at go global -> shared with 16-byte cp.async (zero-filled past the operand),
-//     computed chunks with one 16-byte shared store. kStages - 1 stages are in flight while
-//     one is multiplied (cp.async.wait_group kStages - 2);
-//   - sm_80 (and any arch without IK_WGMMA): each warp owns a 32 x 32 quarter of C and reads
-//     its fragments with ldmatrix (.trans for MN-major operands) into mma.sync m16n8k16
-//     (HMMA.16816.F32), 2 x 4 MMAs per 16-deep step;
-//   - sm_90a (IK_WGMMA): the warpgroup issues wgmma.mma_async m64n64k16 (HGMMA.64x64x16.F32)
-//     with both operands read from the swizzled tiles through matrix descriptors (128-byte
-//     swizzle; transposed for MN-major operands), 4 per stage;
-//   - the epilogue runs from the accumulator registers: epi(m, n, acc) per element.
+//   - a ring of kStages stages; each stage is a swizzled A tile (64 rows) and B tile (bn
+//     columns), kTcBK deep (tiling::swizzle128: 128-byte lines, chunk c of line l at slot
+//     c ^ (l % 8)). A line is a row for K-major operands and a k for MN-major ones, whose lines
+//     of 128 columns span two swizzle atoms (tiling::tc_chunk_offset). Each thread stages 4 A
+//     chunks and bn / 16 B chunks per stage (consecutive threads take consecutive chunks of a
+//     line: coalesced): chunks the loaders point at go global -> shared with 16-byte cp.async
+//     (zero-filled past the operand), computed chunks with one 16-byte shared store.
+//     kStages - 1 stages are in flight while one is multiplied (cp.async.wait_group kStages - 2);
+//   - sm_80 (and any arch without IK_WGMMA): a tile wider than 64 runs as 64-wide passes
+//     (kCoreBN); in a pass each warp owns a 32 x bn / 2 quarter of C and reads its fragments with
+//     ldmatrix (.trans for MN-major operands) into mma.sync m16n8k16 (HMMA.16816.F32): per
+//     16-deep step, 2 A fragments each feed bn / 16 MMAs (4 at bn = 64);
+//   - sm_90a (IK_WGMMA): the warpgroup issues wgmma.mma_async m64nNk16, N = 128 for the wide
+//     tiles (HGMMA.64x128x16.F32), else 64, with both operands read from the swizzled tiles
+//     through matrix descriptors (128-byte swizzle; transposed for MN-major operands), 4 chained
+//     per stage;
+//   - the epilogue: the accumulators go to shared memory as a [64][bn + 8] fp32 tile (in the
+//     staging area, conflict-free), from which each thread hands rows' 8-column chunks to
+//     epilogue_chunk (inception_algo.h): one 16-byte store per 8 outputs where the layout allows.
 // fp32 / fp64 (SIMT, exact fp32: no TF32, so fp32 results do not depend on torch's TF32
-// switches): one stage of kSimtBK through plain shared tiles, a 4 x 8 micro-tile per thread.
+// switches): one stage of kSimtBK through plain shared tiles, a 4 x 8 micro-tile per thread,
+// 64-wide passes.
 #pragma once
 
 #if defined(__CUDACC__)
@@ -38,17 +45,21 @@ template <class T>
 struct DeviceCore {
   char* smem;  // the block's dynamic shared memory (1024-byte aligned); staging area at offset 0
 
-  // One operand tile of a stage: the chunks of A (or B) for k0 .. k0 + kTcBK - 1.
+  // One operand tile of a stage: the chunks of A (rows = 64) or B (rows = bn) for k0 .. k0 + kTcBK - 1.
+  // K-major: rows lines of 8 chunks; MN-major: kTcBK lines of rows / 8 chunks. Either way
+  // rows / 16 chunks per thread, thread t at chunk t % (chunks per line) of every
+  // (kThreads / chunks per line)-th line.
   template <class Op>
-  __device__ __forceinline__ void stage_tile(const Op& op, int k0, int kdim, char* tile) const {
+  __device__ __forceinline__ void stage_tile(const Op& op, int rows, int k0, int kdim, char* tile) const {
     using namespace tiling;
+    const int cpl = Op::kKMajor ? kLineBytes / 16 : rows / kChunk;  // chunks per line
+    const int c = threadIdx.x % cpl, l0 = threadIdx.x / cpl, lstep = kThreads / cpl;
 #pragma unroll 1  // a chunk's address math once in the code: registers and compile time (the copies are async)
-    for (int i = 0; i < kTileLines * (kLineBytes / 16) / kThreads; ++i) {
-      const int e = threadIdx.x + i * kThreads;
-      const int line = e / (kLineBytes / 16), c = e % (kLineBytes / 16);
+    for (int i = 0; i < rows / 16; ++i) {
+      const int line = l0 + i * lstep;
       const int r = Op::kKMajor ? line : c * kChunk;
       const int k = Op::kKMajor ? k0 + c * kChunk : k0 + line;
-      char* dst = tile + swizzle128(line, c);
+      char* dst = tile + tc_chunk_offset(line, c);
       alignas(16) T v[kChunk];
       if (k >= kdim) {
         zero8(v);
@@ -103,41 +114,83 @@ struct DeviceCore {
     }
   }
 
-  // C = A[kBM, kdim] x B[kdim, kBN]; then epi(m, n, C[m, n]) for every element.
+  // The widest product one pass of the core computes: wgmma m64nNk16 takes a whole tile up to
+  // N = kMaxBN; the mma.sync core (2 x 2 warps of 32 x 32) and the SIMT micro-tiles run a wider
+  // tile as kCoreBN-wide passes, which keeps their accumulators, fragments and the inlined
+  // epilogues within 255 registers without spills (at 128 wide the sm_80 grads kernel spilled).
+#if defined(IK_WGMMA)
+  static constexpr int kCoreBN = Num<T>::kTensorCore ? tiling::kMaxBN : tiling::kSimtBN;
+  static constexpr bool kWideStages = true;  // the staging layout this build expects (tiling::tc_stage_bytes)
+#else
+  static constexpr int kCoreBN = Num<T>::kTensorCore ? 64 : tiling::kSimtBN;
+  static constexpr bool kWideStages = false;
+#endif
+  static constexpr int kStageBytes = tiling::tc_stage_bytes(kWideStages);
+
+  // C = A[kBM, kdim] x B[kdim, bn]; then epi(m, n, C[m, n]) for every element (n < bn).
+  // bn: a multiple of 16 up to kMaxBN (tiling::n_tile_width: 16, 32, 64 or 128).
   template <class A, class B, class E>
-  __device__ void gemm(const A& a, const B& b, int kdim, const E& epi) const {
+  __device__ void gemm(const A& a, const B& b, int kdim, int bn, const E& epi) const {
     __syncthreads();  // the previous gemm is done with the staging area (and its epilogue's writes are visible)
-    if constexpr (Num<T>::kTensorCore)
-      gemm_tensor_core(a, b, kdim, epi);
-    else
-      gemm_simt(a, b, kdim, epi);
+    if constexpr (kCoreBN >= tiling::kMaxBN) {
+      gemm_pass(a, b, kdim, bn, epi);
+    } else {
+      for (int nh = 0; nh < bn; nh += kCoreBN) {
+        if (nh > 0) __syncthreads();  // the previous pass is done with the staging area
+        gemm_pass(a, ShiftedB<B>{b, nh}, kdim, tiling::imin(kCoreBN, bn - nh), ShiftedEpilogue<E>{epi, nh, bn});
+      }
+    }
   }
 
+  // One pass of the core: C[kBM, bn] with bn <= kCoreBN.
   template <class A, class B, class E>
-  __device__ void gemm_tensor_core(const A& a, const B& b, int kdim, const E& epi) const {
+  __device__ void gemm_pass(const A& a, const B& b, int kdim, int bn, const E& epi) const {
+    if constexpr (Num<T>::kTensorCore) {
+#if defined(IK_WGMMA)
+      // One wgmma shape per product, fixed at compile time for its whole k-loop: with the shape
+      // chosen at run time inside the loop, ptxas serializes every wgmma (a WARPGROUP.ARRIVE and
+      // a wait after each one: warning C7519) instead of chaining a stage's four. Two shapes
+      // (bn <= 64 runs as N = 64, its extra columns discarded) keep the code and the build half
+      // the size of one instantiation per width.
+      if (bn > 64)
+        gemm_tensor_core<128>(a, b, kdim, bn, epi);
+      else
+        gemm_tensor_core<64>(a, b, kdim, bn, epi);
+#else
+      gemm_tensor_core<kCoreBN>(a, b, kdim, bn, epi);
+#endif
+    } else
+      gemm_simt(a, b, kdim, epi);  // always kSimtBN columns: the zero-filled ones past bn are filtered
+  }
+
+  // kN: the widest bn the instantiation takes; on sm_90a the wgmma's N (columns bn .. kN - 1 of
+  // the B tile are stale, so are those of C: the epilogue skips them).
+  template <int kN, class A, class B, class E>
+  __device__ void gemm_tensor_core(const A& a, const B& b, int kdim, int bn, const E& epi) const {
     using namespace tiling;
-    constexpr int kStageBytes = 2 * kTcTileBytes;
     const int steps = cdiv(kdim, kTcBK);
 #pragma unroll
     for (int s = 0; s < kStages - 1; ++s) {
       if (s < steps) {
-        stage_tile(a, s * kTcBK, kdim, smem + s * kStageBytes);
-        stage_tile(b, s * kTcBK, kdim, smem + s * kStageBytes + kTcTileBytes);
+        stage_tile(a, kBM, s * kTcBK, kdim, smem + s * kStageBytes);
+        stage_tile(b, bn, s * kTcBK, kdim, smem + s * kStageBytes + kTcATileBytes);
       }
       ptx::cp_async_commit();  // one group per stage, empty past the end: the wait counts stay uniform
     }
 #if defined(IK_WGMMA)
-    float acc[32];
+    float acc[kN / 2];  // d[4 j + e] of 8-column block j (wgmma's accumulator fragment)
 #pragma unroll
-    for (int i = 0; i < 32; ++i) acc[i] = 0.0f;
+    for (int i = 0; i < kN / 2; ++i) acc[i] = 0.0f;
 #else
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int wm = (warp / 2) * 32, wn = (warp % 2) * 32;
-    float acc[2][4][4];
+    constexpr int kNb = kN / 16;  // the most 8-column blocks per warp
+    const int nb = bn / 16;  // 8-column blocks of each warp
+    const int wm = (warp / 2) * 32, wn = (warp % 2) * (bn / 2);
+    float acc[2][kNb][4];  // [16-row block i][8-column block j]: mma_16816's d
 #pragma unroll
     for (int i = 0; i < 2; ++i)
 #pragma unroll
-      for (int j = 0; j < 4; ++j)
+      for (int j = 0; j < kNb; ++j)
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
 #endif
@@ -150,66 +203,105 @@ struct DeviceCore {
       const int next = kt + kStages - 1;
       if (next < steps) {
         char* slot = smem + (next % kStages) * kStageBytes;
-        stage_tile(a, next * kTcBK, kdim, slot);
-        stage_tile(b, next * kTcBK, kdim, slot + kTcTileBytes);
+        stage_tile(a, kBM, next * kTcBK, kdim, slot);
+        stage_tile(b, bn, next * kTcBK, kdim, slot + kTcATileBytes);
       }
       ptx::cp_async_commit();
       const char* at = smem + (kt % kStages) * kStageBytes;
-      const char* bt = at + kTcTileBytes;
+      const char* bt = at + kTcATileBytes;
 #if defined(IK_WGMMA)
       ptx::wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < kTcBK / 16; ++kk)
-        ptx::wgmma_m64n64k16<T, A::kKMajor ? 0 : 1, B::kKMajor ? 0 : 1>(
+        ptx::wgmma_m64nNk16<T, kN, A::kKMajor ? 0 : 1, B::kKMajor ? 0 : 1>(
             acc, desc_sw128<A::kKMajor>(at, kk), desc_sw128<B::kKMajor>(bt, kk), 1);
       ptx::wgmma_commit();
       ptx::wgmma_wait<0>();  // the stage is read before the barrier that lets it be refilled
 #else
 #pragma unroll
       for (int kk = 0; kk < kTcBK / 16; ++kk) {
-        uint32_t fa[2][4], fb[4][2];
+        uint32_t fa[2][4], fb[kNb][2];
 #pragma unroll
         for (int i = 0; i < 2; ++i) load_a_fragment<A::kKMajor>(fa[i], at, wm + 16 * i, kk, lane);
 #pragma unroll
-        for (int j = 0; j < 2; ++j) load_b_fragments<B::kKMajor>(fb[2 * j], fb[2 * j + 1], bt, wn + 16 * j, kk, lane);
+        for (int j = 0; j < kNb / 2; ++j)  // one ldmatrix.x4 per two 8-column blocks (with nb = 1, half of one)
+          if (2 * j < nb) load_b_fragments<B::kKMajor>(fb[2 * j], fb[2 * j + 1], bt, wn + 16 * j, kk, lane);
 #pragma unroll
         for (int i = 0; i < 2; ++i)
 #pragma unroll
-          for (int j = 0; j < 4; ++j) ptx::mma_16816<T>(acc[i][j], fa[i], fb[j]);
+          for (int j = 0; j < kNb; ++j)
+            if (j < nb) ptx::mma_16816<T>(acc[i][j], fa[i], fb[j]);
       }
 #endif
     }
     ptx::cp_async_wait<0>();  // no copy outlives the gemm (the trailing groups are empty)
+    __syncthreads();  // every warp is done with the last stage: C goes to the staging area
+    float* c = reinterpret_cast<float*>(smem);  // [kBM][ldc]
+    const int ldc = bn + kCPad;
 #if defined(IK_WGMMA)
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 #pragma unroll
-    for (int j = 0; j < 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e)
-        epi(16 * warp + lane / 4 + 8 * (e / 2), 8 * j + 2 * (lane % 4) + e % 2, acc[4 * j + e]);
+    for (int j = 0; j < kN / 8; ++j)
+      if (8 * j < bn) store_fragment(c, ldc, 16 * warp + lane / 4, 8 * j + 2 * (lane % 4), &acc[4 * j]);
 #else
 #pragma unroll
     for (int i = 0; i < 2; ++i)
 #pragma unroll
-      for (int j = 0; j < 4; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e)
-          epi(wm + 16 * i + lane / 4 + 8 * (e / 2), wn + 8 * j + 2 * (lane % 4) + e % 2, acc[i][j][e]);
+      for (int j = 0; j < kNb; ++j)
+        if (j < nb) store_fragment(c, ldc, wm + 16 * i + lane / 4, wn + 8 * j + 2 * (lane % 4), acc[i][j]);
 #endif
+    __syncthreads();
+    const int cpr = bn / kChunk;  // chunks per row
+    for (int e = threadIdx.x; e < kBM * cpr; e += kThreads) {
+      const int m = e / cpr, n = (e % cpr) * kChunk;
+      epilogue_chunk(epi, m, n, static_cast<const float*>(c + m * ldc + n));  // read from shared memory: no local array
+    }
   }
+
+  // The accumulator tile's row padding: row stride bn + 8 floats (8 mod 32 words, 24 at bn = 16),
+  // so the fragments' 8-byte stores of a half-warp (4 rows x 4 column pairs) hit 32 banks.
+  static constexpr int kCPad = 8;
+
+  // An mma fragment's d[0..3] (rows r, r + 8; columns n, n + 1) into the accumulator tile.
+  __device__ __forceinline__ static void store_fragment(float* c, int ldc, int r, int n, const float* d) {
+    c[r * ldc + n] = d[0], c[r * ldc + n + 1] = d[1];
+    c[(r + 8) * ldc + n] = d[2], c[(r + 8) * ldc + n + 1] = d[3];
+  }
+
+  // The B operand and the epilogue of columns nh .. nh + kSimtBN - 1 (a SIMT half of a wide tile).
+  template <class B>
+  struct ShiftedB {
+    static constexpr bool kKMajor = B::kKMajor;
+    const B& b;
+    int nh;
+    __device__ const T* chunk(int r, int k, int kvalid, T* v, int* valid) const {
+      return b.chunk(r + nh, k, kvalid, v, valid);
+    }
+  };
+  template <class E>
+  struct ShiftedEpilogue {
+    const E& epi;
+    int nh, bn;
+    __device__ void operator()(int m, int n, AccT<T> acc) const {
+      if (n + nh < bn) epi(m, n + nh, acc);
+    }
+    __device__ void chunk(int m, int n, const AccT<T>* acc) const { epilogue_chunk(epi, m, n + nh, acc); }
+  };
 
 #if defined(IK_WGMMA)
   // wgmma's matrix descriptor of k-step kk (16 deep) of a swizzled tile (PTX ISA, "Matrix
   // Descriptor Format"; canonical 128-byte-swizzle layouts): start address >> 4 in bits 0-13,
   // leading byte offset >> 4 in 16-29, stride byte offset >> 4 in 32-45, swizzle mode 1
   // (128 B) in 62-63. K-major ((8,m),(T,2k)):((8T,SBO),(1,T)): rows 128 B apart, 8-row groups
-  // SBO = 1024 B apart, the k-step 32 B into the line. MN-major ((T,8,m),(8,k)):((1,T,LBO),(8T,SBO)):
-  // 64 rows per line (one swizzle atom wide, so LBO is not used), k lines 128 B apart, 8-k
-  // groups SBO = 1024 B apart, the k-step 16 lines on. The tile is 1024-byte aligned.
+  // SBO = 1024 B apart (up to 128 rows), the k-step 32 B into the line; LBO unused (1).
+  // MN-major ((T,8,m),(8,k)):((1,T,LBO),(8T,SBO)): 64 rows per line of a swizzle atom, the next
+  // 64 rows LBO = kTcAtomBytes on (tc_chunk_offset), k lines 128 B apart, 8-k groups SBO =
+  // 1024 B apart, the k-step 16 lines on. The tile is 1024-byte aligned.
   template <bool kKMajor>
   __device__ __forceinline__ static uint64_t desc_sw128(const char* tile, int kk) {
     const uint32_t start = ptx::smem_u32(tile) + (kKMajor ? kk * 32 : kk * 16 * tiling::kLineBytes);
-    return static_cast<uint64_t>((start >> 4) & 0x3FFF) | (static_cast<uint64_t>(1) << 16) |
+    const uint64_t lbo = kKMajor ? 1 : tiling::kTcAtomBytes >> 4;
+    return static_cast<uint64_t>((start >> 4) & 0x3FFF) | (lbo << 16) |
            (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
   }
 #else
@@ -238,7 +330,7 @@ struct DeviceCore {
     if (kKMajor) {
       ptx::ldmatrix_x4(f, tile + tiling::swizzle128(n0 + 8 * (mat / 2) + r, 2 * kk + mat % 2));
     } else {
-      ptx::ldmatrix_x4_trans(f, tile + tiling::swizzle128(16 * kk + 8 * (mat % 2) + r, (n0 + 8 * (mat / 2)) / 8));
+      ptx::ldmatrix_x4_trans(f, tile + tiling::tc_chunk_offset(16 * kk + 8 * (mat % 2) + r, (n0 + 8 * (mat / 2)) / 8));
     }
     b0[0] = f[0], b0[1] = f[1], b1[0] = f[2], b1[1] = f[3];
   }
@@ -251,7 +343,7 @@ struct DeviceCore {
     T* as = reinterpret_cast<T*>(smem);
     T* bs = as + kSimtTileElems;
     constexpr int kTm = 4, kTn = 8;  // per-thread micro-tile; 16 x 8 threads cover 64 x 64
-    const int tr = threadIdx.x / (kBN / kTn), tc = threadIdx.x % (kBN / kTn);
+    const int tr = threadIdx.x / (kSimtBN / kTn), tc = threadIdx.x % (kSimtBN / kTn);
     Acc acc[kTm][kTn];
 #pragma unroll
     for (int i = 0; i < kTm; ++i)

@@ -98,52 +98,70 @@ __device__ __forceinline__ void wgmma_wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
 
-// D[64 x 64] (+)= A[64 x 16] * B[16 x 64] for the warpgroup (128 threads), fp32 accumulators,
-// both operands read from shared memory through matrix descriptors (see desc_sw128 in
-// inception_core.cuh). tnsp_a / tnsp_b: 0 for K-major, 1 for MN-major operands. Accumulator
-// layout: warp w of the warpgroup holds rows 16 w .. 16 w + 15; within the warp as mma_16816's
-// d, for each 8-column block j: d[4 j .. 4 j + 3] = D[16 w + g][8 j + 2q ..], D[16 w + g + 8][8 j + 2q ..].
-template <class T, int TnspA, int TnspB>
-__device__ __forceinline__ void wgmma_m64n64k16(float (&d)[32], uint64_t desc_a, uint64_t desc_b, int scale_d);
+// D[64 x N] (+)= A[64 x 16] * B[16 x N] for the warpgroup (128 threads), N = 64 or 128,
+// fp32 accumulators d[0 .. N / 2 - 1], both operands read from shared
+// memory through matrix descriptors (see desc_sw128 in inception_core.cuh). TnspA / TnspB: 0
+// for K-major, 1 for MN-major operands. Accumulator layout: warp w of the warpgroup holds rows
+// 16 w .. 16 w + 15; within the warp as mma_16816's d, for each 8-column block j < N / 8:
+// d[4 j .. 4 j + 3] = D[16 w + g][8 j + 2q ..], D[16 w + g + 8][8 j + 2q ..].
+//
+// wgmma.mma_async.sync.aligned.m64nNk16.f32.<type>.<type> {d}, desc-a, desc-b, scale-d,
+// imm-scale-a (1), imm-scale-b (1), imm-trans-a, imm-trans-b: Wgmma<T>::nN for each N, written
+// out by IK_WGMMA_SHAPE(name, shape, scale-d operand, "{d}, desc-a, desc-b", "trans-a, trans-b",
+// d operands) for both 16-bit types.
+template <class T>
+struct Wgmma;
 
-#define IK_WGMMA_M64N64K16(TYPE, PTXTYPE)                                                                          \
-  template <>                                                                                                     \
-  __device__ __forceinline__ void wgmma_m64n64k16<TYPE, 0, 0>(float(&d)[32], uint64_t da, uint64_t db, int sd) {  \
-    IK_WGMMA_ASM(PTXTYPE, "0", "0")                                                                              \
-  }                                                                                                               \
-  template <>                                                                                                     \
-  __device__ __forceinline__ void wgmma_m64n64k16<TYPE, 0, 1>(float(&d)[32], uint64_t da, uint64_t db, int sd) {  \
-    IK_WGMMA_ASM(PTXTYPE, "0", "1")                                                                              \
-  }                                                                                                               \
-  template <>                                                                                                     \
-  __device__ __forceinline__ void wgmma_m64n64k16<TYPE, 1, 0>(float(&d)[32], uint64_t da, uint64_t db, int sd) {  \
-    IK_WGMMA_ASM(PTXTYPE, "1", "0")                                                                              \
-  }                                                                                                               \
-  template <>                                                                                                     \
-  __device__ __forceinline__ void wgmma_m64n64k16<TYPE, 1, 1>(float(&d)[32], uint64_t da, uint64_t db, int sd) {  \
-    IK_WGMMA_ASM(PTXTYPE, "1", "1")                                                                              \
+#define IK_WGMMA_D8(i) \
+  "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), "+f"(d[i + 7])
+#define IK_WGMMA_SHAPE(NAME, SHAPE, SD, OPERANDS, TRANS, ...)                                                  \
+  template <int TnspA, int TnspB, int kD>                                                                      \
+  static __device__ __forceinline__ void NAME(float(&d)[kD], uint64_t da, uint64_t db, int sd) {             \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, " SD ", 0;\n"                                             \
+                 "wgmma.mma_async.sync.aligned." SHAPE ".f32." IK_WGMMA_TYPE "." IK_WGMMA_TYPE " " OPERANDS     \
+                 ", p, 1, 1, " TRANS ";\n}\n"                                                                    \
+                 : __VA_ARGS__                                                                                 \
+                 : "l"(da), "l"(db), "r"(sd), "n"(TnspA), "n"(TnspB));                                         \
   }
+#define IK_WGMMA_SHAPES                                                                                        \
+  IK_WGMMA_SHAPE(n64, "m64n64k16", "%34",                                                                      \
+                 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"                       \
+                 ", %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33" \
+                 , "%35, %36",                                                                                 \
+                 IK_WGMMA_D8(0), IK_WGMMA_D8(8), IK_WGMMA_D8(16), IK_WGMMA_D8(24))                             \
+  IK_WGMMA_SHAPE(n128, "m64n128k16", "%66",                                                                    \
+                 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"                       \
+                 ", %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"            \
+                 ", %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47"            \
+                 ", %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65" \
+                 , "%67, %68",                                                                                 \
+                 IK_WGMMA_D8(0), IK_WGMMA_D8(8), IK_WGMMA_D8(16), IK_WGMMA_D8(24),                             \
+                 IK_WGMMA_D8(32), IK_WGMMA_D8(40), IK_WGMMA_D8(48), IK_WGMMA_D8(56))
 
-// wgmma.mma_async.sync.aligned.m64n64k16.f32.<type>.<type> d, desc-a, desc-b, scale-d,
-// imm-scale-a (1), imm-scale-b (1), imm-trans-a, imm-trans-b.
-#define IK_WGMMA_ASM(PTXTYPE, TA, TB)                                                                        \
-  asm volatile(                                                                                              \
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                           \
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32." PTXTYPE "." PTXTYPE " "                                  \
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                              \
-      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "                    \
-      "%32, %33, p, 1, 1, " TA ", " TB ";\n}\n"                                                              \
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),      \
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]),           \
-        "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),           \
-        "+f"(d[30]), "+f"(d[31])                                                                             \
-      : "l"(da), "l"(db), "r"(sd));
+template <>
+struct Wgmma<__half> {
+#define IK_WGMMA_TYPE "f16"
+  IK_WGMMA_SHAPES
+#undef IK_WGMMA_TYPE
+};
 
-IK_WGMMA_M64N64K16(__half, "f16")
-IK_WGMMA_M64N64K16(__nv_bfloat16, "bf16")
-#undef IK_WGMMA_M64N64K16
-#undef IK_WGMMA_ASM
+template <>
+struct Wgmma<__nv_bfloat16> {
+#define IK_WGMMA_TYPE "bf16"
+  IK_WGMMA_SHAPES
+#undef IK_WGMMA_TYPE
+};
+
+#undef IK_WGMMA_SHAPES
+#undef IK_WGMMA_SHAPE
+#undef IK_WGMMA_D8
+
+template <class T, int N, int TnspA, int TnspB>
+__device__ __forceinline__ void wgmma_m64nNk16(float (&d)[N / 2], uint64_t da, uint64_t db, int sd) {
+  static_assert(N == 64 || N == 128, "wgmma m64nNk16: N is 64 or 128 here");
+  if constexpr (N == 64) Wgmma<T>::template n64<TnspA, TnspB>(d, da, db, sd);
+  if constexpr (N == 128) Wgmma<T>::template n128<TnspA, TnspB>(d, da, db, sd);
+}
 #endif  // IK_WGMMA
 
 }  // namespace ptx

@@ -11,7 +11,7 @@
 //   halo      the (th + K - 1) x (tw + K - 1) pixels a KxK conv (stride 1, pad K/2) reads
 //             around a tile; halo pixel p is row-major in the halo.
 //   flat pixel  m over N*H*W (row-major n, h, w); the backward's GEMM rows.
-//   GEMM tile  kBM rows (pixels or output channels) x kBN columns, reduced in kBK slices.
+//   GEMM tile  kBM rows (pixels or output channels) x BN columns (n_tile_width), reduced in kBK slices.
 #pragma once
 
 #include <cstdint>
@@ -31,25 +31,46 @@ namespace inception_kernels {
 namespace tiling {
 
 constexpr int kBM = 64;  // GEMM tile rows
-constexpr int kBN = 64;  // GEMM tile columns
+// GEMM tile columns: each product's N tiles are sized to its channels (n_tile_width): 16, 32,
+// 64 or 128 wide, so wide layers issue wgmma m64n128k16 / 16 mma.sync per warp and k-step, and
+// thin ones (c5r = 16, 24, 32, 48) pay little padding.
+constexpr int kMinBN = 16;
+constexpr int kMaxBN = 128;
 constexpr int kBK = 16;  // one MMA's depth (m16n8k16, wgmma k16); pixel splits are multiples of it
-constexpr int kThreads = 128;  // 4 warps (one warpgroup), each a 32 x 32 quarter of the GEMM tile
+constexpr int kThreads = 128;  // 4 warps (one warpgroup); on sm_80 each a 32 x (BN / 2) quarter of the tile
 constexpr int kMaxTilePixels = kBM;  // a forward tile's pixels are one GEMM tile's rows
 constexpr int kChunk = 8;  // operand elements per chunk: 16 bytes of a 16-bit type, one cp.async
 
-// Tensor-core path (16-bit elements): a ring of kStages operand stages; each stage holds an A and
-// a B tile of 64 x kTcBK elements as 64 lines of 128 bytes (8 chunks), chunk c of line l stored at
-// l * 128 + ((c ^ (l % 8)) * 16) -- the 128-byte swizzle (PTX ISA: wgmma's 128B swizzling mode;
-// also what keeps ldmatrix free of bank conflicts). A line is a row (K-major operands) or a k
-// (MN-major operands).
+// Tensor-core path (16-bit elements): a ring of kStages operand stages; each stage holds an A tile
+// of 64 rows and a B tile of up to kMaxBN columns, kTcBK deep, as lines of 128 bytes (8 chunks),
+// chunk c of line l stored at l * 128 + ((c ^ (l % 8)) * 16) -- the 128-byte swizzle (PTX ISA:
+// wgmma's 128B swizzling mode; also what keeps ldmatrix free of bank conflicts). A line is a row
+// (K-major operands: 64 or up to 128 lines) or a k (MN-major operands: 64 lines); an MN-major line
+// wider than 64 elements continues in a second swizzle atom of 64 lines kTcAtomBytes further on
+// (tc_chunk_offset), the layout wgmma reads with LBO = kTcAtomBytes.
 constexpr int kStages = 3;
 constexpr int kTcBK = 64;
 constexpr int kLineBytes = 128;
 constexpr int kTileLines = 64;
-constexpr int kTcTileBytes = kTileLines * kLineBytes;
+constexpr int kTcAtomBytes = kTileLines * kLineBytes;  // 64 lines of 128 bytes
+constexpr int kTcATileBytes = kTcAtomBytes;            // 64 rows (K-major) or 64 k (MN-major, 64 rows)
+constexpr int kTcBTileBytes = kMaxBN * kLineBytes;     // 128 rows, or 64 k x 2 atoms of 64 columns
+constexpr int kTcStageBytes = kTcATileBytes + kTcBTileBytes;
+
+// A stage as the device's build lays it out. `wide`: the wgmma build (sm_90a), whose B tile
+// takes kMaxBN columns; the mma.sync build multiplies a wider tile in 64-wide passes
+// (DeviceCore::kCoreBN), so its B tile is one atom: 16 KiB stages instead of 24, which keeps
+// its occupancy (blocks per SM) where it was with 64-wide tiles.
+constexpr int tc_stage_bytes(bool wide) { return kTcATileBytes + (wide ? kTcBTileBytes : kTcAtomBytes); }
+
+// Whether a device of compute capability cc (10 * major + minor) runs the wgmma build: the fat
+// binary's sm_90a code runs on compute capability 9.0 only, every other device the sm_80 code.
+IK_HD bool wgmma_build(int cc) { return cc == 90; }
 
 // SIMT path (fp32 / fp64): one stage of kSimtBK; tiles [kBM][kSimtLdK] (K-major) or
-// [kSimtBK][kSimtLdM] (MN-major), padded against bank conflicts.
+// [kSimtBK][kSimtLdM] (MN-major), padded against bank conflicts; a tile wider than kSimtBN
+// columns runs as kSimtBN-wide halves.
+constexpr int kSimtBN = 64;
 constexpr int kSimtBK = 16;
 constexpr int kSimtLdK = kSimtBK + 1;
 constexpr int kSimtLdM = kBM + 1;
@@ -66,6 +87,42 @@ IK_HD int pad8(int c) { return (c + kChunk - 1) / kChunk * kChunk; }
 
 // Byte offset of chunk `chunk` of line `line` in a swizzled tensor-core tile (see kStages).
 IK_HD int swizzle128(int line, int chunk) { return line * kLineBytes + ((chunk ^ (line & 7)) << 4); }
+
+// Byte offset of chunk `chunk` (any, 0 .. 15) of line `line` in a tensor-core operand tile: chunks
+// 8 .. 15 of an MN-major line (columns 64 .. 127) lie in the second swizzle atom.
+IK_HD int tc_chunk_offset(int line, int chunk) { return (chunk >> 3) * kTcAtomBytes + swizzle128(line, chunk & 7); }
+
+// ---------------------------------------------------------------------------------------
+// N tiles sized to the channels
+// ---------------------------------------------------------------------------------------
+
+// Width of the next N tile when `rem` > 0 columns are left, at most max_bn (a power of two,
+// kMinBN .. kMaxBN): max_bn while rem >= max_bn; else the smallest power of two >= rem when it
+// pads at most a quarter of itself (24 -> 32, 48 -> 64, 96 -> 128), else the largest one below
+// rem and the rest in further tiles (80 -> 64 + 16).
+IK_HD int n_tile_width(int rem, int max_bn) {
+  if (rem >= max_bn) return max_bn;
+  int up = kMinBN;
+  while (up < rem) up *= 2;
+  return up == kMinBN || up - rem <= up / 4 ? up : up / 2;
+}
+
+struct NTile {
+  int n0, bn;  // first column, width
+};
+
+// The N tiles of n columns, in order: their count, and tile i.
+IK_HD int n_tiles(int n, int max_bn) {
+  int count = 0;
+  for (int n0 = 0; n0 < n; n0 += n_tile_width(n - n0, max_bn)) ++count;
+  return count;
+}
+
+IK_HD NTile n_tile(int n, int i, int max_bn) {
+  int n0 = 0;
+  for (int j = 0; j < i; ++j) n0 += n_tile_width(n - n0, max_bn);
+  return NTile{n0, n_tile_width(n - n0, max_bn)};
+}
 
 // ---------------------------------------------------------------------------------------
 // Output channels: y = cat([y1, y3, y5, yp], dim=1)
@@ -286,17 +343,18 @@ IK_HD int64_t align_up(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
 // Whether elements of `elem` bytes take the tensor-core path (fp16 / bf16).
 IK_HD bool tensor_core_elem(int elem) { return elem == 2; }
 
-// Bytes of the GEMM staging area: kStages x (A tile, B tile) on the tensor-core path, one
-// A and one B SIMT tile otherwise. (The epilogue runs from registers: no accumulator tile.)
-IK_HD int64_t staging_bytes(int elem, int acc_elem) {
+// Bytes of the GEMM staging area: kStages x (A tile, B tile) on the tensor-core path (`wide`:
+// the wgmma build's stages, tc_stage_bytes), one A and one B SIMT tile otherwise. (The
+// epilogue runs from registers: no accumulator tile.)
+IK_HD int64_t staging_bytes(int elem, int acc_elem, bool wide) {
   (void)acc_elem;
-  if (tensor_core_elem(elem)) return static_cast<int64_t>(kStages) * 2 * kTcTileBytes;
+  if (tensor_core_elem(elem)) return static_cast<int64_t>(kStages) * tc_stage_bytes(wide);
   return align_up(2 * static_cast<int64_t>(kSimtTileElems) * elem, kSmemAlign);
 }
 
-// Byte offset of the B tile after the A tile (of stage 0; stage s starts at s * 2 * kTcTileBytes).
+// Byte offset of the B tile after the A tile (of stage 0; stage s starts at s * tc_stage_bytes).
 IK_HD int64_t staging_b_offset(int elem) {
-  return tensor_core_elem(elem) ? kTcTileBytes : static_cast<int64_t>(kSimtTileElems) * elem;
+  return tensor_core_elem(elem) ? kTcATileBytes : static_cast<int64_t>(kSimtTileElems) * elem;
 }
 
 // The halo buffer [halo pixel][pad8(reduce channels)] of either spatial branch (one job runs one).
@@ -306,8 +364,8 @@ IK_HD int64_t halo_bytes(SpatialTiles t, int k3, int cr3, int k5, int cr5, int e
   return align_up(b3 > b5 ? b3 : b5, kSmemAlign);
 }
 
-IK_HD int64_t fwd_smem_bytes(SpatialTiles t, int k3, int cr3, int k5, int cr5, int elem, int acc_elem) {
-  return staging_bytes(elem, acc_elem) + halo_bytes(t, k3, cr3, k5, cr5, elem);
+IK_HD int64_t fwd_smem_bytes(SpatialTiles t, int k3, int cr3, int k5, int cr5, int elem, int acc_elem, bool wide) {
+  return staging_bytes(elem, acc_elem, wide) + halo_bytes(t, k3, cr3, k5, cr5, elem);
 }
 
 // Candidate tiles, largest first; each is clipped to the image.
@@ -324,11 +382,11 @@ IK_HD int tile_candidate_w(int i) {
 // The largest candidate tile whose shared memory fits `smem_limit` bytes; false when even
 // a 1x1 tile does not fit (reduce channels too many for this device).
 IK_HD bool pick_fwd_tiles(int height, int width, int k3, int cr3, int k5, int cr5, int elem, int acc_elem,
-                          int64_t smem_limit, SpatialTiles* out) {
+                          int64_t smem_limit, bool wide, SpatialTiles* out) {
   for (int i = 0; i < kNumTileCandidates; ++i) {
     const int th = imin(tile_candidate_h(i), height), tw = imin(tile_candidate_w(i), width);
     const SpatialTiles t = make_tiles(height, width, th, tw);
-    if (fwd_smem_bytes(t, k3, cr3, k5, cr5, elem, acc_elem) <= smem_limit) {
+    if (fwd_smem_bytes(t, k3, cr3, k5, cr5, elem, acc_elem, wide) <= smem_limit) {
       *out = t;
       return true;
     }
@@ -336,23 +394,26 @@ IK_HD bool pick_fwd_tiles(int height, int width, int k3, int cr3, int k5, int cr
   return false;
 }
 
-// The dx tiles of the backward: kDxTile x kDxTile pixels of one image (clipped to it), whose
-// 3x3 max-pool gradient is routed from the pool product Q over the tile's 1-pixel halo.
+// The dx tiles of the backward: kDxTile x kDxTile pixels of one image (clipped to it) times at
+// most kDxBN input channels, whose 3x3 max-pool gradient is routed from the pool product Q over
+// the tile's 1-pixel halo (Q and the argmax codes take kDxHalo x kDxBN entries of shared memory,
+// which is why these tiles stay 64 wide).
 constexpr int kDxTile = 8;
 constexpr int kDxHalo = (kDxTile + 2) * (kDxTile + 2);
+constexpr int kDxBN = 64;
 
 IK_HD SpatialTiles dx_tiles(int height, int width) {
   return make_tiles(height, width, imin(kDxTile, height), imin(kDxTile, width));
 }
 
-// The dx tile's workspace after the staging area: the pool product Q [kDxHalo][kBN]
-// (accumulator type) and the pool windows' argmax codes [kDxHalo][kBN] (one byte each).
-IK_HD int64_t dx_q_bytes(int acc_elem) { return align_up(static_cast<int64_t>(kDxHalo) * kBN * acc_elem, kSmemAlign); }
-IK_HD int64_t dx_arg_bytes() { return align_up(static_cast<int64_t>(kDxHalo) * kBN, kSmemAlign); }
+// The dx tile's workspace after the staging area: the pool product Q [kDxHalo][kDxBN]
+// (accumulator type) and the pool windows' argmax codes [kDxHalo][kDxBN] (one byte each).
+IK_HD int64_t dx_q_bytes(int acc_elem) { return align_up(static_cast<int64_t>(kDxHalo) * kDxBN * acc_elem, kSmemAlign); }
+IK_HD int64_t dx_arg_bytes() { return align_up(static_cast<int64_t>(kDxHalo) * kDxBN, kSmemAlign); }
 
 // Shared memory of the backward grads kernel: staging plus the dx tile's workspace.
-IK_HD int64_t bwd_smem_bytes(int elem, int acc_elem) {
-  return staging_bytes(elem, acc_elem) + dx_q_bytes(acc_elem) + dx_arg_bytes();
+IK_HD int64_t bwd_smem_bytes(int elem, int acc_elem, bool wide) {
+  return staging_bytes(elem, acc_elem, wide) + dx_q_bytes(acc_elem) + dx_arg_bytes();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -402,24 +463,26 @@ IK_HD int find_segment(int64_t job, const int64_t* seg_end, int64_t* local) {
   return kNumSegments;  // past the grid (not launched)
 }
 
-// A weight-gradient job: GEMM rows = output channels, columns = input channels, reduction
-// over the pixels of one split; for KxK weights one tap per job.
+// A weight-gradient job: GEMM rows = output channels, columns = input channels (N tiles sized
+// by n_tile), reduction over the pixels of one split; for KxK weights one tap per job.
 struct WeightJob {
   int co0, ci0;  // first output / input channel of the tile
+  int bn;        // input channels of the tile (its GEMM width)
   int dy, dx;    // tap
   int split;     // pixel split
 };
 
 IK_HD int64_t weight_jobs(int cout, int cin, int k, int splits) {
-  return static_cast<int64_t>(cdiv(cout, kBM)) * cdiv(cin, kBN) * k * k * splits;
+  return static_cast<int64_t>(cdiv(cout, kBM)) * n_tiles(cin, kMaxBN) * k * k * splits;
 }
 
 IK_HD WeightJob decode_weight_job(int64_t local, int cout, int cin, int k) {
   WeightJob j;
-  const int co_tiles = cdiv(cout, kBM), ci_tiles = cdiv(cin, kBN);
+  const int co_tiles = cdiv(cout, kBM), ci_tiles = n_tiles(cin, kMaxBN);
   j.co0 = static_cast<int>(local % co_tiles) * kBM;
   local /= co_tiles;
-  j.ci0 = static_cast<int>(local % ci_tiles) * kBN;
+  const NTile ct = n_tile(cin, static_cast<int>(local % ci_tiles), kMaxBN);
+  j.ci0 = ct.n0, j.bn = ct.bn;
   local /= ci_tiles;
   const int tap = static_cast<int>(local % (k * k));
   j.dy = tap / k;

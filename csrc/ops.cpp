@@ -243,6 +243,14 @@ int64_t smem_optin_limit(const at::Tensor& x) {
   return bytes;
 }
 
+// Whether x's device runs the wgmma build of the kernels, with its wide stages (tiling::wgmma_build).
+bool wide_stages(const at::Tensor& x) {
+  int major = 0, minor = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, x.get_device()));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, x.get_device()));
+  return tiling::wgmma_build(10 * major + minor);
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_forward_outputs(const at::Tensor& x, const ModuleArgs& a,
                                                                        bool save_reduce) {
   const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
@@ -279,7 +287,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_forward_cuda(const at::Tens
   const auto st = x.scalar_type();
   int64_t smem = 0;
   const int64_t limit = smem_optin_limit(x);
-  TORCH_CHECK(plan::forward(p, elem_bytes(st), acc_bytes(st), limit, &smem), kFwdOp,
+  TORCH_CHECK(plan::forward(p, elem_bytes(st), acc_bytes(st), limit, wide_stages(x), &smem), kFwdOp,
               ": the reduce outputs of one tile (", w3r.size(0), " and ", w5r.size(0), " channels, ", st,
               ") do not fit in the ", limit, " bytes of shared memory a block may use on this device");
   TORCH_CHECK(tiling::num_fwd_jobs(p.n, p.tiles) <= INT_MAX, kFwdOp, ": too many tiles for one launch (batch ",
@@ -354,6 +362,7 @@ std::tuple<at::Tensor, at::Tensor> fused_backward_cuda(const at::Tensor& grad_y,
   if (dx.numel() > 0) p.dx = out_ref(dx);
   p.partial = partial.mutable_data_ptr();
   p.grads = grads.mutable_data_ptr();
+  p.wide_stages = wide_stages(x);
   C10_CUDA_CHECK(launch_inception_backward(p, fused_dtype(st), c10::cuda::getCurrentCUDAStream()));
   return {dx, grads};
 }
@@ -366,11 +375,12 @@ std::tuple<at::Tensor, at::Tensor> fused_backward_meta(const at::Tensor& grad_y,
 }
 
 // The launch plan of a module, for reports (no tensor, no device): the forward's tile,
-// dynamic shared memory and blocks on a device whose blocks may opt in to smem_limit bytes,
-// and the backward kernels' dynamic shared memory. [th, tw, fwd_smem, fwd_blocks,
+// dynamic shared memory and blocks on a device of compute capability cc (10 * major + minor;
+// it picks the build, tiling::wgmma_build) whose blocks may opt in to smem_limit bytes, and
+// the backward kernels' dynamic shared memory. [th, tw, fwd_smem, fwd_blocks,
 // reduce_grad_smem, grads_smem]; th = tw = 0 when no tile fits.
 std::vector<int64_t> fused_plan(int64_t n, int64_t h, int64_t w, int64_t c3r, int64_t k3, int64_t c5r, int64_t k5,
-                                at::ScalarType dtype, int64_t smem_limit) {
+                                at::ScalarType dtype, int64_t smem_limit, int64_t cc) {
   constexpr const char* op = "cuda_fused_inception_plan";
   check_pixels(op, n, h, w, 1);
   check_channels(op, "c3r", c3r);
@@ -380,14 +390,16 @@ std::vector<int64_t> fused_plan(int64_t n, int64_t h, int64_t w, int64_t c3r, in
   check_kernel_sizes(op, k3, k5);
   check_fused_dtype(op, "dtype", dtype);
   TORCH_CHECK(smem_limit >= 0, op, ": smem_limit must be a byte count >= 0, got ", smem_limit);
+  TORCH_CHECK(cc >= 80 && cc < 1000, op, ": cc must be a compute capability 10 * major + minor >= 80, got ", cc);
+  const bool wide = tiling::wgmma_build(static_cast<int>(cc));
   FwdParams p{};
   p.conv[kW3r].cout = static_cast<int>(c3r), p.conv[kW5r].cout = static_cast<int>(c5r);
   p.conv[kW3].k = static_cast<int>(k3), p.conv[kW5].k = static_cast<int>(k5);
   p.n = n, p.h = static_cast<int>(h), p.w = static_cast<int>(w);
   int64_t smem = 0;
   const int eb = elem_bytes(dtype), ab = acc_bytes(dtype);
-  const int64_t bwd_reduce = tiling::staging_bytes(eb, ab), bwd_grads = tiling::bwd_smem_bytes(eb, ab);
-  if (!plan::forward(p, eb, ab, smem_limit, &smem)) return {0, 0, 0, 0, bwd_reduce, bwd_grads};
+  const int64_t bwd_reduce = tiling::staging_bytes(eb, ab, wide), bwd_grads = tiling::bwd_smem_bytes(eb, ab, wide);
+  if (!plan::forward(p, eb, ab, smem_limit, wide, &smem)) return {0, 0, 0, 0, bwd_reduce, bwd_grads};
   return {p.tiles.th, p.tiles.tw, smem, tiling::num_fwd_jobs(n, p.tiles), bwd_reduce, bwd_grads};
 }
 
@@ -404,7 +416,7 @@ TORCH_LIBRARY_FRAGMENT(inception_kernels, m) {
       "bool save_reduce) -> (Tensor, Tensor, Tensor)");
   m.def(
       "cuda_fused_inception_plan(int n, int h, int w, int c3r, int k3, int c5r, int k5, ScalarType dtype, "
-      "int smem_limit) -> int[]",
+      "int smem_limit, int cc=90) -> int[]",
       &fused_plan);
   m.def(
       "cuda_fused_inception_backward(Tensor grad_y, Tensor x, Tensor y, Tensor r3, Tensor r5, Tensor w1, "

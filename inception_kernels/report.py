@@ -545,7 +545,10 @@ def sass_kernel_facts(sass_body: str) -> dict:
         "scalar_16bit_loads": n (``LDG.E.U16`` and kin), "cp_async_wait_max": the largest N of
         ``DEPBAR.LE SB0, N`` (cp.async groups left in flight at a wait; None without one),
         "pipeline_stages": N + 2 (the stage being multiplied, the N still in flight, and the one
-        issued next: the ring of stages the main loop cycles through; None without cp.async)}``.
+        issued next: the ring of stages the main loop cycles through; None without cp.async),
+        "wgmma_groups": n (``WARPGROUP.ARRIVE``: each opens a run of warpgroup MMAs that chain
+        without waiting for one another; as many as HGMMAs when ptxas serializes them),
+        "global_stores_128": n (16-byte global stores, ``STG.E.128``)}``.
         Static counts of instructions in the binary, not executed counts.
     """
     from ._cubin import tensor_core_instructions
@@ -563,6 +566,10 @@ def sass_kernel_facts(sass_body: str) -> dict:
             mma[op] += 1
         elif base in ("LDGSTS", "UTMALDG", "LDSM"):
             counts[base.lower()] += 1
+        elif op == "WARPGROUP.ARRIVE":
+            counts["wgmma_groups"] += 1
+        elif base == "STG" and ".128" in op:
+            counts["global_stores_128"] += 1
         elif base == "DEPBAR":
             w = _DEPBAR_SB0.search(rest)
             if w:
@@ -576,6 +583,7 @@ def sass_kernel_facts(sass_body: str) -> dict:
         ldgsts=counts["ldgsts"], utmaldg=counts["utmaldg"], ldsm=counts["ldsm"],
         scalar_16bit_loads=counts["scalar_16bit_loads"], cp_async_wait_max=wait_max,
         pipeline_stages=None if wait_max is None or not counts["ldgsts"] else wait_max + 2,
+        wgmma_groups=counts["wgmma_groups"], global_stores_128=counts["global_stores_128"],
     )
 
 
@@ -687,7 +695,7 @@ def cuda_launch_facts(cuda: dict, layers: Sequence[str], dtype: str, batch: int)
             limit = _cubin.ARCH_LIMITS[arch].shared_per_block
             plan = torch.ops.inception_kernels.cuda_fused_inception_plan(
                 batch, spec.spatial, spec.spatial, spec.ch3x3red, spec.kernel_sizes[0], spec.ch5x5red,
-                spec.kernel_sizes[1], tdtype, limit)
+                spec.kernel_sizes[1], tdtype, limit, int(arch[3:5]))
             for name, smem_index in _CUDA_LAUNCH_KERNELS:
                 r, static = regs.get((arch, name), (None, 0))
                 forward = name == "inception_fwd_kernel"

@@ -346,6 +346,8 @@ NATIVE_CASES = {
     "plan k5 = 65": ("plan(1, 8, 8, 16, 3, 16, 65, torch.float16, 232448)", r"odd and between 1 and 63"),
     "plan k3 even": ("plan(1, 8, 8, 16, 4, 16, 5, torch.float16, 232448)", r"odd and between 1 and 63"),
     "plan smem_limit < 0": ("plan(1, 8, 8, 16, 3, 16, 5, torch.float16, -1)", r"smem_limit must be a byte count >= 0"),
+    "plan cc = 75": ("plan(1, 8, 8, 16, 3, 16, 5, torch.float16, 232448, 75)",
+                     r"cc must be a compute capability 10 \* major \+ minor >= 80, got 75"),
     "plan dtype": ("plan(1, 8, 8, 16, 3, 16, 5, torch.int32, 232448)", r"dtype must be float16, bfloat16"),
     # the fused ops' Meta impls (the CUDA impls run the same checks first)
     "fwd H*W >= 2^31 (N = 0)": ("fwd(x=meta(0, 1, 2**31, 2**31))", r"N \* H \* W below 2\^31 pixels"),

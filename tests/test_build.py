@@ -222,8 +222,10 @@ def test_fused_kernels_in_every_arch_and_dtype(ext_info):
 
 def test_fused_gemm_kernels_use_tensor_cores_for_fp16_and_bf16(ext_info):
     """fp16/bf16 products run on tensor cores: mma.sync m16n8k16 (HMMA.16816) on sm_80, warpgroup
-    MMA m64n64k16 (HGMMA.64x64x16) on sm_90a; fp32 and fp64 are SIMT (exact fp32, no TF32), so
-    no tensor-core instruction there."""
+    MMA on sm_90a, m64n128k16 (HGMMA.64x128x16) for the 128-wide N tiles and m64n64k16 for the
+    narrower ones, chained four per stage (one WARPGROUP.ARRIVE per four HGMMAs: ptxas did not
+    serialize them); fp32 and fp64 are SIMT (exact fp32, no TF32), so no tensor-core
+    instruction there."""
     records = _fused_records()
     for arch in ARCHS:
         for kernel in GEMM_KERNELS:
@@ -235,14 +237,17 @@ def test_fused_gemm_kernels_use_tensor_cores_for_fp16_and_bf16(ext_info):
                 elif arch == "sm_80":
                     assert tc.get("HMMA", 0) > 0 and all(op.startswith("HMMA.16816.F32") for op in shapes), rec
                 else:
-                    assert tc.get("HGMMA", 0) > 0 and all(op.startswith("HGMMA.64x64x16.F32") for op in shapes), rec
+                    assert {op.split(".F32")[0] for op in shapes} == {"HGMMA.64x64x16", "HGMMA.64x128x16"}, rec
+                    assert all(op.startswith(("HGMMA.64x64x16.F32", "HGMMA.64x128x16.F32")) for op in shapes), rec
+                    assert tc["HGMMA"] == 4 * rec["wgmma_groups"], rec
 
 
 def test_fused_gemm_kernels_feed_tensor_cores_through_a_cp_async_pipeline(ext_info):
     """The static proof of issue 14 for every fp16/bf16 fused GEMM kernel (forward, reduce-grad,
     grads) of both archs: no scalar 16-bit global load (LDG.E.U16 or kin), operands through
     cp.async (LDGSTS) with a ring of >= 3 stages (a wait that leaves >= 1 group in flight:
-    DEPBAR.LE SB0, 0x1), ldmatrix (LDSM) feeding HMMA on sm_80, HGMMA on sm_90a, 0 spill bytes."""
+    DEPBAR.LE SB0, 0x1), ldmatrix (LDSM) feeding HMMA on sm_80, HGMMA on sm_90a, 0 spill bytes;
+    the forward's epilogue writes its outputs with 16-byte stores (STG.E.128)."""
     records = _fused_records()
     for arch in ARCHS:
         for kernel in GEMM_KERNELS:
@@ -256,6 +261,8 @@ def test_fused_gemm_kernels_feed_tensor_cores_through_a_cp_async_pipeline(ext_in
                     assert rec["ldsm"] > 0 and rec["tensor_core_instructions"].get("HMMA", 0) > 0, rec
                 else:
                     assert rec["tensor_core_instructions"].get("HGMMA", 0) > 0, rec
+                if kernel == "inception_fwd_kernel":  # y and the saved reduce outputs, 8 channels a store
+                    assert rec["global_stores_128"] > 0, rec
 
 
 def _meta_module(spec, n=2, h=5, w=7, *, channels_last=False, dtype=torch.float32, bias=True, kernel_sizes=(3, 5)):
@@ -339,3 +346,22 @@ def test_fused_ops_check_their_arguments(maxpool):
         bwd(y[:, 1:], x, y, r3, r5, *ws, *bs, 3, 5, "relu", [True] * 13)
     with pytest.raises(RuntimeError, match="needs_input_grad must have 13 entries"):
         bwd(y, x, y, r3, r5, *ws, *bs, 3, 5, "relu", [True] * 12)
+
+
+@pytest.mark.cuda_ext
+def test_plan_sizes_the_staging_to_the_build(maxpool):
+    """The sm_80 build multiplies a 128-wide tile in 64-wide passes, so a device that runs it
+    (every compute capability but 9.0) gets 16 KiB stages, not the wgmma build's 24 KiB: 3 x 8 KiB
+    less shared memory per fp16 block in every launch (the same tile), nothing less at fp32."""
+    from inception_kernels import GOOGLENET_INCEPTIONS
+
+    plan = torch.ops.inception_kernels.cuda_fused_inception_plan
+    spec = GOOGLENET_INCEPTIONS["4e"]
+    args = (8, spec.spatial, spec.spatial, spec.ch3x3red, 3, spec.ch5x5red, 5)
+    for dtype, saved in ((torch.float16, 3 * 8 * 1024), (torch.bfloat16, 3 * 8 * 1024), (torch.float32, 0)):
+        wide = plan(*args, dtype, 227 * 1024, 90)
+        assert plan(*args, dtype, 227 * 1024) == wide, "cc defaults to 9.0"
+        for cc in (80, 86, 89):
+            narrow = plan(*args, dtype, 227 * 1024, cc)
+            assert narrow[:2] == wide[:2] and narrow[3] == wide[3], (narrow, wide)  # tile, blocks
+            assert [wide[i] - narrow[i] for i in (2, 4, 5)] == [saved] * 3, (dtype, cc, narrow, wide)  # smem

@@ -356,7 +356,13 @@ def test_device_core_tensor_core_googlenet_layer(emu_tc, weights):
     _check_forward(emu_tc, x, cl if weights == "channels_last" else ws, bs)
 
 
-@pytest.mark.parametrize("spec", [SMALL, ALIGNED], ids=["computed_chunks", "aligned_chunks"])
+# Channels past 64: 128-wide N tiles (wgmma m64n128k16: an MN-major B line over two swizzle
+# atoms; on sm_80 two 64-wide passes) in the reduce-gradient (c3r = 96 -> one 128 tile), the
+# weight-gradient (cin = 144 -> 128 + 16) and the forward products, and several dx channel tiles.
+WIDE = InceptionSpec(144, 136, 96, 24, 16, 8, 72)
+
+
+@pytest.mark.parametrize("spec", [SMALL, ALIGNED, WIDE], ids=["computed_chunks", "aligned_chunks", "wide_tiles"])
 def test_device_core_tensor_core_backward(emu_tc, spec):
     x, ws, bs = _make(spec, 1, 5, 4, torch.float16, seed=21)
     _backward_case(emu_tc, *_channels_last(x, ws), bs)

@@ -24,10 +24,10 @@ from inception_kernels import GOOGLENET_INCEPTIONS, reference
 
 ROOT = Path(__file__).resolve().parents[1]
 SMEM_H100 = 227 * 1024  # cudaDevAttrMaxSharedMemoryPerBlockOptin of an H100
-_CONSTANT_NAMES = ("kBM", "kBN", "kBK", "kThreads", "kMaxTilePixels", "kFwdKinds", "kSmemAlign", "kNumTileCandidates",
-                   "kNumSegments", "kSegDx", "kSegW", "kSegB", "kChunk", "kStages", "kTcBK", "kLineBytes",
-                   "kTileLines", "kTcTileBytes", "kSimtBK", "kSimtLdK", "kSimtLdM", "kSimtTileElems", "kDxTile",
-                   "kDxHalo")
+_CONSTANT_NAMES = ("kBM", "kMinBN", "kMaxBN", "kBK", "kThreads", "kMaxTilePixels", "kFwdKinds", "kSmemAlign",
+                   "kNumTileCandidates", "kNumSegments", "kSegDx", "kSegW", "kSegB", "kChunk", "kStages", "kTcBK",
+                   "kLineBytes", "kTileLines", "kTcAtomBytes", "kTcATileBytes", "kTcBTileBytes", "kTcStageBytes",
+                   "kSimtBN", "kSimtBK", "kSimtLdK", "kSimtLdM", "kSimtTileElems", "kDxTile", "kDxHalo", "kDxBN")
 
 _i = ctypes.c_int
 _i64 = ctypes.c_int64
@@ -36,6 +36,10 @@ _SIGNATURES = {  # name: (restype, argtypes)
     "ik_constants": (None, [_p]),
     "ik_pad8": (_i, [_i]),
     "ik_swizzle128": (_i, [_i, _i]),
+    "ik_tc_chunk_offset": (_i, [_i, _i]),
+    "ik_n_tile_width": (_i, [_i, _i]),
+    "ik_n_tiles": (_i, [_i, _i]),
+    "ik_n_tile": (None, [_i, _i, _i, _p]),
     "ik_branch_offsets": (None, [_i, _i, _i, _i, _p]),
     "ik_make_tiles": (None, [_i, _i, _i, _i, _p]),
     "ik_num_fwd_jobs": (_i64, [_i64, _p]),
@@ -54,13 +58,15 @@ _SIGNATURES = {  # name: (restype, argtypes)
     "ik_pool_window": (None, [_i, _i, _i, _i, _p]),
     "ik_pool_argmax_f32": (_i, [_p, _i, _p]),
     "ik_pool_argmax_f64": (_i, [_p, _i, _p]),
-    "ik_staging_bytes": (_i64, [_i, _i]),
+    "ik_staging_bytes": (_i64, [_i, _i, _i]),
+    "ik_tc_stage_bytes": (_i, [_i]),
+    "ik_wgmma_build": (_i, [_i]),
     "ik_staging_b_offset": (_i64, [_i]),
     "ik_halo_bytes": (_i64, [_p, _i, _i, _i, _i, _i]),
-    "ik_fwd_smem_bytes": (_i64, [_p, _i, _i, _i, _i, _i, _i]),
+    "ik_fwd_smem_bytes": (_i64, [_p, _i, _i, _i, _i, _i, _i, _i]),
     "ik_tile_candidate": (None, [_i, _p]),
-    "ik_pick_fwd_tiles": (_i, [_i, _i, _i, _i, _i, _i, _i, _i, _i64, _p]),
-    "ik_bwd_smem_bytes": (_i64, [_i, _i]),
+    "ik_pick_fwd_tiles": (_i, [_i, _i, _i, _i, _i, _i, _i, _i, _i64, _i, _p]),
+    "ik_bwd_smem_bytes": (_i64, [_i, _i, _i]),
     "ik_make_pixel_split": (None, [_i64, _i64, _i64, _p, _p]),
     "ik_find_segment": (_i, [_i64, _p, _p]),
     "ik_weight_jobs": (_i64, [_i, _i, _i, _i]),
@@ -152,8 +158,8 @@ class _Tiling:
         assert x.dim() == 2 and x.is_contiguous()
         return fn(x.data_ptr(), x.shape[1], (_i * 4)(*win))
 
-    def staging_bytes(self, elem, acc_elem):
-        return self.lib.ik_staging_bytes(elem, acc_elem)
+    def staging_bytes(self, elem, acc_elem, wide):
+        return self.lib.ik_staging_bytes(elem, acc_elem, int(wide))
 
     def staging_b_offset(self, elem):
         return self.lib.ik_staging_b_offset(elem)
@@ -161,20 +167,20 @@ class _Tiling:
     def halo_bytes(self, t, k3, cr3, k5, cr5, elem):
         return self.lib.ik_halo_bytes(self._t(t), k3, cr3, k5, cr5, elem)
 
-    def fwd_smem_bytes(self, t, k3, cr3, k5, cr5, elem, acc_elem):
-        return self.lib.ik_fwd_smem_bytes(self._t(t), k3, cr3, k5, cr5, elem, acc_elem)
+    def fwd_smem_bytes(self, t, k3, cr3, k5, cr5, elem, acc_elem, wide):
+        return self.lib.ik_fwd_smem_bytes(self._t(t), k3, cr3, k5, cr5, elem, acc_elem, int(wide))
 
     def tile_candidates(self):
         return [self._ints(self.lib.ik_tile_candidate, 2, i) for i in range(self.c["kNumTileCandidates"])]
 
-    def pick_fwd_tiles(self, height, width, k3, cr3, k5, cr5, elem, acc_elem, smem_limit):
+    def pick_fwd_tiles(self, height, width, k3, cr3, k5, cr5, elem, acc_elem, smem_limit, wide):
         """The picked SpatialTiles, or None when nothing fits."""
         out = (_i * 4)()
-        ok = self.lib.ik_pick_fwd_tiles(height, width, k3, cr3, k5, cr5, elem, acc_elem, smem_limit, out)
+        ok = self.lib.ik_pick_fwd_tiles(height, width, k3, cr3, k5, cr5, elem, acc_elem, smem_limit, int(wide), out)
         return tuple(out) if ok else None
 
-    def bwd_smem_bytes(self, elem, acc_elem):
-        return self.lib.ik_bwd_smem_bytes(elem, acc_elem)
+    def bwd_smem_bytes(self, elem, acc_elem, wide):
+        return self.lib.ik_bwd_smem_bytes(elem, acc_elem, int(wide))
 
     def make_pixel_split(self, pixels, weight_tiles, target_jobs):
         chunk, splits = _i64(), _i()
@@ -190,7 +196,10 @@ class _Tiling:
         return self.lib.ik_weight_jobs(cout, cin, k, splits)
 
     def decode_weight_job(self, local, cout, cin, k):
-        return self._ints(self.lib.ik_decode_weight_job, 5, local, cout, cin, k)  # (co0, ci0, dy, dx, split)
+        return self._ints(self.lib.ik_decode_weight_job, 6, local, cout, cin, k)  # (co0, ci0, bn, dy, dx, split)
+
+    def n_tile(self, n, i, max_bn):
+        return self._ints(self.lib.ik_n_tile, 2, n, i, max_bn)  # (n0, bn)
 
 
 @pytest.fixture(scope="module")
@@ -229,14 +238,22 @@ def _tiles(tl, h, w, th, tw):
 def test_constants_satisfy_the_kernels_layout_rules(tl):
     c = tl.c
     assert c["kMaxTilePixels"] == c["kBM"], "a forward tile's pixels are one GEMM tile's rows"
-    assert c["kThreads"] == 128, "one warpgroup: wgmma's 4 warps, the mma.sync core's 2 x 2 warps of 32 x 32"
-    assert c["kBK"] == 16 and c["kBM"] == c["kBN"] == 64
-    # A tensor-core tile: 64 lines of 128 bytes = 8 chunks of 8 16-bit elements; 64 k per stage.
+    assert c["kThreads"] == 128, "one warpgroup: wgmma's 4 warps, the mma.sync core's 2 x 2 warps of 32 x bn / 2"
+    assert c["kBK"] == 16 and c["kBM"] == 64 and (c["kMinBN"], c["kMaxBN"]) == (16, 128)
+    # A tensor-core tile: lines of 128 bytes = 8 chunks of 8 16-bit elements; 64 k per stage.
     assert c["kChunk"] * 2 == 16 and c["kLineBytes"] == 128 and c["kTileLines"] == 64
-    assert c["kTcBK"] * 2 == c["kLineBytes"] and c["kTcTileBytes"] == c["kTileLines"] * c["kLineBytes"]
+    assert c["kTcBK"] * 2 == c["kLineBytes"] and c["kTcAtomBytes"] == c["kTileLines"] * c["kLineBytes"] == 8192
+    # A: 64 rows; B: up to 128 rows (K-major) or 64 k-lines of two 64-column atoms (MN-major)
+    assert c["kTcATileBytes"] == c["kTcAtomBytes"] and c["kTcBTileBytes"] == c["kMaxBN"] * c["kLineBytes"]
+    assert c["kTcBTileBytes"] == 2 * c["kTcAtomBytes"] and c["kTcStageBytes"] == c["kTcATileBytes"] + c["kTcBTileBytes"]
+    assert c["kTcStageBytes"] % 1024 == 0 and c["kTcATileBytes"] % 1024 == 0, "tiles on the swizzle's 1024-byte period"
     assert c["kStages"] >= 3, "at least two stages in flight while one is multiplied"
-    # Every thread stages a whole number of chunks per tile.
-    assert c["kTileLines"] * (c["kLineBytes"] // 16) % c["kThreads"] == 0
+    # Every thread stages a whole number of chunks of every tile width (rows / 16 each).
+    for rows in (16, 32, 64, 128):
+        assert rows * (c["kLineBytes"] // 16) % c["kThreads"] == 0
+        assert c["kThreads"] % (rows // c["kChunk"]) == 0, "MN-major: a thread keeps one chunk column"
+    assert c["kSimtBN"] == 64 and c["kMaxBN"] % c["kSimtBN"] == 0
+    assert c["kDxBN"] == 64
     # SIMT tiles: 128 chunks (one per thread), padded leading dimensions.
     assert c["kBM"] * c["kSimtBK"] // c["kChunk"] == c["kThreads"] and c["kSimtBK"] % c["kChunk"] == 0
     assert c["kSimtLdK"] > c["kSimtBK"] and c["kSimtLdM"] > c["kBM"]
@@ -498,35 +515,87 @@ def _pad8(c):
     return -(-c // 8) * 8
 
 
-def _py_staging(c, elem, acc):
-    """16-bit: kStages x (A tile, B tile) of 64 x 128 bytes; else one A and one B SIMT tile."""
+def _py_staging(c, elem, acc, wide):
+    """16-bit: kStages x (A tile of 64 lines, B tile of 128 lines on the wgmma build (wide) or
+    64 on the mma.sync build) of 128 bytes; else one A and one B SIMT tile."""
     if elem == 2:
-        return c["kStages"] * 2 * c["kTileLines"] * c["kLineBytes"]
+        return c["kStages"] * (c["kTileLines"] + (c["kMaxBN"] if wide else c["kTileLines"])) * c["kLineBytes"]
     return _align(2 * c["kSimtTileElems"] * elem, c["kSmemAlign"])
 
 
-def _py_fwd_smem(c, t, k3, cr3, k5, cr5, elem, acc):
+def _py_fwd_smem(c, t, k3, cr3, k5, cr5, elem, acc, wide):
     th, tw = t[0], t[1]
     halo = max((th + k - 1) * (tw + k - 1) * _pad8(cr) * elem for k, cr in ((k3, cr3), (k5, cr5)))
-    return _py_staging(c, elem, acc) + _align(halo, c["kSmemAlign"])
+    return _py_staging(c, elem, acc, wide) + _align(halo, c["kSmemAlign"])
 
 
-@pytest.mark.parametrize("elem,acc", _ELEMS)
-def test_staging_and_backward_smem_bytes(tl, elem, acc):
+def test_stages_are_wide_on_the_wgmma_build_only(tl):
+    """sm_90a code (wgmma, 128-wide B tiles) runs on compute capability 9.0 only; every other
+    device runs the sm_80 code, whose 64-wide passes stage a 64-line B tile: 16 KiB stages."""
+    assert [cc for cc in (80, 86, 87, 89, 90, 100, 120) if tl.lib.ik_wgmma_build(cc)] == [90]
     c = tl.c
-    staging = tl.staging_bytes(elem, acc)
-    assert staging == _py_staging(c, elem, acc)
+    assert tl.lib.ik_tc_stage_bytes(1) == c["kTcStageBytes"] == 24 * 1024
+    assert tl.lib.ik_tc_stage_bytes(0) == c["kTcATileBytes"] + c["kTcAtomBytes"] == 16 * 1024
+
+
+@pytest.mark.parametrize("wide", [False, True])
+@pytest.mark.parametrize("elem,acc", _ELEMS)
+def test_staging_and_backward_smem_bytes(tl, elem, acc, wide):
+    c = tl.c
+    staging = tl.staging_bytes(elem, acc, wide)
+    assert staging == _py_staging(c, elem, acc, wide)
     b_off = tl.staging_b_offset(elem)
     if elem == 2:
-        assert b_off == c["kTcTileBytes"] and b_off % 1024 == 0, "B tile right after A, on a swizzle period"
+        assert b_off == c["kTcATileBytes"] and b_off % 1024 == 0, "B tile right after A, on a swizzle period"
         assert staging % 1024 == 0
     else:
         assert b_off == c["kSimtTileElems"] * elem
-    # the dx tile's workspace: the pool product over the tile's 1-pixel halo [kDxHalo][kBN]
+    # the dx tile's workspace: the pool product over the tile's 1-pixel halo [kDxHalo][kDxBN]
     # (accumulator type) and its argmax codes (one byte each)
     assert c["kDxHalo"] == (c["kDxTile"] + 2) ** 2 and c["kDxTile"] ** 2 <= c["kBM"]
-    workspace = sum(_align(v, c["kSmemAlign"]) for v in (c["kDxHalo"] * c["kBN"] * acc, c["kDxHalo"] * c["kBN"]))
-    assert tl.bwd_smem_bytes(elem, acc) == staging + workspace
+    workspace = sum(_align(v, c["kSmemAlign"]) for v in (c["kDxHalo"] * c["kDxBN"] * acc, c["kDxHalo"] * c["kDxBN"]))
+    assert tl.bwd_smem_bytes(elem, acc, wide) == staging + workspace
+
+
+def _py_n_tiles(n, max_bn):
+    """The N tiles of n columns: max_bn while that many are left, then the smallest power of two
+    >= what is left (at least 16) if it pads at most a quarter of itself, else the largest one below."""
+    tiles, n0 = [], 0
+    while n0 < n:
+        rem = n - n0
+        if rem >= max_bn:
+            bn = max_bn
+        else:
+            up = 16
+            while up < rem:
+                up *= 2
+            bn = up if up == 16 or up - rem <= up // 4 else up // 2
+        tiles.append((n0, bn))
+        n0 += bn
+    return tiles
+
+
+def test_n_tiles_follow_the_rule_and_cover_the_columns(tl):
+    for max_bn in (16, 32, 64, 128):
+        for n in range(1, 700):
+            want = _py_n_tiles(n, max_bn)
+            assert tl.lib.ik_n_tiles(n, max_bn) == len(want)
+            for i, (n0, bn) in enumerate(want):
+                assert tl.n_tile(n, i, max_bn) == (n0, bn)
+                assert tl.lib.ik_n_tile_width(n - n0, max_bn) == bn
+                assert bn in (16, 32, 64, 128) and bn <= max_bn
+            assert want[-1][0] < n <= want[-1][0] + want[-1][1], "the tiles cover [0, n), none empty"
+            waste = sum(bn for _, bn in want) - n
+            assert waste < 16 or waste <= want[-1][1] // 4, (n, want)  # little padding for thin channels
+
+
+def test_n_tiles_of_the_googlenet_channels(tl):
+    """Wide layers get 128-wide tiles (wgmma m64n128k16); thin ones are padded to 16 / 32 / 64 only."""
+    widths = lambda n: [bn for _, bn in (tl.n_tile(n, i, 128) for i in range(tl.lib.ik_n_tiles(n, 128)))]  # noqa: E731
+    assert widths(16) == [16] and widths(24) == [32] and widths(32) == [32] and widths(48) == [64]
+    assert widths(64) == [64] and widths(96) == [128] and widths(128) == [128] and widths(160) == [128, 32]
+    assert widths(208) == [128, 64, 16] and widths(256) == [128, 128] and widths(384) == [128, 128, 128]
+    assert widths(176) == [128, 64] and widths(832) == [128] * 6 + [64]
 
 
 def test_pad8_rounds_up_to_whole_chunks(tl):
@@ -554,16 +623,33 @@ def test_swizzle128_is_the_128_byte_swizzle_and_conflict_free(tl):
             assert len(banks) == 8, (line0, chunk)
 
 
+def test_tc_chunk_offset_puts_wide_mn_major_lines_in_a_second_atom(tl):
+    """Chunks 0-7 of a line are swizzle128's; chunks 8-15 (columns 64-127 of an MN-major B tile)
+    the same pattern one swizzle atom (kTcAtomBytes) on -- the layout wgmma reads with LBO = one
+    atom; K-major lines up to 128 (B rows) use chunks 0-7 only. A bijection onto the B tile."""
+    c, off = tl.c, tl.lib.ik_tc_chunk_offset
+    atom = c["kTcAtomBytes"]
+    seen = set()
+    for line in range(64):
+        for chunk in range(16):
+            got = off(line, chunk)
+            assert got == (chunk // 8) * atom + tl.lib.ik_swizzle128(line, chunk % 8)
+            seen.add(got)
+    assert sorted(seen) == list(range(0, c["kTcBTileBytes"], 16))
+    assert all(off(line, ch) == tl.lib.ik_swizzle128(line, ch) for line in range(128) for ch in range(8))
+
+
+@pytest.mark.parametrize("wide", [False, True])
 @pytest.mark.parametrize("elem,acc", _ELEMS)
-def test_halo_and_forward_smem_bytes(tl, elem, acc):
+def test_halo_and_forward_smem_bytes(tl, elem, acc, wide):
     c = tl.c
     for (th, tw), (k3, k5), cr3, cr5 in itertools.product(
             [(8, 8), (4, 2), (1, 1), (7, 3)], [(3, 5), (3, 3), (5, 3), (1, 1)], [1, 12, 192], [1, 5, 48]):
         t = (th, tw, 1, 1)
         halo = max((th + k3 - 1) * (tw + k3 - 1) * _pad8(cr3), (th + k5 - 1) * (tw + k5 - 1) * _pad8(cr5)) * elem
         assert tl.halo_bytes(t, k3, cr3, k5, cr5, elem) == _align(halo, c["kSmemAlign"])
-        got = tl.fwd_smem_bytes(t, k3, cr3, k5, cr5, elem, acc)
-        assert got == _py_fwd_smem(c, t, k3, cr3, k5, cr5, elem, acc)
+        got = tl.fwd_smem_bytes(t, k3, cr3, k5, cr5, elem, acc, wide)
+        assert got == _py_fwd_smem(c, t, k3, cr3, k5, cr5, elem, acc, wide)
         assert got % c["kSmemAlign"] == 0
 
 
@@ -575,33 +661,33 @@ def test_tile_candidates_shrink_and_fit_a_gemm_tile(tl):
     assert cands[-1] == (1, 1)
 
 
-def _py_pick(tl, h, w, k3, cr3, k5, cr5, elem, acc, limit):
+def _py_pick(tl, h, w, k3, cr3, k5, cr5, elem, acc, limit, wide):
     for th, tw in tl.tile_candidates():
         t = (min(th, h), min(tw, w), _cdiv(h, min(th, h)), _cdiv(w, min(tw, w)))
-        if _py_fwd_smem(tl.c, t, k3, cr3, k5, cr5, elem, acc) <= limit:
+        if _py_fwd_smem(tl.c, t, k3, cr3, k5, cr5, elem, acc, wide) <= limit:
             return t
     return None
 
 
-@pytest.mark.parametrize("elem,acc", _ELEMS)
+@pytest.mark.parametrize("elem,acc,wide", [(2, 4, False), (2, 4, True), (4, 4, True), (8, 8, True)])
 @pytest.mark.parametrize("k3,k5", [(3, 5), (3, 3)])
-def test_pick_fwd_tiles_takes_the_largest_candidate_that_fits(tl, elem, acc, k3, k5):
+def test_pick_fwd_tiles_takes_the_largest_candidate_that_fits(tl, elem, acc, wide, k3, k5):
     c = tl.c
     for (h, w), (cr3, cr5) in itertools.product([(1, 1), (2, 7), (7, 7), (14, 3), (28, 28)],
                                                 [(1, 1), (12, 5), (192, 48), (2000, 16)]):
         # Limits at every candidate's exact size and one byte below it, plus none fits / all fit.
-        sizes = [_py_fwd_smem(c, (min(th, h), min(tw, w)), k3, cr3, k5, cr5, elem, acc)
+        sizes = [_py_fwd_smem(c, (min(th, h), min(tw, w)), k3, cr3, k5, cr5, elem, acc, wide)
                  for th, tw in tl.tile_candidates()]
         for limit in sorted({0, 10**9, *sizes, *(s - 1 for s in sizes)}):
-            got = tl.pick_fwd_tiles(h, w, k3, cr3, k5, cr5, elem, acc, limit)
-            assert got == _py_pick(tl, h, w, k3, cr3, k5, cr5, elem, acc, limit), (h, w, cr3, cr5, limit)
+            got = tl.pick_fwd_tiles(h, w, k3, cr3, k5, cr5, elem, acc, limit, wide)
+            assert got == _py_pick(tl, h, w, k3, cr3, k5, cr5, elem, acc, limit, wide), (h, w, cr3, cr5, limit)
             if got is None:
                 assert limit < min(sizes)
                 continue
             th, tw, tiles_h, tiles_w = got
             assert th * tw <= c["kMaxTilePixels"] and th <= h and tw <= w
             assert (tiles_h, tiles_w) == (_cdiv(h, th), _cdiv(w, tw))
-            assert tl.fwd_smem_bytes(got, k3, cr3, k5, cr5, elem, acc) <= limit
+            assert tl.fwd_smem_bytes(got, k3, cr3, k5, cr5, elem, acc, wide) <= limit
             # No candidate with more pixels fits.
             bigger = [s for (ch, cw), s in zip(tl.tile_candidates(), sizes) if min(ch, h) * min(cw, w) > th * tw]
             assert all(s > limit for s in bigger)
@@ -613,7 +699,7 @@ def test_googlenet_layers_get_the_full_tile_on_an_h100(tl, layer):
     s = spec.spatial
     k3, k5 = spec.kernel_sizes
     for elem, acc in _ELEMS:
-        got = tl.pick_fwd_tiles(s, s, k3, spec.ch3x3red, k5, spec.ch5x5red, elem, acc, SMEM_H100)
+        got = tl.pick_fwd_tiles(s, s, k3, spec.ch3x3red, k5, spec.ch5x5red, elem, acc, SMEM_H100, True)
         assert got is not None and got[:2] == (min(8, s), min(8, s)), (elem, got)
 
 
@@ -672,9 +758,11 @@ def test_find_segment_uses_64_bit_jobs(tl):
 @pytest.mark.parametrize("cout,cin,k,splits", [(1, 1, 1, 1), (7, 20, 1, 1), (130, 65, 3, 2), (64, 64, 5, 3),
                                                (200, 129, 5, 1), (16, 832, 1, 4)])
 def test_decode_weight_job_enumerates_each_job_once(tl, cout, cin, k, splits):
-    bm, bn = tl.c["kBM"], tl.c["kBN"]
+    bm = tl.c["kBM"]
+    ci_tiles = _py_n_tiles(cin, tl.c["kMaxBN"])
     jobs = tl.weight_jobs(cout, cin, k, splits)
-    assert jobs == _cdiv(cout, bm) * _cdiv(cin, bn) * k * k * splits
+    assert jobs == _cdiv(cout, bm) * len(ci_tiles) * k * k * splits
     got = [tl.decode_weight_job(j, cout, cin, k) for j in range(jobs)]
-    want = set(itertools.product(range(0, cout, bm), range(0, cin, bn), range(k), range(k), range(splits)))
+    want = {(co0, ci0, bn, dy, dx, s) for co0, (ci0, bn), dy, dx, s in
+            itertools.product(range(0, cout, bm), ci_tiles, range(k), range(k), range(splits))}
     assert len(set(got)) == jobs and set(got) == want

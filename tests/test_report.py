@@ -83,23 +83,33 @@ def test_sass_kernel_facts_by_hand():
             /*0150*/                   LDSM.16.MT88.4 R12, [R2+0x400] ;
             /*0160*/                   HMMA.16816.F32.BF16 R16, R8, R12, R16 ;
             /*0170*/                   HMMA.16816.F32.BF16 R20, R8, R14, R20 ;
+            /*0172*/                   WARPGROUP.ARRIVE ;
+            /*0174*/                   HGMMA.64x128x16.F32.BF16 R24, gdesc[UR8], R24 ;
             /*0175*/                   HGMMA.64x64x16.F32.BF16 R24, gdesc[UR8], R24, gsb0 ;
+            /*0176*/                   WARPGROUP.DEPBAR.LE gsb0, 0x0 ;
             /*0180*/               @P1 LDG.E.U16 R5, desc[UR4][R10.64] ;
             /*0190*/                   LDG.E.U16.CONSTANT R6, desc[UR4][R10.64+0x2] ;
             /*01a0*/                   LD.E.S16 R7, [R12.64] ;
             /*01b0*/                   LDG.E.128 R24, desc[UR4][R10.64] ;
             /*01c0*/                   LDG.E R9, desc[UR4][R10.64] ;
+            /*01c4*/                   STG.E.128 desc[UR4][R10.64], R12 ;
+            /*01c8*/                   STG.E.U16 desc[UR4][R10.64], R9 ;
+            /*01cc*/                   STS.128 [R3], R12 ;
             /*01d0*/                   DEPBAR.LE SB0, 0x0 ;
             /*01e0*/                   EXIT ;
         """
     )
     facts = sass_kernel_facts(text)
-    assert facts["mma_instructions"] == {"HGMMA.64x64x16.F32.BF16": 1, "HMMA.16816.F32.BF16": 2}
-    assert facts["tensor_core_instructions"] == {"HGMMA": 1, "HMMA": 2}
+    assert facts["mma_instructions"] == {"HGMMA.64x128x16.F32.BF16": 1, "HGMMA.64x64x16.F32.BF16": 1,
+                                         "HMMA.16816.F32.BF16": 2}
+    assert facts["tensor_core_instructions"] == {"HGMMA": 2, "HMMA": 2}
+    assert facts["wgmma_groups"] == 1, "one WARPGROUP.ARRIVE: the two HGMMAs chain"
+    assert facts["global_stores_128"] == 1, "STG.E.128 only: not a 2-byte global or a 16-byte shared store"
     assert (facts["ldgsts"], facts["ldsm"], facts["utmaldg"], facts["scalar_16bit_loads"]) == (2, 2, 0, 3)
     assert facts["cp_async_wait_max"] == 1 and facts["pipeline_stages"] == 3
     empty = sass_kernel_facts("        /*0000*/                   EXIT ;\n")
     assert empty["pipeline_stages"] is None and empty["mma_instructions"] == {} and empty["scalar_16bit_loads"] == 0
+    assert empty["wgmma_groups"] == 0 and empty["global_stores_128"] == 0
 
 
 def test_occupancy_by_hand():

@@ -7,8 +7,8 @@
 //     before waiting for it reads stale data, as on the GPU;
 //   - ldmatrix (.x4, .trans) and mma.sync m16n8k16: warp-collective, through a per-warp
 //     exchange of the lanes' addresses and fragments, with the documented lane layouts;
-//   - wgmma.mma_async m64n64k16: both operands read through their matrix descriptors (start
-//     address, LBO, SBO, 128-byte swizzle, K- or MN-major canonical layout) when
+//   - wgmma.mma_async m64nNk16 (N = 64, 128): both operands read through their matrix
+//     descriptors (start address, LBO, SBO, 128-byte swizzle, K- or MN-major canonical layout) when
 //     wgmma.wait_group retires the group -- so a stage refilled before the wait reads wrong;
 //     the accumulator fragment is the documented warpgroup layout.
 // Alignment rules are checked (16-byte cp.async / ldmatrix rows / shared stores, descriptor
@@ -75,7 +75,7 @@ inline thread_local std::deque<std::vector<Copy>> committed;
 struct Wgmma {
   float* d;
   uint64_t da, db;
-  int scale_d, tnsp_a, tnsp_b, type;  // type: 0 f16 (the emulator's 16-bit type)
+  int n, scale_d, tnsp_a, tnsp_b;  // n: the instruction's N (operands are the emulator's fp16)
 };
 inline thread_local std::vector<Wgmma> wgmma_open;
 inline thread_local std::deque<std::vector<Wgmma>> wgmma_committed;
@@ -189,10 +189,11 @@ inline void mma_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)
 inline void fence_proxy_async() {}
 inline void wgmma_fence() {}
 
-template <class T, int TnspA, int TnspB>
-inline void wgmma_m64n64k16(float (&d)[32], uint64_t desc_a, uint64_t desc_b, int scale_d) {
+template <class T, int N, int TnspA, int TnspB>
+inline void wgmma_m64nNk16(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b, int scale_d) {
   static_assert(sizeof(T) == 2, "16-bit operands");
-  cuda_shim::wgmma_open.push_back({d, desc_a, desc_b, scale_d, TnspA, TnspB, 0});
+  static_assert(N == 64 || N == 128, "wgmma m64nNk16: N is 64 or 128 here");
+  cuda_shim::wgmma_open.push_back({d, desc_a, desc_b, N, scale_d, TnspA, TnspB});
 }
 
 inline void wgmma_commit() {
@@ -227,8 +228,8 @@ inline void wgmma_wait() {
   while (wgmma_committed.size() > static_cast<size_t>(N)) {
     for (const Wgmma& op : wgmma_committed.front()) {
       // Accumulator fragment of m64nNk16: warp w holds rows 16 w .. 16 w + 15; d[4 j + e] is
-      // D[16 w + t / 4 + 8 (e / 2)][8 j + 2 (t % 4) + e % 2].
-      for (int j = 0; j < 8; ++j)
+      // D[16 w + t / 4 + 8 (e / 2)][8 j + 2 (t % 4) + e % 2], j < N / 8.
+      for (int j = 0; j < op.n / 8; ++j)
         for (int e = 0; e < 4; ++e) {
           const int m = 16 * w + t / 4 + 8 * (e / 2), n = 8 * j + 2 * (t % 4) + e % 2;
           float s = 0.0f;

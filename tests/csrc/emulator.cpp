@@ -56,20 +56,27 @@ namespace {
 // memory it did not write would turn its results to NaN.
 constexpr char kGarbage = static_cast<char>(0xFF);
 
-// An operand as a dense [64 rows][kdim] matrix, gathered chunk by chunk (ik::fetch_chunk).
+// The staging layout of the build emulated (tiling::tc_stage_bytes): wide for the wgmma build.
+#if defined(IK_WGMMA)
+constexpr bool kWideStages = true;
+#else
+constexpr bool kWideStages = false;
+#endif
+
+// An operand as a dense [rows][kdim] matrix, gathered chunk by chunk (ik::fetch_chunk).
 template <class T, class Op>
-std::vector<T> dense_operand(const Op& op, int kdim) {
-  std::vector<T> out(static_cast<size_t>(tl::kBM) * kdim);
+std::vector<T> dense_operand(const Op& op, int rows, int kdim) {
+  std::vector<T> out(static_cast<size_t>(rows) * kdim);
   alignas(16) T v[tl::kChunk];
   if (Op::kKMajor) {
-    for (int r = 0; r < tl::kBM; ++r)
+    for (int r = 0; r < rows; ++r)
       for (int k = 0; k < kdim; k += tl::kChunk) {
         ik::fetch_chunk<T>(op, r, k, tl::imin(tl::kChunk, kdim - k), v);
         for (int j = 0; j < tl::kChunk && k + j < kdim; ++j) out[static_cast<size_t>(r) * kdim + k + j] = v[j];
       }
   } else {
     for (int k = 0; k < kdim; ++k)
-      for (int r = 0; r < tl::kBM; r += tl::kChunk) {
+      for (int r = 0; r < rows; r += tl::kChunk) {
         ik::fetch_chunk<T>(op, r, k, tl::kChunk, v);
         for (int j = 0; j < tl::kChunk; ++j) out[static_cast<size_t>(r + j) * kdim + k] = v[j];
       }
@@ -77,7 +84,7 @@ std::vector<T> dense_operand(const Op& op, int kdim) {
   return out;
 }
 
-// The plain-loop Core: C[m, n] = sum_k A(m, k) * B(k, n) over the whole kBM x kBN tile.
+// The plain-loop Core: C[m, n] = sum_k A(m, k) * B(k, n) over the whole kBM x bn tile.
 template <class T>
 struct EmuCore {
   template <class F>
@@ -87,7 +94,7 @@ struct EmuCore {
 
   template <class A, class E>
   void reduce_rows(const A& a, int kdim, const E& epi) const {
-    const std::vector<T> am = dense_operand<T>(a, kdim);
+    const std::vector<T> am = dense_operand<T>(a, tl::kBM, kdim);
     for (int m = 0; m < tl::kBM; ++m) {
       ik::AccT<T> s = 0;
       for (int k = 0; k < kdim; ++k) s += ik::Num<T>::to_acc(am[static_cast<size_t>(m) * kdim + k]);
@@ -96,16 +103,17 @@ struct EmuCore {
   }
 
   template <class A, class B, class E>
-  void gemm(const A& a, const B& b, int kdim, const E& epi) const {
+  void gemm(const A& a, const B& b, int kdim, int bn, const E& epi) const {
     using Acc = ik::AccT<T>;
-    const std::vector<T> am = dense_operand<T>(a, kdim), bm = dense_operand<T>(b, kdim);  // [m][k], [n][k]
+    const std::vector<T> am = dense_operand<T>(a, tl::kBM, kdim), bm = dense_operand<T>(b, bn, kdim);  // [m][k], [n][k]
     for (int m = 0; m < tl::kBM; ++m)
-      for (int n = 0; n < tl::kBN; ++n) {
-        Acc acc = 0;
-        for (int k = 0; k < kdim; ++k)
-          acc += ik::Num<T>::to_acc(am[static_cast<size_t>(m) * kdim + k]) *
-                 ik::Num<T>::to_acc(bm[static_cast<size_t>(n) * kdim + k]);
-        epi(m, n, acc);
+      for (int n0 = 0; n0 < bn; n0 += tl::kChunk) {  // chunks of 8 columns, as the tensor-core core
+        Acc acc[tl::kChunk] = {};
+        for (int n = n0; n < n0 + tl::kChunk; ++n)
+          for (int k = 0; k < kdim; ++k)
+            acc[n - n0] += ik::Num<T>::to_acc(am[static_cast<size_t>(m) * kdim + k]) *
+                           ik::Num<T>::to_acc(bm[static_cast<size_t>(n) * kdim + k]);
+        ik::epilogue_chunk(epi, m, n0, acc);
       }
   }
 };
@@ -168,7 +176,7 @@ int forward(const void* x, const int64_t* xs, void* y, const int64_t* ys, void* 
   set_convs<T>(p.conv, w, ws, b, bs, shape);
   p.n = n, p.h = h, p.w = wd, p.relu = relu != 0;
   int64_t smem = 0;
-  if (!ik::plan::forward(p, sizeof(T), sizeof(ik::AccT<T>), smem_limit, &smem)) return 1;
+  if (!ik::plan::forward(p, sizeof(T), sizeof(ik::AccT<T>), smem_limit, kWideStages, &smem)) return 1;
   tiles_out[0] = p.tiles.th, tiles_out[1] = p.tiles.tw;
   std::vector<char> shared(static_cast<size_t>(smem), kGarbage);
   const int64_t jobs = tl::num_fwd_jobs(n, p.tiles);
@@ -193,14 +201,15 @@ int backward(const void* gy, const int64_t* gys, const void* x, const int64_t* x
   for (int i = 0; i < 13; ++i) needs[i] = needs_in[i] != 0;
   for (int i = 0; i < 6; ++i) has_bias[i] = b[i] != nullptr, weight_cl[i] = weight_cl_in[i] != 0;
   ik::plan::backward(p, needs, has_bias, weight_cl);
+  p.wide_stages = kWideStages;
   if (p.p_total != grads_numel) return 1;  // the layout disagrees with ops._grad_layout
   const int64_t pixels = n * h * static_cast<int64_t>(wd);
   using Acc = ik::AccT<T>;
   // NaN-filled, so that an element no job writes shows up in the results.
   std::vector<T> gr(static_cast<size_t>(pixels) * ik::gr_cols(p), ik::Num<T>::from_acc(Acc(0) / Acc(0)));
   std::vector<Acc> partial(static_cast<size_t>(p.split.splits) * p.p_total, Acc(0) / Acc(0));
-  std::vector<char> shared(static_cast<size_t>(tl::bwd_smem_bytes(sizeof(T), sizeof(Acc))), kGarbage);
-  char* dx_ws = shared.data() + tl::staging_bytes(sizeof(T), sizeof(Acc));
+  std::vector<char> shared(static_cast<size_t>(tl::bwd_smem_bytes(sizeof(T), sizeof(Acc), kWideStages)), kGarbage);
+  char* dx_ws = shared.data() + tl::staging_bytes(sizeof(T), sizeof(Acc), kWideStages);
   p.gr = gr.data();
   p.dx = oref(dx, dxs);
   p.partial = partial.data();

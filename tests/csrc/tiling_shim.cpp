@@ -43,20 +43,34 @@ struct ArrayGet {
 
 extern "C" {
 
-// {kBM, kBN, kBK, kThreads, kMaxTilePixels, kFwdKinds, kSmemAlign, kNumTileCandidates,
+// {kBM, kMinBN, kMaxBN, kBK, kThreads, kMaxTilePixels, kFwdKinds, kSmemAlign, kNumTileCandidates,
 //  kNumSegments, kSegDx, kSegW, kSegB, kChunk, kStages, kTcBK, kLineBytes, kTileLines,
-//  kTcTileBytes, kSimtBK, kSimtLdK, kSimtLdM, kSimtTileElems, kDxTile, kDxHalo}
+//  kTcAtomBytes, kTcATileBytes, kTcBTileBytes, kTcStageBytes, kSimtBN, kSimtBK, kSimtLdK, kSimtLdM,
+//  kSimtTileElems, kDxTile, kDxHalo, kDxBN}
 void ik_constants(int* out) {
-  const int c[] = {tl::kBM,           tl::kBN,         tl::kBK,        tl::kThreads,   tl::kMaxTilePixels,
-                   tl::kFwdKinds,     tl::kSmemAlign,  tl::kNumTileCandidates,         tl::kNumSegments,
-                   tl::kSegDx,        tl::kSegW,       tl::kSegB,      tl::kChunk,     tl::kStages,
-                   tl::kTcBK,         tl::kLineBytes,  tl::kTileLines, tl::kTcTileBytes, tl::kSimtBK,
-                   tl::kSimtLdK,      tl::kSimtLdM,    tl::kSimtTileElems, tl::kDxTile, tl::kDxHalo};
+  const int c[] = {tl::kBM,           tl::kMinBN,      tl::kMaxBN,     tl::kBK,        tl::kThreads,
+                   tl::kMaxTilePixels, tl::kFwdKinds,  tl::kSmemAlign, tl::kNumTileCandidates,
+                   tl::kNumSegments,  tl::kSegDx,      tl::kSegW,      tl::kSegB,      tl::kChunk,
+                   tl::kStages,       tl::kTcBK,       tl::kLineBytes, tl::kTileLines, tl::kTcAtomBytes,
+                   tl::kTcATileBytes, tl::kTcBTileBytes, tl::kTcStageBytes, tl::kSimtBN, tl::kSimtBK,
+                   tl::kSimtLdK,      tl::kSimtLdM,    tl::kSimtTileElems, tl::kDxTile, tl::kDxHalo,
+                   tl::kDxBN};
   for (int i = 0; i < static_cast<int>(sizeof(c) / sizeof(c[0])); ++i) out[i] = c[i];
 }
 
 int ik_pad8(int c) { return tl::pad8(c); }
 int ik_swizzle128(int line, int chunk) { return tl::swizzle128(line, chunk); }
+int ik_tc_chunk_offset(int line, int chunk) { return tl::tc_chunk_offset(line, chunk); }
+
+int ik_n_tile_width(int rem, int max_bn) { return tl::n_tile_width(rem, max_bn); }
+int ik_n_tiles(int n, int max_bn) { return tl::n_tiles(n, max_bn); }
+
+// out: {n0, bn}
+void ik_n_tile(int n, int i, int max_bn, int* out) {
+  const tl::NTile t = tl::n_tile(n, i, max_bn);
+  out[0] = t.n0;
+  out[1] = t.bn;
+}
 
 void ik_branch_offsets(int c1, int c3, int c5, int cp, int* out) {
   const tl::BranchOffsets b = tl::branch_offsets(c1, c3, c5, cp);
@@ -140,15 +154,17 @@ int ik_pool_argmax_f64(const double* x, int width, const int* win) {
   return tl::pool_argmax(tl::Window{win[0], win[1], win[2], win[3]}, width, ArrayGet<double>{x, width});
 }
 
-int64_t ik_staging_bytes(int elem, int acc_elem) { return tl::staging_bytes(elem, acc_elem); }
+int64_t ik_staging_bytes(int elem, int acc_elem, int wide) { return tl::staging_bytes(elem, acc_elem, wide != 0); }
+int ik_tc_stage_bytes(int wide) { return tl::tc_stage_bytes(wide != 0); }
+int ik_wgmma_build(int cc) { return tl::wgmma_build(cc); }
 int64_t ik_staging_b_offset(int elem) { return tl::staging_b_offset(elem); }
 
 int64_t ik_halo_bytes(const int* t, int k3, int cr3, int k5, int cr5, int elem) {
   return tl::halo_bytes(tiles_in(t), k3, cr3, k5, cr5, elem);
 }
 
-int64_t ik_fwd_smem_bytes(const int* t, int k3, int cr3, int k5, int cr5, int elem, int acc_elem) {
-  return tl::fwd_smem_bytes(tiles_in(t), k3, cr3, k5, cr5, elem, acc_elem);
+int64_t ik_fwd_smem_bytes(const int* t, int k3, int cr3, int k5, int cr5, int elem, int acc_elem, int wide) {
+  return tl::fwd_smem_bytes(tiles_in(t), k3, cr3, k5, cr5, elem, acc_elem, wide != 0);
 }
 
 // out: {th, tw} of candidate i
@@ -159,14 +175,14 @@ void ik_tile_candidate(int i, int* out) {
 
 // Returns 1 and the tiles in out when a candidate fits, else 0 (out untouched).
 int ik_pick_fwd_tiles(int height, int width, int k3, int cr3, int k5, int cr5, int elem, int acc_elem,
-                      int64_t smem_limit, int* out) {
+                      int64_t smem_limit, int wide, int* out) {
   tl::SpatialTiles t{};
-  if (!tl::pick_fwd_tiles(height, width, k3, cr3, k5, cr5, elem, acc_elem, smem_limit, &t)) return 0;
+  if (!tl::pick_fwd_tiles(height, width, k3, cr3, k5, cr5, elem, acc_elem, smem_limit, wide != 0, &t)) return 0;
   tiles_out(t, out);
   return 1;
 }
 
-int64_t ik_bwd_smem_bytes(int elem, int acc_elem) { return tl::bwd_smem_bytes(elem, acc_elem); }
+int64_t ik_bwd_smem_bytes(int elem, int acc_elem, int wide) { return tl::bwd_smem_bytes(elem, acc_elem, wide != 0); }
 
 void ik_make_pixel_split(int64_t pixels, int64_t weight_tiles, int64_t target_jobs, int64_t* chunk, int* splits) {
   const tl::PixelSplit s = tl::make_pixel_split(pixels, weight_tiles, target_jobs);
@@ -181,14 +197,15 @@ int ik_find_segment(int64_t job, const int64_t* seg_end, int64_t* local) {
 
 int64_t ik_weight_jobs(int cout, int cin, int k, int splits) { return tl::weight_jobs(cout, cin, k, splits); }
 
-// out: {co0, ci0, dy, dx, split}
+// out: {co0, ci0, bn, dy, dx, split}
 void ik_decode_weight_job(int64_t local, int cout, int cin, int k, int* out) {
   const tl::WeightJob j = tl::decode_weight_job(local, cout, cin, k);
   out[0] = j.co0;
   out[1] = j.ci0;
-  out[2] = j.dy;
-  out[3] = j.dx;
-  out[4] = j.split;
+  out[2] = j.bn;
+  out[3] = j.dy;
+  out[4] = j.dx;
+  out[5] = j.split;
 }
 
 }  // extern "C"
