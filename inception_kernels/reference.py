@@ -134,7 +134,10 @@ def inception_bn(
     betas = none6 if bn_biases is None else tuple(bn_biases)
 
     def unit(i: int, t: torch.Tensor, padding: int = 0) -> torch.Tensor:
-        t = F.conv2d(t, weights[i], biases[i], padding=padding)
+        # the conv in the weight's standard layout: FusedInception keeps its weights channels_last
+        # for the kernels, and PyTorch's conv picks another algorithm for those, whose last bits
+        # differ from an nn.Conv2d's (the batch statistics would then differ from torchvision's)
+        t = F.conv2d(t, weights[i].contiguous(), biases[i], padding=padding)
         t = F.batch_norm(t, means[i], variances[i], gammas[i], betas[i], training, momentum[i], eps[i])
         return F.relu(t) if activation == "relu" else t
 
