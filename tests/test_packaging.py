@@ -49,7 +49,7 @@ def test_sdist_holds_everything_the_build_needs(tmp_path):
 
 def test_license_and_typed_marker():
     text = (ROOT / "pyproject.toml").read_text()
-    assert 'license = "MIT"' in text and (ROOT / "LICENSE").read_text().startswith("MIT License")
+    assert 'license = {text = "MIT"}' in text and (ROOT / "LICENSE").read_text().startswith("MIT License")
     assert (Path(inception_kernels.__file__).parent / "py.typed").is_file()
 
 
