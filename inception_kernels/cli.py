@@ -221,6 +221,9 @@ def _cmd_verify(args, argv: Sequence[str]) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="inception-kernels", description=__doc__.split("\n\n")[0])
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"inception-kernels {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="versions, GPU and available backends")
     info.add_argument("--json", action="store_true", help="print JSON")

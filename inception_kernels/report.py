@@ -42,6 +42,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ._checks import OP_SCHEDULES
 from .spec import GOOGLENET_INCEPTIONS, InceptionSpec
 
 __all__ = [
@@ -63,7 +64,7 @@ __all__ = [
     "run_cli",
 ]
 
-SCHEDULES = ("one_launch", "two_launch")
+SCHEDULES = tuple(s for s in OP_SCHEDULES["triton"] if s != "auto")  # the Triton forward's schedules
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 _TORCH_DTYPE_NAME = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 BATCH = 256

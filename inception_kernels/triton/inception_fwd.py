@@ -69,6 +69,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .._checks import OP_SCHEDULES
 from .._launches import _launch
 from ._common import _act, _bias_acc, _pixel_rows, _pool_tile, _tap_of, _tap_ok
 from ._config import Target, dot_precision, gemm_tiles, target_of
@@ -76,7 +77,7 @@ from ._cost import machine_for
 
 __all__ = ["_inception_forward", "_plan", "SCHEDULES", "ForwardPlan"]
 
-SCHEDULES = ("one_launch", "two_launch")
+SCHEDULES = tuple(s for s in OP_SCHEDULES["triton"] if s != "auto")  # one list: _checks.OP_SCHEDULES
 
 
 # --------------------------------------------------------------------------------------------
