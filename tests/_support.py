@@ -1,5 +1,7 @@
 """Test support shared by the suites (import it as ``from _support import ...``; pytest puts
-``tests/`` on ``sys.path``).
+``tests/`` on ``sys.path``): the library's :mod:`inception_kernels.testing` (input makers,
+BatchNorm randomizer, the tolerance table, the three-way check), re-exported, and helpers that
+only tests need.
 
 The oracle of the fused op is :func:`inception_kernels.reference.inception`. For non-finite
 weights it has one blind spot: PyTorch's CPU ``F.conv2d`` multiplies the zero padding by the
@@ -10,8 +12,17 @@ and :func:`inception_valid_taps` is the oracle for it.
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
+
+# The shared support of the library (input makers, BatchNorm randomizer, tolerance table,
+# three-way check), re-exported so that a suite imports its helpers from one place.
+from inception_kernels.testing import (  # noqa: F401
+    THREE_WAY_ATOL, TOLERANCES, InceptionInputs, assert_three_way, make_inception_inputs, randomize_batchnorm,
+    three_way_errors, tolerance,
+)
 
 
 def conv_valid_taps(r, w, b=None):
@@ -67,3 +78,8 @@ def assert_same_nonfinite(got, want, what, close):
     ok = torch.isfinite(want)
     if ok.any():
         close(got[ok], want[ok], f"{what} (finite)")
+
+
+#: Inputs of the backward and CUDA suites: Kaiming ("he") weights and biases of std 0.2 keep the
+#: activations O(1) through the reduce -> ReLU -> KxK chain, so gradients are O(1) too.
+make_relu_inputs = partial(make_inception_inputs, weight_init="he", bias_scale=0.2)

@@ -17,14 +17,12 @@ import torch.nn.functional as F
 import inception_kernels as ik
 from inception_kernels import GOOGLENET_INCEPTIONS, InceptionSpec, reference
 from inception_kernels._launches import count_launches
+from inception_kernels.testing import THREE_WAY_ATOL, assert_three_way, make_inception_inputs, tolerance
+
+from _support import make_relu_inputs as _make
 
 # Awkward channel counts (not multiples of 8), for the variant tests.
 SMALL = InceptionSpec(20, 7, 12, 9, 5, 6, 11)
-
-# Per-dtype (atol, rtol) relative to the largest reference gradient, for fp64 and fp32 in the
-# interpreter (exact IEEE products, fp32 accumulation), on a GPU with TF32 off, and on the CUDA
-# backend (exact fp32 SIMT).
-TOL = {torch.float64: (1e-11, 1e-10), torch.float32: (2e-5, 1e-4)}
 
 GRAD_NAMES = ("dx", "dw1", "dw3r", "dw3", "dw5r", "dw5", "dwp",
               "db1", "db3r", "db3", "db5r", "db5", "dbp")
@@ -35,18 +33,6 @@ def _backward_fn():
     from inception_kernels.triton.backward import _inception_backward
 
     return _inception_backward
-
-
-def _make(spec, n, h, w, dtype, device, *, bias=True, seed=0, x=None):
-    """Input, weights and biases of a module, O(1) activations."""
-    gen = torch.Generator().manual_seed(seed)
-    if x is None:
-        x = torch.randn(n, spec.in_channels, h, w, generator=gen, dtype=torch.float64)
-    ws = [torch.randn(s, generator=gen, dtype=torch.float64) * (2.0 / (s[1] * s[2] * s[3])) ** 0.5
-          for s in spec.weight_shapes]
-    bs = [torch.randn(s[0], generator=gen, dtype=torch.float64) * 0.2 for s in spec.weight_shapes]
-    cast = lambda t: t.to(device=device, dtype=dtype)  # noqa: E731
-    return cast(x), [cast(t) for t in ws], ([cast(t) for t in bs] if bias else None)
 
 
 def _reference_grads(x, ws, bs, grad_y, kernel_sizes, activation):
@@ -113,7 +99,7 @@ def _check(backend, spec, n, h, w, dtype, device, *, kernel_sizes=(3, 5), activa
         assert not grad_y.is_contiguous()
     y, r3, r5, ref = _reference_grads(x, ws, bs, grad_y, kernel_sizes, activation)
     mine = _run(backend, x, ws, bs, grad_y, y, r3, r5, kernel_sizes, activation)
-    _assert_grads(mine, ref, *TOL[dtype])
+    _assert_grads(mine, ref, *tolerance("backward", dtype))
     if channels_last and h * w > 1:
         assert mine[0].is_contiguous(memory_format=torch.channels_last) and not mine[0].is_contiguous()
     return mine
@@ -131,11 +117,6 @@ pytestmark = pytest.mark.usefixtures("ieee_fp32")
 @pytest.mark.parametrize("name", list(GOOGLENET_INCEPTIONS))
 def test_googlenet_configs_fp32(name, device, backend):
     _check(backend, GOOGLENET_INCEPTIONS[name], 1, 3, 4, torch.float32, device)
-
-
-def _max_err(mine, ref):
-    return max(((m.double() - r.double()).abs().max().item() / max(r.abs().max().item(), 1e-30))
-               for m, r in zip(mine, ref) if r is not None)
 
 
 @pytest.mark.parametrize("name", list(GOOGLENET_INCEPTIONS))
@@ -156,8 +137,7 @@ def test_googlenet_configs_fp16_three_way(name, device, backend):
     mine = _run(backend, x, ws, bs, grad_y, y, r3, r5, (3, 5), "relu")
     for name_, m, r16, r64 in zip(GRAD_NAMES, mine, ref16, ref64):
         assert m.dtype == torch.float16, name_
-        err, err16 = _max_err([m], [r64]), _max_err([r16], [r64])
-        assert err <= 2 * err16 + 5e-4, f"{name_}: kernel {err:.2e} vs PyTorch fp16 {err16:.2e}"
+        assert_three_way(m, r16, r64, atol=THREE_WAY_ATOL["backward"][torch.float16], relative=True, what=name_)
 
 
 # ------------------------------------------------------------------------------------------
@@ -285,13 +265,13 @@ def test_needs_input_grad_skips(device, backend):
     with count_launches(cuda=backend == "cuda") as launches:
         mine = _run(backend, x, ws, bs, grad_y, y, r3, r5, (3, 5), "relu", needs_input_grad=only_dx)
     _assert_launches(launches, backend, ("reduce_grad", "grads"))  # no parameter gradient: no partial sum
-    _assert_grads(mine, [ref[0]] + [None] * 12, *TOL[torch.float32])
+    _assert_grads(mine, [ref[0]] + [None] * 12, *tolerance("backward", torch.float32))
     # weights of the 1x1 and pool branches only, plus one bias
     needs = [False, True, False, False, False, False, True, False, False, False, False, False, True]
     with count_launches(cuda=backend == "cuda") as launches:
         mine = _run(backend, x, ws, bs, grad_y, y, r3, r5, (3, 5), "relu", needs_input_grad=needs)
     _assert_launches(launches, backend, ("grads", "sum_partials"))  # nothing needs gr3 / gr5
-    _assert_grads(mine, [r if k else None for r, k in zip(ref, needs)], *TOL[torch.float32])
+    _assert_grads(mine, [r if k else None for r, k in zip(ref, needs)], *tolerance("backward", torch.float32))
 
 
 def test_empty_batch(device, backend):
@@ -377,14 +357,13 @@ def test_gpu_low_precision_three_way(name, dtype, backend):
     _, _, _, ref64 = _reference_grads(d(x), [d(t) for t in ws], [d(t) for t in bs], d(grad_y), (3, 5), "relu")
     mine = _run(backend, x, ws, bs, grad_y, y, r3, r5, (3, 5), "relu")
     for name_, m, rl, r64 in zip(GRAD_NAMES, mine, ref_lp, ref64):
-        err, err_lp = _max_err([m], [r64]), _max_err([rl], [r64])
-        assert err <= 2 * err_lp + 5e-4, f"{name_}: kernel {err:.2e} vs PyTorch {err_lp:.2e}"
+        assert_three_way(m, rl, r64, atol=THREE_WAY_ATOL["backward"][dtype], relative=True, what=name_)
 
 
 @pytest.mark.gpu
 def test_gpu_fp32_tf32_follows_cudnn_switch(backend):
     """With TF32 on (torch's default for cuDNN convs), fp32 gradients are TF32-accurate on
-    Triton; the CUDA backend's stay exact fp32 (TOL) against the fp64 reference."""
+    Triton; the CUDA backend's stay exact fp32 (tolerance "backward") against the fp64 reference."""
     torch.backends.cudnn.allow_tf32 = True
     spec = GOOGLENET_INCEPTIONS["4a"]
     x, ws, bs = _make(spec, 2, 14, 14, torch.float32, "cuda")
@@ -394,10 +373,10 @@ def test_gpu_fp32_tf32_follows_cudnn_switch(backend):
     _, _, _, ref64 = _reference_grads(d(x), [d(t) for t in ws], [d(t) for t in bs], d(grad_y), (3, 5), "relu")
     mine = _run(backend, x, ws, bs, grad_y, y, r3, r5, (3, 5), "relu")
     if backend == "cuda":
-        _assert_grads([m.double() for m in mine], ref64, *TOL[torch.float32])
+        _assert_grads([m.double() for m in mine], ref64, *tolerance("backward", torch.float32))
         return
     for name_, m, r, r64 in zip(GRAD_NAMES, mine, ref, ref64):
-        assert _max_err([m], [r64]) <= 2 * _max_err([r], [r64]) + 1e-4, name_
+        assert_three_way(m, r, r64, atol=THREE_WAY_ATOL["backward_tf32"][torch.float32], relative=True, what=name_)
 
 
 def test_nonfinite_weights_padding_contributes_nothing(device, backend):
@@ -410,14 +389,10 @@ def test_nonfinite_weights_padding_contributes_nothing(device, backend):
     from _support import assert_same_nonfinite, inception_valid_taps, nonfinite_corner_taps
 
     spec = InceptionSpec(20, 7, 12, 9, 5, 6, 11)
-    gen = torch.Generator().manual_seed(32)
-    x = torch.randn(1, spec.in_channels, 6, 7, generator=gen, dtype=torch.float64)
-    ws = [torch.randn(s, generator=gen, dtype=torch.float64) / (s[1] * s[2] * s[3]) ** 0.5 for s in spec.weight_shapes]
-    bs = [torch.randn(s[0], generator=gen, dtype=torch.float64) * 0.2 for s in spec.weight_shapes]
-    ws = nonfinite_corner_taps(ws)
+    inp = make_inception_inputs(spec, 1, 6, 7, torch.float64, bias_scale=0.2, seed=32, grad_out=True)
+    x, ws, bs, gy = inp.x, nonfinite_corner_taps(inp.weights), inp.biases, inp.grad_out
     leaves = [t.detach().clone().requires_grad_(True) for t in [x, *ws, *bs]]
     y_want = inception_valid_taps(leaves[0], leaves[1:7], leaves[7:], "none")
-    gy = torch.randn(y_want.shape, generator=gen, dtype=torch.float64)
     want = torch.autograd.grad(y_want, leaves, gy)
     dev = [t.detach().clone().to(device).requires_grad_(True) for t in [x, *ws, *bs]]
     y = ik.fused_inception(dev[0], dev[1:7], dev[7:], activation=None, backend=backend)

@@ -22,6 +22,8 @@ import torch
 import inception_kernels as ik
 from inception_kernels import GOOGLENET_INCEPTIONS, InceptionSpec, reference
 from inception_kernels._launches import count_launches
+from inception_kernels.testing import THREE_WAY_ATOL, make_inception_inputs as make_inputs, tolerance
+from inception_kernels.testing import assert_three_way as _assert_three_way
 
 pytestmark = pytest.mark.usefixtures("ieee_fp32")
 
@@ -31,25 +33,6 @@ PRIME = InceptionSpec(37, 11, 13, 17, 7, 19, 5)
 
 def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "") == "1"
-
-
-def make_inputs(spec, n, h, w, dtype, device, *, bias="all", seed=0, channels_last=False):
-    """x, weights, biases for ``spec``; weights scaled by 1/sqrt(fan_in) (unit-scale outputs)."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, spec.in_channels, h, w, generator=g, dtype=torch.float64)
-    ws = [torch.randn(s, generator=g, dtype=torch.float64) / (s[1] * s[2] * s[3]) ** 0.5 for s in spec.weight_shapes]
-    bs = [torch.randn(s[0], generator=g, dtype=torch.float64) for s in spec.weight_shapes]
-    if bias == "none":
-        bs = None
-    elif bias == "mixed":
-        bs = [b if i % 2 == 0 else None for i, b in enumerate(bs)]
-    x = x.to(device=device, dtype=dtype)
-    if channels_last:
-        x = x.to(memory_format=torch.channels_last)
-    ws = [t.to(device=device, dtype=dtype) for t in ws]
-    if bs is not None:
-        bs = [t.to(device=device, dtype=dtype) if t is not None else None for t in bs]
-    return x, ws, bs
 
 
 def _f64(t):
@@ -73,18 +56,19 @@ def run_fused(x, ws, bs, backend, **kw):
     return y
 
 
-def assert_close_to_reference(y, x, ws, bs, *, atol, rtol=0.0, **kw):
+def assert_close_to_reference(y, x, ws, bs, **kw):
+    """y against the reference in y's dtype, with the "forward" tolerance of that dtype."""
     expected = reference.inception(x, ws, bs, **kw)
     assert y.shape == expected.shape and y.dtype == expected.dtype
+    atol, rtol = tolerance("forward", y.dtype)
     torch.testing.assert_close(y, expected, atol=atol, rtol=rtol)
 
 
-def assert_three_way(y, x, ws, bs, *, atol, **kw):
-    """Kernel error vs fp64 at most 2x PyTorch-in-the-same-dtype error vs fp64, plus atol."""
+def assert_three_way(y, x, ws, bs, *, check="forward", **kw):
+    """Kernel error vs fp64 at most 2x PyTorch-in-the-same-dtype error vs fp64, plus the
+    ``THREE_WAY_ATOL[check]`` floor of y's dtype."""
     exact = reference_f64(x, ws, bs, **kw)
-    torch_err = (reference.inception(x, ws, bs, **kw).double() - exact).abs().max().item()
-    kernel_err = (y.double() - exact).abs().max().item()
-    assert kernel_err <= 2 * torch_err + atol, (kernel_err, torch_err)
+    _assert_three_way(y, reference.inception(x, ws, bs, **kw), exact, atol=THREE_WAY_ATOL[check][y.dtype], what="y")
 
 
 # ---------------------------------------------------------------------------- the nine layers
@@ -95,7 +79,7 @@ def test_googlenet_layers_fp32(layer, device, backend):
     spec = GOOGLENET_INCEPTIONS[layer]
     x, ws, bs = make_inputs(spec, 1, 7, 5, torch.float32, device, seed=1)
     y = run_fused(x, ws, bs, backend)
-    assert_close_to_reference(y, x, ws, bs, atol=1e-4, rtol=1e-4)
+    assert_close_to_reference(y, x, ws, bs)
 
 
 @pytest.mark.parametrize("layer", list(GOOGLENET_INCEPTIONS))
@@ -104,7 +88,7 @@ def test_googlenet_layers_fp16_three_way(layer, device, backend):
     x, ws, bs = make_inputs(spec, 1, 6, 5, torch.float16, device, seed=2, channels_last=True)
     y = run_fused(x, ws, bs, backend)
     assert y.dtype == torch.float16
-    assert_three_way(y, x, ws, bs, atol=1e-3)
+    assert_three_way(y, x, ws, bs)
 
 
 # ------------------------------------------------------------- variants on the prime-channel spec
@@ -117,7 +101,7 @@ def test_variants_fp64(activation, kernel_sizes, bias, device, backend):
     spec = PRIME.with_(kernel_sizes=kernel_sizes)
     x, ws, bs = make_inputs(spec, 1, 9, 10, torch.float64, device, bias=bias, seed=3)
     y = run_fused(x, ws, bs, backend, kernel_sizes=kernel_sizes, activation=activation)
-    assert_close_to_reference(y, x, ws, bs, atol=1e-10, kernel_sizes=kernel_sizes, activation=activation)
+    assert_close_to_reference(y, x, ws, bs, kernel_sizes=kernel_sizes, activation=activation)
 
 
 @pytest.mark.parametrize(
@@ -127,7 +111,7 @@ def test_variants_fp64(activation, kernel_sizes, bias, device, backend):
 def test_spatial_sizes_and_batch(batch, hw, device, backend):
     x, ws, bs = make_inputs(PRIME, batch, *hw, torch.float32, device, seed=4)
     y = run_fused(x, ws, bs, backend)
-    assert_close_to_reference(y, x, ws, bs, atol=1e-4, rtol=1e-4)
+    assert_close_to_reference(y, x, ws, bs)
 
 
 def _channel_sliced(x):
@@ -156,7 +140,7 @@ def test_layouts(layout, device, backend):
     if layout in ("channel_sliced", "hw_transposed"):
         assert not x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
     y = run_fused(x, ws, bs, backend)
-    assert_close_to_reference(y, x, ws, bs, atol=1e-10)
+    assert_close_to_reference(y, x, ws, bs)
     cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     assert y.is_contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
 
@@ -164,7 +148,7 @@ def test_layouts(layout, device, backend):
 def test_fp16_three_way_prime(device, backend):
     x, ws, bs = make_inputs(PRIME, 3, 7, 6, torch.float16, device, seed=6)
     y = run_fused(x, ws, bs, backend)
-    assert_three_way(y, x, ws, bs, atol=1e-3)
+    assert_three_way(y, x, ws, bs)
 
 
 # ----------------------------------------------------------------- schedules, save_reduce, launches
@@ -197,7 +181,7 @@ def test_schedules_and_save_reduce(schedule, kernel_sizes, device, backend):
         y, r3, r5 = _forward_saving_reduce(backend, x, ws, bs, kernel_sizes, schedule, True)
     kernels = launches.fused_kernels(backend)
     assert len(kernels) == (1 if schedule == "one_launch" else 2) and launches.aten == 0, launches
-    assert_close_to_reference(y, x, ws, bs, atol=1e-10, kernel_sizes=kernel_sizes)
+    assert_close_to_reference(y, x, ws, bs, kernel_sizes=kernel_sizes)
     torch.testing.assert_close(r3, torch.relu(torch.nn.functional.conv2d(x, ws[1], bs[1])), atol=1e-10, rtol=0)
     torch.testing.assert_close(r5, torch.relu(torch.nn.functional.conv2d(x, ws[3], bs[3])), atol=1e-10, rtol=0)
     # channels_last storage, the channel stride rounded up to 16 (aligned vector loads)
@@ -250,7 +234,7 @@ def test_googlenet_layers_bf16_three_way(layer, backend):
     x, ws, bs = make_inputs(spec, 2, 14, 13, torch.bfloat16, "cuda", seed=9, channels_last=True)
     y = run_fused(x, ws, bs, backend)
     assert y.dtype == torch.bfloat16
-    assert_three_way(y, x, ws, bs, atol=1e-2)
+    assert_three_way(y, x, ws, bs)
 
 
 @pytest.mark.gpu
@@ -264,9 +248,9 @@ def test_fp32_follows_tf32_switch(allow_tf32, backend):
     try:
         y = run_fused(x, ws, bs, backend)
         if backend == "cuda":
-            torch.testing.assert_close(y.double(), reference_f64(x, ws, bs), atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(y.double(), reference_f64(x, ws, bs), **tolerance("forward", torch.float32)._asdict())
         else:  # the baseline (PyTorch/cuDNN) follows the same switch: three-way against fp64
-            assert_three_way(y, x, ws, bs, atol=1e-4 if not allow_tf32 else 1e-2)
+            assert_three_way(y, x, ws, bs, check="forward_tf32" if allow_tf32 else "forward")
     finally:
         torch.backends.cudnn.allow_tf32 = old
 
@@ -280,7 +264,7 @@ def test_auto_backend(device):
         y = ik.fused_inception(x, ws, bs)
     expected_triton = 1 if (device == "cuda" or _interpreting()) else 0
     assert launches.triton == expected_triton
-    assert_close_to_reference(y, x, ws, bs, atol=1e-4, rtol=1e-4)
+    assert_close_to_reference(y, x, ws, bs)
 
 
 def test_reference_backend():
@@ -300,7 +284,7 @@ def test_nan_propagates_like_pytorch(device, activation, backend):
     y = ik.fused_inception(x, ws, bs, activation=activation, backend=backend)
     assert torch.isnan(want).any() and not torch.isnan(want).all()
     torch.testing.assert_close(torch.isnan(y), torch.isnan(want), atol=0, rtol=0)
-    torch.testing.assert_close(y, want, atol=1e-4, rtol=1e-4, equal_nan=True)
+    torch.testing.assert_close(y, want, **tolerance("forward", y.dtype)._asdict(), equal_nan=True)
 
 
 @pytest.mark.skipif(not _interpreting(), reason="about Triton's interpreter on CPU tensors")
