@@ -16,6 +16,7 @@ import torch
 
 from inception_kernels import GOOGLENET_INCEPTIONS, InceptionSpec, fused_inception, reference
 from inception_kernels._launches import count_launches
+from inception_kernels.testing import make_inception_inputs
 
 SMALL = InceptionSpec(5, 3, 4, 6, 2, 3, 4)
 TINY = InceptionSpec(2, 1, 2, 1, 1, 2, 1)
@@ -31,19 +32,10 @@ pytestmark = pytest.mark.usefixtures("ieee_fp32")
 ALL_CHECKS = ("test_schema", "test_autograd_registration", "test_faketensor", "test_aot_dispatch_dynamic")
 
 
-def _params(spec, dtype, device, bias=True, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    ws = [(torch.randn(s, generator=g, dtype=torch.float64) / (s[1] * s[2] * s[3]) ** 0.5).to(dtype).to(device)
-          for s in spec.weight_shapes]
-    bs = [(0.1 * torch.randn(s[0], generator=g, dtype=torch.float64)).to(dtype).to(device) if bias else None
-          for s in spec.weight_shapes]
-    return ws, bs
-
-
-def _input(spec, n, h, w, dtype, device, channels_last=False, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, spec.in_channels, h, w, generator=g, dtype=torch.float64).to(dtype).to(device)
-    return x.to(memory_format=torch.channels_last) if channels_last else x
+def _inputs(spec, n, h, w, dtype, device, *, channels_last=False, bias=True):
+    """x, the six weights and the six biases (None entries without biases; std 0.1)."""
+    inp = make_inception_inputs(spec, n, h, w, dtype, device, bias_scale=0.1, bias=bias, channels_last=channels_last)
+    return inp.x, inp.weights, inp.biases_or_nones()
 
 
 def _grads(fn, x, ws, bs, grad_out):
@@ -66,8 +58,7 @@ def _op_args(x, ws, bs, spec, backend, save_reduce=True):
 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_opcheck_forward(channels_last, device, backend):
-    ws, bs = _params(SMALL, torch.float32, device)
-    x = _input(SMALL, 1, 3, 4, torch.float32, device, channels_last)
+    x, ws, bs = _inputs(SMALL, 1, 3, 4, torch.float32, device, channels_last=channels_last)
     for t in (x, *ws, *bs):
         t.requires_grad_(True)
     # The aot_dispatch checks (which run the op several times) once; layouts by the fake check.
@@ -77,16 +68,14 @@ def test_opcheck_forward(channels_last, device, backend):
 
 
 def test_opcheck_forward_no_save_no_bias(device, backend):
-    ws, _ = _params(SMALL, torch.float32, device)
-    x = _input(SMALL, 1, 3, 4, torch.float32, device)
+    x, ws, _ = _inputs(SMALL, 1, 3, 4, torch.float32, device)
     torch.library.opcheck(FWD, _op_args(x, ws, [None] * 6, SMALL, backend, save_reduce=False),
                           test_utils=("test_schema", "test_faketensor"))
 
 
 @pytest.mark.parametrize("needs", ["all", "some"])
 def test_opcheck_backward(needs, device, backend):
-    ws, bs = _params(SMALL, torch.float32, device)
-    x = _input(SMALL, 1, 3, 4, torch.float32, device, channels_last=needs == "some")
+    x, ws, bs = _inputs(SMALL, 1, 3, 4, torch.float32, device, channels_last=needs == "some")
     y, r3, r5 = FWD(*_op_args(x, ws, bs, SMALL, backend))
     grad_y = torch.randn_like(y)
     if needs == "all":
@@ -103,9 +92,8 @@ def test_fake_outputs_match_real_layouts(device, backend):
     weights are channels_last (the fake impls promise what the kernels produce)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    ws, bs = _params(SMALL, torch.float32, device)
+    x, ws, bs = _inputs(SMALL, 2, 3, 4, torch.float32, device, channels_last=True)
     ws = [w.to(memory_format=torch.channels_last) for w in ws]
-    x = _input(SMALL, 2, 3, 4, torch.float32, device, channels_last=True)
     real = FWD(*_op_args(x, ws, bs, SMALL, backend))
     grad_y = torch.randn_like(real[0])
     real_b = BWD(grad_y, x, *real, *ws, *bs, 3, 5, "relu", [True] * 13, backend)
@@ -121,8 +109,7 @@ def test_fake_outputs_match_real_layouts(device, backend):
 
 def test_op_backend_argument_checked():
     """The ops' backend argument is "triton" or "cuda"; the CUDA kernels have one schedule."""
-    ws, bs = _params(SMALL, torch.float32, "cpu")
-    x = _input(SMALL, 1, 3, 4, torch.float32, "cpu")
+    x, ws, bs = _inputs(SMALL, 1, 3, 4, torch.float32, "cpu")
     with pytest.raises(ValueError, match="backend must be one of \\('triton', 'cuda'\\), got 'tpu'"):
         FWD(*_op_args(x, ws, bs, SMALL, "tpu"))
     args = list(_op_args(x, ws, bs, SMALL, "cuda"))
@@ -154,8 +141,7 @@ def test_fake_impls_serve_the_cuda_backend():
 
 
 def test_torch_compile_fullgraph_matches_eager(device, backend):
-    ws, bs = _params(SMALL, torch.float32, device)
-    x = _input(SMALL, 1, 3, 4, torch.float32, device)
+    x, ws, bs = _inputs(SMALL, 1, 3, 4, torch.float32, device)
 
     def f(x, ws, bs):
         return fused_inception(x, ws, bs, backend=backend).relu().sum(dim=1)
@@ -172,8 +158,7 @@ def test_torch_compile_fullgraph_matches_eager(device, backend):
 def test_gradcheck_fp64(device, backend):
     """Finite differences in float64 through the fused forward and backward (fast mode: one
     random direction per input; the full Jacobian is O(elements) forward launches)."""
-    ws, bs = _params(TINY, torch.float64, device)
-    x = _input(TINY, 1, 3, 3, torch.float64, device)
+    x, ws, bs = _inputs(TINY, 1, 3, 3, torch.float64, device)
     inputs = [t.requires_grad_(True) for t in (x, *ws, *bs)]
     assert torch.autograd.gradcheck(
         lambda x, *p: fused_inception(x, p[:6], p[6:], backend=backend), inputs, fast_mode=True
@@ -192,8 +177,7 @@ CASES = [  # (spec, n, h, w, channels_last, activation, bias)
 @pytest.mark.parametrize("spec,n,h,w,channels_last,activation,bias", CASES)
 def test_grads_match_reference_fp32(spec, n, h, w, channels_last, activation, bias, device, backend):
     spec = dataclasses.replace(spec, activation=activation)
-    ws, bs = _params(spec, torch.float32, device, bias=bias)
-    x = _input(spec, n, h, w, torch.float32, device, channels_last)
+    x, ws, bs = _inputs(spec, n, h, w, torch.float32, device, channels_last=channels_last, bias=bias)
     call = dict(kernel_sizes=spec.kernel_sizes, activation=activation)
     grad_out = torch.randn(n, spec.out_channels, h, w, dtype=torch.float32, device=device)
     y, got = _grads(lambda x, ws, bs: fused_inception(x, ws, bs, backend=backend, **call), x, ws, bs, grad_out)
@@ -207,8 +191,7 @@ def test_grads_match_reference_fp32(spec, n, h, w, channels_last, activation, bi
 @pytest.mark.parametrize("name", ["3a"])
 def test_grads_match_reference_googlenet_config_channels_last(name, device, backend):
     spec = GOOGLENET_INCEPTIONS[name]
-    ws, bs = _params(spec, torch.float32, device)
-    x = _input(spec, 1, 3, 3, torch.float32, device, channels_last=True)
+    x, ws, bs = _inputs(spec, 1, 3, 3, torch.float32, device, channels_last=True)
     grad_out = torch.randn(1, spec.out_channels, 3, 3, device=device)
     _, got = _grads(lambda x, ws, bs: fused_inception(x, ws, bs, backend=backend), x, ws, bs, grad_out)
     _, want = _grads(lambda x, ws, bs: reference.inception(x, ws, bs), x, ws, bs, grad_out)
@@ -221,8 +204,7 @@ def test_grads_fp16_three_way(channels_last, activation, device, backend):
     """fp16 kernel error against an fp64 oracle at most 2x PyTorch's own fp16 error (+ a small
     absolute floor for gradients that are ~0 in every implementation)."""
     spec = InceptionSpec(16, 8, 8, 16, 4, 8, 8, activation=activation)
-    ws, bs = _params(spec, torch.float64, device)
-    x = _input(spec, 2, 4, 5, torch.float64, device, channels_last)
+    x, ws, bs = _inputs(spec, 2, 4, 5, torch.float64, device, channels_last=channels_last)
     grad_out = torch.randn(2, spec.out_channels, 4, 5, dtype=torch.float64, device=device)
     call = dict(activation=activation)
     half = lambda ts: [t.half() for t in ts]  # noqa: E731
@@ -255,8 +237,8 @@ def test_backward_is_three_launches_through_autograd(device, backend):
     grad_outputs autograd adds nothing; loss.backward() adds exactly the aten ops of the loss's
     own backward (measured on a plain tensor of y's shape), nothing for the module."""
     cuda = backend == "cuda"
-    ws, bs = _params(SMALL, torch.float32, device)
-    x = _input(SMALL, 2, 4, 5, torch.float32, device).requires_grad_(True)
+    x, ws, bs = _inputs(SMALL, 2, 4, 5, torch.float32, device)
+    x = x.requires_grad_(True)
     params = [t.requires_grad_(True) for t in (*ws, *bs)]
     y = fused_inception(x, ws, bs, backend=backend)
     grad_y = torch.ones_like(y)
@@ -285,8 +267,7 @@ def test_backward_is_three_launches_through_autograd(device, backend):
 
 def test_backward_deterministic(device, backend):
     """The backward has no atomics: bitwise equal gradients under deterministic algorithms."""
-    ws, bs = _params(SMALL, torch.float32, device)
-    x = _input(SMALL, 2, 4, 5, torch.float32, device)
+    x, ws, bs = _inputs(SMALL, 2, 4, 5, torch.float32, device)
     grad_out = torch.randn(2, SMALL.out_channels, 4, 5, device=device)
     before = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
@@ -300,16 +281,15 @@ def test_backward_deterministic(device, backend):
 
 
 def test_no_grad_forward_is_not_differentiable(device, backend):
-    ws, bs = _params(SMALL, torch.float32, device)
-    x = _input(SMALL, 1, 3, 3, torch.float32, device)
+    x, ws, bs = _inputs(SMALL, 1, 3, 3, torch.float32, device)
     with torch.no_grad():
         assert fused_inception(x, ws, bs, backend=backend).grad_fn is None
     assert fused_inception(x.requires_grad_(True), ws, bs, backend=backend).grad_fn is not None
 
 
 def test_op_without_saved_reduce_refuses_backward(device, backend):
-    ws, bs = _params(SMALL, torch.float32, device)
-    x = _input(SMALL, 1, 3, 3, torch.float32, device).requires_grad_(True)
+    x, ws, bs = _inputs(SMALL, 1, 3, 3, torch.float32, device)
+    x = x.requires_grad_(True)
     y, _, _ = FWD(*_op_args(x, ws, bs, SMALL, backend, save_reduce=False))
     with pytest.raises(RuntimeError, match="save_reduce=False"):
         y.sum().backward()
@@ -322,8 +302,7 @@ def test_op_without_saved_reduce_refuses_backward(device, backend):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_autocast_runs_in_autocast_dtype(dtype, backend):
     spec = GOOGLENET_INCEPTIONS["3a"]
-    ws, bs = _params(spec, torch.float32, "cuda")
-    x = _input(spec, 2, 14, 14, torch.float32, "cuda", channels_last=True)
+    x, ws, bs = _inputs(spec, 2, 14, 14, torch.float32, "cuda", channels_last=True)
     leaves = [t.requires_grad_(True) for t in (x, *ws, *bs)]
     with torch.autocast("cuda", dtype=dtype):
         y = fused_inception(x, ws, bs, backend=backend)
