@@ -17,19 +17,17 @@ import torch
 import torch.autograd.forward_ad as fwAD
 
 from inception_kernels import InceptionSpec, fused_inception, reference
+from inception_kernels.testing import make_inception_inputs, tolerance
 
 FWD = torch.ops.inception_kernels.fused_inception
 SPEC = InceptionSpec(3, 2, 3, 2, 2, 3, 2)
-TOL = dict(atol=1e-9, rtol=1e-7)
+TOL = tolerance("transforms", torch.float64)._asdict()
 
 
 def _module(device, spec=SPEC, n=2, h=3, w=4, bias=True, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, spec.in_channels, h, w, generator=g, dtype=torch.float64).to(device)
-    ws = [torch.randn(s, generator=g, dtype=torch.float64).to(device) for s in spec.weight_shapes]
-    bs = [torch.randn(s[0], generator=g, dtype=torch.float64).to(device) if bias else None
-          for s in spec.weight_shapes]
-    return x, ws, bs
+    """float64 x, weights and biases (None entries without biases), unscaled: exact algebra only."""
+    inp = make_inception_inputs(spec, n, h, w, torch.float64, device, seed=seed, weight_init="unit", bias=bias)
+    return inp.x, inp.weights, inp.biases_or_nones()
 
 
 def _loss(fn):

@@ -22,6 +22,7 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from inception_kernels import FusedInception, InceptionSpec, fused_inception, reference
+from inception_kernels.testing import make_inception_inputs
 
 FWD = torch.ops.inception_kernels.fused_inception
 BWD = torch.ops.inception_kernels.fused_inception_backward
@@ -30,11 +31,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _module(spec=SPEC, n=1, h=3, w=4, device="cpu", dtype=torch.float32, bias=True, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, spec.in_channels, h, w, generator=g, dtype=dtype).to(device)
-    ws = [torch.randn(s, generator=g, dtype=dtype).to(device) for s in spec.weight_shapes]
-    bs = [torch.randn(s[0], generator=g, dtype=dtype).to(device) if bias else None for s in spec.weight_shapes]
-    return x, ws, bs
+    """x, weights and biases (None entries without biases); unscaled: only shapes matter here."""
+    inp = make_inception_inputs(spec, n, h, w, dtype, device, seed=seed, weight_init="unit", bias=bias)
+    return inp.x, inp.weights, inp.biases_or_nones()
 
 
 def _fwd_args(x, ws, bs, k=(3, 5), activation="relu", schedule="one_launch", save_reduce=True, backend="triton"):

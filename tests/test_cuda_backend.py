@@ -13,6 +13,9 @@ import torch
 
 import inception_kernels as ik
 from inception_kernels import GOOGLENET_INCEPTIONS, InceptionSpec, _ext, reference
+from inception_kernels.testing import tolerance
+
+from _support import make_relu_inputs
 
 pytestmark = [pytest.mark.gpu, pytest.mark.cuda_ext]
 
@@ -27,14 +30,8 @@ def _extension_loaded():
 
 
 def _module(spec, n, h, w, dtype, *, seed=0, channels_last=True):
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, spec.in_channels, h, w, generator=gen)
-    ws = [torch.randn(s, generator=gen) * (2.0 / (s[1] * s[2] * s[3])) ** 0.5 for s in spec.weight_shapes]
-    bs = [torch.randn(s[0], generator=gen) * 0.2 for s in spec.weight_shapes]
-    x = x.to("cuda", dtype)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x, [t.to("cuda", dtype) for t in ws], [t.to("cuda", dtype) for t in bs]
+    """x (channels_last by default, as the CUDA backend prefers), weights and biases on the GPU."""
+    return tuple(make_relu_inputs(spec, n, h, w, dtype, "cuda", seed=seed, channels_last=channels_last))
 
 
 def _step(x, ws, bs):
@@ -58,7 +55,7 @@ def test_runs_on_the_current_stream_without_host_sync():
     torch.cuda.current_stream().wait_stream(side)
     torch.cuda.synchronize()
     want = reference.inception(x.float(), [w.float() for w in ws], [b.float() for b in bs])
-    torch.testing.assert_close(y.float(), want, atol=2e-2, rtol=2e-2)
+    torch.testing.assert_close(y.float(), want, **tolerance("cuda", torch.float16)._asdict())
     assert all(torch.isfinite(g).all() for g in grads)
 
 
@@ -123,7 +120,7 @@ def test_batch_offsets_beyond_int32():
     last = ik.fused_inception(big[-1:], ws, bs, backend="cuda")
     assert torch.equal(y[-1:], last)
     torch.testing.assert_close(last.float(), reference.inception(x.float(), [t.float() for t in ws],
-                                                                 [t.float() for t in bs]), atol=2e-2, rtol=2e-2)
+                                                                 [t.float() for t in bs]), **tolerance("cuda", torch.float16)._asdict())
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
@@ -138,7 +135,7 @@ def test_bias_stride_is_honoured(dtype, bias_layout):
     leaves = [t.detach().double().requires_grad_(True) for t in (x, *ws, *bs)]
     want_y = reference.inception(leaves[0], leaves[1:7], leaves[7:])
     want = torch.autograd.grad(want_y, leaves, torch.ones_like(want_y))
-    tol = 2e-2 if dtype == torch.float16 else 1e-4
-    torch.testing.assert_close(y.double(), want_y.detach(), atol=tol, rtol=tol)
+    atol, rtol = tolerance("cuda", dtype)
+    torch.testing.assert_close(y.double(), want_y.detach(), atol=atol, rtol=rtol)
     for g, w in zip(grads, want):
-        torch.testing.assert_close(g.double(), w, atol=tol * max(1.0, w.abs().max().item()), rtol=tol)
+        torch.testing.assert_close(g.double(), w, atol=atol * max(1.0, w.abs().max().item()), rtol=rtol)
