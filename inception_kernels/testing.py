@@ -209,7 +209,9 @@ class Tolerance(NamedTuple):
 #: - ``"fuzz"``: the property-based suite (awkward strides, random flags),
 #:   ``assert_close(got, want_f64, atol, rtol)`` against the float64 oracle.
 #: - ``"emulator"``: the CUDA algorithm run as plain C++ on the CPU,
-#:   ``max|got - want| <= atol * max(max|want|, 1)`` against float64 (rtol unused).
+#:   ``max|got - want| <= atol * max(max|want|, 1)`` against float64 (rtol unused); fp16: the
+#:   outputs' and the on-chip reduce outputs' rounding to fp16 (2^-11 relative), accumulated
+#:   over the GEMMs (fp32 accumulation).
 #: - ``"reference"``: ``reference.inception`` vs an ``nn`` composition (both PyTorch's own convs),
 #:   ``assert_close(atol, rtol)``.
 #: - ``"transforms"``: torch.func transforms of the fused op vs of the reference, in float64.

@@ -30,14 +30,13 @@ import torch.nn.functional as F
 from inception_kernels import GOOGLENET_INCEPTIONS, InceptionSpec, reference
 from inception_kernels.ops import _grad_layout, _split_grads
 
-from _support import assert_same_nonfinite, conv_valid_taps, inception_valid_taps, nonfinite_corner_taps
+from _support import (assert_same_nonfinite, conv_valid_taps, inception_valid_taps, make_relu_inputs,
+                      nonfinite_corner_taps, tolerance)
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = InceptionSpec(20, 7, 12, 9, 5, 6, 11)  # awkward channel counts
 DTYPE_CODE = {torch.float32: 0, torch.float16: 1, torch.float64: 3}
-# relative to the largest reference value; fp16: the outputs' and the on-chip reduce outputs'
-# rounding to fp16 (2^-11 relative), accumulated over the GEMMs (fp32 accumulation)
-TOL = {torch.float64: 1e-10, torch.float32: 2e-5, torch.float16: 1e-2}
+# Tolerances: inception_kernels.testing.TOLERANCES["emulator"].
 SMEM_H100 = 227 * 1024  # cudaDevAttrMaxSharedMemoryPerBlockOptin of an H100
 GRAD_NAMES = ("dx", "dw1", "dw3r", "dw3", "dw5r", "dw5", "dwp", "db1", "db3r", "db3", "db5r", "db5", "dbp")
 
@@ -135,22 +134,14 @@ def emu_backward(emu, gy, x, y, r3, r5, ws, bs, needs, *, relu=True):
 
 
 def _make(spec, n, h, w, dtype, *, bias=True, seed=0, kernel_sizes=(3, 5)):
-    gen = torch.Generator().manual_seed(seed)
-    shapes = list(spec.weight_shapes)
-    k3, k5 = kernel_sizes
-    shapes[2] = (shapes[2][0], shapes[2][1], k3, k3)
-    shapes[4] = (shapes[4][0], shapes[4][1], k5, k5)
-    x = torch.randn(n, spec.in_channels, h, w, generator=gen, dtype=torch.float64)
-    ws = [torch.randn(s, generator=gen, dtype=torch.float64) * (2.0 / (s[1] * s[2] * s[3])) ** 0.5 for s in shapes]
-    bs = [torch.randn(s[0], generator=gen, dtype=torch.float64) * 0.2 for s in shapes] if bias else None
-    cast = lambda t: t.to(dtype)  # noqa: E731
-    return cast(x), [cast(t) for t in ws], ([cast(t) for t in bs] if bias else None)
+    """x, weights, biases (None without) on the CPU, for kernel sizes ``kernel_sizes``."""
+    return tuple(make_relu_inputs(spec.with_(kernel_sizes=kernel_sizes), n, h, w, dtype, seed=seed, bias=bias))
 
 
 def _assert_close(got, want, dtype, what):
     scale = max(want.abs().max().item(), 1.0)
     err = (got.double() - want.double()).abs().max().item()
-    assert err <= TOL[dtype] * scale, f"{what}: max error {err:.3g} (scale {scale:.3g})"
+    assert err <= tolerance("emulator", dtype).atol * scale, f"{what}: max error {err:.3g} (scale {scale:.3g})"
 
 
 def _f64(t):
