@@ -38,13 +38,13 @@ from . import _backends, reference
 from ._checks import BIAS_NAMES, WEIGHT_NAMES
 from .ops import BACKEND_CHOICES
 from .spec import GOOGLENET_INCEPTIONS, InceptionSpec
+from .testing import TOLERANCES as _TOLERANCE_TABLE
+from .testing import make_inception_inputs, randomize_batchnorm, three_way_tolerance  # noqa: F401
 
 #: ``(atol, rtol)`` per dtype; the tolerance of a tensor is ``atol + rtol * max|expected|``.
 #: fp32 leaves room for a different accumulation order (and TF32 off: verify disables it).
-TOLERANCES = {
-    torch.float64: (1e-12, 1e-10),
-    torch.float32: (1e-5, 1e-4),
-}
+#: The "verify" entry of the one table, inception_kernels.testing.TOLERANCES.
+TOLERANCES = _TOLERANCE_TABLE["verify"]
 
 #: The dtypes verify checks, by canonical name.
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
@@ -75,25 +75,6 @@ def dtype_name(name: str) -> str:
         raise ValueError(f"dtype: unknown dtype {name!r}; expected some of {list(DTYPE_ALIASES)}")
     return canonical
 
-
-def three_way_tolerance(torch_err: float, exact_max: float, dtype: torch.dtype) -> float:
-    """Tolerance of a low-precision tensor: twice PyTorch's own error in ``dtype`` plus half an
-    ulp of ``dtype`` at the largest exact value (``finfo.eps / 2`` relative: 2^-11 for fp16,
-    2^-8 for bf16).
-
-    Args:
-        torch_err: max abs error of PyTorch (the composition in ``dtype``) against float64.
-        exact_max: max abs value of the float64 answer.
-        dtype: torch.float16 or torch.bfloat16.
-
-    Returns:
-        The largest max abs error the backend may have against the float64 answer. A
-        non-finite PyTorch error gives no credit (half an ulp alone).
-    """
-    half_ulp = torch.finfo(dtype).eps / 2 * exact_max
-    if not math.isfinite(torch_err):
-        return half_ulp
-    return 2 * torch_err + half_ulp
 
 #: A backend under test: ``fn(x, weights, biases, *, kernel_sizes, activation) -> y``.
 BackendFn = Callable[..., torch.Tensor]
@@ -163,14 +144,8 @@ class _Composition(nn.Module):
 
 
 def _random_case(spec: InceptionSpec, batch: int, size: int, dtype, device, seed: int):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, spec.in_channels, size, size, generator=g, dtype=torch.float64)
-    weights = [torch.randn(s, generator=g, dtype=torch.float64) / math.sqrt(s[1] * s[2] * s[3])
-               for s in spec.weight_shapes]
-    biases = [0.1 * torch.randn(s[0], generator=g, dtype=torch.float64) for s in spec.weight_shapes]
-    grad_out = torch.randn(batch, spec.out_channels, size, size, generator=g, dtype=torch.float64)
-    to = dict(dtype=dtype, device=device)
-    return x.to(**to), [w.to(**to) for w in weights], [b.to(**to) for b in biases], grad_out.to(**to)
+    inp = make_inception_inputs(spec, batch, size, size, dtype, device, seed=seed, bias_scale=0.1, grad_out=True)
+    return inp.x, inp.weights, inp.biases, inp.grad_out
 
 
 def _fused_backend(name: str) -> Callable[[], tuple[Optional[BackendFn], str]]:
@@ -349,11 +324,7 @@ def check_model(variant: str, backend: str, *, size: int, device: str, seed: int
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = googlenet(variant, aux_logits=False, num_classes=10)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):  # non-trivial statistics, so folding is checked
-                m.running_mean.copy_(0.2 * torch.randn(m.num_features, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
+    randomize_batchnorm(model, g, affine=False)  # non-trivial statistics, so folding is checked
     model = model.eval().to(device)
     size = max(size, model.min_input_size)
     x = torch.randn(1, 3, size, size, generator=g).to(device)
