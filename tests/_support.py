@@ -19,10 +19,16 @@ import torch.nn.functional as F
 
 # The shared support of the library (input makers, BatchNorm randomizer, tolerance table,
 # three-way check), re-exported so that a suite imports its helpers from one place.
-from inception_kernels.testing import (  # noqa: F401
+from inception_kernels.testing import (
     THREE_WAY_ATOL, TOLERANCES, InceptionInputs, assert_three_way, make_inception_inputs, randomize_batchnorm,
     three_way_errors, tolerance,
 )
+
+__all__ = [
+    "THREE_WAY_ATOL", "TOLERANCES", "InceptionInputs", "assert_three_way", "make_inception_inputs",
+    "randomize_batchnorm", "three_way_errors", "tolerance", "make_relu_inputs",
+    "conv_valid_taps", "inception_valid_taps", "nonfinite_corner_taps", "assert_same_nonfinite",
+]
 
 
 def conv_valid_taps(r, w, b=None):

@@ -27,6 +27,7 @@ import torch.nn as nn
 import inception_kernels as ik
 from inception_kernels import FusedInception, batchnorm
 from inception_kernels._launches import count_launches
+from inception_kernels.testing import randomize_batchnorm
 
 torchvision = pytest.importorskip("torchvision")
 from torchvision.models.googlenet import BasicConv2d as TVBasicConv2d  # noqa: E402
@@ -56,21 +57,7 @@ def tv_block(cfg=L3A, kernel_sizes=(3, 3), *, dtype=torch.float64, device="cpu",
         block.branch3[1] = TVBasicConv2d(cfg[4], cfg[5], kernel_size=5, padding=2)
     else:
         assert kernel_sizes == (3, 3), kernel_sizes
-    return randomize_bn(block, seed + 1).to(device=device, dtype=dtype)
-
-
-def randomize_bn(module: nn.Module, seed: int = 1) -> nn.Module:
-    """Non-trivial BatchNorm running statistics and affine parameters, in place."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(0.2 * torch.randn(n, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(n, generator=g))
-                m.weight.copy_(1 + 0.3 * torch.randn(n, generator=g))
-                m.bias.copy_(0.1 * torch.randn(n, generator=g))
-    return module
+    return randomize_batchnorm(block, seed + 1).to(device=device, dtype=dtype)
 
 
 def _x(cfg, n, h, w, *, dtype=torch.float64, device="cpu", channels_last=False, seed=3):
@@ -350,7 +337,7 @@ def test_torch_compile_fullgraph(mode, backend, device):
     """torch.compile(fullgraph=True) traces the BatchNorm block in both modes (aot_eager: the
     real kernels run after tracing), running statistics and num_batches_tracked included."""
     torch.manual_seed(0)
-    block = randomize_bn(ik.Inception(6, 3, 4, 5, 2, 3, 2, kernel_sizes=(3, 3), batch_norm=True)).to(device)
+    block = randomize_batchnorm(ik.Inception(6, 3, 4, 5, 2, 3, 2, kernel_sizes=(3, 3), batch_norm=True), 1).to(device)
     block.train(mode == "train")
     fused = FusedInception.from_module(block, backend=backend)
     x = torch.randn(2, 6, 5, 4, device=device)

@@ -16,28 +16,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from inception_kernels import FusedInception, Inception, fuse, googlenet, unfuse
+from inception_kernels.testing import randomize_batchnorm
 
 torchvision = pytest.importorskip("torchvision")
 from torchvision.models.googlenet import Inception as TVInception  # noqa: E402
 
 #: A small spec with distinct channel counts everywhere: (in, 1x1, 3x3red, 3x3, 5x5red, 5x5, pool).
 SMALL = (6, 3, 4, 5, 2, 3, 2)
-
-
-def _randomize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BatchNorm statistics and affine parameters."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                if m.running_mean is not None:
-                    m.running_mean.copy_(0.2 * torch.randn(n, generator=g))
-                    m.running_var.copy_(0.5 + torch.rand(n, generator=g))
-                if m.weight is not None:
-                    m.weight.copy_(1 + 0.3 * torch.randn(n, generator=g))
-                    m.bias.copy_(0.1 * torch.randn(n, generator=g))
-    return model
 
 
 def _x(c=6, h=5, w=4, n=2, seed=1):
@@ -118,7 +103,7 @@ def block_in(block):
 def test_regression_block_without_relu_is_not_given_relu(unit):
     """A block matching branch1..branch4 without any ReLU is fused without ReLU (main fused it
     with ReLU: a silent wrong answer)."""
-    block = _randomize(TVInception(*SMALL, conv_block=unit)).double().eval()
+    block = randomize_batchnorm(TVInception(*SMALL, conv_block=unit)).double().eval()
     model = Holder(block).double().eval()
     x = _x()
     want = model(x)
@@ -131,7 +116,7 @@ def test_regression_block_fused_in_eval_then_trained_uses_batch_statistics():
     """A BatchNorm block fused in eval mode and then switched to train() normalizes with batch
     statistics and updates the running ones (main had folded the running statistics in: silently
     wrong in training)."""
-    ref = Holder(_randomize(TVInception(*SMALL))).double().eval()
+    ref = Holder(randomize_batchnorm(TVInception(*SMALL))).double().eval()
     model = fuse(copy.deepcopy(ref), backend="reference")
     ref.train()
     model.train()
@@ -146,7 +131,7 @@ def test_regression_batchnorm_without_running_stats_is_fused_not_half_replaced()
     """A BatchNorm without running statistics (track_running_stats=False) in the second block:
     both blocks are fused and compute what they did (main raised after the first block had
     already been replaced)."""
-    first = _randomize(Inception(*SMALL, kernel_sizes=(3, 3), batch_norm=True))
+    first = randomize_batchnorm(Inception(*SMALL, kernel_sizes=(3, 3), batch_norm=True))
     second = Inception(13, 3, 4, 5, 2, 3, 2, kernel_sizes=(3, 3), batch_norm=True)
     for unit in second.convs():
         unit.bn = nn.BatchNorm2d(unit.bn.num_features, eps=1e-3, track_running_stats=False)
@@ -230,7 +215,7 @@ def test_fuse_torchvision_googlenet_keeps_mode_keys_and_parameters(mode):
 
 
 def test_fuse_a_bare_block_returns_the_fused_block():
-    block = _randomize(TVInception(*SMALL)).double()
+    block = randomize_batchnorm(TVInception(*SMALL)).double()
     ctx = _no_warnings()
     try:
         fused = fuse(block, backend="reference")
@@ -243,7 +228,7 @@ def test_fuse_a_bare_block_returns_the_fused_block():
 
 
 def test_from_module_copies():
-    block = _randomize(TVInception(*SMALL)).double().eval()
+    block = randomize_batchnorm(TVInception(*SMALL)).double().eval()
     fused = FusedInception.from_module(block, backend="reference")
     assert not fused.training
     assert not {id(t) for t in fused.state_dict(keep_vars=True).values()} & \
@@ -260,8 +245,8 @@ def test_from_module_copies():
 
 
 def test_fold_batch_norm_is_explicit_eval_only_and_all_or_nothing():
-    model = nn.Sequential(_randomize(Inception(*SMALL, kernel_sizes=(3, 3), batch_norm=True)),
-                          _randomize(Inception(13, 3, 4, 5, 2, 3, 2, kernel_sizes=(3, 3), batch_norm=True)))
+    model = nn.Sequential(randomize_batchnorm(Inception(*SMALL, kernel_sizes=(3, 3), batch_norm=True)),
+                          randomize_batchnorm(Inception(13, 3, 4, 5, 2, 3, 2, kernel_sizes=(3, 3), batch_norm=True)))
     model = model.double().eval()
     model[1].train()
     with pytest.raises(ValueError, match=r"^1: fold_batch_norm=True folds BatchNorm's running statistics.*training mode"):
@@ -276,8 +261,8 @@ def test_fold_batch_norm_is_explicit_eval_only_and_all_or_nothing():
 
 
 def test_folded_blocks_compute_eval_mode_and_refuse_train():
-    ref = nn.Sequential(_randomize(Inception(*SMALL, kernel_sizes=(3, 3), batch_norm=True)),
-                        _randomize(Inception(13, 3, 4, 5, 2, 3, 2, batch_norm=True), seed=1)).double().eval()
+    ref = nn.Sequential(randomize_batchnorm(Inception(*SMALL, kernel_sizes=(3, 3), batch_norm=True)),
+                        randomize_batchnorm(Inception(13, 3, 4, 5, 2, 3, 2, batch_norm=True), seed=1)).double().eval()
     model = fuse(copy.deepcopy(ref), backend="reference", fold_batch_norm=True)
     assert all(m.folded_batch_norm and not m.batch_norm for m in model)
     assert "branch1.bn.running_mean" not in model.state_dict() and "0.branch1.conv.bias" in model.state_dict()
@@ -430,7 +415,7 @@ def test_a_block_held_twice_is_replaced_everywhere_by_one_fused_block():
 
 def test_unfuse_torchvision_googlenet_loads_strictly_into_torchvision():
     torch.manual_seed(0)
-    tv = _randomize(torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=False, num_classes=10))
+    tv = randomize_batchnorm(torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=False, num_classes=10))
     model = fuse(copy.deepcopy(tv), backend="reference")
     assert unfuse(model) is model
     assert not any(isinstance(m, FusedInception) for m in model.modules())
@@ -450,7 +435,7 @@ def test_unfuse_a_block_computes_what_the_fused_block_computes(source):
     elif source == "v3_names":
         block = InceptionV3Names(*SMALL)
     else:
-        block = _randomize(TVInception(*SMALL))
+        block = randomize_batchnorm(TVInception(*SMALL))
         block.branch2[0].bn.momentum = None
     block = block.double()
     fused = fuse(copy.deepcopy(block), backend="reference")

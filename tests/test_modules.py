@@ -15,20 +15,9 @@ import torch
 import torch.nn as nn
 
 from inception_kernels import FusedInception, Inception, InceptionSpec, fuse, googlenet, googlenet_loss, reference
+from inception_kernels.testing import randomize_batchnorm
 
 SMALL = InceptionSpec(6, 3, 4, 5, 2, 3, 2)
-
-
-def _randomize_bn(model: nn.Module, seed: int = 0) -> None:
-    """Non-trivial BatchNorm statistics and affine parameters, so folding is really tested."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(0.2 * torch.randn(n, generator=g))
-            m.running_var.copy_(0.5 + torch.rand(n, generator=g))
-            m.weight.data.copy_(1 + 0.3 * torch.randn(n, generator=g))
-            m.bias.data.copy_(0.1 * torch.randn(n, generator=g))
 
 
 def _x(c, h, w, n=1, seed=1, device="cpu"):
@@ -86,7 +75,7 @@ def test_from_module_keeps_or_folds_batchnorm(device):
     (torchvision's keys), folded exactly on request (checked in float64, where folding is the
     only difference)."""
     block = Inception(6, 3, 4, 5, 2, 3, 2, kernel_sizes=(3, 3), batch_norm=True)
-    _randomize_bn(block)
+    randomize_batchnorm(block)
     block = block.eval().double().to(device)
     kept = FusedInception.from_module(block, backend="triton")
     assert kept.batch_norm and list(kept.state_dict()) == list(block.state_dict())
@@ -152,7 +141,7 @@ def test_fuse_torchvision_googlenet_eval_matches():
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
     model = torchvision.models.googlenet(weights=None, init_weights=True, num_classes=10)
-    _randomize_bn(model)
+    randomize_batchnorm(model)
     model = model.eval().to(device)
     fused = fuse(copy.deepcopy(model), backend="triton")
     assert sum(isinstance(m, FusedInception) for m in fused.modules()) == 9
