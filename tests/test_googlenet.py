@@ -10,6 +10,7 @@ import torch.nn.functional as F
 import inception_kernels as ik
 from inception_kernels import GOOGLENET_INCEPTIONS, GoogLeNetOutputs, googlenet, googlenet_loss, reference
 from inception_kernels.models import Inception
+from inception_kernels.testing import randomize_batchnorm
 
 torchvision = pytest.importorskip("torchvision")
 
@@ -23,25 +24,12 @@ def _on_meta(variant: str, **kwargs) -> nn.Module:
         return googlenet(variant, init_weights=False, **kwargs)
 
 
-def _randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
-    """Non-trivial BatchNorm statistics and affine parameters, so eval-mode BN is tested."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
-
-
 def _torchvision_googlenet(aux_logits: bool, transform_input: bool = False) -> nn.Module:
     torch.manual_seed(0)
     tv = torchvision.models.googlenet(
         weights=None, aux_logits=aux_logits, init_weights=True, transform_input=transform_input
     )
-    _randomize_batchnorm(tv)
+    randomize_batchnorm(tv)
     return tv
 
 
@@ -90,6 +78,18 @@ def test_paper_structure():
         assert (lrn.size, lrn.alpha, lrn.beta, lrn.k) == (5, 1e-4, 0.75, 1.0)
     assert model.dropout.p == 0.4
     assert model.aux1.dropout.p == model.aux2.dropout.p == 0.7
+
+
+@pytest.mark.parametrize("variant, kernel_sizes", [("paper", (3, 5)), ("torchvision", (3, 3))])
+def test_blocks_are_built_from_the_one_table(monkeypatch, variant, kernel_sizes):
+    """Both variants take the nine blocks' channels from spec.GOOGLENET_INCEPTIONS, not a copy:
+    a change to the table shows in the model."""
+    changed = GOOGLENET_INCEPTIONS["5b"].with_(pool_proj=64)
+    monkeypatch.setitem(GOOGLENET_INCEPTIONS, "5b", changed)
+    model = _on_meta(variant)
+    for name, block in model.inceptions().items():
+        assert block.spec == GOOGLENET_INCEPTIONS[name].with_(spatial=None, kernel_sizes=kernel_sizes), name
+    assert model.inception5b.branch4[1].conv.out_channels == 64
 
 
 def test_inception_block_exposes_spec_and_op_weights():
@@ -142,7 +142,7 @@ def test_torchvision_inception_block_loads_into_ours():
     torch.manual_seed(0)
     cfg = (24, 8, 6, 10, 4, 6, 5)
     tv_block = importlib.import_module("torchvision.models.googlenet").Inception(*cfg)
-    _randomize_batchnorm(tv_block)
+    randomize_batchnorm(tv_block)
     ours = Inception(*cfg, kernel_sizes=(3, 3), batch_norm=True)
     ours.load_state_dict(tv_block.state_dict(), strict=True)
     for name in Inception.CONV_NAMES:  # the documented conv paths exist in torchvision's block too
@@ -281,7 +281,7 @@ def test_batch_one_and_channels_last(variant):
     torch.manual_seed(0)
     model = googlenet(variant, num_classes=6).eval()
     if variant == "torchvision":
-        _randomize_batchnorm(model)
+        randomize_batchnorm(model)
     x = torch.randn(1, 3, model.min_input_size + 2, model.min_input_size)
     with torch.no_grad():
         expected = model(x)

@@ -62,7 +62,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..spec import InceptionSpec
+from ..spec import GOOGLENET_INCEPTIONS, InceptionSpec
 
 __all__ = [
     "BasicConv2d",
@@ -82,20 +82,6 @@ VARIANTS = ("paper", "torchvision")
 GoogLeNetOutputs = namedtuple("GoogLeNetOutputs", ["logits", "aux_logits2", "aux_logits1"])
 
 _DEFAULT_DROPOUT = {"paper": 0.4, "torchvision": 0.2}
-
-# (in, 1x1, 3x3red, 3x3, 5x5red, 5x5, pool_proj) of the nine blocks, in network order.
-_INCEPTIONS = {
-    "3a": (192, 64, 96, 128, 16, 32, 32),
-    "3b": (256, 128, 128, 192, 32, 96, 64),
-    "4a": (480, 192, 96, 208, 16, 48, 64),
-    "4b": (512, 160, 112, 224, 24, 64, 64),
-    "4c": (512, 128, 128, 256, 24, 64, 64),
-    "4d": (512, 112, 144, 288, 32, 64, 64),
-    "4e": (528, 256, 160, 320, 32, 128, 128),
-    "5a": (832, 256, 160, 320, 32, 128, 128),
-    "5b": (832, 384, 192, 384, 48, 128, 128),
-}
-
 
 class BasicConv2d(nn.Module):
     """Conv2d, then BatchNorm (optional), then ReLU (optional).
@@ -350,9 +336,13 @@ class GoogLeNet(nn.Module):
         self.transform_input = bool(transform_input)
         paper = variant == "paper"
         bn = not paper
-        inception = functools.partial(
-            Inception, kernel_sizes=(3, 5) if paper else (3, 3), batch_norm=bn
-        )
+        # The nine blocks' channels come from the one table, spec.GOOGLENET_INCEPTIONS (the
+        # paper's (3, 5) kernels); torchvision keeps a 3x3 in the third branch (pytorch/vision#906).
+        kernel_sizes = (3, 5) if paper else (3, 3)
+
+        def inception(name: str) -> Inception:
+            return Inception.from_spec(GOOGLENET_INCEPTIONS[name].with_(kernel_sizes=kernel_sizes), batch_norm=bn)
+
 
         self.conv1 = BasicConv2d(3, 64, 7, stride=2, padding=3, batch_norm=bn)
         self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
@@ -361,17 +351,17 @@ class GoogLeNet(nn.Module):
         self.conv3 = BasicConv2d(64, 192, 3, padding=1, batch_norm=bn)
         self.lrn2 = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0) if paper else None
         self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-        self.inception3a = inception(*_INCEPTIONS["3a"])
-        self.inception3b = inception(*_INCEPTIONS["3b"])
+        self.inception3a = inception("3a")
+        self.inception3b = inception("3b")
         self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-        self.inception4a = inception(*_INCEPTIONS["4a"])
-        self.inception4b = inception(*_INCEPTIONS["4b"])
-        self.inception4c = inception(*_INCEPTIONS["4c"])
-        self.inception4d = inception(*_INCEPTIONS["4d"])
-        self.inception4e = inception(*_INCEPTIONS["4e"])
+        self.inception4a = inception("4a")
+        self.inception4b = inception("4b")
+        self.inception4c = inception("4c")
+        self.inception4d = inception("4d")
+        self.inception4e = inception("4e")
         self.maxpool4 = nn.MaxPool2d(3 if paper else 2, stride=2, ceil_mode=True)
-        self.inception5a = inception(*_INCEPTIONS["5a"])
-        self.inception5b = inception(*_INCEPTIONS["5b"])
+        self.inception5a = inception("5a")
+        self.inception5b = inception("5b")
         if self.aux_logits:
             aux = functools.partial(
                 InceptionAux, num_classes=num_classes, paper_pool=paper, batch_norm=bn, dropout=dropout_aux
@@ -395,7 +385,7 @@ class GoogLeNet(nn.Module):
 
     def inceptions(self) -> dict[str, Inception]:
         """The nine Inception blocks, keyed "3a" ... "5b", in network order."""
-        return {name: getattr(self, f"inception{name}") for name in _INCEPTIONS}
+        return {name: getattr(self, f"inception{name}") for name in GOOGLENET_INCEPTIONS}
 
     def _init_weights(self) -> None:
         for m in self.modules():
