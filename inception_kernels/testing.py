@@ -11,7 +11,7 @@ inputs" and of "close enough". It imports only torch and the library's :mod:`.sp
   ``nn.BatchNorm2d`` of a model, so that eval-mode BatchNorm and its folding are really tested.
 - :data:`TOLERANCES` / :func:`tolerance`: the one table of ``(atol, rtol)`` per check and dtype.
 - :func:`three_way_errors` / :func:`assert_three_way` / :func:`three_way_tolerance`: the
-  low-precision rule (docs/design.md §7): the kernel's error against a float64 answer may be
+  low-precision rule (docs/design.md §6.1): the kernel's error against a float64 answer may be
   at most twice PyTorch's own error in the same dtype, plus a small floor.
 """
 
