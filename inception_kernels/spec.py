@@ -77,6 +77,12 @@ class InceptionSpec:
         _check_activation(self.activation)
 
     @property
+    def channels(self) -> tuple[int, int, int, int, int, int, int]:
+        """The seven channel counts ``(in, 1x1, 3x3red, 3x3, 5x5red, 5x5, pool_proj)``: the
+        argument order of this class and of torchvision's ``Inception``."""
+        return (self.in_channels, self.ch1x1, self.ch3x3red, self.ch3x3, self.ch5x5red, self.ch5x5, self.pool_proj)
+
+    @property
     def out_channels(self) -> int:
         """Channels of the concatenated output: ``ch1x1 + ch3x3 + ch5x5 + pool_proj``."""
         return self.ch1x1 + self.ch3x3 + self.ch5x5 + self.pool_proj

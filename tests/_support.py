@@ -27,7 +27,7 @@ from inception_kernels.testing import (
 __all__ = [
     "THREE_WAY_ATOL", "TOLERANCES", "InceptionInputs", "assert_three_way", "make_inception_inputs",
     "randomize_batchnorm", "three_way_errors", "tolerance", "make_relu_inputs",
-    "conv_valid_taps", "inception_valid_taps", "nonfinite_corner_taps", "assert_same_nonfinite",
+    "conv_valid_taps", "inception_valid_taps", "nonfinite_corner_taps", "assert_same_nonfinite", "assert_rel",
 ]
 
 
@@ -89,3 +89,11 @@ def assert_same_nonfinite(got, want, what, close):
 #: Inputs of the backward and CUDA suites: Kaiming ("he") weights and biases of std 0.2 keep the
 #: activations O(1) through the reduce -> ReLU -> KxK chain, so gradients are O(1) too.
 make_relu_inputs = partial(make_inception_inputs, weight_init="he", bias_scale=0.2)
+
+
+def assert_rel(got, want, rtol, what=""):
+    """max |got - want| <= rtol * max |want| (relative to the largest magnitude)."""
+    assert got.shape == want.shape, (what, got.shape, want.shape)
+    err = (got.double() - want.double()).abs().max().item()
+    scale = want.double().abs().max().item()
+    assert err <= rtol * scale, f"{what}: max error {err:.3g} > {rtol:g} x {scale:.3g}"

@@ -23,7 +23,7 @@ def _fake_cuda_x(dtype=torch.bfloat16, hw=(28, 28), channels_last=True):
 
 
 def _entry(**changes):
-    entry = dict(device=DEVICE[0], capability=DEVICE[1], dtype="bfloat16", channels=(192, 64, 96, 128, 16, 32, 32),
+    entry = dict(device=DEVICE[0], capability=DEVICE[1], dtype="bfloat16", channels=SPEC.channels,
                  kernel_sizes=(3, 5), activation="relu", height=28, width=28, channels_last=True, layer="3a",
                  batch=256, ms={"fwd": {"triton": 1.0, "cuda": 0.5}}, source="synthetic")
     entry.update(changes)

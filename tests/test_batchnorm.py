@@ -25,9 +25,11 @@ import torch
 import torch.nn as nn
 
 import inception_kernels as ik
-from inception_kernels import FusedInception, batchnorm
+from inception_kernels import GOOGLENET_INCEPTIONS, FusedInception, batchnorm
 from inception_kernels._launches import count_launches
-from inception_kernels.testing import randomize_batchnorm
+from inception_kernels.testing import THREE_WAY_ATOL, assert_three_way, randomize_batchnorm
+
+from _support import assert_rel
 
 torchvision = pytest.importorskip("torchvision")
 from torchvision.models.googlenet import BasicConv2d as TVBasicConv2d  # noqa: E402
@@ -36,8 +38,8 @@ from torchvision.models.googlenet import Inception as TVInception  # noqa: E402
 pytestmark = pytest.mark.usefixtures("ieee_fp32")
 
 #: GoogLeNet's 3a and 4e configs (in, 1x1, 3x3red, 3x3, 5x5red, 5x5, pool_proj).
-L3A = (192, 64, 96, 128, 16, 32, 32)
-L4E = (528, 256, 160, 320, 32, 128, 128)
+L3A = GOOGLENET_INCEPTIONS["3a"].channels
+L4E = GOOGLENET_INCEPTIONS["4e"].channels
 
 #: Backends of the training tests (see the module docstring).
 BN_TRAINING_BACKENDS = ["reference", "triton"]
@@ -64,14 +66,6 @@ def _x(cfg, n, h, w, *, dtype=torch.float64, device="cpu", channels_last=False, 
     x = torch.randn(n, cfg[0], h, w, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     x = x.to(device=device, dtype=dtype)
     return x.to(memory_format=torch.channels_last) if channels_last else x
-
-
-def assert_rel(got, want, rtol, what=""):
-    """max |got - want| <= rtol * max |want| (relative to the largest magnitude)."""
-    assert got.shape == want.shape, (what, got.shape, want.shape)
-    err = (got.double() - want.double()).abs().max().item()
-    scale = want.double().abs().max().item()
-    assert err <= rtol * scale, f"{what}: max error {err:.3g} > {rtol:g} x {scale:.3g}"
 
 
 def _grads(module, x):
@@ -163,9 +157,9 @@ def test_train_fp64_matches_torchvision(backend, kernel_sizes, channels_last, de
             assert_rel(got[name], want[name], 1e-9, name)
 
 
-@pytest.mark.parametrize("dtype, atol", [(torch.float32, 1e-5), (torch.float16, 2e-3)], ids=["fp32", "fp16"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
 @pytest.mark.parametrize("backend", BN_TRAINING_BACKENDS)
-def test_train_low_precision_three_way(backend, dtype, atol, device):
+def test_train_low_precision_three_way(backend, dtype, device):
     """One training step in fp32 / fp16 of torchvision's block (ReLU): the fused block's output and
     running statistics -- and in fp32 every gradient -- are at most 2x as far from fp64 as
     torchvision in that dtype. fp64 runs on the same inputs and parameters (``dtype``-representable),
@@ -194,9 +188,8 @@ def test_train_low_precision_three_way(backend, dtype, atol, device):
         if key.endswith("num_batches_tracked"):
             continue
         want = results["exact"][key].double()
-        torch_err = (results["torch"][key].double() - want).abs().max().item()
-        fused_err = (results["fused"][key].double() - want).abs().max().item()
-        assert fused_err <= 2 * torch_err + atol * max(1.0, want.abs().max().item()), (key, fused_err, torch_err)
+        atol = THREE_WAY_ATOL["batchnorm"][dtype] * max(1.0, want.abs().max().item())
+        assert_three_way(results["fused"][key], results["torch"][key], want, atol=atol, what=key)
 
 
 @pytest.mark.parametrize("backend", BN_TRAINING_BACKENDS)
@@ -315,9 +308,9 @@ def test_eval_fp64_matches_torchvision(backend, kernel_sizes, channels_last, dev
     assert fused.branch1.bn.num_batches_tracked.item() == 0
 
 
-@pytest.mark.parametrize("dtype, atol", [(torch.float32, 1e-5), (torch.float16, 2e-3)], ids=["fp32", "fp16"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
 @pytest.mark.parametrize("backend", BN_EVAL_BACKENDS)
-def test_eval_low_precision_three_way(backend, dtype, atol, device):
+def test_eval_low_precision_three_way(backend, dtype, device):
     cfg = L4E
     x64 = _x(cfg, 1, 3, 4, device=device)
     exact = tv_block(cfg, device=device).eval()
@@ -325,11 +318,10 @@ def test_eval_low_precision_three_way(backend, dtype, atol, device):
     fused = FusedInception.from_module(tv, backend=backend)
     with torch.no_grad():
         want = exact(x64)
-        torch_err = (tv(x64.to(dtype)).double() - want).abs().max().item()
+        y_torch = tv(x64.to(dtype))
         y = fused(x64.to(dtype))
     assert y.dtype == dtype
-    fused_err = (y.double() - want).abs().max().item()
-    assert fused_err <= 2 * torch_err + atol * max(1.0, want.abs().max().item()), (fused_err, torch_err)
+    assert_three_way(y, y_torch, want, atol=THREE_WAY_ATOL["batchnorm"][dtype] * max(1.0, want.abs().max().item()), what="y")
 
 
 @pytest.mark.parametrize("mode, backend", [("train", "auto"), ("eval", "triton")])

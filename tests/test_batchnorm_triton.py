@@ -11,20 +11,16 @@ import pytest
 import torch
 
 import inception_kernels as ik
+from inception_kernels import GOOGLENET_INCEPTIONS
 from inception_kernels._launches import count_launches
+from inception_kernels.testing import THREE_WAY_ATOL, assert_three_way
+
+from _support import assert_rel
 
 pytestmark = pytest.mark.usefixtures("ieee_fp32")
 
 #: GoogLeNet's 3a config (in, 1x1, 3x3red, 3x3, 5x5red, 5x5, pool_proj).
-L3A = (192, 64, 96, 128, 16, 32, 32)
-
-
-def assert_rel(got, want, rtol, what=""):
-    """max |got - want| <= rtol * max |want| (relative to the largest magnitude)."""
-    assert got.shape == want.shape, (what, got.shape, want.shape)
-    err = (got.double() - want.double()).abs().max().item()
-    scale = want.double().abs().max().item()
-    assert err <= rtol * scale, f"{what}: max error {err:.3g} > {rtol:g} x {scale:.3g}"
+L3A = GOOGLENET_INCEPTIONS["3a"].channels
 
 
 def _problem(cfg, n, h, w, kernel_sizes, *, dtype=torch.float64, bias=False, affine=(True,) * 6, device="cpu",
@@ -213,7 +209,5 @@ def test_train_fp16_gradients_three_way(backend, device):
         for i, (want, t16, got) in enumerate(zip(exact[key], torch16[key], fused[key])):
             if want is None:
                 continue
-            torch_err = (t16.double() - want).abs().max().item()
-            fused_err = (got.double() - want).abs().max().item()
-            scale = max(1.0, want.abs().max().item())
-            assert fused_err <= 2 * torch_err + 2e-3 * scale, (key, i, fused_err, torch_err)
+            atol = THREE_WAY_ATOL["batchnorm"][torch.float16] * max(1.0, want.abs().max().item())
+            assert_three_way(got, t16, want, atol=atol, what=f"{key}[{i}]")

@@ -33,6 +33,7 @@ from conftest import FUSED_BACKENDS, HAS_CUDA
 from inception_kernels import FusedInception, InceptionSpec, fused_inception, reference
 from inception_kernels._checks import OP_SCHEDULES
 from inception_kernels.ops import _split_grads
+from inception_kernels.testing import THREE_WAY_ATOL, assert_three_way, tolerance
 
 FWD = torch.ops.inception_kernels.fused_inception
 BWD = torch.ops.inception_kernels.fused_inception_backward
@@ -149,14 +150,11 @@ def _assert_close(name, got, want, dtype, low_precision_ref=None):
         return
     assert torch.isfinite(got).all() or not torch.isfinite(want).all(), (name, "non-finite result")
     if dtype in (torch.float64, torch.float32):
-        tol = dict(atol=1e-9, rtol=1e-7) if dtype == torch.float64 else dict(atol=2e-5, rtol=2e-4)
-        torch.testing.assert_close(got.double(), want, **tol, msg=lambda m: f"{name}: {m}")
+        atol, rtol = tolerance("fuzz", dtype)
+        torch.testing.assert_close(got.double(), want, atol=atol, rtol=rtol, msg=lambda m: f"{name}: {m}")
         return
-    err = (got.double() - want).abs().max().item()
-    err_torch = (low_precision_ref.double() - want).abs().max().item()
-    eps = 2 ** -10 if dtype == torch.float16 else 2 ** -7
-    bound = 2 * err_torch + eps * max(want.abs().max().item(), 1.0)
-    assert err <= bound, (name, err, err_torch, bound)
+    atol = THREE_WAY_ATOL["fuzz"][dtype] * max(want.abs().max().item(), 1.0)
+    assert_three_way(got, low_precision_ref, want, atol=atol, what=name)
 
 
 # ---------------------------------------------------------------------------- valid inputs

@@ -9,9 +9,10 @@ import torch
 
 from inception_kernels import GOOGLENET_INCEPTIONS, InceptionSpec, reference
 from inception_kernels.models import Inception
+from inception_kernels.testing import tolerance
 
 # (dtype, atol, rtol): both sides run PyTorch's own convolutions, so the tolerances are tight.
-DTYPES = [(torch.float64, 1e-12, 1e-12), (torch.float32, 1e-5, 1e-5)]
+DTYPES = [(d, *tolerance("reference", d)) for d in (torch.float64, torch.float32)]
 DTYPE_IDS = ["fp64", "fp32"]
 
 
