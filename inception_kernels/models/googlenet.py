@@ -14,7 +14,7 @@ convolution (stem conv1 7x7, conv2 1x1, conv3 3x3 included) and on the classifie
     classifier  1024*1000 + 1000                                 = 1,025,000
     total                                                          6,998,552
 
-This is the faithful architecture; no stem detail needs changing to reach docs/design.md's figure
+This is the faithful architecture; no stem detail needs changing to reach docs/design.md §2's figure
 (an earlier hand count of 6,998,744 was 192 too high). The two auxiliary heads add 6,379,728.
 
 ``variant="torchvision"`` reproduces ``torchvision.models.googlenet`` module for module and
