@@ -9,7 +9,7 @@ import torch
 
 from inception_kernels import GOOGLENET_INCEPTIONS, InceptionSpec, reference
 from inception_kernels.models import Inception
-from inception_kernels.testing import tolerance
+from inception_kernels.testing import make_inception_inputs, tolerance
 
 # (dtype, atol, rtol): both sides run PyTorch's own convolutions, so the tolerances are tight.
 DTYPES = [(d, *tolerance("reference", d)) for d in (torch.float64, torch.float32)]
@@ -121,10 +121,8 @@ SMALL = InceptionSpec(8, 4, 3, 5, 2, 6, 4)  # w3: [5, 3, 3, 3], w5: [6, 2, 5, 5]
 
 
 def _args(spec=SMALL, dtype=torch.float32):
-    x = torch.randn(2, spec.in_channels, 5, 5, dtype=dtype)
-    weights = [torch.randn(s, dtype=dtype) for s in spec.weight_shapes]
-    biases = [torch.randn(s[0], dtype=dtype) for s in spec.weight_shapes]
-    return x, weights, biases
+    """x, weights, biases of ``spec`` (unscaled: only the argument checks matter here)."""
+    return tuple(make_inception_inputs(spec, 2, 5, 5, dtype, weight_init="unit"))
 
 
 def test_valid_small_args_pass():
