@@ -215,6 +215,8 @@ class Tolerance(NamedTuple):
 #: - ``"reference"``: ``reference.inception`` vs an ``nn`` composition (both PyTorch's own convs),
 #:   ``assert_close(atol, rtol)``.
 #: - ``"transforms"``: torch.func transforms of the fused op vs of the reference, in float64.
+#: - ``"reordered"``: two kernels on the same operands with the same accumulation and rounding,
+#:   in a different order (the forward's two schedules), ``assert_close(atol, rtol)``.
 #: - ``"cuda"``: the CUDA backend's GPU tests (streams, strided biases, 64-bit offsets) against
 #:   the float32/float64 reference, ``assert_close(atol, rtol)`` (gradients: ``atol * max(1, max|want|)``).
 #:
@@ -231,6 +233,7 @@ TOLERANCES: dict[str, dict[torch.dtype, Tolerance]] = {
     "reference": {torch.float64: Tolerance(1e-12, 1e-12), torch.float32: Tolerance(1e-5, 1e-5)},
     "transforms": {torch.float64: Tolerance(1e-9, 1e-7)},
     "cuda": {torch.float16: Tolerance(2e-2, 2e-2), torch.float32: Tolerance(1e-4, 1e-4)},
+    "reordered": {torch.float16: Tolerance(2e-3, 2e-3)},
 }
 
 #: The floor ``atol`` of the three-way rule (:func:`assert_three_way`), by check and dtype:
