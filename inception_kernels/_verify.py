@@ -39,7 +39,7 @@ from ._checks import BIAS_NAMES, WEIGHT_NAMES
 from .ops import BACKEND_CHOICES
 from .spec import GOOGLENET_INCEPTIONS, InceptionSpec
 from .testing import TOLERANCES as _TOLERANCE_TABLE
-from .testing import make_inception_inputs, randomize_batchnorm, three_way_tolerance  # noqa: F401
+from .testing import make_inception_inputs, randomize_batchnorm, three_way_tolerance
 
 #: ``(atol, rtol)`` per dtype; the tolerance of a tensor is ``atol + rtol * max|expected|``.
 #: fp32 leaves room for a different accumulation order (and TF32 off: verify disables it).
