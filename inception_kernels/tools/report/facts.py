@@ -1,4 +1,5 @@
-"""Static facts about a compiled kernel (a cubin), read without a GPU.
+"""Static facts about compiled kernels (a Triton cubin and its PTX, or the CUDA extension's
+library), read without a GPU.
 
 Parses what NVIDIA's binary tools say about a cubin: ``cuobjdump -res-usage`` (registers,
 stack frame, static shared memory, local and constant memory per kernel) and
@@ -20,6 +21,11 @@ per SM from the per-architecture limits NVIDIA publishes (CUDA C Programming Gui
 Triton allocates its shared memory dynamically: the compiled kernel's ``metadata.shared``
 holds that amount, while ``cuobjdump``'s ``SHARED`` counts only static shared memory.
 Add both before calling :func:`occupancy`.
+
+On top of those: :func:`ptx_facts` and :func:`sass_kernel_facts` (how a kernel's GEMMs are fed:
+MMA shapes, cp.async, scalar 16-bit loads), and for the CUDA C++ extension
+:func:`extension_info` (what its fat binary holds), :func:`cuda_kernel_facts` and
+:func:`cuda_launch_facts`.
 """
 
 from __future__ import annotations
@@ -33,15 +39,20 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Optional, Sequence, Union
 
 __all__ = [
     "ARCH_LIMITS",
     "ArchLimits",
+    "cuda_kernel_facts",
+    "cuda_launch_facts",
+    "extension_info",
     "occupancy",
     "parse_resource_usage",
+    "ptx_facts",
     "resource_usage",
     "sass",
+    "sass_kernel_facts",
     "sass_opcodes",
     "tensor_core_instructions",
     "tool_path",
@@ -312,3 +323,267 @@ def occupancy(registers: int, shared_bytes: int, num_warps: int, arch: str) -> d
         "limited_by": limited_by,
         "limits": limits,
     }
+
+# ---------------------------------------------------------------------------------------------
+# PTX and SASS of one kernel
+# ---------------------------------------------------------------------------------------------
+
+
+_PTX_SCALAR_16BIT_LOAD = re.compile(r"\bld\.global(?:\.[a-z0-9:]+)*?\.(?:b16|u16|s16|f16|bf16)\s")
+_PTX_CP_ASYNC = re.compile(r"\bcp\.async\.c[ag]\.shared\.global\b")
+_HGMMA_SHAPE = re.compile(r"^HGMMA\.(\d+)x(\d+)x(\d+)")
+
+
+def ptx_facts(ptx: str) -> dict:
+    """Facts of a kernel's PTX: ``{"ptx_scalar_16bit_loads": ld.global of a single 16-bit value,
+    "ptx_cp_async": cp.async instructions, "ptx_vector_loads": ld.global.v2/v4/v8}`` (static
+    counts)."""
+    return dict(
+        ptx_scalar_16bit_loads=len(_PTX_SCALAR_16BIT_LOAD.findall(ptx)),
+        ptx_cp_async=len(_PTX_CP_ASYNC.findall(ptx)),
+        ptx_vector_loads=len(re.findall(r"\bld\.global(?:\.[a-z0-9:]+)*?\.v[248]\.", ptx)),
+    )
+
+
+_SASS_ARCH = re.compile(r"^arch = (sm_\d+a?)\s*$", re.M)
+_SASS_FUNCTION = re.compile(r"^\s*Function : (\S+)\s*$", re.M)
+
+
+# "/*0a40*/  @!P0 HMMA.16816.F32.BF16 R4, R8, R12, R4 ;" -> ("HMMA.16816.F32.BF16", " R4, ...")
+_SASS_FULL_OPCODE = re.compile(r"^\s*/\*[0-9a-f]+\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Za-z0-9_.]*)(.*)$")
+# A scalar 16-bit load from global memory, direct or through a generic pointer: LDG.E.U16,
+# LDG.E.U16.CONSTANT, LD.E.S16, ...
+_SCALAR_16BIT_LOAD = re.compile(r"^LDG?\.E(?:\.[A-Z0-9]+)*?\.[US]16(?:\.|$)")
+_DEPBAR_SB0 = re.compile(r"SB0,\s*(0x[0-9a-fA-F]+|\d+)")
+
+
+def sass_kernel_facts(sass_body: str) -> dict:
+    """Static facts of one kernel's SASS that show how its GEMMs are fed.
+
+    Args:
+        sass_body: the kernel's disassembly (``cuobjdump -sass``, one ``Function`` section).
+
+    Returns:
+        ``{"tensor_core_instructions": {base opcode: n}, "mma_instructions": {full opcode: n}
+        (the MMA shapes, e.g. ``HMMA.16816.F32.BF16`` = mma.sync m16n8k16, ``HGMMA.64x64x16.F32.BF16``
+        = wgmma m64n64k16), "ldgsts": n (cp.async), "utmaldg": n (TMA loads), "ldsm": n (ldmatrix),
+        "scalar_16bit_loads": n (``LDG.E.U16`` and kin), "cp_async_wait_max": the largest N of
+        ``DEPBAR.LE SB0, N`` (cp.async groups left in flight at a wait; None without one),
+        "pipeline_stages": N + 2 (the stage being multiplied, the N still in flight, and the one
+        issued next: the ring of stages the main loop cycles through; None without cp.async),
+        "wgmma_groups": n (``WARPGROUP.ARRIVE``: each opens a run of warpgroup MMAs that chain
+        without waiting for one another; as many as HGMMAs when ptxas serializes them),
+        "global_stores_128": n (16-byte global stores, ``STG.E.128``)}``.
+        Static counts of instructions in the binary, not executed counts.
+    """
+    mma: Counter = Counter()
+    counts = Counter()
+    waits = []
+    for line in sass_body.splitlines():
+        m = _SASS_FULL_OPCODE.match(line)
+        if not m:
+            continue
+        op, rest = m.groups()
+        base = op.split(".")[0]
+        if base in ("HMMA", "HGMMA", "IMMA", "DMMA", "BMMA", "IGMMA", "QGMMA", "BGMMA"):
+            mma[op] += 1
+        elif base in ("LDGSTS", "UTMALDG", "LDSM"):
+            counts[base.lower()] += 1
+        elif op == "WARPGROUP.ARRIVE":
+            counts["wgmma_groups"] += 1
+        elif base == "STG" and ".128" in op:
+            counts["global_stores_128"] += 1
+        elif base == "DEPBAR":
+            w = _DEPBAR_SB0.search(rest)
+            if w:
+                waits.append(int(w.group(1), 0))
+        if _SCALAR_16BIT_LOAD.match(op):
+            counts["scalar_16bit_loads"] += 1
+    wait_max = max(waits) if waits else None
+    return dict(
+        tensor_core_instructions=tensor_core_instructions(sass_body + "\n"),
+        mma_instructions=dict(sorted(mma.items())),
+        ldgsts=counts["ldgsts"], utmaldg=counts["utmaldg"], ldsm=counts["ldsm"],
+        scalar_16bit_loads=counts["scalar_16bit_loads"], cp_async_wait_max=wait_max,
+        pipeline_stages=None if wait_max is None or not counts["ldgsts"] else wait_max + 2,
+        wgmma_groups=counts["wgmma_groups"], global_stores_128=counts["global_stores_128"],
+    )
+
+
+def _sass_facts_per_kernel(sass_text: str) -> dict[str, dict[str, dict]]:
+    """``{arch: {mangled kernel: sass_kernel_facts(...)}}`` from ``cuobjdump -sass`` of a fat
+    binary (one section per embedded cubin, each headed ``arch = sm_XX``, kernels headed
+    ``Function : name``)."""
+    out: dict[str, dict[str, dict]] = {}
+    arches = list(_SASS_ARCH.finditer(sass_text))
+    for a, nxt in zip(arches, arches[1:] + [None]):
+        section = sass_text[a.end(): nxt.start() if nxt else len(sass_text)]
+        funcs = list(_SASS_FUNCTION.finditer(section))
+        for f, fnxt in zip(funcs, funcs[1:] + [None]):
+            body = section[f.end(): fnxt.start() if fnxt else len(section)]
+            out.setdefault(a.group(1), {})[f.group(1)] = sass_kernel_facts(body)
+    return out
+
+
+def _arch_selected(arch: str, archs: Optional[Sequence[str]]) -> bool:
+    """Whether ``arch`` of the binary is asked for: ``"sm_90"`` also selects ``"sm_90a"``."""
+    return archs is None or arch in archs or arch.rstrip("a") in archs
+
+
+def cuda_kernel_facts(archs: Optional[Sequence[str]] = None) -> dict:
+    """Static facts of the CUDA C++ extension's kernels, per kernel and arch, from the built
+    library (``cuobjdump -res-usage`` via :func:`extension_info`, and
+    ``cuobjdump -sass`` for the tensor-core instructions). No GPU and no import of the library.
+
+    Args:
+        archs: keep these architectures only (default: every arch in the fat binary);
+            ``"sm_90"`` also keeps the arch-specific ``"sm_90a"``.
+
+    Returns:
+        ``{"state", "reason", "path", "archs", "error", "kernels"}``: the extension's status
+        and why (``state`` / ``reason`` of :func:`inception_kernels._ext.status`), and
+        ``kernels``, one record per kernel and arch: ``arch``, ``kernel`` (demangled),
+        ``mangled``, ``registers``, ``spill_bytes`` (stack frame: spills and local arrays),
+        ``local_bytes``, ``shared_static_bytes`` (dynamic shared memory is chosen at launch and
+        is not in the binary), and the SASS facts of :func:`sass_kernel_facts`
+        (``tensor_core_instructions``, ``mma_instructions`` -- the MMA shapes --, ``ldgsts``,
+        ``utmaldg``, ``ldsm``, ``scalar_16bit_loads``, ``cp_async_wait_max``,
+        ``pipeline_stages``). ``kernels`` is empty when there is no library (``reason`` says
+        why) or the tools failed (``error``).
+    """
+    info = extension_info()
+    out = dict(state=info["state"], reason=info["reason"], path=info["path"],
+               archs=[a for a in info["archs"] if _arch_selected(a, archs)], error=info["error"], kernels=[])
+    if info["path"] is None or info["error"]:
+        return out
+    try:
+        sass_facts = _sass_facts_per_kernel(sass(info["path"]))
+    except (OSError, RuntimeError) as e:
+        out["error"] = f"cuobjdump -sass failed: {e}"
+        return out
+    mangled = sorted({k for kernels in info["resources"].values() for k in kernels})
+    names = _demangle(mangled)
+    for arch in out["archs"]:
+        for k, res in sorted(info["resources"].get(arch, {}).items(), key=lambda kv: names[kv[0]]):
+            out["kernels"].append(dict(
+                arch=arch, kernel=names[k], mangled=k, registers=res["registers"], spill_bytes=res["stack_bytes"],
+                local_bytes=res["local_bytes"], shared_static_bytes=res["shared_static_bytes"],
+                **sass_facts.get(arch, {}).get(k, sass_kernel_facts("")),
+            ))
+    return out
+
+
+#: The C++ template argument of each report dtype (the kernels are instantiated per type).
+_CUDA_TYPES = {"bf16": ("__nv_bfloat16", "bfloat16"), "fp16": ("__half", "float16"), "fp32": ("float", "float32")}
+#: The fused CUDA kernels of one module: (kernel, which plan entry is its dynamic shared memory).
+_CUDA_LAUNCH_KERNELS = (("inception_fwd_kernel", 2), ("inception_reduce_grad_kernel", 4),
+                        ("inception_grads_kernel", 5))
+_CUDA_WARPS = 4  # 128 threads per block (csrc/inception_tiling.h kThreads)
+
+
+def cuda_launch_facts(cuda: dict, layers: Sequence[str], dtype: str, batch: int) -> list[dict]:
+    """Launch facts of the fused CUDA kernels per layer and arch: the forward's tile and grid,
+    each kernel's dynamic shared memory (which cuobjdump cannot see) and the occupancy it
+    allows with the kernel's registers, from the extension's own plan
+    (``torch.ops.inception_kernels.cuda_fused_inception_plan``; no GPU needed).
+
+    Args:
+        cuda: :func:`cuda_kernel_facts` (registers per kernel and arch).
+        layers: GoogLeNet layer keys (spatial sizes at 224x224).
+        dtype: ``"bf16"``, ``"fp16"`` or ``"fp32"``.
+        batch: the modeled batch.
+
+    Returns:
+        One record per ``(layer, arch, kernel)``: ``layer, arch, kernel, tile`` (``[th, tw]``,
+        forward only), ``blocks`` (forward only; the backward's grid depends on which gradients
+        are needed), ``dynamic_smem_bytes``, ``registers`` and ``occupancy``
+        (:func:`inception_kernels.occupancy` of the registers and the dynamic plus static
+        shared memory). Empty when the extension is not loaded.
+    """
+    import torch
+
+    from ... import _ext
+    from ...spec import GOOGLENET_INCEPTIONS
+
+    if not cuda["kernels"] or not _ext.status().loaded:
+        return []
+    tname, tdtype = _CUDA_TYPES[dtype][0], getattr(torch, _CUDA_TYPES[dtype][1])
+    regs = {(k["arch"], name): (k["registers"], k["shared_static_bytes"]) for k in cuda["kernels"]
+            for name, _ in _CUDA_LAUNCH_KERNELS if f"{name}<{tname}>" in k["kernel"]}
+    out = []
+    for layer in layers:
+        spec = GOOGLENET_INCEPTIONS[layer]
+        for arch in cuda["archs"]:
+            limit = ARCH_LIMITS[arch].shared_per_block
+            plan = torch.ops.inception_kernels.cuda_fused_inception_plan(
+                batch, spec.spatial, spec.spatial, spec.ch3x3red, spec.kernel_sizes[0], spec.ch5x5red,
+                spec.kernel_sizes[1], tdtype, limit, int(arch[3:5]))
+            for name, smem_index in _CUDA_LAUNCH_KERNELS:
+                r, static = regs.get((arch, name), (None, 0))
+                forward = name == "inception_fwd_kernel"
+                out.append(dict(
+                    layer=layer, arch=arch, kernel=f"{name}<{tname}>", tile=plan[:2] if forward else None,
+                    blocks=plan[3] if forward else None, dynamic_smem_bytes=plan[smem_index], registers=r,
+                    occupancy=None if r is None else occupancy(r, plan[smem_index] + static, _CUDA_WARPS, arch),
+                ))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The CUDA C++ extension's library (cuobjdump; no GPU, the library is not loaded)
+# ---------------------------------------------------------------------------------------------
+
+
+def _demangle(names: list[str]) -> dict[str, str]:
+    try:
+        out = subprocess.run(["c++filt"], input="\n".join(names), capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return {n: n for n in names}
+    return dict(zip(names, out.stdout.splitlines()))
+
+
+def _resource_usage_per_arch(path: str) -> dict[str, dict[str, dict]]:
+    """``{arch: {kernel: record}}`` from ``cuobjdump -res-usage`` of a fat binary."""
+    text = subprocess.run(
+        [tool_path("cuobjdump"), "-res-usage", path], capture_output=True, text=True, check=True
+    ).stdout
+    per_arch: dict[str, dict[str, dict]] = {}
+    marks = list(_SASS_ARCH.finditer(text))
+    for m, nxt in zip(marks, marks[1:] + [None]):
+        section = text[m.end(): nxt.start() if nxt else len(text)]
+        per_arch.setdefault(m.group(1), {}).update(parse_resource_usage(section))
+    return per_arch
+
+
+def extension_info() -> dict:
+    """What the built extension holds, read from the library file with ``cuobjdump``.
+
+    Works without a GPU and without loading the library.
+
+    Returns:
+        ``{"state", "reason", "path", "archs", "kernels", "resources", "error"}``:
+        ``archs`` the SASS architectures in the fat binary (``cuobjdump --list-elf``),
+        ``kernels`` the demangled kernel names, ``resources`` ``{arch: {mangled kernel:
+        record}}`` as :func:`inception_kernels.parse_resource_usage` gives (registers,
+        ``stack_bytes`` = spills, shared memory), ``error`` a message when the tools failed.
+        Empty lists / dicts when there is no library.
+    """
+    from ... import _ext
+
+    st = _ext.status()
+    info = {"state": st.state, "reason": st.reason, "path": _ext.library_path(), "archs": [], "kernels": [],
+            "resources": {}, "error": None}
+    if info["path"] is None:
+        return info
+    try:
+        elf = subprocess.run(
+            [tool_path("cuobjdump"), "--list-elf", info["path"]], capture_output=True, text=True, check=True
+        ).stdout
+        info["archs"] = sorted(set(re.findall(r"\.(sm_\d+a?)\.cubin", elf)))
+        info["resources"] = _resource_usage_per_arch(info["path"])
+    except (OSError, subprocess.CalledProcessError) as e:
+        info["error"] = f"cuobjdump failed: {e}"
+        return info
+    mangled = sorted({k for kernels in info["resources"].values() for k in kernels})
+    info["kernels"] = sorted(set(_demangle(mangled).values()))
+    return info
