@@ -201,3 +201,16 @@ def test_every_subcommand_accepts_both_dtype_spellings(sub, option, many):
     if many:
         assert parse("fp16,bfloat16") == parse("float16,bf16")
     assert cli.main([sub, *extra, f"--{option}", "half8"]) == 2
+
+
+def test_console_script_names_the_cli():
+    """pyproject's ``inception-kernels`` entry point resolves to the command line's ``main``."""
+    import importlib
+
+    from inception_kernels.tools import cli
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+    target = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]["inception-kernels"]
+    module, _, attr = target.partition(":")
+    assert getattr(importlib.import_module(module), attr) is cli.main
