@@ -57,6 +57,19 @@ def test_verify_passes_and_prints_table(capsys):
     assert all("PASS" in r for r in rows) and "0 failed" in out
 
 
+def test_every_available_backend_is_checked():
+    """A backend that can run here has a callable in verify's list (regression: after verify
+    moved into inception_kernels.tools, it looked for inception_kernels.tools.ops and skipped
+    the Triton backend without failing)."""
+    from inception_kernels import _backends
+
+    status = _backends.available_backends()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    for cand in verify._candidate_backends(device)[1:]:
+        name = "triton-interpreter" if cand.name == "triton" and device == "cpu" else cand.name
+        assert (cand.fn is not None) == status[name].available, (cand.name, cand.skip_reason)
+
+
 def test_verify_knows_the_cuda_backend(capsys):
     """verify checks backend 'cuda' where it can run, and otherwise names it with the reason."""
     from inception_kernels import _backends

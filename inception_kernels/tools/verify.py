@@ -158,7 +158,7 @@ def _fused_backend(name: str) -> Callable[[], tuple[Optional[BackendFn], str]]:
 
     def resolve():
         try:
-            ops = importlib.import_module(f"{__package__}.ops")
+            ops = importlib.import_module("..ops", __package__)  # inception_kernels.ops
         except ImportError as e:
             return None, f"inception_kernels.ops is not importable ({e})"
         fused = getattr(ops, "fused_inception", None)
