@@ -361,7 +361,8 @@ def run(layers: Optional[Sequence[str]] = None, dtypes: Optional[Sequence[str]] 
 
     Args:
         layers: layer names of GOOGLENET_INCEPTIONS; default all nine (an empty sequence: none).
-        dtypes: dtype names, either spelling (``"float32"`` or ``"fp32"``, :func:`~inception_kernels.tools._ui.dtype_name`); default
+        dtypes: dtype names, either spelling (``"float32"`` or ``"fp32"``,
+            :func:`~inception_kernels.tools._ui.dtype_name`); default
             :data:`DEFAULT_DTYPES` of the device (the interpreter: float32).
         batch, size: input batch and spatial size (the interpreter: batch 1).
         device: "cuda" or "cpu"; default: CUDA when available.

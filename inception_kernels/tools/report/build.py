@@ -22,7 +22,8 @@ gives, for the Triton kernels:
   sustained tensor rate times an efficiency cap, DRAM and L2 bytes, launch overhead; every
   constant and its source is listed there) -- a model, never a measurement, and no speedup
   over eager is printed (none has been measured);
-- the **CUDA C++ extension's kernels** (:func:`~inception_kernels.tools.report.facts.cuda_kernel_facts`), read from the built library.
+- the **CUDA C++ extension's kernels**
+  (:func:`~inception_kernels.tools.report.facts.cuda_kernel_facts`), read from the built library.
 
 ``--dump DIR`` keeps what was compiled: ``DIR/<layer>/<schedule>/<arch>/<kernel>.{cubin,ptx,sass}``
 and ``DIR/manifest.json`` (see :func:`dump_kernels`).

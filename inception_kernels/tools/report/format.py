@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .._ui import short_kernel
+from .._ui import dtype_name, short_kernel
 from .build import BATCH
 from .facts import _CUDA_LAUNCH_KERNELS
 
@@ -102,7 +102,8 @@ def format_table(report: dict) -> str:
     """The report for a terminal: one block per layer and arch."""
     recs = report["records"]
     head = recs[0] if recs else dict(batch=BATCH, dtype="bf16")
-    lines = [f"Triton kernels, GoogLeNet Inception layers at 224x224, batch {head['batch']}, {head['dtype']}, "
+    dtype = dtype_name(head["dtype"])  # the canonical spelling: bfloat16
+    lines = [f"Triton kernels, GoogLeNet Inception layers at 224x224, batch {head['batch']}, {dtype}, "
              "channels_last -- static facts and a MODEL (nothing measured; no GPU)", ""]
     for r in recs:
         lines.append(
