@@ -1,13 +1,13 @@
 """The whole GoogLeNet at 224x224: inference, and a training step (aux losses, backward, SGD),
 fused against eager (cuDNN, NCHW and channels_last) and torch.compile.
 
-The cases are :func:`inception_kernels.bench.googlenet_case` -- the same as
+The cases are :func:`inception_kernels.tools.bench.googlenet_case` -- the same as
 ``inception-kernels bench --suites googlenet``. Axes: see ``benchmarks/conftest.py``.
 """
 
 import pytest
 
-from inception_kernels import bench
+from inception_kernels.tools import bench
 
 
 def test_googlenet(benchmark, variant, batch, dtype, mode, impl):

@@ -13,7 +13,7 @@ skipped with one clear reason; the device is queried during collection, never at
 import pytest
 import torch
 
-from inception_kernels import bench
+from inception_kernels.tools import bench
 
 
 def pytest_addoption(parser):

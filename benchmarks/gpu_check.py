@@ -600,7 +600,7 @@ def _trim_logs(logs: Path) -> None:
 
 
 def finalize(out: Path, logs: Path, summary: dict, python: str, timeout_s: float) -> None:
-    """Write bench.csv / speedup.png (rendered in a subprocess by inception_kernels.bench),
+    """Write bench.csv / speedup.png (rendered in a subprocess by inception_kernels.tools.bench),
     ncu.csv, summary.json and logs.tar.gz into ``out``; nothing else stays there."""
     records = [r for s in ("bench_layers", "train_step", "infer_graph", "bench_compile")
                for r in read_jsonl(logs / f"{s}.jsonl")]
@@ -754,7 +754,7 @@ def count_triton_kernels(configs) -> dict:
 
         from inception_kernels import GOOGLENET_INCEPTIONS
         from inception_kernels._launches import _record_launches
-        from inception_kernels.triton import aot
+        from inception_kernels.tools import aot
         from inception_kernels.triton.backward import _inception_backward
         from inception_kernels.triton.inception_fwd import _inception_forward
 
@@ -839,7 +839,7 @@ def _check_cases() -> list[str]:
     Returns:
         The failures, one line each.
     """
-    from inception_kernels import bench
+    from inception_kernels.tools import bench
 
     bad = []
     for layer in LAYERS:
@@ -965,7 +965,7 @@ def warmup_tasks() -> list[tuple]:
 def _cmd_warmup(args) -> int:
     import torch
 
-    from inception_kernels import bench
+    from inception_kernels.tools import bench
 
     failures = 0
     mine = [t for k, t in enumerate(warmup_tasks()) if k % args.workers == args.worker]
@@ -992,10 +992,10 @@ def _cmd_warmup(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    """Time cases (inception_kernels.bench), one JSON line per finished case, layer by layer."""
+    """Time cases (inception_kernels.tools.bench), one JSON line per finished case, layer by layer."""
     import torch
 
-    from inception_kernels import bench
+    from inception_kernels.tools import bench
 
     step = Path(args.jsonl).stem
     impls, modes = args.impls.split(","), args.modes.split(",")
@@ -1065,7 +1065,7 @@ def _cmd_profile(args) -> int:
     """One fused forward + backward of a layer inside cudaProfilerStart/Stop, after warming up."""
     import torch
 
-    from inception_kernels import bench
+    from inception_kernels.tools import bench
 
     case = bench.layer_case(args.layer, BENCH["batch"], BENCH["dtype"], "fwdbwd", "fused")
     for _ in range(2):
@@ -1081,8 +1081,8 @@ def _cmd_profile(args) -> int:
 
 
 def _cmd_render(args) -> int:
-    """Speedups, bench.json, bench.csv and the speedup PNG (inception_kernels.bench)."""
-    from inception_kernels import bench
+    """Speedups, bench.json, bench.csv and the speedup PNG (inception_kernels.tools.bench)."""
+    from inception_kernels.tools import bench
 
     results = json.loads(Path(args.records).read_text())
     bench._add_speedups(results["records"])

@@ -1,7 +1,8 @@
-"""``python -m inception_kernels info | verify``: see :mod:`inception_kernels.cli`."""
+"""``python -m inception_kernels info | verify | report | bench | train | evaluate``: see
+:mod:`inception_kernels.tools.cli`."""
 
 import sys
 
-from .cli import main
+from .tools.cli import main
 
 sys.exit(main())

@@ -1,4 +1,4 @@
-"""The optional CUDA extension ``inception_kernels._C``: lazy loading and what it holds.
+"""The optional CUDA extension ``inception_kernels._C``: lazy loading and why it is (not) usable.
 
 setup.py builds the extension from csrc/ when a CUDA toolkit and a CUDA build of torch are
 present, and writes ``_build_info.py`` (git-ignored) beside this file either way. Nothing here
@@ -8,7 +8,9 @@ ABI of torch is not stable across versions, so such a library is not even loaded
 to import.
 
 Importing the extension registers its ops with the dispatcher under
-``torch.ops.inception_kernels`` (CUDA and Meta implementations).
+``torch.ops.inception_kernels`` (CUDA and Meta implementations). What the built library holds
+(architectures, kernels, registers; read with ``cuobjdump``) is a tool's question:
+``inception_kernels.tools.report.facts.extension_info``.
 """
 
 from __future__ import annotations
@@ -16,14 +18,10 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
-import re
-import subprocess
 from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
-
-from . import _cubin
 
 #: Values of :attr:`ExtStatus.state`.
 STATES = ("loaded", "not_built", "skipped", "torch_mismatch", "missing", "import_error")
@@ -97,59 +95,3 @@ def library_path() -> Optional[str]:
     """Path of the extension's shared library, or None when there is none."""
     spec = importlib.util.find_spec(f"{__package__}._C")
     return spec.origin if spec is not None else None
-
-
-def _demangle(names: list[str]) -> dict[str, str]:
-    try:
-        out = subprocess.run(["c++filt"], input="\n".join(names), capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return {n: n for n in names}
-    return dict(zip(names, out.stdout.splitlines()))
-
-
-_ARCH_LINE = re.compile(r"^arch = (sm_\d+a?)\s*$", re.M)
-
-
-def _resource_usage_per_arch(path: str) -> dict[str, dict[str, dict]]:
-    """``{arch: {kernel: record}}`` from ``cuobjdump -res-usage`` of a fat binary."""
-    text = subprocess.run(
-        [_cubin.tool_path("cuobjdump"), "-res-usage", path], capture_output=True, text=True, check=True
-    ).stdout
-    per_arch: dict[str, dict[str, dict]] = {}
-    marks = list(_ARCH_LINE.finditer(text))
-    for m, nxt in zip(marks, marks[1:] + [None]):
-        section = text[m.end(): nxt.start() if nxt else len(text)]
-        per_arch.setdefault(m.group(1), {}).update(_cubin.parse_resource_usage(section))
-    return per_arch
-
-
-def extension_info() -> dict:
-    """What the built extension holds, read from the library file with ``cuobjdump``.
-
-    Works without a GPU and without loading the library.
-
-    Returns:
-        ``{"state", "reason", "path", "archs", "kernels", "resources", "error"}``:
-        ``archs`` the SASS architectures in the fat binary (``cuobjdump --list-elf``),
-        ``kernels`` the demangled kernel names, ``resources`` ``{arch: {mangled kernel:
-        record}}`` as :func:`inception_kernels._cubin.parse_resource_usage` gives (registers,
-        ``stack_bytes`` = spills, shared memory), ``error`` a message when the tools failed.
-        Empty lists / dicts when there is no library.
-    """
-    st = status()
-    info = {"state": st.state, "reason": st.reason, "path": library_path(), "archs": [], "kernels": [],
-            "resources": {}, "error": None}
-    if info["path"] is None:
-        return info
-    try:
-        elf = subprocess.run(
-            [_cubin.tool_path("cuobjdump"), "--list-elf", info["path"]], capture_output=True, text=True, check=True
-        ).stdout
-        info["archs"] = sorted(set(re.findall(r"\.(sm_\d+a?)\.cubin", elf)))
-        info["resources"] = _resource_usage_per_arch(info["path"])
-    except (OSError, subprocess.CalledProcessError) as e:
-        info["error"] = f"cuobjdump failed: {e}"
-        return info
-    mangled = sorted({k for kernels in info["resources"].values() for k in kernels})
-    info["kernels"] = sorted(set(_demangle(mangled).values()))
-    return info

@@ -93,16 +93,16 @@ class Rejected:
 
 class _Tracer(fx.Tracer):
     """fx's tracer, with already-fused blocks (their forward is not traceable) and ``leaves``
-    kept as leaves."""
+    kept as leaves. A fused block says so with a class attribute ``_TRACE_AS_LEAF = True``
+    (:class:`~inception_kernels.FusedInception`): this module does not import the modules that
+    use it."""
 
     def __init__(self, leaves=()):
         super().__init__()
         self.leaves = {id(m) for m in leaves}
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        from .modules import FusedInception
-
-        return (isinstance(m, FusedInception) or id(m) in self.leaves
+        return (getattr(type(m), "_TRACE_AS_LEAF", False) or id(m) in self.leaves
                 or super().is_leaf_module(m, module_qualified_name))
 
 

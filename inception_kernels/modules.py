@@ -137,6 +137,8 @@ class FusedInception(nn.Module):
 
     #: Paths of the six ``BasicConv2d``-like units, as in ``Inception.CONV_NAMES``.
     CONV_NAMES = Inception.CONV_NAMES
+    #: torch.fx keeps the block whole (its forward calls the fused op): read by ``_recognize``.
+    _TRACE_AS_LEAF = True
 
     def __init__(
         self,

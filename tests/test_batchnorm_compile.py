@@ -13,7 +13,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from inception_kernels.triton import aot, batchnorm_train
+from inception_kernels.tools import aot
+from inception_kernels.triton import batchnorm_train
 
 #: The kernels of a training step: (kernel, STAGE) -> multiplies matrices on tensor cores.
 KERNELS = {
@@ -29,7 +30,7 @@ def reports():
     n = len(batchnorm_train.launch_plan(**plan))
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=2, mp_context=ctx, initializer=aot.worker_init) as pool:
-        out = list(pool.map(batchnorm_train.compile_report, [(i, 90, plan) for i in range(n)]))
+        out = list(pool.map(aot.compile_batchnorm_launch, [(i, 90, plan) for i in range(n)]))
     print("\nBatchNorm-training kernels, sm_90 fp16, GoogLeNet 3a, batch 256:")
     for r in out:
         print(f"  {r['kernel']:20s} stage={r['stage']!s:4s} registers={r['registers']:3d} stack={r['stack_bytes']} "

@@ -1,10 +1,10 @@
-"""inception_kernels.bench without a GPU: the CUDA-graph inference mode picks Triton's CUDA-graph
+"""inception_kernels.tools.bench without a GPU: the CUDA-graph inference mode picks Triton's CUDA-graph
 timer, and inputs are made on the case's device (meta builds every case without memory)."""
 
 import pytest
 import torch
 
-from inception_kernels import bench
+from inception_kernels.tools import bench
 
 
 def test_infer_graph_case_is_timed_as_a_cuda_graph(monkeypatch):

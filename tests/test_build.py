@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from inception_kernels import InceptionSpec, _ext
+from inception_kernels.tools.report.facts import extension_info
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = ["sm_80", "sm_90a"]  # sm_90a: the arch-specific Hopper target (wgmma)
@@ -32,7 +33,7 @@ def ext_info():
     """What the built library holds; skips where there is no library."""
     if _ext.library_path() is None:
         pytest.skip(f"CUDA extension not built: {_ext.status().reason}")
-    info = _ext.extension_info()
+    info = extension_info()
     assert info["error"] is None, info["error"]
     return info
 
@@ -198,7 +199,7 @@ KERNEL_TYPES = {"__half": True, "__nv_bfloat16": True, "float": False, "double":
 
 
 def _fused_records():
-    from inception_kernels import report
+    from inception_kernels.tools import report
 
     facts = report.cuda_kernel_facts()
     assert facts["error"] is None, facts["error"]

@@ -7,7 +7,9 @@ import sys
 import pytest
 import torch
 
-from inception_kernels import _verify, cli, reference
+from inception_kernels import reference
+from inception_kernels.tools import cli, verify
+from inception_kernels.tools._ui import short_kernel
 
 BACKENDS = ("reference", "triton", "triton-interpreter", "cuda")
 
@@ -23,8 +25,8 @@ def test_info_lists_versions_and_backends(capsys):
 
 def test_short_kernel_names():
     name = "void inception_kernels::(anonymous namespace)::k<float, true>(float const*, float*, long)"
-    assert cli._short_kernel(name) == "k<float, true>"
-    assert cli._short_kernel("_kernel") == "_kernel"
+    assert short_kernel(name) == "k<float, true>"
+    assert short_kernel("_kernel") == "_kernel"
 
 
 def test_info_json():
@@ -50,9 +52,22 @@ def test_verify_passes_and_prints_table(capsys):
     assert "layer  backend" in out
     rows = [line for line in out.splitlines() if line.startswith("3a ")]
     assert any("reference" in r and "PASS" in r for r in rows), out
-    triton_runs = _verify._candidate_backends("cuda" if torch.cuda.is_available() else "cpu")[1].fn is not None
+    triton_runs = verify._candidate_backends("cuda" if torch.cuda.is_available() else "cpu")[1].fn is not None
     assert any("triton" in r for r in rows) == triton_runs, out
     assert all("PASS" in r for r in rows) and "0 failed" in out
+
+
+def test_every_available_backend_is_checked():
+    """A backend that can run here has a callable in verify's list (regression: after verify
+    moved into inception_kernels.tools, it looked for inception_kernels.tools.ops and skipped
+    the Triton backend without failing)."""
+    from inception_kernels import _backends
+
+    status = _backends.available_backends()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    for cand in verify._candidate_backends(device)[1:]:
+        name = "triton-interpreter" if cand.name == "triton" and device == "cpu" else cand.name
+        assert (cand.fn is not None) == status[name].available, (cand.name, cand.skip_reason)
 
 
 def test_verify_knows_the_cuda_backend(capsys):
@@ -60,7 +75,7 @@ def test_verify_knows_the_cuda_backend(capsys):
     from inception_kernels import _backends
 
     status = _backends.cuda_status()
-    cands = {c.name: c for c in _verify._candidate_backends("cuda" if torch.cuda.is_available() else "cpu")}
+    cands = {c.name: c for c in verify._candidate_backends("cuda" if torch.cuda.is_available() else "cpu")}
     assert (cands["cuda"].fn is not None) == status.available
     if not status.available:
         assert cands["cuda"].skip_reason == status.reason
@@ -99,8 +114,8 @@ def _raises(x, weights, biases, *, kernel_sizes, activation):
     (_raises, "kernel exploded"),
 ])
 def test_verify_fails_on_broken_backend(monkeypatch, capsys, fn, expect):
-    monkeypatch.setattr(_verify, "_candidate_backends", lambda device: [
-        _verify._Candidate("reference", reference.inception), _verify._Candidate("broken", fn)])
+    monkeypatch.setattr(verify, "_candidate_backends", lambda device: [
+        verify._Candidate("reference", reference.inception), verify._Candidate("broken", fn)])
     assert cli.main(["verify", "--layers", "3a", "--dtype", "float64", "--size", "4"]) == 1
     out = capsys.readouterr().out
     broken = [line for line in out.splitlines() if line.startswith("3a ") and "broken" in line]
@@ -117,26 +132,26 @@ def test_verify_bad_arguments(capsys):
 # ------------------------------------------------------------------ fp16 / bf16: three-way
 
 def test_three_way_tolerance_is_twice_pytorch_plus_half_an_ulp():
-    assert _verify.three_way_tolerance(0.0, 1.0, torch.float16) == 2.0 ** -11
-    assert _verify.three_way_tolerance(0.0, 4.0, torch.bfloat16) == 4 * 2.0 ** -8
-    assert _verify.three_way_tolerance(1e-3, 1.0, torch.float16) == 2e-3 + 2.0 ** -11
+    assert verify.three_way_tolerance(0.0, 1.0, torch.float16) == 2.0 ** -11
+    assert verify.three_way_tolerance(0.0, 4.0, torch.bfloat16) == 4 * 2.0 ** -8
+    assert verify.three_way_tolerance(1e-3, 1.0, torch.float16) == 2e-3 + 2.0 ** -11
     # a non-finite PyTorch error earns no credit
-    assert _verify.three_way_tolerance(float("inf"), 1.0, torch.float16) == 2.0 ** -11
+    assert verify.three_way_tolerance(float("inf"), 1.0, torch.float16) == 2.0 ** -11
 
 
 def _only_reference(monkeypatch, extra=()):
-    monkeypatch.setattr(_verify, "_candidate_backends", lambda device: [
-        _verify._Candidate("reference", reference.inception), *extra])
+    monkeypatch.setattr(verify, "_candidate_backends", lambda device: [
+        verify._Candidate("reference", reference.inception), *extra])
 
 
 def test_verify_accepts_both_dtype_spellings(monkeypatch):
     _only_reference(monkeypatch)
-    rows, skipped, _ = _verify.run(["3a"], ["fp64", "float64", "bf16", "float16", "fp32"], batch=1, size=2,
+    rows, skipped, _ = verify.run(["3a"], ["fp64", "float64", "bf16", "float16", "fp32"], batch=1, size=2,
                                    device="cpu")
     assert [r.dtype for r in rows] == ["float64", "bfloat16", "float16", "float32"]
     assert all(r.passed for r in rows) and not skipped
-    with pytest.raises(ValueError, match=r"unknown dtype 'fp99'.*'bf16'.*'bfloat16'"):
-        _verify.run(["3a"], ["fp99"], device="cpu")
+    with pytest.raises(ValueError, match=r"unknown dtype 'fp99'.*bfloat16.*bf16"):
+        verify.run(["3a"], ["fp99"], device="cpu")
 
 
 def test_verify_cli_dtype_aliases_and_bad_dtype(monkeypatch, capsys):
@@ -164,8 +179,8 @@ def _rounded_from_fp32(x, weights, biases, *, kernel_sizes, activation):
 def test_verify_low_precision_three_way(monkeypatch, dtype, fn, passes):
     """The three-way rule passes a backend that is as accurate as PyTorch (here: better, fp32
     math rounded once) and fails one that is 5% off in its output or its gradients."""
-    _only_reference(monkeypatch, [_verify._Candidate("candidate", fn)])
-    rows, _, _ = _verify.run(["4a"], [dtype], batch=1, size=3, device="cpu")
+    _only_reference(monkeypatch, [verify._Candidate("candidate", fn)])
+    rows, _, _ = verify.run(["4a"], [dtype], batch=1, size=3, device="cpu")
     ref, cand = rows
     assert ref.passed, ref
     assert cand.passed == passes, cand
@@ -178,11 +193,11 @@ def test_verify_skips_bf16_on_the_interpreter_with_the_reason():
     still checks bf16."""
     if torch.cuda.is_available():
         pytest.skip("the interpreter runs only without a CUDA device")
-    rows, skipped, device = _verify.run(["3a"], ["bf16"], batch=1, size=2)
+    rows, skipped, device = verify.run(["3a"], ["bf16"], batch=1, size=2)
     assert device == "cpu"
     assert [(r.backend, r.dtype, r.passed) for r in rows] == [("reference", "bfloat16", True)]
-    if _verify._candidate_backends("cpu")[1].fn is not None:  # the interpreter is on (tests/conftest.py)
-        assert ("triton", f"bfloat16: {_verify.INTERPRETER_BF16}") in skipped
+    if verify._candidate_backends("cpu")[1].fn is not None:  # the interpreter is on (tests/conftest.py)
+        assert ("triton", f"bfloat16: {verify.INTERPRETER_BF16}") in skipped
 
 
 def test_verify_models_only(monkeypatch, capsys):

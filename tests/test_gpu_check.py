@@ -126,7 +126,7 @@ def test_slack_rolls_over_but_later_steps_keep_their_budgets(tmp_path):
 
 def test_outputs_from_synthetic_bench_records(tmp_path):
     """A step that writes bench records: the run renders bench.csv and speedup.png through
-    inception_kernels.bench, and summary.json holds the speedups (synthetic numbers)."""
+    inception_kernels.tools.bench, and summary.json holds the speedups (synthetic numbers)."""
     recs = []
     for layer, fused_ms in (("3a", 0.5), ("3b", 2.0)):
         for impl, ms in (("eager", 1.0), ("eager_cl", 0.8), ("fused", fused_ms)):

@@ -219,7 +219,8 @@ def test_fused_paper_googlenet_trains_like_unfused():
 def test_verify_model_rows_pass_and_fail(monkeypatch):
     """``inception-kernels verify``'s whole-model check: passes on a correct backend (reference:
     cheap) and fails, naming the model, when the fused blocks are wrong."""
-    from inception_kernels import _verify, modules
+    from inception_kernels import modules
+    from inception_kernels.tools import verify as _verify
 
     for variant in _verify.MODEL_VARIANTS:
         row = _verify.check_model(variant, "reference", size=1, device="cpu")

@@ -15,7 +15,7 @@ from collections import Counter
 import pytest
 import torch
 
-from inception_kernels import _cubin
+from inception_kernels.tools.report import facts as kernel_facts
 from inception_kernels.spec import GOOGLENET_INCEPTIONS
 
 # ---------------------------------------------------------------------------------------------
@@ -34,7 +34,7 @@ Resource usage:
 
 
 def test_parse_resource_usage_sample_by_hand():
-    res = _cubin.parse_resource_usage(_RES_USAGE_SAMPLE)
+    res = kernel_facts.parse_resource_usage(_RES_USAGE_SAMPLE)
     assert set(res) == {"_fused_inception_kernel", "_other"}
     k = res["_fused_inception_kernel"]
     assert k["registers"] == 168
@@ -48,7 +48,7 @@ def test_parse_resource_usage_sample_by_hand():
 
 def test_parse_resource_usage_rejects_truncated_text():
     with pytest.raises(ValueError, match="no resource fields"):
-        _cubin.parse_resource_usage(" Function _k:\n")
+        kernel_facts.parse_resource_usage(" Function _k:\n")
 
 
 def test_sass_opcode_counting_by_hand():
@@ -63,15 +63,15 @@ def test_sass_opcode_counting_by_hand():
             /*0500*/                   EXIT ;
         """
     )
-    ops = _cubin.sass_opcodes(text)
+    ops = kernel_facts.sass_opcodes(text)
     assert ops == {"HMMA": 2, "HGMMA": 1, "STL": 1, "LDL": 1, "EXIT": 1}
-    assert _cubin.tensor_core_instructions(text) == {"HGMMA": 1, "HMMA": 2}
+    assert kernel_facts.tensor_core_instructions(text) == {"HGMMA": 1, "HMMA": 2}
 
 
 def test_sass_kernel_facts_by_hand():
     """MMA shapes, cp.async / TMA / ldmatrix counts, scalar 16-bit global loads (direct, read-only
     or generic) and the pipeline depth from the largest cp.async wait, on a hand-written SASS body."""
-    from inception_kernels.report import sass_kernel_facts
+    from inception_kernels.tools.report import sass_kernel_facts
 
     text = textwrap.dedent(
         """
@@ -116,25 +116,25 @@ def test_occupancy_by_hand():
     # sm_90, 168 regs, 8 warps, 40 KB dynamic shared:
     #   regs/warp = ceil(168*32/256)*256 = 5376 -> 65536 // 5376 = 12 warps -> 12 // 8 = 1 block
     #   shared/block = 40960 + 1024 reserved = 41984 -> 233472 // 41984 = 5 blocks
-    occ = _cubin.occupancy(168, 40 * 1024, 8, "sm_90")
+    occ = kernel_facts.occupancy(168, 40 * 1024, 8, "sm_90")
     assert occ["limits"]["registers"] == 1 and occ["limits"]["shared"] == 5
     assert occ["blocks_per_sm"] == 1 and occ["warps_per_sm"] == 8 and occ["limited_by"] == "registers"
     assert occ["occupancy"] == 8 / 64
     # sm_80, 64 regs, 4 warps, 100 KB shared: regs/warp 2048 -> 32 warps -> 8 blocks;
     #   shared 102400 + 1024 = 103424 -> 167936 // 103424 = 1 block
-    occ = _cubin.occupancy(64, 100 * 1024, 4, "sm_80")
+    occ = kernel_facts.occupancy(64, 100 * 1024, 4, "sm_80")
     assert occ["limits"]["registers"] == 8 and occ["blocks_per_sm"] == 1 and occ["limited_by"] == "shared"
     # over the per-block maximum (163 KB on sm_80) it cannot run at all
-    assert _cubin.occupancy(32, 200 * 1024, 4, "sm_80")["limited_by"] == "does not fit"
+    assert kernel_facts.occupancy(32, 200 * 1024, 4, "sm_80")["limited_by"] == "does not fit"
 
 
 def test_occupancy_rejects_bad_input():
     with pytest.raises(ValueError, match="arch"):
-        _cubin.occupancy(32, 0, 4, "sm_75")
+        kernel_facts.occupancy(32, 0, 4, "sm_75")
     with pytest.raises(ValueError, match="num_warps"):
-        _cubin.occupancy(32, 0, 0, "sm_80")
+        kernel_facts.occupancy(32, 0, 0, "sm_80")
     with pytest.raises(ValueError, match="registers"):
-        _cubin.occupancy(300, 0, 4, "sm_80")
+        kernel_facts.occupancy(300, 0, 4, "sm_80")
 
 
 _COMPILE_TINY = textwrap.dedent(
@@ -175,16 +175,16 @@ def _compile_tiny(tmp_path, cc: int, block: int) -> bytes:
 @pytest.mark.parametrize("cc,block,mma", [(80, 32, "HMMA"), (90, 64, "HGMMA")])
 def test_real_cubin(tmp_path, cc, block, mma):
     cubin = _compile_tiny(tmp_path, cc, block)
-    res = _cubin.resource_usage(cubin)
+    res = kernel_facts.resource_usage(cubin)
     assert list(res) == ["_tiny_dot"]
     assert res["_tiny_dot"]["registers"] > 0
     assert res["_tiny_dot"]["stack_bytes"] == 0
-    assert _cubin.tensor_core_instructions(cubin).get(mma, 0) > 0
+    assert kernel_facts.tensor_core_instructions(cubin).get(mma, 0) > 0
     # a path works like bytes
     path = tmp_path / "k.cubin"
     path.write_bytes(cubin)
-    assert _cubin.resource_usage(path) == res
-    assert "_tiny_dot" in _cubin.sass(path)
+    assert kernel_facts.resource_usage(path) == res
+    assert "_tiny_dot" in kernel_facts.sass(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,7 +272,7 @@ def _small_spec():
 
 
 def test_min_bytes_by_hand():
-    from inception_kernels.report import min_bytes
+    from inception_kernels.tools.report import min_bytes
 
     # x: 16 px * 16 ch = 256; y: 16 px * 24 ch = 384
     # params: w1 8*16 + 8, w3r 4*16 + 4, w3 8*4*9 + 8, w5r 2*16 + 2, w5 4*2*25 + 4, wp 4*16 + 4
@@ -286,7 +286,7 @@ def test_min_bytes_by_hand():
 def test_mma_efficiency_by_hand():
     """The instruction-shape cap: m64nNk16 needs 64*N*16/2048 clocks of MMA and
     (64*16 + 16*N)*2/128 of shared memory; pipeline and occupancy factors multiply."""
-    from inception_kernels.triton._cost import PIPELINE_EXPOSED, SINGLE_PROGRAM, mma_efficiency
+    from inception_kernels.tools.report.model import PIPELINE_EXPOSED, SINGLE_PROGRAM, mma_efficiency
 
     assert mma_efficiency(16, 4, 2) == pytest.approx((64 * 16 * 16 / 2048) / ((64 * 16 + 16 * 16) * 2 / 128)) == \
         pytest.approx(0.4)
@@ -298,7 +298,7 @@ def test_mma_efficiency_by_hand():
 
 def test_model_estimate_takes_the_binding_term():
     """seconds = max(MACs / (rate * efficiency), DRAM / HBM, L2 / L2 bandwidth) + launch."""
-    from inception_kernels.triton._cost import Launch, estimate, machine_for
+    from inception_kernels.tools.report.model import Launch, estimate, machine_for
 
     m = machine_for(90)
     mma_bound = Launch("k", macs=int(m.mma_macs_per_s * 1e-3), dram_bytes=0, l2_bytes=0, n_width=32)
@@ -319,7 +319,7 @@ def test_model_bytes_by_hand():
     saved reduce buffers (written once; the two-launch schedule reads them back)."""
     import dataclasses
 
-    from inception_kernels.triton import _cost
+    from inception_kernels.tools.report import model
     from inception_kernels.triton._config import Target
     from inception_kernels.triton.inception_fwd import _plan
 
@@ -328,13 +328,13 @@ def test_model_bytes_by_hand():
     nhw, elt = 64, 2
     params = 16 * (8 + 4 + 2 + 4) + 9 * 4 * 8 + 25 * 2 * 4
     x, y, r = nhw * 16 * elt, nhw * 24 * elt, nhw * (16 + 16) * elt  # reduce channels padded to 16
-    (one,) = _cost.forward_launches(plan, channels, ks, nhw, elt, save_reduce=True)
+    (one,) = model.forward_launches(plan, channels, ks, nhw, elt, save_reduce=True)
     assert one.dram_bytes == x + y + params * elt + r
-    (one,) = _cost.forward_launches(plan, channels, ks, nhw, elt, save_reduce=False)
+    (one,) = model.forward_launches(plan, channels, ks, nhw, elt, save_reduce=False)
     assert one.dram_bytes == x + y + params * elt
     assert one.macs == sum(plan.gemm_macs(channels, ks, nhw).values()) and one.l2_bytes > one.dram_bytes
     two = dataclasses.replace(_plan(channels, ks, 1, 8, 8, torch.float16, Target(90, 132), "two_launch"))
-    first, second = _cost.forward_launches(two, channels, ks, nhw, elt, save_reduce=False)
+    first, second = model.forward_launches(two, channels, ks, nhw, elt, save_reduce=False)
     assert first.dram_bytes == x + nhw * (8 + 4) * elt + r + 16 * (8 + 4 + 2 + 4) * elt
     assert second.dram_bytes == r + nhw * (8 + 4) * elt + (9 * 4 * 8 + 25 * 2 * 4) * elt
 
@@ -346,7 +346,7 @@ def test_model_bytes_by_hand():
 
 @pytest.mark.parametrize("mode", ["fwd", "fwdbwd"])
 def test_bench_layer_case_runs_on_cpu(mode):
-    from inception_kernels import bench
+    from inception_kernels.tools import bench
 
     case = bench.layer_case("5b", 1, "fp32", mode, "eager_cl", device="cpu")
     assert case.unavailable is None
@@ -362,7 +362,8 @@ def test_bench_layer_case_runs_on_cpu(mode):
 
 def test_bench_fused_cuda_unavailable_says_why():
     """The CUDA C++ contender is skipped, with the backend's reason, where it cannot run."""
-    from inception_kernels import _backends, bench
+    from inception_kernels import _backends
+    from inception_kernels.tools import bench
 
     status = _backends.cuda_status()
     if status.available:
@@ -380,7 +381,7 @@ def test_bench_pytest_benchmark_adapter():
     """run_pytest_benchmark on a CPU case with a stand-in fixture whose median is 2 ms."""
     from types import SimpleNamespace
 
-    from inception_kernels import bench
+    from inception_kernels.tools import bench
 
     calls = []
 
@@ -402,7 +403,7 @@ def test_bench_pytest_benchmark_adapter():
 
 
 def test_bench_googlenet_cases_run_on_cpu():
-    from inception_kernels import bench
+    from inception_kernels.tools import bench
 
     case = bench.googlenet_case("paper", 1, "fp32", "infer", "eager_cl", device="cpu")
     # about 1.58 GMACs per 224x224 image (docs/design.md §2), 2 FLOPs each
@@ -415,7 +416,7 @@ def test_bench_googlenet_cases_run_on_cpu():
 
 
 def test_bench_results_writer(tmp_path):
-    from inception_kernels import bench
+    from inception_kernels.tools import bench
 
     recs = []
     for impl, ms in (("eager", 2.0), ("eager_cl", 1.6), ("fused", 0.5)):
@@ -438,7 +439,7 @@ def test_bench_skips_without_gpu(capsys):
 
     import torch
 
-    from inception_kernels import bench
+    from inception_kernels.tools import bench
 
     if torch.cuda.is_available():
         pytest.skip("a CUDA device exists: bench would run")
@@ -474,7 +475,7 @@ def _report_cli(tmp_path, *args, rc=0):
 
 def test_report_cli_no_compile(tmp_path):
     """Counted launches, the plans' FLOPs, the model per launch; no speedup over eager."""
-    from inception_kernels.triton import aot
+    from inception_kernels.tools import aot
 
     rep, text = _report_cli(tmp_path, "--layers", "3a,5b", "--no-compile")
     recs = rep["records"]
@@ -497,7 +498,7 @@ def test_report_cli_no_compile(tmp_path):
     assert "speedup" not in json.dumps(recs) and "speedup" not in text.split("CUDA C++")[0].lower().replace(
         "no speedup", "")
     assert "targets: not checked (--no-compile)" in text
-    from inception_kernels.report import cuda_kernel_facts, cuda_launch_facts
+    from inception_kernels.tools.report import cuda_kernel_facts, cuda_launch_facts
 
     cuda = dict(rep["cuda_extension"])  # the CUDA section, in the JSON
     launches = cuda.pop("launches")
@@ -540,10 +541,9 @@ def test_report_cli_rejects_bad_arguments(tmp_path):
 @pytest.fixture
 def cuda_facts():
     """The report's CUDA section and the extension's own account of its library."""
-    from inception_kernels import _ext
-    from inception_kernels.report import cuda_kernel_facts
+    from inception_kernels.tools.report import cuda_kernel_facts
 
-    info = _ext.extension_info()
+    info = kernel_facts.extension_info()
     if info["path"] is None:
         pytest.skip(f"CUDA extension not built: {info['reason']}")
     assert info["error"] is None, info["error"]
@@ -565,11 +565,11 @@ def test_cuda_kernel_facts_match_the_extension(cuda_facts):
             r["registers"], r["stack_bytes"], r["local_bytes"], r["shared_static_bytes"]), key
         assert k["kernel"] in info["kernels"]
     assert facts["archs"] == info["archs"] and facts["state"] == info["state"]
-    sass = _cubin.sass(info["path"])
+    sass = kernel_facts.sass(info["path"])
     parts = re.split(r"^arch = (sm_\d+a?)\s*$", sass, flags=re.M)
     whole, summed = Counter(), Counter()
     for arch, text in zip(parts[1::2], parts[2::2]):
-        for op, n in _cubin.tensor_core_instructions(text + "\n").items():
+        for op, n in kernel_facts.tensor_core_instructions(text + "\n").items():
             whole[(arch, op)] += n
     for k in facts["kernels"]:
         for op, n in k["tensor_core_instructions"].items():
@@ -580,7 +580,7 @@ def test_cuda_kernel_facts_match_the_extension(cuda_facts):
 
 
 def test_cuda_kernel_facts_arch_filter(cuda_facts):
-    from inception_kernels.report import cuda_kernel_facts
+    from inception_kernels.tools.report import cuda_kernel_facts
 
     facts, _ = cuda_facts
     only = cuda_kernel_facts(["sm_90"])  # the sm_90 family: the binary's sm_90a
@@ -595,8 +595,8 @@ def _report_with(cuda):
 def test_report_tables_list_cuda_kernels(cuda_facts):
     """The text table and the Markdown table have one row per CUDA kernel and arch, with its
     registers, spills, shared memory and tensor-core counts."""
-    from inception_kernels.cli import _short_kernel
-    from inception_kernels.report import format_markdown, format_table
+    from inception_kernels.tools._ui import short_kernel
+    from inception_kernels.tools.report import format_markdown, format_table
 
     facts, _ = cuda_facts
     md = format_markdown(_report_with(facts)).splitlines()
@@ -605,16 +605,15 @@ def test_report_tables_list_cuda_kernels(cuda_facts):
         mma = ",".join(f"{op}:{n}" for op, n in k["mma_instructions"].items()) or "-"
         cells = [k["arch"][3:], k["registers"], k["spill_bytes"], k["local_bytes"], k["shared_static_bytes"],
                  k["ldgsts"], k["ldsm"], k["scalar_16bit_loads"], k["pipeline_stages"] or "-", mma]
-        row = "| " + " | ".join(map(str, cells)) + f" | `{_short_kernel(k['kernel'])}` |"
+        row = "| " + " | ".join(map(str, cells)) + f" | `{short_kernel(k['kernel'])}` |"
         assert md.count(row) == 1, row
-        assert [*map(str, cells), *_short_kernel(k["kernel"]).split()] in text, cells
+        assert [*map(str, cells), *short_kernel(k["kernel"]).split()] in text, cells
 
 
 def test_report_says_why_there_are_no_cuda_kernels(monkeypatch):
-    from inception_kernels import _ext
-    from inception_kernels.report import cuda_kernel_facts, format_markdown, format_table
+    from inception_kernels.tools.report import cuda_kernel_facts, format_markdown, format_table
 
-    monkeypatch.setattr(_ext, "extension_info", lambda: dict(
+    monkeypatch.setattr(kernel_facts, "extension_info", lambda: dict(
         state="not_built", reason="not built: no CUDA toolkit found", path=None, archs=[], kernels=[],
         resources={}, error=None))
     facts = cuda_kernel_facts()
@@ -630,7 +629,7 @@ def test_cuda_launch_facts(cuda_facts, dtype):
     """Per layer and arch: the forward's tile covers the image in at most 64-pixel tiles, one block
     per (image, tile, branch job), shared memory within the arch's per-block limit, and the
     occupancy of the kernel's registers with that shared memory; the table shows each row."""
-    from inception_kernels.report import _cuda_launch_lines, cuda_launch_facts
+    from inception_kernels.tools.report import cuda_launch_facts, format_markdown
 
     facts, _ = cuda_facts
     launches = cuda_launch_facts(facts, list(GOOGLENET_INCEPTIONS), dtype, 32)
@@ -638,18 +637,18 @@ def test_cuda_launch_facts(cuda_facts, dtype):
     regs = {(k["arch"], k["kernel"]): (k["registers"], k["shared_static_bytes"]) for k in facts["kernels"]}
     for r in launches:
         spec = GOOGLENET_INCEPTIONS[r["layer"]]
-        limit = _cubin.ARCH_LIMITS[r["arch"]].shared_per_block
+        limit = kernel_facts.ARCH_LIMITS[r["arch"]].shared_per_block
         assert 0 < r["dynamic_smem_bytes"] <= limit
         full = [name for (arch, name) in regs if arch == r["arch"] and r["kernel"] in name]
         assert len(full) == 1
         registers, static = regs[(r["arch"], full[0])]
         assert r["registers"] == registers
-        assert r["occupancy"] == _cubin.occupancy(registers, r["dynamic_smem_bytes"] + static, 4, r["arch"])
+        assert r["occupancy"] == kernel_facts.occupancy(registers, r["dynamic_smem_bytes"] + static, 4, r["arch"])
         assert r["occupancy"]["blocks_per_sm"] >= 1
         if r["kernel"].startswith("inception_fwd_kernel"):
             th, tw = r["tile"]
             assert th * tw <= 64 and th <= spec.spatial and tw <= spec.spatial
             assert r["blocks"] == 32 * -(-spec.spatial // th) * -(-spec.spatial // tw) * 3
-    text = "\n".join(_cuda_launch_lines(launches, markdown=True))
+    text = format_markdown(_report_with(dict(facts, launches=launches)))
     for layer in GOOGLENET_INCEPTIONS:
         assert f"| {layer} | " in text

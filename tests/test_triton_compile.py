@@ -17,7 +17,7 @@ import torch
 
 from inception_kernels import FusedInception, GOOGLENET_INCEPTIONS
 from inception_kernels._launches import _record_launches
-from inception_kernels.triton import aot
+from inception_kernels.tools import aot
 
 LAYERS = ("3a", "5b")
 ARCHS = ("sm_80", "sm_90")
@@ -28,7 +28,7 @@ _DUMPS: dict = {}
 @pytest.fixture(params=ARCHS)
 def dumped(request, tmp_path_factory):
     """``(arch, out_dir, manifest)`` of ``report.dump_kernels`` for LAYERS on one arch."""
-    from inception_kernels import report
+    from inception_kernels.tools import report
 
     arch = request.param
     if arch not in _DUMPS:
@@ -70,7 +70,7 @@ def test_static_targets(dumped, record_property):
     """docs/design.md §7 on each layer's default schedule: no scalar 16-bit loads, cp.async with
     >= 2 groups in flight, HGMMA N >= 128 in the sm_90 forward, no spills, executed/useful FLOPs
     <= 1.25 forward and <= 1.35 backward."""
-    from inception_kernels.report import check_targets
+    from inception_kernels.tools.report import check_targets
 
     _arch, _out, manifest = dumped
     rows = check_targets(manifest)
@@ -88,7 +88,7 @@ def test_check_targets_catches_a_miss(dumped):
     """The target check can fail: a spill, a scalar load or a single-stage wait is reported."""
     import copy
 
-    from inception_kernels.report import check_targets
+    from inception_kernels.tools.report import check_targets
 
     _arch, _out, manifest = dumped
     for field, value, target in (("spill_bytes", 8, "0 spill bytes"),

@@ -16,6 +16,30 @@ import torch.nn.functional as F
 #: ``--amp`` values and the autocast dtype of each (None: no autocast).
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
+
+
+def amp_type(text: str) -> str:
+    """argparse ``type=`` of ``--amp``: ``none`` or a 16-bit dtype in either spelling
+    (``bfloat16`` / ``bf16``, ``float16`` / ``fp16``); returns the key of :data:`AMP_DTYPES`.
+
+    Raises:
+        argparse.ArgumentTypeError: any other value.
+    """
+    import argparse
+
+    from ._ui import dtype_name, short_dtype
+
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        return short_dtype(dtype_name(text, ("bfloat16", "float16"), "--amp"))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{str(e).removeprefix('--amp: ')}, or none") from None
+
+
+#: ``--amp`` as ``--help`` shows it (canonical dtype names; the short ones are accepted too).
+AMP_METAVAR = "{none,bfloat16,float16}"
+
 #: ``--device`` values.
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 

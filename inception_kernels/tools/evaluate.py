@@ -26,8 +26,8 @@ import torch
 from ..modules import fuse
 from ..ops import BACKEND_CHOICES
 from . import _checkpoint, _data
-from ._common import AMP_DTYPES, DEVICE_CHOICES, atomic_write, autocast, average_probabilities, check_backend, \
-    count_correct, pick_device
+from ._common import AMP_METAVAR, DEVICE_CHOICES, atomic_write, autocast, average_probabilities, check_backend, \
+    amp_type, count_correct, pick_device
 
 #: The keys of ``--json``'s object: accuracies in %, images scored, crops per image, models.
 JSON_KEYS = ("top1", "top5", "images", "crops", "models", "seconds")
@@ -51,7 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=256, help="crops per forward pass (default 256)")
     p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto", help="the fused blocks' backend")
     p.add_argument("--no-fuse", action="store_true", help="score the plain (unfused) models")
-    p.add_argument("--amp", choices=tuple(AMP_DTYPES), default="none", help="autocast dtype (default none)")
+    p.add_argument("--amp", type=amp_type, default="none", metavar=AMP_METAVAR,
+                   help="autocast dtype: none, bfloat16 or float16 (bf16, fp16 also accepted; default none)")
     p.add_argument("--channels-last", action="store_true", help="channels_last models and inputs")
     p.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
                    help="auto (default): the GPU when there is one, else the CPU")

@@ -65,8 +65,8 @@ from ..models import VARIANTS, googlenet, googlenet_loss
 from ..modules import fuse
 from ..ops import BACKEND_CHOICES
 from . import _checkpoint, _data
-from ._common import AMP_DTYPES, DEVICE_CHOICES, Processes, atomic_write, autocast, average_probabilities, \
-    check_backend, count_correct, plain
+from ._common import AMP_METAVAR, DEVICE_CHOICES, Processes, atomic_write, autocast, average_probabilities, \
+    amp_type, check_backend, count_correct, plain
 
 #: metrics.csv's columns: epoch (completed), step (optimizer steps so far), loss (mean training
 #: loss of the epoch, aux losses included), top1/top5 (validation accuracy in %, one center
@@ -120,8 +120,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--lr-gamma", type=float, default=0.96, help="LR factor per step of the schedule (default 0.96)")
     o.add_argument("--ema", type=float, default=0.9999,
                    help="Polyak/EMA decay per step of the averaged model; 0 turns it off (default 0.9999)")
-    o.add_argument("--amp", choices=tuple(AMP_DTYPES), default="none",
-                   help="mixed precision: none, bf16, or fp16 with a GradScaler (default none)")
+    o.add_argument("--amp", type=amp_type, default="none", metavar=AMP_METAVAR,
+                   help="mixed precision: none, bfloat16, or float16 with a GradScaler (bf16, fp16 also accepted; "
+                        "default none)")
     o.add_argument("--channels-last", action="store_true", help="channels_last model and inputs")
     o.add_argument("--compile", action="store_true", help="torch.compile the training forward")
     o.add_argument("--device", choices=DEVICE_CHOICES, default="auto",

@@ -29,7 +29,8 @@ from typing import Iterator, Optional
 
 import torch
 
-__all__ = ["Target", "target_of", "aot_target", "gemm_tiles", "dot_precision", "Tiles"]
+__all__ = ["Target", "target_of", "aot_target", "gemm_tiles", "dot_precision", "Tiles", "Machine", "MACHINES",
+           "machine_for"]
 
 
 @dataclass(frozen=True)
@@ -101,3 +102,32 @@ def dot_precision(dtype: torch.dtype, device: torch.device) -> str:
     if dtype == torch.float32 and device.type == "cuda" and torch.backends.cudnn.allow_tf32:
         return "tf32"
     return "ieee"
+
+
+# The machine figures the forward's "auto" schedule weighs (``_plan``): a modeled cost of the
+# halo warm-up against a second launch. The rest of the performance model, and the source of
+# every figure below, is in the static report's model (inception_kernels/tools/report/model.py).
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The figures of one GPU the performance model uses (their sources: the docstring of
+    ``inception_kernels/tools/report/model.py``)."""
+
+    name: str
+    sms: int
+    mma_macs_per_s: float
+    hbm_bytes_per_s: float
+    l2_bytes_per_s: float
+    launch_s: float = 4e-6
+
+
+MACHINES = {
+    90: Machine("H200 (sm_90)", 132, 790e12 / 2, 4.3e12, 2.5 * 4.3e12),
+    80: Machine("A100 80GB (sm_80)", 108, 312e12 / 2 * 0.8, 2.0e12, 2.5 * 2.0e12),
+}
+
+
+def machine_for(arch: int) -> Machine:
+    """The modeled machine of a compute capability (sm_90 for anything newer)."""
+    return MACHINES[90] if arch >= 90 else MACHINES[80]

@@ -79,8 +79,7 @@ import triton.language as tl
 from .._launches import _launch
 from ._config import dot_precision
 
-__all__ = ["bn_training_forward", "bn_training_backward", "fused_inception_bn_training", "launch_plan",
-           "compile_report"]
+__all__ = ["bn_training_forward", "bn_training_backward", "fused_inception_bn_training", "launch_plan"]
 
 #: Weight / bias gradients: a pixel split holds at least this many pixels (fewer splits, fewer partials).
 _MIN_PIXELS_PER_SPLIT = 2048
@@ -1415,7 +1414,7 @@ def launch_plan(channels=(192, 64, 96, 128, 16, 32, 32), *, dtype: str = "float1
                 kernel_sizes=(3, 5), activation: Optional[str] = "relu", bias: bool = False,
                 channels_last: bool = True) -> list:
     """The launches of one forward and one backward, recorded on 'meta' tensors (nothing runs):
-    exactly what the launchers pick for a GPU, for :func:`inception_kernels.triton.aot.compile_launch`.
+    exactly what the launchers pick for a GPU, for :func:`inception_kernels.tools.aot.compile_launch`.
 
     Args:
         channels: ``(Cin, c1, c3r, c3, c5r, c5, cp)`` (default: GoogLeNet's 3a).
@@ -1445,32 +1444,3 @@ def launch_plan(channels=(192, 64, 96, 128, 16, 32, 32), *, dtype: str = "float1
         bn_training_backward(torch.empty_like(y), x, weights, vecs[2], vecs[3], Z, stats, kernel_sizes, activation,
                              bn_dt)
     return launches
-
-
-def compile_report(task) -> dict:
-    """Compile launch ``index`` of ``launch_plan(**plan)`` for ``sm_{arch}`` and read its cubin
-    (run it in a process without ``TRITON_INTERPRET``, e.g. a worker started with ``aot.worker_init``).
-
-    Args:
-        task: ``(index, arch, plan)``.
-
-    Returns:
-        dict: kernel, stage, arch, registers, stack_bytes, local_bytes, shared_bytes, num_warps,
-        tensor_core (instruction counts), compile_seconds.
-    """
-    import time
-
-    from .. import _cubin
-    from .aot import compile_launch
-
-    index, arch, plan = task
-    launch = launch_plan(**plan)[index]
-    t0 = time.perf_counter()
-    ck = compile_launch(launch, arch)
-    seconds = time.perf_counter() - t0
-    cubin = ck.asm["cubin"]
-    (name, res), = _cubin.resource_usage(cubin).items()
-    return dict(kernel=name, stage=launch[3].get("STAGE"), arch=f"sm_{arch}", registers=res["registers"],
-                stack_bytes=res["stack_bytes"], local_bytes=res["local_bytes"],
-                shared_bytes=ck.metadata.shared + res["shared_static_bytes"], num_warps=ck.metadata.num_warps,
-                tensor_core=_cubin.tensor_core_instructions(cubin), compile_seconds=round(seconds, 1))

@@ -72,8 +72,7 @@ import triton.language as tl
 from .._checks import OP_SCHEDULES
 from .._launches import _launch
 from ._common import _act, _bias_acc, _pixel_rows, _pool_tile, _tap_of, _tap_ok
-from ._config import Target, dot_precision, gemm_tiles, target_of
-from ._cost import machine_for
+from ._config import Target, dot_precision, gemm_tiles, machine_for, target_of
 
 __all__ = ["_inception_forward", "_plan", "SCHEDULES", "ForwardPlan"]
 
@@ -547,7 +546,7 @@ def _plan(channels: Sequence[int], kernel_sizes: Sequence[int], n: int, h: int, 
     ``"auto"`` picks ``"one_launch"`` -- the mission: one launch per module -- unless its ring
     buffer would not stay small (very wide images), or its halo warm-up makes it execute more
     than ``FLOP_BUDGET`` (1.25) times the useful FLOPs *and* that extra work costs more than a
-    second launch in the model of :mod:`~inception_kernels.triton._cost`. Then it picks
+    second launch in the model of :mod:`~inception_kernels.tools.report.model`. Then it picks
     ``"two_launch"``: no recompute, ``r3``/``r5`` through L2. In practice: one launch for the
     28x28 and 14x14 GoogLeNet layers and for small batches; two launches for the 7x7 layers
     at large batch, whose ranges are too short to amortize the warm-up. The plan's ``reason``

@@ -31,7 +31,7 @@ run), median with the 10th/90th percentiles as the spread; ``infer_graph`` cases
 10 times; no L2 flush). TFLOP/s uses the model FLOPs
 (layers: :meth:`InceptionSpec.flops`, backward = 2x forward; network: counted with
 ``torch.utils.flop_counter``), effective GB/s uses the minimum bytes of
-:func:`inception_kernels.report.min_bytes`. Every number these produce is a measurement on the
+:func:`inception_kernels.tools.report.min_bytes`. Every number these produce is a measurement on the
 device named in the output; without a CUDA device nothing runs.
 """
 
@@ -49,7 +49,8 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from .spec import GOOGLENET_INCEPTIONS, InceptionSpec
+from ..spec import GOOGLENET_INCEPTIONS, InceptionSpec
+from ._ui import dtype_help, dtype_type, short_dtype
 
 __all__ = [
     "BenchCase",
@@ -68,6 +69,7 @@ __all__ = [
 ]
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+_DTYPE_NAMES = ("float16", "bfloat16", "float32")  # the same, canonical names (what --help shows)
 IMPLS = ("fused", "fused_two_launch", "fused_cuda", "eager", "eager_cl", "compile", "compile_max")
 LAYER_MODES = ("fwd", "fwdbwd")
 NET_MODES = ("infer", "train", "infer_graph")
@@ -166,7 +168,7 @@ def _fused_backend(impl: str) -> str:
     extension); raises :class:`_Unavailable` with the reason where the CUDA backend cannot run."""
     if impl != "fused_cuda":
         return "triton"
-    from . import _backends
+    from .. import _backends
 
     status = _backends.cuda_status()
     if not status.available:
@@ -175,7 +177,7 @@ def _fused_backend(impl: str) -> str:
 
 
 def _layer_forward(impl: str, spec: InceptionSpec) -> Callable:
-    from . import reference
+    from .. import reference
 
     kw = dict(kernel_sizes=spec.kernel_sizes, activation=spec.activation)
     if impl in ("fused", "fused_cuda"):
@@ -186,7 +188,7 @@ def _layer_forward(impl: str, spec: InceptionSpec) -> Callable:
             raise _Unavailable("inception_kernels.fused_inception is not available in this build")
         return functools.partial(fused, backend=_fused_backend(impl), **kw)
     if impl == "fused_two_launch":
-        from .triton.inception_fwd import _inception_forward
+        from ..triton.inception_fwd import _inception_forward
 
         def two_launch(x, weights, biases):
             return _inception_forward(x, weights, biases, spec.kernel_sizes, spec.activation,
@@ -560,7 +562,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--suites", help="comma-separated: layers,googlenet (default both)")
     parser.add_argument("--layers", help="comma-separated layers, e.g. 3a,5b (default all nine)")
     parser.add_argument("--batch", help="comma-separated batch sizes (default 1,32,256)")
-    parser.add_argument("--dtype", help="comma-separated: fp16,bf16,fp32 (default all)")
+    parser.add_argument("--dtype", type=dtype_type(_DTYPE_NAMES, many=True, convert=short_dtype), metavar="DTYPES",
+                        help=f"comma-separated among {dtype_help(_DTYPE_NAMES)} (default all)")
     parser.add_argument("--modes", help="comma-separated: fwd,fwdbwd (layers), infer,train,infer_graph (googlenet); "
                                         "default all")
     parser.add_argument("--impls", help=f"comma-separated among {','.join(IMPLS)} (default all)")
@@ -585,10 +588,12 @@ def run_cli(args) -> int:
                                                modes=LAYER_MODES + NET_MODES, impls=IMPLS)
     try:
         for opt, key, conv in (("suites", "suites", str), ("layers", "layers", str), ("batch", "batches", int),
-                               ("dtype", "dtypes", str), ("modes", "modes", str), ("impls", "impls", str)):
+                               ("modes", "modes", str), ("impls", "impls", str)):
             value = getattr(args, opt)
             if value:
                 base[key] = tuple(conv(v) for v in _csv(value))
+        if args.dtype:  # already parsed: short names, the keys of DTYPES
+            base["dtypes"] = tuple(args.dtype)
         results = run(**base, variant=args.variant, warmup_ms=args.warmup_ms, rep_ms=args.rep_ms)
     except ValueError as e:
         print(f"inception-kernels bench: {e}")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 __all__ = ["Plan", "STAGES", "module_inputs", "forward_launches", "backward_launches", "useful_macs",
-           "kernel_label", "specialization_key", "compile_launch", "worker_init"]
+           "kernel_label", "specialization_key", "compile_launch", "worker_init", "compile_batchnorm_launch"]
 
 STAGES = ("forward", "backward")
 
@@ -89,8 +89,8 @@ def forward_launches(layer: str, arch: int, *, dtype: str = "bfloat16", batch: i
         schedule: ``"auto"`` (the default the module runs), ``"one_launch"`` or ``"two_launch"``.
     """
     from .._launches import _record_launches
-    from ._config import aot_target
-    from .inception_fwd import _inception_forward, _plan
+    from ..triton._config import aot_target
+    from ..triton.inception_fwd import _inception_forward, _plan
 
     spec, x, weights, biases = module_inputs(layer, dtype, batch)
     sms = 132 if arch >= 90 else 108
@@ -109,9 +109,9 @@ def backward_launches(layer: str, arch: int, *, dtype: str = "bfloat16", batch: 
     import torch
 
     from .._launches import _record_launches
-    from ._config import aot_target
-    from .backward import _backward_plan, _inception_backward
-    from .inception_fwd import _reduce_buffers
+    from ..triton._config import aot_target
+    from ..triton.backward import _backward_plan, _inception_backward
+    from ..triton.inception_fwd import _reduce_buffers
 
     spec, x, weights, biases = module_inputs(layer, dtype, batch)
     n, _, h, w = x.shape
@@ -245,3 +245,33 @@ def launches_of(stage: str, layer: str, arch: int, *, dtype: str = "bfloat16", b
     if stage == "backward":
         return backward_launches(layer, arch, dtype=dtype, batch=batch)
     raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+
+
+def compile_batchnorm_launch(task) -> dict:
+    """Compile launch ``index`` of :func:`inception_kernels.triton.batchnorm_train.launch_plan`
+    ``(**plan)`` for ``sm_{arch}`` and read its cubin (run it in a process without
+    ``TRITON_INTERPRET``, e.g. a worker started with :func:`worker_init`).
+
+    Args:
+        task: ``(index, arch, plan)``.
+
+    Returns:
+        dict: kernel, stage, arch, registers, stack_bytes, local_bytes, shared_bytes, num_warps,
+        tensor_core (instruction counts), compile_seconds.
+    """
+    import time
+
+    from ..triton.batchnorm_train import launch_plan
+    from .report import facts
+
+    index, arch, plan = task
+    launch = launch_plan(**plan)[index]
+    t0 = time.perf_counter()
+    ck = compile_launch(launch, arch)
+    seconds = time.perf_counter() - t0
+    cubin = ck.asm["cubin"]
+    (name, res), = facts.resource_usage(cubin).items()
+    return dict(kernel=name, stage=launch[3].get("STAGE"), arch=f"sm_{arch}", registers=res["registers"],
+                stack_bytes=res["stack_bytes"], local_bytes=res["local_bytes"],
+                shared_bytes=ck.metadata.shared + res["shared_static_bytes"], num_warps=ck.metadata.num_warps,
+                tensor_core=facts.tensor_core_instructions(cubin), compile_seconds=round(seconds, 1))

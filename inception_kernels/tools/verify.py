@@ -26,6 +26,7 @@ signature of the fused op, or the reason it cannot run here.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 from dataclasses import asdict, dataclass, field
@@ -34,12 +35,13 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from . import _backends, reference
-from ._checks import BIAS_NAMES, WEIGHT_NAMES
-from .ops import BACKEND_CHOICES
-from .spec import GOOGLENET_INCEPTIONS, InceptionSpec
-from .testing import TOLERANCES as _TOLERANCE_TABLE
-from .testing import make_inception_inputs, randomize_batchnorm, three_way_tolerance
+from .. import _backends, reference
+from .._checks import BIAS_NAMES, WEIGHT_NAMES
+from ..ops import BACKEND_CHOICES
+from ..spec import GOOGLENET_INCEPTIONS, InceptionSpec
+from ..testing import TOLERANCES as _TOLERANCE_TABLE
+from ..testing import make_inception_inputs, randomize_batchnorm, three_way_tolerance
+from ._ui import dtype_name, progress as _progress
 
 #: ``(atol, rtol)`` per dtype; the tolerance of a tensor is ``atol + rtol * max|expected|``.
 #: fp32 leaves room for a different accumulation order (and TF32 off: verify disables it).
@@ -50,30 +52,8 @@ TOLERANCES = _TOLERANCE_TABLE["verify"]
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
           "bfloat16": torch.bfloat16}
 
-#: Both spellings verify accepts for each dtype (``--dtype fp32,bf16`` or ``float32,bfloat16``).
-DTYPE_ALIASES = {"fp64": "float64", "fp32": "float32", "fp16": "float16", "bf16": "bfloat16",
-                 **{name: name for name in DTYPES}}
-
 #: Dtypes checked three-way (see the module docstring).
 LOW_PRECISION = (torch.float16, torch.bfloat16)
-
-
-def dtype_name(name: str) -> str:
-    """The canonical name (a key of :data:`DTYPES`) of a dtype spelling.
-
-    Args:
-        name: ``"float32"`` or ``"fp32"``, ``"bfloat16"`` or ``"bf16"``, ...
-
-    Returns:
-        The key of :data:`DTYPES`.
-
-    Raises:
-        ValueError: an unknown spelling (the message lists the accepted ones).
-    """
-    canonical = DTYPE_ALIASES.get(name)
-    if canonical is None:
-        raise ValueError(f"dtype: unknown dtype {name!r}; expected some of {list(DTYPE_ALIASES)}")
-    return canonical
 
 
 #: A backend under test: ``fn(x, weights, biases, *, kernel_sizes, activation) -> y``.
@@ -153,7 +133,7 @@ def _fused_backend(name: str) -> Callable[[], tuple[Optional[BackendFn], str]]:
 
     def resolve():
         try:
-            ops = importlib.import_module(f"{__package__}.ops")
+            ops = importlib.import_module("..ops", __package__)  # inception_kernels.ops
         except ImportError as e:
             return None, f"inception_kernels.ops is not importable ({e})"
         fused = getattr(ops, "fused_inception", None)
@@ -317,8 +297,8 @@ def check_model(variant: str, backend: str, *, size: int, device: str, seed: int
     """
     import copy
 
-    from .models import googlenet
-    from .modules import fuse
+    from ..models import googlenet
+    from ..modules import fuse
 
     res = CheckResult(f"GoogLeNet-{variant}", backend, "float32", device, grads_checked=False)
     g = torch.Generator().manual_seed(seed)
@@ -346,18 +326,21 @@ DEFAULT_DTYPES = {"cpu": ("float64", "float32"), "cuda": tuple(DTYPES)}
 
 
 def run(layers: Optional[Sequence[str]] = None, dtypes: Optional[Sequence[str]] = None, *, batch: int = 2,
-        size: int = 7, device: Optional[str] = None,
-        models: Optional[bool] = None) -> tuple[list[CheckResult], list[tuple[str, str]], str]:
+        size: int = 7, device: Optional[str] = None, models: Optional[bool] = None,
+        progress: bool = False) -> tuple[list[CheckResult], list[tuple[str, str]], str]:
     """Run every check.
 
     Args:
         layers: layer names of GOOGLENET_INCEPTIONS; default all nine (an empty sequence: none).
-        dtypes: dtype names, either spelling of :data:`DTYPE_ALIASES`; default
+        dtypes: dtype names, either spelling (``"float32"`` or ``"fp32"``,
+            :func:`~inception_kernels.tools._ui.dtype_name`); default
             :data:`DEFAULT_DTYPES` of the device (the interpreter: float32).
         batch, size: input batch and spatial size (the interpreter: batch 1).
         device: "cuda" or "cpu"; default: CUDA when available.
         models: also check the whole models of :data:`MODEL_VARIANTS` (float32); default: only
             when ``layers`` is None.
+        progress: a progress bar on stderr, one step per check (shown on a terminal only;
+            the checks take minutes in the Triton interpreter).
 
     Returns:
         ``(rows, skipped, device)``: the check rows, and ``(backend, reason)`` of the backends
@@ -369,12 +352,12 @@ def run(layers: Optional[Sequence[str]] = None, dtypes: Optional[Sequence[str]] 
     for lname in layers or ():
         if lname not in GOOGLENET_INCEPTIONS:
             raise ValueError(f"layers: unknown layer {lname!r}; expected some of {list(GOOGLENET_INCEPTIONS)}")
-    dtypes = None if dtypes is None else list(dict.fromkeys(dtype_name(d) for d in dtypes))
+    dtypes = None if dtypes is None else list(dict.fromkeys(dtype_name(d, tuple(DTYPES), "dtype") for d in dtypes))
     if batch < 1 or size < 1:
         raise ValueError(f"batch and size must be >= 1, got batch={batch}, size={size}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     models = layers is None if models is None else models
-    rows, skipped = [], []
+    rows, skipped, checks = [], [], []  # checks: (label, the check to run), in the order of the rows
     allow_tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False  # exact fp32 oracle
     try:
@@ -390,12 +373,18 @@ def run(layers: Optional[Sequence[str]] = None, dtypes: Optional[Sequence[str]] 
             b_dtypes = [d for d in b_dtypes if d not in cand.dtype_skips]
             for lname in b_layers:
                 for d in b_dtypes:
-                    rows.append(check_layer(lname, GOOGLENET_INCEPTIONS[lname], cand.name, cand.fn,
-                                            batch=1 if cand.slow else batch, size=size, dtype=DTYPES[d],
-                                            device=device))
+                    checks.append((f"{cand.name} {lname} {d}", functools.partial(
+                        check_layer, lname, GOOGLENET_INCEPTIONS[lname], cand.name, cand.fn,
+                        batch=1 if cand.slow else batch, size=size, dtype=DTYPES[d], device=device)))
             if models and cand.name in BACKEND_CHOICES:
                 for variant in MODEL_VARIANTS:
-                    rows.append(check_model(variant, cand.name, size=size, device=device))
+                    checks.append((f"{cand.name} GoogLeNet-{variant}",
+                                   functools.partial(check_model, variant, cand.name, size=size, device=device)))
+        bar = _progress(checks, len(checks), "verify", unit="check", enabled=progress)
+        for label, check in bar:
+            if hasattr(bar, "set_postfix_str"):
+                bar.set_postfix_str(label)
+            rows.append(check())
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = allow_tf32
     return rows, skipped, device

@@ -22,14 +22,15 @@ import importlib.util
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
 import time
 from typing import Optional, Sequence
 
-PKG = __package__ or "inception_kernels"
+from ._ui import dtype_help, dtype_type, plain, short_kernel
+
+PKG = "inception_kernels"  # python -m PKG runs main()
 
 
 # ---------------------------------------------------------------------------------------- info
@@ -74,7 +75,8 @@ def collect_info() -> dict:
     """Everything ``info`` prints, as a JSON-ready dict."""
     import torch
 
-    from . import __version__, _backends, _ext
+    from .. import __version__, _backends
+    from .report.facts import extension_info
 
     triton_version = None
     if importlib.util.find_spec("triton") is not None:
@@ -91,21 +93,8 @@ def collect_info() -> dict:
         "gpus": _gpus(),
         "backends": {n: {"available": b.available, "reason": b.reason, **b.detail}
                      for n, b in _backends.available_backends().items()},
-        "cuda_extension": _ext.extension_info(),
+        "cuda_extension": extension_info(),
     }
-
-
-def _short_kernel(name: str) -> str:
-    """'void ns::(anonymous namespace)::k<float, true>(float const*, ...)' -> 'k<float, true>'."""
-    name = re.sub(r"^void ", "", name)
-    depth, cut = 0, len(name)
-    for i, ch in enumerate(name):  # drop the parameter list: the first '(' outside <...>
-        depth += ch == "<"
-        depth -= ch == ">"
-        if ch == "(" and depth == 0 and not name.startswith("(anonymous", i):
-            cut = i
-            break
-    return re.sub(r"^.*::", "", re.sub(r"\(anonymous namespace\)::", "", name[:cut]))
 
 
 def _print_info(info: dict) -> None:
@@ -140,7 +129,7 @@ def _print_info(info: dict) -> None:
             print(f"  {ext['error']}")
         else:
             print(f"  archs    {', '.join(ext['archs']) or 'none'}")
-            print(f"  kernels  {', '.join(_short_kernel(k) for k in ext['kernels']) or 'none'}")
+            print(f"  kernels  {', '.join(short_kernel(k) for k in ext['kernels']) or 'none'}")
 
 
 def _cmd_info(args) -> int:
@@ -164,7 +153,7 @@ def _interpreter_needs_subprocess() -> bool:
     """
     import torch
 
-    from . import _backends
+    from .. import _backends
 
     if torch.cuda.is_available() or _backends.interpreter_enabled() or importlib.util.find_spec("triton") is None:
         return False
@@ -176,21 +165,22 @@ def _cmd_verify(args, argv: Sequence[str]) -> int:
     if _interpreter_needs_subprocess():
         print("verify: rerunning with TRITON_INTERPRET=1 (the Triton kernels were already defined)", flush=True)
         return subprocess.call([sys.executable, "-m", PKG, *argv], env=dict(os.environ, TRITON_INTERPRET="1"))
-    from . import _verify
+    from . import verify
 
     layers = args.layers.split(",") if args.layers else ([] if args.models else None)
-    dtypes = args.dtype.split(",") if args.dtype else None
+    dtypes = args.dtype or None  # canonical names (parsed by argparse)
     models = args.models or layers is None
     t0 = time.perf_counter()
     try:
-        rows, skipped, device = _verify.run(layers, dtypes, batch=args.batch, size=args.size, models=models)
+        rows, skipped, device = verify.run(layers, dtypes, batch=args.batch, size=args.size, models=models,
+                                           progress=not args.quiet)
     except ValueError as e:
         print(f"inception-kernels verify: {e}", file=sys.stderr)
         return 2
     elapsed = time.perf_counter() - t0
     ok = bool(rows) and all(r.passed for r in rows)
     if args.json:
-        print(json.dumps(_verify.as_json(rows, skipped, device, args.batch, args.size), indent=2))
+        print(json.dumps(verify.as_json(rows, skipped, device, args.batch, args.size), indent=2))
         return 0 if ok else 1
     checked: dict[str, tuple[dict, dict]] = {}  # backend -> (layers, dtypes), ordered sets
     for r in rows:
@@ -205,10 +195,10 @@ def _cmd_verify(args, argv: Sequence[str]) -> int:
     if device == "cpu" and "triton" in checked:
         print("  (the Triton interpreter is slow: it runs batch 1, and float32 unless --dtype chooses)")
     if models:
-        print(f"  whole models: {', '.join('GoogLeNet-' + v for v in _verify.MODEL_VARIANTS)}, eval mode, "
+        print(f"  whole models: {', '.join('GoogLeNet-' + v for v in verify.MODEL_VARIANTS)}, eval mode, "
               "fused vs. unfused logits (batch 1, the variant's minimum input size or --size)")
     print()
-    print(_verify.format_table(rows))
+    print(verify.format_table(rows))
     for b, why in skipped:
         print(f"skipped backend {b}: {why}")
     failed = sum(not r.passed for r in rows)
@@ -220,8 +210,8 @@ def _cmd_verify(args, argv: Sequence[str]) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="inception-kernels", description=__doc__.split("\n\n")[0])
-    from . import __version__
+    p = argparse.ArgumentParser(prog="inception-kernels", description=plain(__doc__.split("\n\n")[0]))
+    from .. import __version__
 
     p.add_argument("--version", action="version", version=f"inception-kernels {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
@@ -231,18 +221,20 @@ def _parser() -> argparse.ArgumentParser:
     ver.add_argument("--layers", default="", help="comma-separated layers, e.g. 3a,5b (default: all nine)")
     ver.add_argument("--batch", type=int, default=2, help="batch size (default 2)")
     ver.add_argument("--size", type=int, default=7, help="spatial size H = W (default 7)")
-    ver.add_argument("--dtype", default="",
-                     help="comma-separated among float64,float32,float16,bfloat16 (or fp64,fp32,fp16,bf16); "
+    ver.add_argument("--dtype", default=None, type=dtype_type(many=True), metavar="DTYPES",
+                     help=f"comma-separated among {dtype_help(('float64', 'float32', 'float16', 'bfloat16'))}; "
                           "float16/bfloat16 are checked three-way against float64 and PyTorch in the same dtype "
                           "(default float64,float32 on the CPU, all four on a CUDA device)")
     ver.add_argument("--models", action="store_true",
                      help="check the whole fused GoogLeNets (with --layers: those layers too; without: no layers)")
     ver.add_argument("--json", action="store_true", help="print JSON")
+    ver.add_argument("--quiet", action="store_true",
+                     help="no progress bar (it is shown on stderr only when stderr is a terminal)")
     from . import bench, report
 
     report.add_arguments(sub.add_parser("report", help="static kernel report: plans, compiled-code facts, targets and a model (no GPU needed)"))
     bench.add_arguments(sub.add_parser("bench", help="GPU benchmarks: fused vs eager vs torch.compile"))
-    from .tools import evaluate, train  # the tools import torchvision, tqdm and matplotlib only when they run
+    from . import evaluate, train  # the tools import torchvision, tqdm and matplotlib only when they run
 
     train.add_arguments(sub.add_parser("train", help="train GoogLeNet: one process or torchrun (DDP)"))
     evaluate.add_arguments(sub.add_parser("evaluate", help="top-1/top-5 of checkpoints: 1, 10 or 144 crops, ensembles"))
@@ -259,7 +251,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         The exit status: 0 success, 1 a check failed, 2 bad arguments.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:  # --help, --version (0) and bad arguments (2): a status, not an exception
+        return e.code if isinstance(e.code, int) else 2
     if args.command == "info":
         return _cmd_info(args)
     if args.command in ("report", "bench"):
@@ -267,7 +262,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         return {"report": report, "bench": bench}[args.command].run_cli(args)
     if args.command in ("train", "evaluate"):
-        from .tools import evaluate, train
+        from . import evaluate, train
 
         return {"train": train, "evaluate": evaluate}[args.command].run_cli(args)
     return _cmd_verify(args, argv)

@@ -61,6 +61,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...triton._config import MACHINES, Machine, machine_for
+
 __all__ = ["Machine", "MACHINES", "machine_for", "mma_efficiency", "Launch", "estimate", "forward_launches",
            "backward_launches", "TENSOR_MACS_PER_CLK", "SMEM_BYTES_PER_CLK"]
 
@@ -72,29 +74,6 @@ SMEM_BYTES_PER_CLK = 128
 PIPELINE_EXPOSED = 0.5
 #: Efficiency factor of one program per SM (an assumption).
 SINGLE_PROGRAM = 0.8
-
-
-@dataclass(frozen=True)
-class Machine:
-    """The figures of one GPU the model uses (see the module docstring for their sources)."""
-
-    name: str
-    sms: int
-    mma_macs_per_s: float
-    hbm_bytes_per_s: float
-    l2_bytes_per_s: float
-    launch_s: float = 4e-6
-
-
-MACHINES = {
-    90: Machine("H200 (sm_90)", 132, 790e12 / 2, 4.3e12, 2.5 * 4.3e12),
-    80: Machine("A100 80GB (sm_80)", 108, 312e12 / 2 * 0.8, 2.0e12, 2.5 * 2.0e12),
-}
-
-
-def machine_for(arch: int) -> Machine:
-    """The modeled machine of a compute capability (sm_90 for anything newer)."""
-    return MACHINES[90] if arch >= 90 else MACHINES[80]
 
 
 def mma_efficiency(n_width: int, stages: int, ctas_per_sm: int) -> float:
@@ -153,8 +132,8 @@ def estimate(launch: Launch, arch: int, stages: int, ctas_per_sm: int) -> dict:
 def _gemm_l2(macs: int, elt: int, split: tuple, bn: int, bm: int, out_cols: int, rows: int,
              a_reads: int = 1) -> tuple[int, float]:
     """L2 bytes of one GEMM phase and its average tile width (see the module docstring)."""
-    from .backward import _ntiles
-    from .inception_fwd import _tile_width
+    from ...triton.backward import _ntiles
+    from ...triton.inception_fwd import _tile_width
 
     width = _tile_width(split, bn)
     tiles = max(_ntiles(split), 1)
@@ -179,8 +158,8 @@ def forward_launches(plan, channels, kernel_sizes, nhw: int, elt: int, save_redu
     params = (cin * (c1 + c3r + c5r + cp) + k3 * k3 * c3r * c3 + k5 * k5 * c5r * c5) * elt
     x_b, y_b, r_b = nhw * cin * elt, nhw * (c1 + c3 + c5 + cp) * elt, nhw * (plan.cs3 + plan.cs5) * elt
     hor_tiles = [(w, bn) for w in (s1, s3r, s5r)]
-    from .inception_fwd import _tile_width
-    from .backward import _ntiles
+    from ...triton.inception_fwd import _tile_width
+    from ...triton.backward import _ntiles
 
     hor_w = sum(_tile_width(t, b) for t, b in hor_tiles)
     hor_n = max(sum(_ntiles(t) for t, _ in hor_tiles), 1)
@@ -210,8 +189,8 @@ def _round(a: int, b: int) -> int:
 
 def backward_launches(plan, channels, kernel_sizes, nhw: int, elt: int) -> list:
     """The :class:`Launch` es of a ``BackwardPlan`` with every gradient needed, in launch order."""
-    from .backward import _ntiles
-    from .inception_fwd import _tile_width
+    from ...triton.backward import _ntiles
+    from ...triton.inception_fwd import _tile_width
 
     cin, c1, c3r, c3, c5r, c5, cp = channels
     k3, k5 = kernel_sizes
