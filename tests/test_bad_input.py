@@ -38,7 +38,7 @@ def _module(spec=SPEC, n=1, h=3, w=4, device="cpu", dtype=torch.float32, bias=Tr
 
 
 def _fwd_args(x, ws, bs, k=(3, 5), activation="relu", schedule="one_launch", save_reduce=True, backend="triton"):
-    return (x, *ws, *bs, *k, activation, schedule, save_reduce, backend)
+    return (x, list(ws), list(bs), *k, activation, schedule, save_reduce, backend)
 
 
 # ------------------------------------------------------------------ 1. the ops check their arguments
@@ -129,7 +129,7 @@ def _backward_args(backend="triton", **change):
     for key, value in change.items():
         args[key] = value(args) if callable(value) else value
     a = args
-    return (a["grad_y"], a["x"], a["y"], a["r3"], a["r5"], *a["ws"], *a["bs"], *a["k"], a["activation"], a["needs"],
+    return (a["grad_y"], a["x"], a["y"], a["r3"], a["r5"], a["ws"], a["bs"], *a["k"], a["activation"], a["needs"],
             a["backend"])
 
 
@@ -155,7 +155,9 @@ def test_backward_op_and_fake_check_arguments(name, change, error, message):
     if "sparse" in name:
         return  # fake tensors of sparse tensors are not dense fakes; the real op refused it
     with FakeTensorMode() as mode:
-        fake = [mode.from_tensor(a) if isinstance(a, torch.Tensor) else a for a in args]
+        fake = [mode.from_tensor(a) if isinstance(a, torch.Tensor)
+                else [mode.from_tensor(t) for t in a] if isinstance(a, list) and a and isinstance(a[0], torch.Tensor)
+                else a for a in args]
         with pytest.raises(error, match=message):
             BWD(*fake)
 
@@ -273,7 +275,7 @@ LATE_INTERPRETER = """
                and "TRITON_INTERPRET=1 was set after" in str(w.message) for w in caught), [str(w.message) for w in caught]
     for call in (lambda: ik.fused_inception(x, ws, backend="triton"),
                  lambda: torch.ops.inception_kernels.fused_inception(
-                     x, *ws, *[None] * 6, 3, 5, "relu", "one_launch", False, "triton")):
+                     x, ws, [None] * 6, 3, 5, "relu", "one_launch", False, "triton")):
         try:
             call()
         except RuntimeError as e:

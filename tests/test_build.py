@@ -294,8 +294,8 @@ def test_fused_forward_meta_matches_the_custom_op(maxpool, channels_last, save_r
 
 @pytest.mark.cuda_ext
 def test_fused_backward_meta_gradient_layout(maxpool):
-    """The flat gradient buffer has ops._grad_layout's size for every subset of needed grads."""
-    from inception_kernels.ops import _grad_layout
+    """The flat gradient buffer has _layout.grad_layout's size for every subset of needed grads."""
+    from inception_kernels._layout import grad_layout
 
     gen = torch.Generator().manual_seed(0)
     spec = InceptionSpec(20, 7, 12, 9, 5, 6, 11)
@@ -306,7 +306,7 @@ def test_fused_backward_meta_gradient_layout(maxpool):
             needs = [bool(v) for v in torch.randint(0, 2, (13,), generator=gen)]
             dx, flat = torch.ops.inception_kernels.cuda_fused_inception_backward(
                 y, x, y, r3, r5, *ws, *bs, 3, 5, "relu", needs)
-            assert flat.numel() == _grad_layout(ws, bs, needs)[2], needs
+            assert flat.numel() == grad_layout(ws, bs, needs).numel, needs
             assert (dx.shape, dx.stride()) == ((x.shape, x.stride()) if needs[0] else ((0,), (1,)))
 
 

@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from inception_kernels import GOOGLENET_INCEPTIONS, InceptionSpec, reference
-from inception_kernels.ops import _grad_layout, _split_grads
+from inception_kernels._layout import grad_layout
+from inception_kernels.ops import _split_grads
 
 from _support import assert_same_nonfinite, conv_valid_taps, inception_valid_taps, nonfinite_corner_taps
 
@@ -120,7 +121,7 @@ def emu_backward(emu, gy, x, y, r3, r5, ws, bs, needs, *, relu=True):
     """The CUDA backward's three launches on the CPU: (dx, 12 gradients, launches, splits)."""
     n, _, h, w = x.shape
     bs_list = bs or [None] * 6
-    _, _, total = _grad_layout(ws, bs_list, needs)
+    total = grad_layout(ws, bs_list, needs).numel
     flat = torch.full((total,), float("nan"), dtype=x.dtype)
     dx = torch.full_like(x, float("nan"), memory_format=torch.preserve_format) if needs[0] else None
     weight_cl = [int(not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)) for t in ws]
@@ -130,7 +131,7 @@ def emu_backward(emu, gy, x, y, r3, r5, ws, bs, needs, *, relu=True):
         _ptr(r3), _i64(r3.stride()), _ptr(r5), _i64(r5.stride()), *_conv_args(ws, bs_list),
         ctypes.c_int64(n), h, w, int(relu), (ctypes.c_int * 13)(*map(int, needs)), (ctypes.c_int * 6)(*weight_cl),
         _ptr(dx), _i64(dx.stride() if dx is not None else (0,) * 4), _ptr(flat), ctypes.c_int64(total), out)
-    assert rc == 0, f"ik_emu_backward returned {rc} (1: gradient layout differs from ops._grad_layout)"
+    assert rc == 0, f"ik_emu_backward returned {rc} (1: gradient layout differs from _layout.grad_layout)"
     return dx, _split_grads(flat, ws, bs_list, needs), out[0], out[1]
 
 
