@@ -170,7 +170,42 @@ def check_op_args(x, weights, biases, k3, k5, activation, schedule, save_reduce,
     if not isinstance(save_reduce, bool):
         raise TypeError(f"save_reduce must be a bool, got {type(save_reduce).__name__} {save_reduce!r}")
     spec, _, _ = check_inception_args(x, weights, biases, (k3, k5), activation)
+    _check_int_ranges(spec, x)
     return spec
+
+
+#: The fused kernels keep channel counts, reduction lengths and pixel indices in 32-bit ints.
+_INT_LIMIT = 2**31 - 1
+
+
+def _check_int_ranges(spec: InceptionSpec, x: torch.Tensor) -> None:
+    """The fused ops' integer ranges: every channel count, y's channel count, the reduce
+    channels' sum and every conv's reduction length ``Cin * K * K`` at most ``2^31 - 1``, and
+    ``N * H * W`` (so ``H * W`` too) below ``2^31`` pixels.
+
+    Raises:
+        ValueError: naming the count and its value.
+    """
+    n, _, h, w = (int(v) for v in x.shape)
+    if n * h * w > _INT_LIMIT or h * w > _INT_LIMIT:
+        raise ValueError(f"x has shape {tuple(x.shape)}; the fused ops need N * H * W below 2^31 pixels "
+                         f"(H * W too), got N={n} H={h} W={w}")
+    k3, k5 = spec.kernel_sizes
+    cins = (spec.in_channels, spec.in_channels, spec.ch3x3red, spec.in_channels, spec.ch5x5red, spec.in_channels)
+    ks = (1, 1, k3, 1, k5, 1)
+    couts = (spec.ch1x1, spec.ch3x3red, spec.ch3x3, spec.ch5x5red, spec.ch5x5, spec.pool_proj)
+    for name, cin, k, cout in zip(WEIGHT_NAMES, cins, ks, couts):
+        if cout > _INT_LIMIT:
+            raise ValueError(f"weight {name} has {cout} output channels; the fused ops take at most 2^31 - 1")
+        if cin * k * k > _INT_LIMIT:
+            raise ValueError(f"weight {name}'s reduction length Cin * K * K = {cin} * {k} * {k} must be at most "
+                             "2^31 - 1")
+    if spec.out_channels > _INT_LIMIT:
+        raise ValueError("y's channel count (the output channels of w1, w3, w5 and wp) must be at most 2^31 - 1, "
+                         f"got {spec.out_channels}")
+    if spec.ch3x3red + spec.ch5x5red > _INT_LIMIT:
+        raise ValueError("the reduce channels of w3r and w5r must sum to at most 2^31 - 1, got "
+                         f"{spec.ch3x3red + spec.ch5x5red}")
 
 
 def check_backward_op_args(grad_y, x, y, r3, r5, weights, biases, k3, k5, activation, needs_input_grad,
@@ -197,6 +232,7 @@ def check_backward_op_args(grad_y, x, y, r3, r5, weights, biases, k3, k5, activa
     if len(needs_input_grad) != len(GRAD_INPUT_NAMES):
         raise ValueError(f"{rule}, got {len(needs_input_grad)}: {list(needs_input_grad)}")
     spec, _, _ = check_inception_args(x, weights, biases, (k3, k5), activation)
+    _check_int_ranges(spec, x)
     n, _, h, w = x.shape
     saved = (("grad_y", grad_y, spec.out_channels), ("y", y, spec.out_channels),
              ("r3", r3, spec.ch3x3red), ("r5", r5, spec.ch5x5red))

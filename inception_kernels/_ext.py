@@ -93,6 +93,13 @@ def status() -> ExtStatus:
     return ExtStatus("loaded", f"built for {', '.join(build.get('archs', []))} with torch {build['torch_version']}", build)
 
 
+def fused_kernels_registered() -> bool:
+    """Whether the loaded extension registered CUDA kernels for the fused ops (whose schemas
+    inception_kernels.ops defines); False for a library built from older sources."""
+    return all(torch._C._dispatch_has_kernel_for_dispatch_key(f"inception_kernels::{op}", "CUDA")
+               for op in ("cuda_fused_inception", "cuda_fused_inception_backward"))
+
+
 def library_path() -> Optional[str]:
     """Path of the extension's shared library, or None when there is none."""
     spec = importlib.util.find_spec(f"{__package__}._C")

@@ -1,4 +1,4 @@
-"""The memory contracts of the fused ops, one source for both backends (docs/design.md §3-4).
+"""The memory contracts of the fused ops, one source for both backends (docs/design.md §5).
 
 - :func:`output_memory_format`: the memory format of ``y`` (and of the fused BatchNorm
   variant's output), chosen from ``x``'s.

@@ -67,7 +67,7 @@ import torch
 from torch import Tensor
 from torch.autograd import forward_ad
 
-from . import _backends, _ext, reference
+from . import _backends, _ext, _layout, reference
 from ._layout import grad_layout, output_memory_format
 from ._checks import (
     BIAS_NAMES, OP_ACTIVATIONS, WEIGHT_NAMES, check_backward_op_args, check_dense, check_inception_args, check_op_args,
@@ -153,7 +153,7 @@ def _resolve_backend(backend: str, x: torch.Tensor, spec=None) -> str:
             raise RuntimeError(
                 f"backend='cuda' needs a CUDA tensor, x is on {x.device}{why} (use backend='triton' or 'reference')"
             )
-        if not hasattr(torch.ops.inception_kernels, "cuda_fused_inception"):
+        if not _ext.fused_kernels_registered():
             raise RuntimeError(
                 "backend='cuda': the loaded CUDA extension has no inception_kernels::cuda_fused_inception op "
                 f"(built from older sources); {_ext._REBUILD}"
@@ -266,6 +266,18 @@ _LIB.define(
 _FWD = torch.ops.inception_kernels.fused_inception.default
 _BWD = torch.ops.inception_kernels.fused_inception_backward.default
 
+# The CUDA extension's ops: their schemas and fakes are here, csrc/ops.cpp registers only their
+# kernels (TORCH_LIBRARY_IMPL). The fused pair is what the two ops above run for backend="cuda";
+# the contracts both backends share come from _layout as arguments (y's memory format, the flat
+# gradient layout, the weight-gradient split rule), so the C++ code holds no copy of them.
+_LIB.define("maxpool3x3_s1(Tensor x) -> Tensor")
+_LIB.define(f"cuda_fused_inception(Tensor x, {_MODULE_ARGS}, bool save_reduce, MemoryFormat y_format) "
+            "-> (Tensor, Tensor, Tensor)")
+_LIB.define(f"cuda_fused_inception_backward(Tensor grad_y, Tensor x, Tensor y, Tensor r3, Tensor r5, {_MODULE_ARGS}, "
+            "bool need_dx, int[] grad_layout, int[] wgrad_split) -> (Tensor, Tensor)")
+_LIB.define("cuda_fused_inception_plan(int n, int h, int w, int c3r, int k3, int c5r, int k5, ScalarType dtype, "
+            "int smem_limit, int cc=90) -> int[]")
+
 
 def _check_runnable(backend: str, x: Tensor) -> None:
     """Raise the public API's error when the op's ``backend`` cannot run ``x`` here (e.g. a CPU
@@ -292,7 +304,9 @@ def _fused_inception_impl(
     check_op_args(x, weights, biases, k3, k5, activation, schedule, save_reduce, backend)
     _check_runnable(backend, x)
     if backend == "cuda":
-        return torch.ops.inception_kernels.cuda_fused_inception(x, weights, biases, k3, k5, activation, save_reduce)
+        return torch.ops.inception_kernels.cuda_fused_inception(
+            x, weights, biases, k3, k5, activation, save_reduce, output_memory_format(x)
+        )
     from .triton.inception_fwd import _inception_forward
 
     y, r3, r5 = _inception_forward(
@@ -303,13 +317,15 @@ def _fused_inception_impl(
     return y, r3, r5
 
 
-def _forward_outputs(x: Tensor, weights, save_reduce: bool, backend: str) -> tuple[Tensor, Tensor, Tensor]:
-    """Empty ``(y, r3, r5)`` as the forward op returns them on ``backend``: y in
-    :func:`_layout.output_memory_format`, r3 / r5 channels_last (Triton's with a padded channel
-    stride) or empty ``[0]`` tensors without ``save_reduce``."""
+def _forward_outputs(x: Tensor, weights, save_reduce: bool, backend: str,
+                     y_format: Optional[torch.memory_format] = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Empty ``(y, r3, r5)`` as the forward op returns them on ``backend``: y in ``y_format``
+    (None: :func:`_layout.output_memory_format`), r3 / r5 channels_last (Triton's with a padded
+    channel stride) or empty ``[0]`` tensors without ``save_reduce``."""
     n, _, h, w = x.shape
     c1, c3r, c3, c5r, c5, cp = (int(wt.shape[0]) for wt in weights)
-    y = x.new_empty((n, c1 + c3 + c5 + cp, h, w)).contiguous(memory_format=output_memory_format(x))
+    y_format = output_memory_format(x) if y_format is None else y_format
+    y = x.new_empty((n, c1 + c3 + c5 + cp, h, w)).contiguous(memory_format=y_format)
     if not save_reduce:
         return y, x.new_empty(0), x.new_empty(0)
     if backend == "triton":
@@ -356,7 +372,8 @@ def _fused_inception_backward_impl(
     _check_runnable(backend, x)
     if backend == "cuda":
         return torch.ops.inception_kernels.cuda_fused_inception_backward(
-            grad_y, x, y, r3, r5, weights, biases, k3, k5, activation, needs_input_grad
+            grad_y, x, y, r3, r5, weights, biases, k3, k5, activation, needs_input_grad[0],
+            grad_layout(weights, biases, needs_input_grad).as_ints(), _layout.WGRAD_SPLIT.as_ints(),
         )
     from .triton.backward import _inception_backward_flat
 
@@ -381,12 +398,43 @@ def _fused_inception_backward_fake(grad_y, x, y, r3, r5, weights, biases, k3, k5
     return _backward_outputs(x, weights, biases, needs_input_grad)
 
 
+def _cuda_forward_fake(x, weights, biases, k3, k5, activation, save_reduce, y_format):
+    """Shapes and strides of ``cuda_fused_inception``'s outputs, after the ops' one check."""
+    check_op_args(x, weights, biases, k3, k5, activation, "auto", save_reduce, "cuda")
+    return _forward_outputs(x, weights, save_reduce, "cuda", y_format)
+
+
+def _cuda_backward_fake(grad_y, x, y, r3, r5, weights, biases, k3, k5, activation, need_dx, layout, split):
+    """Shapes and strides of ``cuda_fused_inception_backward``'s outputs: dx like x (``[0]``
+    without ``need_dx``), the flat buffer of ``layout[0]`` elements (``GradLayout.as_ints``)."""
+    del split
+    needs = [bool(need_dx)] + [False] * 12
+    check_backward_op_args(grad_y, x, y, r3, r5, weights, biases, k3, k5, activation, needs, "cuda")
+    dx = torch.empty_like(x, memory_format=torch.preserve_format) if need_dx else x.new_empty(0)
+    return dx, weights[0].new_empty(layout[0])
+
+
+def _maxpool_fake(x):
+    """``maxpool3x3_s1``'s output: x's shape and dtype in x's suggested memory format (as the
+    CUDA kernel's ``suggest_memory_format``)."""
+    if x.dim() != 4:
+        raise ValueError(f"maxpool3x3_s1: x must be 4-D [N, C, H, W], got {x.dim()}-D with shape {tuple(x.shape)}")
+    if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise TypeError(f"maxpool3x3_s1: x must be float32, float16 or bfloat16, got {x.dtype}")
+    from torch._prims_common import suggest_memory_format
+
+    return torch.empty_like(x, memory_format=suggest_memory_format(x))
+
+
 # Every device (the implementations dispatch on the backend argument); the fake impls also
 # serve meta tensors.
 _LIB.impl("fused_inception", _fused_inception_impl, "CompositeExplicitAutograd")
 _LIB.impl("fused_inception_backward", _fused_inception_backward_impl, "CompositeExplicitAutograd")
 torch.library.register_fake(_FWD, _fused_inception_fake, lib=_LIB)
 torch.library.register_fake(_BWD, _fused_inception_backward_fake, lib=_LIB)
+torch.library.register_fake("inception_kernels::cuda_fused_inception", _cuda_forward_fake, lib=_LIB)
+torch.library.register_fake("inception_kernels::cuda_fused_inception_backward", _cuda_backward_fake, lib=_LIB)
+torch.library.register_fake("inception_kernels::maxpool3x3_s1", _maxpool_fake, lib=_LIB)
 
 
 # ------------------------------------------------------------------------------------------
