@@ -225,14 +225,35 @@ def check_backward_op_args(grad_y, x, y, r3, r5, weights, biases, k3, k5, activa
     """
     activation = _op_activation(activation)
     _check_op_backend(backend)
+    check_needs_input_grad(needs_input_grad)
+    spec, _, _ = check_inception_args(x, weights, biases, (k3, k5), activation)
+    _check_int_ranges(spec, x)
+    check_saved_tensors(spec, x, grad_y, y, r3, r5)
+    return spec
+
+
+def check_needs_input_grad(needs_input_grad) -> None:
+    """Refuse a ``needs_input_grad`` that is not 13 bools (x, w1..wp, b1..bp).
+
+    Raises:
+        TypeError: not a sequence of bools. ValueError: another length.
+    """
     rule = f"needs_input_grad must be {len(GRAD_INPUT_NAMES)} bools (for {', '.join(GRAD_INPUT_NAMES)})"
     if (isinstance(needs_input_grad, (str, bytes)) or not isinstance(needs_input_grad, Sequence)
             or not all(isinstance(v, bool) for v in needs_input_grad)):
         raise TypeError(f"{rule}, got {needs_input_grad!r}")
     if len(needs_input_grad) != len(GRAD_INPUT_NAMES):
         raise ValueError(f"{rule}, got {len(needs_input_grad)}: {list(needs_input_grad)}")
-    spec, _, _ = check_inception_args(x, weights, biases, (k3, k5), activation)
-    _check_int_ranges(spec, x)
+
+
+def check_saved_tensors(spec: InceptionSpec, x: torch.Tensor, grad_y, y, r3, r5) -> None:
+    """Check what a backward takes besides the module: ``grad_y`` and ``y`` ``[N, Ctot, H, W]``,
+    ``r3`` / ``r5`` ``[N, c3r|c5r, H, W]``, each a strided tensor in x's dtype on x's device.
+
+    Raises:
+        TypeError: a non-tensor, a non-strided tensor or another dtype. ValueError: another
+            shape or device.
+    """
     n, _, h, w = x.shape
     saved = (("grad_y", grad_y, spec.out_channels), ("y", y, spec.out_channels),
              ("r3", r3, spec.ch3x3red), ("r5", r5, spec.ch5x5red))
@@ -244,7 +265,6 @@ def check_backward_op_args(grad_y, x, y, r3, r5, weights, biases, k3, k5, activa
             hint = " (the forward must run with save_reduce=True)" if name in ("r3", "r5") else ""
             raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {(n, channels, h, w)}{hint}")
         _check_same(name, t, x)
-    return spec
 
 
 def _op_activation(activation) -> Optional[str]:

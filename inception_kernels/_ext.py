@@ -7,8 +7,8 @@ not usable when it is not -- never built, skipped on purpose, built for another 
 ABI of torch is not stable across versions, so such a library is not even loaded), or failed
 to import.
 
-Importing the extension registers its ops with the dispatcher under
-``torch.ops.inception_kernels`` (CUDA and Meta implementations).
+Importing the extension registers CUDA kernels (and the plan op's kernel) for ops of
+``torch.ops.inception_kernels`` whose schemas and fake impls :mod:`inception_kernels.ops` defines.
 """
 
 from __future__ import annotations

@@ -118,8 +118,9 @@ class PixelSplitRule:
     Attributes:
         target_jobs: weight-gradient jobs the split aims at in all (enough to fill a GPU
             several times; a backend counts its own tiles).
-        min_pixels: fewest pixels one split reduces: bounds the partial-sum traffic
-            (``S * params * 4`` bytes) well below the activation traffic.
+        min_pixels: at most ``cdiv(pixels, min_pixels)`` splits, so that a split reduces about
+            this many pixels or more: bounds the partial-sum traffic (``S * params * 4`` bytes)
+            well below the activation traffic.
         max_splits: most splits: bounds the ``[S, P]`` partial-sum buffer.
     """
 
@@ -143,9 +144,9 @@ def _cdiv(a: int, b: int) -> int:
 def pixel_split(pixels: int, weight_tiles: int, step: int, rule: Optional[PixelSplitRule] = None) -> tuple[int, int]:
     """Split ``pixels`` into slices for ``weight_tiles`` weight-gradient tiles.
 
-    Enough splits for about ``rule.target_jobs`` jobs (``weight_tiles`` x splits), none
-    smaller than ``rule.min_pixels`` pixels, at most ``rule.max_splits``, at least 1; the
-    pixels per split rounded up to ``step`` (the backend's reduction step).
+    Enough splits for about ``rule.target_jobs`` jobs (``weight_tiles`` x splits), at most
+    ``cdiv(pixels, rule.min_pixels)`` and ``rule.max_splits``, at least 1; the pixels per split
+    rounded up to ``step`` (the backend's reduction step).
 
     Args:
         pixels: ``N * H * W`` (>= 0).

@@ -347,6 +347,33 @@ def test_backward_writes_the_layout_it_receives(emu):
     assert got[2].stride() == _layout.dense_strides(ws[2].contiguous(memory_format=torch.channels_last))
 
 
+@pytest.mark.parametrize("layer", [*GOOGLENET_INCEPTIONS, "odd"])
+def test_backward_plan_takes_the_python_layout(emu, layer):
+    """C++ receives the gradient layout (it keeps no copy of the rule): for the nine GoogLeNet
+    layers and an odd module, every subset of needed gradients and both weight formats, the
+    plan's offsets, strides and size are _layout.grad_layout's."""
+    spec = InceptionSpec(7, 3, 5, 9, 1, 3, 2, kernel_sizes=(5, 3)) if layer == "odd" else GOOGLENET_INCEPTIONS[layer]
+    gen = torch.Generator().manual_seed(18)
+    shapes = list(spec.weight_shapes)
+    for channels_last in (False, True):
+        ws = [torch.empty(s, device="meta") for s in shapes]
+        if channels_last:
+            ws = [w.contiguous(memory_format=torch.channels_last) for w in ws]
+        for bias in (True, False):
+            bs = [torch.empty(s[0], device="meta") if bias else None for s in shapes]
+            for _ in range(3):
+                needs = [bool(v) for v in torch.randint(0, 2, (13,), generator=gen)]
+                layout = grad_layout(ws, bs, needs)
+                offsets, strides, out = _i64([0] * 12), _i64([0] * 24), _i64([0] * 3)
+                shape = (ctypes.c_int * 18)(*[d for w in ws for d in (w.shape[0], w.shape[1], w.shape[2])])
+                rc = emu.ik_plan_backward(shape, ctypes.c_int64(4), 7, 7, int(needs[0]), _i64(layout.as_ints()),
+                                          _i64(_layout.WGRAD_SPLIT.as_ints()), offsets, strides, out)
+                assert rc == 0, (layer, needs)
+                ints = layout.as_ints()
+                assert list(offsets) == ints[1:13] and list(strides) == ints[13:] and out[0] == layout.numel
+                assert list(strides[8:12]) == list(_layout.dense_strides(ws[2])), "dW3 in w3's memory format"
+
+
 @pytest.mark.parametrize("corrupt", ["numel short by one", "dw without db", "negative stride", "stride too large",
                                      "db past the end"])
 def test_backward_refuses_a_layout_outside_the_buffer(emu, corrupt):

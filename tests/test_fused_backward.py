@@ -314,7 +314,7 @@ def test_bad_input(device):
         bw(grad_y, x, y, r3, r3, ws, bs, (3, 5), "relu")
     with pytest.raises(TypeError, match="y has dtype"):
         bw(grad_y, x, y.double(), r3, r5, ws, bs, (3, 5), "relu")
-    with pytest.raises(ValueError, match="needs_input_grad must have 13"):
+    with pytest.raises(ValueError, match="needs_input_grad must be 13 bools"):
         bw(grad_y, x, y, r3, r5, ws, bs, (3, 5), "relu", needs_input_grad=(True, True))
     with pytest.raises(ValueError, match="weight w3 has shape"):
         bw(grad_y, x, y, r3, r5, ws, bs, (5, 5), "relu")

@@ -53,7 +53,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._checks import check_inception_args
+from .._checks import check_inception_args, check_needs_input_grad, check_saved_tensors
 from .._launches import _launch
 from .._layout import grad_layout, pixel_split
 from ._common import _pixel_rows, _pool_tile, _tap_of, _tap_ok
@@ -656,17 +656,6 @@ def _strides(t: torch.Tensor) -> tuple[int, int, int, int]:
     return tuple(int(v) for v in t.stride())
 
 
-def _check_saved(name: str, t: torch.Tensor, shape: tuple, x: torch.Tensor) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if tuple(t.shape) != shape:
-        raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {shape}")
-    if t.device != x.device:
-        raise ValueError(f"{name} is on {t.device}, but x is on {x.device}")
-    if t.dtype != x.dtype:
-        raise TypeError(f"{name} has dtype {t.dtype}, but x has dtype {x.dtype}; they must match")
-
-
 def _inception_backward(
     grad_y: torch.Tensor,
     x: torch.Tensor,
@@ -705,6 +694,7 @@ def _inception_backward(
     """
     spec, weights, biases = check_inception_args(x, weights, biases, kernel_sizes, activation)
     needs_input_grad = (True,) * 13 if needs_input_grad is None else tuple(bool(v) for v in needs_input_grad)
+    check_needs_input_grad(needs_input_grad)
     dx, flat = _inception_backward_flat(grad_y, x, y, r3, r5, weights, biases, kernel_sizes, activation,
                                         needs_input_grad)
     grads = grad_layout(weights, biases, needs_input_grad).views(flat, weights)
@@ -723,16 +713,9 @@ def _inception_backward_flat(grad_y, x, y, r3, r5, weights, biases, kernel_sizes
     channels = (Cin, c1, c3r, c3, c5r, c5, cp)
     K3, K5 = spec.kernel_sizes
     _, o3, o5, op = spec.channel_offsets
-    _check_saved("grad_y", grad_y, (N, spec.out_channels, H, W), x)
-    _check_saved("y", y, (N, spec.out_channels, H, W), x)
-    _check_saved("r3", r3, (N, c3r, H, W), x)
-    _check_saved("r5", r5, (N, c5r, H, W), x)
-    if needs_input_grad is None:
-        needs_input_grad = (True,) * 13
-    needs_input_grad = tuple(bool(v) for v in needs_input_grad)
-    if len(needs_input_grad) != 13:
-        raise ValueError(f"needs_input_grad must have 13 entries (x, 6 weights, 6 biases), "
-                         f"got {len(needs_input_grad)}")
+    check_saved_tensors(spec, x, grad_y, y, r3, r5)
+    needs_input_grad = (True,) * 13 if needs_input_grad is None else tuple(bool(v) for v in needs_input_grad)
+    check_needs_input_grad(needs_input_grad)
     need_dx = needs_input_grad[0]
     # The flat gradient buffer (_layout.grad_layout): a computed branch's job also produces its bias gradient.
     layout = grad_layout(weights, biases, needs_input_grad)

@@ -265,4 +265,23 @@ int ik_emu_backward(int dtype, const void* gy, const int64_t* gys, const void* x
   return 2;
 }
 
+// The backward plan of a module (shape: [cout, cin, k] per conv) for the layout and split rule
+// the backward op passes: out_offsets[12] = grad_offset, out_strides[24] = grad_stride,
+// out[0] = p_total, out[1] = pixel splits, out[2] = launch-2 jobs. Returns 1 when
+// plan::grad_layout_fits refuses the layout.
+int ik_plan_backward(const int* shape, int64_t n, int h, int wd, int need_dx, const int64_t* layout,
+                     const int64_t* rule, int64_t* out_offsets, int64_t* out_strides, int64_t* out) {
+  ik::BwdParams p{};
+  for (int i = 0; i < ik::kNumConvs; ++i)
+    p.conv[i] = ik::ConvRef{nullptr, {0, 0, 0, 0}, nullptr, 0, shape[3 * i], shape[3 * i + 1], shape[3 * i + 2], false};
+  p.n = n, p.h = h, p.w = wd;
+  if (!ik::plan::grad_layout_fits(p, layout)) return 1;
+  ik::plan::backward(p, need_dx != 0, layout, tl::PixelSplitRule{rule[0], rule[1], rule[2]});
+  for (int i = 0; i < 2 * ik::kNumConvs; ++i) out_offsets[i] = p.grad_offset[i];
+  for (int i = 0; i < ik::kNumConvs; ++i)
+    for (int d = 0; d < 4; ++d) out_strides[4 * i + d] = p.grad_stride[i][d];
+  out[0] = p.p_total, out[1] = p.split.splits, out[2] = p.seg_end[tl::kNumSegments - 1];
+  return 0;
+}
+
 }  // extern "C"
