@@ -628,6 +628,25 @@ def _autograd_kernel(op, node, flat_args: _FlatArgs):
     return kernel
 
 
+def _vmap_by_loop(op):
+    """A vmap rule of ``op`` that runs it once per sample and stacks the outputs along dim 0:
+    what PyTorch's own for-loop fallback does for other ops, which it refuses for an op with a
+    tensor-list argument ("We could not generate a fallback")."""
+
+    def rule(info, in_dims, *args):
+        def sample(a, dim, i):  # argument a of sample i (in_dims mirrors the arguments, lists included)
+            if isinstance(a, (list, tuple)):
+                return [sample(t, d, i) for t, d in zip(a, dim)]
+            return a if dim is None else a.select(dim, i)
+
+        outs = [op(*[sample(a, d, i) for a, d in zip(args, in_dims)]) for i in range(info.batch_size)]
+        return tuple(torch.stack(list(o)) for o in zip(*outs)), (0,) * len(outs[0])
+
+    return rule
+
+
+torch.library.register_vmap("inception_kernels::fused_inception", _vmap_by_loop(_FWD), lib=_LIB)
+torch.library.register_vmap("inception_kernels::fused_inception_backward", _vmap_by_loop(_BWD), lib=_LIB)
 _LIB.impl("fused_inception", _autograd_kernel(_FWD, _FusedInceptionNode, _FWD_ARGS), "Autograd", with_keyset=True)
 _LIB.impl("fused_inception_backward", _autograd_kernel(_BWD, _FusedInceptionBackwardNode, _BWD_ARGS), "Autograd",
           with_keyset=True)
