@@ -119,7 +119,7 @@ struct BwdParams {
   void* gr;        // [N*H*W, pad8(c3r) + pad8(c5r)] row-major: reduce-output gradients (launch 1)
   OutRef dx;       // [N, Cin, H, W]; null when not needed
   void* partial;   // [S, P] accumulator-typed partial sums of the parameter gradients
-  void* grads;     // [P] the flat gradient buffer (ops._grad_layout) in the weights' dtype
+  void* grads;     // [P] the flat gradient buffer (_layout.grad_layout) in the weights' dtype
   int64_t p_total;                 // P
   int64_t grad_offset[2 * kNumConvs];  // dW1..dWp, db1..dbp in the flat buffer; -1: not computed
   int64_t grad_stride[kNumConvs][4];   // strides of each dW in the flat buffer
@@ -885,9 +885,6 @@ IK_HD void sum_partials(const BwdParams& p, int64_t i) {
 
 namespace plan {
 
-// Programs the weight-gradient jobs aim at in all (enough to fill a GPU several times).
-constexpr int64_t kTargetWeightJobs = 1024;
-
 // Whether a 4-D tensor of `elem`-byte elements (sizes, strides) has aligned chunks along dim 1
 // (TensorRef::vec, ConvRef::vec): 8 consecutive dim-1 elements contiguous (stride 1) and every
 // chunk 16-byte aligned (the base, and the stride of each other dim larger than 1, are multiples
@@ -913,59 +910,72 @@ inline bool forward(FwdParams& p, int elem, int acc_elem, int64_t smem_limit, bo
   return true;
 }
 
-// Whether conv i's parameter gradients are computed: its weight's or its bias's gradient is
-// needed (needs = 13 flags for x, w1..wp, b1..bp; has_bias = 6 flags).
-inline bool branch_needed(const bool* needs, const bool* has_bias, int i) {
-  return needs[1 + i] || (needs[1 + kNumConvs + i] && has_bias[i]);
-}
+// The flat gradient layout as the backward op receives it from Python (inception_kernels/
+// _layout.py GradLayout.as_ints, the one source of the layout): [P, dW offsets (6), db offsets (6),
+// dW strides (6 x 4)]; offset -1 for a conv whose gradients are not computed.
+constexpr int kGradLayoutInts = 1 + 2 * kNumConvs + 4 * kNumConvs;
 
-// The flat gradient layout of ops._grad_layout: the dW of every needed branch in weight
-// order, then their db; weight_cl[i] says whether dW_i is channels_last (else contiguous).
-// Fills grad_offset, grad_stride, p_total, bo, the pixel split and both launches' job counts
-// (p.conv, p.n, p.h, p.w must be set).
-inline void backward(BwdParams& p, const bool* needs, const bool* has_bias, const bool* weight_cl) {
-  using namespace tiling;
-  p.bo = branch_offsets(p.conv[kW1].cout, p.conv[kW3].cout, p.conv[kW5].cout, p.conv[kWp].cout);
-  int64_t total = 0, weight_tiles = 0;
+// Whether `layout` (kGradLayoutInts values) is one the kernels can write without leaving the
+// buffer: P >= 0, a conv's dW and db both present (>= 0) or both absent (-1), strides >= 0, and
+// every present gradient inside [0, P) (dW's last element at offset + sum (size - 1) * stride;
+// p.conv must be set). A memory guard only (docs/design.md §5): which gradients are needed and
+// where they go is Python's decision.
+inline bool grad_layout_fits(const BwdParams& p, const int64_t* layout) {
+  const int64_t total = layout[0];
+  if (total < 0) return false;
   for (int i = 0; i < kNumConvs; ++i) {
     const ConvRef& cv = p.conv[i];
-    const int64_t kk = static_cast<int64_t>(cv.k) * cv.k;
-    p.grad_offset[i] = -1;
-    if (weight_cl[i]) {
-      p.grad_stride[i][0] = cv.cin * kk, p.grad_stride[i][1] = 1;
-      p.grad_stride[i][2] = static_cast<int64_t>(cv.k) * cv.cin, p.grad_stride[i][3] = cv.cin;
-    } else {
-      p.grad_stride[i][0] = cv.cin * kk, p.grad_stride[i][1] = kk;
-      p.grad_stride[i][2] = cv.k, p.grad_stride[i][3] = 1;
+    const int64_t dw = layout[1 + i], db = layout[1 + kNumConvs + i];
+    const int64_t* st = layout + 1 + 2 * kNumConvs + 4 * i;
+    for (int d = 0; d < 4; ++d)
+      if (st[d] < 0) return false;
+    if (dw == -1 && db == -1) continue;
+    if (dw < 0 || db < 0) return false;
+    if (dw >= total || db > total - cv.cout) return false;
+    const int64_t sizes[4] = {cv.cout, cv.cin, cv.k, cv.k};
+    int64_t last = dw;  // grows by at most total - 1 - last per step: no overflow
+    for (int d = 0; d < 4; ++d) {
+      if (sizes[d] <= 1) continue;
+      if (st[d] > (total - 1 - last) / (sizes[d] - 1)) return false;
+      last += (sizes[d] - 1) * st[d];
     }
-    if (!branch_needed(needs, has_bias, i)) continue;
-    p.grad_offset[i] = total;
-    total += cv.cout * cv.cin * kk;
-    weight_tiles += weight_jobs(cv.cout, cv.cin, cv.k, 1) + weight_jobs(cv.cout, 1, 1, 1);
   }
+  return true;
+}
+
+// The backward's plan from the gradient layout Python chose (grad_layout_fits(p, layout) must
+// hold) and the weight-gradient split rule it passed: grad_offset, grad_stride, p_total, bo, the
+// pixel split and both launches' job counts (p.conv, p.n, p.h, p.w must be set). A conv's
+// gradients are computed where the layout places them; dx where need_dx.
+inline void backward(BwdParams& p, bool need_dx, const int64_t* layout, const tiling::PixelSplitRule& rule) {
+  using namespace tiling;
+  p.bo = branch_offsets(p.conv[kW1].cout, p.conv[kW3].cout, p.conv[kW5].cout, p.conv[kWp].cout);
+  p.p_total = layout[0];
+  bool computed[kNumConvs];
+  int64_t weight_tiles = 0;
   for (int i = 0; i < kNumConvs; ++i) {
-    p.grad_offset[kNumConvs + i] = -1;
-    if (!branch_needed(needs, has_bias, i)) continue;
-    p.grad_offset[kNumConvs + i] = total;
-    total += p.conv[i].cout;
+    const ConvRef& cv = p.conv[i];
+    p.grad_offset[i] = layout[1 + i];
+    p.grad_offset[kNumConvs + i] = layout[1 + kNumConvs + i];
+    for (int d = 0; d < 4; ++d) p.grad_stride[i][d] = layout[1 + 2 * kNumConvs + 4 * i + d];
+    computed[i] = p.grad_offset[i] >= 0;
+    if (computed[i]) weight_tiles += weight_jobs(cv.cout, cv.cin, cv.k, 1) + weight_jobs(cv.cout, 1, 1, 1);
   }
-  p.p_total = total;
   const int64_t pixels = p.n * p.h * static_cast<int64_t>(p.w);
-  p.split = make_pixel_split(pixels, weight_tiles, kTargetWeightJobs);
-  const bool want_dx = needs[0];
-  const bool want_gr = want_dx || branch_needed(needs, has_bias, kW3r) || branch_needed(needs, has_bias, kW5r);
+  p.split = make_pixel_split(pixels, weight_tiles, rule);
+  const bool want_gr = need_dx || computed[kW3r] || computed[kW5r];
   p.reduce_jobs[0] = want_gr ? reduce_grad_jobs(pixels, p.conv[kW3r].cout) : 0;
   p.reduce_jobs[1] = want_gr ? reduce_grad_jobs(pixels, p.conv[kW5r].cout) : 0;
   p.dx_tiles = dx_tiles(p.h, p.w);
-  int64_t end = want_dx ? p.n * p.dx_tiles.tiles_h * static_cast<int64_t>(p.dx_tiles.tiles_w) * n_tiles(p.conv[kW1].cin, kDxBN) : 0;
+  int64_t end = need_dx ? p.n * p.dx_tiles.tiles_h * static_cast<int64_t>(p.dx_tiles.tiles_w) * n_tiles(p.conv[kW1].cin, kDxBN) : 0;
   p.seg_end[kSegDx] = end;
   for (int i = 0; i < kNumConvs; ++i) {
     const ConvRef& cv = p.conv[i];
-    end += branch_needed(needs, has_bias, i) ? weight_jobs(cv.cout, cv.cin, cv.k, p.split.splits) : 0;
+    end += computed[i] ? weight_jobs(cv.cout, cv.cin, cv.k, p.split.splits) : 0;
     p.seg_end[kSegW + i] = end;
   }
   for (int i = 0; i < kNumConvs; ++i) {
-    end += branch_needed(needs, has_bias, i) ? weight_jobs(p.conv[i].cout, 1, 1, p.split.splits) : 0;
+    end += computed[i] ? weight_jobs(p.conv[i].cout, 1, 1, p.split.splits) : 0;
     p.seg_end[kSegB + i] = end;
   }
 }

@@ -428,23 +428,31 @@ enum BwdSegment : int { kSegDx = 0, kSegW = 1, kSegB = 7, kNumSegments = 13 };
 // slice of the fp32 partial buffer [S, P]; the third launch adds the S slices in order.
 struct PixelSplit {
   int64_t chunk;  // pixels per split (a multiple of kBK)
-  int splits;     // S
+  int splits;     // S (0 when there are no pixels)
 };
 
-// About `target_jobs` weight jobs in all (enough programs to fill a GPU), at most
-// cdiv(pixels, 256) splits (so splits are not tiny), at most 64 (the partial buffer is S x P).
-IK_HD PixelSplit make_pixel_split(int64_t pixels, int64_t weight_tiles, int64_t target_jobs) {
-  int64_t s = weight_tiles > 0 ? cdiv64(target_jobs, weight_tiles) : 1;
-  const int64_t by_pixels = cdiv64(pixels, 256);
+// The weight-gradient split rule, received from Python (inception_kernels/_layout.py
+// WGRAD_SPLIT, the one source of its numbers; the ops check that each is positive).
+struct PixelSplitRule {
+  int64_t target_jobs;  // weight jobs to aim at in all
+  int64_t min_pixels;   // fewest pixels per split
+  int64_t max_splits;   // most splits (the partial buffer is S x P)
+};
+
+// _layout.pixel_split with step kBK: about rule.target_jobs weight jobs in all (weight_tiles per
+// split), at most cdiv(pixels, rule.min_pixels) and rule.max_splits splits, at least one; then
+// the pixels per split rounded up to kBK. tests/test_cuda_tiling.py checks the two agree.
+IK_HD PixelSplit make_pixel_split(int64_t pixels, int64_t weight_tiles, const PixelSplitRule& rule) {
+  int64_t s = weight_tiles > 0 ? cdiv64(rule.target_jobs, weight_tiles) : 1;
+  const int64_t by_pixels = cdiv64(pixels, rule.min_pixels);
   if (s > by_pixels) s = by_pixels;
-  if (s > 64) s = 64;
+  if (s > rule.max_splits) s = rule.max_splits;
   if (s < 1) s = 1;
   int64_t chunk = align_up(cdiv64(pixels, s), kBK);
   if (chunk < kBK) chunk = kBK;
   PixelSplit p;
   p.chunk = chunk;
   p.splits = static_cast<int>(cdiv64(pixels, chunk));
-  if (p.splits < 1) p.splits = 1;
   return p;
 }
 

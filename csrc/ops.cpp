@@ -1,16 +1,23 @@
-// Torch bindings of the CUDA kernels: op schemas of the `inception_kernels` namespace and
-// their CUDA (and Meta) implementations.
+// Torch implementations of the CUDA kernels' ops in the `inception_kernels` namespace:
 //
 //   maxpool3x3_s1                  the pool branch alone (build-chain proof, issue 2).
 //   cuda_fused_inception           the whole module forward in one launch (inception_fused_fwd.cu).
 //   cuda_fused_inception_backward  its backward in at most three launches.
-//   cuda_fused_inception_plan      their launch plan (tile, blocks, shared memory) for reports.
-// The two fused ops are what the Python custom ops inception_kernels::fused_inception /
-// fused_inception_backward (inception_kernels/ops.py) run for backend="cuda"; their
-// arguments and results are those ops' (see there), minus the Triton-only schedule.
+//   cuda_fused_inception_plan      their launch plan (tile, blocks, shared memory, threads) for reports.
 //
-// TORCH_LIBRARY_FRAGMENT, not TORCH_LIBRARY: the Python side (inception_kernels/ops.py)
-// defines further ops of the same namespace with torch.library.custom_op.
+// This file defines no schema: inception_kernels/ops.py defines these ops (schemas and fake
+// impls, once, in Python) and this library only registers their CUDA kernels (and the plan op's
+// CompositeExplicitAutograd kernel) with TORCH_LIBRARY_IMPL. The two fused ops are what the
+// Python custom ops inception_kernels::fused_inception / fused_inception_backward run for
+// backend="cuda"; the contracts they share with the Triton backend come from Python as
+// arguments: y's memory format, the flat gradient layout and the weight-gradient split rule
+// (inception_kernels/_layout.py).
+//
+// Argument checks (docs/design.md §5): the one user-facing check is Python's
+// (inception_kernels/_checks.py, run by the ops and their fakes before any kernel). The
+// TORCH_CHECKs here only guard this file's own memory accesses -- ranks, shapes, dtypes,
+// devices and int ranges the kernels index with, and a gradient layout that stays inside its
+// buffer -- so a direct call of these internal ops cannot read or write out of bounds.
 // Only light ATen/c10 headers here (no torch/extension.h), to keep the build fast.
 
 #include <ATen/core/Tensor.h>
@@ -34,7 +41,7 @@
 namespace inception_kernels {
 namespace {
 
-// Checks shared by the CUDA and Meta implementations: rank and dtype.
+// The rank and dtypes the kernel indexes and instantiates.
 void check_maxpool_input(const at::Tensor& x) {
   TORCH_CHECK(x.dim() == 4, "maxpool3x3_s1: x must be 4-D [N, C, H, W], got ", x.dim(),
               "-D with shape ", x.sizes());
@@ -43,7 +50,8 @@ void check_maxpool_input(const at::Tensor& x) {
               "maxpool3x3_s1: x must be float32, float16 or bfloat16, got ", st);
 }
 
-// channels_last when x is (as PyTorch's own ops propagate it), else contiguous NCHW.
+// channels_last when x is (as PyTorch's own ops propagate it), else contiguous NCHW (the fake
+// impl in ops.py: torch._prims_common.suggest_memory_format).
 at::MemoryFormat output_format(const at::Tensor& x) { return x.suggest_memory_format(); }
 
 DType to_kernel_dtype(at::ScalarType st) {
@@ -71,11 +79,6 @@ at::Tensor maxpool3x3_s1_cuda(const at::Tensor& x) {
   return y;
 }
 
-// Shape/stride propagation for torch.compile and meta tensors: same layout as the CUDA op.
-at::Tensor maxpool3x3_s1_meta(const at::Tensor& x) {
-  check_maxpool_input(x);
-  return at::empty(x.sizes(), x.options().memory_format(output_format(x)));
-}
 
 
 // ---------------------------------------------------------------------------------------
@@ -90,6 +93,18 @@ struct ModuleArgs {
   const at::Tensor* w[kNumConvs];
   const OptTensor* b[kNumConvs];
 };
+
+// The op's weights / biases lists as ModuleArgs (the lists must outlive it): exactly six each.
+ModuleArgs module_args(const char* op, at::TensorList weights, const c10::List<OptTensor>& biases,
+                       std::vector<OptTensor>* bias_store) {
+  TORCH_CHECK(weights.size() == kNumConvs && biases.size() == kNumConvs, op,
+              ": weights and biases must hold 6 entries each (w1, w3r, w3, w5r, w5, wp), got ", weights.size(),
+              " and ", biases.size());
+  *bias_store = std::vector<OptTensor>(biases.begin(), biases.end());
+  ModuleArgs a{};
+  for (int i = 0; i < kNumConvs; ++i) a.w[i] = &weights[i], a.b[i] = &(*bias_store)[i];
+  return a;
+}
 
 DType fused_dtype(at::ScalarType st) {
   switch (st) {
@@ -154,8 +169,9 @@ void check_operand(const char* op, const char* name, const at::Tensor& t, const 
               t.device());
 }
 
-// Everything both fused ops take: x, the six convs (shapes consistent with x and with each
-// other, kernel sizes k3 / k5), the biases and the activation. Returns whether it is ReLU.
+// The memory guard of both fused ops: x, the six convs (shapes consistent with x and with each
+// other, kernel sizes k3 / k5) and the biases as the kernels index them. Returns whether the
+// activation is ReLU (Python's check refuses other spellings than "relu" / "none").
 bool check_module(const char* op, const at::Tensor& x, const ModuleArgs& a, int64_t k3, int64_t k5,
                   std::string_view activation) {
   TORCH_CHECK(x.layout() == at::kStrided, op, ": x must be a strided (dense) tensor, got layout ", x.layout());
@@ -163,8 +179,6 @@ bool check_module(const char* op, const at::Tensor& x, const ModuleArgs& a, int6
   check_fused_dtype(op, "x", x.scalar_type());
   check_channels(op, "x's channel count (dim 1)", x.size(1));
   check_pixels(op, x.size(0), x.size(2), x.size(3), 0);
-  TORCH_CHECK(activation == "relu" || activation == "none", op, ": activation must be \"relu\" or \"none\", got \"",
-              activation, "\"");
   check_kernel_sizes(op, k3, k5);
   const int64_t ks[kNumConvs] = {1, 1, k3, 1, k5, 1};
   for (int i = 0; i < kNumConvs; ++i) {
@@ -197,12 +211,6 @@ bool check_module(const char* op, const at::Tensor& x, const ModuleArgs& a, int6
 // Where the CUDA implementations run: a CUDA x, every operand on its device (checked above).
 void check_cuda(const char* op, const at::Tensor& x) {
   TORCH_CHECK(x.is_cuda(), op, ": x must be a CUDA tensor, got device ", x.device());
-}
-
-// y's memory format: channels_last when x is (and not also contiguous), as ops.py decides.
-at::MemoryFormat fused_output_format(const at::Tensor& x) {
-  return x.is_contiguous(at::MemoryFormat::ChannelsLast) && !x.is_contiguous() ? at::MemoryFormat::ChannelsLast
-                                                                               : at::MemoryFormat::Contiguous;
 }
 
 // y's channels: c1 + c3 + c5 + cp.
@@ -251,32 +259,32 @@ bool wide_stages(const at::Tensor& x) {
   return tiling::wgmma_build(10 * major + minor);
 }
 
+// y in the memory format Python chose (_layout.output_memory_format); the saved reduce outputs
+// channels_last (the fake impl in ops.py, _forward_outputs, says the same).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_forward_outputs(const at::Tensor& x, const ModuleArgs& a,
-                                                                       bool save_reduce) {
+                                                                       bool save_reduce, at::MemoryFormat y_format) {
+  TORCH_CHECK(y_format == at::MemoryFormat::Contiguous || y_format == at::MemoryFormat::ChannelsLast,
+              "cuda_fused_inception: y_format must be contiguous_format or channels_last, got ", y_format);
   const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
-  at::Tensor y = at::empty({n, out_channels(a), h, w}, x.options().memory_format(fused_output_format(x)));
+  at::Tensor y = at::empty({n, out_channels(a), h, w}, x.options().memory_format(y_format));
   if (!save_reduce) return {y, at::empty({0}, x.options()), at::empty({0}, x.options())};
   const auto cl = x.options().memory_format(at::MemoryFormat::ChannelsLast);
   return {y, at::empty({n, a.w[kW3r]->size(0), h, w}, cl), at::empty({n, a.w[kW5r]->size(0), h, w}, cl)};
 }
 
-#define IK_MODULE_PARAMS                                                                                   \
-  const at::Tensor &w1, const at::Tensor &w3r, const at::Tensor &w3, const at::Tensor &w5r,               \
-      const at::Tensor &w5, const at::Tensor &wp, const OptTensor &b1, const OptTensor &b3r,              \
-      const OptTensor &b3, const OptTensor &b5r, const OptTensor &b5, const OptTensor &bp, int64_t k3,     \
-      int64_t k5, c10::string_view activation
-#define IK_MODULE_ARGS ModuleArgs{{&w1, &w3r, &w3, &w5r, &w5, &wp}, {&b1, &b3r, &b3, &b5r, &b5, &bp}}
-
 constexpr const char* kFwdOp = "cuda_fused_inception";
 constexpr const char* kBwdOp = "cuda_fused_inception_backward";
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_forward_cuda(const at::Tensor& x, IK_MODULE_PARAMS,
-                                                                    bool save_reduce) {
-  const ModuleArgs a = IK_MODULE_ARGS;
+std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_forward_cuda(const at::Tensor& x, at::TensorList weights,
+                                                                    const c10::List<OptTensor>& biases, int64_t k3,
+                                                                    int64_t k5, c10::string_view activation,
+                                                                    bool save_reduce, at::MemoryFormat y_format) {
+  std::vector<OptTensor> bias_store;
+  const ModuleArgs a = module_args(kFwdOp, weights, biases, &bias_store);
   const bool relu = check_module(kFwdOp, x, a, k3, k5, std::string_view(activation.data(), activation.size()));
   check_cuda(kFwdOp, x);
   const c10::cuda::CUDAGuard guard(x.device());
-  auto [y, r3, r5] = fused_forward_outputs(x, a, save_reduce);
+  auto [y, r3, r5] = fused_forward_outputs(x, a, save_reduce, y_format);
   if (y.numel() == 0) return {y, r3, r5};
   FwdParams p{};
   p.x = tensor_ref(x);
@@ -288,7 +296,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_forward_cuda(const at::Tens
   int64_t smem = 0;
   const int64_t limit = smem_optin_limit(x);
   TORCH_CHECK(plan::forward(p, elem_bytes(st), acc_bytes(st), limit, wide_stages(x), &smem), kFwdOp,
-              ": the reduce outputs of one tile (", w3r.size(0), " and ", w5r.size(0), " channels, ", st,
+              ": the reduce outputs of one tile (", a.w[kW3r]->size(0), " and ", a.w[kW5r]->size(0), " channels, ", st,
               ") do not fit in the ", limit, " bytes of shared memory a block may use on this device");
   TORCH_CHECK(tiling::num_fwd_jobs(p.n, p.tiles) <= INT_MAX, kFwdOp, ": too many tiles for one launch (batch ",
               p.n, ", ", p.h, "x", p.w, ")");
@@ -296,17 +304,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_forward_cuda(const at::Tens
   return {y, r3, r5};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_forward_meta(const at::Tensor& x, IK_MODULE_PARAMS,
-                                                                    bool save_reduce) {
-  const ModuleArgs a = IK_MODULE_ARGS;
-  check_module(kFwdOp, x, a, k3, k5, std::string_view(activation.data(), activation.size()));
-  return fused_forward_outputs(x, a, save_reduce);
-}
-
-// The backward's saved tensors and flags, and the plan of its launches (sizes only).
+// The backward's saved tensors (memory guards), and the plan of its launches from the gradient
+// layout and the weight-gradient split rule Python passed (sizes only).
 BwdParams plan_backward(const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& y, const at::Tensor& r3,
                         const at::Tensor& r5, const ModuleArgs& a, int64_t k3, int64_t k5, c10::string_view activation,
-                        const c10::List<bool>& needs_input_grad) {
+                        bool need_dx, at::IntArrayRef grad_layout, at::IntArrayRef wgrad_split) {
   const bool relu = check_module(kBwdOp, x, a, k3, k5, std::string_view(activation.data(), activation.size()));
   const int64_t n = x.size(0), h = x.size(2), w = x.size(3), ctot = out_channels(a);
   const std::pair<const char*, const at::Tensor*> saved[] = {{"grad_y", &grad_y}, {"y", &y}, {"r3", &r3}, {"r5", &r5}};
@@ -315,22 +317,19 @@ BwdParams plan_backward(const at::Tensor& grad_y, const at::Tensor& x, const at:
     check_operand(kBwdOp, saved[i].first, *saved[i].second, x, 4);
     const auto sz = saved[i].second->sizes();
     TORCH_CHECK(sz[0] == n && sz[1] == channels[i] && sz[2] == h && sz[3] == w, kBwdOp, ": ", saved[i].first,
-                " must have shape [", n, ", ", channels[i], ", ", h, ", ", w, "], got ", sz,
-                i >= 2 ? " (run the forward with save_reduce=True)" : "");
+                " must have shape [", n, ", ", channels[i], ", ", h, ", ", w, "], got ", sz);
   }
-  TORCH_CHECK(needs_input_grad.size() == 13, kBwdOp, ": needs_input_grad must have 13 entries (x, w1..wp, b1..bp), got ",
-              needs_input_grad.size());
+  TORCH_CHECK(wgrad_split.size() == 3 && wgrad_split[0] > 0 && wgrad_split[1] > 0 && wgrad_split[2] > 0 &&
+                  wgrad_split[0] <= kIntLimit && wgrad_split[1] <= kIntLimit && wgrad_split[2] <= kIntLimit,
+              kBwdOp, ": wgrad_split must be [target_jobs, min_pixels, max_splits], each in [1, 2^31 - 1], got ",
+              wgrad_split);
   BwdParams p{};
   fill_convs(p.conv, a);
   p.n = n, p.h = static_cast<int>(h), p.w = static_cast<int>(w), p.relu = relu;
-  bool needs[13], has_bias[kNumConvs], weight_cl[kNumConvs];
-  for (int i = 0; i < 13; ++i) needs[i] = needs_input_grad.get(i);
-  for (int i = 0; i < kNumConvs; ++i) {
-    has_bias[i] = a.b[i]->has_value();
-    const at::Tensor& wt = *a.w[i];
-    weight_cl[i] = !wt.is_contiguous() && wt.is_contiguous(at::MemoryFormat::ChannelsLast);
-  }
-  plan::backward(p, needs, has_bias, weight_cl);
+  TORCH_CHECK(grad_layout.size() == plan::kGradLayoutInts && plan::grad_layout_fits(p, grad_layout.data()), kBwdOp,
+              ": grad_layout must be ", plan::kGradLayoutInts, " ints (_layout.GradLayout.as_ints) placing every ",
+              "computed gradient inside the buffer, got ", grad_layout);
+  plan::backward(p, need_dx, grad_layout.data(), tiling::PixelSplitRule{wgrad_split[0], wgrad_split[1], wgrad_split[2]});
   return p;
 }
 
@@ -341,12 +340,16 @@ std::tuple<at::Tensor, at::Tensor> backward_outputs(const at::Tensor& x, const B
 
 std::tuple<at::Tensor, at::Tensor> fused_backward_cuda(const at::Tensor& grad_y, const at::Tensor& x,
                                                        const at::Tensor& y, const at::Tensor& r3, const at::Tensor& r5,
-                                                       IK_MODULE_PARAMS, const c10::List<bool>& needs_input_grad) {
-  const ModuleArgs a = IK_MODULE_ARGS;
-  BwdParams p = plan_backward(grad_y, x, y, r3, r5, a, k3, k5, activation, needs_input_grad);
+                                                       at::TensorList weights, const c10::List<OptTensor>& biases,
+                                                       int64_t k3, int64_t k5, c10::string_view activation,
+                                                       bool need_dx, at::IntArrayRef grad_layout,
+                                                       at::IntArrayRef wgrad_split) {
+  std::vector<OptTensor> bias_store;
+  const ModuleArgs a = module_args(kBwdOp, weights, biases, &bias_store);
+  BwdParams p = plan_backward(grad_y, x, y, r3, r5, a, k3, k5, activation, need_dx, grad_layout, wgrad_split);
   check_cuda(kBwdOp, x);
   const c10::cuda::CUDAGuard guard(x.device());
-  auto [dx, grads] = backward_outputs(x, p, needs_input_grad.get(0));
+  auto [dx, grads] = backward_outputs(x, p, need_dx);
   const int64_t jobs[] = {p.reduce_jobs[0] + p.reduce_jobs[1], p.seg_end[tiling::kNumSegments - 1]};
   for (int64_t j : jobs)
     TORCH_CHECK(j <= INT_MAX, kBwdOp, ": too many tiles for one launch (batch ", p.n, ", ", p.h, "x", p.w, ")");
@@ -367,18 +370,12 @@ std::tuple<at::Tensor, at::Tensor> fused_backward_cuda(const at::Tensor& grad_y,
   return {dx, grads};
 }
 
-std::tuple<at::Tensor, at::Tensor> fused_backward_meta(const at::Tensor& grad_y, const at::Tensor& x,
-                                                       const at::Tensor& y, const at::Tensor& r3, const at::Tensor& r5,
-                                                       IK_MODULE_PARAMS, const c10::List<bool>& needs_input_grad) {
-  const BwdParams p = plan_backward(grad_y, x, y, r3, r5, IK_MODULE_ARGS, k3, k5, activation, needs_input_grad);
-  return backward_outputs(x, p, needs_input_grad.get(0));
-}
-
 // The launch plan of a module, for reports (no tensor, no device): the forward's tile,
 // dynamic shared memory and blocks on a device of compute capability cc (10 * major + minor;
 // it picks the build, tiling::wgmma_build) whose blocks may opt in to smem_limit bytes, and
 // the backward kernels' dynamic shared memory. [th, tw, fwd_smem, fwd_blocks,
-// reduce_grad_smem, grads_smem]; th = tw = 0 when no tile fits.
+// reduce_grad_smem, grads_smem, threads]; th = tw = 0 when no tile fits. threads is the block size
+// of all three kernels (tiling::kThreads), which reports read rather than copy.
 std::vector<int64_t> fused_plan(int64_t n, int64_t h, int64_t w, int64_t c3r, int64_t k3, int64_t c5r, int64_t k5,
                                 at::ScalarType dtype, int64_t smem_limit, int64_t cc) {
   constexpr const char* op = "cuda_fused_inception_plan";
@@ -399,41 +396,22 @@ std::vector<int64_t> fused_plan(int64_t n, int64_t h, int64_t w, int64_t c3r, in
   int64_t smem = 0;
   const int eb = elem_bytes(dtype), ab = acc_bytes(dtype);
   const int64_t bwd_reduce = tiling::staging_bytes(eb, ab, wide), bwd_grads = tiling::bwd_smem_bytes(eb, ab, wide);
-  if (!plan::forward(p, eb, ab, smem_limit, wide, &smem)) return {0, 0, 0, 0, bwd_reduce, bwd_grads};
-  return {p.tiles.th, p.tiles.tw, smem, tiling::num_fwd_jobs(n, p.tiles), bwd_reduce, bwd_grads};
+  if (!plan::forward(p, eb, ab, smem_limit, wide, &smem)) return {0, 0, 0, 0, bwd_reduce, bwd_grads, tiling::kThreads};
+  return {p.tiles.th, p.tiles.tw, smem, tiling::num_fwd_jobs(n, p.tiles), bwd_reduce, bwd_grads, tiling::kThreads};
 }
-
-#undef IK_MODULE_PARAMS
-#undef IK_MODULE_ARGS
 
 }  // namespace
 
-TORCH_LIBRARY_FRAGMENT(inception_kernels, m) {
-  m.def("maxpool3x3_s1(Tensor x) -> Tensor");
-  m.def(
-      "cuda_fused_inception(Tensor x, Tensor w1, Tensor w3r, Tensor w3, Tensor w5r, Tensor w5, Tensor wp, "
-      "Tensor? b1, Tensor? b3r, Tensor? b3, Tensor? b5r, Tensor? b5, Tensor? bp, int k3, int k5, str activation, "
-      "bool save_reduce) -> (Tensor, Tensor, Tensor)");
-  m.def(
-      "cuda_fused_inception_plan(int n, int h, int w, int c3r, int k3, int c5r, int k5, ScalarType dtype, "
-      "int smem_limit, int cc=90) -> int[]",
-      &fused_plan);
-  m.def(
-      "cuda_fused_inception_backward(Tensor grad_y, Tensor x, Tensor y, Tensor r3, Tensor r5, Tensor w1, "
-      "Tensor w3r, Tensor w3, Tensor w5r, Tensor w5, Tensor wp, Tensor? b1, Tensor? b3r, Tensor? b3, Tensor? b5r, "
-      "Tensor? b5, Tensor? bp, int k3, int k5, str activation, bool[] needs_input_grad) -> (Tensor, Tensor)");
-}
-
+// The schemas are inception_kernels/ops.py's (torch.library); here only the kernels.
 TORCH_LIBRARY_IMPL(inception_kernels, CUDA, m) {
   m.impl("maxpool3x3_s1", &maxpool3x3_s1_cuda);
   m.impl("cuda_fused_inception", &fused_forward_cuda);
   m.impl("cuda_fused_inception_backward", &fused_backward_cuda);
 }
 
-TORCH_LIBRARY_IMPL(inception_kernels, Meta, m) {
-  m.impl("maxpool3x3_s1", &maxpool3x3_s1_meta);
-  m.impl("cuda_fused_inception", &fused_forward_meta);
-  m.impl("cuda_fused_inception_backward", &fused_backward_meta);
+// No tensor argument: the plan is host arithmetic, for every (or no) device.
+TORCH_LIBRARY_IMPL(inception_kernels, CompositeExplicitAutograd, m) {
+  m.impl("cuda_fused_inception_plan", &fused_plan);
 }
 
 }  // namespace inception_kernels

@@ -254,7 +254,7 @@ _CUDA_RUNS: list = []  # the answer of _cuda_backend_runs, once known
 def _cuda_backend_runs() -> bool:
     """The CUDA extension is loaded, has the fused op, and a device is there (asked once)."""
     if not _CUDA_RUNS:
-        _CUDA_RUNS.append(cuda_status().available and hasattr(torch.ops.inception_kernels, "cuda_fused_inception"))
+        _CUDA_RUNS.append(cuda_status().available and _ext.fused_kernels_registered())
     return _CUDA_RUNS[0]
 
 

@@ -170,7 +170,42 @@ def check_op_args(x, weights, biases, k3, k5, activation, schedule, save_reduce,
     if not isinstance(save_reduce, bool):
         raise TypeError(f"save_reduce must be a bool, got {type(save_reduce).__name__} {save_reduce!r}")
     spec, _, _ = check_inception_args(x, weights, biases, (k3, k5), activation)
+    _check_int_ranges(spec, x)
     return spec
+
+
+#: The fused kernels keep channel counts, reduction lengths and pixel indices in 32-bit ints.
+_INT_LIMIT = 2**31 - 1
+
+
+def _check_int_ranges(spec: InceptionSpec, x: torch.Tensor) -> None:
+    """The fused ops' integer ranges: every channel count, y's channel count, the reduce
+    channels' sum and every conv's reduction length ``Cin * K * K`` at most ``2^31 - 1``, and
+    ``N * H * W`` (so ``H * W`` too) below ``2^31`` pixels.
+
+    Raises:
+        ValueError: naming the count and its value.
+    """
+    n, _, h, w = (int(v) for v in x.shape)
+    if n * h * w > _INT_LIMIT or h * w > _INT_LIMIT:
+        raise ValueError(f"x has shape {tuple(x.shape)}; the fused ops need N * H * W below 2^31 pixels "
+                         f"(H * W too), got N={n} H={h} W={w}")
+    k3, k5 = spec.kernel_sizes
+    cins = (spec.in_channels, spec.in_channels, spec.ch3x3red, spec.in_channels, spec.ch5x5red, spec.in_channels)
+    ks = (1, 1, k3, 1, k5, 1)
+    couts = (spec.ch1x1, spec.ch3x3red, spec.ch3x3, spec.ch5x5red, spec.ch5x5, spec.pool_proj)
+    for name, cin, k, cout in zip(WEIGHT_NAMES, cins, ks, couts):
+        if cout > _INT_LIMIT:
+            raise ValueError(f"weight {name} has {cout} output channels; the fused ops take at most 2^31 - 1")
+        if cin * k * k > _INT_LIMIT:
+            raise ValueError(f"weight {name}'s reduction length Cin * K * K = {cin} * {k} * {k} must be at most "
+                             "2^31 - 1")
+    if spec.out_channels > _INT_LIMIT:
+        raise ValueError("y's channel count (the output channels of w1, w3, w5 and wp) must be at most 2^31 - 1, "
+                         f"got {spec.out_channels}")
+    if spec.ch3x3red + spec.ch5x5red > _INT_LIMIT:
+        raise ValueError("the reduce channels of w3r and w5r must sum to at most 2^31 - 1, got "
+                         f"{spec.ch3x3red + spec.ch5x5red}")
 
 
 def check_backward_op_args(grad_y, x, y, r3, r5, weights, biases, k3, k5, activation, needs_input_grad,
@@ -190,13 +225,35 @@ def check_backward_op_args(grad_y, x, y, r3, r5, weights, biases, k3, k5, activa
     """
     activation = _op_activation(activation)
     _check_op_backend(backend)
+    check_needs_input_grad(needs_input_grad)
+    spec, _, _ = check_inception_args(x, weights, biases, (k3, k5), activation)
+    _check_int_ranges(spec, x)
+    check_saved_tensors(spec, x, grad_y, y, r3, r5)
+    return spec
+
+
+def check_needs_input_grad(needs_input_grad) -> None:
+    """Refuse a ``needs_input_grad`` that is not 13 bools (x, w1..wp, b1..bp).
+
+    Raises:
+        TypeError: not a sequence of bools. ValueError: another length.
+    """
     rule = f"needs_input_grad must be {len(GRAD_INPUT_NAMES)} bools (for {', '.join(GRAD_INPUT_NAMES)})"
     if (isinstance(needs_input_grad, (str, bytes)) or not isinstance(needs_input_grad, Sequence)
             or not all(isinstance(v, bool) for v in needs_input_grad)):
         raise TypeError(f"{rule}, got {needs_input_grad!r}")
     if len(needs_input_grad) != len(GRAD_INPUT_NAMES):
         raise ValueError(f"{rule}, got {len(needs_input_grad)}: {list(needs_input_grad)}")
-    spec, _, _ = check_inception_args(x, weights, biases, (k3, k5), activation)
+
+
+def check_saved_tensors(spec: InceptionSpec, x: torch.Tensor, grad_y, y, r3, r5) -> None:
+    """Check what a backward takes besides the module: ``grad_y`` and ``y`` ``[N, Ctot, H, W]``,
+    ``r3`` / ``r5`` ``[N, c3r|c5r, H, W]``, each a strided tensor in x's dtype on x's device.
+
+    Raises:
+        TypeError: a non-tensor, a non-strided tensor or another dtype. ValueError: another
+            shape or device.
+    """
     n, _, h, w = x.shape
     saved = (("grad_y", grad_y, spec.out_channels), ("y", y, spec.out_channels),
              ("r3", r3, spec.ch3x3red), ("r5", r5, spec.ch5x5red))
@@ -208,7 +265,6 @@ def check_backward_op_args(grad_y, x, y, r3, r5, weights, biases, k3, k5, activa
             hint = " (the forward must run with save_reduce=True)" if name in ("r3", "r5") else ""
             raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {(n, channels, h, w)}{hint}")
         _check_same(name, t, x)
-    return spec
 
 
 def _op_activation(activation) -> Optional[str]:

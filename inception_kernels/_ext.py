@@ -7,10 +7,10 @@ not usable when it is not -- never built, skipped on purpose, built for another 
 ABI of torch is not stable across versions, so such a library is not even loaded), or failed
 to import.
 
-Importing the extension registers its ops with the dispatcher under
-``torch.ops.inception_kernels`` (CUDA and Meta implementations). What the built library holds
-(architectures, kernels, registers; read with ``cuobjdump``) is a tool's question:
-``inception_kernels.tools.report.facts.extension_info``.
+Importing the extension registers CUDA kernels (and the plan op's kernel) for ops of
+``torch.ops.inception_kernels`` whose schemas and fake impls :mod:`inception_kernels.ops`
+defines. What the built library holds (architectures, kernels, registers; read with
+``cuobjdump``) is a tool's question: ``inception_kernels.tools.report.facts.extension_info``.
 """
 
 from __future__ import annotations
@@ -89,6 +89,13 @@ def status() -> ExtStatus:
     except ImportError as e:  # also OSError subclasses raised as ImportError by the loader
         return ExtStatus("import_error", f"import failed: {e}", build)
     return ExtStatus("loaded", f"built for {', '.join(build.get('archs', []))} with torch {build['torch_version']}", build)
+
+
+def fused_kernels_registered() -> bool:
+    """Whether the loaded extension registered CUDA kernels for the fused ops (whose schemas
+    inception_kernels.ops defines); False for a library built from older sources."""
+    return all(torch._C._dispatch_has_kernel_for_dispatch_key(f"inception_kernels::{op}", "CUDA")
+               for op in ("cuda_fused_inception", "cuda_fused_inception_backward"))
 
 
 def library_path() -> Optional[str]:

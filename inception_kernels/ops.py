@@ -21,17 +21,20 @@ Both fused backends go through the same two ``torch.library`` custom ops (namesp
 and autograd works; their last argument ``backend`` (``"triton"`` or ``"cuda"``) picks the
 kernels:
 
-- ``inception_kernels::fused_inception(x, w1, w3r, w3, w5r, w5, wp, b1?, ..., bp?, k3, k5,
-  activation, schedule, save_reduce, backend) -> (y, r3, r5)``: one forward launch.
+- ``inception_kernels::fused_inception(x, weights, biases, k3, k5, activation, schedule,
+  save_reduce, backend) -> (y, r3, r5)``: one forward launch. ``weights`` is the list
+  ``[w1, w3r, w3, w5r, w5, wp]`` (``Tensor[]``), ``biases`` ``[b1, ..., bp]`` with None for a
+  missing bias (``Tensor?[]``).
   ``activation`` is ``"relu"`` or ``"none"``; ``schedule`` (``"one_launch"`` /
   ``"two_launch"``) is Triton's (the CUDA kernels have only ``"one_launch"``); with
   ``save_reduce`` the post-activation reduce outputs ``r3`` / ``r5`` (channels_last) are
   returned for the backward, else two empty ``[0]`` tensors (custom ops cannot return None).
-- ``inception_kernels::fused_inception_backward(grad_y, x, y, r3, r5, w1, ..., wp, b1?, ...,
-  bp?, k3, k5, activation, needs_input_grad, backend) -> (dx, grads)``: the fused backward
-  (Triton: 3 launches; CUDA: at most 3). ``grads`` is one flat buffer holding every needed weight and bias gradient (custom-op
-  outputs may not alias each other, so the 12 gradients come back as one tensor and
-  :func:`_split_grads` views it); ``dx`` is an empty ``[0]`` tensor when not needed.
+- ``inception_kernels::fused_inception_backward(grad_y, x, y, r3, r5, weights, biases, k3, k5,
+  activation, needs_input_grad, backend) -> (dx, grads)``: the fused backward (Triton: 3
+  launches; CUDA: at most 3). ``grads`` is one flat buffer holding every needed weight and bias
+  gradient (custom-op outputs may not alias each other, so the 12 gradients come back as one
+  tensor laid out by :func:`inception_kernels._layout.grad_layout`, and :func:`_split_grads`
+  views it); ``dx`` is an empty ``[0]`` tensor when not needed.
 
 Both ops check their arguments, in the op and in its fake impl, with the public wrapper's checks
 (``_checks.check_op_args`` / ``check_backward_op_args``), and refuse a backend that cannot run
@@ -64,8 +67,11 @@ import torch
 from torch import Tensor
 from torch.autograd import forward_ad
 
-from . import _backends, _ext, reference
-from ._checks import OP_ACTIVATIONS, check_backward_op_args, check_dense, check_inception_args, check_op_args
+from . import _backends, _ext, _layout, reference
+from ._layout import grad_layout, output_memory_format
+from ._checks import (
+    BIAS_NAMES, OP_ACTIVATIONS, WEIGHT_NAMES, check_backward_op_args, check_dense, check_inception_args, check_op_args,
+)
 
 __all__ = ["fused_inception", "BACKEND_CHOICES"]
 
@@ -147,7 +153,7 @@ def _resolve_backend(backend: str, x: torch.Tensor, spec=None) -> str:
             raise RuntimeError(
                 f"backend='cuda' needs a CUDA tensor, x is on {x.device}{why} (use backend='triton' or 'reference')"
             )
-        if not hasattr(torch.ops.inception_kernels, "cuda_fused_inception"):
+        if not _ext.fused_kernels_registered():
             raise RuntimeError(
                 "backend='cuda': the loaded CUDA extension has no inception_kernels::cuda_fused_inception op "
                 f"(built from older sources); {_ext._REBUILD}"
@@ -199,7 +205,7 @@ def fused_inception(
     save_reduce = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     k3, k5 = spec.kernel_sizes
     y, _, _ = torch.ops.inception_kernels.fused_inception(
-        x, *weights, *biases, k3, k5, activation or "none", "auto", save_reduce, chosen
+        x, list(weights), list(biases), k3, k5, activation or "none", "auto", save_reduce, chosen
     )
     return y
 
@@ -235,26 +241,18 @@ def _activation(name: str) -> Optional[str]:
     return OP_ACTIVATIONS[name]
 
 
-def _output_memory_format(x: Tensor) -> torch.memory_format:
-    """y's memory format, as the Triton forward chooses it: channels_last when x is."""
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
-
-
 # ------------------------------------------------------------------------------------------
 # The custom ops: schemas, implementations, fake impls.
 #
 # Declared with the low-level torch.library API rather than torch.library.custom_op because
 # their Autograd kernels are our own (see "Autograd" below); the schemas are written once, here.
+# A module's parameters travel as two lists, ``Tensor[] weights`` (w1, w3r, w3, w5r, w5, wp) and
+# ``Tensor?[] biases`` (b1, ..., bp; None for a missing bias); ``_checks`` refuses other lengths.
 # ------------------------------------------------------------------------------------------
 
 _LIB = torch.library.Library("inception_kernels", "FRAGMENT")
 
-_MODULE_ARGS = (
-    "Tensor w1, Tensor w3r, Tensor w3, Tensor w5r, Tensor w5, Tensor wp, "
-    "Tensor? b1, Tensor? b3r, Tensor? b3, Tensor? b5r, Tensor? b5, Tensor? bp, int k3, int k5, str activation"
-)
+_MODULE_ARGS = "Tensor[] weights, Tensor?[] biases, int k3, int k5, str activation"
 _LIB.define(
     f"fused_inception(Tensor x, {_MODULE_ARGS}, str schedule, bool save_reduce, str backend) "
     "-> (Tensor, Tensor, Tensor)",
@@ -268,6 +266,18 @@ _LIB.define(
 _FWD = torch.ops.inception_kernels.fused_inception.default
 _BWD = torch.ops.inception_kernels.fused_inception_backward.default
 
+# The CUDA extension's ops: their schemas and fakes are here, csrc/ops.cpp registers only their
+# kernels (TORCH_LIBRARY_IMPL). The fused pair is what the two ops above run for backend="cuda";
+# the contracts both backends share come from _layout as arguments (y's memory format, the flat
+# gradient layout, the weight-gradient split rule), so the C++ code holds no copy of them.
+_LIB.define("maxpool3x3_s1(Tensor x) -> Tensor")
+_LIB.define(f"cuda_fused_inception(Tensor x, {_MODULE_ARGS}, bool save_reduce, MemoryFormat y_format) "
+            "-> (Tensor, Tensor, Tensor)")
+_LIB.define(f"cuda_fused_inception_backward(Tensor grad_y, Tensor x, Tensor y, Tensor r3, Tensor r5, {_MODULE_ARGS}, "
+            "bool need_dx, int[] grad_layout, int[] wgrad_split) -> (Tensor, Tensor)")
+_LIB.define("cuda_fused_inception_plan(int n, int h, int w, int c3r, int k3, int c5r, int k5, ScalarType dtype, "
+            "int smem_limit, int cc=90) -> int[]")
+
 
 def _check_runnable(backend: str, x: Tensor) -> None:
     """Raise the public API's error when the op's ``backend`` cannot run ``x`` here (e.g. a CPU
@@ -276,10 +286,8 @@ def _check_runnable(backend: str, x: Tensor) -> None:
 
 
 def _fused_inception_impl(
-    x: Tensor, w1: Tensor, w3r: Tensor, w3: Tensor, w5r: Tensor, w5: Tensor, wp: Tensor,
-    b1: Optional[Tensor], b3r: Optional[Tensor], b3: Optional[Tensor],
-    b5r: Optional[Tensor], b5: Optional[Tensor], bp: Optional[Tensor],
-    k3: int, k5: int, activation: str, schedule: str, save_reduce: bool, backend: str,
+    x: Tensor, weights: list[Tensor], biases: list[Optional[Tensor]], k3: int, k5: int, activation: str,
+    schedule: str, save_reduce: bool, backend: str,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The fused forward op (see the module docstring for the schema).
 
@@ -293,12 +301,11 @@ def _fused_inception_impl(
         TypeError, ValueError: what ``_checks.check_op_args`` refuses.
         RuntimeError: a backend that cannot run x here (as ``fused_inception`` says it).
     """
-    weights, biases = (w1, w3r, w3, w5r, w5, wp), (b1, b3r, b3, b5r, b5, bp)
     check_op_args(x, weights, biases, k3, k5, activation, schedule, save_reduce, backend)
     _check_runnable(backend, x)
     if backend == "cuda":
         return torch.ops.inception_kernels.cuda_fused_inception(
-            x, *weights, *biases, k3, k5, activation, save_reduce
+            x, weights, biases, k3, k5, activation, save_reduce, output_memory_format(x)
         )
     from .triton.inception_fwd import _inception_forward
 
@@ -310,72 +317,42 @@ def _fused_inception_impl(
     return y, r3, r5
 
 
-def _fused_inception_fake(x, w1, w3r, w3, w5r, w5, wp, b1, b3r, b3, b5r, b5, bp, k3, k5, activation, schedule,
-                          save_reduce, backend):
-    """Shapes and strides of the forward op's outputs (``torch.compile``, meta tensors)."""
-    check_op_args(x, (w1, w3r, w3, w5r, w5, wp), (b1, b3r, b3, b5r, b5, bp), k3, k5, activation, schedule,
-                  save_reduce, backend)
+def _forward_outputs(x: Tensor, weights, save_reduce: bool, backend: str,
+                     y_format: Optional[torch.memory_format] = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Empty ``(y, r3, r5)`` as the forward op returns them on ``backend``: y in ``y_format``
+    (None: :func:`_layout.output_memory_format`), r3 / r5 channels_last (Triton's with a padded
+    channel stride) or empty ``[0]`` tensors without ``save_reduce``."""
     n, _, h, w = x.shape
-    y = x.new_empty((n, w1.shape[0] + w3.shape[0] + w5.shape[0] + wp.shape[0], h, w)).contiguous(
-        memory_format=_output_memory_format(x)
-    )
+    c1, c3r, c3, c5r, c5, cp = (int(wt.shape[0]) for wt in weights)
+    y_format = output_memory_format(x) if y_format is None else y_format
+    y = x.new_empty((n, c1 + c3 + c5 + cp, h, w)).contiguous(memory_format=y_format)
     if not save_reduce:
         return y, x.new_empty(0), x.new_empty(0)
     if backend == "triton":
         from .triton.inception_fwd import _reduce_buffers
 
-        r3, r5 = _reduce_buffers(x, w3r.shape[0], w5r.shape[0])
+        r3, r5 = _reduce_buffers(x, c3r, c5r)
         return y, r3, r5
     cl = torch.channels_last
-    return y, x.new_empty((n, w3r.shape[0], h, w)).contiguous(memory_format=cl), \
-        x.new_empty((n, w5r.shape[0], h, w)).contiguous(memory_format=cl)
+    return y, x.new_empty((n, c3r, h, w)).contiguous(memory_format=cl), \
+        x.new_empty((n, c5r, h, w)).contiguous(memory_format=cl)
 
 
-def _grad_layout(weights: Sequence[Tensor], biases: Sequence[Optional[Tensor]], needs: Sequence[bool]):
-    """Where the backward's flat gradient buffer keeps each gradient.
-
-    The layout of ``triton.backward._inception_backward``: the dW of every branch whose
-    weight or bias gradient is needed, in weight order, then their db.
-
-    Returns:
-        ``(offsets, strides, numel)``: 12 element offsets (dW1..dWp, db1..dbp; None where not
-        returned), the dW strides, and the buffer's length.
-    """
-    from .triton.backward import _dense_strides
-
-    branch = [needs[1 + i] or (needs[7 + i] and biases[i] is not None) for i in range(6)]
-    offsets, total = [None] * 12, 0
-    for i, w in enumerate(weights):
-        if branch[i]:
-            offsets[i] = total if needs[1 + i] else None
-            total += w.numel()
-    for i, w in enumerate(weights):
-        if branch[i]:
-            offsets[6 + i] = total if needs[7 + i] and biases[i] is not None else None
-            total += w.shape[0]
-    return offsets, [_dense_strides(w) for w in weights], total
+def _fused_inception_fake(x, weights, biases, k3, k5, activation, schedule, save_reduce, backend):
+    """Shapes and strides of the forward op's outputs (``torch.compile``, meta tensors)."""
+    check_op_args(x, weights, biases, k3, k5, activation, schedule, save_reduce, backend)
+    return _forward_outputs(x, weights, save_reduce, backend)
 
 
 def _split_grads(flat: Tensor, weights, biases, needs) -> tuple[Optional[Tensor], ...]:
     """The 12 gradients ``(dw1, ..., dwp, db1, ..., dbp)`` as views of the flat buffer."""
-    offsets, strides, _ = _grad_layout(weights, biases, needs)
-    out = []
-    for i, off in enumerate(offsets):
-        if off is None:
-            out.append(None)
-        elif i < 6:
-            out.append(flat.as_strided(weights[i].shape, strides[i], off))
-        else:
-            out.append(flat.as_strided((weights[i - 6].shape[0],), (1,), off))
-    return tuple(out)
+    return grad_layout(weights, biases, needs).views(flat, weights)
 
 
 def _fused_inception_backward_impl(
     grad_y: Tensor, x: Tensor, y: Tensor, r3: Tensor, r5: Tensor,
-    w1: Tensor, w3r: Tensor, w3: Tensor, w5r: Tensor, w5: Tensor, wp: Tensor,
-    b1: Optional[Tensor], b3r: Optional[Tensor], b3: Optional[Tensor],
-    b5r: Optional[Tensor], b5: Optional[Tensor], bp: Optional[Tensor],
-    k3: int, k5: int, activation: str, needs_input_grad: list[bool], backend: str,
+    weights: list[Tensor], biases: list[Optional[Tensor]], k3: int, k5: int, activation: str,
+    needs_input_grad: list[bool], backend: str,
 ) -> tuple[Tensor, Tensor]:
     """The fused backward op (at most 3 launches).
 
@@ -385,57 +362,68 @@ def _fused_inception_backward_impl(
 
     Returns:
         ``(dx, grads)``: dx (an empty ``[0]`` tensor when not needed) and the flat gradient
-        buffer of :func:`_grad_layout` (empty when no parameter gradient is needed).
+        buffer of ``_layout.grad_layout`` (empty when no parameter gradient is needed).
 
     Raises:
         TypeError, ValueError: what ``_checks.check_backward_op_args`` refuses.
         RuntimeError: a backend that cannot run x here.
     """
-    weights, biases = (w1, w3r, w3, w5r, w5, wp), (b1, b3r, b3, b5r, b5, bp)
     check_backward_op_args(grad_y, x, y, r3, r5, weights, biases, k3, k5, activation, needs_input_grad, backend)
     _check_runnable(backend, x)
     if backend == "cuda":
-        dx, flat = torch.ops.inception_kernels.cuda_fused_inception_backward(
-            grad_y, x, y, r3, r5, *weights, *biases, k3, k5, activation, needs_input_grad
+        return torch.ops.inception_kernels.cuda_fused_inception_backward(
+            grad_y, x, y, r3, r5, weights, biases, k3, k5, activation, needs_input_grad[0],
+            grad_layout(weights, biases, needs_input_grad).as_ints(), _layout.WGRAD_SPLIT.as_ints(),
         )
-        _, _, total = _grad_layout(weights, biases, needs_input_grad)
-        if flat.shape != (total,):
-            raise RuntimeError(
-                f"fused_inception_backward: the CUDA backward returned a gradient buffer of shape "
-                f"{tuple(flat.shape)}, ops._grad_layout expects ({total},)"
-            )
-        return dx, flat
-    from .triton.backward import _inception_backward
+    from .triton.backward import _inception_backward_flat
 
-    dx, dws, dbs = _inception_backward(
+    dx, flat = _inception_backward_flat(
         grad_y, x, y, r3, r5, weights, biases, (k3, k5), _activation(activation), needs_input_grad
     )
-    grads = [g for g in (*dws, *dbs) if g is not None]
-    if not grads:
-        flat = w1.new_empty(0)
-    else:
-        offsets, _, total = _grad_layout(weights, biases, needs_input_grad)
-        storage = grads[0].untyped_storage()
-        got = [None if g is None else g.storage_offset() for g in (*dws, *dbs)]
-        if (got != offsets or storage.nbytes() != total * grads[0].element_size()
-                or any(g.untyped_storage().data_ptr() != storage.data_ptr() for g in grads)):
-            raise RuntimeError(
-                "fused_inception_backward: the Triton backward's gradient buffer layout changed "
-                f"(offsets {got}, expected {offsets}, {storage.nbytes()} bytes for {total} elements); "
-                "update ops._grad_layout"
-            )
-        flat = grads[0].as_strided((total,), (1,), 0)  # the whole buffer (a view: no copy)
     return (dx if dx is not None else x.new_empty(0)), flat
 
 
-def _fused_inception_backward_fake(grad_y, x, y, r3, r5, w1, w3r, w3, w5r, w5, wp, b1, b3r, b3, b5r, b5, bp,
-                                   k3, k5, activation, needs_input_grad, backend):
-    """Shapes and strides of the backward op's outputs."""
-    weights, biases = (w1, w3r, w3, w5r, w5, wp), (b1, b3r, b3, b5r, b5, bp)
-    check_backward_op_args(grad_y, x, y, r3, r5, weights, biases, k3, k5, activation, needs_input_grad, backend)
-    _, _, total = _grad_layout(weights, biases, needs_input_grad)
+def _backward_outputs(x: Tensor, weights, biases, needs_input_grad) -> tuple[Tensor, Tensor]:
+    """Empty ``(dx, flat)`` as the backward op returns them: dx like x (``[0]`` when not
+    needed), the flat buffer of ``_layout.grad_layout`` in the weights' dtype."""
+    numel = grad_layout(weights, biases, needs_input_grad).numel
     dx = torch.empty_like(x, memory_format=torch.preserve_format) if needs_input_grad[0] else x.new_empty(0)
-    return dx, w1.new_empty(total)
+    return dx, weights[0].new_empty(numel)
+
+
+def _fused_inception_backward_fake(grad_y, x, y, r3, r5, weights, biases, k3, k5, activation, needs_input_grad,
+                                   backend):
+    """Shapes and strides of the backward op's outputs."""
+    check_backward_op_args(grad_y, x, y, r3, r5, weights, biases, k3, k5, activation, needs_input_grad, backend)
+    return _backward_outputs(x, weights, biases, needs_input_grad)
+
+
+def _cuda_forward_fake(x, weights, biases, k3, k5, activation, save_reduce, y_format):
+    """Shapes and strides of ``cuda_fused_inception``'s outputs, after the ops' one check."""
+    check_op_args(x, weights, biases, k3, k5, activation, "auto", save_reduce, "cuda")
+    return _forward_outputs(x, weights, save_reduce, "cuda", y_format)
+
+
+def _cuda_backward_fake(grad_y, x, y, r3, r5, weights, biases, k3, k5, activation, need_dx, layout, split):
+    """Shapes and strides of ``cuda_fused_inception_backward``'s outputs: dx like x (``[0]``
+    without ``need_dx``), the flat buffer of ``layout[0]`` elements (``GradLayout.as_ints``)."""
+    del split
+    needs = [bool(need_dx)] + [False] * 12
+    check_backward_op_args(grad_y, x, y, r3, r5, weights, biases, k3, k5, activation, needs, "cuda")
+    dx = torch.empty_like(x, memory_format=torch.preserve_format) if need_dx else x.new_empty(0)
+    return dx, weights[0].new_empty(layout[0])
+
+
+def _maxpool_fake(x):
+    """``maxpool3x3_s1``'s output: x's shape and dtype in x's suggested memory format (as the
+    CUDA kernel's ``suggest_memory_format``)."""
+    if x.dim() != 4:
+        raise ValueError(f"maxpool3x3_s1: x must be 4-D [N, C, H, W], got {x.dim()}-D with shape {tuple(x.shape)}")
+    if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise TypeError(f"maxpool3x3_s1: x must be float32, float16 or bfloat16, got {x.dtype}")
+    from torch._prims_common import suggest_memory_format
+
+    return torch.empty_like(x, memory_format=suggest_memory_format(x))
 
 
 # Every device (the implementations dispatch on the backend argument); the fake impls also
@@ -444,6 +432,9 @@ _LIB.impl("fused_inception", _fused_inception_impl, "CompositeExplicitAutograd")
 _LIB.impl("fused_inception_backward", _fused_inception_backward_impl, "CompositeExplicitAutograd")
 torch.library.register_fake(_FWD, _fused_inception_fake, lib=_LIB)
 torch.library.register_fake(_BWD, _fused_inception_backward_fake, lib=_LIB)
+torch.library.register_fake("inception_kernels::cuda_fused_inception", _cuda_forward_fake, lib=_LIB)
+torch.library.register_fake("inception_kernels::cuda_fused_inception_backward", _cuda_backward_fake, lib=_LIB)
+torch.library.register_fake("inception_kernels::maxpool3x3_s1", _maxpool_fake, lib=_LIB)
 
 
 # ------------------------------------------------------------------------------------------
@@ -459,6 +450,9 @@ torch.library.register_fake(_BWD, _fused_inception_backward_fake, lib=_LIB)
 # 2.14). Our Autograd kernels apply single-level autograd Functions instead -- the mechanism
 # functorch itself uses for a node at one transform level -- so the same nodes serve eager
 # autograd and every torch.func level.
+#
+# An autograd Function tracks only the tensors among its top-level arguments, so a node takes
+# the op's arguments with the tensor lists spread out (``_FlatArgs``).
 # ------------------------------------------------------------------------------------------
 
 _NO_FORWARD_AD = (
@@ -466,8 +460,51 @@ _NO_FORWARD_AD = (
     "works (backward, create_graph=True, torch.func.grad / vjp / jacrev, vmap); for forward mode use "
     "backend='reference'"
 )
-_N_FWD_ARGS = 19  # x, 6 weights, 6 biases, k3, k5, activation, schedule, save_reduce, backend
-_N_BWD_ARGS = 22  # grad_y, x, y, r3, r5, 6 weights, 6 biases, k3, k5, activation, needs, backend
+
+
+class _FlatArgs:
+    """An op's arguments with each tensor-list argument (``Tensor[]``, ``Tensor?[]``) spread
+    out, and back: ``flatten(args) -> (lengths, flat)``, ``unflatten(lengths, flat) -> args``."""
+
+    def __init__(self, op):
+        tensor = torch._C.OptionalType.ofTensor()
+        self.arguments = op._schema.arguments
+        self.lists = frozenset(i for i, a in enumerate(self.arguments)
+                               if isinstance(a.type, torch._C.ListType) and a.type.getElementType().isSubtypeOf(tensor))
+        self.tensors = frozenset(i for i, a in enumerate(self.arguments) if a.type.isSubtypeOf(tensor))
+
+    def flatten(self, args) -> tuple[tuple[int, ...], list]:
+        lengths, flat = [], []
+        for i, a in enumerate(args):
+            if i in self.lists:
+                lengths.append(len(a))
+                flat.extend(a)
+            else:
+                flat.append(a)
+        return tuple(lengths), flat
+
+    def unflatten(self, lengths, flat) -> list:
+        args, it, sizes = [], iter(flat), iter(lengths)
+        for i in range(len(flat) - sum(lengths) + len(lengths)):
+            args.append([next(it) for _ in range(next(sizes))] if i in self.lists else next(it))
+        return args
+
+    def named_tensors(self, args):
+        """``(name, tensor)`` of every tensor argument, list elements included (None skipped)."""
+        for i, a in enumerate(args):
+            name = self.arguments[i].name
+            if i in self.lists:
+                names = _LIST_NAMES.get(name, ())
+                yield from ((names[j] if j < len(names) else f"{name}[{j}]", t) for j, t in enumerate(a)
+                            if t is not None)
+            elif i in self.tensors and a is not None:
+                yield name, a
+
+
+#: How errors name the elements of the tensor-list arguments.
+_LIST_NAMES = {"weights": WEIGHT_NAMES, "biases": BIAS_NAMES}
+_FWD_ARGS = _FlatArgs(_FWD)
+_BWD_ARGS = _FlatArgs(_BWD)
 
 
 def _below_autograd(op, args):
@@ -478,58 +515,57 @@ def _below_autograd(op, args):
 
 
 def _setup_context(ctx, inputs, output):
-    x, *params = inputs[:13]
-    k3, k5, activation, _, save_reduce, backend = inputs[13:]
+    x, weights, biases, k3, k5, activation, _, save_reduce, backend = _FWD_ARGS.unflatten(inputs[0], inputs[1:])
     y, r3, r5 = output
     ctx.mark_non_differentiable(r3, r5)
     ctx.set_materialize_grads(False)
-    ctx.kernel_args = (k3, k5, activation, save_reduce, backend)
-    ctx.save_for_backward(x, y, r3, r5, *params)
+    ctx.kernel_args = (k3, k5, activation, save_reduce, backend, len(weights), len(inputs))
+    ctx.save_for_backward(x, y, r3, r5, *weights, *biases)
 
 
 def _backward(ctx, grad_y, grad_r3, grad_r5):
     del grad_r3, grad_r5  # non-differentiable outputs
+    k3, k5, activation, save_reduce, backend, nw, n_inputs = ctx.kernel_args
     if grad_y is None:
-        return (None,) * _N_FWD_ARGS
-    k3, k5, activation, save_reduce, backend = ctx.kernel_args
+        return (None,) * n_inputs
     if not save_reduce:
         raise RuntimeError(
             "inception_kernels::fused_inception ran with save_reduce=False, so its backward has no r3/r5; "
             "call inception_kernels.fused_inception (it saves them when gradients are needed)"
         )
     x, y, r3, r5, *params = ctx.saved_tensors
-    weights, biases = params[:6], params[6:]
-    needs = [bool(v) for v in ctx.needs_input_grad[:13]]
-    dx, flat = _BWD(grad_y, x, y, r3, r5, *weights, *biases, k3, k5, activation, needs, backend)
-    return (dx if needs[0] else None, *_split_grads(flat, weights, biases, needs)) + (None,) * (_N_FWD_ARGS - 13)
+    weights, biases = params[:nw], params[nw:]
+    # inputs: (lengths, x, *weights, *biases, k3, ...): the flags of x and the parameters
+    needs = [bool(v) for v in ctx.needs_input_grad[1:2 + len(params)]]
+    dx, flat = _BWD(grad_y, x, y, r3, r5, weights, biases, k3, k5, activation, needs, backend)
+    grads = (dx if needs[0] else None, *_split_grads(flat, weights, biases, needs))
+    return (None, *grads) + (None,) * (n_inputs - 1 - len(grads))
 
 
 class _FusedInceptionNode(torch.autograd.function._SingleLevelFunction):
     """The forward op's autograd node: the fused backward of the forward's backend."""
 
     @staticmethod
-    def forward(*args):
-        return _below_autograd(_FWD, args)
+    def forward(lengths, *flat):
+        return _below_autograd(_FWD, _FWD_ARGS.unflatten(lengths, flat))
 
     setup_context = staticmethod(_setup_context)
     backward = staticmethod(_backward)
 
 
 def _backward_setup_context(ctx, inputs, output):
-    grad_y, x, _, _, _, *rest = inputs
-    params = rest[:12]
-    k3, k5, activation, needs, _ = rest[12:]
+    grad_y, x, _, _, _, weights, biases, k3, k5, activation, needs, _ = _BWD_ARGS.unflatten(inputs[0], inputs[1:])
     ctx.set_materialize_grads(False)
-    ctx.kernel_args = (k3, k5, activation, list(needs))
-    ctx.save_for_backward(grad_y, x, *params)
+    ctx.kernel_args = (k3, k5, activation, list(needs), len(weights), len(inputs))
+    ctx.save_for_backward(grad_y, x, *weights, *biases)
 
 
 def _double_backward(ctx, grad_dx, grad_flat):
     """Gradients of the backward op's outputs ``(dx, flat)`` with respect to ``grad_y``, ``x``
     and the parameters (``y``, ``r3``, ``r5`` only select ReLU masks: zero gradient)."""
-    k3, k5, activation, needs = ctx.kernel_args
+    k3, k5, activation, needs, nw, n_inputs = ctx.kernel_args
     grad_y, x, *params = ctx.saved_tensors
-    weights, biases = params[:6], params[6:]
+    weights, biases = params[:nw], params[nw:]
     has_bias = [b is not None for b in biases]
     act = _activation(activation)
 
@@ -549,21 +585,23 @@ def _double_backward(ctx, grad_dx, grad_flat):
     cot_w = [g if g is not None else torch.zeros_like(w) for g, w in zip(split[:6], weights)]
     cot_b = [g if g is not None else torch.zeros_like(b) for g, b in zip(split[6:], biases) if b is not None]
     d_gy, d_x, d_ws, d_bs = vjp((cot_dx, cot_w, cot_b))
-    return (d_gy, d_x, None, None, None, *d_ws, *with_nones(d_bs)) + (None,) * (_N_BWD_ARGS - 17)
+    # inputs: (lengths, grad_y, x, y, r3, r5, *weights, *biases, k3, ...)
+    grads = (d_gy, d_x, None, None, None, *d_ws, *with_nones(d_bs))
+    return (None, *grads) + (None,) * (n_inputs - 1 - len(grads))
 
 
 class _FusedInceptionBackwardNode(torch.autograd.function._SingleLevelFunction):
     """The backward op's autograd node (double backward), through the reference."""
 
     @staticmethod
-    def forward(*args):
-        return _below_autograd(_BWD, args)
+    def forward(lengths, *flat):
+        return _below_autograd(_BWD, _BWD_ARGS.unflatten(lengths, flat))
 
     setup_context = staticmethod(_backward_setup_context)
     backward = staticmethod(_double_backward)
 
 
-def _autograd_kernel(op, node):
+def _autograd_kernel(op, node, flat_args: _FlatArgs):
     """The Autograd kernel of ``op``: a ``node`` when a gradient is needed, else straight on.
 
     It first refuses non-strided tensors (``_checks.check_dense``: nested tensors would not
@@ -573,25 +611,42 @@ def _autograd_kernel(op, node):
     """
     from torch._functorch.utils import enable_single_level_autograd_function
 
-    names = [a.name for a in op._schema.arguments]
-    tensors = [i for i, a in enumerate(op._schema.arguments) if a.type.isSubtypeOf(torch._C.OptionalType.ofTensor())]
-
     def kernel(keyset, *args):
-        for i in tensors:
-            if args[i] is not None:
-                check_dense(names[i], args[i])
+        tensors = list(flat_args.named_tensors(args))
+        for name, t in tensors:
+            check_dense(name, t)
         if forward_ad._current_level >= 0 and any(  # inside torch.autograd.forward_ad / torch.func.jvp
-                args[i] is not None and forward_ad.unpack_dual(args[i]).tangent is not None for i in tensors):
+                forward_ad.unpack_dual(t).tangent is not None for _, t in tensors):
             raise RuntimeError(_NO_FORWARD_AD.format(op=op._schema.name))
-        if torch.is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args):
+        if torch.is_grad_enabled() and any(t.requires_grad for _, t in tensors):
+            lengths, flat = flat_args.flatten(args)
             with enable_single_level_autograd_function():
-                return node.apply(*args)
+                return node.apply(lengths, *flat)
         with torch._C._AutoDispatchBelowAutograd():
             return op.redispatch(keyset & torch._C._after_autograd_keyset, *args)
 
     return kernel
 
 
-_LIB.impl("fused_inception", _autograd_kernel(_FWD, _FusedInceptionNode), "Autograd", with_keyset=True)
-_LIB.impl("fused_inception_backward", _autograd_kernel(_BWD, _FusedInceptionBackwardNode), "Autograd",
+def _vmap_by_loop(op):
+    """A vmap rule of ``op`` that runs it once per sample and stacks the outputs along dim 0:
+    what PyTorch's own for-loop fallback does for other ops, which it refuses for an op with a
+    tensor-list argument ("We could not generate a fallback")."""
+
+    def rule(info, in_dims, *args):
+        def sample(a, dim, i):  # argument a of sample i (in_dims mirrors the arguments, lists included)
+            if isinstance(a, (list, tuple)):
+                return [sample(t, d, i) for t, d in zip(a, dim)]
+            return a if dim is None else a.select(dim, i)
+
+        outs = [op(*[sample(a, d, i) for a, d in zip(args, in_dims)]) for i in range(info.batch_size)]
+        return tuple(torch.stack(list(o)) for o in zip(*outs)), (0,) * len(outs[0])
+
+    return rule
+
+
+torch.library.register_vmap("inception_kernels::fused_inception", _vmap_by_loop(_FWD), lib=_LIB)
+torch.library.register_vmap("inception_kernels::fused_inception_backward", _vmap_by_loop(_BWD), lib=_LIB)
+_LIB.impl("fused_inception", _autograd_kernel(_FWD, _FusedInceptionNode, _FWD_ARGS), "Autograd", with_keyset=True)
+_LIB.impl("fused_inception_backward", _autograd_kernel(_BWD, _FusedInceptionBackwardNode, _BWD_ARGS), "Autograd",
           with_keyset=True)

@@ -68,7 +68,7 @@ def test_func_vjp_over_the_raw_op(device, backend):
     x, ws, _ = _module(device, bias=False)
 
     def op(x, w3):
-        args = (x, ws[0], ws[1], w3, *ws[3:], *[None] * 6, 3, 5, "relu", "one_launch", True, backend)
+        args = (x, [ws[0], ws[1], w3, *ws[3:]], [None] * 6, 3, 5, "relu", "one_launch", True, backend)
         return FWD(*args)[0]
 
     def ref(x, w3):

@@ -37,7 +37,7 @@ def _module(spec=SPEC, n=1, h=3, w=4, device="cpu", dtype=torch.float32, bias=Tr
 
 
 def _fwd_args(x, ws, bs, k=(3, 5), activation="relu", schedule="one_launch", save_reduce=True, backend="triton"):
-    return (x, *ws, *bs, *k, activation, schedule, save_reduce, backend)
+    return (x, list(ws), list(bs), *k, activation, schedule, save_reduce, backend)
 
 
 # ------------------------------------------------------------------ 1. the ops check their arguments
@@ -128,7 +128,7 @@ def _backward_args(backend="triton", **change):
     for key, value in change.items():
         args[key] = value(args) if callable(value) else value
     a = args
-    return (a["grad_y"], a["x"], a["y"], a["r3"], a["r5"], *a["ws"], *a["bs"], *a["k"], a["activation"], a["needs"],
+    return (a["grad_y"], a["x"], a["y"], a["r3"], a["r5"], a["ws"], a["bs"], *a["k"], a["activation"], a["needs"],
             a["backend"])
 
 
@@ -154,7 +154,9 @@ def test_backward_op_and_fake_check_arguments(name, change, error, message):
     if "sparse" in name:
         return  # fake tensors of sparse tensors are not dense fakes; the real op refused it
     with FakeTensorMode() as mode:
-        fake = [mode.from_tensor(a) if isinstance(a, torch.Tensor) else a for a in args]
+        fake = [mode.from_tensor(a) if isinstance(a, torch.Tensor)
+                else [mode.from_tensor(t) for t in a] if isinstance(a, list) and a and isinstance(a[0], torch.Tensor)
+                else a for a in args]
         with pytest.raises(error, match=message):
             BWD(*fake)
 
@@ -272,7 +274,7 @@ LATE_INTERPRETER = """
                and "TRITON_INTERPRET=1 was set after" in str(w.message) for w in caught), [str(w.message) for w in caught]
     for call in (lambda: ik.fused_inception(x, ws, backend="triton"),
                  lambda: torch.ops.inception_kernels.fused_inception(
-                     x, *ws, *[None] * 6, 3, 5, "relu", "one_launch", False, "triton")):
+                     x, ws, [None] * 6, 3, 5, "relu", "one_launch", False, "triton")):
         try:
             call()
         except RuntimeError as e:
@@ -348,21 +350,7 @@ NATIVE_CASES = {
     "plan cc = 75": ("plan(1, 8, 8, 16, 3, 16, 5, torch.float16, 232448, 75)",
                      r"cc must be a compute capability 10 \* major \+ minor >= 80, got 75"),
     "plan dtype": ("plan(1, 8, 8, 16, 3, 16, 5, torch.int32, 232448)", r"dtype must be float16, bfloat16"),
-    # the fused ops' Meta impls (the CUDA impls run the same checks first)
-    "fwd H*W >= 2^31 (N = 0)": ("fwd(x=meta(0, 1, 2**31, 2**31))", r"N \* H \* W below 2\^31 pixels"),
-    "fwd N*H*W >= 2^31": ("fwd(x=meta(2**16, 4, 2**8, 2**8))", r"N \* H \* W below 2\^31 pixels"),
-    "fwd y channels >= 2^31": ("fwd(w={0: meta(2**30, 4, 1, 1), 2: meta(2**30, 3, 3, 3), 4: meta(2**30, 2, 5, 5)})",
-                               r"y's channel count .* must be at most 2\^31 - 1, got 3221225475"),
-    "fwd Cout >= 2^31": ("fwd(w={0: meta(2**31, 4, 1, 1)})", r"w1 must be between 1 and 2\^31 - 1"),
-    "fwd reduction >= 2^31": ("fwd(w={1: meta(2**28, 4, 1, 1), 2: meta(3, 2**28, 3, 3)})",
-                              r"w3's reduction length Cin \* K \* K = 268435456 \* 3 \* 3 must be at most"),
-    "fwd reduce sum >= 2^31": ("fwd(w={1: meta(2**30, 4, 1, 1), 2: meta(3, 2**30, 1, 1), "
-                               "3: meta(2**30, 4, 1, 1), 4: meta(3, 2**30, 1, 1)}, k=(1, 1))",
-                               r"reduce channels of w3r and w5r must sum to at most 2\^31 - 1"),
-    "fwd k3 = 65": ("fwd(w={2: meta(3, 3, 65, 65)}, k=(65, 5))", r"odd and between 1 and 63"),
-    "bwd N*H*W >= 2^31": ("bwd(x=meta(2**16, 4, 2**8, 2**8))", r"N \* H \* W below 2\^31 pixels"),
     "valid plan": ("plan(1, 8, 8, 16, 3, 16, 5, torch.float16, 232448)", None),
-    "valid fwd": ("fwd()", None),
 }
 
 NATIVE_SCRIPT = """
@@ -371,26 +359,6 @@ NATIVE_SCRIPT = """
     assert _ext.status().loaded, _ext.status().reason
     ops = torch.ops.inception_kernels
     plan = ops.cuda_fused_inception_plan
-
-    def meta(*shape):
-        return torch.empty(*shape, device="meta")
-
-    def module(x=None, w=None):
-        shapes = [(3, 4, 1, 1), (3, 4, 1, 1), (3, 3, 3, 3), (2, 4, 1, 1), (3, 2, 5, 5), (3, 4, 1, 1)]
-        ws = [(w or {}).get(i, meta(*s)) for i, s in enumerate(shapes)]
-        return (x if x is not None else meta(2, 4, 5, 7)), ws
-
-    def fwd(x=None, w=None, k=(3, 5)):
-        x, ws = module(x, w)
-        return ops.cuda_fused_inception(x, *ws, *[None] * 6, *k, "relu", True)
-
-    def bwd(x=None, w=None, k=(3, 5)):
-        x, ws = module(x, w)
-        n, _, h, wd = x.shape
-        c = [ws[i].shape[0] for i in (0, 2, 4, 5)]
-        y = meta(n, sum(c), h, wd)
-        return ops.cuda_fused_inception_backward(y, x, y, meta(n, 3, h, wd), meta(n, 2, h, wd), *ws, *[None] * 6,
-                                                 *k, "relu", [True] * 13)
 
     for name, code in json.loads(sys.argv[1]).items():
         print(json.dumps({"case": name, "started": True}), flush=True)
@@ -401,6 +369,47 @@ NATIVE_SCRIPT = """
             error = str(e).splitlines()[0]
         print(json.dumps({"case": name, "error": error}), flush=True)
 """
+
+
+def _meta(*shape):
+    return torch.empty(*shape, device="meta")
+
+
+def _meta_module(x=None, w=None):
+    shapes = [(3, 4, 1, 1), (3, 4, 1, 1), (3, 3, 3, 3), (2, 4, 1, 1), (3, 2, 5, 5), (3, 4, 1, 1)]
+    ws = [(w or {}).get(i, _meta(*s)) for i, s in enumerate(shapes)]
+    return (x if x is not None else _meta(2, 4, 5, 7)), ws
+
+
+# (name, x, weights by index, kernel sizes, message): the fused ops' integer ranges (_checks), on
+# meta tensors: the fake impls refuse what the kernels' ints could not hold, for both backends.
+RANGE_CASES = [
+    ("H*W >= 2^31 (N = 0)", _meta(0, 4, 2**16, 2**15 + 1), None, (3, 5), r"N \* H \* W below 2\^31 pixels"),
+    ("N*H*W >= 2^31", _meta(2**16, 4, 2**8, 2**8), None, (3, 5), r"N \* H \* W below 2\^31 pixels"),
+    ("y channels >= 2^31", None, {0: _meta(2**30, 4, 1, 1), 2: _meta(2**30, 3, 3, 3), 4: _meta(2**30, 2, 5, 5)},
+     (3, 5), r"y's channel count .* must be at most 2\^31 - 1, got 3221225475"),
+    ("Cout >= 2^31", None, {0: _meta(2**31, 4, 1, 1)}, (3, 5), r"weight w1 has 2147483648 output channels"),
+    ("reduction >= 2^31", None, {1: _meta(2**28, 4, 1, 1), 2: _meta(3, 2**28, 3, 3)}, (3, 5),
+     r"w3's reduction length Cin \* K \* K = 268435456 \* 3 \* 3 must be at most"),
+    ("reduce sum >= 2^31", None, {1: _meta(2**30, 4, 1, 1), 2: _meta(3, 2**30, 1, 1), 3: _meta(2**30, 4, 1, 1),
+                                  4: _meta(3, 2**30, 1, 1)}, (1, 1),
+     r"reduce channels of w3r and w5r must sum to at most 2\^31 - 1"),
+]
+
+
+@pytest.mark.parametrize("name,x,w,k,message", RANGE_CASES, ids=[c[0] for c in RANGE_CASES])
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+def test_fused_ops_range_check_every_integer(name, x, w, k, message, backend):
+    """Before issue 16 the CUDA ops' Meta impls let y's channel count overflow the kernels' int;
+    since issue 15 the one check (_checks, run by the ops' fakes) refuses it for both backends."""
+    x, ws = _meta_module(x, w)
+    with pytest.raises(ValueError, match=message):
+        FWD(*_fwd_args(x, ws, [None] * 6, k=k, backend=backend))
+    n, _, h, wd = x.shape
+    y = _meta(n, sum(ws[i].shape[0] for i in (0, 2, 4, 5)), h, wd)
+    with pytest.raises(ValueError, match=message):
+        BWD(y, x, y, _meta(n, ws[1].shape[0], h, wd), _meta(n, ws[3].shape[0], h, wd), ws, [None] * 6, *k, "relu",
+            [True] * 13, backend)
 
 
 @pytest.mark.cuda_ext

@@ -129,7 +129,7 @@ def test_maxpool_meta_shape_and_layout(maxpool, channels_last):
     [((2, 3, 5), torch.float32, "x must be 4-D"), ((1, 2, 3, 3), torch.float64, "x must be float32, float16 or bfloat16")],
 )
 def test_maxpool_meta_bad_input(maxpool, shape, dtype, message):
-    with pytest.raises(RuntimeError, match=message):
+    with pytest.raises((ValueError, TypeError), match=message):  # the fake impl (ops.py)
         maxpool(torch.empty(shape, dtype=dtype, device="meta"))
 
 
@@ -278,75 +278,131 @@ def _meta_module(spec, n=2, h=5, w=7, *, channels_last=False, dtype=torch.float3
     return x, ws, bs
 
 
+def _cuda_module(spec, **kw):
+    """_meta_module's tensors on the CUDA device, small random values."""
+    x, ws, bs = _meta_module(spec, **kw)
+    return tuple(None if t is None else torch.randn_like(t, device="cuda") if isinstance(t, torch.Tensor)
+                 else [None if v is None else torch.randn_like(v, device="cuda") for v in t] for t in (x, ws, bs))
+
+
+@pytest.mark.gpu
 @pytest.mark.cuda_ext
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("save_reduce", [False, True])
-def test_fused_forward_meta_matches_the_custom_op(maxpool, channels_last, save_reduce):
-    """The C++ op's outputs have the shapes and strides the Python op's fake impl promises."""
+def test_fused_forward_matches_its_fake(maxpool, channels_last, save_reduce):
+    """The C++ op's outputs have the shapes and strides its fake impl (ops.py) promises, y in
+    the memory format it is passed (_layout.output_memory_format)."""
     from inception_kernels import GOOGLENET_INCEPTIONS
-    from inception_kernels.ops import _fused_inception_fake
+    from inception_kernels._layout import output_memory_format
 
-    x, ws, bs = _meta_module(GOOGLENET_INCEPTIONS["4a"], channels_last=channels_last, dtype=torch.float16)
-    got = torch.ops.inception_kernels.cuda_fused_inception(x, *ws, *bs, 3, 5, "relu", save_reduce)
-    want = _fused_inception_fake(x, *ws, *bs, 3, 5, "relu", "one_launch", save_reduce, "cuda")
+    x, ws, bs = _cuda_module(GOOGLENET_INCEPTIONS["4a"], channels_last=channels_last, dtype=torch.float16)
+    op = torch.ops.inception_kernels.cuda_fused_inception
+    args = (x, ws, bs, 3, 5, "relu", save_reduce, output_memory_format(x))
+    got = op(*args)
+    want = op(*[a.to("meta") if isinstance(a, torch.Tensor) else
+                [None if t is None else t.to("meta") for t in a] if isinstance(a, list) else a for a in args])
     for g, w in zip(got, want):
         assert g.shape == w.shape and g.stride() == w.stride() and g.dtype == w.dtype, (g.shape, w.shape)
 
 
+@pytest.mark.gpu
 @pytest.mark.cuda_ext
-def test_fused_backward_meta_gradient_layout(maxpool):
-    """The flat gradient buffer has ops._grad_layout's size for every subset of needed grads."""
-    from inception_kernels.ops import _grad_layout
+def test_fused_backward_gradient_layout(maxpool):
+    """The flat gradient buffer has _layout.grad_layout's size for every subset of needed grads."""
+    from inception_kernels._layout import WGRAD_SPLIT, grad_layout
 
     gen = torch.Generator().manual_seed(0)
     spec = InceptionSpec(20, 7, 12, 9, 5, 6, 11)
     for bias in (True, False):
-        x, ws, bs = _meta_module(spec, channels_last=True, bias=bias)
-        y, r3, r5 = torch.ops.inception_kernels.cuda_fused_inception(x, *ws, *bs, 3, 5, "relu", True)
-        for _ in range(12):
+        x, ws, bs = _cuda_module(spec, channels_last=True, bias=bias)
+        y, r3, r5 = torch.ops.inception_kernels.cuda_fused_inception(x, ws, bs, 3, 5, "relu", True,
+                                                                     torch.channels_last)
+        for _ in range(4):
             needs = [bool(v) for v in torch.randint(0, 2, (13,), generator=gen)]
+            layout = grad_layout(ws, bs, needs)
             dx, flat = torch.ops.inception_kernels.cuda_fused_inception_backward(
-                y, x, y, r3, r5, *ws, *bs, 3, 5, "relu", needs)
-            assert flat.numel() == _grad_layout(ws, bs, needs)[2], needs
+                y, x, y, r3, r5, ws, bs, 3, 5, "relu", needs[0], layout.as_ints(), WGRAD_SPLIT.as_ints())
+            assert flat.numel() == layout.numel, needs
             assert (dx.shape, dx.stride()) == ((x.shape, x.stride()) if needs[0] else ((0,), (1,)))
 
 
+@pytest.mark.gpu
 @pytest.mark.cuda_ext
-def test_fused_ops_check_their_arguments(maxpool):
-    """Named TORCH_CHECKs before any launch (they run in the Meta impl here, the same checks as CUDA)."""
+def test_fused_ops_guard_their_memory_accesses(maxpool):
+    """The C++ ops' own TORCH_CHECKs (memory guards, docs/design.md §5) refuse what would make the
+    kernels read or write out of bounds, before any launch, when called directly (past Python's
+    one argument check)."""
+    from inception_kernels._layout import WGRAD_SPLIT, grad_layout
+
     spec = InceptionSpec(20, 7, 12, 9, 5, 6, 11)
-    x, ws, bs = _meta_module(spec)
+    x, ws, bs = _cuda_module(spec)
     fwd = torch.ops.inception_kernels.cuda_fused_inception
+    ok = torch.contiguous_format
 
-    def call(x=x, ws=ws, bs=bs, k=(3, 5), act="relu"):
-        return fwd(x, *ws, *bs, *k, act, True)
+    def call(x=x, ws=ws, bs=bs, k=(3, 5)):
+        return fwd(x, ws, bs, *k, "relu", True, ok)
 
+    huge = torch.empty(1, device="cuda").as_strided((1, 20, 50000, 50000), (0, 0, 0, 0))
     cases = [
         (dict(x=x[0]), "x must be 4-D"),
         (dict(x=x.to(torch.int32)), "x must be float16, bfloat16, float32 or float64"),
+        (dict(ws=ws[:5]), "weights and biases must hold 6 entries each"),
         (dict(ws=ws[:2] + [ws[2].half()] + ws[3:]), "w3 must have x's dtype"),
         (dict(ws=ws[:2] + [ws[2][:, :5]] + ws[3:]), "w3 must have shape [Cout > 0, 12, 3, 3]"),
         (dict(ws=[ws[0][:, :3]] + ws[1:]), "w1 must have shape [Cout > 0, 20, 1, 1]"),
-        (dict(ws=ws[:5] + [torch.empty(11, 20, 1, 1)]), "wp must be on x's device meta"),
-        (dict(ws=ws[:5] + [ws[5][0]]), "wp must be 4-D"),
+        (dict(ws=ws[:5] + [ws[5].cpu()]), "wp must be on x's device"),
         (dict(bs=bs[:4] + [bs[4][:-1]] + bs[5:]), "b5 must have shape [6]"),
-        (dict(k=(3, 4)), "kernel sizes must be odd and between 1 and 63"),
         (dict(k=(65, 5)), "kernel sizes must be odd and between 1 and 63, got (65, 5)"),
-        (dict(k=(5, 5)), "w3 must have shape [Cout > 0, 12, 5, 5]"),
-        (dict(act="gelu"), 'activation must be "relu" or "none"'),
-        (dict(x=torch.empty(1, 20, 50000, 50000, device="meta")), "N * H * W below 2^31 pixels (H * W too)"),
+        (dict(x=huge), "N * H * W below 2^31 pixels (H * W too)"),
     ]
     for kwargs, message in cases:
         with pytest.raises(RuntimeError, match=re.escape(message)):
             call(**kwargs)
     y, r3, r5 = call()
     bwd = torch.ops.inception_kernels.cuda_fused_inception_backward
+    layout, split = grad_layout(ws, bs, [True] * 13).as_ints(), WGRAD_SPLIT.as_ints()
     with pytest.raises(RuntimeError, match=re.escape("r3 must be 4-D, got 1-D with shape [0]")):
-        bwd(y, x, y, torch.empty(0, device="meta"), r5, *ws, *bs, 3, 5, "relu", [True] * 13)
+        bwd(y, x, y, torch.empty(0, device="cuda"), r5, ws, bs, 3, 5, "relu", True, layout, split)
     with pytest.raises(RuntimeError, match=re.escape("grad_y must have shape [2, 33, 5, 7]")):
-        bwd(y[:, 1:], x, y, r3, r5, *ws, *bs, 3, 5, "relu", [True] * 13)
-    with pytest.raises(RuntimeError, match="needs_input_grad must have 13 entries"):
-        bwd(y, x, y, r3, r5, *ws, *bs, 3, 5, "relu", [True] * 12)
+        bwd(y[:, 1:], x, y, r3, r5, ws, bs, 3, 5, "relu", True, layout, split)
+    with pytest.raises(RuntimeError, match="grad_layout must be 37 ints"):
+        bwd(y, x, y, r3, r5, ws, bs, 3, 5, "relu", True, [layout[0] - 1, *layout[1:]], split)
+    with pytest.raises(RuntimeError, match="wgrad_split must be"):
+        bwd(y, x, y, r3, r5, ws, bs, 3, 5, "relu", True, layout, [1024, 0, 64])
+
+
+def test_extension_defines_no_schema():
+    """Python (ops.py) defines every op of the namespace, schema and fake, once; csrc/ only
+    registers kernels for them (TORCH_LIBRARY_IMPL), never a schema of its own."""
+    for path in sorted((ROOT / "csrc").iterdir()):
+        text = path.read_text()
+        for banned in ("TORCH_LIBRARY(", "TORCH_LIBRARY_FRAGMENT(", "m.def("):
+            assert banned not in text, f"{path.name} defines a schema ({banned})"
+    assert "TORCH_LIBRARY_IMPL(inception_kernels, CUDA, m)" in (ROOT / "csrc" / "ops.cpp").read_text()
+    names = {s.name for s in torch._C._jit_get_all_schemas() if s.name.startswith("inception_kernels::")}
+    assert {"inception_kernels::maxpool3x3_s1", "inception_kernels::cuda_fused_inception",
+            "inception_kernels::cuda_fused_inception_backward", "inception_kernels::cuda_fused_inception_plan",
+            "inception_kernels::fused_inception", "inception_kernels::fused_inception_backward"} <= names, names
+
+
+@pytest.mark.cuda_ext
+def test_extension_registers_its_kernels(maxpool):
+    """The loaded library registered CUDA kernels for the Python-defined ops, and no Meta kernel
+    (the fakes are Python's)."""
+    from inception_kernels import _ext
+
+    assert _ext.fused_kernels_registered()
+    for op in ("maxpool3x3_s1", "cuda_fused_inception", "cuda_fused_inception_backward"):
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"inception_kernels::{op}", "CUDA"), op
+
+
+@pytest.mark.cuda_ext
+def test_plan_reports_the_kernels_block_size(maxpool):
+    """The plan op's last entry is tiling::kThreads (tools.report.facts derives the kernels' warps from it
+    instead of a hand copy): the constant of csrc/inception_tiling.h."""
+    threads = int(re.search(r"constexpr int kThreads = (\d+);", (ROOT / "csrc" / "inception_tiling.h").read_text())[1])
+    plan = torch.ops.inception_kernels.cuda_fused_inception_plan(1, 8, 8, 16, 3, 16, 5, torch.float16, 232448)
+    assert len(plan) == 7 and plan[6] == threads, plan
 
 
 @pytest.mark.cuda_ext

@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from inception_kernels import GOOGLENET_INCEPTIONS, InceptionSpec, reference
-from inception_kernels.ops import _grad_layout, _split_grads
+from inception_kernels import _layout
+from inception_kernels._layout import grad_layout
 
 from _support import (assert_same_nonfinite, conv_valid_taps, inception_valid_taps, make_relu_inputs,
                       nonfinite_corner_taps, tolerance)
@@ -115,22 +116,25 @@ def emu_forward(emu, x, ws, bs, *, relu=True, save_reduce=True, smem_limit=SMEM_
     return y, r3, r5, (tiles[0], tiles[1])
 
 
-def emu_backward(emu, gy, x, y, r3, r5, ws, bs, needs, *, relu=True):
-    """The CUDA backward's three launches on the CPU: (dx, 12 gradients, launches, splits)."""
+def emu_backward(emu, gy, x, y, r3, r5, ws, bs, needs, *, relu=True, layout=None, rule=None):
+    """The CUDA backward's three launches on the CPU: (dx, 12 gradients, launches, splits).
+
+    ``layout`` (a ``_layout.GradLayout``; default ``grad_layout(ws, bs, needs)``) and ``rule``
+    (default ``_layout.WGRAD_SPLIT``) travel to the C++ plan as the backward op passes them."""
     n, _, h, w = x.shape
     bs_list = bs or [None] * 6
-    _, _, total = _grad_layout(ws, bs_list, needs)
-    flat = torch.full((total,), float("nan"), dtype=x.dtype)
+    layout = grad_layout(ws, bs_list, needs) if layout is None else layout
+    rule = _layout.WGRAD_SPLIT if rule is None else rule
+    flat = torch.full((layout.numel,), float("nan"), dtype=x.dtype)
     dx = torch.full_like(x, float("nan"), memory_format=torch.preserve_format) if needs[0] else None
-    weight_cl = [int(not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)) for t in ws]
     out = _i64([0, 0])
     rc = emu.ik_emu_backward(
         _dtype_code(x), _ptr(gy), _i64(gy.stride()), _ptr(x), _i64(x.stride()), _ptr(y), _i64(y.stride()),
         _ptr(r3), _i64(r3.stride()), _ptr(r5), _i64(r5.stride()), *_conv_args(ws, bs_list),
-        ctypes.c_int64(n), h, w, int(relu), (ctypes.c_int * 13)(*map(int, needs)), (ctypes.c_int * 6)(*weight_cl),
-        _ptr(dx), _i64(dx.stride() if dx is not None else (0,) * 4), _ptr(flat), ctypes.c_int64(total), out)
-    assert rc == 0, f"ik_emu_backward returned {rc} (1: gradient layout differs from ops._grad_layout)"
-    return dx, _split_grads(flat, ws, bs_list, needs), out[0], out[1]
+        ctypes.c_int64(n), h, w, int(relu), int(needs[0]), _i64(layout.as_ints()), _i64(rule.as_ints()),
+        _ptr(dx), _i64(dx.stride() if dx is not None else (0,) * 4), _ptr(flat), out)
+    assert rc == 0, f"ik_emu_backward returned {rc} (1: plan::grad_layout_fits refused the layout)"
+    return dx, layout.views(flat, ws), out[0], out[1]
 
 
 def _make(spec, n, h, w, dtype, *, bias=True, seed=0, kernel_sizes=(3, 5)):
@@ -301,6 +305,90 @@ def test_backward_many_splits(emu):
     x, ws, bs = _make(InceptionSpec(8, 4, 4, 6, 3, 5, 4), 4, 16, 16, torch.float64, seed=14)
     _, splits = _backward_case(emu, x, ws, bs)
     assert splits > 1
+
+
+def _reversed_layout(ws):
+    """Every gradient computed, placed unlike _layout.grad_layout: the db first (in reverse
+    order), then the dW (in reverse order), each dW channels_last though the weights are not."""
+    couts = [int(w.shape[0]) for w in ws]
+    total, db, dw = 0, [0] * 6, [0] * 6
+    for i in reversed(range(6)):
+        db[i], total = total, total + couts[i]
+    for i in reversed(range(6)):
+        dw[i], total = total, total + ws[i].numel()
+    strides = tuple(_layout.dense_strides(w.contiguous(memory_format=torch.channels_last)) for w in ws)
+    return _layout.GradLayout(computed=(True,) * 6, returned=(True,) * 12, dw_offsets=tuple(dw),
+                              db_offsets=tuple(db), dw_strides=strides, numel=total)
+
+
+def test_backward_writes_the_layout_it_receives(emu):
+    """The C++ plan takes the gradient layout from its argument (Python's _layout, the one
+    source), not from a copy of the rule: a layout in another order and other strides still
+    gives every gradient where the layout says."""
+    x, ws, bs = _make(SMALL, 2, 4, 5, torch.float64, seed=15)
+    y, r3, r5, _ = emu_forward(emu, x, ws, bs)
+    gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(16), dtype=torch.float64)
+    needs = [True] * 13
+    layout = _reversed_layout(ws)
+    assert layout.as_ints() != grad_layout(ws, bs, needs).as_ints()
+    _, want, _, _ = emu_backward(emu, gy, x, y, r3, r5, ws, bs, needs)
+    _, got, _, _ = emu_backward(emu, gy, x, y, r3, r5, ws, bs, needs, layout=layout)
+    for name, g, w in zip(GRAD_NAMES[1:], got, want):
+        assert torch.equal(g, w), name
+    assert got[2].stride() == _layout.dense_strides(ws[2].contiguous(memory_format=torch.channels_last))
+
+
+@pytest.mark.parametrize("layer", [*GOOGLENET_INCEPTIONS, "odd"])
+def test_backward_plan_takes_the_python_layout(emu, layer):
+    """C++ receives the gradient layout (it keeps no copy of the rule): for the nine GoogLeNet
+    layers and an odd module, every subset of needed gradients and both weight formats, the
+    plan's offsets, strides and size are _layout.grad_layout's."""
+    spec = InceptionSpec(7, 3, 5, 9, 1, 3, 2, kernel_sizes=(5, 3)) if layer == "odd" else GOOGLENET_INCEPTIONS[layer]
+    gen = torch.Generator().manual_seed(18)
+    shapes = list(spec.weight_shapes)
+    for channels_last in (False, True):
+        ws = [torch.empty(s, device="meta") for s in shapes]
+        if channels_last:
+            ws = [w.contiguous(memory_format=torch.channels_last) for w in ws]
+        for bias in (True, False):
+            bs = [torch.empty(s[0], device="meta") if bias else None for s in shapes]
+            for _ in range(3):
+                needs = [bool(v) for v in torch.randint(0, 2, (13,), generator=gen)]
+                layout = grad_layout(ws, bs, needs)
+                offsets, strides, out = _i64([0] * 12), _i64([0] * 24), _i64([0] * 3)
+                shape = (ctypes.c_int * 18)(*[d for w in ws for d in (w.shape[0], w.shape[1], w.shape[2])])
+                rc = emu.ik_plan_backward(shape, ctypes.c_int64(4), 7, 7, int(needs[0]), _i64(layout.as_ints()),
+                                          _i64(_layout.WGRAD_SPLIT.as_ints()), offsets, strides, out)
+                assert rc == 0, (layer, needs)
+                ints = layout.as_ints()
+                assert list(offsets) == ints[1:13] and list(strides) == ints[13:] and out[0] == layout.numel
+                assert list(strides[8:12]) == list(_layout.dense_strides(ws[2])), "dW3 in w3's memory format"
+
+
+@pytest.mark.parametrize("corrupt", ["numel short by one", "dw without db", "negative stride", "stride too large",
+                                     "db past the end"])
+def test_backward_refuses_a_layout_outside_the_buffer(emu, corrupt):
+    """plan::grad_layout_fits, ops.cpp's guard on the layout argument: a layout that would write
+    outside the flat buffer is refused before any job runs."""
+    x, ws, bs = _make(SMALL, 1, 3, 3, torch.float64, seed=17)
+    y, r3, r5, _ = emu_forward(emu, x, ws, bs)
+    good = grad_layout(ws, bs, [True] * 13)
+    dw, db, st = list(good.dw_offsets), list(good.db_offsets), [list(v) for v in good.dw_strides]
+    numel = good.numel
+    if corrupt == "numel short by one":
+        numel -= 1
+    elif corrupt == "dw without db":
+        db[2] = None
+    elif corrupt == "negative stride":
+        st[0][0] = -1
+    elif corrupt == "stride too large":
+        st[2][1] = 2**62
+    else:
+        db[5] = numel - int(ws[5].shape[0]) + 1
+    bad = _layout.GradLayout(computed=good.computed, returned=good.returned, dw_offsets=tuple(dw),
+                             db_offsets=tuple(db), dw_strides=tuple(tuple(v) for v in st), numel=numel)
+    with pytest.raises(AssertionError, match="returned 1"):
+        emu_backward(emu, torch.ones_like(y), x, y, r3, r5, ws, bs, [True] * 13, layout=bad)
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from inception_kernels import GOOGLENET_INCEPTIONS, reference
+from inception_kernels import GOOGLENET_INCEPTIONS, _layout, reference
 
 ROOT = Path(__file__).resolve().parents[1]
 SMEM_H100 = 227 * 1024  # cudaDevAttrMaxSharedMemoryPerBlockOptin of an H100
@@ -67,7 +67,7 @@ _SIGNATURES = {  # name: (restype, argtypes)
     "ik_tile_candidate": (None, [_i, _p]),
     "ik_pick_fwd_tiles": (_i, [_i, _i, _i, _i, _i, _i, _i, _i, _i64, _i, _p]),
     "ik_bwd_smem_bytes": (_i64, [_i, _i, _i]),
-    "ik_make_pixel_split": (None, [_i64, _i64, _i64, _p, _p]),
+    "ik_make_pixel_split": (None, [_i64, _i64, _p, _p, _p]),
     "ik_find_segment": (_i, [_i64, _p, _p]),
     "ik_weight_jobs": (_i64, [_i, _i, _i, _i]),
     "ik_decode_weight_job": (None, [_i64, _i, _i, _i, _p]),
@@ -182,9 +182,9 @@ class _Tiling:
     def bwd_smem_bytes(self, elem, acc_elem, wide):
         return self.lib.ik_bwd_smem_bytes(elem, acc_elem, int(wide))
 
-    def make_pixel_split(self, pixels, weight_tiles, target_jobs):
+    def make_pixel_split(self, pixels, weight_tiles, rule):
         chunk, splits = _i64(), _i()
-        self.lib.ik_make_pixel_split(pixels, weight_tiles, target_jobs, ctypes.byref(chunk), ctypes.byref(splits))
+        self.lib.ik_make_pixel_split(pixels, weight_tiles, (_i64 * 3)(*rule), ctypes.byref(chunk), ctypes.byref(splits))
         return chunk.value, splits.value
 
     def find_segment(self, job, seg_end):
@@ -708,25 +708,26 @@ def test_googlenet_layers_get_the_full_tile_on_an_h100(tl, layer):
 # ---------------------------------------------------------------------------------------------
 
 
-def _py_split(pixels, weight_tiles, target_jobs):
-    s = _cdiv(target_jobs, weight_tiles) if weight_tiles > 0 else 1
-    s = max(1, min(s, _cdiv(pixels, 256), 64))
-    chunk = max(_align(_cdiv(pixels, s), 16), 16)
-    return chunk, max(1, _cdiv(pixels, chunk))
-
-
-@pytest.mark.parametrize("pixels", [1, 15, 16, 17, 255, 256, 257, 1000, 3 * 7 * 7, 64 * 28 * 28, 2**33 + 5])
-def test_make_pixel_split_covers_the_pixels(tl, pixels):
+@pytest.mark.parametrize("pixels", [0, 1, 15, 16, 17, 255, 256, 257, 511, 512, 513, 1000, 3 * 7 * 7, 64 * 28 * 28,
+                                    256 * 28 * 28, 2**33 + 5])
+def test_make_pixel_split_is_the_python_rule(tl, pixels):
+    """The CUDA backward splits the weight gradients' pixels with the rule it receives from
+    _layout (WGRAD_SPLIT, the one source of the numbers), by the formula of _layout.pixel_split:
+    both must give the same split for every rule (before issue 15 C++ had its own 256 px / 64
+    splits, Triton 512 px / no cap)."""
     kbk = tl.c["kBK"]
-    for weight_tiles, target in itertools.product([0, 1, 3, 100, 10**6], [1, 528, 10**4]):
-        chunk, splits = tl.make_pixel_split(pixels, weight_tiles, target)
-        assert (chunk, splits) == _py_split(pixels, weight_tiles, target)
+    rules = [_layout.WGRAD_SPLIT, _layout.PixelSplitRule(528, 256, 64), _layout.PixelSplitRule(10**4, 1, 3),
+             _layout.PixelSplitRule(1, 2048, 1000)]
+    for weight_tiles, rule in itertools.product([0, 1, 3, 100, 10**6], rules):
+        chunk, splits = tl.make_pixel_split(pixels, weight_tiles, rule.as_ints())
+        assert (splits, chunk) == _layout.pixel_split(pixels, weight_tiles, kbk, rule), (weight_tiles, rule)
         assert chunk % kbk == 0 and chunk >= kbk
-        assert 1 <= splits <= 64
-        assert (splits - 1) * chunk < pixels <= splits * chunk, "chunks cover [0, pixels) exactly, none empty"
-        assert splits <= max(1, _cdiv(pixels, 256))
+        assert splits <= rule.max_splits
+        assert (max(splits, 1) - 1) * chunk < max(pixels, 1) and pixels <= splits * chunk, \
+            "chunks cover [0, pixels) exactly, none empty"
+        assert splits <= _cdiv(pixels, rule.min_pixels) or splits == 1
         if weight_tiles > 0:
-            assert splits <= max(1, _cdiv(target, weight_tiles))
+            assert splits <= max(1, _cdiv(rule.target_jobs, weight_tiles))
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -10,12 +10,14 @@ GoogLeNet configs run at their real channel counts on tiny spatial sizes, and th
 shape and semantics variants run on a small module with awkward channel counts.
 """
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 import inception_kernels as ik
-from inception_kernels import GOOGLENET_INCEPTIONS, InceptionSpec, reference
+from inception_kernels import GOOGLENET_INCEPTIONS, InceptionSpec, _layout, reference
 from inception_kernels._launches import count_launches
 from inception_kernels.testing import THREE_WAY_ATOL, assert_three_way, make_inception_inputs, tolerance
 
@@ -65,7 +67,7 @@ def _run(backend, x, ws, bs, grad_y, y, r3, r5, kernel_sizes, activation, needs_
     needs = [n and (i < 7 or bs[i - 7] is not None) for i, n in enumerate(needs)]
     cl = torch.channels_last
     dx, flat = torch.ops.inception_kernels.fused_inception_backward(
-        grad_y, x, y, r3.contiguous(memory_format=cl), r5.contiguous(memory_format=cl), *ws, *bs, *kernel_sizes,
+        grad_y, x, y, r3.contiguous(memory_format=cl), r5.contiguous(memory_format=cl), ws, bs, *kernel_sizes,
         activation or "none", needs, backend,
     )
     return [dx if needs[0] else None, *_split_grads(flat, ws, bs, needs)]
@@ -173,7 +175,7 @@ def test_many_pixel_tiles_and_pixel_splits(device, monkeypatch):
 
     from inception_kernels.triton._config import target_of
 
-    monkeypatch.setattr(bw, "_MIN_PIXELS_PER_SPLIT", 1)
+    monkeypatch.setattr(_layout, "WGRAD_SPLIT", dataclasses.replace(_layout.WGRAD_SPLIT, min_pixels=1))
     channels = (SMALL.in_channels, SMALL.ch1x1, SMALL.ch3x3red, SMALL.ch3x3, SMALL.ch5x5red, SMALL.ch5x5,
                 SMALL.pool_proj)
     plan = bw._backward_plan(channels, SMALL.kernel_sizes, 1, 9, 11, torch.float64, target_of(torch.device(device)),
@@ -241,10 +243,8 @@ def _assert_launches(launches, backend, stages):
 def test_three_launches_no_aten_kernels_deterministic(device, monkeypatch, backend):
     """The whole backward is 3 launches and no other kernel (no fill, sum or copy),
     and bitwise reproducible, also under ``torch.use_deterministic_algorithms(True)``."""
-    if backend == "triton":
-        import inception_kernels.triton.backward as bw
-
-        monkeypatch.setattr(bw, "_MIN_PIXELS_PER_SPLIT", 1)  # several partial sums per gradient
+    # several partial sums per gradient (the split rule both backends take from _layout)
+    monkeypatch.setattr(_layout, "WGRAD_SPLIT", dataclasses.replace(_layout.WGRAD_SPLIT, min_pixels=1))
     (x, ws, bs, grad_y, y, r3, r5), _ = _small_problem(device, n=1, h=5, w=4)
     with count_launches(cuda=backend == "cuda") as launches:
         first = _run(backend, x, ws, bs, grad_y, y, r3, r5, (3, 5), "relu")
@@ -294,7 +294,7 @@ def test_bad_input(device):
         bw(grad_y, x, y, r3, r3, ws, bs, (3, 5), "relu")
     with pytest.raises(TypeError, match="y has dtype"):
         bw(grad_y, x, y.double(), r3, r5, ws, bs, (3, 5), "relu")
-    with pytest.raises(ValueError, match="needs_input_grad must have 13"):
+    with pytest.raises(ValueError, match="needs_input_grad must be 13 bools"):
         bw(grad_y, x, y, r3, r5, ws, bs, (3, 5), "relu", needs_input_grad=(True, True))
     with pytest.raises(ValueError, match="weight w3 has shape"):
         bw(grad_y, x, y, r3, r5, ws, bs, (5, 5), "relu")

@@ -162,7 +162,7 @@ def _forward_saving_reduce(backend, x, ws, bs, kernel_sizes, schedule, save_redu
 
         return _inception_forward(x, ws, bs, kernel_sizes, "relu", schedule=schedule, save_reduce=save_reduce)
     y, r3, r5 = torch.ops.inception_kernels.fused_inception(
-        x, *ws, *bs, *kernel_sizes, "relu", schedule, save_reduce, backend
+        x, ws, bs, *kernel_sizes, "relu", schedule, save_reduce, backend
     )
     if save_reduce:
         return y, r3, r5

@@ -164,10 +164,10 @@ def _run(entry, backend, spec, flags, x, ws, bs, grad_y, needs, schedule="one_la
     call = dict(kernel_sizes=spec.kernel_sizes, activation=spec.activation)
     if entry == "op":
         k3, k5 = spec.kernel_sizes
-        y, r3, r5 = FWD(x, *ws, *bs, k3, k5, spec.activation or "none", schedule, True, backend)
+        y, r3, r5 = FWD(x, ws, bs, k3, k5, spec.activation or "none", schedule, True, backend)
         if grad_y is None:
             return y, None
-        dx, flat = BWD(grad_y, x, y, r3, r5, *ws, *bs, k3, k5, spec.activation or "none", needs, backend)
+        dx, flat = BWD(grad_y, x, y, r3, r5, ws, bs, k3, k5, spec.activation or "none", needs, backend)
         return y, [dx if needs[0] else None, *_split_grads(flat, ws, bs, needs)]
     leaves = [t.detach().requires_grad_(grad_y is not None and need) if t is not None else None
               for t, need in zip((x, *ws, *bs), needs)]
@@ -340,6 +340,11 @@ def corruptions(draw, spec, x, ws, bs):
     return kind, args
 
 
+def _as_list(params):
+    """The op's list argument from a fuzzed weights / biases value (None: no biases)."""
+    return [None] * 6 if params is None else list(params)
+
+
 def _call_invalid(entry, backend, args):
     k3, k5 = args["k"]
     act = args["activation"]
@@ -347,13 +352,17 @@ def _call_invalid(entry, backend, args):
         return fused_inception(args["x"], args["ws"], args["bs"], kernel_sizes=args["k"],
                                activation=None if act == "none" else act,
                                backend=backend if args["backend"] is None else args["backend"])
-    fwd_args = (args["x"], *args["ws"], *args["bs"], k3, k5, act, args["schedule"], True,
+    fwd_args = (args["x"], _as_list(args["ws"]), _as_list(args["bs"]), k3, k5, act, args["schedule"], True,
                 backend if args["backend"] is None else args["backend"])
     if entry == "op":
         return FWD(*fwd_args)
     with FakeTensorMode(allow_non_fake_inputs=False) as mode:  # the fake impl (what torch.compile sees)
-        fake = [mode.from_tensor(a) if isinstance(a, torch.Tensor) and a.layout == torch.strided else a
-                for a in fwd_args]
+        def to_fake(a):
+            if isinstance(a, list):
+                return [to_fake(t) for t in a]
+            return mode.from_tensor(a) if isinstance(a, torch.Tensor) and a.layout == torch.strided else a
+
+        fake = [to_fake(a) for a in fwd_args]
         return FWD(*fake)
 
 

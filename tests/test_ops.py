@@ -50,7 +50,7 @@ def _grads(fn, x, ws, bs, grad_out):
 
 def _op_args(x, ws, bs, spec, backend, save_reduce=True):
     k3, k5 = spec.kernel_sizes
-    return (x, *ws, *bs, k3, k5, spec.activation or "none", "one_launch", save_reduce, backend)
+    return (x, list(ws), list(bs), k3, k5, spec.activation or "none", "one_launch", save_reduce, backend)
 
 
 # ---------------------------------------------------------------------------- torch.library
@@ -84,7 +84,7 @@ def test_opcheck_backward(needs, device, backend):
         flags = [False, True, False, True, False, False, True, False, True, False, False, False, False]
         bs = [None, bs[1], None, None, None, None]
     utils = ("test_schema", "test_faketensor") if needs == "all" else ALL_CHECKS
-    torch.library.opcheck(BWD, (grad_y, x, y, r3, r5, *ws, *bs, 3, 5, "relu", flags, backend), test_utils=utils)
+    torch.library.opcheck(BWD, (grad_y, x, y, r3, r5, ws, bs, 3, 5, "relu", flags, backend), test_utils=utils)
 
 
 def test_fake_outputs_match_real_layouts(device, backend):
@@ -96,12 +96,12 @@ def test_fake_outputs_match_real_layouts(device, backend):
     ws = [w.to(memory_format=torch.channels_last) for w in ws]
     real = FWD(*_op_args(x, ws, bs, SMALL, backend))
     grad_y = torch.randn_like(real[0])
-    real_b = BWD(grad_y, x, *real, *ws, *bs, 3, 5, "relu", [True] * 13, backend)
+    real_b = BWD(grad_y, x, *real, ws, bs, 3, 5, "relu", [True] * 13, backend)
     with FakeTensorMode() as mode:
         fx, fws, fbs, fg = (mode.from_tensor(x), [mode.from_tensor(w) for w in ws],
                             [mode.from_tensor(b) for b in bs], mode.from_tensor(grad_y))
         fake = FWD(*_op_args(fx, fws, fbs, SMALL, backend))
-        fake_b = BWD(fg, fx, *fake, *fws, *fbs, 3, 5, "relu", [True] * 13, backend)
+        fake_b = BWD(fg, fx, *fake, fws, fbs, 3, 5, "relu", [True] * 13, backend)
     for r, f in zip((*real, *real_b), (*fake, *fake_b)):
         assert (r.shape, r.stride(), r.dtype) == (f.shape, f.stride(), f.dtype)
     assert real[0].is_contiguous(memory_format=torch.channels_last)
@@ -118,7 +118,7 @@ def test_op_backend_argument_checked():
         FWD(*args)
     y = torch.zeros(1, SMALL.out_channels, 3, 4)
     with pytest.raises(ValueError, match="backend must be one of"):
-        BWD(y, x, y, y.new_empty(0), y.new_empty(0), *ws, *bs, 3, 5, "relu", [True] * 13, "tpu")
+        BWD(y, x, y, y.new_empty(0), y.new_empty(0), ws, bs, 3, 5, "relu", [True] * 13, "tpu")
 
 
 def test_fake_impls_serve_the_cuda_backend():
@@ -132,7 +132,7 @@ def test_fake_impls_serve_the_cuda_backend():
         ws = [torch.empty(s) for s in SMALL.weight_shapes]
         bs = [torch.empty(s[0]) for s in SMALL.weight_shapes]
         y, r3, r5 = FWD(*_op_args(x, ws, bs, SMALL, "cuda"))
-        dx, flat = BWD(torch.empty_like(y), x, y, r3, r5, *ws, *bs, 3, 5, "relu", [True] * 13, "cuda")
+        dx, flat = BWD(torch.empty_like(y), x, y, r3, r5, ws, bs, 3, 5, "relu", [True] * 13, "cuda")
     assert y.shape == (2, SMALL.out_channels, 3, 4) and y.is_contiguous(memory_format=cl)
     assert r3.shape == (2, SMALL.ch3x3red, 3, 4) and r3.is_contiguous(memory_format=cl)
     assert r5.shape == (2, SMALL.ch5x5red, 3, 4) and r5.is_contiguous(memory_format=cl)

@@ -53,8 +53,9 @@ import torch
 import triton
 import triton.language as tl
 
-from .._checks import check_inception_args
+from .._checks import check_inception_args, check_needs_input_grad, check_saved_tensors
 from .._launches import _launch
+from .._layout import grad_layout, pixel_split
 from ._common import _pixel_rows, _pool_tile, _tap_of, _tap_ok
 from ._config import dot_precision, gemm_tiles, target_of
 from .inception_fwd import _round_up, _split_n, _tile_width
@@ -542,11 +543,6 @@ def _sum_partials_kernel(
 _TL_DTYPES = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32,
               torch.float64: tl.float64}
 
-#: Fewest pixels one weight-gradient job reduces: bounds the partial-sum traffic
-#: (``S * params * 4`` bytes) well below the activation traffic.
-_MIN_PIXELS_PER_SPLIT = 512
-#: Weight-gradient jobs the pixel split aims for (a few per resident program on an H100).
-_TARGET_WEIGHT_JOBS = 1024
 #: Elements per program of the partial sum (launch 3).
 _SUM_BLOCK = 1024
 #: Programs of the persistent launch 2 in the interpreter (runs them one after another).
@@ -623,9 +619,8 @@ class BackwardPlan:
 def _backward_plan(channels, kernel_sizes, n, h, w, dtype, target, need_dx: bool, need_branch) -> BackwardPlan:
     """Tiles, pixel split and jobs of one backward (see :class:`BackwardPlan`).
 
-    Weight gradients reduce over ``N*H*W`` pixels split into ``S`` slices of ``PPS`` pixels:
-    enough slices for about ``_TARGET_WEIGHT_JOBS`` jobs, none smaller than
-    ``_MIN_PIXELS_PER_SPLIT`` pixels.
+    Weight gradients reduce over ``N*H*W`` pixels split into ``S`` slices of ``PPS`` pixels by
+    the split rule both backends share (``_layout.pixel_split``).
     """
     cin, c1, c3r, c3, c5r, c5, cp = channels
     k3, k5 = kernel_sizes
@@ -640,9 +635,7 @@ def _backward_plan(channels, kernel_sizes, n, h, w, dtype, target, need_dx: bool
                                                         (k5, c5r, bn), (1, cin, pool_bn)))
     couts = (c1, c3r, c3, c5r, c5, cp)
     mtiles = [-(-co // bm) * _ntiles(tw[i]) if need_branch[i] else 0 for i, co in enumerate(couts)]
-    s = max(1, min(-(-_TARGET_WEIGHT_JOBS // max(sum(mtiles), 1)), -(-nhw // _MIN_PIXELS_PER_SPLIT)))
-    pps = _round_up(-(-nhw // s), wbk) if nhw else wbk
-    s = -(-nhw // pps) if nhw else 0
+    s, pps = pixel_split(nhw, sum(mtiles), wbk)
     tx = _split_n(cin, dx_bn)
     ends = [(-(-nhw // bm)) * _ntiles(tx) if need_dx else 0]
     for m in mtiles:
@@ -661,39 +654,6 @@ def _backward_plan(channels, kernel_sizes, n, h, w, dtype, target, need_dx: bool
 
 def _strides(t: torch.Tensor) -> tuple[int, int, int, int]:
     return tuple(int(v) for v in t.stride())
-
-
-def _dense_strides(w: torch.Tensor) -> tuple[int, int, int, int]:
-    """Strides for a gradient of ``w``'s shape in ``w``'s memory format (channels_last or not)."""
-    co, ci, kh, kw = w.shape
-    if not w.is_contiguous() and w.is_contiguous(memory_format=torch.channels_last):
-        return (ci * kh * kw, 1, kw * ci, ci)
-    return (ci * kh * kw, kh * kw, kw, 1)
-
-
-def _check_saved(name: str, t: torch.Tensor, shape: tuple, x: torch.Tensor) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if tuple(t.shape) != shape:
-        raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {shape}")
-    if t.device != x.device:
-        raise ValueError(f"{name} is on {t.device}, but x is on {x.device}")
-    if t.dtype != x.dtype:
-        raise TypeError(f"{name} has dtype {t.dtype}, but x has dtype {x.dtype}; they must match")
-
-
-def _grad_layout(weights, biases, need_branch, needs_input_grad):
-    """Offsets of the twelve gradients in one row of the partial buffer (and in the flat
-    output): the dW of every branch whose weight or bias gradient is needed, in weight order,
-    then their db. Returns ``(dw_offsets, db_offsets, total)``."""
-    dw_off, db_off, total = [0] * 6, [0] * 6, 0
-    for i, w in enumerate(weights):
-        dw_off[i] = total
-        total += w.numel() if need_branch[i] else 0
-    for i, w in enumerate(weights):
-        db_off[i] = total
-        total += w.shape[0] if need_branch[i] else 0
-    return dw_off, db_off, total
 
 
 def _inception_backward(
@@ -733,6 +693,19 @@ def _inception_backward(
         TypeError, ValueError: inconsistent arguments.
     """
     spec, weights, biases = check_inception_args(x, weights, biases, kernel_sizes, activation)
+    needs_input_grad = (True,) * 13 if needs_input_grad is None else tuple(bool(v) for v in needs_input_grad)
+    check_needs_input_grad(needs_input_grad)
+    dx, flat = _inception_backward_flat(grad_y, x, y, r3, r5, weights, biases, kernel_sizes, activation,
+                                        needs_input_grad)
+    grads = grad_layout(weights, biases, needs_input_grad).views(flat, weights)
+    return dx, grads[:6], grads[6:]
+
+
+def _inception_backward_flat(grad_y, x, y, r3, r5, weights, biases, kernel_sizes=(3, 5), activation="relu",
+                             needs_input_grad=None):
+    """:func:`_inception_backward`, returning ``(dx, flat)``: dx (None when not needed) and the
+    flat gradient buffer laid out by ``_layout.grad_layout`` (what the backward op returns)."""
+    spec, weights, biases = check_inception_args(x, weights, biases, kernel_sizes, activation)
     w1, w3r, w3, w5r, w5, wp = weights
     N, Cin, H, W = (int(v) for v in x.shape)
     c1, c3r, c3, c5r, c5, cp = (spec.ch1x1, spec.ch3x3red, spec.ch3x3, spec.ch5x5red, spec.ch5x5,
@@ -740,24 +713,15 @@ def _inception_backward(
     channels = (Cin, c1, c3r, c3, c5r, c5, cp)
     K3, K5 = spec.kernel_sizes
     _, o3, o5, op = spec.channel_offsets
-    _check_saved("grad_y", grad_y, (N, spec.out_channels, H, W), x)
-    _check_saved("y", y, (N, spec.out_channels, H, W), x)
-    _check_saved("r3", r3, (N, c3r, H, W), x)
-    _check_saved("r5", r5, (N, c5r, H, W), x)
-    if needs_input_grad is None:
-        needs_input_grad = (True,) * 13
-    needs_input_grad = tuple(bool(v) for v in needs_input_grad)
-    if len(needs_input_grad) != 13:
-        raise ValueError(f"needs_input_grad must have 13 entries (x, 6 weights, 6 biases), "
-                         f"got {len(needs_input_grad)}")
+    check_saved_tensors(spec, x, grad_y, y, r3, r5)
+    needs_input_grad = (True,) * 13 if needs_input_grad is None else tuple(bool(v) for v in needs_input_grad)
+    check_needs_input_grad(needs_input_grad)
     need_dx = needs_input_grad[0]
-    # A branch's weight job also produces its bias gradient.
-    need_db = [needs_input_grad[7 + i] and biases[i] is not None for i in range(6)]
-    need_branch = [needs_input_grad[1 + i] or need_db[i] for i in range(6)]
+    # The flat gradient buffer (_layout.grad_layout): a computed branch's job also produces its bias gradient.
+    layout = grad_layout(weights, biases, needs_input_grad)
+    need_branch, p_total = layout.computed, layout.numel
     nhw = N * H * W
     plan = _backward_plan(channels, spec.kernel_sizes, N, H, W, x.dtype, target_of(x.device), need_dx, need_branch)
-    dw_off, db_off, p_total = _grad_layout(weights, biases, need_branch, needs_input_grad)
-    dw_sts = tuple(_dense_strides(w) for w in weights)
 
     acc_torch = torch.float64 if x.dtype == torch.float64 else torch.float32
     consts = dict(
@@ -789,22 +753,17 @@ def _inception_backward(
                     CIN=Cin, C1=c1, CP=cp, OP=op,
                     W1_S=_strides(w1), W3R_S=_strides(w3r), W5R_S=_strides(w5r), WP_S=_strides(wp),
                     # every branch job also writes its bias slot (the flat buffer has no unwritten elements)
-                    DW_OFF=tuple(dw_off), DW_S=tuple(v for st in dw_sts for v in st), DB_OFF=tuple(db_off),
-                    NEED_DB=tuple(need_branch),
+                    DW_OFF=tuple(o or 0 for o in layout.dw_offsets),
+                    DW_S=tuple(v for st in layout.dw_strides for v in st),
+                    DB_OFF=tuple(o or 0 for o in layout.db_offsets), NEED_DB=tuple(need_branch),
                     ZT=plan.ZT, DT=_TL_DTYPES[x.dtype],
                     TX=plan.tx, TW1=plan.tw[0], TW3R=plan.tw[1], TW3=plan.tw[2], TW5R=plan.tw[3],
                     TW5=plan.tw[4], TWP=plan.tw[5], DX_BN=plan.dx_bn, POOL_BN=plan.pool_bn, WSTAGE=plan.wstage,
                     WBK=plan.WBK,
                     **consts)
 
-        dws, dbs = [None] * 6, [None] * 6
+        flat = torch.empty(p_total, dtype=w1.dtype, device=x.device)
         if p_total:
-            flat = torch.empty(p_total, dtype=w1.dtype, device=x.device)
             _launch(_sum_partials_kernel, (triton.cdiv(p_total, _SUM_BLOCK),), part, flat, plan.S, p_total,
                     BLOCK=_SUM_BLOCK, NSTAGE=plan.nstage)
-            for i, w in enumerate(weights):
-                if needs_input_grad[1 + i]:
-                    dws[i] = flat.as_strided(w.shape, dw_sts[i], dw_off[i])
-                if need_db[i]:
-                    dbs[i] = flat.as_strided((w.shape[0],), (1,), db_off[i])
-    return dx, tuple(dws), tuple(dbs)
+    return dx, flat

@@ -77,6 +77,7 @@ import triton
 import triton.language as tl
 
 from .._launches import _launch
+from .._layout import output_memory_format
 from ._config import dot_precision
 
 __all__ = ["bn_training_forward", "bn_training_backward", "fused_inception_bn_training", "launch_plan"]
@@ -1181,8 +1182,6 @@ def bn_training_forward(
     Raises:
         ValueError: a tensor too large for the kernels' int32 per-image offsets.
     """
-    from ..ops import _output_memory_format
-
     N, cin, H, W = x.shape
     P = N * H * W
     ch = [w.shape[0] for w in weights]
@@ -1196,7 +1195,7 @@ def bn_training_forward(
     acc = _acc_dtype(x.dtype)
     dev = x.device
     n_pt = triton.cdiv(P, bm)
-    y = torch.empty((N, cy, H, W), device=dev, dtype=x.dtype, memory_format=_output_memory_format(x))
+    y = torch.empty((N, cy, H, W), device=dev, dtype=x.dtype, memory_format=output_memory_format(x))
     Z = torch.empty((P, CZ), device=dev, dtype=acc)
     ps = torch.empty((n_pt, CZ), device=dev, dtype=acc)
     pm = torch.empty((n_pt, CZ), device=dev, dtype=acc)

@@ -71,6 +71,7 @@ import triton.language as tl
 
 from .._checks import OP_SCHEDULES
 from .._launches import _launch
+from .._layout import output_memory_format
 from ._common import _act, _bias_acc, _pixel_rows, _pool_tile, _tap_of, _tap_ok
 from ._config import Target, dot_precision, gemm_tiles, machine_for, target_of
 
@@ -629,13 +630,6 @@ def _reduce_buffers(x: torch.Tensor, c3r: int, c5r: int) -> tuple[torch.Tensor, 
     return buf(c3r), buf(c5r)
 
 
-def _output_format(x: torch.Tensor) -> torch.memory_format:
-    """y's memory format: channels_last when x is (and is not also NCHW-contiguous)."""
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
-
-
 def _weight_strides(weights) -> dict:
     """The weights' strides, the kernel's compile-time constants ``W1_S`` ... ``WP_S``."""
     names = ("W1_S", "W3R_S", "W3_S", "W5R_S", "W5_S", "WP_S")
@@ -684,7 +678,7 @@ def _inception_forward(
         )
     # the epilogues read a bias as a dense vector (a strided view would be read wrong)
     biases = [b.contiguous() if b is not None else None for b in biases]
-    y = torch.empty((N, c1 + c3 + c5 + cp, H, W), device=x.device, dtype=x.dtype, memory_format=_output_format(x))
+    y = torch.empty((N, c1 + c3 + c5 + cp, H, W), device=x.device, dtype=x.dtype, memory_format=output_memory_format(x))
     plan = _plan((cin, c1, c3r, c3, c5r, c5, cp), kernel_sizes, N, H, W, x.dtype, target_of(x.device), schedule)
     r3 = r5 = None
     if save_reduce or plan.schedule == "two_launch":

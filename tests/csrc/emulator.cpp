@@ -189,20 +189,18 @@ template <class T>
 int backward(const void* gy, const int64_t* gys, const void* x, const int64_t* xs, const void* y, const int64_t* ys,
              const void* r3, const int64_t* r3s, const void* r5, const int64_t* r5s, const void* const* w,
              const int64_t* ws, const void* const* b, const int64_t* bs, const int* shape, int64_t n, int h, int wd, int relu,
-             const int* needs_in, const int* weight_cl_in, void* dx, const int64_t* dxs, void* grads,
-             int64_t grads_numel, int64_t* launches_out) {
+             int need_dx, const int64_t* layout, const int64_t* rule, void* dx, const int64_t* dxs, void* grads,
+             int64_t* launches_out) {
   ik::BwdParams p{};
   const int64_t ctot = shape[0] + shape[3 * ik::kW3] + shape[3 * ik::kW5] + shape[3 * ik::kWp];
   p.gy = tref<T>(gy, gys, n, ctot, h, wd), p.x = tref<T>(x, xs, n, shape[1], h, wd), p.y = tref<T>(y, ys, n, ctot, h, wd);
   p.r[0] = tref<T>(r3, r3s, n, shape[3 * ik::kW3r], h, wd), p.r[1] = tref<T>(r5, r5s, n, shape[3 * ik::kW5r], h, wd);
   set_convs<T>(p.conv, w, ws, b, bs, shape);
   p.n = n, p.h = h, p.w = wd, p.relu = relu != 0;
-  bool needs[13], has_bias[6], weight_cl[6];
-  for (int i = 0; i < 13; ++i) needs[i] = needs_in[i] != 0;
-  for (int i = 0; i < 6; ++i) has_bias[i] = b[i] != nullptr, weight_cl[i] = weight_cl_in[i] != 0;
-  ik::plan::backward(p, needs, has_bias, weight_cl);
+  // the layout and split rule as ops.cpp receives them from Python, with ops.cpp's guard
+  if (!ik::plan::grad_layout_fits(p, layout)) return 1;
+  ik::plan::backward(p, need_dx != 0, layout, tl::PixelSplitRule{rule[0], rule[1], rule[2]});
   p.wide_stages = kWideStages;
-  if (p.p_total != grads_numel) return 1;  // the layout disagrees with ops._grad_layout
   const int64_t pixels = n * h * static_cast<int64_t>(wd);
   using Acc = ik::AccT<T>;
   // NaN-filled, so that an element no job writes shows up in the results.
@@ -248,23 +246,42 @@ int ik_emu_forward(int dtype, const void* x, const int64_t* xs, void* y, const i
   return 2;
 }
 
-// Returns 0 on success, 1 when the planned gradient layout's size is not grads_numel,
-// 2 for an unknown dtype. launches_out: [launches run, pixel splits].
+// Returns 0 on success, 1 when plan::grad_layout_fits refuses the layout (_layout.GradLayout.as_ints;
+// rule: _layout.PixelSplitRule.as_ints), 2 for an unknown dtype. launches_out: [launches run, pixel splits].
 int ik_emu_backward(int dtype, const void* gy, const int64_t* gys, const void* x, const int64_t* xs, const void* y,
                     const int64_t* ys, const void* r3, const int64_t* r3s, const void* r5, const int64_t* r5s,
                     const void* const* w, const int64_t* ws, const void* const* b, const int64_t* bs, const int* shape, int64_t n,
-                    int h, int wd, int relu, const int* needs, const int* weight_cl, void* dx, const int64_t* dxs,
-                    void* grads, int64_t grads_numel, int64_t* launches_out) {
+                    int h, int wd, int relu, int need_dx, const int64_t* layout, const int64_t* rule, void* dx,
+                    const int64_t* dxs, void* grads, int64_t* launches_out) {
   if (dtype == 1)
-    return backward<EmuHalf>(gy, gys, x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, needs,
-                             weight_cl, dx, dxs, grads, grads_numel, launches_out);
+    return backward<EmuHalf>(gy, gys, x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, need_dx,
+                             layout, rule, dx, dxs, grads, launches_out);
   if (dtype == 0)
-    return backward<float>(gy, gys, x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, needs, weight_cl,
-                           dx, dxs, grads, grads_numel, launches_out);
+    return backward<float>(gy, gys, x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, need_dx, layout,
+                           rule, dx, dxs, grads, launches_out);
   if (dtype == 3)
-    return backward<double>(gy, gys, x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, needs,
-                            weight_cl, dx, dxs, grads, grads_numel, launches_out);
+    return backward<double>(gy, gys, x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, need_dx,
+                            layout, rule, dx, dxs, grads, launches_out);
   return 2;
+}
+
+// The backward plan of a module (shape: [cout, cin, k] per conv) for the layout and split rule
+// the backward op passes: out_offsets[12] = grad_offset, out_strides[24] = grad_stride,
+// out[0] = p_total, out[1] = pixel splits, out[2] = launch-2 jobs. Returns 1 when
+// plan::grad_layout_fits refuses the layout.
+int ik_plan_backward(const int* shape, int64_t n, int h, int wd, int need_dx, const int64_t* layout,
+                     const int64_t* rule, int64_t* out_offsets, int64_t* out_strides, int64_t* out) {
+  ik::BwdParams p{};
+  for (int i = 0; i < ik::kNumConvs; ++i)
+    p.conv[i] = ik::ConvRef{nullptr, {0, 0, 0, 0}, nullptr, 0, shape[3 * i], shape[3 * i + 1], shape[3 * i + 2], false};
+  p.n = n, p.h = h, p.w = wd;
+  if (!ik::plan::grad_layout_fits(p, layout)) return 1;
+  ik::plan::backward(p, need_dx != 0, layout, tl::PixelSplitRule{rule[0], rule[1], rule[2]});
+  for (int i = 0; i < 2 * ik::kNumConvs; ++i) out_offsets[i] = p.grad_offset[i];
+  for (int i = 0; i < ik::kNumConvs; ++i)
+    for (int d = 0; d < 4; ++d) out_strides[4 * i + d] = p.grad_stride[i][d];
+  out[0] = p.p_total, out[1] = p.split.splits, out[2] = p.seg_end[tl::kNumSegments - 1];
+  return 0;
 }
 
 }  // extern "C"

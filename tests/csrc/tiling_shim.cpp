@@ -184,8 +184,9 @@ int ik_pick_fwd_tiles(int height, int width, int k3, int cr3, int k5, int cr5, i
 
 int64_t ik_bwd_smem_bytes(int elem, int acc_elem, int wide) { return tl::bwd_smem_bytes(elem, acc_elem, wide != 0); }
 
-void ik_make_pixel_split(int64_t pixels, int64_t weight_tiles, int64_t target_jobs, int64_t* chunk, int* splits) {
-  const tl::PixelSplit s = tl::make_pixel_split(pixels, weight_tiles, target_jobs);
+// rule: {target_jobs, min_pixels, max_splits} (a tl::PixelSplitRule).
+void ik_make_pixel_split(int64_t pixels, int64_t weight_tiles, const int64_t* rule, int64_t* chunk, int* splits) {
+  const tl::PixelSplit s = tl::make_pixel_split(pixels, weight_tiles, tl::PixelSplitRule{rule[0], rule[1], rule[2]});
   *chunk = s.chunk;
   *splits = s.splits;
 }

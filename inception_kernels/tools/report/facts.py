@@ -478,7 +478,6 @@ _CUDA_TYPES = {"bf16": ("__nv_bfloat16", "bfloat16"), "fp16": ("__half", "float1
 #: The fused CUDA kernels of one module: (kernel, which plan entry is its dynamic shared memory).
 _CUDA_LAUNCH_KERNELS = (("inception_fwd_kernel", 2), ("inception_reduce_grad_kernel", 4),
                         ("inception_grads_kernel", 5))
-_CUDA_WARPS = 4  # 128 threads per block (csrc/inception_tiling.h kThreads)
 
 
 def cuda_launch_facts(cuda: dict, layers: Sequence[str], dtype: str, batch: int) -> list[dict]:
@@ -524,7 +523,8 @@ def cuda_launch_facts(cuda: dict, layers: Sequence[str], dtype: str, batch: int)
                 out.append(dict(
                     layer=layer, arch=arch, kernel=f"{name}<{tname}>", tile=plan[:2] if forward else None,
                     blocks=plan[3] if forward else None, dynamic_smem_bytes=plan[smem_index], registers=r,
-                    occupancy=None if r is None else occupancy(r, plan[smem_index] + static, _CUDA_WARPS, arch),
+                    # plan[6]: the kernels' threads per block, from the extension (tiling::kThreads)
+                    occupancy=None if r is None else occupancy(r, plan[smem_index] + static, plan[6] // 32, arch),
                 ))
     return out
 
