@@ -13,6 +13,21 @@ inputs" and of "close enough". It imports only torch and the library's :mod:`.sp
 - :func:`three_way_errors` / :func:`assert_three_way` / :func:`three_way_tolerance`: the
   low-precision rule (docs/design.md §6.1): the kernel's error against a float64 answer may be
   at most twice PyTorch's own error in the same dtype, plus a small floor.
+
+The library's internals that tests and tools need, behind names that stay put when the
+private modules move (issue 15: tests reach private helpers only through here):
+
+- :func:`count_launches` / :class:`LaunchCount` / :func:`record_launches`: count (or record
+  instead of running) the package's kernel launches.
+- :func:`backend_statuses`, :func:`cuda_status`, :func:`triton_interpreter_status`,
+  :func:`interpreter_enabled`, :class:`BackendStatus`: which backends can run here, and why not.
+- :func:`extension_status`, :func:`extension_library_path`, :func:`extension_ops_registered`:
+  the CUDA extension's build/load state.
+- :data:`OP_SCHEDULES`: the schedules each backend's op accepts.
+- :func:`grad_layout`, :class:`GradLayout`, :func:`split_grads`, :func:`output_memory_format`,
+  :data:`WGRAD_SPLIT`, :func:`pixel_split`: the layout contracts both backends share.
+- :func:`triton_forward` / :func:`triton_backward`: the Triton launchers themselves, below the
+  op (imported on first call: the kernel modules import Triton).
 """
 
 from __future__ import annotations
@@ -24,12 +39,22 @@ from typing import Iterator, NamedTuple, Optional, Union
 import torch
 import torch.nn as nn
 
+from ._backends import BackendStatus, cuda_status, interpreter_enabled, triton_interpreter_status
+from ._backends import available_backends as backend_statuses
+from ._checks import OP_SCHEDULES
+from ._layout import WGRAD_SPLIT, GradLayout, grad_layout, output_memory_format, pixel_split
 from .spec import InceptionSpec
+from .triton._launches import LaunchCount, count_launches
 
 __all__ = [
     "InceptionInputs", "make_inception_inputs", "WEIGHT_INITS", "randomize_batchnorm",
     "Tolerance", "TOLERANCES", "tolerance", "THREE_WAY_ATOL",
     "three_way_errors", "assert_three_way", "three_way_tolerance",
+    "count_launches", "LaunchCount", "record_launches",
+    "BackendStatus", "backend_statuses", "cuda_status", "triton_interpreter_status", "interpreter_enabled",
+    "extension_status", "extension_library_path", "extension_ops_registered", "OP_SCHEDULES",
+    "GradLayout", "grad_layout", "split_grads", "output_memory_format", "WGRAD_SPLIT", "pixel_split",
+    "triton_forward", "triton_backward",
 ]
 
 # ---------------------------------------------------------------------------------------- inputs
@@ -330,3 +355,89 @@ def three_way_tolerance(torch_err: float, exact_max: float, dtype: torch.dtype) 
     if not math.isfinite(torch_err):
         return half_ulp
     return 2 * torch_err + half_ulp
+
+
+# ------------------------------------------------------------------ the library's internals
+# For tests and tools only: thin, documented doors onto private modules, so that a test names
+# what it checks, not where the library keeps it. The re-exported names above
+# (count_launches, LaunchCount, BackendStatus, backend_statuses, cuda_status,
+# triton_interpreter_status, interpreter_enabled, OP_SCHEDULES, GradLayout, grad_layout,
+# output_memory_format, WGRAD_SPLIT, pixel_split) are the library's own objects.
+
+
+def record_launches():
+    """Context manager: record, instead of running, every Triton launch of the package inside
+    the block (for ahead-of-time compiles of exactly what a launcher would launch, e.g. on
+    'meta' tensors). For tests and tools.
+
+    Returns:
+        A context manager yielding a list that receives ``(kernel, grid, args, kwargs)`` per launch.
+    """
+    from .triton._launches import _record_launches
+
+    return _record_launches()
+
+
+def extension_status():
+    """The CUDA extension's state (built, loaded, or why not): ``.loaded``, ``.reason`` and the
+    build record. Cached; for tests and tools."""
+    from . import _ext
+
+    return _ext.status()
+
+
+def extension_library_path() -> Optional[str]:
+    """Path of the built extension library, or None when it is not built. For tests and tools."""
+    from . import _ext
+
+    return _ext.library_path()
+
+
+def extension_ops_registered() -> bool:
+    """Whether the extension's fused ops are registered with ``torch.ops.inception_kernels``.
+    For tests and tools."""
+    from . import _ext
+
+    return _ext.fused_kernels_registered()
+
+
+def split_grads(flat: torch.Tensor, weights, biases, needs) -> tuple:
+    """The 12 gradients ``(dw1, ..., dwp, db1, ..., dbp)`` of the backward op's flat buffer,
+    as the op splits them (views of ``flat``; None where ``needs`` is False or a bias is
+    absent). For tests and tools.
+
+    Args:
+        flat: the flat gradient buffer the backward op returns.
+        weights: the six weights; biases: the six biases (None entries for absent ones).
+        needs: the 13 ``needs_input_grad`` flags ``(x, w1..wp, b1..bp)``.
+    """
+    from .ops import _split_grads
+
+    return _split_grads(flat, weights, biases, needs)
+
+
+def triton_forward(x, weights, biases, kernel_sizes, activation, **kwargs):
+    """The Triton forward launcher itself (no op, no autograd): ``(y, r3, r5)``; keyword
+    arguments ``schedule`` and ``save_reduce`` as the op's. Imports the kernel modules on first
+    call (set ``TRITON_INTERPRET`` before). For tests and tools.
+
+    Raises:
+        ValueError: what the launcher refuses (bad arguments, unknown schedule, sizes past its
+            index range).
+    """
+    from .triton.inception_fwd import _inception_forward
+
+    return _inception_forward(x, weights, biases, kernel_sizes, activation, **kwargs)
+
+
+def triton_backward(grad_y, x, y, r3, r5, weights, biases, kernel_sizes=(3, 5), activation="relu", **kwargs):
+    """The Triton backward launcher itself: ``(dx, dws, dbs)`` (None where not needed);
+    keyword argument ``needs_input_grad`` as the op's. Imports the kernel modules on first call.
+    For tests and tools.
+
+    Raises:
+        ValueError: what the launcher refuses (bad arguments or saved tensors).
+    """
+    from .triton.backward import _inception_backward
+
+    return _inception_backward(grad_y, x, y, r3, r5, weights, biases, kernel_sizes, activation, **kwargs)

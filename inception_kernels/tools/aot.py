@@ -88,7 +88,7 @@ def forward_launches(layer: str, arch: int, *, dtype: str = "bfloat16", batch: i
         batch: batch size.
         schedule: ``"auto"`` (the default the module runs), ``"one_launch"`` or ``"two_launch"``.
     """
-    from .._launches import _record_launches
+    from ..testing import record_launches as _record_launches
     from ..triton._config import aot_target
     from ..triton.inception_fwd import _inception_forward, _plan
 
@@ -108,7 +108,7 @@ def backward_launches(layer: str, arch: int, *, dtype: str = "bfloat16", batch: 
     needed, the saved ``y`` / ``r3`` / ``r5`` laid out as the forward makes them."""
     import torch
 
-    from .._launches import _record_launches
+    from ..testing import record_launches as _record_launches
     from ..triton._config import aot_target
     from ..triton.backward import _backward_plan, _inception_backward
     from ..triton.inception_fwd import _reduce_buffers

@@ -54,7 +54,7 @@ import triton
 import triton.language as tl
 
 from .._checks import check_inception_args, check_needs_input_grad, check_saved_tensors
-from .._launches import _launch
+from ._launches import _launch
 from .._layout import grad_layout, pixel_split
 from ._common import _pixel_rows, _pool_tile, _tap_of, _tap_ok
 from ._config import dot_precision, gemm_tiles, target_of

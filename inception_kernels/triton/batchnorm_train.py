@@ -76,7 +76,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._launches import _launch
+from ._launches import _launch
 from .._layout import output_memory_format
 from ._config import dot_precision
 
@@ -1423,7 +1423,7 @@ def launch_plan(channels=(192, 64, 96, 128, 16, 32, 32), *, dtype: str = "float1
     Returns:
         ``[(kernel, grid, args, kwargs)]``: 3 forward launches, then 5 backward.
     """
-    from .._launches import _record_launches
+    from ._launches import _record_launches
 
     dt = getattr(torch, dtype)
     bn_dt = torch.float32 if dt in (torch.float16, torch.bfloat16) else dt

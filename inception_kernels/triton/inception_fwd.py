@@ -70,7 +70,7 @@ import triton
 import triton.language as tl
 
 from .._checks import OP_SCHEDULES
-from .._launches import _launch
+from ._launches import _launch
 from .._layout import output_memory_format
 from ._common import _act, _bias_acc, _pixel_rows, _pool_tile, _tap_of, _tap_ok
 from ._config import Target, dot_precision, gemm_tiles, machine_for, target_of

@@ -10,7 +10,7 @@ gives, for the Triton kernels:
 - the **schedule** ``"auto"`` picks for the forward and *why* (the launcher's own plan,
   :func:`inception_kernels.triton.inception_fwd._plan`), and the model's view of the other one;
 - **launches** per forward and per backward, *counted* with
-  :func:`inception_kernels._launches.count_launches` on a small CPU run under the Triton
+  :func:`inception_kernels.testing.count_launches` on a small CPU run under the Triton
   interpreter (the count does not depend on sizes), and the eager figure (aten compute ops);
 - **FLOPs**: useful (the convolutions) and executed (what the tiles multiply: padding to the
   tile widths, the one-launch halo warm-up), from the launchers' plans;
@@ -116,7 +116,7 @@ def _count_in_process(layers: Sequence[str]) -> dict:
     import torch
 
     from ... import reference
-    from ..._launches import count_launches
+    from ...testing import count_launches
     from ...ops import fused_inception as fused
     from ...triton.inception_fwd import _inception_forward
 
@@ -256,7 +256,7 @@ def _cache_dir() -> Path:
 
 #: Sources a compiled kernel depends on (package-relative globs); launch counts also depend
 #: on the op layer around the kernels.
-_KERNEL_SOURCES = ("triton/*.py", "_launches.py")
+_KERNEL_SOURCES = ("triton/*.py",)  # triton/_launches.py counts and launches them
 _COUNT_SOURCES = _KERNEL_SOURCES + ("ops.py", "_checks.py", "_backends.py", "reference.py", "__init__.py")
 
 
