@@ -753,10 +753,8 @@ def count_triton_kernels(configs) -> dict:
         import torch
 
         from inception_kernels import GOOGLENET_INCEPTIONS
-        from inception_kernels._launches import _record_launches
+        from inception_kernels.testing import record_launches, triton_backward, triton_forward
         from inception_kernels.tools import aot
-        from inception_kernels.triton.backward import _inception_backward
-        from inception_kernels.triton.inception_fwd import _inception_forward
 
         keys = set()
         for layer, tdt, batch, size, cl, passes in configs:
@@ -769,16 +767,16 @@ def count_triton_kernels(configs) -> dict:
 
             ws = [torch.empty(s, device="meta", dtype=dt, memory_format=fmt) for s in spec.weight_shapes]
             bs = [torch.empty(s[0], device="meta", dtype=dt) for s in spec.weight_shapes]
-            with _record_launches() as launches:
+            with record_launches() as launches:
                 for p in passes:
                     if p == "bwd":
-                        _inception_backward(act(spec.out_channels), act(spec.in_channels), act(spec.out_channels),
-                                            act(spec.ch3x3red), act(spec.ch5x5red), ws, bs, spec.kernel_sizes,
-                                            spec.activation)
+                        triton_backward(act(spec.out_channels), act(spec.in_channels), act(spec.out_channels),
+                                        act(spec.ch3x3red), act(spec.ch5x5red), ws, bs, spec.kernel_sizes,
+                                        spec.activation)
                     else:
-                        _inception_forward(act(spec.in_channels), ws, bs, spec.kernel_sizes, spec.activation,
-                                           schedule="two_launch" if p == "two_launch" else "one_launch",
-                                           save_reduce=p == "fwd_save")
+                        triton_forward(act(spec.in_channels), ws, bs, spec.kernel_sizes, spec.activation,
+                                       schedule="two_launch" if p == "two_launch" else "one_launch",
+                                       save_reduce=p == "fwd_save")
             keys |= {aot.specialization_key(launch) for launch in launches}
         return {"kernels": len(keys)}
     except Exception as e:  # noqa: BLE001 -- reported, not fatal: the counts feed estimates only
@@ -941,7 +939,7 @@ def _cmd_build(args) -> int:
     """Build the extension in place, then record whether it loads (``build.json``)."""
     t0 = time.monotonic()
     rc = subprocess.call([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=ROOT)
-    code = ("import json; from inception_kernels import _ext; s = _ext.status(); "
+    code = ("import json; from inception_kernels.testing import extension_status; s = extension_status(); "
             "print(json.dumps(dict(state=s.state, reason=s.reason, loaded=s.loaded)))")
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     status = json.loads(res.stdout) if res.returncode == 0 and res.stdout.strip() else dict(error=res.stderr[-2000:])

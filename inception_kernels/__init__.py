@@ -9,6 +9,13 @@ Public API:
                                               (recognized by its computation) and back
     googlenet, GoogLeNet, GoogLeNetOutputs -- GoogLeNet, paper and torchvision variants
     googlenet_loss, Inception              -- its aux-weighted loss and its Inception block
+    testing                                -- test support (random inputs, tolerances, the three-way
+                                              check) and the internals tests and tools need, such as
+                                              count_launches; import it as inception_kernels.testing
+
+Modules whose names start with ``_`` are private. ``inception_kernels.tools`` holds the tools
+(command line, verify, bench, report, train): they import the library, the library never
+imports them.
 """
 
 from . import reference

@@ -20,12 +20,15 @@ private modules move (issue 15: tests reach private helpers only through here):
 - :func:`count_launches` / :class:`LaunchCount` / :func:`record_launches`: count (or record
   instead of running) the package's kernel launches.
 - :func:`backend_statuses`, :func:`cuda_status`, :func:`triton_interpreter_status`,
-  :func:`interpreter_enabled`, :class:`BackendStatus`: which backends can run here, and why not.
+  :func:`interpreter_enabled`, :class:`BackendStatus`: which backends can run here, and why not;
+  :func:`measured_key` / :func:`find_measured`: how ``backend="auto"`` looks a call up in the
+  measured table.
 - :func:`extension_status`, :func:`extension_library_path`, :func:`extension_ops_registered`:
   the CUDA extension's build/load state.
 - :data:`OP_SCHEDULES`: the schedules each backend's op accepts.
 - :func:`grad_layout`, :class:`GradLayout`, :func:`split_grads`, :func:`output_memory_format`,
-  :data:`WGRAD_SPLIT`, :func:`pixel_split`: the layout contracts both backends share.
+  :func:`dense_strides`, :data:`WGRAD_SPLIT`, :class:`PixelSplitRule`, :func:`pixel_split`: the
+  layout contracts both backends share.
 - :func:`triton_forward` / :func:`triton_backward`: the Triton launchers themselves, below the
   op (imported on first call: the kernel modules import Triton).
 """
@@ -39,10 +42,10 @@ from typing import Iterator, NamedTuple, Optional, Union
 import torch
 import torch.nn as nn
 
-from ._backends import BackendStatus, cuda_status, interpreter_enabled, triton_interpreter_status
+from ._backends import BackendStatus, cuda_status, find_measured, interpreter_enabled, measured_key, triton_interpreter_status
 from ._backends import available_backends as backend_statuses
 from ._checks import OP_SCHEDULES
-from ._layout import WGRAD_SPLIT, GradLayout, grad_layout, output_memory_format, pixel_split
+from ._layout import WGRAD_SPLIT, GradLayout, PixelSplitRule, dense_strides, grad_layout, output_memory_format, pixel_split
 from .spec import InceptionSpec
 from .triton._launches import LaunchCount, count_launches
 
@@ -53,7 +56,8 @@ __all__ = [
     "count_launches", "LaunchCount", "record_launches",
     "BackendStatus", "backend_statuses", "cuda_status", "triton_interpreter_status", "interpreter_enabled",
     "extension_status", "extension_library_path", "extension_ops_registered", "OP_SCHEDULES",
-    "GradLayout", "grad_layout", "split_grads", "output_memory_format", "WGRAD_SPLIT", "pixel_split",
+    "GradLayout", "grad_layout", "split_grads", "output_memory_format", "dense_strides", "WGRAD_SPLIT",
+    "PixelSplitRule", "pixel_split", "measured_key", "find_measured",
     "triton_forward", "triton_backward",
 ]
 
@@ -361,8 +365,9 @@ def three_way_tolerance(torch_err: float, exact_max: float, dtype: torch.dtype) 
 # For tests and tools only: thin, documented doors onto private modules, so that a test names
 # what it checks, not where the library keeps it. The re-exported names above
 # (count_launches, LaunchCount, BackendStatus, backend_statuses, cuda_status,
-# triton_interpreter_status, interpreter_enabled, OP_SCHEDULES, GradLayout, grad_layout,
-# output_memory_format, WGRAD_SPLIT, pixel_split) are the library's own objects.
+# triton_interpreter_status, interpreter_enabled, measured_key, find_measured, OP_SCHEDULES,
+# GradLayout, grad_layout, output_memory_format, dense_strides, WGRAD_SPLIT, PixelSplitRule,
+# pixel_split) are the library's own objects.
 
 
 def record_launches():

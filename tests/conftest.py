@@ -23,9 +23,9 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
         elif "cuda_ext" in item.keywords:
             if ext is None:
-                from inception_kernels import _ext
+                from inception_kernels.testing import extension_status
 
-                ext = _ext.status()
+                ext = extension_status()
             if not ext.loaded:
                 item.add_marker(pytest.mark.skip(reason=f"needs the CUDA extension inception_kernels._C: {ext.reason}"))
 

@@ -95,7 +95,7 @@ def test_auto_never_picks_cuda_for_cpu_tensors(monkeypatch, fake_device):
 def test_auto_runs_the_cuda_kernels_where_the_table_says(monkeypatch):
     """The real device query and the real op: with this device's entry in the table, "auto"
     launches the CUDA extension's kernels, eagerly and under torch.compile."""
-    from inception_kernels._launches import count_launches
+    from inception_kernels.testing import count_launches
 
     spec = GOOGLENET_INCEPTIONS["4a"]
     x = torch.randn(2, spec.in_channels, 14, 14, device="cuda", dtype=torch.bfloat16)

@@ -104,7 +104,7 @@ def test_forward_op_and_fake_check_arguments(name, change, error, message):
 
 def test_op_schedules_are_the_launchers():
     """The checks' schedule list is the Triton launcher's, with "auto" (one contract)."""
-    from inception_kernels._checks import OP_SCHEDULES
+    from inception_kernels.testing import OP_SCHEDULES
     from inception_kernels.triton.inception_fwd import SCHEDULES
 
     assert OP_SCHEDULES["triton"] == ("auto", *SCHEDULES)
@@ -164,9 +164,9 @@ def test_backward_op_and_fake_check_arguments(name, change, error, message):
 def test_raw_op_refuses_bf16_in_the_interpreter():
     """The interpreter's bf16 tl.dot is wrong (docs/design.md §6): the op refuses it, as the
     wrapper always did (before issue 16 the raw op returned wrong numbers)."""
-    from inception_kernels import _backends
+    from inception_kernels.testing import interpreter_enabled
 
-    if not _backends.interpreter_enabled():
+    if not interpreter_enabled():
         pytest.skip("needs Triton's interpreter (CPU)")
     x, ws, bs = _module(dtype=torch.bfloat16)
     with pytest.raises(TypeError, match="cannot run bfloat16 in Triton's interpreter"):
@@ -281,8 +281,8 @@ LATE_INTERPRETER = """
             assert "set TRITON_INTERPRET=1 before anything imports triton" in str(e), str(e)
         else:
             raise AssertionError("backend='triton' ran compiled kernels on a CPU tensor")
-    from inception_kernels import _backends
-    status = _backends.triton_interpreter_status()
+    from inception_kernels.testing import triton_interpreter_status
+    status = triton_interpreter_status()
     assert not status.available and "was set after" in status.reason, status
     print("OK")
 """
@@ -306,7 +306,7 @@ def test_interpreter_switched_on_before_the_first_kernel_runs_them():
         import torch
         import inception_kernels as ik
         from inception_kernels import InceptionSpec, reference
-        from inception_kernels._launches import count_launches
+        from inception_kernels.testing import count_launches
         assert "triton" not in sys.modules, "importing the package must not import triton"
         os.environ["TRITON_INTERPRET"] = "1"
         spec = InceptionSpec(3, 2, 2, 2, 1, 2, 2)
@@ -355,8 +355,8 @@ NATIVE_CASES = {
 
 NATIVE_SCRIPT = """
     import json, sys, torch
-    from inception_kernels import _ext
-    assert _ext.status().loaded, _ext.status().reason
+    from inception_kernels.testing import extension_status
+    assert extension_status().loaded, extension_status().reason
     ops = torch.ops.inception_kernels
     plan = ops.cuda_fused_inception_plan
 

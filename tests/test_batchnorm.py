@@ -26,7 +26,7 @@ import torch.nn as nn
 
 import inception_kernels as ik
 from inception_kernels import GOOGLENET_INCEPTIONS, FusedInception, batchnorm
-from inception_kernels._launches import count_launches
+from inception_kernels.testing import count_launches
 from inception_kernels.testing import THREE_WAY_ATOL, assert_three_way, randomize_batchnorm
 
 from _support import assert_rel

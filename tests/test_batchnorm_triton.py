@@ -12,7 +12,7 @@ import torch
 
 import inception_kernels as ik
 from inception_kernels import GOOGLENET_INCEPTIONS
-from inception_kernels._launches import count_launches
+from inception_kernels.testing import count_launches
 from inception_kernels.testing import THREE_WAY_ATOL, assert_three_way
 
 from _support import assert_rel

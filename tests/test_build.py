@@ -293,7 +293,7 @@ def test_fused_forward_matches_its_fake(maxpool, channels_last, save_reduce):
     """The C++ op's outputs have the shapes and strides its fake impl (ops.py) promises, y in
     the memory format it is passed (_layout.output_memory_format)."""
     from inception_kernels import GOOGLENET_INCEPTIONS
-    from inception_kernels._layout import output_memory_format
+    from inception_kernels.testing import output_memory_format
 
     x, ws, bs = _cuda_module(GOOGLENET_INCEPTIONS["4a"], channels_last=channels_last, dtype=torch.float16)
     op = torch.ops.inception_kernels.cuda_fused_inception
@@ -309,7 +309,7 @@ def test_fused_forward_matches_its_fake(maxpool, channels_last, save_reduce):
 @pytest.mark.cuda_ext
 def test_fused_backward_gradient_layout(maxpool):
     """The flat gradient buffer has _layout.grad_layout's size for every subset of needed grads."""
-    from inception_kernels._layout import WGRAD_SPLIT, grad_layout
+    from inception_kernels.testing import WGRAD_SPLIT, grad_layout
 
     gen = torch.Generator().manual_seed(0)
     spec = InceptionSpec(20, 7, 12, 9, 5, 6, 11)
@@ -332,7 +332,7 @@ def test_fused_ops_guard_their_memory_accesses(maxpool):
     """The C++ ops' own TORCH_CHECKs (memory guards, docs/design.md §5) refuse what would make the
     kernels read or write out of bounds, before any launch, when called directly (past Python's
     one argument check)."""
-    from inception_kernels._layout import WGRAD_SPLIT, grad_layout
+    from inception_kernels.testing import WGRAD_SPLIT, grad_layout
 
     spec = InceptionSpec(20, 7, 12, 9, 5, 6, 11)
     x, ws, bs = _cuda_module(spec)
@@ -389,9 +389,9 @@ def test_extension_defines_no_schema():
 def test_extension_registers_its_kernels(maxpool):
     """The loaded library registered CUDA kernels for the Python-defined ops, and no Meta kernel
     (the fakes are Python's)."""
-    from inception_kernels import _ext
+    from inception_kernels.testing import extension_ops_registered
 
-    assert _ext.fused_kernels_registered()
+    assert extension_ops_registered()
     for op in ("maxpool3x3_s1", "cuda_fused_inception", "cuda_fused_inception_backward"):
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"inception_kernels::{op}", "CUDA"), op
 

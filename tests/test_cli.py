@@ -61,9 +61,9 @@ def test_every_available_backend_is_checked():
     """A backend that can run here has a callable in verify's list (regression: after verify
     moved into inception_kernels.tools, it looked for inception_kernels.tools.ops and skipped
     the Triton backend without failing)."""
-    from inception_kernels import _backends
+    from inception_kernels.testing import backend_statuses
 
-    status = _backends.available_backends()
+    status = backend_statuses()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     for cand in verify._candidate_backends(device)[1:]:
         name = "triton-interpreter" if cand.name == "triton" and device == "cpu" else cand.name
@@ -72,9 +72,9 @@ def test_every_available_backend_is_checked():
 
 def test_verify_knows_the_cuda_backend(capsys):
     """verify checks backend 'cuda' where it can run, and otherwise names it with the reason."""
-    from inception_kernels import _backends
+    from inception_kernels.testing import cuda_status
 
-    status = _backends.cuda_status()
+    status = cuda_status()
     cands = {c.name: c for c in verify._candidate_backends("cuda" if torch.cuda.is_available() else "cpu")}
     assert (cands["cuda"].fn is not None) == status.available
     if not status.available:

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import inception_kernels as ik
-from inception_kernels import GOOGLENET_INCEPTIONS, InceptionSpec, _ext, reference
+from inception_kernels import GOOGLENET_INCEPTIONS, InceptionSpec, reference
+from inception_kernels.testing import extension_status
 from inception_kernels.testing import tolerance
 
 from _support import make_relu_inputs
@@ -24,7 +25,7 @@ SMALL = InceptionSpec(20, 7, 12, 9, 5, 6, 11)
 
 @pytest.fixture(autouse=True)
 def _extension_loaded():
-    st = _ext.status()
+    st = extension_status()
     if not st.loaded:
         pytest.skip(f"CUDA extension not loaded: {st.reason}")
 

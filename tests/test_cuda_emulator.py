@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from inception_kernels import GOOGLENET_INCEPTIONS, InceptionSpec, reference
-from inception_kernels import _layout
-from inception_kernels._layout import grad_layout
+from inception_kernels import testing  # the layout contracts (inception_kernels/testing.py)
+from inception_kernels.testing import grad_layout
 
 from _support import (assert_same_nonfinite, conv_valid_taps, inception_valid_taps, make_relu_inputs,
                       nonfinite_corner_taps, tolerance)
@@ -119,12 +119,12 @@ def emu_forward(emu, x, ws, bs, *, relu=True, save_reduce=True, smem_limit=SMEM_
 def emu_backward(emu, gy, x, y, r3, r5, ws, bs, needs, *, relu=True, layout=None, rule=None):
     """The CUDA backward's three launches on the CPU: (dx, 12 gradients, launches, splits).
 
-    ``layout`` (a ``_layout.GradLayout``; default ``grad_layout(ws, bs, needs)``) and ``rule``
-    (default ``_layout.WGRAD_SPLIT``) travel to the C++ plan as the backward op passes them."""
+    ``layout`` (a ``testing.GradLayout``; default ``grad_layout(ws, bs, needs)``) and ``rule``
+    (default ``testing.WGRAD_SPLIT``) travel to the C++ plan as the backward op passes them."""
     n, _, h, w = x.shape
     bs_list = bs or [None] * 6
     layout = grad_layout(ws, bs_list, needs) if layout is None else layout
-    rule = _layout.WGRAD_SPLIT if rule is None else rule
+    rule = testing.WGRAD_SPLIT if rule is None else rule
     flat = torch.full((layout.numel,), float("nan"), dtype=x.dtype)
     dx = torch.full_like(x, float("nan"), memory_format=torch.preserve_format) if needs[0] else None
     out = _i64([0, 0])
@@ -308,7 +308,7 @@ def test_backward_many_splits(emu):
 
 
 def _reversed_layout(ws):
-    """Every gradient computed, placed unlike _layout.grad_layout: the db first (in reverse
+    """Every gradient computed, placed unlike testing.grad_layout: the db first (in reverse
     order), then the dW (in reverse order), each dW channels_last though the weights are not."""
     couts = [int(w.shape[0]) for w in ws]
     total, db, dw = 0, [0] * 6, [0] * 6
@@ -316,8 +316,8 @@ def _reversed_layout(ws):
         db[i], total = total, total + couts[i]
     for i in reversed(range(6)):
         dw[i], total = total, total + ws[i].numel()
-    strides = tuple(_layout.dense_strides(w.contiguous(memory_format=torch.channels_last)) for w in ws)
-    return _layout.GradLayout(computed=(True,) * 6, returned=(True,) * 12, dw_offsets=tuple(dw),
+    strides = tuple(testing.dense_strides(w.contiguous(memory_format=torch.channels_last)) for w in ws)
+    return testing.GradLayout(computed=(True,) * 6, returned=(True,) * 12, dw_offsets=tuple(dw),
                               db_offsets=tuple(db), dw_strides=strides, numel=total)
 
 
@@ -335,14 +335,14 @@ def test_backward_writes_the_layout_it_receives(emu):
     _, got, _, _ = emu_backward(emu, gy, x, y, r3, r5, ws, bs, needs, layout=layout)
     for name, g, w in zip(GRAD_NAMES[1:], got, want):
         assert torch.equal(g, w), name
-    assert got[2].stride() == _layout.dense_strides(ws[2].contiguous(memory_format=torch.channels_last))
+    assert got[2].stride() == testing.dense_strides(ws[2].contiguous(memory_format=torch.channels_last))
 
 
 @pytest.mark.parametrize("layer", [*GOOGLENET_INCEPTIONS, "odd"])
 def test_backward_plan_takes_the_python_layout(emu, layer):
     """C++ receives the gradient layout (it keeps no copy of the rule): for the nine GoogLeNet
     layers and an odd module, every subset of needed gradients and both weight formats, the
-    plan's offsets, strides and size are _layout.grad_layout's."""
+    plan's offsets, strides and size are testing.grad_layout's."""
     spec = InceptionSpec(7, 3, 5, 9, 1, 3, 2, kernel_sizes=(5, 3)) if layer == "odd" else GOOGLENET_INCEPTIONS[layer]
     gen = torch.Generator().manual_seed(18)
     shapes = list(spec.weight_shapes)
@@ -358,11 +358,11 @@ def test_backward_plan_takes_the_python_layout(emu, layer):
                 offsets, strides, out = _i64([0] * 12), _i64([0] * 24), _i64([0] * 3)
                 shape = (ctypes.c_int * 18)(*[d for w in ws for d in (w.shape[0], w.shape[1], w.shape[2])])
                 rc = emu.ik_plan_backward(shape, ctypes.c_int64(4), 7, 7, int(needs[0]), _i64(layout.as_ints()),
-                                          _i64(_layout.WGRAD_SPLIT.as_ints()), offsets, strides, out)
+                                          _i64(testing.WGRAD_SPLIT.as_ints()), offsets, strides, out)
                 assert rc == 0, (layer, needs)
                 ints = layout.as_ints()
                 assert list(offsets) == ints[1:13] and list(strides) == ints[13:] and out[0] == layout.numel
-                assert list(strides[8:12]) == list(_layout.dense_strides(ws[2])), "dW3 in w3's memory format"
+                assert list(strides[8:12]) == list(testing.dense_strides(ws[2])), "dW3 in w3's memory format"
 
 
 @pytest.mark.parametrize("corrupt", ["numel short by one", "dw without db", "negative stride", "stride too large",
@@ -385,7 +385,7 @@ def test_backward_refuses_a_layout_outside_the_buffer(emu, corrupt):
         st[2][1] = 2**62
     else:
         db[5] = numel - int(ws[5].shape[0]) + 1
-    bad = _layout.GradLayout(computed=good.computed, returned=good.returned, dw_offsets=tuple(dw),
+    bad = testing.GradLayout(computed=good.computed, returned=good.returned, dw_offsets=tuple(dw),
                              db_offsets=tuple(db), dw_strides=tuple(tuple(v) for v in st), numel=numel)
     with pytest.raises(AssertionError, match="returned 1"):
         emu_backward(emu, torch.ones_like(y), x, y, r3, r5, ws, bs, [True] * 13, layout=bad)

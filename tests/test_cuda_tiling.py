@@ -20,7 +20,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from inception_kernels import GOOGLENET_INCEPTIONS, _layout, reference
+from inception_kernels import GOOGLENET_INCEPTIONS, reference
+from inception_kernels import testing  # the layout contracts (inception_kernels/testing.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 SMEM_H100 = 227 * 1024  # cudaDevAttrMaxSharedMemoryPerBlockOptin of an H100
@@ -712,15 +713,15 @@ def test_googlenet_layers_get_the_full_tile_on_an_h100(tl, layer):
                                     256 * 28 * 28, 2**33 + 5])
 def test_make_pixel_split_is_the_python_rule(tl, pixels):
     """The CUDA backward splits the weight gradients' pixels with the rule it receives from
-    _layout (WGRAD_SPLIT, the one source of the numbers), by the formula of _layout.pixel_split:
+    _layout (WGRAD_SPLIT, the one source of the numbers), by the formula of testing.pixel_split:
     both must give the same split for every rule (before issue 15 C++ had its own 256 px / 64
     splits, Triton 512 px / no cap)."""
     kbk = tl.c["kBK"]
-    rules = [_layout.WGRAD_SPLIT, _layout.PixelSplitRule(528, 256, 64), _layout.PixelSplitRule(10**4, 1, 3),
-             _layout.PixelSplitRule(1, 2048, 1000)]
+    rules = [testing.WGRAD_SPLIT, testing.PixelSplitRule(528, 256, 64), testing.PixelSplitRule(10**4, 1, 3),
+             testing.PixelSplitRule(1, 2048, 1000)]
     for weight_tiles, rule in itertools.product([0, 1, 3, 100, 10**6], rules):
         chunk, splits = tl.make_pixel_split(pixels, weight_tiles, rule.as_ints())
-        assert (splits, chunk) == _layout.pixel_split(pixels, weight_tiles, kbk, rule), (weight_tiles, rule)
+        assert (splits, chunk) == testing.pixel_split(pixels, weight_tiles, kbk, rule), (weight_tiles, rule)
         assert chunk % kbk == 0 and chunk >= kbk
         assert splits <= rule.max_splits
         assert (max(splits, 1) - 1) * chunk < max(pixels, 1) and pixels <= splits * chunk, \

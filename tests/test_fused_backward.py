@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 import inception_kernels as ik
 from inception_kernels import GOOGLENET_INCEPTIONS, InceptionSpec, _layout, reference
-from inception_kernels._launches import count_launches
+from inception_kernels.testing import count_launches
 from inception_kernels.testing import THREE_WAY_ATOL, assert_three_way, make_inception_inputs, tolerance
 
 from _support import make_relu_inputs as _make
@@ -32,9 +32,9 @@ GRAD_NAMES = ("dx", "dw1", "dw3r", "dw3", "dw5r", "dw5", "dwp",
 
 def _backward_fn():
     # Imported lazily: the kernels must be defined after conftest chose the interpreter.
-    from inception_kernels.triton.backward import _inception_backward
+    from inception_kernels.testing import triton_backward
 
-    return _inception_backward
+    return triton_backward
 
 
 def _reference_grads(x, ws, bs, grad_y, kernel_sizes, activation):
@@ -60,7 +60,7 @@ def _run(backend, x, ws, bs, grad_y, y, r3, r5, kernel_sizes, activation, needs_
         kw = {} if needs_input_grad is None else dict(needs_input_grad=needs_input_grad)
         dx, dws, dbs = _backward_fn()(grad_y, x, y, r3, r5, ws, bs, kernel_sizes, activation, **kw)
         return [dx, *dws, *dbs]
-    from inception_kernels.ops import _split_grads
+    from inception_kernels.testing import split_grads
 
     bs = bs if bs is not None else [None] * 6
     needs = [True] * 13 if needs_input_grad is None else list(needs_input_grad)
@@ -70,7 +70,7 @@ def _run(backend, x, ws, bs, grad_y, y, r3, r5, kernel_sizes, activation, needs_
         grad_y, x, y, r3.contiguous(memory_format=cl), r5.contiguous(memory_format=cl), ws, bs, *kernel_sizes,
         activation or "none", needs, backend,
     )
-    return [dx if needs[0] else None, *_split_grads(flat, ws, bs, needs)]
+    return [dx if needs[0] else None, *split_grads(flat, ws, bs, needs)]
 
 
 def _assert_grads(mine, ref, atol, rtol, names=GRAD_NAMES):

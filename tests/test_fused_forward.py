@@ -21,7 +21,7 @@ import torch
 
 import inception_kernels as ik
 from inception_kernels import GOOGLENET_INCEPTIONS, InceptionSpec, reference
-from inception_kernels._launches import count_launches
+from inception_kernels.testing import count_launches
 from inception_kernels.testing import THREE_WAY_ATOL, make_inception_inputs as make_inputs, tolerance
 from inception_kernels.testing import assert_three_way as _assert_three_way
 
@@ -158,9 +158,9 @@ def _forward_saving_reduce(backend, x, ws, bs, kernel_sizes, schedule, save_redu
     """``(y, r3, r5)`` of one forward (r3 / r5 None without ``save_reduce``): Triton's launcher
     itself, or for "cuda" the custom op (whose empty r3 / r5 stand for None)."""
     if backend == "triton":
-        from inception_kernels.triton.inception_fwd import _inception_forward
+        from inception_kernels.testing import triton_forward
 
-        return _inception_forward(x, ws, bs, kernel_sizes, "relu", schedule=schedule, save_reduce=save_reduce)
+        return triton_forward(x, ws, bs, kernel_sizes, "relu", schedule=schedule, save_reduce=save_reduce)
     y, r3, r5 = torch.ops.inception_kernels.fused_inception(
         x, ws, bs, *kernel_sizes, "relu", schedule, save_reduce, backend
     )
@@ -199,21 +199,21 @@ def test_schedules_and_save_reduce(schedule, kernel_sizes, device, backend):
 
 
 def test_schedules_agree_fp16(device):
-    from inception_kernels.triton.inception_fwd import _inception_forward
+    from inception_kernels.testing import triton_forward
 
     x, ws, bs = make_inputs(PRIME, 1, 9, 9, torch.float16, device, seed=8)
-    y1, _, _ = _inception_forward(x, ws, bs, (3, 5), "relu", schedule="one_launch")
-    y2, _, _ = _inception_forward(x, ws, bs, (3, 5), "relu", schedule="two_launch")
+    y1, _, _ = triton_forward(x, ws, bs, (3, 5), "relu", schedule="one_launch")
+    y2, _, _ = triton_forward(x, ws, bs, (3, 5), "relu", schedule="two_launch")
     # same operands, same fp32 accumulation and same fp16 rounding of r: equal up to order
     torch.testing.assert_close(y1, y2, **tolerance("reordered", torch.float16)._asdict())
 
 
 def test_unknown_schedule():
-    from inception_kernels.triton.inception_fwd import _inception_forward
+    from inception_kernels.testing import triton_forward
 
     x, ws, bs = make_inputs(PRIME, 1, 2, 2, torch.float32, "cpu")
     with pytest.raises(ValueError, match="schedule must be 'auto' or one of"):
-        _inception_forward(x, ws, bs, (3, 5), "relu", schedule="three_launch")
+        triton_forward(x, ws, bs, (3, 5), "relu", schedule="three_launch")
 
 
 def test_empty_batch_no_launch(device, backend):
@@ -354,13 +354,13 @@ def test_bad_inputs(device):
 
 
 def test_too_large_for_int32_image_offsets():
-    from inception_kernels.triton.inception_fwd import _inception_forward
+    from inception_kernels.testing import triton_forward
 
     spec = PRIME
     x = torch.empty((2, spec.in_channels, 2**13, 2**13), device="meta")  # 37 * 2^26 > 2^31 per image
     ws = [torch.empty(s, device="meta") for s in spec.weight_shapes]
     with pytest.raises(ValueError, match="one image must have < 2\\^31 elements"):
-        _inception_forward(x, ws, [None] * 6, (3, 5), "relu")
+        triton_forward(x, ws, [None] * 6, (3, 5), "relu")
 
 
 @pytest.mark.parametrize("activation", ["relu", None])

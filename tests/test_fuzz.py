@@ -31,8 +31,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from conftest import FUSED_BACKENDS, HAS_CUDA
 from inception_kernels import FusedInception, InceptionSpec, fused_inception, reference
-from inception_kernels._checks import OP_SCHEDULES
-from inception_kernels.ops import _split_grads
+from inception_kernels.testing import OP_SCHEDULES, split_grads
 from inception_kernels.testing import THREE_WAY_ATOL, assert_three_way, tolerance
 
 FWD = torch.ops.inception_kernels.fused_inception
@@ -168,7 +167,7 @@ def _run(entry, backend, spec, flags, x, ws, bs, grad_y, needs, schedule="one_la
         if grad_y is None:
             return y, None
         dx, flat = BWD(grad_y, x, y, r3, r5, ws, bs, k3, k5, spec.activation or "none", needs, backend)
-        return y, [dx if needs[0] else None, *_split_grads(flat, ws, bs, needs)]
+        return y, [dx if needs[0] else None, *split_grads(flat, ws, bs, needs)]
     leaves = [t.detach().requires_grad_(grad_y is not None and need) if t is not None else None
               for t, need in zip((x, *ws, *bs), needs)]
     if entry == "module":

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from inception_kernels import GOOGLENET_INCEPTIONS, InceptionSpec, _layout
+from inception_kernels import GOOGLENET_INCEPTIONS, InceptionSpec
+from inception_kernels import testing  # the layout contracts (inception_kernels/testing.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 ODD = InceptionSpec(7, 3, 5, 9, 1, 3, 2, kernel_sizes=(5, 3))
@@ -28,7 +29,7 @@ def test_grad_layout_tiles_the_buffer(layer):
         bs = [torch.empty(s[0], device="meta") if bias else None for s in spec.weight_shapes]
         for _ in range(4):
             needs = [bool(v) for v in torch.randint(0, 2, (13,), generator=gen)]
-            layout = _layout.grad_layout(ws, bs, needs)
+            layout = testing.grad_layout(ws, bs, needs)
             spans = []
             for i, w in enumerate(ws):
                 computed = needs[1 + i] or (needs[7 + i] and bias)
@@ -47,16 +48,16 @@ def test_grad_layout_tiles_the_buffer(layer):
                     w = ws[i % 6]
                     assert g.shape == (w.shape if i < 6 else w.shape[:1])
                     if i < 6:
-                        assert g.stride() == _layout.dense_strides(w)
+                        assert g.stride() == testing.dense_strides(w)
 
 
 def test_output_memory_format():
     x = torch.empty(2, 3, 4, 5)
-    assert _layout.output_memory_format(x) == torch.contiguous_format
-    assert _layout.output_memory_format(x.contiguous(memory_format=torch.channels_last)) == torch.channels_last
+    assert testing.output_memory_format(x) == torch.contiguous_format
+    assert testing.output_memory_format(x.contiguous(memory_format=torch.channels_last)) == torch.channels_last
     one = torch.empty(2, 1, 4, 5).contiguous(memory_format=torch.channels_last)  # both formats at once
-    assert _layout.output_memory_format(one) == torch.contiguous_format
-    assert _layout.output_memory_format(x[:, :, ::2]) == torch.contiguous_format
+    assert testing.output_memory_format(one) == torch.contiguous_format
+    assert testing.output_memory_format(x[:, :, ::2]) == torch.contiguous_format
 
 
 def test_one_definition_of_each_contract():
@@ -67,7 +68,7 @@ def test_one_definition_of_each_contract():
     copies = []
     for path in [*(ROOT / "inception_kernels").rglob("*.py"), *(ROOT / "csrc").iterdir()]:
         text = path.read_text()
-        if path.name != "_layout.py" and (rule.search(text) or "def _grad_layout" in text or "branch_needed" in text
+        if path.name != "testing.py" and (rule.search(text) or "def _grad_layout" in text or "branch_needed" in text
                                           or "_MIN_PIXELS_PER_SPLIT = 512" in text or "kTargetWeightJobs" in text):
             copies.append(path.relative_to(ROOT))
     assert copies == []
@@ -75,10 +76,10 @@ def test_one_definition_of_each_contract():
 
 def test_pixel_split_rule():
     """The rule's bounds (tests/test_cuda_tiling.py checks C++ gives the same numbers)."""
-    rule = _layout.WGRAD_SPLIT
-    assert _layout.pixel_split(0, 10, 64) == (0, 64)
+    rule = testing.WGRAD_SPLIT
+    assert testing.pixel_split(0, 10, 64) == (0, 64)
     for pixels, tiles in itertools.product([1, 100, 511, 513, 4096, 256 * 28 * 28], [0, 1, 7, 300, 5000]):
-        splits, chunk = _layout.pixel_split(pixels, tiles, 64)
+        splits, chunk = testing.pixel_split(pixels, tiles, 64)
         assert chunk % 64 == 0 and 1 <= splits <= rule.max_splits
         assert (splits - 1) * chunk < pixels <= splits * chunk
         assert splits == 1 or splits <= -(-pixels // rule.min_pixels)

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from inception_kernels import GOOGLENET_INCEPTIONS, InceptionSpec, fused_inception, reference
-from inception_kernels._launches import count_launches
+from inception_kernels.testing import count_launches
 from inception_kernels.testing import make_inception_inputs
 
 SMALL = InceptionSpec(5, 3, 4, 6, 2, 3, 4)

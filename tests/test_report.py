@@ -195,7 +195,7 @@ def test_real_cubin(tmp_path, cc, block, mma):
 def test_count_launches_known_aten_ops():
     import torch
 
-    from inception_kernels._launches import count_launches
+    from inception_kernels.testing import count_launches
 
     a, b = torch.randn(4, 4), torch.randn(4, 4)
     with count_launches() as c:
@@ -212,7 +212,7 @@ def test_count_launches_cuda_records_device_kernels():
     """count_launches(cuda=True) lists every kernel the device ran in the block (none before it)."""
     import torch
 
-    from inception_kernels._launches import count_launches
+    from inception_kernels.testing import count_launches
 
     a = torch.randn(64, 64, device="cuda")
     torch.relu(a)  # queued before the block: not counted
@@ -225,7 +225,7 @@ def test_count_launches_cuda_records_device_kernels():
 def test_count_launches_cuda_needs_a_device():
     import torch
 
-    from inception_kernels._launches import count_launches
+    from inception_kernels.testing import count_launches
 
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is here")
@@ -239,7 +239,7 @@ def test_count_eager_inception_by_hand():
     import torch
 
     from inception_kernels import reference
-    from inception_kernels._launches import count_launches
+    from inception_kernels.testing import count_launches
     from inception_kernels.spec import InceptionSpec
 
     spec = InceptionSpec(8, 4, 4, 4, 2, 4, 4)
@@ -362,10 +362,10 @@ def test_bench_layer_case_runs_on_cpu(mode):
 
 def test_bench_fused_cuda_unavailable_says_why():
     """The CUDA C++ contender is skipped, with the backend's reason, where it cannot run."""
-    from inception_kernels import _backends
+    from inception_kernels.testing import cuda_status
     from inception_kernels.tools import bench
 
-    status = _backends.cuda_status()
+    status = cuda_status()
     if status.available:
         pytest.skip("the CUDA backend can run here")
     for case in (bench.layer_case("3a", 1, "fp32", "fwd", "fused_cuda", device="cpu"),

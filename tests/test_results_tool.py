@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from inception_kernels import GOOGLENET_INCEPTIONS, _backends
+from inception_kernels import GOOGLENET_INCEPTIONS
+from inception_kernels.testing import find_measured, measured_key
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,9 +120,9 @@ def test_adopt_files_the_run_and_fills_readme_and_table(tmp_path):
     with FakeTensorMode():
         x = torch.empty(8, 192, 28, 28, device="cuda", dtype=torch.bfloat16).contiguous(
             memory_format=torch.channels_last)
-    key = _backends.measured_key(x, GOOGLENET_INCEPTIONS["3a"], "NVIDIA H200", "9.0")
-    assert _backends.find_measured(ns["CUDA_FASTER"], key) is entry
-    assert _backends.find_measured(ns["CUDA_FASTER"], dict(key, height=14)) is None
+    key = measured_key(x, GOOGLENET_INCEPTIONS["3a"], "NVIDIA H200", "9.0")
+    assert find_measured(ns["CUDA_FASTER"], key) is entry
+    assert find_measured(ns["CUDA_FASTER"], dict(key, height=14)) is None
 
     # both files are now what the tool writes; an edit by hand is caught
     args = ["--root", str(root), "--readme", str(readme), "--measured", str(measured)]

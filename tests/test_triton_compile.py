@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from inception_kernels import FusedInception, GOOGLENET_INCEPTIONS
-from inception_kernels._launches import _record_launches
+from inception_kernels.testing import record_launches
 from inception_kernels.tools import aot
 
 LAYERS = ("3a", "5b")
@@ -112,9 +112,9 @@ def test_dumped_specialization_is_the_runtime_launch(layer):
     s = spec.spatial
     x = torch.randn(2, spec.in_channels, s, s, dtype=torch.float16).contiguous(memory_format=torch.channels_last)
     x.requires_grad_(True)
-    with _record_launches() as fwd_launches:
+    with record_launches() as fwd_launches:
         y = block(x)
-    with _record_launches() as bwd_launches:
+    with record_launches() as bwd_launches:
         y.backward(torch.ones_like(y))
     want_fwd = aot.forward_launches(layer, 90, dtype="float16", batch=2)
     want_bwd = aot.backward_launches(layer, 90, dtype="float16", batch=2)
@@ -125,6 +125,6 @@ def test_dumped_specialization_is_the_runtime_launch(layer):
     # and the key sees the weight layout: OIHW weights would compile another kernel
     for p in block.parameters():
         p.data = p.data.contiguous()
-    with _record_launches() as other:
+    with record_launches() as other:
         block(x.detach().requires_grad_(True))
     assert aot.specialization_key(other[0]) != aot.specialization_key(want_fwd.launches[0])

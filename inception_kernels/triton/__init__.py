@@ -3,6 +3,8 @@
 - ``_common``: shared jitted implicit-GEMM conv tile and epilogue helpers.
 - ``inception_fwd``: the fused Inception forward (one launch) and its launcher.
 - ``batchnorm_train``: the block with BatchNorm in training mode (3 launches forward, 5 backward).
+- ``_launches``: every kernel is launched through its ``_launch``, which counts (or records)
+  the launches; tests and tools use it through ``inception_kernels.testing``.
 - ``_config``: where the kernels run (the target GPU), their tiling, and the machine figures of
   the forward's schedule choice.
 
