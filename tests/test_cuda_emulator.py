@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from inception_kernels import GOOGLENET_INCEPTIONS, InceptionSpec, reference
-from inception_kernels import testing  # the layout contracts (inception_kernels/testing.py)
+from inception_kernels import testing  # the layout contracts (defined in inception_kernels/_layout.py)
 from inception_kernels.testing import grad_layout
 
 from _support import (assert_same_nonfinite, conv_valid_taps, inception_valid_taps, make_relu_inputs,

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from inception_kernels import GOOGLENET_INCEPTIONS, reference
-from inception_kernels import testing  # the layout contracts (inception_kernels/testing.py)
+from inception_kernels import testing  # the layout contracts (defined in inception_kernels/_layout.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 SMEM_H100 = 227 * 1024  # cudaDevAttrMaxSharedMemoryPerBlockOptin of an H100
