@@ -116,8 +116,8 @@ def _count_in_process(layers: Sequence[str]) -> dict:
     import torch
 
     from ... import reference
-    from ...testing import count_launches
     from ...ops import fused_inception as fused
+    from ...testing import count_launches
     from ...triton.inception_fwd import _inception_forward
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
