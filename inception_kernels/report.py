@@ -74,6 +74,7 @@ ARCHS = ("sm_80", "sm_90")
 TARGETS = dict(
     scalar_16bit_loads=0,  # ld.global of 16-bit scalars in the PTX
     min_cp_async_in_flight=1,  # DEPBAR.LE SB0, >= 0x1 at some wait: >= 2 cp.async groups in flight
+    min_tma_ring=3,  # TMA loads land in a ring of >= 3 shared-memory stages: >= 2 in flight
     min_hgmma_n=128,  # the sm_90 forward's widest HGMMA
     spill_bytes=0,
     max_flop_ratio={"forward": 1.25, "backward": 1.35},  # executed / useful
@@ -286,6 +287,33 @@ def ptx_facts(ptx: str) -> dict:
     )
 
 
+# "ttng.async_tma_copy_global_to_local %x_desc[%p0, %c0] %a_24, %bar, %true : !tt.tensordesc<...>, ... ->
+# !ttg.memdesc<64x32xbf16, ...>" and "%a_24 = ttg.memdesc_index %a[%c0_i32] : !ttg.memdesc<4x64x32xbf16, ..."
+# (Triton 3.6 and 3.8 alike)
+_TTGIR_TMA_LOAD = re.compile(r"ttng\.async_tma_copy_global_to_local\s+%[\w.]+\[[^\]]*\]\s+(%[\w.]+)\s*,"
+                             r".*?->\s*!ttg\.memdesc<((?:\d+x)+)")
+_TTGIR_MEMDESC_DEF = re.compile(r"^\s*(%[\w.]+)\s*=\s*ttg\.memdesc_(?:index|subview)\s+%[\w.]+.*?:\s*"
+                                r"!ttg\.memdesc<((?:\d+x)+)", re.M)
+
+
+def ttgir_facts(ttgir: str) -> dict:
+    """TMA facts of a kernel's TTGIR (Triton's GPU IR): ``{"tma_loads": n (descriptor loads
+    the pipeliner made asynchronous copies), "tma_ring_min": the fewest shared-memory stages
+    any of them lands in (None without TMA)}``.
+
+    A TMA load of a pipelined loop writes one stage ``memdesc_index %buf[i]`` of a buffer of
+    ``stages`` boxes (``!ttg.memdesc<4x64x32xbf16 ...>``: 4 stages, ``stages - 1`` loads in
+    flight while one is multiplied); a load outside any ring writes a lone box (1 stage).
+    """
+    defs = {m.group(1): [int(d) for d in m.group(2).rstrip("x").split("x")] for m in _TTGIR_MEMDESC_DEF.finditer(ttgir)}
+    rings = []
+    for m in _TTGIR_TMA_LOAD.finditer(ttgir):
+        box_rank = len(m.group(2).rstrip("x").split("x"))
+        dims = defs.get(m.group(1))
+        rings.append(dims[0] if dims is not None and len(dims) == box_rank + 1 else 1)
+    return dict(tma_loads=len(rings), tma_ring_min=min(rings) if rings else None)
+
+
 def _arch_int(arch: str) -> int:
     return int(arch[3:5])
 
@@ -354,6 +382,7 @@ def _compile_task(task: tuple) -> dict:
         registers=res["registers"], spill_bytes=res["stack_bytes"], local_bytes=res["local_bytes"],
         shared_bytes=ck.metadata.shared + res["shared_static_bytes"], num_warps=ck.metadata.num_warps,
         num_stages=launch[3].get("num_stages"), **sass_kernel_facts(sass), **ptx_facts(ptx),
+        **ttgir_facts(ck.asm.get("ttgir", "")),
         occupancy=_cubin.occupancy(res["registers"], ck.metadata.shared + res["shared_static_bytes"],
                                    ck.metadata.num_warps, arch),
         compile_seconds=round(seconds, 1),
@@ -470,6 +499,7 @@ def dump_kernels(out_dir, layers: Sequence[str] = tuple(GOOGLENET_INCEPTIONS), a
             (out / path).write_bytes(data) if isinstance(data, bytes) else (out / path).write_text(data)
             e[ext] = str(path)
         e["facts"] = r["facts"]
+        e["loads"] = "+".join(w for w, n in (("cp.async", r["facts"]["ldgsts"]), ("tma", r["facts"]["utmaldg"])) if n)
         manifest["kernels"].append(e)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
@@ -480,8 +510,9 @@ def check_targets(manifest: dict) -> list[dict]:
 
     Returns:
         ``[{"layer", "arch", "target", "ok", "detail"}]``: 0 scalar 16-bit loads (PTX); every
-        kernel loads through cp.async (or TMA) with >= 2 groups in flight at some
-        wait; the sm_90 forward's HGMMA N >= 128; 0 spill bytes; executed / useful FLOPs within
+        kernel loads through cp.async with >= 2 groups in flight at some wait (``DEPBAR.LE SB0,
+        >= 1``) or through TMA (``UTMALDG``) into a ring of >= 3 stages, and a kernel that does
+        both meets both; the sm_90 forward's HGMMA N >= 128; 0 spill bytes; executed / useful FLOPs within
         ``TARGETS["max_flop_ratio"]``.
     """
     rows = []
@@ -499,10 +530,14 @@ def check_targets(manifest: dict) -> list[dict]:
             f = {k["kernel"]: k["facts"] for k in mine}
             b16 = {n: v["ptx_scalar_16bit_loads"] + v["scalar_16bit_loads"] for n, v in f.items()}
             add("0 scalar 16-bit loads (PTX and SASS)", not any(b16.values()), b16)
-            inflight = {n: v["cp_async_wait_max"] for n, v in f.items()}
+            inflight = {n: dict(cp_async_wait=v["cp_async_wait_max"], **({"tma_ring": v.get("tma_ring_min")}
+                                                                         if v["utmaldg"] else {}))
+                        for n, v in f.items()}
             add(">= 2 cp.async groups in flight",
-                all((v["ldgsts"] and (v["cp_async_wait_max"] or 0) >= TARGETS["min_cp_async_in_flight"])
-                    or v["utmaldg"] for v in f.values()), inflight)
+                all((v["ldgsts"] or v["utmaldg"])
+                    and (not v["ldgsts"] or (v["cp_async_wait_max"] or 0) >= TARGETS["min_cp_async_in_flight"])
+                    and (not v["utmaldg"] or (v.get("tma_ring_min") or 0) >= TARGETS["min_tma_ring"])
+                    for v in f.values()), inflight)
             if arch == "sm_90":
                 fwd = {n: f[n]["hgmma_max_n"] for n in f if n.startswith("inception_fwd")}
                 add(f"sm_90 forward HGMMA N >= {TARGETS['min_hgmma_n']}",
@@ -884,7 +919,9 @@ def _kernel_cell(name: str, f: dict) -> str:
     mma = ",".join(f"{op.split('.F32')[0]}x{n}" for op, n in f["mma_instructions"].items()) or "no MMA"
     return (f"{name}: {f['registers']} regs, {f['spill_bytes']} B spill, {round(f['shared_bytes'] / 1024)} KiB smem, "
             f"{f['occupancy']['blocks_per_sm']} CTA/SM, {mma}, cp.async {f['ldgsts']} "
-            f"(wait<= {_s(f['cp_async_wait_max'])}), 16-bit scalar loads {f['ptx_scalar_16bit_loads']}")
+            f"(wait<= {_s(f['cp_async_wait_max'])}), "
+            + (f"TMA {f['utmaldg']} (ring {_s(f.get('tma_ring_min'))}), " if f["utmaldg"] else "")
+            + f"16-bit scalar loads {f['ptx_scalar_16bit_loads']}")
 
 
 def _target_lines(report: dict) -> list[str]:
@@ -938,7 +975,7 @@ def format_markdown(report: dict) -> str:
     recs = report["records"]
     lines = [
         "| layer | arch | forward schedule | launches fwd / bwd (eager aten ops) | GFLOP fwd useful / executed "
-        "| GFLOP bwd useful / executed | modeled us fwd / bwd (bound) | regs / spill / MMA (fwd kernels) |",
+        "| GFLOP bwd useful / executed | modeled us fwd / bwd (bound) | regs / spill / MMA [/ TMA] (fwd kernels) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in recs:
@@ -947,6 +984,7 @@ def format_markdown(report: dict) -> str:
         static = "; ".join(
             f"{f['registers']} / {f['spill_bytes']} / "
             + (",".join(op.split(".F32")[0] for op in f["mma_instructions"]) or "-")
+            + (f" / TMA ({f['utmaldg']} UTMALDG, ring {_s(f.get('tma_ring_min'))})" if f["utmaldg"] else "")
             for name, f in ks.items() if name.startswith("inception_fwd")) or "-"
         lines.append(
             f"| {r['layer']} | {r['arch']} | {r['schedule']} | {_s(r['launches_forward'])} / "

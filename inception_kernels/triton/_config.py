@@ -29,7 +29,8 @@ from typing import Iterator, Optional
 
 import torch
 
-__all__ = ["Target", "target_of", "aot_target", "gemm_tiles", "dot_precision", "Tiles"]
+__all__ = ["Target", "target_of", "aot_target", "gemm_tiles", "dot_precision", "Tiles", "tma_rows_ok",
+           "tma_scratch"]
 
 
 @dataclass(frozen=True)
@@ -101,3 +102,48 @@ def dot_precision(dtype: torch.dtype, device: torch.device) -> str:
     if dtype == torch.float32 and device.type == "cuda" and torch.backends.cudnn.allow_tf32:
         return "tf32"
     return "ieee"
+
+
+def tma_rows_ok(t: torch.Tensor, row_stride: int, target: Target) -> bool:
+    """Whether a GEMM operand whose rows are ``row_stride`` elements apart (unit stride along a
+    row) in ``t``'s storage can be read through TMA (a tensor descriptor) on ``target``.
+
+    The rule (docs/design.md §4.1): sm_90 or newer; a 2- or 4-byte dtype (the tensor-core
+    operands; fp64 keeps the pointer loads); the base address and the row stride in bytes are
+    multiples of 16 (what ``cuTensorMapEncodeTiled`` requires of a global tensor). Anything else
+    -- e.g. a channels_last x with an odd channel count, or a view at an odd offset -- reads
+    through ``cp.async`` instead: correct, only without the tensor memory accelerator.
+    """
+    elt = t.element_size()
+    return (target.arch >= 90 and elt in (2, 4) and t.data_ptr() % 16 == 0
+            and (row_stride * elt) % 16 == 0 and row_stride > 0)
+
+
+def _torch_scratch(size: int, alignment: int, stream):
+    return torch.empty(size, dtype=torch.int8, device="cuda")
+
+
+@contextlib.contextmanager
+def tma_scratch(device: torch.device) -> Iterator[None]:
+    """Give Triton a global-memory allocator for the launches inside the block.
+
+    A kernel that builds tensor descriptors on the device (``tl.make_tensor_descriptor``) needs
+    128 bytes of global scratch per descriptor and program, which Triton asks of the allocator
+    set with ``triton.set_allocator``. When the caller set none, this sets one backed by
+    PyTorch's caching allocator for the block only (and resets it after); a caller's own
+    allocator is left in place. No-op off CUDA (the interpreter needs no scratch).
+    """
+    if device.type != "cuda":
+        yield
+        return
+    from triton.runtime import _allocation
+
+    var = _allocation._allocator
+    if var.get() is not _allocation._NULL_ALLOCATOR:
+        yield
+        return
+    token = var.set(_torch_scratch)
+    try:
+        yield
+    finally:
+        var.reset(token)

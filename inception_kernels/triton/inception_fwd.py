@@ -72,7 +72,7 @@ import triton.language as tl
 from .._checks import OP_SCHEDULES
 from .._launches import _launch
 from ._common import _act, _bias_acc, _pixel_rows, _pool_tile, _tap_of, _tap_ok
-from ._config import Target, dot_precision, gemm_tiles, target_of
+from ._config import Target, dot_precision, gemm_tiles, target_of, tma_rows_ok, tma_scratch
 from ._cost import machine_for
 
 __all__ = ["_inception_forward", "_plan", "SCHEDULES", "ForwardPlan"]
@@ -111,10 +111,16 @@ def _conv1x1_tile(
     HAS_B: tl.constexpr, RELU: tl.constexpr, POOL: tl.constexpr, CHUNKED: tl.constexpr,
     DEST: tl.constexpr, D_RS: tl.constexpr, RING: tl.constexpr, SAVE: tl.constexpr, S_CS: tl.constexpr,
     H: tl.constexpr, W: tl.constexpr, ACC: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-    BK: tl.constexpr, NSTAGE: tl.constexpr, PREC: tl.constexpr,
+    BK: tl.constexpr, NSTAGE: tl.constexpr, PREC: tl.constexpr, TMA: tl.constexpr,
 ):
     """Output columns ``[n0, n0 + BN)`` of ``act(A @ w^T + b)`` for ``BM`` pixel rows, where
     ``A`` is ``x`` or, with ``POOL``, its 3x3 max-pool built while loading (once per tile).
+
+    ``TMA`` (sm_90, not ``POOL``; the launcher's ``tma_rows_ok`` rule): ``x`` is read as the
+    2-D tensor of pixel rows ``[NHW, CIN]`` (row stride ``sx[3]``) and ``w`` as ``[CO, CIN]``
+    (row stride ``W_SO``), both through tensor descriptors: ``[BM, BK]`` and ``[BN, BK]`` boxes,
+    zero-filled outside the tensor (rows ``p < 0`` or ``>= NHW`` of the warm-up and the last
+    tile, channels ``>= CIN``), exactly the masked loads' zeros.
 
     ``DEST``: ``"y"`` -- owned rows, by the strides ``sd``; ``"flat"`` -- owned rows at
     ``d_ptr + p * D_RS``; ``"ring"`` -- every valid row at row ``p mod RING`` of this program's
@@ -128,17 +134,25 @@ def _conv1x1_tile(
     acc = _bias_acc(b_ptr + n, n_ok & HAS_B, BM, BN, ACC)
     # POOL: one stage -- pipelining the nine shifted loads would stage nine copies of the
     # tile in shared memory; they hit L1/L2 (the rows the horizontal GEMM just read)
-    for k0 in tl.range(0, CIN, BK, num_stages=1 if POOL else NSTAGE):
-        ci = k0 + tl.arange(0, BK)
-        ci_ok = ci < CIN
-        if POOL:
-            a = _pool_tile(x_ptr, x_row, h, w, ok, ci, ci_ok, sx[1], sx[2], sx[3], H, W)
-        else:
-            a = tl.load(x_ptr + x_row[:, None] + (ci * sx[1])[None, :], mask=ok[:, None] & ci_ok[None, :],
+    if TMA and not POOL:
+        x_desc = tl.make_tensor_descriptor(x_ptr, shape=[NHW, CIN], strides=[sx[3], 1], block_shape=[BM, BK])
+        w_desc = tl.make_tensor_descriptor(w_ptr, shape=[CO, CIN], strides=[W_SO, 1], block_shape=[BN, BK])
+        for k0 in tl.range(0, CIN, BK, num_stages=NSTAGE):
+            a = x_desc.load([p0, k0])
+            b = w_desc.load([n0, k0])
+            acc = tl.dot(a, b.T, acc, input_precision=PREC, out_dtype=acc.dtype)
+    else:
+        for k0 in tl.range(0, CIN, BK, num_stages=1 if POOL else NSTAGE):
+            ci = k0 + tl.arange(0, BK)
+            ci_ok = ci < CIN
+            if POOL:
+                a = _pool_tile(x_ptr, x_row, h, w, ok, ci, ci_ok, sx[1], sx[2], sx[3], H, W)
+            else:
+                a = tl.load(x_ptr + x_row[:, None] + (ci * sx[1])[None, :], mask=ok[:, None] & ci_ok[None, :],
+                            other=0.0)
+            b = tl.load(w_ptr + (n * W_SO)[None, :] + (ci * W_SI)[:, None], mask=ci_ok[:, None] & n_ok[None, :],
                         other=0.0)
-        b = tl.load(w_ptr + (n * W_SO)[None, :] + (ci * W_SI)[:, None], mask=ci_ok[:, None] & n_ok[None, :],
-                    other=0.0)
-        acc = tl.dot(a, b, acc, input_precision=PREC, out_dtype=acc.dtype)
+            acc = tl.dot(a, b, acc, input_precision=PREC, out_dtype=acc.dtype)
     out = _act(acc, RELU).to(d_ptr.dtype.element_ty)
     if DEST == "ring":
         ring = d_ptr + tl.program_id(0).to(tl.int64) * (RING * D_RS)
@@ -164,6 +178,7 @@ def _conv1x1(
     DEST: tl.constexpr, D_RS: tl.constexpr, RING: tl.constexpr, SAVE: tl.constexpr, S_CS: tl.constexpr,
     H: tl.constexpr, W: tl.constexpr, ACC: tl.constexpr, BM: tl.constexpr,
     T: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, NSTAGE: tl.constexpr, PREC: tl.constexpr,
+    TMA: tl.constexpr,
 ):
     """Every N tile of one 1x1 conv for the pixel rows ``p0 + [0, BM)``: ``T`` from ``_split_n`` --
     ``T[0]`` tiles of ``BN`` columns, then up to three narrower tiles ``(T[1], T[2])``,
@@ -171,12 +186,12 @@ def _conv1x1(
     for t in tl.range(T[0], disable_licm=True):
         _conv1x1_tile(t * BN, p0, NHW, chunk, x_ptr, sx, w_ptr, b_ptr, d_ptr, sd, s_ptr, CIN, CO, W_S[0], W_S[1],
                       HAS_B, RELU, POOL, CHUNKED, DEST, D_RS, RING, SAVE, S_CS, H, W, ACC, BM, BN, BK, NSTAGE,
-                      PREC)
+                      PREC, TMA)
     for i in tl.static_range(3):
         if T[2 + 2 * i] > 0:
             _conv1x1_tile(T[1 + 2 * i], p0, NHW, chunk, x_ptr, sx, w_ptr, b_ptr, d_ptr, sd, s_ptr, CIN, CO,
                           W_S[0], W_S[1], HAS_B, RELU, POOL, CHUNKED, DEST, D_RS, RING, SAVE, S_CS, H, W, ACC, BM,
-                          T[2 + 2 * i], BK, NSTAGE, PREC)
+                          T[2 + 2 * i], BK, NSTAGE, PREC, TMA)
 
 
 @triton.jit(noinline=True)
@@ -312,7 +327,7 @@ def _horizontal(
     RING: tl.constexpr, SAVE_R: tl.constexpr, CS3: tl.constexpr, CS5: tl.constexpr,
     H: tl.constexpr, W: tl.constexpr, ACC: tl.constexpr, BM: tl.constexpr,
     T1: tl.constexpr, T3R: tl.constexpr, T5R: tl.constexpr, BN: tl.constexpr,
-    BK: tl.constexpr, NSTAGE: tl.constexpr, PREC: tl.constexpr,
+    BK: tl.constexpr, NSTAGE: tl.constexpr, PREC: tl.constexpr, TMA: tl.constexpr,
 ):
     """The horizontal GEMM ``x @ [w1 | w3r | w5r]^T`` for the pixel rows ``p0 + [0, BM)``,
     N-tiled at the branch boundaries (``T1``, ``T3R``, ``T5R``: ``_split_n`` of each), so that
@@ -322,17 +337,17 @@ def _horizontal(
     ``SAVE_R``, to the flat buffers ``r3``/``r5`` for owned rows; else straight to those buffers."""
     CHUNKED: tl.constexpr = RING > 0
     _conv1x1(p0, NHW, chunk, x_ptr, sx, w1_ptr, b1_ptr, y_ptr, sy, y_ptr, CIN, C1, W1_S, HAS_B1, RELU, False,
-             CHUNKED, "y", 0, 0, False, 0, H, W, ACC, BM, T1, BN, BK, NSTAGE, PREC)
+             CHUNKED, "y", 0, 0, False, 0, H, W, ACC, BM, T1, BN, BK, NSTAGE, PREC, TMA)
     if RING > 0:
         _conv1x1(p0, NHW, chunk, x_ptr, sx, w3r_ptr, b3r_ptr, ring_ptr, sy, r3_ptr, CIN, C3R, W3R_S, HAS_B3R, RELU,
-                 False, True, "ring", CS3 + CS5, RING, SAVE_R, CS3, H, W, ACC, BM, T3R, BN, BK, NSTAGE, PREC)
+                 False, True, "ring", CS3 + CS5, RING, SAVE_R, CS3, H, W, ACC, BM, T3R, BN, BK, NSTAGE, PREC, TMA)
         _conv1x1(p0, NHW, chunk, x_ptr, sx, w5r_ptr, b5r_ptr, ring_ptr + CS3, sy, r5_ptr, CIN, C5R, W5R_S, HAS_B5R,
-                 RELU, False, True, "ring", CS3 + CS5, RING, SAVE_R, CS5, H, W, ACC, BM, T5R, BN, BK, NSTAGE, PREC)
+                 RELU, False, True, "ring", CS3 + CS5, RING, SAVE_R, CS5, H, W, ACC, BM, T5R, BN, BK, NSTAGE, PREC, TMA)
     else:
         _conv1x1(p0, NHW, chunk, x_ptr, sx, w3r_ptr, b3r_ptr, r3_ptr, sy, r3_ptr, CIN, C3R, W3R_S, HAS_B3R, RELU,
-                 False, False, "flat", CS3, 0, False, 0, H, W, ACC, BM, T3R, BN, BK, NSTAGE, PREC)
+                 False, False, "flat", CS3, 0, False, 0, H, W, ACC, BM, T3R, BN, BK, NSTAGE, PREC, TMA)
         _conv1x1(p0, NHW, chunk, x_ptr, sx, w5r_ptr, b5r_ptr, r5_ptr, sy, r5_ptr, CIN, C5R, W5R_S, HAS_B5R, RELU,
-                 False, False, "flat", CS5, 0, False, 0, H, W, ACC, BM, T5R, BN, BK, NSTAGE, PREC)
+                 False, False, "flat", CS5, 0, False, 0, H, W, ACC, BM, T5R, BN, BK, NSTAGE, PREC, TMA)
 
 
 #: Runtime integers (everything else that shapes the kernel is a compile-time constant).
@@ -378,6 +393,7 @@ def _inception_fwd_kernel(
     POOL_BK: tl.constexpr,  # reduction step of the pool GEMM (its A tile is built in registers)
     T1: tl.constexpr, T3R: tl.constexpr, T3: tl.constexpr,  # N tiles of each conv (_split_n)
     T5R: tl.constexpr, T5: tl.constexpr, TP: tl.constexpr,
+    TMA: tl.constexpr,  # the horizontal GEMM reads x and w1/w3r/w5r through tensor descriptors
 ):
     O3: tl.constexpr = C1
     O5: tl.constexpr = C1 + C3
@@ -389,16 +405,17 @@ def _inception_fwd_kernel(
         for w0 in tl.range(s0 - HALO, s0 + HALO, BM, disable_licm=True):
             _horizontal(w0, NHW, chunk, x_ptr, sx, w1_ptr, w3r_ptr, w5r_ptr, b1_ptr, b3r_ptr, b5r_ptr, y_ptr, sy,
                         ring_ptr, r3_ptr, r5_ptr, CIN, C1, C3R, C5R, W1_S, W3R_S, W5R_S, HAS_B1, HAS_B3R, HAS_B5R,
-                        RELU, RING, SAVE_R, CS3, CS5, H, W, ACC, BM, T1, T3R, T5R, BN, BK, NSTAGE, PREC)
+                        RELU, RING, SAVE_R, CS3, CS5, H, W, ACC, BM, T1, T3R, T5R, BN, BK, NSTAGE, PREC, TMA)
         for s in tl.range(s0, tl.minimum(s0 + chunk, NHW), BM, disable_licm=True):
             # the ring rows the lead overwrites may still be read by the previous step
             tl.debug_barrier()
             _horizontal(s + HALO, NHW, chunk, x_ptr, sx, w1_ptr, w3r_ptr, w5r_ptr, b1_ptr, b3r_ptr, b5r_ptr, y_ptr,
                         sy, ring_ptr, r3_ptr, r5_ptr, CIN, C1, C3R, C5R, W1_S, W3R_S, W5R_S, HAS_B1, HAS_B3R,
-                        HAS_B5R, RELU, RING, SAVE_R, CS3, CS5, H, W, ACC, BM, T1, T3R, T5R, BN, BK, NSTAGE, PREC)
+                        HAS_B5R, RELU, RING, SAVE_R, CS3, CS5, H, W, ACC, BM, T1, T3R, T5R, BN, BK, NSTAGE, PREC, TMA)
             tl.debug_barrier()  # the step's reduce rows are in the ring
             _conv1x1(s, NHW, chunk, x_ptr, sx, wp_ptr, bp_ptr, y_ptr + OP * sy[1], sy, y_ptr, CIN, CP, WP_S,
-                     HAS_BP, RELU, True, True, "y", 0, 0, False, 0, H, W, ACC, BM, TP, BN, POOL_BK, NSTAGE, PREC)
+                     HAS_BP, RELU, True, True, "y", 0, 0, False, 0, H, W, ACC, BM, TP, BN, POOL_BK, NSTAGE, PREC,
+                     False)
             _kxk(s, NHW, chunk, ring_ptr, w3_ptr, b3_ptr, y_ptr, sy, O3, C3R, C3, K3, W3_S, RING, RS, True,
                  HAS_B3, RELU, H, W, ACC, BM, T3, BN, BK, NSTAGE, PREC)
             _kxk(s, NHW, chunk, ring_ptr + CS3, w5_ptr, b5_ptr, y_ptr, sy, O5, C5R, C5, K5, W5_S, RING, RS, True,
@@ -407,9 +424,10 @@ def _inception_fwd_kernel(
         p0 = tl.program_id(0) * BM
         _horizontal(p0, NHW, chunk, x_ptr, sx, w1_ptr, w3r_ptr, w5r_ptr, b1_ptr, b3r_ptr, b5r_ptr, y_ptr, sy,
                     ring_ptr, r3_ptr, r5_ptr, CIN, C1, C3R, C5R, W1_S, W3R_S, W5R_S, HAS_B1, HAS_B3R, HAS_B5R,
-                    RELU, 0, False, CS3, CS5, H, W, ACC, BM, T1, T3R, T5R, BN, BK, NSTAGE, PREC)
+                    RELU, 0, False, CS3, CS5, H, W, ACC, BM, T1, T3R, T5R, BN, BK, NSTAGE, PREC, TMA)
         _conv1x1(p0, NHW, chunk, x_ptr, sx, wp_ptr, bp_ptr, y_ptr + OP * sy[1], sy, y_ptr, CIN, CP, WP_S,
-                 HAS_BP, RELU, True, False, "y", 0, 0, False, 0, H, W, ACC, BM, TP, BN, POOL_BK, NSTAGE, PREC)
+                 HAS_BP, RELU, True, False, "y", 0, 0, False, 0, H, W, ACC, BM, TP, BN, POOL_BK, NSTAGE, PREC,
+                 False)
     else:
         p0 = tl.program_id(0) * BM
         _kxk(p0, NHW, chunk, r3_ptr, w3_ptr, b3_ptr, y_ptr, sy, O3, C3R, C3, K3, W3_S, 0, CS3, False,
@@ -637,6 +655,22 @@ def _output_format(x: torch.Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
+def _horizontal_tma(x: torch.Tensor, weights, target: Target) -> bool:
+    """Whether the horizontal GEMM reads ``x`` and ``w1``/``w3r``/``w5r`` through TMA
+    (docs/design.md §4.1): every pixel of ``x`` is one row of a 2-D ``[N*H*W, Cin]`` tensor
+    (channels_last storage, pixels evenly spaced: ``s_c == 1``, ``s_h == W * s_w``,
+    ``s_n == H * s_h``), each 1x1 weight is a 2-D ``[Cout, Cin]`` tensor (``s_i == 1``), and all
+    four pass :func:`~inception_kernels.triton._config.tma_rows_ok` (sm_90, 2-/4-byte dtype,
+    16-byte aligned base and row stride). Else every operand goes through ``cp.async``."""
+    n, c, h, w = x.shape
+    s_n, s_c, s_h, s_w = x.stride()
+    x_rows = (c == 1 or s_c == 1) and (h == 1 or s_h == w * s_w) and (n == 1 or s_n == h * w * s_w) and s_w >= c
+    ok = x_rows and tma_rows_ok(x, s_w, target)
+    for wt in (weights[0], weights[1], weights[3]):
+        ok = ok and (wt.shape[1] == 1 or wt.stride(1) == 1) and tma_rows_ok(wt, wt.stride(0), target)
+    return bool(ok)
+
+
 def _weight_strides(weights) -> dict:
     """The weights' strides, the kernel's compile-time constants ``W1_S`` ... ``WP_S``."""
     names = ("W1_S", "W3R_S", "W3_S", "W5R_S", "W5_S", "WP_S")
@@ -686,7 +720,8 @@ def _inception_forward(
     # the epilogues read a bias as a dense vector (a strided view would be read wrong)
     biases = [b.contiguous() if b is not None else None for b in biases]
     y = torch.empty((N, c1 + c3 + c5 + cp, H, W), device=x.device, dtype=x.dtype, memory_format=_output_format(x))
-    plan = _plan((cin, c1, c3r, c3, c5r, c5, cp), kernel_sizes, N, H, W, x.dtype, target_of(x.device), schedule)
+    target = target_of(x.device)
+    plan = _plan((cin, c1, c3r, c3, c5r, c5, cp), kernel_sizes, N, H, W, x.dtype, target, schedule)
     r3 = r5 = None
     if save_reduce or plan.schedule == "two_launch":
         r3, r5 = _reduce_buffers(x, c3r, c5r)
@@ -700,7 +735,7 @@ def _inception_forward(
         RELU=activation == "relu", SAVE_R=bool(save_reduce), CS3=plan.cs3, CS5=plan.cs5,
         RING=plan.ring, HALO=plan.halo, ACC=_ACC.get(x.dtype, tl.float32),
         PREC=dot_precision(x.dtype, x.device), BM=plan.BM, BN=plan.BN, BK=plan.BK, NSTAGE=plan.nstage,
-        POOL_BK=POOL_BK,
+        POOL_BK=POOL_BK, TMA=_horizontal_tma(x, weights, target),
         **dict(zip(("T1", "T3R", "T3", "T5R", "T5", "TP"), plan.splits)),
         num_warps=plan.num_warps, num_stages=plan.nstage, maxnreg=plan.maxnreg,
     )
@@ -713,7 +748,7 @@ def _inception_forward(
         N * H * W, tuple(x.stride()), tuple(y.stride()), plan.chunk,
     )
     guard = torch.cuda.device(x.device) if x.device.type == "cuda" else contextlib.nullcontext()
-    with guard:
+    with guard, tma_scratch(x.device):
         if plan.schedule == "one_launch":
             _launch(_inception_fwd_kernel, plan.grids[0], *args, STAGE=0, **consts)
         else:
