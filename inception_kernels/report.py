@@ -305,11 +305,14 @@ def ttgir_facts(ttgir: str) -> dict:
     ``stages`` boxes (``!ttg.memdesc<4x64x32xbf16 ...>``: 4 stages, ``stages - 1`` loads in
     flight while one is multiplied); a load outside any ring writes a lone box (1 stage).
     """
-    defs = {m.group(1): [int(d) for d in m.group(2).rstrip("x").split("x")] for m in _TTGIR_MEMDESC_DEF.finditer(ttgir)}
+    defs: dict = {}  # SSA name -> [(position, dims)]: names repeat across functions and regions
+    for m in _TTGIR_MEMDESC_DEF.finditer(ttgir):
+        defs.setdefault(m.group(1), []).append((m.start(), [int(d) for d in m.group(2).rstrip("x").split("x")]))
     rings = []
     for m in _TTGIR_TMA_LOAD.finditer(ttgir):
         box_rank = len(m.group(2).rstrip("x").split("x"))
-        dims = defs.get(m.group(1))
+        before = [d for pos, d in defs.get(m.group(1), []) if pos < m.start()]  # the nearest definition
+        dims = before[-1] if before else None
         rings.append(dims[0] if dims is not None and len(dims) == box_rank + 1 else 1)
     return dict(tma_loads=len(rings), tma_ring_min=min(rings) if rings else None)
 

@@ -30,7 +30,7 @@ from typing import Iterator, Optional
 import torch
 
 __all__ = ["Target", "target_of", "aot_target", "gemm_tiles", "dot_precision", "Tiles", "tma_rows_ok",
-           "tma_scratch"]
+           "pixel_row_stride", "tma_scratch"]
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,17 @@ def tma_rows_ok(t: torch.Tensor, row_stride: int, target: Target) -> bool:
     elt = t.element_size()
     return (target.arch >= 90 and elt in (2, 4) and t.data_ptr() % 16 == 0
             and (row_stride * elt) % 16 == 0 and row_stride > 0)
+
+
+def pixel_row_stride(t: torch.Tensor) -> Optional[int]:
+    """The row stride of ``t`` ``[N, C, H, W]`` viewed as the 2-D tensor of pixel rows
+    ``[N*H*W, C]`` (channels contiguous, pixels evenly spaced: ``s_c == 1``, ``s_h == W * s_w``,
+    ``s_n == H * W * s_w``, as channels_last storage has), or None when it is not such a view."""
+    n, c, h, w = t.shape
+    s_n, s_c, s_h, s_w = t.stride()
+    if (c == 1 or s_c == 1) and (h == 1 or s_h == w * s_w) and (n == 1 or s_n == h * w * s_w) and s_w >= c:
+        return s_w
+    return None
 
 
 def _torch_scratch(size: int, alignment: int, stream):

@@ -72,7 +72,7 @@ import triton.language as tl
 from .._checks import OP_SCHEDULES
 from .._launches import _launch
 from ._common import _act, _bias_acc, _pixel_rows, _pool_tile, _tap_of, _tap_ok
-from ._config import Target, dot_precision, gemm_tiles, target_of, tma_rows_ok, tma_scratch
+from ._config import Target, dot_precision, gemm_tiles, pixel_row_stride, target_of, tma_rows_ok, tma_scratch
 from ._cost import machine_for
 
 __all__ = ["_inception_forward", "_plan", "SCHEDULES", "ForwardPlan"]
@@ -120,7 +120,8 @@ def _conv1x1_tile(
     2-D tensor of pixel rows ``[NHW, CIN]`` (row stride ``sx[3]``) and ``w`` as ``[CO, CIN]``
     (row stride ``W_SO``), both through tensor descriptors: ``[BM, BK]`` and ``[BN, BK]`` boxes,
     zero-filled outside the tensor (rows ``p < 0`` or ``>= NHW`` of the warm-up and the last
-    tile, channels ``>= CIN``), exactly the masked loads' zeros.
+    tile, channels ``>= CIN``), exactly the masked loads' zeros. Only for two K steps or more
+    (``CIN > BK``): one step has nothing to overlap and keeps the pointer loads.
 
     ``DEST``: ``"y"`` -- owned rows, by the strides ``sd``; ``"flat"`` -- owned rows at
     ``d_ptr + p * D_RS``; ``"ring"`` -- every valid row at row ``p mod RING`` of this program's
@@ -134,7 +135,7 @@ def _conv1x1_tile(
     acc = _bias_acc(b_ptr + n, n_ok & HAS_B, BM, BN, ACC)
     # POOL: one stage -- pipelining the nine shifted loads would stage nine copies of the
     # tile in shared memory; they hit L1/L2 (the rows the horizontal GEMM just read)
-    if TMA and not POOL:
+    if TMA and not POOL and CIN > BK:
         x_desc = tl.make_tensor_descriptor(x_ptr, shape=[NHW, CIN], strides=[sx[3], 1], block_shape=[BM, BK])
         w_desc = tl.make_tensor_descriptor(w_ptr, shape=[CO, CIN], strides=[W_SO, 1], block_shape=[BN, BK])
         for k0 in tl.range(0, CIN, BK, num_stages=NSTAGE):
@@ -662,10 +663,8 @@ def _horizontal_tma(x: torch.Tensor, weights, target: Target) -> bool:
     ``s_n == H * s_h``), each 1x1 weight is a 2-D ``[Cout, Cin]`` tensor (``s_i == 1``), and all
     four pass :func:`~inception_kernels.triton._config.tma_rows_ok` (sm_90, 2-/4-byte dtype,
     16-byte aligned base and row stride). Else every operand goes through ``cp.async``."""
-    n, c, h, w = x.shape
-    s_n, s_c, s_h, s_w = x.stride()
-    x_rows = (c == 1 or s_c == 1) and (h == 1 or s_h == w * s_w) and (n == 1 or s_n == h * w * s_w) and s_w >= c
-    ok = x_rows and tma_rows_ok(x, s_w, target)
+    rs = pixel_row_stride(x)
+    ok = rs is not None and tma_rows_ok(x, rs, target)
     for wt in (weights[0], weights[1], weights[3]):
         ok = ok and (wt.shape[1] == 1 or wt.stride(1) == 1) and tma_rows_ok(wt, wt.stride(0), target)
     return bool(ok)
