@@ -109,15 +109,17 @@ def test_check_targets_catches_a_miss(dumped):
             assert [r["ok"] for r in rows] == [False]
 
 
-def test_sm90_horizontal_gemm_reads_through_tma(dumped):
+def test_sm90_box_operands_read_through_tma(dumped):
     """sm_90: every forward kernel that runs the horizontal GEMM (one-launch, and stage 1 of
-    two-launch) loads x and the 1x1 weights with ``UTMALDG`` into a ring of the plan's
-    ``nstage`` stages (the TTGIR's TMA destinations); sm_80 has no TMA and keeps cp.async."""
+    two-launch) loads x and the 1x1 weights, and the backward's grads kernel loads dx's reduce
+    gradients and w3r / w5r, with ``UTMALDG`` into a ring of the plan's ``nstage`` stages (the
+    TTGIR's TMA destinations); the other kernels, and every sm_80 kernel, keep cp.async."""
     arch, out, manifest = dumped
     for k in manifest["kernels"]:
         f = k["facts"]
-        horizontal = k["stage"] == "forward" and not k["kernel"].endswith("stage2")
-        if arch == "sm_90" and horizontal:
+        boxes = ((k["stage"] == "forward" and not k["kernel"].endswith("stage2"))
+                 or k["kernel"] == "grads_kernel")
+        if arch == "sm_90" and boxes:
             assert f["utmaldg"] > 0 and "UTMALDG" in (out / k["sass"]).read_text(), k["kernel"]
             assert f["tma_loads"] > 0 and f["tma_ring_min"] == f["num_stages"] >= 3, f
             assert "tma" in k["loads"]
