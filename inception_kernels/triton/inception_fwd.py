@@ -100,6 +100,33 @@ def _owned(p, NHW, chunk, CHUNKED: tl.constexpr):
     return (p >= 0) & (p < NHW)
 
 
+@triton.jit
+def _kxk_rows(p0, NHW, chunk, src_ptr, sy, RING: tl.constexpr, RS: tl.constexpr, CHUNKED: tl.constexpr,
+              H: tl.constexpr, W: tl.constexpr, BM: tl.constexpr):
+    """The rows of a KxK tile, shared by ``_kxk_tile`` and ``_kxk_taps_inside``: pixels
+    ``p = p0 + [0, BM)``, y's row offsets (strides ``sy``), ``(h, w)``, the owned mask, and the
+    reduce source -- this program's ring (``RING > 0``) or the flat buffer."""
+    p = p0 + tl.arange(0, BM)
+    y_row, h, w, _ok = _pixel_rows(p, NHW, sy[0], sy[2], sy[3], H, W)
+    own = _owned(p, NHW, chunk, CHUNKED)
+    if RING > 0:
+        src = src_ptr + tl.program_id(0).to(tl.int64) * (RING * RS)
+    else:
+        src = src_ptr
+    return p, y_row, h, w, own, src
+
+
+@triton.jit
+def _src_row(q, RING: tl.constexpr, RS: tl.constexpr):
+    """Element offset of reduce row ``q`` (flat pixel) in the source: row ``q mod RING`` of a
+    ring, else row ``q`` of the flat buffer (int64)."""
+    if RING > 0:
+        row = (q & (RING - 1)) * RS
+    else:
+        row = q.to(tl.int64) * RS
+    return row
+
+
 @triton.jit(noinline=True)
 def _conv1x1_tile(
     n0, p0, NHW, chunk,  # output columns from n0; pixel rows p0 + [0, BM); the program's pixel range
@@ -212,13 +239,7 @@ def _kxk_tile(
     the image read zero. ``RING > 0``: the source is this program's ring (row ``q mod RING``)."""
     PAD: tl.constexpr = KS // 2
     KTOT: tl.constexpr = KS * KS * CR
-    p = p0 + tl.arange(0, BM)
-    y_row, h, w, ok = _pixel_rows(p, NHW, sy[0], sy[2], sy[3], H, W)
-    own = _owned(p, NHW, chunk, CHUNKED)
-    if RING > 0:
-        src = src_ptr + tl.program_id(0).to(tl.int64) * (RING * RS)
-    else:
-        src = src_ptr
+    p, y_row, h, w, own, src = _kxk_rows(p0, NHW, chunk, src_ptr, sy, RING, RS, CHUNKED, H, W, BM)
     n = n0 + tl.arange(0, BN)
     n_ok = n < CO
     w_cl: tl.constexpr = WK_S[1] == 1 and WK_S[3] == CR and WK_S[2] == KS * CR  # [CO, KS, KS, CR] in memory
@@ -230,12 +251,8 @@ def _kxk_tile(
         dh = kh - PAD
         dw = kw - PAD
         a_ok = own[:, None] & k_ok[None, :] & _tap_ok(h[:, None], w[:, None], dh[None, :], dw[None, :], H, W)
-        q = p[:, None] + (dh * W + dw)[None, :]
-        if RING > 0:
-            a_off = (q & (RING - 1)) * RS + c[None, :]
-        else:
-            a_off = q.to(tl.int64) * RS + c[None, :]
-        a = tl.load(src + a_off, mask=a_ok, other=0.0)
+        a = tl.load(src + _src_row(p[:, None] + (dh * W + dw)[None, :], RING, RS) + c[None, :], mask=a_ok,
+                    other=0.0)
         if w_cl:
             b_off = k[:, None] + (n * WK_S[0])[None, :]
         else:
@@ -265,13 +282,7 @@ def _kxk_taps_inside(
     """``_kxk_tile`` computed tap by tap, each tap added only to the rows whose tap reads inside
     the image (the convolution exactly, with no term for the zero padding), and stored."""
     PAD: tl.constexpr = KS // 2
-    p = p0 + tl.arange(0, BM)
-    y_row, h, w, _ok = _pixel_rows(p, NHW, sy[0], sy[2], sy[3], H, W)
-    own = _owned(p, NHW, chunk, CHUNKED)
-    if RING > 0:
-        src = src_ptr + tl.program_id(0).to(tl.int64) * (RING * RS)
-    else:
-        src = src_ptr
+    p, y_row, h, w, own, src = _kxk_rows(p0, NHW, chunk, src_ptr, sy, RING, RS, CHUNKED, H, W, BM)
     RBN: tl.constexpr = 16  # columns per pass: two small accumulators, well within the registers
     for j in range(BN // RBN):
         n = n0 + j * RBN + tl.arange(0, RBN)
@@ -281,11 +292,7 @@ def _kxk_taps_inside(
             dh = t // KS - PAD
             dw = t % KS - PAD
             inside = own & _tap_ok(h, w, dh, dw, H, W)
-            q = p + (dh * W + dw)
-            if RING > 0:
-                row = (q & (RING - 1)) * RS
-            else:
-                row = q.to(tl.int64) * RS
+            row = _src_row(p + (dh * W + dw), RING, RS)
             part = tl.zeros((BM, RBN), ACC)
             for c0 in range(0, CR, BK):
                 c = c0 + tl.arange(0, BK)
