@@ -80,6 +80,23 @@ def _load_grad(g_ptrs, y_ptrs, mask, RELU: tl.constexpr):
 
 
 @triton.jit
+def _grad_rows(p, sg, sy, H: tl.constexpr, W: tl.constexpr):
+    """Row offsets of the pixels ``p`` in ``g`` and ``y`` (strides ``sg``, ``sy``), shared by
+    ``_dgrad`` and ``_dgrad_taps_inside``; rows outside the image are masked by the caller."""
+    g_row, _h, _w, _ok = _pixel_rows(p, 1 << 30, sg[0], sg[2], sg[3], H, W)
+    y_row, _h, _w, _ok = _pixel_rows(p, 1 << 30, sy[0], sy[2], sy[3], H, W)
+    return g_row, y_row
+
+
+@triton.jit
+def _load_shifted_grad(g_ptr, g_row, sg, y_ptr, y_row, sy, ch, dh, dw, mask, RELU: tl.constexpr):
+    """``g'`` at channels ``ch`` of the pixels ``p - (dh, dw)`` (rows ``g_row``/``y_row`` of ``p``;
+    ``ch``, ``dh``, ``dw`` broadcast along the columns): the A operand of a transposed conv."""
+    return _load_grad(g_ptr + g_row[:, None] + (ch * sg[1] - dh * sg[2] - dw * sg[3])[None, :],
+                      y_ptr + y_row[:, None] + (ch * sy[1] - dh * sy[2] - dw * sy[3])[None, :], mask, RELU)
+
+
+@triton.jit
 def _dgrad(
     acc, p, h, w, ok,  # accumulator [BM, BN]; the pixel rows
     g_ptr, sg, y_ptr, sy, G0: tl.constexpr, RELU: tl.constexpr,  # A source: g'[pixel, G0 + c]
@@ -92,8 +109,7 @@ def _dgrad(
     ``g`` through the activation mask ``y`` (``RELU``), or a plain buffer (``RELU`` False)."""
     PAD: tl.constexpr = KS // 2
     KTOT: tl.constexpr = KS * KS * C
-    g_row, _h, _w, _ok = _pixel_rows(p, 1 << 30, sg[0], sg[2], sg[3], H, W)
-    y_row, _h, _w, _ok = _pixel_rows(p, 1 << 30, sy[0], sy[2], sy[3], H, W)
+    g_row, y_row = _grad_rows(p, sg, sy, H, W)
     for k0 in tl.range(0, KTOT, BK, num_stages=NSTAGE):
         k = k0 + tl.arange(0, BK)
         k_ok = k < KTOT
@@ -102,8 +118,7 @@ def _dgrad(
         dw = kw - PAD
         # the output pixel whose tap (kh, kw) reads pixel p: p - (dh, dw)
         a_ok = ok[:, None] & k_ok[None, :] & _tap_ok(h[:, None], w[:, None], -dh[None, :], -dw[None, :], H, W)
-        a = _load_grad(g_ptr + g_row[:, None] + ((G0 + c) * sg[1] - dh * sg[2] - dw * sg[3])[None, :],
-                       y_ptr + y_row[:, None] + ((G0 + c) * sy[1] - dh * sy[2] - dw * sy[3])[None, :], a_ok, RELU)
+        a = _load_shifted_grad(g_ptr, g_row, sg, y_ptr, y_row, sy, G0 + c, dh, dw, a_ok, RELU)
         b = tl.load(wk_ptr + (c * WK_S[0] + kh * WK_S[2] + kw * WK_S[3])[:, None] + (n * WK_S[1])[None, :],
                     mask=k_ok[:, None] & n_ok[None, :], other=0.0)
         acc = tl.dot(a, b, acc, input_precision=PREC, out_dtype=acc.dtype)
@@ -124,8 +139,7 @@ def _dgrad_taps_inside(
     PAD: tl.constexpr = KS // 2
     p = p0 + tl.arange(0, BM)
     _row, h, w, ok = _pixel_rows(p, NHW, 0, 0, 0, H, W)
-    g_row, _h, _w, _ok = _pixel_rows(p, 1 << 30, sg[0], sg[2], sg[3], H, W)
-    y_row, _h, _w, _ok = _pixel_rows(p, 1 << 30, sy[0], sy[2], sy[3], H, W)
+    g_row, y_row = _grad_rows(p, sg, sy, H, W)
     RBN: tl.constexpr = 16  # columns per pass: two small accumulators, well within the registers
     for j in range(BN // RBN):
         n = n0 + j * RBN + tl.arange(0, RBN)
@@ -140,9 +154,7 @@ def _dgrad_taps_inside(
                 c = c0 + tl.arange(0, BK)
                 c_ok = c < C
                 a_ok = inside[:, None] & c_ok[None, :]
-                a = _load_grad(g_ptr + g_row[:, None] + ((G0 + c) * sg[1] - dh * sg[2] - dw * sg[3])[None, :],
-                               y_ptr + y_row[:, None] + ((G0 + c) * sy[1] - dh * sy[2] - dw * sy[3])[None, :], a_ok,
-                               RELU)
+                a = _load_shifted_grad(g_ptr, g_row, sg, y_ptr, y_row, sy, G0 + c, dh, dw, a_ok, RELU)
                 b = tl.load(wk_ptr + (c * WK_S[0] + (t // KS) * WK_S[2] + (t % KS) * WK_S[3])[:, None]
                             + (n * WK_S[1])[None, :], mask=c_ok[:, None] & n_ok[None, :], other=0.0)
                 part = tl.dot(a, b, part, input_precision=PREC, out_dtype=part.dtype)
