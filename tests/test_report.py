@@ -120,7 +120,8 @@ def test_ttgir_facts_read_the_tma_ring():
     from inception_kernels.report import ttgir_facts
 
     ringed = (
-        "  %a_24 = ttg.local_alloc : () -> !ttg.memdesc<64x32xbf16, #shared, #smem, mutable>\n"  # another function's
+        "  %a_24 = ttg.memdesc_index %z[%c0_i32] : !ttg.memdesc<2x64x32xbf16, #shared, #smem, mutable> -> "
+        "!ttg.memdesc<64x32xbf16, #shared, #smem, mutable>\n"  # the same name in an earlier function
         "  %a_24 = ttg.memdesc_index %a[%c0_i32] : !ttg.memdesc<4x64x32xbf16, #shared, #smem, mutable> -> "
         "!ttg.memdesc<64x32xbf16, #shared, #smem, mutable>\n"
         "  ttng.async_tma_copy_global_to_local %x_desc[%p0, %c0_i32] %a_24, %bar, %true : "
