@@ -401,3 +401,43 @@ def test_nonfinite_weights_padding_contributes_nothing(device, backend):
     for name, g, w in zip(GRAD_NAMES, got, want):
         assert_same_nonfinite(g.cpu(), w, name,
                               lambda g_, w_, what: torch.testing.assert_close(g_, w_, atol=1e-9, rtol=1e-9, msg=what))
+
+
+@pytest.mark.parametrize("weights", ["dense", "offset"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_dx_reduce_gradients_through_tma(weights, dtype, device, monkeypatch):
+    """dx's products of the reduce gradients with w3r / w5r read both operands through tensor
+    descriptors on an sm_90 tiling (which the interpreter runs) when the weights are 16-byte
+    aligned 2-D rows (docs/design.md §4.1), else through pointer loads; every gradient agrees
+    with the reference either way. c3r = 40 and c5r = 24 (fp16: 32-deep steps, fp32: 16):
+    multi-step K loops and K tails."""
+    from inception_kernels.triton import backward
+    from inception_kernels.triton._config import target_of
+
+    spec = InceptionSpec(24, 16, 40, 32, 24, 16, 16)
+    x, ws, bs = _make(spec, 2, 5, 3, dtype, device)
+    if weights == "offset":  # w3r 4 (fp32) / 2 (fp16) bytes off a 16-byte boundary
+        buf = torch.empty(ws[1].numel() + 1, dtype=dtype, device=device)
+        ws[1] = buf[1:].view(ws[1].shape).copy_(ws[1])
+    gen = torch.Generator().manual_seed(1)
+    grad_y = torch.randn(2, spec.out_channels, 5, 3, generator=gen, dtype=torch.float64).to(device, dtype)
+    y, r3, r5, ref = _reference_grads(x, ws, bs, grad_y, (3, 5), "relu")
+    chosen, run = [], backward._launch
+
+    def launch(kernel, grid, *args, **kwargs):
+        if "TMA" in kwargs:
+            chosen.append(kwargs["TMA"])
+        return run(kernel, grid, *args, **kwargs)
+
+    monkeypatch.setattr(backward, "_launch", launch)
+    mine = _run("triton", x, ws, bs, grad_y, y, r3, r5, (3, 5), "relu")
+    assert chosen == [weights == "dense" and target_of(x.device).arch >= 90]
+    if dtype == torch.float32:
+        _assert_grads(mine, ref, *TOL[dtype])
+        return
+    # fp16: three-way, as test_googlenet_configs_fp16_three_way
+    d = lambda t: t.double() if t is not None else None  # noqa: E731
+    _, _, _, ref64 = _reference_grads(d(x), [d(w) for w in ws], [d(b) for b in bs], d(grad_y), (3, 5), "relu")
+    for name_, m, r16, r64 in zip(GRAD_NAMES, mine, ref, ref64):
+        err, err16 = _max_err([m], [r64]), _max_err([r16], [r64])
+        assert err <= 2 * err16 + 5e-4, f"{name_}: kernel {err:.2e} vs PyTorch fp16 {err16:.2e}"

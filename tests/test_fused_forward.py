@@ -397,3 +397,45 @@ def test_strided_biases(backend, device):
     assert all(b.stride() == (2,) for b in strided)
     want = reference.inception(x, ws, bs)
     torch.testing.assert_close(ik.fused_inception(x, ws, strided, backend=backend), want, atol=1e-9, rtol=1e-7)
+
+
+# ------------------------------------------------------- TMA: the horizontal GEMM's operand reads
+
+
+def _tma_input(case, dtype, device):
+    """(x, weights, biases, TMA expected on an sm_90 tiling) for one case of the TMA rule."""
+    # Cin > 32: the K loop has two steps or more (one step keeps the pointer loads)
+    spec = InceptionSpec(37 if case == "odd_cin" else 40, 16, 24, 32, 8, 16, 16)
+    x, ws, bs = make_inputs(spec, 3, 5, 6, dtype, device, seed=11, channels_last=case != "nchw")
+    if case == "offset_view":  # the same values, 2 bytes (fp16) / 4 bytes (fp32) off a 16-byte boundary
+        buf = torch.empty(x.numel() + 1, dtype=dtype, device=device)
+        x = buf[1:].view(3, 5, 6, x.shape[1]).permute(0, 3, 1, 2).copy_(x)
+    return x, ws, bs, case == "channels_last"
+
+
+@pytest.mark.parametrize("case", ["channels_last", "nchw", "odd_cin", "offset_view"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_horizontal_gemm_through_tma(case, dtype, device, monkeypatch):
+    """The horizontal GEMM reads x's pixel rows and the 1x1 weights through tensor descriptors
+    exactly when the TMA rule allows it (sm_90 tiling -- which the interpreter runs --,
+    channels_last x with 16-byte aligned rows and base; docs/design.md §4.1), else through
+    pointer loads; both agree with the reference. Three images of 5x6 on two programs: the
+    one-launch warm-up reads rows before pixel 0 and the last tile rows past the end (the
+    descriptor's zero fill)."""
+    from inception_kernels.triton import inception_fwd
+    from inception_kernels.triton._config import target_of
+
+    x, ws, bs, eligible = _tma_input(case, dtype, device)
+    chosen, run = [], inception_fwd._launch
+
+    def launch(kernel, grid, *args, **kwargs):
+        chosen.append(kwargs["TMA"])
+        return run(kernel, grid, *args, **kwargs)
+
+    monkeypatch.setattr(inception_fwd, "_launch", launch)
+    y = run_fused(x, ws, bs, "triton")
+    assert chosen == [eligible and target_of(x.device).arch >= 90]
+    if dtype == torch.float32:
+        assert_close_to_reference(y, x, ws, bs, atol=1e-4, rtol=1e-4)
+    else:
+        assert_three_way(y, x, ws, bs, atol=1e-3)

@@ -112,6 +112,33 @@ def test_sass_kernel_facts_by_hand():
     assert empty["wgmma_groups"] == 0 and empty["global_stores_128"] == 0
 
 
+def test_ttgir_facts_read_the_tma_ring():
+    """The ring depth of each TMA load is the leading dimension of the buffer its destination
+    indexes (nearest definition: SSA names repeat across functions); a load into a lone box is
+    a ring of 1. Both the Triton 3.8 (``tensordesc<64x32xbf16>``) and 3.6
+    (``tensordesc<tensor<...>>``) spellings."""
+    ttgir_facts = kernel_facts.ttgir_facts
+
+    ringed = (
+        "  %a_24 = ttg.memdesc_index %z[%c0_i32] : !ttg.memdesc<2x64x32xbf16, #shared, #smem, mutable> -> "
+        "!ttg.memdesc<64x32xbf16, #shared, #smem, mutable>\n"  # the same name in an earlier function
+        "  %a_24 = ttg.memdesc_index %a[%c0_i32] : !ttg.memdesc<4x64x32xbf16, #shared, #smem, mutable> -> "
+        "!ttg.memdesc<64x32xbf16, #shared, #smem, mutable>\n"
+        "  ttng.async_tma_copy_global_to_local %x_desc[%p0, %c0_i32] %a_24, %bar, %true : "
+        "!tt.tensordesc<64x32xbf16, #shared>, !ttg.memdesc<1xi64, #shared1, #smem, mutable> -> "
+        "!ttg.memdesc<64x32xbf16, #shared, #smem, mutable>\n"
+    )
+    assert ttgir_facts(ringed) == {"tma_loads": 1, "tma_ring_min": 4}
+    lone = (
+        "  %b_7 = ttg.local_alloc : () -> !ttg.memdesc<32x64xbf16, #shared, #smem, mutable>\n"
+        "  ttng.async_tma_copy_global_to_local %w_desc[%c0_i32, %n0] %b_7, %bar, %true : "
+        "!tt.tensordesc<tensor<32x64xbf16, #shared>>, !ttg.memdesc<1xi64, #shared1, #smem, mutable> -> "
+        "!ttg.memdesc<32x64xbf16, #shared, #smem, mutable>\n"
+    )
+    assert ttgir_facts(ringed + lone) == {"tma_loads": 2, "tma_ring_min": 1}
+    assert ttgir_facts("tt.func @k() { tt.return }") == {"tma_loads": 0, "tma_ring_min": None}
+
+
 def test_occupancy_by_hand():
     # sm_90, 168 regs, 8 warps, 40 KB dynamic shared:
     #   regs/warp = ceil(168*32/256)*256 = 5376 -> 65536 // 5376 = 12 warps -> 12 // 8 = 1 block

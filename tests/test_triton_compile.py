@@ -99,6 +99,32 @@ def test_check_targets_catches_a_miss(dumped):
         k = bad["kernels"][0]
         rows = [r for r in check_targets(bad) if r["target"] == target]
         assert [r["ok"] for r in rows if (r["layer"], r["arch"]) == (k["layer"], k["arch"])] == [False]
+    # a TMA kernel whose loads are not pipelined (one stage) misses the in-flight target
+    for i, k in enumerate(manifest["kernels"]):
+        if k["facts"]["utmaldg"]:
+            bad = copy.deepcopy(manifest)
+            bad["kernels"][i]["facts"]["tma_ring_min"] = 1
+            rows = [r for r in check_targets(bad) if r["target"] == ">= 2 cp.async groups in flight"
+                    and (r["layer"], r["arch"]) == (k["layer"], k["arch"])]
+            assert [r["ok"] for r in rows] == [False]
+
+
+def test_sm90_box_operands_read_through_tma(dumped):
+    """sm_90: every forward kernel that runs the horizontal GEMM (one-launch, and stage 1 of
+    two-launch) loads x and the 1x1 weights, and the backward's grads kernel loads dx's reduce
+    gradients and w3r / w5r, with ``UTMALDG`` into a ring of the plan's ``nstage`` stages (the
+    TTGIR's TMA destinations); the other kernels, and every sm_80 kernel, keep cp.async."""
+    arch, out, manifest = dumped
+    for k in manifest["kernels"]:
+        f = k["facts"]
+        boxes = ((k["stage"] == "forward" and not k["kernel"].endswith("stage2"))
+                 or k["kernel"] == "grads_kernel")
+        if arch == "sm_90" and boxes:
+            assert f["utmaldg"] > 0 and "UTMALDG" in (out / k["sass"]).read_text(), k["kernel"]
+            assert f["tma_loads"] > 0 and f["tma_ring_min"] == f["num_stages"] >= 3, f
+            assert "tma" in k["loads"]
+        else:
+            assert f["utmaldg"] == 0 and f["tma_loads"] == 0 and "tma" not in k["loads"], (arch, k["kernel"])
 
 
 @pytest.mark.parametrize("layer", LAYERS)
@@ -120,6 +146,8 @@ def test_dumped_specialization_is_the_runtime_launch(layer):
     want_bwd = aot.backward_launches(layer, 90, dtype="float16", batch=2)
     assert [aot.specialization_key(la) for la in fwd_launches] == [aot.specialization_key(la)
                                                                    for la in want_fwd.launches]
+    # the TMA choice is part of the key: both read the horizontal GEMM through descriptors
+    assert [la[3]["TMA"] for la in fwd_launches] == [True] * len(fwd_launches)
     assert [aot.specialization_key(la) for la in bwd_launches] == [aot.specialization_key(la)
                                                                    for la in want_bwd.launches]
     # and the key sees the weight layout: OIHW weights would compile another kernel

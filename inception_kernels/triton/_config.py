@@ -30,7 +30,7 @@ from typing import Iterator, Optional
 import torch
 
 __all__ = ["Target", "target_of", "aot_target", "gemm_tiles", "dot_precision", "Tiles", "Machine", "MACHINES",
-           "machine_for"]
+           "machine_for", "tma_rows_ok", "pixel_row_stride", "tma_scratch"]
 
 
 @dataclass(frozen=True)
@@ -131,3 +131,59 @@ MACHINES = {
 def machine_for(arch: int) -> Machine:
     """The modeled machine of a compute capability (sm_90 for anything newer)."""
     return MACHINES[90] if arch >= 90 else MACHINES[80]
+
+
+def tma_rows_ok(t: torch.Tensor, row_stride: int, target: Target) -> bool:
+    """Whether a GEMM operand whose rows are ``row_stride`` elements apart (unit stride along a
+    row) in ``t``'s storage can be read through TMA (a tensor descriptor) on ``target``.
+
+    The rule (docs/design.md §4.1): sm_90 or newer; a 2- or 4-byte dtype (the tensor-core
+    operands; fp64 keeps the pointer loads); the base address and the row stride in bytes are
+    multiples of 16 (what ``cuTensorMapEncodeTiled`` requires of a global tensor). Anything else
+    -- e.g. a channels_last x with an odd channel count, or a view at an odd offset -- reads
+    through ``cp.async`` instead: correct, only without the tensor memory accelerator.
+    """
+    elt = t.element_size()
+    return (target.arch >= 90 and elt in (2, 4) and t.data_ptr() % 16 == 0
+            and (row_stride * elt) % 16 == 0 and row_stride > 0)
+
+
+def pixel_row_stride(t: torch.Tensor) -> Optional[int]:
+    """The row stride of ``t`` ``[N, C, H, W]`` viewed as the 2-D tensor of pixel rows
+    ``[N*H*W, C]`` (channels contiguous, pixels evenly spaced: ``s_c == 1``, ``s_h == W * s_w``,
+    ``s_n == H * W * s_w``, as channels_last storage has), or None when it is not such a view."""
+    n, c, h, w = t.shape
+    s_n, s_c, s_h, s_w = t.stride()
+    if (c == 1 or s_c == 1) and (h == 1 or s_h == w * s_w) and (n == 1 or s_n == h * w * s_w) and s_w >= c:
+        return s_w
+    return None
+
+
+def _torch_scratch(size: int, alignment: int, stream):
+    return torch.empty(size, dtype=torch.int8, device="cuda")
+
+
+@contextlib.contextmanager
+def tma_scratch(device: torch.device) -> Iterator[None]:
+    """Give Triton a global-memory allocator for the launches inside the block.
+
+    A kernel that builds tensor descriptors on the device (``tl.make_tensor_descriptor``) needs
+    128 bytes of global scratch per descriptor and program, which Triton asks of the allocator
+    set with ``triton.set_allocator``. When the caller set none, this sets one backed by
+    PyTorch's caching allocator for the block only (and resets it after); a caller's own
+    allocator is left in place. No-op off CUDA (the interpreter needs no scratch).
+    """
+    if device.type != "cuda":
+        yield
+        return
+    from triton.runtime import _allocation
+
+    var = _allocation._allocator
+    if var.get() is not _allocation._NULL_ALLOCATOR:
+        yield
+        return
+    token = var.set(_torch_scratch)
+    try:
+        yield
+    finally:
+        var.reset(token)

@@ -57,7 +57,7 @@ from .._checks import check_inception_args, check_needs_input_grad, check_saved_
 from ._launches import _launch
 from .._layout import grad_layout, pixel_split
 from ._common import _pixel_rows, _pool_tile, _tap_of, _tap_ok
-from ._config import dot_precision, gemm_tiles, target_of
+from ._config import dot_precision, gemm_tiles, target_of, tma_rows_ok, tma_scratch
 from .inception_fwd import _round_up, _split_n, _tile_width
 
 __all__: list[str] = []
@@ -81,6 +81,23 @@ def _load_grad(g_ptrs, y_ptrs, mask, RELU: tl.constexpr):
 
 
 @triton.jit
+def _grad_rows(p, sg, sy, H: tl.constexpr, W: tl.constexpr):
+    """Row offsets of the pixels ``p`` in ``g`` and ``y`` (strides ``sg``, ``sy``), shared by
+    ``_dgrad`` and ``_dgrad_taps_inside``; rows outside the image are masked by the caller."""
+    g_row, _h, _w, _ok = _pixel_rows(p, 1 << 30, sg[0], sg[2], sg[3], H, W)
+    y_row, _h, _w, _ok = _pixel_rows(p, 1 << 30, sy[0], sy[2], sy[3], H, W)
+    return g_row, y_row
+
+
+@triton.jit
+def _load_shifted_grad(g_ptr, g_row, sg, y_ptr, y_row, sy, ch, dh, dw, mask, RELU: tl.constexpr):
+    """``g'`` at channels ``ch`` of the pixels ``p - (dh, dw)`` (rows ``g_row``/``y_row`` of ``p``;
+    ``ch``, ``dh``, ``dw`` broadcast along the columns): the A operand of a transposed conv."""
+    return _load_grad(g_ptr + g_row[:, None] + (ch * sg[1] - dh * sg[2] - dw * sg[3])[None, :],
+                      y_ptr + y_row[:, None] + (ch * sy[1] - dh * sy[2] - dw * sy[3])[None, :], mask, RELU)
+
+
+@triton.jit
 def _dgrad(
     acc, p, h, w, ok,  # accumulator [BM, BN]; the pixel rows
     g_ptr, sg, y_ptr, sy, G0: tl.constexpr, RELU: tl.constexpr,  # A source: g'[pixel, G0 + c]
@@ -93,8 +110,7 @@ def _dgrad(
     ``g`` through the activation mask ``y`` (``RELU``), or a plain buffer (``RELU`` False)."""
     PAD: tl.constexpr = KS // 2
     KTOT: tl.constexpr = KS * KS * C
-    g_row, _h, _w, _ok = _pixel_rows(p, 1 << 30, sg[0], sg[2], sg[3], H, W)
-    y_row, _h, _w, _ok = _pixel_rows(p, 1 << 30, sy[0], sy[2], sy[3], H, W)
+    g_row, y_row = _grad_rows(p, sg, sy, H, W)
     for k0 in tl.range(0, KTOT, BK, num_stages=NSTAGE):
         k = k0 + tl.arange(0, BK)
         k_ok = k < KTOT
@@ -103,8 +119,7 @@ def _dgrad(
         dw = kw - PAD
         # the output pixel whose tap (kh, kw) reads pixel p: p - (dh, dw)
         a_ok = ok[:, None] & k_ok[None, :] & _tap_ok(h[:, None], w[:, None], -dh[None, :], -dw[None, :], H, W)
-        a = _load_grad(g_ptr + g_row[:, None] + ((G0 + c) * sg[1] - dh * sg[2] - dw * sg[3])[None, :],
-                       y_ptr + y_row[:, None] + ((G0 + c) * sy[1] - dh * sy[2] - dw * sy[3])[None, :], a_ok, RELU)
+        a = _load_shifted_grad(g_ptr, g_row, sg, y_ptr, y_row, sy, G0 + c, dh, dw, a_ok, RELU)
         b = tl.load(wk_ptr + (c * WK_S[0] + kh * WK_S[2] + kw * WK_S[3])[:, None] + (n * WK_S[1])[None, :],
                     mask=k_ok[:, None] & n_ok[None, :], other=0.0)
         acc = tl.dot(a, b, acc, input_precision=PREC, out_dtype=acc.dtype)
@@ -125,8 +140,7 @@ def _dgrad_taps_inside(
     PAD: tl.constexpr = KS // 2
     p = p0 + tl.arange(0, BM)
     _row, h, w, ok = _pixel_rows(p, NHW, 0, 0, 0, H, W)
-    g_row, _h, _w, _ok = _pixel_rows(p, 1 << 30, sg[0], sg[2], sg[3], H, W)
-    y_row, _h, _w, _ok = _pixel_rows(p, 1 << 30, sy[0], sy[2], sy[3], H, W)
+    g_row, y_row = _grad_rows(p, sg, sy, H, W)
     RBN: tl.constexpr = 16  # columns per pass: two small accumulators, well within the registers
     for j in range(BN // RBN):
         n = n0 + j * RBN + tl.arange(0, RBN)
@@ -141,9 +155,7 @@ def _dgrad_taps_inside(
                 c = c0 + tl.arange(0, BK)
                 c_ok = c < C
                 a_ok = inside[:, None] & c_ok[None, :]
-                a = _load_grad(g_ptr + g_row[:, None] + ((G0 + c) * sg[1] - dh * sg[2] - dw * sg[3])[None, :],
-                               y_ptr + y_row[:, None] + ((G0 + c) * sy[1] - dh * sy[2] - dw * sy[3])[None, :], a_ok,
-                               RELU)
+                a = _load_shifted_grad(g_ptr, g_row, sg, y_ptr, y_row, sy, G0 + c, dh, dw, a_ok, RELU)
                 b = tl.load(wk_ptr + (c * WK_S[0] + (t // KS) * WK_S[2] + (t % KS) * WK_S[3])[:, None]
                             + (n * WK_S[1])[None, :], mask=c_ok[:, None] & n_ok[None, :], other=0.0)
                 part = tl.dot(a, b, part, input_precision=PREC, out_dtype=part.dtype)
@@ -228,7 +240,7 @@ def _dx_tile(
     W1_S: tl.constexpr, W3R_S: tl.constexpr, W5R_S: tl.constexpr, WP_S: tl.constexpr,
     RELU: tl.constexpr, H: tl.constexpr, W: tl.constexpr, ZT: tl.constexpr,
     ACC: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, NSTAGE: tl.constexpr,
-    PREC: tl.constexpr,
+    PREC: tl.constexpr, TMA: tl.constexpr,
 ):
     """Input channels ``[n0, n0 + BN)`` of ``dx`` for the pixel rows ``p0 + [0, BM)``.
 
@@ -251,8 +263,10 @@ def _dx_tile(
     acc = tl.zeros((BM, BN), ACC)
     acc = _dgrad(acc, p, h, w, ok, gy_ptr, sg, y_ptr, sy, 0, RELU, w1_ptr, W1_S, n, n_ok, C1, 1, H, W,
                  BK, NSTAGE, PREC)
-    acc = _dgrad_flat(acc, p, ok, gr_ptr, GS, 0, w3r_ptr, W3R_S, n, n_ok, C3R, BK, NSTAGE, PREC)
-    acc = _dgrad_flat(acc, p, ok, gr_ptr, GS, CS3, w5r_ptr, W5R_S, n, n_ok, C5R, BK, NSTAGE, PREC)
+    acc = _dgrad_flat(acc, p, ok, gr_ptr, GS, 0, w3r_ptr, W3R_S, n, n_ok, C3R, BK, NSTAGE, PREC,
+                      p0, NHW, n0, CIN, BM, BN, TMA)
+    acc = _dgrad_flat(acc, p, ok, gr_ptr, GS, CS3, w5r_ptr, W5R_S, n, n_ok, C5R, BK, NSTAGE, PREC,
+                      p0, NHW, n0, CIN, BM, BN, TMA)
     tl.debug_barrier()  # z is in the scratch
     # 3. max-pool backward as a gather from the scratch
     x_row, _h, _w, _ok = _pixel_rows(p, NHW, sx[0], sx[2], sx[3], H, W)
@@ -275,9 +289,23 @@ def _dx_tile(
 
 @triton.jit
 def _dgrad_flat(acc, p, ok, g_ptr, GS: tl.constexpr, G0: tl.constexpr, wk_ptr, WK_S: tl.constexpr, n, n_ok,
-                C: tl.constexpr, BK: tl.constexpr, NSTAGE: tl.constexpr, PREC: tl.constexpr):
+                C: tl.constexpr, BK: tl.constexpr, NSTAGE: tl.constexpr, PREC: tl.constexpr,
+                p0, NHW, n0, NW: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, TMA: tl.constexpr):
     """``acc[m, n] += sum_c g[p_m, G0 + c] * wk[c, n]`` for a flat ``[N*H*W, GS]`` buffer ``g``
-    (the reduce gradients) and a 1x1 weight ``wk [C, N, 1, 1]``."""
+    (the reduce gradients) and a 1x1 weight ``wk [C, NW, 1, 1]``; ``p = p0 + [0, BM)``,
+    ``n = n0 + [0, BN)``.
+
+    ``TMA`` (sm_90; the launcher's rule): both operands are boxes of 2-D tensors, read through
+    tensor descriptors -- ``g``'s columns ``[G0, G0 + C)`` as ``[N*H*W, C]`` (row stride ``GS``)
+    and ``wk`` as ``[C, NW]`` (row stride ``WK_S[0]``) -- zero-filled outside them -- when the loop
+    has two steps or more (one step has nothing to overlap: it keeps the pointer loads)."""
+    if TMA and C > BK:
+        g_desc = tl.make_tensor_descriptor(g_ptr + G0, shape=[NHW, C], strides=[GS, 1], block_shape=[BM, BK])
+        w_desc = tl.make_tensor_descriptor(wk_ptr, shape=[C, NW], strides=[WK_S[0], 1], block_shape=[BK, BN])
+        for k0 in tl.range(0, C, BK, num_stages=NSTAGE):
+            acc = tl.dot(g_desc.load([p0, k0]), w_desc.load([k0, n0]), acc, input_precision=PREC,
+                         out_dtype=acc.dtype)
+        return acc
     g_row = p.to(tl.int64) * GS + G0
     for k0 in tl.range(0, C, BK, num_stages=NSTAGE):
         c = k0 + tl.arange(0, BK)
@@ -383,18 +411,18 @@ def _dx_j(j, p0, NHW, gy_ptr, sg, y_ptr, sy, gr_ptr, x_ptr, sx, w1_ptr, w3r_ptr,
           W1_S: tl.constexpr, W3R_S: tl.constexpr, W5R_S: tl.constexpr, WP_S: tl.constexpr,
           RELU: tl.constexpr, H: tl.constexpr, W: tl.constexpr, ZT: tl.constexpr,
           ACC: tl.constexpr, BM: tl.constexpr, T: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-          NSTAGE: tl.constexpr, PREC: tl.constexpr):
+          NSTAGE: tl.constexpr, PREC: tl.constexpr, TMA: tl.constexpr):
     """N tile ``j`` of ``T = _split_n(CIN, BN)`` of ``dx``."""
     if j < T[0]:
         _dx_tile(j * BN, p0, NHW, gy_ptr, sg, y_ptr, sy, gr_ptr, x_ptr, sx, w1_ptr, w3r_ptr, w5r_ptr, wp_ptr, z_ptr,
                  dx_ptr, sdx, CIN, C1, C3R, C5R, CP, OP, CS3, GS, W1_S, W3R_S, W5R_S, WP_S, RELU, H, W, ZT,
-                 ACC, BM, BN, BK, NSTAGE, PREC)
+                 ACC, BM, BN, BK, NSTAGE, PREC, TMA)
     for i in tl.static_range(3):
         if T[2 + 2 * i] > 0:
             if j == T[0] + i:
                 _dx_tile(T[1 + 2 * i], p0, NHW, gy_ptr, sg, y_ptr, sy, gr_ptr, x_ptr, sx, w1_ptr, w3r_ptr, w5r_ptr,
                          wp_ptr, z_ptr, dx_ptr, sdx, CIN, C1, C3R, C5R, CP, OP, CS3, GS, W1_S, W3R_S, W5R_S, WP_S,
-                         RELU, H, W, ZT, ACC, BM, T[2 + 2 * i], BK, NSTAGE, PREC)
+                         RELU, H, W, ZT, ACC, BM, T[2 + 2 * i], BK, NSTAGE, PREC, TMA)
 
 
 @triton.jit
@@ -485,6 +513,7 @@ def _grads_kernel(
     TX: tl.constexpr, TW1: tl.constexpr, TW3R: tl.constexpr, TW3: tl.constexpr,  # N tiles (_split_n)
     TW5R: tl.constexpr, TW5: tl.constexpr, TWP: tl.constexpr,
     DX_BN: tl.constexpr, POOL_BN: tl.constexpr,  # N tile widths of dx and of wp's gradient
+    TMA: tl.constexpr,  # dx reads the reduce gradients and w3r / w5r through tensor descriptors
 ):
     """Launch 2: persistent programs over the dx jobs, then the weight jobs of the six convs."""
     pid = tl.program_id(0)
@@ -494,7 +523,7 @@ def _grads_kernel(
         if job < ends[0]:
             _dx_j(job % NJX, (job // NJX) * BM, NHW, gy_ptr, sg, y_ptr, sy, gr_ptr, x_ptr, sx, w1_ptr, w3r_ptr,
                   w5r_ptr, wp_ptr, z_ptr, dx_ptr, sdx, CIN, C1, C3R, C5R, CP, OP, CS3, GS, W1_S, W3R_S, W5R_S, WP_S,
-                  RELU, H, W, ZT, ACC, BM, TX, DX_BN, BK, NSTAGE, PREC)
+                  RELU, H, W, ZT, ACC, BM, TX, DX_BN, BK, NSTAGE, PREC, TMA)
         elif job < ends[1]:
             _wgrad_job(job - ends[0], S, PPS, NHW, gy_ptr, sg, y_ptr, sy, x_ptr, sx, part_ptr, P, 0, False, GS, RELU,
                        C1, CIN, 1, False, DW_OFF[0], DW_S, 0, DB_OFF[0], NEED_DB[0], H, W, ACC, BM, TW1, BN, WBK,
@@ -721,7 +750,8 @@ def _inception_backward_flat(grad_y, x, y, r3, r5, weights, biases, kernel_sizes
     layout = grad_layout(weights, biases, needs_input_grad)
     need_branch, p_total = layout.computed, layout.numel
     nhw = N * H * W
-    plan = _backward_plan(channels, spec.kernel_sizes, N, H, W, x.dtype, target_of(x.device), need_dx, need_branch)
+    target = target_of(x.device)
+    plan = _backward_plan(channels, spec.kernel_sizes, N, H, W, x.dtype, target, need_dx, need_branch)
 
     acc_torch = torch.float64 if x.dtype == torch.float64 else torch.float32
     consts = dict(
@@ -735,7 +765,12 @@ def _inception_backward_flat(grad_y, x, y, r3, r5, weights, biases, kernel_sizes
     dx = torch.empty_like(x, memory_format=torch.preserve_format) if need_dx else None
     gr = torch.empty((nhw, consts["GS"]), dtype=x.dtype, device=x.device) if need_gr and nhw > 0 else x
 
-    with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
+    # dx's reduce-gradient GEMMs through TMA (docs/design.md §4.1): gr is this function's own
+    # dense [N*H*W, GS] buffer (GS and CS3 multiples of 16), so the rule is on the dtype, the arch
+    # and w3r / w5r as 2-D [Cout, Cin] tensors
+    tma = need_dx and tma_rows_ok(gr, consts["GS"], target) and all(
+        (w.shape[1] == 1 or w.stride(1) == 1) and tma_rows_ok(w, w.stride(0), target) for w in (w3r, w5r))
+    with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext(), tma_scratch(x.device):
         if need_gr and nhw > 0:
             grid = (triton.cdiv(nhw, plan.BM), _ntiles(plan.t3r) + _ntiles(plan.t5r))
             _launch(_reduce_grad_kernel, grid,
@@ -759,7 +794,7 @@ def _inception_backward_flat(grad_y, x, y, r3, r5, weights, biases, kernel_sizes
                     ZT=plan.ZT, DT=_TL_DTYPES[x.dtype],
                     TX=plan.tx, TW1=plan.tw[0], TW3R=plan.tw[1], TW3=plan.tw[2], TW5R=plan.tw[3],
                     TW5=plan.tw[4], TWP=plan.tw[5], DX_BN=plan.dx_bn, POOL_BN=plan.pool_bn, WSTAGE=plan.wstage,
-                    WBK=plan.WBK,
+                    WBK=plan.WBK, TMA=bool(tma),
                     **consts)
 
         flat = torch.empty(p_total, dtype=w1.dtype, device=x.device)

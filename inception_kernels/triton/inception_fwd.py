@@ -70,10 +70,11 @@ import triton
 import triton.language as tl
 
 from .._checks import OP_SCHEDULES
-from ._launches import _launch
 from .._layout import output_memory_format
 from ._common import _act, _bias_acc, _pixel_rows, _pool_tile, _tap_of, _tap_ok
-from ._config import Target, dot_precision, gemm_tiles, machine_for, target_of
+from ._config import (Target, dot_precision, gemm_tiles, machine_for, pixel_row_stride, target_of, tma_rows_ok,
+                      tma_scratch)
+from ._launches import _launch
 
 __all__ = ["_inception_forward", "_plan", "SCHEDULES", "ForwardPlan"]
 
@@ -100,6 +101,33 @@ def _owned(p, NHW, chunk, CHUNKED: tl.constexpr):
     return (p >= 0) & (p < NHW)
 
 
+@triton.jit
+def _kxk_rows(p0, NHW, chunk, src_ptr, sy, RING: tl.constexpr, RS: tl.constexpr, CHUNKED: tl.constexpr,
+              H: tl.constexpr, W: tl.constexpr, BM: tl.constexpr):
+    """The rows of a KxK tile, shared by ``_kxk_tile`` and ``_kxk_taps_inside``: pixels
+    ``p = p0 + [0, BM)``, y's row offsets (strides ``sy``), ``(h, w)``, the owned mask, and the
+    reduce source -- this program's ring (``RING > 0``) or the flat buffer."""
+    p = p0 + tl.arange(0, BM)
+    y_row, h, w, _ok = _pixel_rows(p, NHW, sy[0], sy[2], sy[3], H, W)
+    own = _owned(p, NHW, chunk, CHUNKED)
+    if RING > 0:
+        src = src_ptr + tl.program_id(0).to(tl.int64) * (RING * RS)
+    else:
+        src = src_ptr
+    return p, y_row, h, w, own, src
+
+
+@triton.jit
+def _src_row(q, RING: tl.constexpr, RS: tl.constexpr):
+    """Element offset of reduce row ``q`` (flat pixel) in the source: row ``q mod RING`` of a
+    ring, else row ``q`` of the flat buffer (int64)."""
+    if RING > 0:
+        row = (q & (RING - 1)) * RS
+    else:
+        row = q.to(tl.int64) * RS
+    return row
+
+
 @triton.jit(noinline=True)
 def _conv1x1_tile(
     n0, p0, NHW, chunk,  # output columns from n0; pixel rows p0 + [0, BM); the program's pixel range
@@ -111,10 +139,17 @@ def _conv1x1_tile(
     HAS_B: tl.constexpr, RELU: tl.constexpr, POOL: tl.constexpr, CHUNKED: tl.constexpr,
     DEST: tl.constexpr, D_RS: tl.constexpr, RING: tl.constexpr, SAVE: tl.constexpr, S_CS: tl.constexpr,
     H: tl.constexpr, W: tl.constexpr, ACC: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-    BK: tl.constexpr, NSTAGE: tl.constexpr, PREC: tl.constexpr,
+    BK: tl.constexpr, NSTAGE: tl.constexpr, PREC: tl.constexpr, TMA: tl.constexpr,
 ):
     """Output columns ``[n0, n0 + BN)`` of ``act(A @ w^T + b)`` for ``BM`` pixel rows, where
     ``A`` is ``x`` or, with ``POOL``, its 3x3 max-pool built while loading (once per tile).
+
+    ``TMA`` (sm_90, not ``POOL``; the launcher's ``tma_rows_ok`` rule): ``x`` is read as the
+    2-D tensor of pixel rows ``[NHW, CIN]`` (row stride ``sx[3]``) and ``w`` as ``[CO, CIN]``
+    (row stride ``W_SO``), both through tensor descriptors: ``[BM, BK]`` and ``[BN, BK]`` boxes,
+    zero-filled outside the tensor (rows ``p < 0`` or ``>= NHW`` of the warm-up and the last
+    tile, channels ``>= CIN``), exactly the masked loads' zeros. Only for two K steps or more
+    (``CIN > BK``): one step has nothing to overlap and keeps the pointer loads.
 
     ``DEST``: ``"y"`` -- owned rows, by the strides ``sd``; ``"flat"`` -- owned rows at
     ``d_ptr + p * D_RS``; ``"ring"`` -- every valid row at row ``p mod RING`` of this program's
@@ -128,17 +163,25 @@ def _conv1x1_tile(
     acc = _bias_acc(b_ptr + n, n_ok & HAS_B, BM, BN, ACC)
     # POOL: one stage -- pipelining the nine shifted loads would stage nine copies of the
     # tile in shared memory; they hit L1/L2 (the rows the horizontal GEMM just read)
-    for k0 in tl.range(0, CIN, BK, num_stages=1 if POOL else NSTAGE):
-        ci = k0 + tl.arange(0, BK)
-        ci_ok = ci < CIN
-        if POOL:
-            a = _pool_tile(x_ptr, x_row, h, w, ok, ci, ci_ok, sx[1], sx[2], sx[3], H, W)
-        else:
-            a = tl.load(x_ptr + x_row[:, None] + (ci * sx[1])[None, :], mask=ok[:, None] & ci_ok[None, :],
+    if TMA and not POOL and CIN > BK:
+        x_desc = tl.make_tensor_descriptor(x_ptr, shape=[NHW, CIN], strides=[sx[3], 1], block_shape=[BM, BK])
+        w_desc = tl.make_tensor_descriptor(w_ptr, shape=[CO, CIN], strides=[W_SO, 1], block_shape=[BN, BK])
+        for k0 in tl.range(0, CIN, BK, num_stages=NSTAGE):
+            a = x_desc.load([p0, k0])
+            b = w_desc.load([n0, k0])
+            acc = tl.dot(a, b.T, acc, input_precision=PREC, out_dtype=acc.dtype)
+    else:
+        for k0 in tl.range(0, CIN, BK, num_stages=1 if POOL else NSTAGE):
+            ci = k0 + tl.arange(0, BK)
+            ci_ok = ci < CIN
+            if POOL:
+                a = _pool_tile(x_ptr, x_row, h, w, ok, ci, ci_ok, sx[1], sx[2], sx[3], H, W)
+            else:
+                a = tl.load(x_ptr + x_row[:, None] + (ci * sx[1])[None, :], mask=ok[:, None] & ci_ok[None, :],
+                            other=0.0)
+            b = tl.load(w_ptr + (n * W_SO)[None, :] + (ci * W_SI)[:, None], mask=ci_ok[:, None] & n_ok[None, :],
                         other=0.0)
-        b = tl.load(w_ptr + (n * W_SO)[None, :] + (ci * W_SI)[:, None], mask=ci_ok[:, None] & n_ok[None, :],
-                    other=0.0)
-        acc = tl.dot(a, b, acc, input_precision=PREC, out_dtype=acc.dtype)
+            acc = tl.dot(a, b, acc, input_precision=PREC, out_dtype=acc.dtype)
     out = _act(acc, RELU).to(d_ptr.dtype.element_ty)
     if DEST == "ring":
         ring = d_ptr + tl.program_id(0).to(tl.int64) * (RING * D_RS)
@@ -164,6 +207,7 @@ def _conv1x1(
     DEST: tl.constexpr, D_RS: tl.constexpr, RING: tl.constexpr, SAVE: tl.constexpr, S_CS: tl.constexpr,
     H: tl.constexpr, W: tl.constexpr, ACC: tl.constexpr, BM: tl.constexpr,
     T: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, NSTAGE: tl.constexpr, PREC: tl.constexpr,
+    TMA: tl.constexpr,
 ):
     """Every N tile of one 1x1 conv for the pixel rows ``p0 + [0, BM)``: ``T`` from ``_split_n`` --
     ``T[0]`` tiles of ``BN`` columns, then up to three narrower tiles ``(T[1], T[2])``,
@@ -171,12 +215,12 @@ def _conv1x1(
     for t in tl.range(T[0], disable_licm=True):
         _conv1x1_tile(t * BN, p0, NHW, chunk, x_ptr, sx, w_ptr, b_ptr, d_ptr, sd, s_ptr, CIN, CO, W_S[0], W_S[1],
                       HAS_B, RELU, POOL, CHUNKED, DEST, D_RS, RING, SAVE, S_CS, H, W, ACC, BM, BN, BK, NSTAGE,
-                      PREC)
+                      PREC, TMA)
     for i in tl.static_range(3):
         if T[2 + 2 * i] > 0:
             _conv1x1_tile(T[1 + 2 * i], p0, NHW, chunk, x_ptr, sx, w_ptr, b_ptr, d_ptr, sd, s_ptr, CIN, CO,
                           W_S[0], W_S[1], HAS_B, RELU, POOL, CHUNKED, DEST, D_RS, RING, SAVE, S_CS, H, W, ACC, BM,
-                          T[2 + 2 * i], BK, NSTAGE, PREC)
+                          T[2 + 2 * i], BK, NSTAGE, PREC, TMA)
 
 
 @triton.jit(noinline=True)
@@ -196,13 +240,7 @@ def _kxk_tile(
     the image read zero. ``RING > 0``: the source is this program's ring (row ``q mod RING``)."""
     PAD: tl.constexpr = KS // 2
     KTOT: tl.constexpr = KS * KS * CR
-    p = p0 + tl.arange(0, BM)
-    y_row, h, w, ok = _pixel_rows(p, NHW, sy[0], sy[2], sy[3], H, W)
-    own = _owned(p, NHW, chunk, CHUNKED)
-    if RING > 0:
-        src = src_ptr + tl.program_id(0).to(tl.int64) * (RING * RS)
-    else:
-        src = src_ptr
+    p, y_row, h, w, own, src = _kxk_rows(p0, NHW, chunk, src_ptr, sy, RING, RS, CHUNKED, H, W, BM)
     n = n0 + tl.arange(0, BN)
     n_ok = n < CO
     w_cl: tl.constexpr = WK_S[1] == 1 and WK_S[3] == CR and WK_S[2] == KS * CR  # [CO, KS, KS, CR] in memory
@@ -214,12 +252,8 @@ def _kxk_tile(
         dh = kh - PAD
         dw = kw - PAD
         a_ok = own[:, None] & k_ok[None, :] & _tap_ok(h[:, None], w[:, None], dh[None, :], dw[None, :], H, W)
-        q = p[:, None] + (dh * W + dw)[None, :]
-        if RING > 0:
-            a_off = (q & (RING - 1)) * RS + c[None, :]
-        else:
-            a_off = q.to(tl.int64) * RS + c[None, :]
-        a = tl.load(src + a_off, mask=a_ok, other=0.0)
+        a = tl.load(src + _src_row(p[:, None] + (dh * W + dw)[None, :], RING, RS) + c[None, :], mask=a_ok,
+                    other=0.0)
         if w_cl:
             b_off = k[:, None] + (n * WK_S[0])[None, :]
         else:
@@ -249,13 +283,7 @@ def _kxk_taps_inside(
     """``_kxk_tile`` computed tap by tap, each tap added only to the rows whose tap reads inside
     the image (the convolution exactly, with no term for the zero padding), and stored."""
     PAD: tl.constexpr = KS // 2
-    p = p0 + tl.arange(0, BM)
-    y_row, h, w, _ok = _pixel_rows(p, NHW, sy[0], sy[2], sy[3], H, W)
-    own = _owned(p, NHW, chunk, CHUNKED)
-    if RING > 0:
-        src = src_ptr + tl.program_id(0).to(tl.int64) * (RING * RS)
-    else:
-        src = src_ptr
+    p, y_row, h, w, own, src = _kxk_rows(p0, NHW, chunk, src_ptr, sy, RING, RS, CHUNKED, H, W, BM)
     RBN: tl.constexpr = 16  # columns per pass: two small accumulators, well within the registers
     for j in range(BN // RBN):
         n = n0 + j * RBN + tl.arange(0, RBN)
@@ -265,11 +293,7 @@ def _kxk_taps_inside(
             dh = t // KS - PAD
             dw = t % KS - PAD
             inside = own & _tap_ok(h, w, dh, dw, H, W)
-            q = p + (dh * W + dw)
-            if RING > 0:
-                row = (q & (RING - 1)) * RS
-            else:
-                row = q.to(tl.int64) * RS
+            row = _src_row(p + (dh * W + dw), RING, RS)
             part = tl.zeros((BM, RBN), ACC)
             for c0 in range(0, CR, BK):
                 c = c0 + tl.arange(0, BK)
@@ -312,7 +336,7 @@ def _horizontal(
     RING: tl.constexpr, SAVE_R: tl.constexpr, CS3: tl.constexpr, CS5: tl.constexpr,
     H: tl.constexpr, W: tl.constexpr, ACC: tl.constexpr, BM: tl.constexpr,
     T1: tl.constexpr, T3R: tl.constexpr, T5R: tl.constexpr, BN: tl.constexpr,
-    BK: tl.constexpr, NSTAGE: tl.constexpr, PREC: tl.constexpr,
+    BK: tl.constexpr, NSTAGE: tl.constexpr, PREC: tl.constexpr, TMA: tl.constexpr,
 ):
     """The horizontal GEMM ``x @ [w1 | w3r | w5r]^T`` for the pixel rows ``p0 + [0, BM)``,
     N-tiled at the branch boundaries (``T1``, ``T3R``, ``T5R``: ``_split_n`` of each), so that
@@ -322,17 +346,17 @@ def _horizontal(
     ``SAVE_R``, to the flat buffers ``r3``/``r5`` for owned rows; else straight to those buffers."""
     CHUNKED: tl.constexpr = RING > 0
     _conv1x1(p0, NHW, chunk, x_ptr, sx, w1_ptr, b1_ptr, y_ptr, sy, y_ptr, CIN, C1, W1_S, HAS_B1, RELU, False,
-             CHUNKED, "y", 0, 0, False, 0, H, W, ACC, BM, T1, BN, BK, NSTAGE, PREC)
+             CHUNKED, "y", 0, 0, False, 0, H, W, ACC, BM, T1, BN, BK, NSTAGE, PREC, TMA)
     if RING > 0:
         _conv1x1(p0, NHW, chunk, x_ptr, sx, w3r_ptr, b3r_ptr, ring_ptr, sy, r3_ptr, CIN, C3R, W3R_S, HAS_B3R, RELU,
-                 False, True, "ring", CS3 + CS5, RING, SAVE_R, CS3, H, W, ACC, BM, T3R, BN, BK, NSTAGE, PREC)
+                 False, True, "ring", CS3 + CS5, RING, SAVE_R, CS3, H, W, ACC, BM, T3R, BN, BK, NSTAGE, PREC, TMA)
         _conv1x1(p0, NHW, chunk, x_ptr, sx, w5r_ptr, b5r_ptr, ring_ptr + CS3, sy, r5_ptr, CIN, C5R, W5R_S, HAS_B5R,
-                 RELU, False, True, "ring", CS3 + CS5, RING, SAVE_R, CS5, H, W, ACC, BM, T5R, BN, BK, NSTAGE, PREC)
+                 RELU, False, True, "ring", CS3 + CS5, RING, SAVE_R, CS5, H, W, ACC, BM, T5R, BN, BK, NSTAGE, PREC, TMA)
     else:
         _conv1x1(p0, NHW, chunk, x_ptr, sx, w3r_ptr, b3r_ptr, r3_ptr, sy, r3_ptr, CIN, C3R, W3R_S, HAS_B3R, RELU,
-                 False, False, "flat", CS3, 0, False, 0, H, W, ACC, BM, T3R, BN, BK, NSTAGE, PREC)
+                 False, False, "flat", CS3, 0, False, 0, H, W, ACC, BM, T3R, BN, BK, NSTAGE, PREC, TMA)
         _conv1x1(p0, NHW, chunk, x_ptr, sx, w5r_ptr, b5r_ptr, r5_ptr, sy, r5_ptr, CIN, C5R, W5R_S, HAS_B5R, RELU,
-                 False, False, "flat", CS5, 0, False, 0, H, W, ACC, BM, T5R, BN, BK, NSTAGE, PREC)
+                 False, False, "flat", CS5, 0, False, 0, H, W, ACC, BM, T5R, BN, BK, NSTAGE, PREC, TMA)
 
 
 #: Runtime integers (everything else that shapes the kernel is a compile-time constant).
@@ -378,6 +402,7 @@ def _inception_fwd_kernel(
     POOL_BK: tl.constexpr,  # reduction step of the pool GEMM (its A tile is built in registers)
     T1: tl.constexpr, T3R: tl.constexpr, T3: tl.constexpr,  # N tiles of each conv (_split_n)
     T5R: tl.constexpr, T5: tl.constexpr, TP: tl.constexpr,
+    TMA: tl.constexpr,  # the horizontal GEMM reads x and w1/w3r/w5r through tensor descriptors
 ):
     O3: tl.constexpr = C1
     O5: tl.constexpr = C1 + C3
@@ -389,16 +414,17 @@ def _inception_fwd_kernel(
         for w0 in tl.range(s0 - HALO, s0 + HALO, BM, disable_licm=True):
             _horizontal(w0, NHW, chunk, x_ptr, sx, w1_ptr, w3r_ptr, w5r_ptr, b1_ptr, b3r_ptr, b5r_ptr, y_ptr, sy,
                         ring_ptr, r3_ptr, r5_ptr, CIN, C1, C3R, C5R, W1_S, W3R_S, W5R_S, HAS_B1, HAS_B3R, HAS_B5R,
-                        RELU, RING, SAVE_R, CS3, CS5, H, W, ACC, BM, T1, T3R, T5R, BN, BK, NSTAGE, PREC)
+                        RELU, RING, SAVE_R, CS3, CS5, H, W, ACC, BM, T1, T3R, T5R, BN, BK, NSTAGE, PREC, TMA)
         for s in tl.range(s0, tl.minimum(s0 + chunk, NHW), BM, disable_licm=True):
             # the ring rows the lead overwrites may still be read by the previous step
             tl.debug_barrier()
             _horizontal(s + HALO, NHW, chunk, x_ptr, sx, w1_ptr, w3r_ptr, w5r_ptr, b1_ptr, b3r_ptr, b5r_ptr, y_ptr,
                         sy, ring_ptr, r3_ptr, r5_ptr, CIN, C1, C3R, C5R, W1_S, W3R_S, W5R_S, HAS_B1, HAS_B3R,
-                        HAS_B5R, RELU, RING, SAVE_R, CS3, CS5, H, W, ACC, BM, T1, T3R, T5R, BN, BK, NSTAGE, PREC)
+                        HAS_B5R, RELU, RING, SAVE_R, CS3, CS5, H, W, ACC, BM, T1, T3R, T5R, BN, BK, NSTAGE, PREC, TMA)
             tl.debug_barrier()  # the step's reduce rows are in the ring
             _conv1x1(s, NHW, chunk, x_ptr, sx, wp_ptr, bp_ptr, y_ptr + OP * sy[1], sy, y_ptr, CIN, CP, WP_S,
-                     HAS_BP, RELU, True, True, "y", 0, 0, False, 0, H, W, ACC, BM, TP, BN, POOL_BK, NSTAGE, PREC)
+                     HAS_BP, RELU, True, True, "y", 0, 0, False, 0, H, W, ACC, BM, TP, BN, POOL_BK, NSTAGE, PREC,
+                     False)
             _kxk(s, NHW, chunk, ring_ptr, w3_ptr, b3_ptr, y_ptr, sy, O3, C3R, C3, K3, W3_S, RING, RS, True,
                  HAS_B3, RELU, H, W, ACC, BM, T3, BN, BK, NSTAGE, PREC)
             _kxk(s, NHW, chunk, ring_ptr + CS3, w5_ptr, b5_ptr, y_ptr, sy, O5, C5R, C5, K5, W5_S, RING, RS, True,
@@ -407,9 +433,10 @@ def _inception_fwd_kernel(
         p0 = tl.program_id(0) * BM
         _horizontal(p0, NHW, chunk, x_ptr, sx, w1_ptr, w3r_ptr, w5r_ptr, b1_ptr, b3r_ptr, b5r_ptr, y_ptr, sy,
                     ring_ptr, r3_ptr, r5_ptr, CIN, C1, C3R, C5R, W1_S, W3R_S, W5R_S, HAS_B1, HAS_B3R, HAS_B5R,
-                    RELU, 0, False, CS3, CS5, H, W, ACC, BM, T1, T3R, T5R, BN, BK, NSTAGE, PREC)
+                    RELU, 0, False, CS3, CS5, H, W, ACC, BM, T1, T3R, T5R, BN, BK, NSTAGE, PREC, TMA)
         _conv1x1(p0, NHW, chunk, x_ptr, sx, wp_ptr, bp_ptr, y_ptr + OP * sy[1], sy, y_ptr, CIN, CP, WP_S,
-                 HAS_BP, RELU, True, False, "y", 0, 0, False, 0, H, W, ACC, BM, TP, BN, POOL_BK, NSTAGE, PREC)
+                 HAS_BP, RELU, True, False, "y", 0, 0, False, 0, H, W, ACC, BM, TP, BN, POOL_BK, NSTAGE, PREC,
+                 False)
     else:
         p0 = tl.program_id(0) * BM
         _kxk(p0, NHW, chunk, r3_ptr, w3_ptr, b3_ptr, y_ptr, sy, O3, C3R, C3, K3, W3_S, 0, CS3, False,
@@ -630,6 +657,20 @@ def _reduce_buffers(x: torch.Tensor, c3r: int, c5r: int) -> tuple[torch.Tensor, 
     return buf(c3r), buf(c5r)
 
 
+def _horizontal_tma(x: torch.Tensor, weights, target: Target) -> bool:
+    """Whether the horizontal GEMM reads ``x`` and ``w1``/``w3r``/``w5r`` through TMA
+    (docs/design.md §4.1): every pixel of ``x`` is one row of a 2-D ``[N*H*W, Cin]`` tensor
+    (channels_last storage, pixels evenly spaced: ``s_c == 1``, ``s_h == W * s_w``,
+    ``s_n == H * s_h``), each 1x1 weight is a 2-D ``[Cout, Cin]`` tensor (``s_i == 1``), and all
+    four pass :func:`~inception_kernels.triton._config.tma_rows_ok` (sm_90, 2-/4-byte dtype,
+    16-byte aligned base and row stride). Else every operand goes through ``cp.async``."""
+    rs = pixel_row_stride(x)
+    ok = rs is not None and tma_rows_ok(x, rs, target)
+    for wt in (weights[0], weights[1], weights[3]):
+        ok = ok and (wt.shape[1] == 1 or wt.stride(1) == 1) and tma_rows_ok(wt, wt.stride(0), target)
+    return bool(ok)
+
+
 def _weight_strides(weights) -> dict:
     """The weights' strides, the kernel's compile-time constants ``W1_S`` ... ``WP_S``."""
     names = ("W1_S", "W3R_S", "W3_S", "W5R_S", "W5_S", "WP_S")
@@ -679,7 +720,8 @@ def _inception_forward(
     # the epilogues read a bias as a dense vector (a strided view would be read wrong)
     biases = [b.contiguous() if b is not None else None for b in biases]
     y = torch.empty((N, c1 + c3 + c5 + cp, H, W), device=x.device, dtype=x.dtype, memory_format=output_memory_format(x))
-    plan = _plan((cin, c1, c3r, c3, c5r, c5, cp), kernel_sizes, N, H, W, x.dtype, target_of(x.device), schedule)
+    target = target_of(x.device)
+    plan = _plan((cin, c1, c3r, c3, c5r, c5, cp), kernel_sizes, N, H, W, x.dtype, target, schedule)
     r3 = r5 = None
     if save_reduce or plan.schedule == "two_launch":
         r3, r5 = _reduce_buffers(x, c3r, c5r)
@@ -693,7 +735,7 @@ def _inception_forward(
         RELU=activation == "relu", SAVE_R=bool(save_reduce), CS3=plan.cs3, CS5=plan.cs5,
         RING=plan.ring, HALO=plan.halo, ACC=_ACC.get(x.dtype, tl.float32),
         PREC=dot_precision(x.dtype, x.device), BM=plan.BM, BN=plan.BN, BK=plan.BK, NSTAGE=plan.nstage,
-        POOL_BK=POOL_BK,
+        POOL_BK=POOL_BK, TMA=_horizontal_tma(x, weights, target),
         **dict(zip(("T1", "T3R", "T3", "T5R", "T5", "TP"), plan.splits)),
         num_warps=plan.num_warps, num_stages=plan.nstage, maxnreg=plan.maxnreg,
     )
@@ -706,7 +748,7 @@ def _inception_forward(
         N * H * W, tuple(x.stride()), tuple(y.stride()), plan.chunk,
     )
     guard = torch.cuda.device(x.device) if x.device.type == "cuda" else contextlib.nullcontext()
-    with guard:
+    with guard, tma_scratch(x.device):
         if plan.schedule == "one_launch":
             _launch(_inception_fwd_kernel, plan.grids[0], *args, STAGE=0, **consts)
         else:

@@ -47,7 +47,7 @@ from typing import Optional, Sequence
 from ..._checks import OP_SCHEDULES
 from ...spec import GOOGLENET_INCEPTIONS, InceptionSpec
 from .._ui import DTYPE_SHORT, progress as _progress
-from .facts import _HGMMA_SHAPE, cuda_kernel_facts, cuda_launch_facts, ptx_facts, sass_kernel_facts
+from .facts import _HGMMA_SHAPE, cuda_kernel_facts, cuda_launch_facts, ptx_facts, sass_kernel_facts, ttgir_facts
 
 __all__ = [
     "SCHEDULES",
@@ -70,6 +70,7 @@ ARCHS = ("sm_80", "sm_90")
 TARGETS = dict(
     scalar_16bit_loads=0,  # ld.global of 16-bit scalars in the PTX
     min_cp_async_in_flight=1,  # DEPBAR.LE SB0, >= 0x1 at some wait: >= 2 cp.async groups in flight
+    min_tma_ring=3,  # TMA loads land in a ring of >= 3 shared-memory stages: >= 2 in flight
     min_hgmma_n=128,  # the sm_90 forward's widest HGMMA
     spill_bytes=0,
     max_flop_ratio={"forward": 1.25, "backward": 1.35},  # executed / useful
@@ -344,6 +345,7 @@ def _compile_task(task: tuple) -> dict:
         registers=res["registers"], spill_bytes=res["stack_bytes"], local_bytes=res["local_bytes"],
         shared_bytes=ck.metadata.shared + res["shared_static_bytes"], num_warps=ck.metadata.num_warps,
         num_stages=launch[3].get("num_stages"), **sass_kernel_facts(sass), **ptx_facts(ptx),
+        **ttgir_facts(ck.asm.get("ttgir", "")),
         occupancy=kernel_facts.occupancy(res["registers"], ck.metadata.shared + res["shared_static_bytes"],
                                    ck.metadata.num_warps, arch),
         compile_seconds=round(seconds, 1),
@@ -451,6 +453,7 @@ def dump_kernels(out_dir, layers: Sequence[str] = tuple(GOOGLENET_INCEPTIONS), a
             (out / path).write_bytes(data) if isinstance(data, bytes) else (out / path).write_text(data)
             e[ext] = str(path)
         e["facts"] = r["facts"]
+        e["loads"] = "+".join(w for w, n in (("cp.async", r["facts"]["ldgsts"]), ("tma", r["facts"]["utmaldg"])) if n)
         manifest["kernels"].append(e)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
@@ -461,8 +464,9 @@ def check_targets(manifest: dict) -> list[dict]:
 
     Returns:
         ``[{"layer", "arch", "target", "ok", "detail"}]``: 0 scalar 16-bit loads (PTX); every
-        kernel loads through cp.async (or TMA) with >= 2 groups in flight at some
-        wait; the sm_90 forward's HGMMA N >= 128; 0 spill bytes; executed / useful FLOPs within
+        kernel loads through cp.async with >= 2 groups in flight at some wait (``DEPBAR.LE SB0,
+        >= 1``) or through TMA (``UTMALDG``) into a ring of >= 3 stages, and a kernel that does
+        both meets both; the sm_90 forward's HGMMA N >= 128; 0 spill bytes; executed / useful FLOPs within
         ``TARGETS["max_flop_ratio"]``.
     """
     rows = []
@@ -480,10 +484,14 @@ def check_targets(manifest: dict) -> list[dict]:
             f = {k["kernel"]: k["facts"] for k in mine}
             b16 = {n: v["ptx_scalar_16bit_loads"] + v["scalar_16bit_loads"] for n, v in f.items()}
             add("0 scalar 16-bit loads (PTX and SASS)", not any(b16.values()), b16)
-            inflight = {n: v["cp_async_wait_max"] for n, v in f.items()}
+            inflight = {n: dict(cp_async_wait=v["cp_async_wait_max"], **({"tma_ring": v.get("tma_ring_min")}
+                                                                         if v["utmaldg"] else {}))
+                        for n, v in f.items()}
             add(">= 2 cp.async groups in flight",
-                all((v["ldgsts"] and (v["cp_async_wait_max"] or 0) >= TARGETS["min_cp_async_in_flight"])
-                    or v["utmaldg"] for v in f.values()), inflight)
+                all((v["ldgsts"] or v["utmaldg"])
+                    and (not v["ldgsts"] or (v["cp_async_wait_max"] or 0) >= TARGETS["min_cp_async_in_flight"])
+                    and (not v["utmaldg"] or (v.get("tma_ring_min") or 0) >= TARGETS["min_tma_ring"])
+                    for v in f.values()), inflight)
             if arch == "sm_90":
                 fwd = {n: f[n]["hgmma_max_n"] for n in f if n.startswith("inception_fwd")}
                 add(f"sm_90 forward HGMMA N >= {TARGETS['min_hgmma_n']}",

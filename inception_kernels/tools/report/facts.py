@@ -345,6 +345,36 @@ def ptx_facts(ptx: str) -> dict:
     )
 
 
+# "ttng.async_tma_copy_global_to_local %x_desc[%p0, %c0] %a_24, %bar, %true : !tt.tensordesc<...>, ... ->
+# !ttg.memdesc<64x32xbf16, ...>" and "%a_24 = ttg.memdesc_index %a[%c0_i32] : !ttg.memdesc<4x64x32xbf16, ..."
+# (Triton 3.6 and 3.8 alike)
+_TTGIR_TMA_LOAD = re.compile(r"ttng\.async_tma_copy_global_to_local\s+%[\w.]+\[[^\]]*\]\s+(%[\w.]+)\s*,"
+                             r".*?->\s*!ttg\.memdesc<((?:\d+x)+)")
+_TTGIR_MEMDESC_DEF = re.compile(r"^\s*(%[\w.]+)\s*=\s*ttg\.memdesc_(?:index|subview)\s+%[\w.]+.*?:\s*"
+                                r"!ttg\.memdesc<((?:\d+x)+)", re.M)
+
+
+def ttgir_facts(ttgir: str) -> dict:
+    """TMA facts of a kernel's TTGIR (Triton's GPU IR): ``{"tma_loads": n (descriptor loads
+    the pipeliner made asynchronous copies), "tma_ring_min": the fewest shared-memory stages
+    any of them lands in (None without TMA)}``.
+
+    A TMA load of a pipelined loop writes one stage ``memdesc_index %buf[i]`` of a buffer of
+    ``stages`` boxes (``!ttg.memdesc<4x64x32xbf16 ...>``: 4 stages, ``stages - 1`` loads in
+    flight while one is multiplied); a load outside any ring writes a lone box (1 stage).
+    """
+    defs: dict = {}  # SSA name -> [(position, dims)]: names repeat across functions and regions
+    for m in _TTGIR_MEMDESC_DEF.finditer(ttgir):
+        defs.setdefault(m.group(1), []).append((m.start(), [int(d) for d in m.group(2).rstrip("x").split("x")]))
+    rings = []
+    for m in _TTGIR_TMA_LOAD.finditer(ttgir):
+        box_rank = len(m.group(2).rstrip("x").split("x"))
+        before = [d for pos, d in defs.get(m.group(1), []) if pos < m.start()]  # the nearest definition
+        dims = before[-1] if before else None
+        rings.append(dims[0] if dims is not None and len(dims) == box_rank + 1 else 1)
+    return dict(tma_loads=len(rings), tma_ring_min=min(rings) if rings else None)
+
+
 _SASS_ARCH = re.compile(r"^arch = (sm_\d+a?)\s*$", re.M)
 _SASS_FUNCTION = re.compile(r"^\s*Function : (\S+)\s*$", re.M)
 

@@ -80,7 +80,9 @@ def _kernel_cell(name: str, f: dict) -> str:
     mma = ",".join(f"{op.split('.F32')[0]}x{n}" for op, n in f["mma_instructions"].items()) or "no MMA"
     return (f"{name}: {f['registers']} regs, {f['spill_bytes']} B spill, {round(f['shared_bytes'] / 1024)} KiB smem, "
             f"{f['occupancy']['blocks_per_sm']} CTA/SM, {mma}, cp.async {f['ldgsts']} "
-            f"(wait<= {_s(f['cp_async_wait_max'])}), 16-bit scalar loads {f['ptx_scalar_16bit_loads']}")
+            f"(wait<= {_s(f['cp_async_wait_max'])}), "
+            + (f"TMA {f['utmaldg']} (ring {_s(f.get('tma_ring_min'))}), " if f["utmaldg"] else "")
+            + f"16-bit scalar loads {f['ptx_scalar_16bit_loads']}")
 
 
 def _target_lines(report: dict) -> list[str]:
@@ -135,7 +137,7 @@ def format_markdown(report: dict) -> str:
     recs = report["records"]
     lines = [
         "| layer | arch | forward schedule | launches fwd / bwd (eager aten ops) | GFLOP fwd useful / executed "
-        "| GFLOP bwd useful / executed | modeled us fwd / bwd (bound) | regs / spill / MMA (fwd kernels) |",
+        "| GFLOP bwd useful / executed | modeled us fwd / bwd (bound) | regs / spill / MMA [/ TMA] (fwd kernels) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in recs:
@@ -144,6 +146,7 @@ def format_markdown(report: dict) -> str:
         static = "; ".join(
             f"{f['registers']} / {f['spill_bytes']} / "
             + (",".join(op.split(".F32")[0] for op in f["mma_instructions"]) or "-")
+            + (f" / TMA ({f['utmaldg']} UTMALDG, ring {_s(f.get('tma_ring_min'))})" if f["utmaldg"] else "")
             for name, f in ks.items() if name.startswith("inception_fwd")) or "-"
         lines.append(
             f"| {r['layer']} | {r['arch']} | {r['schedule']} | {_s(r['launches_forward'])} / "
