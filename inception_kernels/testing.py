@@ -58,7 +58,7 @@ __all__ = [
     "extension_status", "extension_library_path", "extension_ops_registered", "OP_SCHEDULES",
     "GradLayout", "grad_layout", "split_grads", "output_memory_format", "dense_strides", "WGRAD_SPLIT",
     "PixelSplitRule", "pixel_split", "measured_key", "find_measured",
-    "triton_forward", "triton_backward",
+    "triton_forward", "triton_backward", "triton_target",
 ]
 
 # ---------------------------------------------------------------------------------------- inputs
@@ -419,6 +419,16 @@ def split_grads(flat: torch.Tensor, weights, biases, needs) -> tuple:
     from .ops import _split_grads
 
     return _split_grads(flat, weights, biases, needs)
+
+
+def triton_target(device: torch.device):
+    """The GPU the Triton launchers tile for when their tensors live on ``device``: a
+    ``Target`` with ``arch`` (e.g. 90) and ``sms``; CPU tensors (the interpreter) tile as
+    sm_90, meta tensors as the newest ahead-of-time target. For tests and tools that check a
+    launcher's choice."""
+    from .triton._config import target_of
+
+    return target_of(device)
 
 
 def triton_forward(x, weights, biases, kernel_sizes, activation, **kwargs):

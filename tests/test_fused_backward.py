@@ -173,7 +173,7 @@ def test_many_pixel_tiles_and_pixel_splits(device, monkeypatch):
     """More pixels than one tile, and weight gradients reduced over several pixel splits."""
     import inception_kernels.triton.backward as bw
 
-    from inception_kernels.triton._config import target_of
+    from inception_kernels.testing import triton_target as target_of
 
     monkeypatch.setattr(_layout, "WGRAD_SPLIT", dataclasses.replace(_layout.WGRAD_SPLIT, min_pixels=1))
     channels = (SMALL.in_channels, SMALL.ch1x1, SMALL.ch3x3red, SMALL.ch3x3, SMALL.ch5x5red, SMALL.ch5x5,
@@ -412,7 +412,7 @@ def test_dx_reduce_gradients_through_tma(weights, dtype, device, monkeypatch):
     with the reference either way. c3r = 40 and c5r = 24 (fp16: 32-deep steps, fp32: 16):
     multi-step K loops and K tails."""
     from inception_kernels.triton import backward
-    from inception_kernels.triton._config import target_of
+    from inception_kernels.testing import triton_target as target_of
 
     spec = InceptionSpec(24, 16, 40, 32, 24, 16, 16)
     x, ws, bs = _make(spec, 2, 5, 3, dtype, device)

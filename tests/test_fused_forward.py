@@ -423,7 +423,7 @@ def test_horizontal_gemm_through_tma(case, dtype, device, monkeypatch):
     one-launch warm-up reads rows before pixel 0 and the last tile rows past the end (the
     descriptor's zero fill)."""
     from inception_kernels.triton import inception_fwd
-    from inception_kernels.triton._config import target_of
+    from inception_kernels.testing import triton_target as target_of
 
     x, ws, bs, eligible = _tma_input(case, dtype, device)
     chosen, run = [], inception_fwd._launch
