@@ -9,7 +9,7 @@ import torch
 
 from inception_kernels import reference
 from inception_kernels.tools import cli, verify
-from inception_kernels.tools._ui import short_kernel
+from inception_kernels.tools.ui import short_kernel
 
 BACKENDS = ("reference", "triton", "triton-interpreter", "cuda")
 

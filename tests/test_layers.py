@@ -131,12 +131,6 @@ PRIVATE_IMPORTS_ALLOWED = {
     ("test_report.py", "inception_kernels.triton._config"),
     ("test_report.py", "inception_kernels.triton.inception_fwd._plan"),
     ("test_batchnorm.py", "inception_kernels.models.googlenet._min_input_size"),
-    # the tools' own helpers: testing.py may not import tools, and the library never does
-    ("test_cli.py", "inception_kernels.tools._ui"),
-    ("test_layers.py", "inception_kernels.tools._ui"),
-    ("test_report.py", "inception_kernels.tools._ui"),
-    ("test_train.py", "inception_kernels.tools._checkpoint"),
-    ("test_train.py", "inception_kernels.tools._data"),
 }
 
 
@@ -248,7 +242,7 @@ def test_help_is_plain_text(sub):
 
 
 def test_plain_strips_rest():
-    from inception_kernels.tools._ui import plain
+    from inception_kernels.tools.ui import plain
 
     assert plain("See :func:`~inception_kernels.fuse` and ``x``::\n\n.. note:: gone\n  y") == "See fuse and x:\n\n  y"
     assert plain(":mod:`inception_kernels.tools.cli`") == "inception_kernels.tools.cli"

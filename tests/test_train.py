@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import inception_kernels as ik
-from inception_kernels.tools import _checkpoint, _data, cli, evaluate, train
+from inception_kernels.tools import checkpoint, cli, data, evaluate, train
 
 torchvision = pytest.importorskip("torchvision")
 Image = pytest.importorskip("PIL.Image")
@@ -107,7 +107,7 @@ def test_train_writes_checkpoint_metrics_and_curves(paper_run, capsys):
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
 
     ck = torch.load(out / "checkpoint.pt", weights_only=True)  # plain types and tensors only
-    assert set(_checkpoint.KEYS) <= set(ck)
+    assert set(checkpoint.KEYS) <= set(ck)
     assert (ck["epoch"], ck["step"], ck["variant"], ck["num_classes"]) == (2, 4, "paper", 3)
     assert ck["classes"] == list(CLASSES)
     assert ck["args"]["batch_size"] == 6 and ck["args"]["lr_gamma"] == 0.5 and isinstance(ck["args"]["data"], str)
@@ -208,7 +208,7 @@ def _loads_into_torchvision(ck: dict) -> None:
     tv = torchvision.models.googlenet(weights=None, num_classes=ck["num_classes"], aux_logits=ck["aux_logits"],
                                       init_weights=False, transform_input=ck["transform_input"])
     tv.load_state_dict(ck["model"])  # strict
-    ours, _ = _checkpoint.build(ck, "model", aux_logits=False)
+    ours, _ = checkpoint.build(ck, "model", aux_logits=False)
     x = torch.randn(2, 3, SIZE, SIZE)
     torch.testing.assert_close(ours(x), tv.eval()(x))
 
@@ -229,7 +229,7 @@ def test_init_from_torchvision_and_back(folder, tmp_path, capsys):
     assert ck["transform_input"] is True and ck["aux_logits"] is True
     params = dict(result.model.named_parameters())
     for k, v in params.items():  # lr 0: every parameter is the file's, except the new classifiers
-        if k.startswith(_checkpoint.HEAD_PREFIXES):
+        if k.startswith(checkpoint.HEAD_PREFIXES):
             assert v.shape[0] == 3
         else:
             assert torch.equal(v, tv_state[k]), k
@@ -318,8 +318,8 @@ def test_train_triton_gpu(folder, tmp_path):
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     """A crash while writing leaves the previous checkpoint intact and no temporary file."""
     path = tmp_path / "checkpoint.pt"
-    ck = {k: None for k in _checkpoint.KEYS} | {"format": _checkpoint.FORMAT, "version": 1, "epoch": 1}
-    _checkpoint.save(ck, path)
+    ck = {k: None for k in checkpoint.KEYS} | {"format": checkpoint.FORMAT, "version": 1, "epoch": 1}
+    checkpoint.save(ck, path)
     before = path.read_bytes()
 
     def crash(obj, f, *args, **kw):
@@ -328,11 +328,11 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(OSError, match="disk full"):
-        _checkpoint.save(ck | {"epoch": 2}, path)
+        checkpoint.save(ck | {"epoch": 2}, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
     monkeypatch.undo()
-    assert _checkpoint.load(path)["epoch"] == 1
+    assert checkpoint.load(path)["epoch"] == 1
 
 
 # ------------------------------------------------------------------------------- evaluate
@@ -347,12 +347,12 @@ def _coords_image(w: int, h: int):
 
 def test_ten_crops_match_torchvision():
     img = _coords_image(53, 41)
-    crops = _data.eval_crops(img, 24, 10)
-    resized = torchvision.transforms.functional.resize(img, _data.resize_size(24))
+    crops = data.eval_crops(img, 24, 10)
+    resized = torchvision.transforms.functional.resize(img, data.resize_size(24))
     expect = [torchvision.transforms.functional.pil_to_tensor(c) for c in torchvision.transforms.TenCrop(24)(resized)]
     assert crops.dtype == torch.uint8 and crops.shape == (10, 3, 24, 24)
     assert torch.equal(crops, torch.stack(expect))
-    one = _data.eval_crops(img, 24, 1)
+    one = data.eval_crops(img, 24, 1)
     assert torch.equal(one[0], torchvision.transforms.functional.pil_to_tensor(
         torchvision.transforms.CenterCrop(24)(resized)))
 
@@ -366,9 +366,9 @@ def test_144_crops_are_the_papers(w, h):
     size = 28
     F = torchvision.transforms.functional
     img = _coords_image(w, h)
-    crops = _data.eval_crops(img, size, 144)
+    crops = data.eval_crops(img, size, 144)
     assert crops.shape == (144, 3, size, size)
-    assert _data.paper_scales(224) == [256, 288, 320, 352]
+    assert data.paper_scales(224) == [256, 288, 320, 352]
     i = 0
     for side in [round(size * s / 224) for s in (256, 288, 320, 352)]:
         t = F.pil_to_tensor(F.resize(img, side))
@@ -409,11 +409,11 @@ def test_crop_and_model_average_is_a_real_average():
 
 def _hand_scores(ck_paths, folder: Path, crops: int) -> tuple[float, float]:
     """Top-1/top-5 in % by a plain loop: each val image, each checkpoint's EMA model (unfused), each crop."""
-    models = [_checkpoint.build(_checkpoint.load(p), "ema")[0] for p in ck_paths]
+    models = [checkpoint.build(checkpoint.load(p), "ema")[0] for p in ck_paths]
     ds = torchvision.datasets.ImageFolder(str(folder / "val"))
     hits = [0, 0]
     for img, label in ds:
-        x = _data.normalize(_data.eval_crops(img, SIZE, crops))
+        x = data.normalize(data.eval_crops(img, SIZE, crops))
         p = sum(torch.softmax(m(x), 1).mean(0) for m in models) / len(models)
         rank = (p > p[label]).sum().item()
         hits = [hits[0] + (rank < 1), hits[1] + (rank < 5)]
@@ -470,7 +470,7 @@ def bad_folders(tmp_path, folder):
     return tmp_path
 
 
-@pytest.mark.parametrize("data, message", [
+@pytest.mark.parametrize("folder, message", [
     ("missing", "--data {d}/missing: no such folder"),
     ("not_a_dir", "not a folder"),
     ("empty", "the folder is empty"),
@@ -480,8 +480,8 @@ def bad_folders(tmp_path, folder):
     ("val_differs", "{d}/val_differs/train and {d}/val_differs/val name their classes differently (e.g. 'bee' vs "
                     "'cow')"),
 ])
-def test_train_data_errors(bad_folders, capsys, data, message):
-    err = _train_error([*FAST, "--data", bad_folders / data, "--out", bad_folders / "out"], capsys)
+def test_train_data_errors(bad_folders, capsys, folder, message):
+    err = _train_error([*FAST, "--data", bad_folders / folder, "--out", bad_folders / "out"], capsys)
     assert message.format(d=bad_folders) in err
 
 

@@ -8,7 +8,7 @@
 - ``aot``: ahead-of-time compiles of exactly what the launchers launch, for a GPU, without one;
 - ``bench``: GPU benchmarks against eager PyTorch and torch.compile;
 - ``train``, ``evaluate``: GoogLeNet training and evaluation (torchvision, tqdm, matplotlib);
-- ``_ui``: the vocabulary every subcommand shares (dtype names, plain help, progress bars).
+- ``ui``: the vocabulary every subcommand shares (dtype names, plain help, progress bars).
 
 The library (``inception_kernels`` and its other modules) never imports anything from here --
 tests/test_layers.py checks it; the tools import the library, and torchvision, tqdm and

@@ -27,7 +27,7 @@ def amp_type(text: str) -> str:
     """
     import argparse
 
-    from ._ui import dtype_name, short_dtype
+    from .ui import dtype_name, short_dtype
 
     if text.strip().lower() == "none":
         return "none"

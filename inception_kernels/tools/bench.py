@@ -50,7 +50,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from ..spec import GOOGLENET_INCEPTIONS, InceptionSpec
-from ._ui import dtype_help, dtype_type, short_dtype
+from .ui import dtype_help, dtype_type, short_dtype
 
 __all__ = [
     "BenchCase",

@@ -108,7 +108,7 @@ def check_matches(ck: dict, flag: str, path, *, variant: str, classes: list[str]
     if ck["num_classes"] != len(classes):
         raise ValueError(f"{flag} {path} has {ck['num_classes']} classes, but the data has {len(classes)}")
     if list(ck["classes"]) != list(classes):
-        from ._data import check_same_classes
+        from .data import check_same_classes
 
         check_same_classes(ck["classes"], classes, f"{flag} {path}", "the data")
     if aux_logits is not None and bool(ck["aux_logits"]) != bool(aux_logits):

@@ -28,7 +28,7 @@ import sys
 import time
 from typing import Optional, Sequence
 
-from ._ui import dtype_help, dtype_type, plain, short_kernel
+from .ui import dtype_help, dtype_type, plain, short_kernel
 
 PKG = "inception_kernels"  # python -m PKG runs main()
 

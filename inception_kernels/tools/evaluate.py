@@ -1,7 +1,7 @@
 """``inception-kernels evaluate``: top-1 and top-5 accuracy of trained checkpoints.
 
 Each image of an ImageFolder split is cut into 1, 10 or the paper's 144 test crops
-(:func:`inception_kernels.tools._data.eval_crops`; "Going deeper with convolutions" §7); the
+(:func:`inception_kernels.tools.data.eval_crops`; "Going deeper with convolutions" §7); the
 crops of several images go through each model in batches of ``--batch-size`` (so the fused
 kernels see full batches), the softmax is averaged over an image's crops, then over the models
 of the ensemble (``--checkpoint`` plus ``--ensemble``), and the top-1 / top-5 of the average
@@ -25,7 +25,7 @@ import torch
 
 from ..modules import fuse
 from ..ops import BACKEND_CHOICES
-from . import _checkpoint, _data
+from . import checkpoint, data
 from ._common import AMP_METAVAR, DEVICE_CHOICES, atomic_write, autocast, average_probabilities, check_backend, \
     amp_type, count_correct, pick_device
 
@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, metavar="PATH", help="a checkpoint.pt written by train")
     p.add_argument("--ensemble", nargs="+", default=[], metavar="PATH",
                    help="more checkpoints; the softmax is averaged over all the models")
-    p.add_argument("--crops", type=int, choices=_data.CROP_CHOICES, default=1,
+    p.add_argument("--crops", type=int, choices=data.CROP_CHOICES, default=1,
                    help="test crops per image: 1 (center), 10 (corners + center, mirrored) or 144 (the paper's "
                         "4 scales x 3 squares x 6 crops x 2 mirrors); default 1")
     p.add_argument("--weights", choices=("ema", "model"), default="ema",
@@ -91,19 +91,19 @@ def evaluate(args: argparse.Namespace) -> dict:
     if not args.no_fuse:
         check_backend(args.backend, dev, args.amp)
     root = Path(args.data)
-    dataset = _data.image_folder(root, args.split)
+    dataset = data.image_folder(root, args.split)
     where = f"{root}/{args.split}"
     sources = [("--checkpoint", args.checkpoint)] + [("--ensemble", p) for p in args.ensemble]
     checkpoints = []
     for flag, path in sources:
-        ck = _checkpoint.load(path, flag)
-        _checkpoint.check_matches(ck, flag, path, variant=ck["variant"], classes=dataset.classes)
+        ck = checkpoint.load(path, flag)
+        checkpoint.check_matches(ck, flag, path, variant=ck["variant"], classes=dataset.classes)
         checkpoints.append((flag, path, ck))
     size = args.image_size or int(checkpoints[0][2]["image_size"])
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     models = []
     for flag, path, ck in checkpoints:
-        model, which = _checkpoint.build(ck, args.weights, aux_logits=False)
+        model, which = checkpoint.build(ck, args.weights, aux_logits=False)
         if size < model.min_input_size:
             raise ValueError(f"--image-size {size} is below {model.min_input_size}, the smallest input of "
                              f"{flag} {path} ({ck['variant']} GoogLeNet)")
@@ -113,21 +113,21 @@ def evaluate(args: argparse.Namespace) -> dict:
             fuse(model, backend=args.backend)  # eval mode: BatchNorm folds into the convolutions
         models.append(model.to(device=dev, memory_format=fmt))
 
-    samples = _data.Samples(dataset, functools.partial(_data.eval_crops, image_size=size, crops=args.crops))
+    samples = data.Samples(dataset, functools.partial(data.eval_crops, image_size=size, crops=args.crops))
     images_per_batch = max(1, args.batch_size // args.crops)
-    data = _data.loader(samples, images_per_batch, workers=args.workers, pin_memory=dev.type == "cuda")
+    batches = data.loader(samples, images_per_batch, workers=args.workers, pin_memory=dev.type == "cuda")
 
     def prepare(x):
-        return _data.normalize(x.to(dev, non_blocking=True)).contiguous(memory_format=fmt)
+        return data.normalize(x.to(dev, non_blocking=True)).contiguous(memory_format=fmt)
 
     print(f"evaluate: {len(models)} model(s), {args.crops} crop(s) per image, {len(dataset)} images of {where}, "
           f"{'plain' if args.no_fuse else 'fused (backend ' + args.backend + ')'} on {dev.type}")
     c1 = c5 = n = 0
     t0 = time.perf_counter()
     with torch.no_grad(), autocast(dev, args.amp), \
-            tqdm(data, desc="evaluate", unit="batch", leave=False, dynamic_ncols=True) as bar:
+            tqdm(batches, desc="evaluate", unit="batch", leave=False, dynamic_ncols=True) as bar:
         for batch in bar:
-            crops, target = _data.check_batch(batch)
+            crops, target = data.check_batch(batch)
             probs = average_probabilities(models, crops, chunk=args.batch_size, prepare=prepare)
             k1, k5 = count_correct(probs, target.to(dev))
             c1, c5, n = c1 + k1, c5 + k5, n + target.numel()

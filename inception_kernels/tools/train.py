@@ -37,12 +37,12 @@ epoch, rank), so N processes step exactly like one process with the same global 
 (up to the order of floating-point sums), and a resumed run like an uninterrupted one.
 
 Outputs in ``--out`` (rank 0, after every epoch, each written to a temporary file and renamed):
-``checkpoint.pt`` (see :mod:`inception_kernels.tools._checkpoint`), ``metrics.csv`` (one row per
+``checkpoint.pt`` (see :mod:`inception_kernels.tools.checkpoint`), ``metrics.csv`` (one row per
 epoch: :data:`METRICS`) and ``curves.png`` (loss and accuracy against epoch).
 
 An epoch cut short by ``--max-steps`` counts as done (its validation runs, the LR schedule
 steps, the checkpoint is written). Images that fail to decode stop the run (see
-:mod:`inception_kernels.tools._data`).
+:mod:`inception_kernels.tools.data`).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ import torch.nn as nn
 from ..models import VARIANTS, googlenet, googlenet_loss
 from ..modules import fuse
 from ..ops import BACKEND_CHOICES
-from . import _checkpoint, _data
+from . import checkpoint, data
 from ._common import AMP_METAVAR, DEVICE_CHOICES, Processes, atomic_write, autocast, average_probabilities, \
     amp_type, check_backend, count_correct, plain
 
@@ -200,17 +200,17 @@ def _open_data(a: argparse.Namespace):
     """``(train_set, val_set_or_None, classes, where)`` for ``--data``."""
     if a.data == "synthetic":
         n = a.num_classes or 10
-        train_set = _data.synthetic(n, a.synthetic_images, a.image_size, offset=0)
-        val_set = _data.synthetic(n, max(1, a.synthetic_images // 4), a.image_size, offset=10**7)
-        return train_set, val_set, _data.class_names(None, n), "synthetic"
+        train_set = data.synthetic(n, a.synthetic_images, a.image_size, offset=0)
+        val_set = data.synthetic(n, max(1, a.synthetic_images // 4), a.image_size, offset=10**7)
+        return train_set, val_set, data.class_names(None, n), "synthetic"
     root = Path(a.data)
-    train_set = _data.image_folder(root, "train")
-    classes = _data.class_names(train_set, len(train_set.classes))
+    train_set = data.image_folder(root, "train")
+    classes = data.class_names(train_set, len(train_set.classes))
     if a.num_classes is not None and a.num_classes != len(classes):
         raise ValueError(f"--num-classes {a.num_classes}, but {root}/train has {len(classes)} class folders")
-    val_set = _data.image_folder(root, "val", required=False)
+    val_set = data.image_folder(root, "val", required=False)
     if val_set is not None:
-        _data.check_same_classes(classes, val_set.classes, f"{root}/train", f"{root}/val")
+        data.check_same_classes(classes, val_set.classes, f"{root}/train", f"{root}/val")
     return train_set, val_set, classes, str(root)
 
 
@@ -246,11 +246,11 @@ def _validate(model: nn.Module, val_loader, procs: Processes, a: argparse.Namesp
     dev = procs.device
 
     def prepare(x):
-        return _data.normalize(x.to(dev, non_blocking=True)).contiguous(memory_format=fmt)
+        return data.normalize(x.to(dev, non_blocking=True)).contiguous(memory_format=fmt)
 
     with torch.no_grad(), autocast(dev, a.amp):
         for batch in val_loader:
-            crops, target = _data.check_batch(batch)
+            crops, target = data.check_batch(batch)
             probs = average_probabilities([model], crops, chunk=crops.shape[0], prepare=prepare)
             c1, c5 = count_correct(probs, target.to(dev))
             counts = [counts[0] + c1, counts[1] + c5, counts[2] + target.numel()]
@@ -335,9 +335,9 @@ def _train(a: argparse.Namespace, procs: Processes) -> TrainResult:
         raise ValueError("--sync-bn needs CUDA devices (torch's SyncBatchNorm does not run on the CPU)")
     out = Path(a.out)
     procs.check_on_main(lambda: _check_out(out, a.resume))
-    ck = _checkpoint.load(a.resume, "--resume") if a.resume else None
+    ck = checkpoint.load(a.resume, "--resume") if a.resume else None
     if ck is not None:
-        _checkpoint.check_matches(ck, "--resume", a.resume, variant=a.variant, classes=classes, aux_logits=a.aux)
+        checkpoint.check_matches(ck, "--resume", a.resume, variant=a.variant, classes=classes, aux_logits=a.aux)
         done_epochs, done_steps = int(ck["epoch"]), int(ck["step"])
         if done_epochs >= a.epochs or (a.max_steps is not None and done_steps >= a.max_steps):
             raise ValueError(f"--resume {a.resume} is at epoch {done_epochs}, step {done_steps}: nothing left to do "
@@ -361,7 +361,7 @@ def _train(a: argparse.Namespace, procs: Processes) -> TrainResult:
         if a.init_from_torchvision:
             notes.append("--init-from-torchvision is ignored: the model continues from --resume")
     elif a.init_from_torchvision:
-        notes += _checkpoint.load_torchvision(model, a.init_from_torchvision)
+        notes += checkpoint.load_torchvision(model, a.init_from_torchvision)
     plain_keys = set(model.state_dict())
     if not a.no_fuse:
         try:
@@ -417,11 +417,11 @@ def _train(a: argparse.Namespace, procs: Processes) -> TrainResult:
         epoch, step, history = int(ck["epoch"]), int(ck["step"]), list(ck["history"])
 
     # Data: each process its DistributedSampler share; the augmentation seeded per sample.
-    train_samples = _data.Samples(train_set, _data.train_transform(a.image_size), seed=a.seed)
+    train_samples = data.Samples(train_set, data.train_transform(a.image_size), seed=a.seed)
     sampler = torch.utils.data.DistributedSampler(train_samples, num_replicas=procs.world_size, rank=procs.rank,
                                                   shuffle=True, seed=a.seed, drop_last=True)
     pin = dev.type == "cuda"
-    train_loader = _data.loader(train_samples, a.batch_size, workers=a.workers, sampler=sampler, drop_last=True,
+    train_loader = data.loader(train_samples, a.batch_size, workers=a.workers, sampler=sampler, drop_last=True,
                                 pin_memory=pin)
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
@@ -429,9 +429,9 @@ def _train(a: argparse.Namespace, procs: Processes) -> TrainResult:
                          f"(--batch-size {a.batch_size} x {procs.world_size} processes)")
     val_loader = None
     if val_set is not None and len(val_set) > 0:
-        val_samples = _data.Samples(val_set, functools.partial(_data.eval_crops, image_size=a.image_size, crops=1))
+        val_samples = data.Samples(val_set, functools.partial(data.eval_crops, image_size=a.image_size, crops=1))
         share = torch.utils.data.Subset(val_samples, range(procs.rank, len(val_samples), procs.world_size))
-        val_loader = _data.loader(share, a.batch_size, workers=a.workers, pin_memory=pin)
+        val_loader = data.loader(share, a.batch_size, workers=a.workers, pin_memory=pin)
 
     fused = "plain (--no-fuse)" if a.no_fuse else f"fused Inception blocks (backend {a.backend})"
     say(f"train: {a.variant} GoogLeNet {'with' if a.aux else 'without'} aux heads, {len(classes)} classes, {fused}; "
@@ -447,7 +447,7 @@ def _train(a: argparse.Namespace, procs: Processes) -> TrainResult:
         t_epoch = time.perf_counter()
         sampler.set_epoch(epoch)
         train_samples.set_epoch(epoch)
-        torch.manual_seed(_data.seed_of(a.seed, epoch, procs.rank))  # dropout: per process, per epoch
+        torch.manual_seed(data.seed_of(a.seed, epoch, procs.rank))  # dropout: per process, per epoch
         lr = optimizer.param_groups[0]["lr"]
         n_steps = steps_per_epoch if a.max_steps is None else min(steps_per_epoch, a.max_steps - step)
         net.train()
@@ -458,7 +458,7 @@ def _train(a: argparse.Namespace, procs: Processes) -> TrainResult:
                   leave=False, dynamic_ncols=True) as bar:
             t0 = time.perf_counter()
             for i in range(n_steps):
-                x, y = _data.check_batch(next(batches))
+                x, y = data.check_batch(next(batches))
                 x = x.to(dev, non_blocking=True).contiguous(memory_format=fmt)
                 y = y.to(dev, non_blocking=True)
                 optimizer.zero_grad(set_to_none=True)
@@ -496,8 +496,8 @@ def _train(a: argparse.Namespace, procs: Processes) -> TrainResult:
             print(f"epoch {epoch}/{a.epochs}  step {step}  loss {row['loss']:.4f}  top1 {_fmt(top1, '.2f', '%')}  "
                   f"top5 {_fmt(top5, '.2f', '%')}{ema_txt}  lr {lr:.6g}  {row['images_per_s']:.1f} img/s  "
                   f"{row['seconds']:.1f} s", flush=True)
-            _checkpoint.save({
-                "format": _checkpoint.FORMAT, "version": _checkpoint.VERSION,
+            checkpoint.save({
+                "format": checkpoint.FORMAT, "version": checkpoint.VERSION,
                 "variant": a.variant, "num_classes": len(classes), "aux_logits": bool(a.aux),
                 "transform_input": transform_input, "image_size": a.image_size, "classes": list(classes),
                 "model": net.state_dict(),

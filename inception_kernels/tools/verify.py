@@ -41,7 +41,7 @@ from ..ops import BACKEND_CHOICES
 from ..spec import GOOGLENET_INCEPTIONS, InceptionSpec
 from ..testing import TOLERANCES as _TOLERANCE_TABLE
 from ..testing import make_inception_inputs, randomize_batchnorm, three_way_tolerance
-from ._ui import dtype_name, progress as _progress
+from .ui import dtype_name, progress as _progress
 
 #: ``(atol, rtol)`` per dtype; the tolerance of a tensor is ``atol + rtol * max|expected|``.
 #: fp32 leaves room for a different accumulation order (and TF32 off: verify disables it).
@@ -333,7 +333,7 @@ def run(layers: Optional[Sequence[str]] = None, dtypes: Optional[Sequence[str]] 
     Args:
         layers: layer names of GOOGLENET_INCEPTIONS; default all nine (an empty sequence: none).
         dtypes: dtype names, either spelling (``"float32"`` or ``"fp32"``,
-            :func:`~inception_kernels.tools._ui.dtype_name`); default
+            :func:`~inception_kernels.tools.ui.dtype_name`); default
             :data:`DEFAULT_DTYPES` of the device (the interpreter: float32).
         batch, size: input batch and spatial size (the interpreter: batch 1).
         device: "cuda" or "cpu"; default: CUDA when available.

@@ -46,7 +46,7 @@ from typing import Optional, Sequence
 
 from ..._checks import OP_SCHEDULES
 from ...spec import GOOGLENET_INCEPTIONS, InceptionSpec
-from .._ui import DTYPE_SHORT, progress as _progress
+from ..ui import DTYPE_SHORT, progress as _progress
 from .facts import _HGMMA_SHAPE, cuda_kernel_facts, cuda_launch_facts, ptx_facts, sass_kernel_facts, ttgir_facts
 
 __all__ = [

@@ -6,7 +6,7 @@ import json
 import sys
 
 from ...spec import GOOGLENET_INCEPTIONS
-from .._ui import dtype_help, dtype_type, short_dtype
+from ..ui import dtype_help, dtype_type, short_dtype
 from .build import ARCHS, BATCH, build_report
 from .format import format_markdown, format_table
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .._ui import dtype_name, short_kernel
+from ..ui import dtype_name, short_kernel
 from .build import BATCH
 from .facts import _CUDA_LAUNCH_KERNELS
 
