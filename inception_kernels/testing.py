@@ -22,7 +22,8 @@ private modules move (issue 15: tests reach private helpers only through here):
 - :func:`backend_statuses`, :func:`cuda_status`, :func:`triton_interpreter_status`,
   :func:`interpreter_enabled`, :class:`BackendStatus`: which backends can run here, and why not;
   :func:`measured_key` / :func:`find_measured`: how ``backend="auto"`` looks a call up in the
-  measured table.
+  measured table; :func:`measured_table` / :func:`override_measured`: that table, and another
+  one for the duration of a block.
 - :func:`extension_status`, :func:`extension_library_path`, :func:`extension_ops_registered`:
   the CUDA extension's build/load state.
 - :data:`OP_SCHEDULES`: the schedules each backend's op accepts.
@@ -30,11 +31,15 @@ private modules move (issue 15: tests reach private helpers only through here):
   :func:`dense_strides`, :data:`WGRAD_SPLIT`, :class:`PixelSplitRule`, :func:`pixel_split`: the
   layout contracts both backends share.
 - :func:`triton_forward` / :func:`triton_backward`: the Triton launchers themselves, below the
-  op (imported on first call: the kernel modules import Triton).
+  op (imported on first call: the kernel modules import Triton); :func:`triton_target` and
+  :func:`triton_forward_plan`: the GPU they tile for and the forward's plan.
+- :func:`override_wgrad_split`: run the backward with another weight-gradient split rule.
+- :func:`googlenet_min_input_size`: the smallest input of a GoogLeNet variant.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Iterator, NamedTuple, Optional, Union
@@ -58,7 +63,8 @@ __all__ = [
     "extension_status", "extension_library_path", "extension_ops_registered", "OP_SCHEDULES",
     "GradLayout", "grad_layout", "split_grads", "output_memory_format", "dense_strides", "WGRAD_SPLIT",
     "PixelSplitRule", "pixel_split", "measured_key", "find_measured",
-    "triton_forward", "triton_backward", "triton_target",
+    "triton_forward", "triton_backward", "triton_target", "triton_forward_plan",
+    "googlenet_min_input_size", "override_wgrad_split", "measured_table", "override_measured",
 ]
 
 # ---------------------------------------------------------------------------------------- inputs
@@ -456,3 +462,91 @@ def triton_backward(grad_y, x, y, r3, r5, weights, biases, kernel_sizes=(3, 5), 
     from .triton.backward import _inception_backward
 
     return _inception_backward(grad_y, x, y, r3, r5, weights, biases, kernel_sizes, activation, **kwargs)
+
+
+def triton_forward_plan(channels, kernel_sizes, n: int, h: int, w: int, dtype: torch.dtype, *, arch: int,
+                        sms: Optional[int], schedule: str = "auto"):
+    """The Triton forward's plan (schedule, tiles, grid) for one call, as its launcher makes it,
+    for a GPU of compute capability ``arch`` (e.g. 90) with ``sms`` multiprocessors (None: the
+    interpreter). Needs no GPU. For tests and tools that check a plan or model its cost.
+
+    Args:
+        channels: ``(in, 1x1, 3x3red, 3x3, 5x5red, 5x5, pool_proj)``.
+        kernel_sizes: the two spatial kernel sizes, e.g. ``(3, 5)``.
+        n, h, w: batch and image size.
+        dtype: the input dtype.
+        arch, sms: the target GPU.
+        schedule: ``"auto"``, ``"one_launch"`` or ``"two_launch"``.
+
+    Returns:
+        The launcher's ``ForwardPlan``.
+
+    Raises:
+        ValueError: what the planner refuses (e.g. an unknown schedule).
+    """
+    from .triton._config import Target
+    from .triton.inception_fwd import _plan
+
+    return _plan(channels, kernel_sizes, n, h, w, dtype, Target(arch, sms), schedule)
+
+
+def googlenet_min_input_size(variant: str, aux_heads: bool, last_map: int = 1) -> int:
+    """The smallest H (or W) at which every layer of a GoogLeNet ``variant`` (``"paper"`` or
+    ``"torchvision"``) has a non-empty output (:attr:`GoogLeNet.min_input_size` for a built
+    model); with ``last_map`` > 1, the smallest at which the last Inception maps (5a/5b) are at
+    least ``last_map`` x ``last_map``. For tests that want the smallest real-size input."""
+    from .models.googlenet import _min_input_size
+
+    return _min_input_size(variant, aux_heads, last_map)
+
+
+@contextlib.contextmanager
+def override_wgrad_split(rule: PixelSplitRule) -> Iterator[None]:
+    """Inside the block, both backends' backward split the weight gradients' reduction over
+    pixels by ``rule`` instead of :data:`WGRAD_SPLIT` (e.g. ``dataclasses.replace(WGRAD_SPLIT,
+    min_pixels=1)`` to get several partial sums from a small problem). :data:`WGRAD_SPLIT` here
+    keeps naming the shipped rule. For tests only; not thread-safe.
+
+    Raises:
+        TypeError: ``rule`` is not a :class:`PixelSplitRule`.
+    """
+    from . import _layout
+
+    if not isinstance(rule, PixelSplitRule):
+        raise TypeError(f"override_wgrad_split: rule must be a PixelSplitRule, got {type(rule).__name__}")
+    shipped = _layout.WGRAD_SPLIT
+    _layout.WGRAD_SPLIT = rule
+    try:
+        yield
+    finally:
+        _layout.WGRAD_SPLIT = shipped
+
+
+def measured_table() -> tuple:
+    """The table ``backend="auto"`` reads now: the CUDA kernels' entries verified and measured
+    faster than Triton (inception_kernels/_measured.py; see :func:`measured_key`), or the
+    override of :func:`override_measured`. For tests and tools."""
+    from . import _measured
+
+    return _measured.CUDA_FASTER
+
+
+@contextlib.contextmanager
+def override_measured(table) -> Iterator[None]:
+    """Inside the block, ``backend="auto"`` reads ``table`` (a sequence of entry dicts, each with
+    the :func:`measured_key` fields) instead of the committed measured table; the committed one
+    is back after the block. For tests only; not thread-safe.
+
+    Raises:
+        TypeError: ``table`` is not a list or tuple of dicts.
+    """
+    from . import _measured
+
+    if not isinstance(table, (list, tuple)) or not all(isinstance(e, dict) for e in table):
+        raise TypeError(f"override_measured: table must be a list or tuple of dicts, got {table!r:.80}")
+    committed = _measured.CUDA_FASTER
+    _measured.CUDA_FASTER = tuple(table)
+    try:
+        yield
+    finally:
+        _measured.CUDA_FASTER = committed

@@ -1,16 +1,20 @@
 """Backend "auto" picks the CUDA C++ kernels only where a committed GPU run measured them correct
-and faster than Triton (inception_kernels/_measured.py, read by _backends.auto_picks_cuda).
+and faster than Triton (inception_kernels/_measured.py, read by _backends.auto_picks_cuda; tests swap it with
+inception_kernels.testing.override_measured).
 
 On the CPU the selection runs on fake CUDA tensors (FakeTensorMode needs no device) with the
 device query and the extension's availability replaced; the GPU test runs the real op.
 """
+
+import contextlib
 
 import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 import inception_kernels as ik
-from inception_kernels import GOOGLENET_INCEPTIONS, _backends, _measured, ops
+from inception_kernels import GOOGLENET_INCEPTIONS, _backends, ops
+from inception_kernels.testing import measured_table, override_measured
 
 SPEC = GOOGLENET_INCEPTIONS["3a"]
 DEVICE = ("NVIDIA H200", "9.0")
@@ -31,6 +35,13 @@ def _entry(**changes):
 
 
 @pytest.fixture
+def measured():
+    """``measured(table)``: auto reads ``table`` for the rest of the test."""
+    with contextlib.ExitStack() as stack:
+        yield lambda table: stack.enter_context(override_measured(table))
+
+
+@pytest.fixture
 def fake_device(monkeypatch):
     """A CUDA device named DEVICE on which the CUDA backend runs."""
     monkeypatch.setattr(_backends, "_device_identity", lambda index: DEVICE)
@@ -39,7 +50,7 @@ def fake_device(monkeypatch):
 
 def test_the_committed_table_is_empty_and_auto_keeps_triton(monkeypatch):
     """No GPU run is committed: auto never picks cuda and never queries the device."""
-    assert _measured.CUDA_FASTER == ()
+    assert measured_table() == ()
 
     def no_query(index):
         raise AssertionError("the device was queried with an empty table")
@@ -48,12 +59,11 @@ def test_the_committed_table_is_empty_and_auto_keeps_triton(monkeypatch):
     assert ops._resolve_backend("auto", _fake_cuda_x(), SPEC) == "triton"
 
 
-def test_auto_picks_cuda_where_measured(monkeypatch, fake_device):
-    monkeypatch.setattr(_measured, "CUDA_FASTER", (_entry(),))
+def test_auto_picks_cuda_where_measured(measured, fake_device):
+    measured((_entry(),))
     assert ops._resolve_backend("auto", _fake_cuda_x(), SPEC) == "cuda"
     # JSON-like lists match as well as tuples
-    monkeypatch.setattr(_measured, "CUDA_FASTER", (_entry(channels=[192, 64, 96, 128, 16, 32, 32],
-                                                          kernel_sizes=[3, 5]),))
+    measured((_entry(channels=[192, 64, 96, 128, 16, 32, 32], kernel_sizes=[3, 5]),))
     assert ops._resolve_backend("auto", _fake_cuda_x(), SPEC) == "cuda"
 
 
@@ -62,13 +72,13 @@ def test_auto_picks_cuda_where_measured(monkeypatch, fake_device):
     dict(channels=(256, 128, 128, 192, 32, 96, 64)), dict(kernel_sizes=(3, 3)), dict(activation="none"),
     dict(height=14), dict(width=14), dict(channels_last=False),
 ])
-def test_auto_keeps_triton_on_any_other_key(monkeypatch, fake_device, change):
-    monkeypatch.setattr(_measured, "CUDA_FASTER", (_entry(**change),))
+def test_auto_keeps_triton_on_any_other_key(measured, fake_device, change):
+    measured((_entry(**change),))
     assert ops._resolve_backend("auto", _fake_cuda_x(), SPEC) == "triton"
 
 
-def test_auto_keeps_triton_for_other_calls(monkeypatch, fake_device):
-    monkeypatch.setattr(_measured, "CUDA_FASTER", (_entry(),))
+def test_auto_keeps_triton_for_other_calls(measured, fake_device):
+    measured((_entry(),))
     assert ops._resolve_backend("auto", _fake_cuda_x(torch.float16), SPEC) == "triton"
     assert ops._resolve_backend("auto", _fake_cuda_x(hw=(28, 27)), SPEC) == "triton"
     assert ops._resolve_backend("auto", _fake_cuda_x(channels_last=False), SPEC) == "triton"
@@ -78,21 +88,21 @@ def test_auto_keeps_triton_for_other_calls(monkeypatch, fake_device):
     assert ops._resolve_backend("triton", _fake_cuda_x(), SPEC) == "triton"
 
 
-def test_auto_keeps_triton_where_the_cuda_backend_cannot_run(monkeypatch, fake_device):
-    monkeypatch.setattr(_measured, "CUDA_FASTER", (_entry(),))
+def test_auto_keeps_triton_where_the_cuda_backend_cannot_run(monkeypatch, measured, fake_device):
+    measured((_entry(),))
     monkeypatch.setattr(_backends, "_cuda_backend_runs", lambda: False)
     assert ops._resolve_backend("auto", _fake_cuda_x(), SPEC) == "triton"
 
 
-def test_auto_never_picks_cuda_for_cpu_tensors(monkeypatch, fake_device):
-    monkeypatch.setattr(_measured, "CUDA_FASTER", (_entry(),))
+def test_auto_never_picks_cuda_for_cpu_tensors(measured, fake_device):
+    measured((_entry(),))
     x = torch.empty(1, SPEC.in_channels, 28, 28, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
     assert ops._resolve_backend("auto", x, SPEC) in ("triton", "reference")
 
 
 @pytest.mark.gpu
 @pytest.mark.cuda_ext
-def test_auto_runs_the_cuda_kernels_where_the_table_says(monkeypatch):
+def test_auto_runs_the_cuda_kernels_where_the_table_says(measured):
     """The real device query and the real op: with this device's entry in the table, "auto"
     launches the CUDA extension's kernels, eagerly and under torch.compile."""
     from inception_kernels.testing import count_launches
@@ -102,7 +112,7 @@ def test_auto_runs_the_cuda_kernels_where_the_table_says(monkeypatch):
     x = x.contiguous(memory_format=torch.channels_last)
     ws = [torch.randn(s, device="cuda", dtype=torch.bfloat16) * 0.05 for s in spec.weight_shapes]
     name, cap = _backends._device_identity(torch.cuda.current_device())
-    monkeypatch.setattr(_measured, "CUDA_FASTER", (dict(_backends.measured_key(x, spec, name, cap), source="test"),))
+    measured((dict(_backends.measured_key(x, spec, name, cap), source="test"),))
     with count_launches(cuda=True) as launches:
         y = ik.fused_inception(x, ws, None)
     assert launches.triton == 0 and any("inception_fwd_kernel" in k for k in launches.cuda_kernels), launches

@@ -513,9 +513,9 @@ def test_torchvision_googlenet_trains_fused_like_unfused():
     kernels train the whole network in the gpu-marked test below, and here real blocks
     (test_train_fp64_matches_torchvision and the other training tests). 47x47 is the smallest input at which the last blocks'
     maps are 2x2, so every 3x3 conv mixes neighbours (GoogLeNet's docstring)."""
-    from inception_kernels.models.googlenet import _min_input_size
+    from inception_kernels.testing import googlenet_min_input_size
 
-    size = _min_input_size("torchvision", aux_heads=True, last_map=2)
+    size = googlenet_min_input_size("torchvision", aux_heads=True, last_map=2)
     torch.manual_seed(0)
     model = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True, num_classes=10).double()
     fused = ik.fuse(copy.deepcopy(model), backend="reference")

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 import inception_kernels as ik
-from inception_kernels import GOOGLENET_INCEPTIONS, InceptionSpec, _layout, reference
-from inception_kernels.testing import count_launches
+from inception_kernels import GOOGLENET_INCEPTIONS, InceptionSpec, reference
+from inception_kernels.testing import WGRAD_SPLIT, count_launches, override_wgrad_split
 from inception_kernels.testing import THREE_WAY_ATOL, assert_three_way, make_inception_inputs, tolerance
 
 from _support import make_relu_inputs as _make
@@ -169,13 +169,20 @@ def test_layouts(channels_last, grad_layout, device, backend):
     _check(backend, SMALL, 2, 5, 3, torch.float64, device, channels_last=channels_last, grad_layout=grad_layout)
 
 
-def test_many_pixel_tiles_and_pixel_splits(device, monkeypatch):
+@pytest.fixture
+def split_small():
+    """Several partial sums per weight gradient even on a small problem (the split rule both
+    backends take from _layout, with no minimum of pixels per split)."""
+    with override_wgrad_split(dataclasses.replace(WGRAD_SPLIT, min_pixels=1)):
+        yield
+
+
+def test_many_pixel_tiles_and_pixel_splits(device, split_small):
     """More pixels than one tile, and weight gradients reduced over several pixel splits."""
     import inception_kernels.triton.backward as bw
 
     from inception_kernels.testing import triton_target as target_of
 
-    monkeypatch.setattr(_layout, "WGRAD_SPLIT", dataclasses.replace(_layout.WGRAD_SPLIT, min_pixels=1))
     channels = (SMALL.in_channels, SMALL.ch1x1, SMALL.ch3x3red, SMALL.ch3x3, SMALL.ch5x5red, SMALL.ch5x5,
                 SMALL.pool_proj)
     plan = bw._backward_plan(channels, SMALL.kernel_sizes, 1, 9, 11, torch.float64, target_of(torch.device(device)),
@@ -240,11 +247,10 @@ def _assert_launches(launches, backend, stages):
     assert launches.aten == 0, launches.aten_ops
 
 
-def test_three_launches_no_aten_kernels_deterministic(device, monkeypatch, backend):
+def test_three_launches_no_aten_kernels_deterministic(device, split_small, backend):
     """The whole backward is 3 launches and no other kernel (no fill, sum or copy),
-    and bitwise reproducible, also under ``torch.use_deterministic_algorithms(True)``."""
-    # several partial sums per gradient (the split rule both backends take from _layout)
-    monkeypatch.setattr(_layout, "WGRAD_SPLIT", dataclasses.replace(_layout.WGRAD_SPLIT, min_pixels=1))
+    and bitwise reproducible, also under ``torch.use_deterministic_algorithms(True)``;
+    with several partial sums per gradient (split_small)."""
     (x, ws, bs, grad_y, y, r3, r5), _ = _small_problem(device, n=1, h=5, w=4)
     with count_launches(cuda=backend == "cuda") as launches:
         first = _run(backend, x, ws, bs, grad_y, y, r3, r5, (3, 5), "relu")

@@ -346,12 +346,11 @@ def test_model_bytes_by_hand():
     saved reduce buffers (written once; the two-launch schedule reads them back)."""
     import dataclasses
 
+    from inception_kernels.testing import triton_forward_plan
     from inception_kernels.tools.report import model
-    from inception_kernels.triton._config import Target
-    from inception_kernels.triton.inception_fwd import _plan
 
     channels, ks = (16, 8, 4, 8, 2, 4, 4), (3, 5)
-    plan = _plan(channels, ks, 1, 8, 8, torch.float16, Target(90, 132), "one_launch")
+    plan = triton_forward_plan(channels, ks, 1, 8, 8, torch.float16, arch=90, sms=132, schedule="one_launch")
     nhw, elt = 64, 2
     params = 16 * (8 + 4 + 2 + 4) + 9 * 4 * 8 + 25 * 2 * 4
     x, y, r = nhw * 16 * elt, nhw * 24 * elt, nhw * (16 + 16) * elt  # reduce channels padded to 16
@@ -360,7 +359,8 @@ def test_model_bytes_by_hand():
     (one,) = model.forward_launches(plan, channels, ks, nhw, elt, save_reduce=False)
     assert one.dram_bytes == x + y + params * elt
     assert one.macs == sum(plan.gemm_macs(channels, ks, nhw).values()) and one.l2_bytes > one.dram_bytes
-    two = dataclasses.replace(_plan(channels, ks, 1, 8, 8, torch.float16, Target(90, 132), "two_launch"))
+    two = dataclasses.replace(triton_forward_plan(channels, ks, 1, 8, 8, torch.float16, arch=90, sms=132,
+                                                  schedule="two_launch"))
     first, second = model.forward_launches(two, channels, ks, nhw, elt, save_reduce=False)
     assert first.dram_bytes == x + nhw * (8 + 4) * elt + r + 16 * (8 + 4 + 2 + 4) * elt
     assert second.dram_bytes == r + nhw * (8 + 4) * elt + (9 * 4 * 8 + 25 * 2 * 4) * elt

@@ -117,3 +117,62 @@ def test_testing_imports_only_torch_and_the_library():
             "'inception_kernels.cli', 'inception_kernels.report', 'inception_kernels.bench'))]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+def test_override_wgrad_split_applies_inside_the_block_only():
+    """The backward's split rule is the override inside the block, the shipped one after it (also
+    after an exception), and a non-rule is refused by name."""
+    import dataclasses
+
+    from inception_kernels.testing import WGRAD_SPLIT, override_wgrad_split, pixel_split
+
+    nothing_small = dataclasses.replace(WGRAD_SPLIT, min_pixels=1)
+    shipped = pixel_split(64, 1, 1)[0]
+    assert shipped == 1, "64 pixels are below the shipped minimum per split"
+    with override_wgrad_split(nothing_small):
+        assert pixel_split(64, 1, 1)[0] > 1
+    assert pixel_split(64, 1, 1)[0] == shipped
+    with pytest.raises(RuntimeError, match="inside"), override_wgrad_split(nothing_small):
+        raise RuntimeError("inside")
+    assert pixel_split(64, 1, 1)[0] == shipped
+    with pytest.raises(TypeError, match="rule must be a PixelSplitRule, got dict"):
+        with override_wgrad_split({"min_pixels": 1}):
+            pass
+
+
+def test_googlenet_min_input_size_is_the_models():
+    """The door gives what a built model reports, and a larger size for a larger last map."""
+    from inception_kernels.models import GoogLeNet
+    from inception_kernels.testing import googlenet_min_input_size
+
+    for variant in ("paper", "torchvision"):
+        for aux in (False, True):
+            model = GoogLeNet(variant=variant, aux_logits=aux, num_classes=10, init_weights=False)
+            assert googlenet_min_input_size(variant, aux) == model.min_input_size, (variant, aux)
+    assert googlenet_min_input_size("torchvision", True, last_map=2) > googlenet_min_input_size("torchvision", True)
+
+
+def test_triton_forward_plan_takes_the_schedule_and_target():
+    """The forward's plan for a GPU given by arch and SMs, with the schedule asked for."""
+    from inception_kernels.testing import triton_forward_plan
+
+    channels, ks = (16, 8, 4, 8, 2, 4, 4), (3, 5)
+    for schedule in ("one_launch", "two_launch"):
+        plan = triton_forward_plan(channels, ks, 1, 8, 8, torch.float16, arch=90, sms=132, schedule=schedule)
+        assert plan.schedule == schedule
+
+
+def test_override_measured_applies_inside_the_block_only():
+    """auto's table is the override inside the block, the committed one after it, and a table
+    that is not a sequence of dicts is refused."""
+    from inception_kernels.testing import measured_table, override_measured
+
+    committed = measured_table()
+    entry = {"device": "X", "source": "test"}
+    with override_measured([entry]):
+        assert measured_table() == (entry,)
+    assert measured_table() is committed
+    with pytest.raises(TypeError, match="table must be a list or tuple of dicts"):
+        with override_measured("not a table"):
+            pass
+    assert measured_table() is committed
