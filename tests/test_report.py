@@ -622,8 +622,8 @@ def _report_with(cuda):
 def test_report_tables_list_cuda_kernels(cuda_facts):
     """The text table and the Markdown table have one row per CUDA kernel and arch, with its
     registers, spills, shared memory and tensor-core counts."""
-    from inception_kernels.tools.ui import short_kernel
     from inception_kernels.tools.report import format_markdown, format_table
+    from inception_kernels.tools.ui import short_kernel
 
     facts, _ = cuda_facts
     md = format_markdown(_report_with(facts)).splitlines()
