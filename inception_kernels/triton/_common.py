@@ -7,10 +7,10 @@ i.e. by ``dh * W + dw`` flat pixels, and is valid when ``(h + dh, w + dw)`` lies
 (zero padding otherwise, ``-inf`` for the max-pool). ``H`` and ``W`` are compile-time
 constants of every kernel of the forward and the backward (one specialization per layer), so
 these divisions are cheap and the compiler can prove the alignment of every operand load.
-:func:`_pixel_rows` and :func:`_tap_ok` also take them as runtime integers (the BatchNorm
-training kernels, ``triton/batchnorm_train.py``, compile once for every image size): a Triton
-call specializes on the constexpr-ness of its arguments, not on the callee's annotations, so
-the constexpr callers compile exactly as before.
+:func:`_tap_ok` also takes them as runtime integers (the BatchNorm training kernels,
+``triton/batchnorm_train.py``, compile once for every image size): a Triton call specializes
+on the constexpr-ness of its arguments, not on the callee's annotations, so the constexpr
+callers compile exactly as before.
 
 Activations are addressed by element strides ``(s_n, s_c, s_h, s_w)``: channels_last tensors
 (``s_c == 1``, the fast path) give 16-byte vector loads; any other layout is correct, only
@@ -27,7 +27,7 @@ import triton.language as tl
 
 
 @triton.jit
-def _pixel_rows(p, NHW, s_n, s_h, s_w, H, W):
+def _pixel_rows(p, NHW, s_n, s_h, s_w, H: tl.constexpr, W: tl.constexpr):
     """Flat pixels ``p`` (int32 ``[BM]``) -> ``(offset, h, w, ok)``.
 
     ``offset`` (int64) is the element offset of channel 0 of each pixel for a tensor of pixel

@@ -60,21 +60,22 @@ Not a traceable custom op (an autograd Function that updates the running statist
 ``torch.compile`` runs the reference path instead (``batchnorm._resolve_bn_backend``).
 
 Static figures (``tests/test_batchnorm_compile.py``: GoogLeNet 3a, fp16, batch 256, sm_90, 8
-warps, ``triton.compile`` without a GPU): 0 spill bytes in all 8 launches; 70-242 registers
-with Triton 3.8, 40-230 with 3.6 (``_bwd_grads_kernel`` stage 1 the highest); HGMMA in every
+warps, ``triton.compile`` without a GPU): 0 spill bytes in all 8 launches; 70-238 registers
+with Triton 3.8, 40-241 with 3.6 (``_bwd_grads_kernel`` stage 1 the highest); HGMMA in every
 conv launch. Not tuned: no timing was possible here (no GPU), and the tiles are one fixed
 choice (``_config.bn_training_tiles``).
 
 Shared with the forward and backward kernels (``_common``, ``_config``): the tile names ``BM``,
-``BN``, ``BK``, the pixel decomposition (``_pixel_rows``, here with runtime ``H``, ``W``: these
-kernels are compiled once for all image sizes), the tap bounds (``_tap_ok``), the activation
-(``_act``), ``tl.dot``'s precision (``dot_precision``). Kept here, because they differ: the
-tiling (:func:`_config.bn_training_tiles`, not ``gemm_tiles``: persistent multi-job programs,
-64 x 64 tiles, 8 warps, one stage); the conv bias, added to the finished reduction (``z = conv + b``),
-where the forward's ``_bias_acc`` starts the accumulator at the bias (other rounding);
-the max-pool (:func:`_pool_scan`: PyTorch's first-maximum rule, which the backward's argmax
-must reproduce, where ``_pool_tile`` takes ``tl.maximum``); the reduction order of the convs
-(tap-major loops over runtime channel counts, not ``_tap_of``'s flat constexpr ``K``).
+``BN``, ``BK``, the tap bounds (``_tap_ok``, here with runtime ``H``, ``W``: these kernels are
+compiled once for all image sizes), the activation (``_act``), ``tl.dot``'s precision
+(``dot_precision``). Kept here, because they differ: the tiling
+(:func:`_config.bn_training_tiles`, not ``gemm_tiles``: persistent multi-job programs, 64 x 64
+tiles, 8 warps, one stage); the pixel decomposition (:func:`_pixel_nhw`, cheaper in registers
+than ``_pixel_rows`` with runtime ``H``, ``W``); the conv bias, added to the finished reduction
+(``z = conv + b``), where the forward's ``_bias_acc`` starts the accumulator at the bias (other
+rounding); the max-pool (:func:`_pool_scan`: PyTorch's first-maximum rule, which the backward's
+argmax must reproduce, where ``_pool_tile`` takes ``tl.maximum``); the reduction order of the
+convs (tap-major loops over runtime channel counts, not ``_tap_of``'s flat constexpr ``K``).
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ import triton.language as tl
 
 from ._launches import _launch
 from .._layout import output_memory_format
-from ._common import _act, _pixel_rows, _tap_ok
+from ._common import _act, _tap_ok
 from ._config import bn_training_tiles, dot_precision, target_of
 
 __all__ = ["bn_training_forward", "bn_training_backward", "fused_inception_bn_training", "launch_plan"]
@@ -318,12 +319,22 @@ def _conv_acc(
 
 
 @triton.jit
+def _pixel_nhw(p, P, H, W):
+    """Flat pixels ``p`` -> ``(n64, h, w, ok)``: the int64 image, row and column of each pixel,
+    ``ok`` is ``p < P``. These kernels address several tensors, each by its own strides, from one
+    ``(n, h, w)``, and take ``H``, ``W`` at run time: ``_common._pixel_rows`` (constexpr ``H``,
+    ``W``; clamps masked rows first) costs 22 more registers in ``_fwd_conv_kernel`` stage 1
+    with runtime ``H``, ``W`` (sm_90, Triton 3.8: 102 against 80)."""
+    HW = H * W
+    hw = p % HW
+    return (p // HW).to(tl.int64), hw // W, hw % W, p < P
+
+
+@triton.jit
 def _pixel_tile(pt, P, H, W, BM: tl.constexpr):
-    """Pixel tile ``pt`` of the flat ``N*H*W`` pixels: ``(p, n64, h, w, ok)``, ``n64`` the int64
-    image of each pixel (``_common._pixel_rows`` with unit image stride: these kernels address
-    several tensors, each by its own strides, from one ``(n, h, w)``)."""
+    """Pixel tile ``pt`` of the flat ``N*H*W`` pixels: ``(p, n64, h, w, ok)`` (:func:`_pixel_nhw`)."""
     p = pt * BM + tl.arange(0, BM)
-    n64, h, w, ok = _pixel_rows(p, P, 1, 0, 0, H, W)
+    n64, h, w, ok = _pixel_nhw(p, P, H, W)
     return p, n64, h, w, ok
 
 
@@ -746,7 +757,7 @@ def _wgrad_job(
     p_end = tl.minimum((s + 1) * p_split, P)
     for p0 in range(s * p_split, p_end, BK):
         p = p0 + tl.arange(0, BK)
-        n64, h, w, ok = _pixel_rows(p, p_end, 1, 0, 0, H, W)
+        n64, h, w, ok = _pixel_nhw(p, p_end, H, W)
         g = tl.load(dz_ptr + p.to(tl.int64)[:, None] * CZ + co[None, :], mask=ok[:, None] & co_ok[None, :], other=0.0)
         if KS == 1:
             a = _operand(n64, h, w, ok, ci, col_ok, H, W, a_src, a_n, a_h, a_w, a_c,
@@ -807,11 +818,12 @@ def _pool_scan(
     backward here needs the argmax of exactly the values the forward pooled."""
     best = tl.full([ok.shape[0], ci.shape[0]], float("-inf"), x_ptr.dtype.element_ty)
     arg = tl.full([ok.shape[0], ci.shape[0]], -1, tl.int32)
+    centre = n64 * sx_n + (h * sx_h + w * sx_w)
     for e in range(9):
-        qh = h + (e // 3 - 1)
-        qw = w + (e % 3 - 1)
-        m = (ok & _tap_ok(h, w, e // 3 - 1, e % 3 - 1, H, W))[:, None] & ci_ok[None, :]
-        v = tl.load(x_ptr + (n64 * sx_n + (qh * sx_h + qw * sx_w))[:, None] + (ci * sx_c)[None, :],
+        eh = e // 3 - 1
+        ew = e % 3 - 1
+        m = (ok & _tap_ok(h, w, eh, ew, H, W))[:, None] & ci_ok[None, :]
+        v = tl.load(x_ptr + (centre + (eh * sx_h + ew * sx_w))[:, None] + (ci * sx_c)[None, :],
                     mask=m, other=float("-inf"))
         take = (v > best) | (v != v)
         if ARG:
