@@ -89,7 +89,7 @@ def _assert_matches_reference(got, want, rtol, what):
 #: Tiles small enough that every loop of the kernels runs several times at small shapes: pixel
 #: tiles (40 pixels / 16), channel tiles (17 > 16), partial-sum blocks (3 tiles / 2 rows),
 #: finishing blocks, weight-gradient splits (with _MIN_PIXELS_PER_SPLIT = 8: 5 splits).
-_TINY_TILES = dict(BLOCK_M=16, BLOCK_N=16, BLOCK_K=16, BLOCK_T=2, BLOCK_E=64, num_warps=4, num_stages=1)
+_TINY_TILES = dict(BM=16, BN=16, BK=16, BLOCK_T=2, BLOCK_E=64, num_warps=4, num_stages=1)
 #: Odd channel counts (in, 1x1, 3x3red, 3x3, 5x5red, 5x5, pool_proj).
 ODD = (20, 9, 10, 17, 3, 5, 4)
 
@@ -123,7 +123,7 @@ def test_triton_training_deterministic_multi_tile(tiles, monkeypatch, device):
     from inception_kernels.triton import batchnorm_train as bt
 
     if tiles == "tiny":
-        monkeypatch.setattr(bt, "_pick_config", lambda dtype, device: dict(_TINY_TILES))
+        monkeypatch.setattr(bt, "bn_training_tiles", lambda dtype, target: dict(_TINY_TILES))
         monkeypatch.setattr(bt, "_MIN_PIXELS_PER_SPLIT", 8)
     problem = _problem(ODD, 2, 5, 4, (3, 5), bias=True, affine=(True, False, True, True, False, True), device=device)
     grad = torch.randn(2, 9 + 17 + 5 + 4, 5, 4, generator=torch.Generator().manual_seed(4), dtype=torch.float64)

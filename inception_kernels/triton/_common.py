@@ -5,8 +5,12 @@ Every product of the fused op is an implicit GEMM whose rows are *flat pixels*
 consecutive flat pixels; it may straddle images. A KxK tap shifts a pixel by ``(dh, dw)``,
 i.e. by ``dh * W + dw`` flat pixels, and is valid when ``(h + dh, w + dw)`` lies in the image
 (zero padding otherwise, ``-inf`` for the max-pool). ``H`` and ``W`` are compile-time
-constants of every kernel (one specialization per layer), so these divisions are cheap and
-the compiler can prove the alignment of every operand load.
+constants of every kernel of the forward and the backward (one specialization per layer), so
+these divisions are cheap and the compiler can prove the alignment of every operand load.
+:func:`_tap_ok` also takes them as runtime integers (the BatchNorm training kernels,
+``triton/batchnorm_train.py``, compile once for every image size): a Triton call specializes
+on the constexpr-ness of its arguments, not on the callee's annotations, so the constexpr
+callers compile exactly as before.
 
 Activations are addressed by element strides ``(s_n, s_c, s_h, s_w)``: channels_last tensors
 (``s_c == 1``, the fast path) give 16-byte vector loads; any other layout is correct, only
@@ -40,7 +44,7 @@ def _pixel_rows(p, NHW, s_n, s_h, s_w, H: tl.constexpr, W: tl.constexpr):
 
 
 @triton.jit
-def _tap_ok(h, w, dh, dw, H: tl.constexpr, W: tl.constexpr):
+def _tap_ok(h, w, dh, dw, H, W):
     """``(h + dh, w + dw)`` lies inside the ``H x W`` image (broadcasting)."""
     hh = h + dh
     ww = w + dw

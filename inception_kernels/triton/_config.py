@@ -1,5 +1,5 @@
-"""Where the Triton kernels run and how they are tiled: the one config module of the forward
-and the backward (docs/design.md §4).
+"""Where the Triton kernels run and how they are tiled: the one config module of the forward,
+the backward and the BatchNorm-training kernels (docs/design.md §4, §9).
 
 A :class:`Target` is the GPU a launch compiles for -- its architecture and SM count. On a CUDA
 tensor it is read from the device; on a 'meta' tensor (ahead-of-time compiles and the static
@@ -29,8 +29,8 @@ from typing import Iterator, Optional
 
 import torch
 
-__all__ = ["Target", "target_of", "aot_target", "gemm_tiles", "dot_precision", "Tiles", "Machine", "MACHINES",
-           "machine_for", "tma_rows_ok", "pixel_row_stride", "tma_scratch"]
+__all__ = ["Target", "target_of", "aot_target", "gemm_tiles", "bn_training_tiles", "dot_precision", "Tiles",
+           "Machine", "MACHINES", "machine_for", "tma_rows_ok", "pixel_row_stride", "tma_scratch"]
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,27 @@ def gemm_tiles(dtype: torch.dtype, target: Target) -> Tiles:
         return Tiles(BM=64, BN=bn, BK=bk, stages=4, warps=4, maxnreg=168, ctas_per_sm=3)
     bk = {2: 32, 4: 16, 8: 16}[elt]
     return Tiles(BM=64, BN=bn, BK=bk, stages=4, warps=4, maxnreg=255, ctas_per_sm=2)
+
+
+def bn_training_tiles(dtype: torch.dtype, target: Target) -> dict:
+    """The tiling of the fused BatchNorm-training kernels (``triton/batchnorm_train.py``,
+    docs/design.md §9) for ``dtype`` on ``target``: ``BM``, ``BN``, ``BK`` as in
+    :func:`gemm_tiles`, ``BLOCK_T`` (partial-statistics rows reduced at a time), ``BLOCK_E``
+    (elements per finishing program), ``num_warps``, ``num_stages``.
+
+    Not :func:`gemm_tiles`: those persistent kernels run several jobs (GEMMs, statistics,
+    normalization) per program, each with its own live state, and were compiled without spills
+    at 64 x 64 tiles, 8 warps and one stage. On a GPU: 64 pixels x 64 channels per GEMM tile,
+    32 reduction channels (or pixels, for the weight gradients) per tensor-core dot for 16-bit
+    dtypes (16 for fp32 / fp64), statistics partials reduced 64 rows at a time, 256 elements per
+    finishing program. In Triton's interpreter (``target.sms`` None) the cost is per Triton op,
+    not per element, so the reduction steps are 64 and the finishing blocks 8192 (same code,
+    fewer loop trips).
+    """
+    if target.sms is None:
+        return dict(BM=64, BN=128, BK=64, BLOCK_T=16, BLOCK_E=8192, num_warps=4, num_stages=2)
+    bk = 32 if dtype.itemsize == 2 else 16
+    return dict(BM=64, BN=64, BK=bk, BLOCK_T=64, BLOCK_E=256, num_warps=8, num_stages=1)
 
 
 def dot_precision(dtype: torch.dtype, device: torch.device) -> str:

@@ -9,7 +9,7 @@ Forward, three launches:
 
 1. ``_fwd_conv_kernel`` (``STAGE=1``): the four convs that read ``x`` (1x1, 3x3-reduce,
    5x5-reduce; max-pool 3x3 -> 1x1 projection, pooled while loading), per tile of
-   ``BLOCK_M`` flat pixels x ``BLOCK_N`` channels: writes ``z`` (pre-BatchNorm, in the
+   ``BM`` flat pixels x ``BN`` channels: writes ``z`` (pre-BatchNorm, in the
    accumulator dtype) into ``Z [M, CZ]`` and per-tile partial statistics: the tile's sum and
    its sum of squared deviations from the tile mean (``PS``, ``PM`` ``[tiles, CZ]``).
 2. ``_fwd_conv_kernel`` (``STAGE=2``): each (persistent) program first finishes the two reduce
@@ -61,8 +61,21 @@ Not a traceable custom op (an autograd Function that updates the running statist
 
 Static figures (``tests/test_batchnorm_compile.py``: GoogLeNet 3a, fp16, batch 256, sm_90, 8
 warps, ``triton.compile`` without a GPU): 0 spill bytes in all 8 launches; 70-238 registers
-(``_bwd_grads_kernel`` stage 1 the highest); HGMMA in every conv launch. Not tuned: no timing
-was possible here (no GPU), and the tiles are one fixed choice (``_pick_config``).
+with Triton 3.8, 40-241 with 3.6 (``_bwd_grads_kernel`` stage 1 the highest); HGMMA in every
+conv launch. Not tuned: no timing was possible here (no GPU), and the tiles are one fixed
+choice (``_config.bn_training_tiles``).
+
+Shared with the forward and backward kernels (``_common``, ``_config``): the tile names ``BM``,
+``BN``, ``BK``, the tap bounds (``_tap_ok``, here with runtime ``H``, ``W``: these kernels are
+compiled once for all image sizes), the activation (``_act``), ``tl.dot``'s precision
+(``dot_precision``). Kept here, because they differ: the tiling
+(:func:`_config.bn_training_tiles`, not ``gemm_tiles``: persistent multi-job programs, 64 x 64
+tiles, 8 warps, one stage); the pixel decomposition (:func:`_pixel_nhw`, cheaper in registers
+than ``_pixel_rows`` with runtime ``H``, ``W``); the conv bias, added to the finished reduction
+(``z = conv + b``), where the forward's ``_bias_acc`` starts the accumulator at the bias (other
+rounding); the max-pool (:func:`_pool_scan`: PyTorch's first-maximum rule, which the backward's
+argmax must reproduce, where ``_pool_tile`` takes ``tl.maximum``); the reduction order of the
+convs (tap-major loops over runtime channel counts, not ``_tap_of``'s flat constexpr ``K``).
 """
 
 from __future__ import annotations
@@ -78,7 +91,8 @@ import triton.language as tl
 
 from ._launches import _launch
 from .._layout import output_memory_format
-from ._config import dot_precision
+from ._common import _act, _tap_ok
+from ._config import bn_training_tiles, dot_precision, target_of
 
 __all__ = ["bn_training_forward", "bn_training_backward", "fused_inception_bn_training", "launch_plan"]
 
@@ -135,7 +149,7 @@ def _finish_stats(
     P,  # pixels (N*H*W)
     c,  # [BLOCK_C] columns (channels in CZ)
     c_ok,
-    BLOCK_M: tl.constexpr,  # pixels per tile (the last tile holds P - (n_pt - 1) * BLOCK_M)
+    BM: tl.constexpr,  # pixels per tile (the last tile holds P - (n_pt - 1) * BM)
     BLOCK_T: tl.constexpr,
     ACC: tl.constexpr,
 ):
@@ -149,7 +163,7 @@ def _finish_stats(
         r64 = r.to(tl.int64)
         s = tl.load(ps_ptr + r64[:, None] * CZ + c[None, :], mask=ok, other=0.0).to(ACC)
         q = tl.load(pm_ptr + r64[:, None] * CZ + c[None, :], mask=ok, other=0.0).to(ACC)
-        cnt = tl.maximum(tl.minimum(P - r * BLOCK_M, BLOCK_M), 1).to(ACC)[:, None]
+        cnt = tl.maximum(tl.minimum(P - r * BM, BM), 1).to(ACC)[:, None]
         d = s / cnt - mean[None, :]
         m2 += tl.sum(tl.where(ok, q + cnt * d * d, 0.0), axis=0)
     return mean, m2
@@ -224,29 +238,19 @@ def _operand(
     """One ``[R, C]`` operand tile of an implicit GEMM, zero outside the image and the channels.
 
     MODE 0/1 return x's dtype, MODE 2/3 the accumulator dtype."""
-    inside = row_ok & (h >= 0) & (h < H) & (w >= 0) & (w < W)
+    inside = row_ok & _tap_ok(h, w, 0, 0, H, W)
     mask = inside[:, None] & ci_ok[None, :]
     off = n64 * s_n + (h * s_h + w * s_w)
     if MODE == 0:
         v = tl.load(src_ptr + off[:, None] + (ci * s_c)[None, :], mask=mask, other=0.0)
     elif MODE == 1:
-        # PyTorch's max_pool2d 3x3/s1/p1: -inf padding, NaN propagates
-        v = tl.full(mask.shape, float("-inf"), src_ptr.dtype.element_ty)
-        for e in range(9):
-            eh = e // 3 - 1
-            ew = e % 3 - 1
-            ok = inside & (h + eh >= 0) & (h + eh < H) & (w + ew >= 0) & (w + ew < W)
-            q = tl.load(src_ptr + (off + (eh * s_h + ew * s_w))[:, None] + (ci * s_c)[None, :],
-                        mask=ok[:, None] & ci_ok[None, :], other=float("-inf"))
-            v = tl.where((q > v) | (q != q), q, v)
+        v, _arg = _pool_scan(src_ptr, s_n, s_c, s_h, s_w, n64, h, w, inside, H, W, ci, ci_ok, False)
         v = tl.where(mask, v, 0.0)
     else:
         z = tl.load(src_ptr + off[:, None] + (ci * s_c)[None, :], mask=mask, other=0.0)
         xhat, u, g, rstd = _bn_unit(z, st_ptr, CZ, g_ptr, be_ptr, ci, ci_ok, HAS_G, HAS_BE, ACC)
         if MODE == 2:
-            if RELU:
-                u = tl.maximum(u, 0.0, propagate_nan=tl.PropagateNan.ALL)
-            v = tl.where(mask, u, 0.0)
+            v = tl.where(mask, _act(u, RELU), 0.0)
         else:
             doff = n64 * d_n + (h * d_h + w * d_w)
             dy = tl.load(dy_ptr + doff[:, None] + (ci * d_c)[None, :], mask=mask, other=0.0).to(ACC)
@@ -260,8 +264,8 @@ def _operand(
 
 @triton.jit
 def _conv_acc(
-    acc,  # [BLOCK_M, BLOCK_N] accumulator
-    n64,  # [BLOCK_M] pixels of the output rows
+    acc,  # [BM, BN] accumulator
+    n64,  # [BM] pixels of the output rows
     h,
     w,
     row_ok,
@@ -276,7 +280,7 @@ def _conv_acc(
     w_sn,
     w_sh,
     w_sw,
-    co,  # [BLOCK_N] output columns
+    co,  # [BN] output columns
     co_ok,
     KS: tl.constexpr,  # odd kernel size, "same" padding
     FLIP: tl.constexpr,  # transposed conv: the source pixel of tap d is the output pixel - d
@@ -286,7 +290,7 @@ def _conv_acc(
     RELU: tl.constexpr,
     DT: tl.constexpr,  # operand dtype of tl.dot
     ACC: tl.constexpr,
-    BLOCK_K: tl.constexpr,
+    BK: tl.constexpr,
     PREC: tl.constexpr,
 ):
     """THE implicit-GEMM conv of this file: ``acc[m, n] += sum_{tap, k} op(src)[pixel m +- tap, k] * w[k, n, tap]``,
@@ -302,8 +306,8 @@ def _conv_acc(
             th = h + dh
             tw = w + dw
         w_tap = w_ptr + (t // KS) * w_sh + (t % KS) * w_sw
-        for c0 in range(0, C, BLOCK_K):
-            ci = c0 + tl.arange(0, BLOCK_K)
+        for c0 in range(0, C, BK):
+            ci = c0 + tl.arange(0, BK)
             ci_ok = ci < C
             a = _operand(n64, th, tw, row_ok, ci, ci_ok, H, W, src_ptr, s_n, s_h, s_w, s_c,
                          dy_ptr, d_n, d_h, d_w, d_c, st_ptr, sm_ptr, CZ, g_ptr, be_ptr, inv_m,
@@ -315,13 +319,23 @@ def _conv_acc(
 
 
 @triton.jit
-def _pixels(pt, P, HW, W, BLOCK_M: tl.constexpr):
-    """Pixel tile ``pt`` of the flat ``N*H*W`` pixels: ``(p, n64, h, w, ok)``."""
-    p = pt * BLOCK_M + tl.arange(0, BLOCK_M)
-    ok = p < P
-    n64 = (p // HW).to(tl.int64)
+def _pixel_nhw(p, P, H, W):
+    """Flat pixels ``p`` -> ``(n64, h, w, ok)``: the int64 image, row and column of each pixel,
+    ``ok`` is ``p < P``. These kernels address several tensors, each by its own strides, from one
+    ``(n, h, w)``, and take ``H``, ``W`` at run time: ``_common._pixel_rows`` (constexpr ``H``,
+    ``W``; clamps masked rows first) costs 22 more registers in ``_fwd_conv_kernel`` stage 1
+    with runtime ``H``, ``W`` (sm_90, Triton 3.8: 102 against 80)."""
+    HW = H * W
     hw = p % HW
-    return p, n64, hw // W, hw % W, ok
+    return (p // HW).to(tl.int64), hw // W, hw % W, p < P
+
+
+@triton.jit
+def _pixel_tile(pt, P, H, W, BM: tl.constexpr):
+    """Pixel tile ``pt`` of the flat ``N*H*W`` pixels: ``(p, n64, h, w, ok)`` (:func:`_pixel_nhw`)."""
+    p = pt * BM + tl.arange(0, BM)
+    n64, h, w, ok = _pixel_nhw(p, P, H, W)
+    return p, n64, h, w, ok
 
 
 @triton.jit
@@ -338,22 +352,22 @@ def _fwd_conv_job(
     COUT,
     KS: tl.constexpr, MODE: tl.constexpr, HAS_G: tl.constexpr, HAS_BE: tl.constexpr,
     HAS_B: tl.constexpr, RELU: tl.constexpr, DT: tl.constexpr, ACC: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PREC: tl.constexpr,
+    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
 ):
     """``z = conv(op(src), w) + b`` on one tile; stores ``z`` and the tile's (sum, M2) per channel."""
-    p, n64, h, w, ok = _pixels(pt, P, H * W, W, BLOCK_M)
-    co = ct * BLOCK_N + tl.arange(0, BLOCK_N)
+    p, n64, h, w, ok = _pixel_tile(pt, P, H, W, BM)
+    co = ct * BN + tl.arange(0, BN)
     co_ok = co < COUT
-    acc = tl.zeros([BLOCK_M, BLOCK_N], ACC)
+    acc = tl.zeros([BM, BN], ACC)
     acc = _conv_acc(acc, n64, h, w, ok, H, W, C, src_ptr, s_n, s_h, s_w, s_c,
                     src_ptr, 0, 0, 0, 0, st_ptr, st_ptr, CZ, g_ptr, be_ptr, 0.0,
                     w_ptr, w_si, w_so, w_sh, w_sw, co, co_ok,
-                    KS, False, MODE, HAS_G, HAS_BE, RELU, DT, ACC, BLOCK_K, PREC)
+                    KS, False, MODE, HAS_G, HAS_BE, RELU, DT, ACC, BK, PREC)
     if HAS_B:
         acc += tl.load(b_ptr + co, mask=co_ok, other=0.0).to(ACC)[None, :]
     mask = ok[:, None] & co_ok[None, :]
     tl.store(z_ptr + p.to(tl.int64)[:, None] * CZ + co[None, :], acc, mask=mask)
-    cnt = tl.minimum(P - pt * BLOCK_M, BLOCK_M).to(ACC)
+    cnt = tl.minimum(P - pt * BM, BM).to(ACC)
     s = tl.sum(tl.where(mask, acc, 0.0), axis=0)
     d = tl.where(mask, acc - (s / cnt)[None, :], 0.0)
     row = pt.to(tl.int64) * CZ
@@ -365,13 +379,13 @@ def _fwd_conv_job(
 def _stats_to_slot(
     slot_ptr,  # [2, CZ] this program's slot: mean, rstd
     ps_ptr, pm_ptr, n_pt, CZ, P, c_first, COUT, eps,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr, ACC: tl.constexpr,
+    BM: tl.constexpr, BN: tl.constexpr, BLOCK_T: tl.constexpr, ACC: tl.constexpr,
 ):
     """mean and rstd of columns ``c_first .. c_first + COUT`` into the slot."""
-    for c0 in range(0, COUT, BLOCK_N):
-        c = c_first + c0 + tl.arange(0, BLOCK_N)
+    for c0 in range(0, COUT, BN):
+        c = c_first + c0 + tl.arange(0, BN)
         c_ok = c < c_first + COUT
-        mean, m2 = _finish_stats(ps_ptr, pm_ptr, n_pt, CZ, P, c, c_ok, BLOCK_M, BLOCK_T, ACC)
+        mean, m2 = _finish_stats(ps_ptr, pm_ptr, n_pt, CZ, P, c, c_ok, BM, BLOCK_T, ACC)
         rstd = _rstd(m2 / P.to(ACC) + eps, ACC)
         tl.store(slot_ptr + c, mean, mask=c_ok)
         tl.store(slot_ptr + CZ + c, rstd, mask=c_ok)
@@ -381,10 +395,10 @@ def _stats_to_slot(
 def _sums_to_slot(
     slot_ptr,  # [2, CZ] this program's slot: sum(du), sum(du * xhat)
     qb_ptr, qg_ptr, n_pt, CZ, c_first, COUT,
-    BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr, ACC: tl.constexpr,
+    BN: tl.constexpr, BLOCK_T: tl.constexpr, ACC: tl.constexpr,
 ):
-    for c0 in range(0, COUT, BLOCK_N):
-        c = c_first + c0 + tl.arange(0, BLOCK_N)
+    for c0 in range(0, COUT, BN):
+        c = c_first + c0 + tl.arange(0, BN)
         c_ok = c < c_first + COUT
         tl.store(slot_ptr + c, _sum_rows(qb_ptr, n_pt, CZ, c, c_ok, BLOCK_T, ACC), mask=c_ok)
         tl.store(slot_ptr + CZ + c, _sum_rows(qg_ptr, n_pt, CZ, c, c_ok, BLOCK_T, ACC), mask=c_ok)
@@ -417,7 +431,7 @@ def _fwd_conv_kernel(
     HAS_BE: tl.constexpr,  # bit i: BatchNorm i has a bias
     STAGE: tl.constexpr,  # 1: the convs that read x; 2: the KxK convs
     DT: tl.constexpr, ACC: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_T: tl.constexpr,
+    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, BLOCK_T: tl.constexpr,
     PREC: tl.constexpr,
 ):
     pid = tl.program_id(0)
@@ -429,10 +443,10 @@ def _fwd_conv_kernel(
     z4 = z3 + C3
     z5 = z4 + C4
     if STAGE == 1:
-        t0 = tl.cdiv(C0, BLOCK_N)
-        t1 = tl.cdiv(C1, BLOCK_N)
-        t3 = tl.cdiv(C3, BLOCK_N)
-        t5 = tl.cdiv(C5, BLOCK_N)
+        t0 = tl.cdiv(C0, BN)
+        t1 = tl.cdiv(C1, BN)
+        t3 = tl.cdiv(C3, BN)
+        t5 = tl.cdiv(C5, BN)
         nct = t0 + t1 + t3 + t5
         for job in range(pid, n_jobs, tl.num_programs(0)):
             pt = job // nct
@@ -440,29 +454,29 @@ def _fwd_conv_kernel(
             if ct < t0:
                 _fwd_conv_job(pt, ct, P, H, W, CIN, x_ptr, sx_n, sx_h, sx_w, sx_c, x_ptr, CZ, x_ptr, x_ptr,
                               w0_ptr, w0_so, w0_si, 0, 0, b0_ptr, z_ptr, ps_ptr, pm_ptr, C0,
-                              1, 0, False, False, (HAS_B >> 0) & 1, RELU, DT, ACC, BLOCK_M, BLOCK_N, BLOCK_K, PREC)
+                              1, 0, False, False, (HAS_B >> 0) & 1, RELU, DT, ACC, BM, BN, BK, PREC)
             elif ct < t0 + t1:
                 _fwd_conv_job(pt, ct - t0, P, H, W, CIN, x_ptr, sx_n, sx_h, sx_w, sx_c, x_ptr, CZ, x_ptr, x_ptr,
                               w1_ptr, w1_so, w1_si, 0, 0, b1_ptr, z_ptr + z1, ps_ptr + z1, pm_ptr + z1, C1,
-                              1, 0, False, False, (HAS_B >> 1) & 1, RELU, DT, ACC, BLOCK_M, BLOCK_N, BLOCK_K, PREC)
+                              1, 0, False, False, (HAS_B >> 1) & 1, RELU, DT, ACC, BM, BN, BK, PREC)
             elif ct < t0 + t1 + t3:
                 _fwd_conv_job(pt, ct - t0 - t1, P, H, W, CIN, x_ptr, sx_n, sx_h, sx_w, sx_c, x_ptr, CZ, x_ptr,
                               x_ptr, w3_ptr, w3_so, w3_si, 0, 0, b3_ptr, z_ptr + z3, ps_ptr + z3, pm_ptr + z3, C3,
-                              1, 0, False, False, (HAS_B >> 3) & 1, RELU, DT, ACC, BLOCK_M, BLOCK_N, BLOCK_K, PREC)
+                              1, 0, False, False, (HAS_B >> 3) & 1, RELU, DT, ACC, BM, BN, BK, PREC)
             else:
                 _fwd_conv_job(pt, ct - t0 - t1 - t3, P, H, W, CIN, x_ptr, sx_n, sx_h, sx_w, sx_c, x_ptr, CZ,
                               x_ptr, x_ptr, w5_ptr, w5_so, w5_si, 0, 0, b5_ptr, z_ptr + z5, ps_ptr + z5,
                               pm_ptr + z5, C5,
-                              1, 1, False, False, (HAS_B >> 5) & 1, RELU, DT, ACC, BLOCK_M, BLOCK_N, BLOCK_K, PREC)
+                              1, 1, False, False, (HAS_B >> 5) & 1, RELU, DT, ACC, BM, BN, BK, PREC)
     else:
         slot = slot_ptr + pid.to(tl.int64) * (2 * CZ)
         _stats_to_slot(slot, ps_ptr, pm_ptr, n_pt, CZ, P, z1, C1, _f64(eps1_hi, eps1_lo, ACC),
-                       BLOCK_M, BLOCK_N, BLOCK_T, ACC)
+                       BM, BN, BLOCK_T, ACC)
         _stats_to_slot(slot, ps_ptr, pm_ptr, n_pt, CZ, P, z3, C3, _f64(eps3_hi, eps3_lo, ACC),
-                       BLOCK_M, BLOCK_N, BLOCK_T, ACC)
+                       BM, BN, BLOCK_T, ACC)
         tl.debug_barrier()  # the slot is written and read by different threads of the program
-        t2 = tl.cdiv(C2, BLOCK_N)
-        t4 = tl.cdiv(C4, BLOCK_N)
+        t2 = tl.cdiv(C2, BN)
+        t4 = tl.cdiv(C4, BN)
         zs_n = H * W * CZ
         zs_h = W * CZ
         for job in range(pid, n_jobs, tl.num_programs(0)):
@@ -472,13 +486,13 @@ def _fwd_conv_kernel(
                 _fwd_conv_job(pt, ct, P, H, W, C1, z_ptr + z1, zs_n, zs_h, CZ, 1, slot + z1, CZ, g1_ptr, be1_ptr,
                               w2_ptr, w2_so, w2_si, w2_sh, w2_sw, b2_ptr, z_ptr + z2, ps_ptr + z2, pm_ptr + z2, C2,
                               K3, 2, (HAS_G >> 1) & 1, (HAS_BE >> 1) & 1, (HAS_B >> 2) & 1, RELU, DT, ACC,
-                              BLOCK_M, BLOCK_N, BLOCK_K, PREC)
+                              BM, BN, BK, PREC)
             else:
                 _fwd_conv_job(pt, ct - t2, P, H, W, C3, z_ptr + z3, zs_n, zs_h, CZ, 1, slot + z3, CZ, g3_ptr,
                               be3_ptr, w4_ptr, w4_so, w4_si, w4_sh, w4_sw, b4_ptr, z_ptr + z4, ps_ptr + z4,
                               pm_ptr + z4, C4,
                               K5, 2, (HAS_G >> 3) & 1, (HAS_BE >> 3) & 1, (HAS_B >> 4) & 1, RELU, DT, ACC,
-                              BLOCK_M, BLOCK_N, BLOCK_K, PREC)
+                              BM, BN, BK, PREC)
 
 
 @triton.jit
@@ -496,13 +510,13 @@ def _norm_job(
     sy_n, sy_c, sy_h, sy_w,
     HAS_G: tl.constexpr, HAS_BE: tl.constexpr, HAS_RUN: tl.constexpr, OUT: tl.constexpr,
     RELU: tl.constexpr, ACC: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
+    BM: tl.constexpr, BN: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
     """Finish one channel tile's statistics; group 0 saves them and updates the running ones;
     with ``OUT`` every group normalizes its share of the pixel tiles into y."""
-    c = ct * BLOCK_N + tl.arange(0, BLOCK_N)
+    c = ct * BN + tl.arange(0, BN)
     c_ok = c < COUT
-    mean, m2 = _finish_stats(ps_ptr, pm_ptr, n_pt, CZ, P, c_first + c, c_ok, BLOCK_M, BLOCK_T, ACC)
+    mean, m2 = _finish_stats(ps_ptr, pm_ptr, n_pt, CZ, P, c_first + c, c_ok, BM, BLOCK_T, ACC)
     Pf = P.to(ACC)
     rstd = _rstd(m2 / Pf + eps, ACC)
     if grp == 0:
@@ -516,19 +530,17 @@ def _norm_job(
             tl.store(rm_ptr + c, new_m.to(rm_ptr.dtype.element_ty), mask=c_ok)
             tl.store(rv_ptr + c, new_v.to(rv_ptr.dtype.element_ty), mask=c_ok)
     if OUT:
-        g = tl.full([BLOCK_N], 1.0, ACC)
+        g = tl.full([BN], 1.0, ACC)
         if HAS_G:
             g = tl.load(g_ptr + c, mask=c_ok, other=0.0).to(ACC)
-        be = tl.zeros([BLOCK_N], ACC)
+        be = tl.zeros([BN], ACC)
         if HAS_BE:
             be = tl.load(be_ptr + c, mask=c_ok, other=0.0).to(ACC)
         for pt in range(grp, n_pt, groups):
-            p, n64, h, w, ok = _pixels(pt, P, H * W, W, BLOCK_M)
+            p, n64, h, w, ok = _pixel_tile(pt, P, H, W, BM)
             mask = ok[:, None] & c_ok[None, :]
             z = tl.load(z_ptr + p.to(tl.int64)[:, None] * CZ + (c_first + c)[None, :], mask=mask, other=0.0)
-            u = (z.to(ACC) - mean[None, :]) * rstd[None, :] * g[None, :] + be[None, :]
-            if RELU:
-                u = tl.maximum(u, 0.0, propagate_nan=tl.PropagateNan.ALL)
+            u = _act((z.to(ACC) - mean[None, :]) * rstd[None, :] * g[None, :] + be[None, :], RELU)
             y_ptrs = y_ptr + (n64 * sy_n + (h * sy_h + w * sy_w))[:, None] + (c * sy_c)[None, :]
             tl.store(y_ptrs, u.to(y_ptr.dtype.element_ty), mask=mask)
 
@@ -551,47 +563,47 @@ def _fwd_norm_kernel(
     HAS_G: tl.constexpr,  # bit i: BatchNorm i has a weight
     HAS_BE: tl.constexpr,  # bit i: BatchNorm i has a bias
     HAS_RUN: tl.constexpr, RELU: tl.constexpr, ACC: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
+    BM: tl.constexpr, BN: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
     job = tl.program_id(0)
     grp = tl.program_id(1)
     P = N * H * W
     CZ = C0 + C1 + C2 + C3 + C4 + C5
-    t0 = tl.cdiv(C0, BLOCK_N)
-    t1 = t0 + tl.cdiv(C1, BLOCK_N)
-    t2 = t1 + tl.cdiv(C2, BLOCK_N)
-    t3 = t2 + tl.cdiv(C3, BLOCK_N)
-    t4 = t3 + tl.cdiv(C4, BLOCK_N)
+    t0 = tl.cdiv(C0, BN)
+    t1 = t0 + tl.cdiv(C1, BN)
+    t2 = t1 + tl.cdiv(C2, BN)
+    t3 = t2 + tl.cdiv(C3, BN)
+    t4 = t3 + tl.cdiv(C4, BN)
     if job < t0:
         _norm_job(job, grp, groups, P, H, W, n_pt, CZ, 0, C0, z_ptr, ps_ptr, pm_ptr, stats_ptr,
                   g0_ptr, be0_ptr, rm0_ptr, rv0_ptr, _f64(eps0_hi, eps0_lo, ACC), _f64(mom0_hi, mom0_lo, ACC),
                   y_ptr, sy_n, sy_c, sy_h, sy_w,
-                  (HAS_G >> 0) & 1, (HAS_BE >> 0) & 1, HAS_RUN, True, RELU, ACC, BLOCK_M, BLOCK_N, BLOCK_T)
+                  (HAS_G >> 0) & 1, (HAS_BE >> 0) & 1, HAS_RUN, True, RELU, ACC, BM, BN, BLOCK_T)
     elif job < t1:
         _norm_job(job - t0, grp, groups, P, H, W, n_pt, CZ, C0, C1, z_ptr, ps_ptr, pm_ptr, stats_ptr,
                   g1_ptr, be1_ptr, rm1_ptr, rv1_ptr, _f64(eps1_hi, eps1_lo, ACC), _f64(mom1_hi, mom1_lo, ACC),
                   y_ptr, sy_n, sy_c, sy_h, sy_w,
-                  (HAS_G >> 1) & 1, (HAS_BE >> 1) & 1, HAS_RUN, False, RELU, ACC, BLOCK_M, BLOCK_N, BLOCK_T)
+                  (HAS_G >> 1) & 1, (HAS_BE >> 1) & 1, HAS_RUN, False, RELU, ACC, BM, BN, BLOCK_T)
     elif job < t2:
         _norm_job(job - t1, grp, groups, P, H, W, n_pt, CZ, C0 + C1, C2, z_ptr, ps_ptr, pm_ptr, stats_ptr,
                   g2_ptr, be2_ptr, rm2_ptr, rv2_ptr, _f64(eps2_hi, eps2_lo, ACC), _f64(mom2_hi, mom2_lo, ACC),
                   y_ptr + C0 * sy_c, sy_n, sy_c, sy_h, sy_w,
-                  (HAS_G >> 2) & 1, (HAS_BE >> 2) & 1, HAS_RUN, True, RELU, ACC, BLOCK_M, BLOCK_N, BLOCK_T)
+                  (HAS_G >> 2) & 1, (HAS_BE >> 2) & 1, HAS_RUN, True, RELU, ACC, BM, BN, BLOCK_T)
     elif job < t3:
         _norm_job(job - t2, grp, groups, P, H, W, n_pt, CZ, C0 + C1 + C2, C3, z_ptr, ps_ptr, pm_ptr, stats_ptr,
                   g3_ptr, be3_ptr, rm3_ptr, rv3_ptr, _f64(eps3_hi, eps3_lo, ACC), _f64(mom3_hi, mom3_lo, ACC),
                   y_ptr, sy_n, sy_c, sy_h, sy_w,
-                  (HAS_G >> 3) & 1, (HAS_BE >> 3) & 1, HAS_RUN, False, RELU, ACC, BLOCK_M, BLOCK_N, BLOCK_T)
+                  (HAS_G >> 3) & 1, (HAS_BE >> 3) & 1, HAS_RUN, False, RELU, ACC, BM, BN, BLOCK_T)
     elif job < t4:
         _norm_job(job - t3, grp, groups, P, H, W, n_pt, CZ, C0 + C1 + C2 + C3, C4, z_ptr, ps_ptr, pm_ptr,
                   stats_ptr, g4_ptr, be4_ptr, rm4_ptr, rv4_ptr, _f64(eps4_hi, eps4_lo, ACC),
                   _f64(mom4_hi, mom4_lo, ACC), y_ptr + (C0 + C2) * sy_c, sy_n, sy_c, sy_h, sy_w,
-                  (HAS_G >> 4) & 1, (HAS_BE >> 4) & 1, HAS_RUN, True, RELU, ACC, BLOCK_M, BLOCK_N, BLOCK_T)
+                  (HAS_G >> 4) & 1, (HAS_BE >> 4) & 1, HAS_RUN, True, RELU, ACC, BM, BN, BLOCK_T)
     else:
         _norm_job(job - t4, grp, groups, P, H, W, n_pt, CZ, CZ - C5, C5, z_ptr, ps_ptr, pm_ptr,
                   stats_ptr, g5_ptr, be5_ptr, rm5_ptr, rv5_ptr, _f64(eps5_hi, eps5_lo, ACC),
                   _f64(mom5_hi, mom5_lo, ACC), y_ptr + (C0 + C2 + C4) * sy_c, sy_n, sy_c, sy_h, sy_w,
-                  (HAS_G >> 5) & 1, (HAS_BE >> 5) & 1, HAS_RUN, True, RELU, ACC, BLOCK_M, BLOCK_N, BLOCK_T)
+                  (HAS_G >> 5) & 1, (HAS_BE >> 5) & 1, HAS_RUN, True, RELU, ACC, BM, BN, BLOCK_T)
 
 
 # ------------------------------------------------------------------------------------------ backward
@@ -607,10 +619,10 @@ def _bwd_stats_job(
     d_n, d_c, d_h, d_w,
     qb_ptr, qg_ptr,  # [n_pt, CZ] at this conv's first column: partial sum(du), sum(du * xhat)
     HAS_G: tl.constexpr, HAS_BE: tl.constexpr, RELU: tl.constexpr, ACC: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BM: tl.constexpr, BN: tl.constexpr,
 ):
-    p, n64, h, w, ok = _pixels(pt, P, H * W, W, BLOCK_M)
-    c = ct * BLOCK_N + tl.arange(0, BLOCK_N)
+    p, n64, h, w, ok = _pixel_tile(pt, P, H, W, BM)
+    c = ct * BN + tl.arange(0, BN)
     c_ok = c < COUT
     mask = ok[:, None] & c_ok[None, :]
     z = tl.load(z_ptr + p.to(tl.int64)[:, None] * CZ + c[None, :], mask=mask, other=0.0)
@@ -633,15 +645,15 @@ def _bwd_stats_kernel(
     N, H, W, C0, C1, C2, C3, C4, C5,
     d_n, d_c, d_h, d_w,
     HAS_G: tl.constexpr, HAS_BE: tl.constexpr, RELU: tl.constexpr, ACC: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BM: tl.constexpr, BN: tl.constexpr,
 ):
     job = tl.program_id(0)
     P = N * H * W
     CZ = C0 + C1 + C2 + C3 + C4 + C5
-    t0 = tl.cdiv(C0, BLOCK_N)
-    t2 = t0 + tl.cdiv(C2, BLOCK_N)
-    t4 = t2 + tl.cdiv(C4, BLOCK_N)
-    nct = t4 + tl.cdiv(C5, BLOCK_N)
+    t0 = tl.cdiv(C0, BN)
+    t2 = t0 + tl.cdiv(C2, BN)
+    t4 = t2 + tl.cdiv(C4, BN)
+    nct = t4 + tl.cdiv(C5, BN)
     pt = job // nct
     ct = job % nct
     z2 = C0 + C1
@@ -649,19 +661,19 @@ def _bwd_stats_kernel(
     z5 = z4 + C4
     if ct < t0:
         _bwd_stats_job(pt, ct, P, H, W, CZ, C0, z_ptr, stats_ptr, g0_ptr, be0_ptr, dy_ptr, d_n, d_c, d_h, d_w,
-                       qb_ptr, qg_ptr, HAS_G & 1, HAS_BE & 1, RELU, ACC, BLOCK_M, BLOCK_N)
+                       qb_ptr, qg_ptr, HAS_G & 1, HAS_BE & 1, RELU, ACC, BM, BN)
     elif ct < t2:
         _bwd_stats_job(pt, ct - t0, P, H, W, CZ, C2, z_ptr + z2, stats_ptr + z2, g2_ptr, be2_ptr,
                        dy_ptr + C0 * d_c, d_n, d_c, d_h, d_w, qb_ptr + z2, qg_ptr + z2,
-                       (HAS_G >> 2) & 1, (HAS_BE >> 2) & 1, RELU, ACC, BLOCK_M, BLOCK_N)
+                       (HAS_G >> 2) & 1, (HAS_BE >> 2) & 1, RELU, ACC, BM, BN)
     elif ct < t4:
         _bwd_stats_job(pt, ct - t2, P, H, W, CZ, C4, z_ptr + z4, stats_ptr + z4, g4_ptr, be4_ptr,
                        dy_ptr + (C0 + C2) * d_c, d_n, d_c, d_h, d_w, qb_ptr + z4, qg_ptr + z4,
-                       (HAS_G >> 4) & 1, (HAS_BE >> 4) & 1, RELU, ACC, BLOCK_M, BLOCK_N)
+                       (HAS_G >> 4) & 1, (HAS_BE >> 4) & 1, RELU, ACC, BM, BN)
     else:
         _bwd_stats_job(pt, ct - t4, P, H, W, CZ, C5, z_ptr + z5, stats_ptr + z5, g5_ptr, be5_ptr,
                        dy_ptr + (C0 + C2 + C4) * d_c, d_n, d_c, d_h, d_w, qb_ptr + z5, qg_ptr + z5,
-                       (HAS_G >> 5) & 1, (HAS_BE >> 5) & 1, RELU, ACC, BLOCK_M, BLOCK_N)
+                       (HAS_G >> 5) & 1, (HAS_BE >> 5) & 1, RELU, ACC, BM, BN)
 
 
 @triton.jit
@@ -684,17 +696,17 @@ def _da_job(
     inv_m,
     KS: tl.constexpr, HAS_GR: tl.constexpr, HAS_BER: tl.constexpr, HAS_GK: tl.constexpr, HAS_BEK: tl.constexpr,
     RELU: tl.constexpr, DT: tl.constexpr, ACC: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PREC: tl.constexpr,
+    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
 ):
     """``da = conv_transpose(dz_k, w_k)`` on one tile, then the reduce conv's partial sums of ``du``."""
-    p, n64, h, w, ok = _pixels(pt, P, H * W, W, BLOCK_M)
-    c = ct * BLOCK_N + tl.arange(0, BLOCK_N)
+    p, n64, h, w, ok = _pixel_tile(pt, P, H, W, BM)
+    c = ct * BN + tl.arange(0, BN)
     c_ok = c < CR
-    acc = tl.zeros([BLOCK_M, BLOCK_N], ACC)
+    acc = tl.zeros([BM, BN], ACC)
     acc = _conv_acc(acc, n64, h, w, ok, H, W, CK, z_ptr + zk, H * W * CZ, W * CZ, CZ, 1,
                     dy_ptr, d_n, d_h, d_w, d_c, stats_ptr + zk, slot_ptr + zk, CZ, gk_ptr, bek_ptr, inv_m,
                     wk_ptr, wk_so, wk_si, wk_sh, wk_sw, c, c_ok,
-                    KS, True, 3, HAS_GK, HAS_BEK, RELU, DT, ACC, BLOCK_K, PREC)
+                    KS, True, 3, HAS_GK, HAS_BEK, RELU, DT, ACC, BK, PREC)
     mask = ok[:, None] & c_ok[None, :]
     p64 = p.to(tl.int64)
     tl.store(da_ptr + p64[:, None] * CDA + c[None, :], acc, mask=mask)
@@ -718,7 +730,7 @@ def _wgrad_job(
     LD,
     KS: tl.constexpr, A_MODE: tl.constexpr, A_G: tl.constexpr, A_BE: tl.constexpr,
     RELU: tl.constexpr, DT: tl.constexpr, ACC: tl.constexpr,
-    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PREC: tl.constexpr,
+    BN: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
 ):
     """Partial ``dW[co, (ci, tap)] = sum_p dz[p, co] * a[p + tap, ci]`` over one pixel split (and, for
     the first column tile, ``db = sum_p dz``), written to the split's row of the partials. The
@@ -727,30 +739,26 @@ def _wgrad_job(
     PAD: tl.constexpr = KS // 2
     KK: tl.constexpr = KS * KS
     NCOL = CIN * KK
-    tco = tl.cdiv(COUT, BLOCK_N)
-    tcol = tl.cdiv(NCOL, BLOCK_N)
+    tco = tl.cdiv(COUT, BN)
+    tcol = tl.cdiv(NCOL, BN)
     colt = job % tcol
     r = job // tcol
     cot = r % tco
     s = r // tco
-    co = cot * BLOCK_N + tl.arange(0, BLOCK_N)
+    co = cot * BN + tl.arange(0, BN)
     co_ok = co < COUT
-    col = colt * BLOCK_N + tl.arange(0, BLOCK_N)
+    col = colt * BN + tl.arange(0, BN)
     col_ok = col < NCOL
     ci = col // KK
     dh = (col % KK) // KS - PAD
     dw = (col % KK) % KS - PAD
-    acc = tl.zeros([BLOCK_N, BLOCK_N], ACC)
-    dbs = tl.zeros([BLOCK_N], ACC)
-    HW = H * W
+    acc = tl.zeros([BN, BN], ACC)
+    dbs = tl.zeros([BN], ACC)
     p_end = tl.minimum((s + 1) * p_split, P)
-    for p0 in range(s * p_split, p_end, BLOCK_K):
-        p = p0 + tl.arange(0, BLOCK_K)
-        ok = p < p_end
+    for p0 in range(s * p_split, p_end, BK):
+        p = p0 + tl.arange(0, BK)
+        n64, h, w, ok = _pixel_nhw(p, p_end, H, W)
         g = tl.load(dz_ptr + p.to(tl.int64)[:, None] * CZ + co[None, :], mask=ok[:, None] & co_ok[None, :], other=0.0)
-        n64 = (p // HW).to(tl.int64)
-        h = (p % HW) // W
-        w = p % W
         if KS == 1:
             a = _operand(n64, h, w, ok, ci, col_ok, H, W, a_src, a_n, a_h, a_w, a_c,
                          a_src, 0, 0, 0, 0, a_st, a_st, CZ, a_g, a_be, 0.0,
@@ -758,7 +766,7 @@ def _wgrad_job(
         else:  # im2col: each column its own tap shift (zero padding outside the image)
             th = h[:, None] + dh[None, :]
             tw = w[:, None] + dw[None, :]
-            m = ok[:, None] & col_ok[None, :] & (th >= 0) & (th < H) & (tw >= 0) & (tw < W)
+            m = ok[:, None] & col_ok[None, :] & _tap_ok(h[:, None], w[:, None], dh[None, :], dw[None, :], H, W)
             a = tl.load(a_src + (n64 * a_n)[:, None] + (th * a_h + tw * a_w + (ci * a_c)[None, :]), mask=m, other=0.0)
         acc = tl.dot(tl.trans(g.to(DT)), a.to(DT), acc, input_precision=PREC, out_dtype=ACC)
         dbs += tl.sum(g, axis=0)
@@ -779,11 +787,11 @@ def _dz_job(
     dz_ptr,  # [P, CZ] out, at this conv's first column
     inv_m,
     HAS_G: tl.constexpr, HAS_BE: tl.constexpr, RELU: tl.constexpr, ACC: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BM: tl.constexpr, BN: tl.constexpr,
 ):
     """``dz`` of one conv on one tile, stored for the weight and data gradients."""
-    p, n64, h, w, ok = _pixels(pt, P, H * W, W, BLOCK_M)
-    c = ct * BLOCK_N + tl.arange(0, BLOCK_N)
+    p, n64, h, w, ok = _pixel_tile(pt, P, H, W, BM)
+    c = ct * BN + tl.arange(0, BN)
     c_ok = c < COUT
     dz = _operand(n64, h, w, ok, c, c_ok, H, W, z_ptr, H * W * CZ, W * CZ, CZ, 1,
                   dy_ptr, d_n, d_h, d_w, d_c, st_ptr, sm_ptr, CZ, g_ptr, be_ptr, inv_m,
@@ -792,34 +800,44 @@ def _dz_job(
 
 
 @triton.jit
-def _window_argmax(
+def _pool_scan(
     x_ptr,  # [N, CIN, H, W] by strides
     sx_n, sx_c, sx_h, sx_w,
     n64, h, w, ok, H, W,  # [R] window centres
     ci, ci_ok,  # [C] channels
+    ARG: tl.constexpr,  # also the argmax tap
 ):
-    """Which of its 9 taps (row-major, 0..8) is the max of each 3x3/s1/p1 window, PyTorch's rule:
-    the first maximum in row-major order, NaN wins (the last NaN), padding never, a window of
-    only -inf picks its first in-image tap."""
+    """``(max, argmax)`` of each 3x3/s1/p1 window of x (``[R, C]``; ``-inf`` on masked rows),
+    PyTorch's ``max_pool2d`` rule: the first maximum in row-major tap order (``v > best``, so
+    ``-0.0`` and ``+0.0`` keep the first), NaN wins (the last NaN), padding never. With ``ARG``
+    the argmax tap (row-major, 0..8; a window of only -inf picks its first in-image tap),
+    else a dummy.
+
+    Not ``_common._pool_tile`` (the forward's pool): that one takes ``tl.maximum``, whose
+    result for ``(-0.0, +0.0)`` and NaN payloads need not be the first operand, and the
+    backward here needs the argmax of exactly the values the forward pooled."""
     best = tl.full([ok.shape[0], ci.shape[0]], float("-inf"), x_ptr.dtype.element_ty)
     arg = tl.full([ok.shape[0], ci.shape[0]], -1, tl.int32)
+    centre = n64 * sx_n + (h * sx_h + w * sx_w)
     for e in range(9):
-        qh = h + (e // 3 - 1)
-        qw = w + (e % 3 - 1)
-        m = (ok & (qh >= 0) & (qh < H) & (qw >= 0) & (qw < W))[:, None] & ci_ok[None, :]
-        v = tl.load(x_ptr + (n64 * sx_n + (qh * sx_h + qw * sx_w))[:, None] + (ci * sx_c)[None, :],
+        eh = e // 3 - 1
+        ew = e % 3 - 1
+        m = (ok & _tap_ok(h, w, eh, ew, H, W))[:, None] & ci_ok[None, :]
+        v = tl.load(x_ptr + (centre + (eh * sx_h + ew * sx_w))[:, None] + (ci * sx_c)[None, :],
                     mask=m, other=float("-inf"))
-        take = m & ((v > best) | (v != v) | (arg < 0))
+        take = (v > best) | (v != v)
+        if ARG:
+            take = m & (take | (arg < 0))
+            arg = tl.where(take, e, arg)
         best = tl.where(take, v, best)
-        arg = tl.where(take, e, arg)
-    return arg
+    return best, arg
 
 
 @triton.jit
 def _pool_dx(
-    acc,  # [BLOCK_M, BLOCK_N] dx accumulator
+    acc,  # [BM, BN] dx accumulator
     dp_ptr,  # [P, CIN] gradient of the pooled map
-    arg_ptr,  # [P, CIN] int8 argmax tap of each window (_window_argmax)
+    arg_ptr,  # [P, CIN] int8 argmax tap of each window (_pool_scan)
     CIN,
     n64, h, w, ok, H, W,
     ci, ci_ok,
@@ -831,7 +849,7 @@ def _pool_dx(
         dw = d % 3 - 1
         ph = h + dh
         pw = w + dw
-        m = (ok & (ph >= 0) & (ph < H) & (pw >= 0) & (pw < W))[:, None] & ci_ok[None, :]
+        m = (ok & _tap_ok(h, w, dh, dw, H, W))[:, None] & ci_ok[None, :]
         p_off = ((n64 * (H * W) + (ph * W + pw)) * CIN)[:, None] + ci[None, :]
         arg = tl.load(arg_ptr + p_off, mask=m, other=-1)
         hit = m & (arg == (1 - dh) * 3 + (1 - dw))  # q seen from the window centred at q + d
@@ -869,7 +887,7 @@ def _bwd_grads_kernel(
     STAGE: tl.constexpr,  # 1: dz of the branch convs, da, dp; 2: dz of the reduce convs, branch weight
     # gradients; 3: dx, reduce weight gradients
     DT: tl.constexpr, ACC: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_T: tl.constexpr,
+    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, BLOCK_T: tl.constexpr,
     PREC: tl.constexpr,
 ):
     pid = tl.program_id(0)
@@ -894,18 +912,18 @@ def _bwd_grads_kernel(
     LD = WTOT + CZ
     CDA = C1 + C3
     slot = slot_ptr + pid.to(tl.int64) * (2 * CZ)
-    tcin = tl.cdiv(CIN, BLOCK_N)
-    t0 = tl.cdiv(C0, BLOCK_N)
-    t1 = tl.cdiv(C1, BLOCK_N)
-    t2 = tl.cdiv(C2, BLOCK_N)
-    t3 = tl.cdiv(C3, BLOCK_N)
-    t4 = tl.cdiv(C4, BLOCK_N)
-    t5 = tl.cdiv(C5, BLOCK_N)
+    tcin = tl.cdiv(CIN, BN)
+    t0 = tl.cdiv(C0, BN)
+    t1 = tl.cdiv(C1, BN)
+    t2 = tl.cdiv(C2, BN)
+    t3 = tl.cdiv(C3, BN)
+    t4 = tl.cdiv(C4, BN)
+    t5 = tl.cdiv(C5, BN)
     if STAGE == 1:
-        _sums_to_slot(slot, qb_ptr, qg_ptr, n_pt, CZ, 0, C0, BLOCK_N, BLOCK_T, ACC)
-        _sums_to_slot(slot, qb_ptr, qg_ptr, n_pt, CZ, z2, C2, BLOCK_N, BLOCK_T, ACC)
-        _sums_to_slot(slot, qb_ptr, qg_ptr, n_pt, CZ, z4, C4, BLOCK_N, BLOCK_T, ACC)
-        _sums_to_slot(slot, qb_ptr, qg_ptr, n_pt, CZ, z5, C5, BLOCK_N, BLOCK_T, ACC)
+        _sums_to_slot(slot, qb_ptr, qg_ptr, n_pt, CZ, 0, C0, BN, BLOCK_T, ACC)
+        _sums_to_slot(slot, qb_ptr, qg_ptr, n_pt, CZ, z2, C2, BN, BLOCK_T, ACC)
+        _sums_to_slot(slot, qb_ptr, qg_ptr, n_pt, CZ, z4, C4, BN, BLOCK_T, ACC)
+        _sums_to_slot(slot, qb_ptr, qg_ptr, n_pt, CZ, z5, C5, BN, BLOCK_T, ACC)
         tl.debug_barrier()  # the slot is written and read by different threads of the program
         tz = t0 + t2 + t4 + t5
         n_dz = n_pt * tz
@@ -915,16 +933,16 @@ def _bwd_grads_kernel(
             if job >= n_dz + n_da + n_dp:
                 # the reduce convs' activations, stored once for the KxK convs' weight gradients
                 j = job - n_dz - n_da - n_dp
-                p, n64, h, w, ok = _pixels(j // (t1 + t3), P, HW, W, BLOCK_M)
+                p, n64, h, w, ok = _pixel_tile(j // (t1 + t3), P, H, W, BM)
                 ct = j % (t1 + t3)
                 if ct < t1:
-                    c = ct * BLOCK_N + tl.arange(0, BLOCK_N)
+                    c = ct * BN + tl.arange(0, BN)
                     c_ok = c < C1
                     a = _operand(n64, h, w, ok, c, c_ok, H, W, z_ptr + z1, HW * CZ, W * CZ, CZ, 1,
                                  z_ptr, 0, 0, 0, 0, stats_ptr + z1, stats_ptr, CZ, g1_ptr, be1_ptr, inv_m,
                                  2, (HAS_G >> 1) & 1, (HAS_BE >> 1) & 1, RELU, ACC)
                 else:
-                    c = (ct - t1) * BLOCK_N + tl.arange(0, BLOCK_N)
+                    c = (ct - t1) * BN + tl.arange(0, BN)
                     c_ok = c < C3
                     a = _operand(n64, h, w, ok, c, c_ok, H, W, z_ptr + z3, HW * CZ, W * CZ, CZ, 1,
                                  z_ptr, 0, 0, 0, 0, stats_ptr + z3, stats_ptr, CZ, g3_ptr, be3_ptr, inv_m,
@@ -937,19 +955,19 @@ def _bwd_grads_kernel(
                 ct = job % tz
                 if ct < t0:
                     _dz_job(pt, ct, P, H, W, CZ, C0, z_ptr, dy_ptr, d_n, d_c, d_h, d_w, stats_ptr, slot,
-                            g0_ptr, be0_ptr, dz_ptr, inv_m, HAS_G & 1, HAS_BE & 1, RELU, ACC, BLOCK_M, BLOCK_N)
+                            g0_ptr, be0_ptr, dz_ptr, inv_m, HAS_G & 1, HAS_BE & 1, RELU, ACC, BM, BN)
                 elif ct < t0 + t2:
                     _dz_job(pt, ct - t0, P, H, W, CZ, C2, z_ptr + z2, dy_ptr + C0 * d_c, d_n, d_c, d_h, d_w,
                             stats_ptr + z2, slot + z2, g2_ptr, be2_ptr, dz_ptr + z2, inv_m,
-                            (HAS_G >> 2) & 1, (HAS_BE >> 2) & 1, RELU, ACC, BLOCK_M, BLOCK_N)
+                            (HAS_G >> 2) & 1, (HAS_BE >> 2) & 1, RELU, ACC, BM, BN)
                 elif ct < t0 + t2 + t4:
                     _dz_job(pt, ct - t0 - t2, P, H, W, CZ, C4, z_ptr + z4, dy_ptr + (C0 + C2) * d_c,
                             d_n, d_c, d_h, d_w, stats_ptr + z4, slot + z4, g4_ptr, be4_ptr, dz_ptr + z4, inv_m,
-                            (HAS_G >> 4) & 1, (HAS_BE >> 4) & 1, RELU, ACC, BLOCK_M, BLOCK_N)
+                            (HAS_G >> 4) & 1, (HAS_BE >> 4) & 1, RELU, ACC, BM, BN)
                 else:
                     _dz_job(pt, ct - t0 - t2 - t4, P, H, W, CZ, C5, z_ptr + z5, dy_ptr + (C0 + C2 + C4) * d_c,
                             d_n, d_c, d_h, d_w, stats_ptr + z5, slot + z5, g5_ptr, be5_ptr, dz_ptr + z5, inv_m,
-                            (HAS_G >> 5) & 1, (HAS_BE >> 5) & 1, RELU, ACC, BLOCK_M, BLOCK_N)
+                            (HAS_G >> 5) & 1, (HAS_BE >> 5) & 1, RELU, ACC, BM, BN)
             elif job < n_dz + n_da:
                 j = job - n_dz
                 pt = j // (t1 + t3)
@@ -959,37 +977,37 @@ def _bwd_grads_kernel(
                             g2_ptr, be2_ptr, dy_ptr + C0 * d_c, d_n, d_c, d_h, d_w,
                             w2_ptr, w2_so, w2_si, w2_sh, w2_sw, da_ptr, CDA, qb_ptr, qg_ptr, inv_m,
                             K3, (HAS_G >> 1) & 1, (HAS_BE >> 1) & 1, (HAS_G >> 2) & 1, (HAS_BE >> 2) & 1,
-                            RELU, DT, ACC, BLOCK_M, BLOCK_N, BLOCK_K, PREC)
+                            RELU, DT, ACC, BM, BN, BK, PREC)
                 else:
                     _da_job(pt, ct - t1, P, H, W, CZ, z_ptr, stats_ptr, slot, z3, z4, C3, C4, g3_ptr, be3_ptr,
                             g4_ptr, be4_ptr, dy_ptr + (C0 + C2) * d_c, d_n, d_c, d_h, d_w,
                             w4_ptr, w4_so, w4_si, w4_sh, w4_sw, da_ptr + C1, CDA, qb_ptr, qg_ptr, inv_m,
                             K5, (HAS_G >> 3) & 1, (HAS_BE >> 3) & 1, (HAS_G >> 4) & 1, (HAS_BE >> 4) & 1,
-                            RELU, DT, ACC, BLOCK_M, BLOCK_N, BLOCK_K, PREC)
+                            RELU, DT, ACC, BM, BN, BK, PREC)
             else:
                 # dp = dz_p @ wp: the pool projection's data gradient, before the pool (+ the windows' argmax)
                 j = job - n_dz - n_da
-                p, n64, h, w, ok = _pixels(j // tcin, P, HW, W, BLOCK_M)
-                ci = (j % tcin) * BLOCK_N + tl.arange(0, BLOCK_N)
+                p, n64, h, w, ok = _pixel_tile(j // tcin, P, H, W, BM)
+                ci = (j % tcin) * BN + tl.arange(0, BN)
                 ci_ok = ci < CIN
-                acc = tl.zeros([BLOCK_M, BLOCK_N], ACC)
+                acc = tl.zeros([BM, BN], ACC)
                 acc = _conv_acc(acc, n64, h, w, ok, H, W, C5, z_ptr + z5, HW * CZ, W * CZ, CZ, 1,
                                 dy_ptr + (C0 + C2 + C4) * d_c, d_n, d_h, d_w, d_c, stats_ptr + z5, slot + z5, CZ,
                                 g5_ptr, be5_ptr, inv_m, w5_ptr, w5_so, w5_si, 0, 0, ci, ci_ok,
-                                1, True, 3, (HAS_G >> 5) & 1, (HAS_BE >> 5) & 1, RELU, DT, ACC, BLOCK_K, PREC)
+                                1, True, 3, (HAS_G >> 5) & 1, (HAS_BE >> 5) & 1, RELU, DT, ACC, BK, PREC)
                 dp_off = p.to(tl.int64)[:, None] * CIN + ci[None, :]
                 tl.store(dp_ptr + dp_off, acc, mask=ok[:, None] & ci_ok[None, :])
-                arg = _window_argmax(x_ptr, sx_n, sx_c, sx_h, sx_w, n64, h, w, ok, H, W, ci, ci_ok)
+                _best, arg = _pool_scan(x_ptr, sx_n, sx_c, sx_h, sx_w, n64, h, w, ok, H, W, ci, ci_ok, True)
                 tl.store(arg_ptr + dp_off, arg.to(tl.int8), mask=ok[:, None] & ci_ok[None, :])
     elif STAGE == 2:
-        _sums_to_slot(slot, qb_ptr, qg_ptr, n_pt, CZ, z1, C1, BLOCK_N, BLOCK_T, ACC)
-        _sums_to_slot(slot, qb_ptr, qg_ptr, n_pt, CZ, z3, C3, BLOCK_N, BLOCK_T, ACC)
+        _sums_to_slot(slot, qb_ptr, qg_ptr, n_pt, CZ, z1, C1, BN, BLOCK_T, ACC)
+        _sums_to_slot(slot, qb_ptr, qg_ptr, n_pt, CZ, z3, C3, BN, BLOCK_T, ACC)
         tl.debug_barrier()
         n_dz = n_pt * (t1 + t3)
         # weight jobs per conv: splits x cout tiles x cin tiles x taps
         j0 = n_split * t0 * tcin
-        j2 = n_split * t2 * tl.cdiv(C1 * KK3, BLOCK_N)
-        j4 = n_split * t4 * tl.cdiv(C3 * KK5, BLOCK_N)
+        j2 = n_split * t2 * tl.cdiv(C1 * KK3, BN)
+        j4 = n_split * t4 * tl.cdiv(C3 * KK5, BN)
         for job in range(pid, n_jobs, tl.num_programs(0)):
             if job < n_dz:
                 pt = job // (t1 + t3)
@@ -997,55 +1015,55 @@ def _bwd_grads_kernel(
                 if ct < t1:
                     _dz_job(pt, ct, P, H, W, CZ, C1, z_ptr + z1, da_ptr, HW * CDA, 1, W * CDA, CDA,
                             stats_ptr + z1, slot + z1, g1_ptr, be1_ptr, dz_ptr + z1, inv_m,
-                            (HAS_G >> 1) & 1, (HAS_BE >> 1) & 1, RELU, ACC, BLOCK_M, BLOCK_N)
+                            (HAS_G >> 1) & 1, (HAS_BE >> 1) & 1, RELU, ACC, BM, BN)
                 else:
                     _dz_job(pt, ct - t1, P, H, W, CZ, C3, z_ptr + z3, da_ptr + C1, HW * CDA, 1, W * CDA, CDA,
                             stats_ptr + z3, slot + z3, g3_ptr, be3_ptr, dz_ptr + z3, inv_m,
-                            (HAS_G >> 3) & 1, (HAS_BE >> 3) & 1, RELU, ACC, BLOCK_M, BLOCK_N)
+                            (HAS_G >> 3) & 1, (HAS_BE >> 3) & 1, RELU, ACC, BM, BN)
             else:
                 j = job - n_dz
                 if j < j0:
                     _wgrad_job(j, P, H, W, CZ, p_split, C0, CIN, dz_ptr,
                                x_ptr, sx_n, sx_c, sx_h, sx_w, stats_ptr, g0_ptr, be0_ptr,
                                wpart_ptr, wpart_ptr + WTOT, LD,
-                               1, 0, False, False, RELU, DT, ACC, BLOCK_N, BLOCK_K, PREC)
+                               1, 0, False, False, RELU, DT, ACC, BN, BK, PREC)
                 elif j < j0 + j2:
                     _wgrad_job(j - j0, P, H, W, CZ, p_split, C2, C1, dz_ptr + z2,
                                ar_ptr, HW * CDA, 1, W * CDA, CDA, stats_ptr, g1_ptr, be1_ptr,
                                wpart_ptr + o2, wpart_ptr + WTOT + z2, LD,
-                               K3, 0, False, False, RELU, DT, ACC, BLOCK_N, BLOCK_K, PREC)
+                               K3, 0, False, False, RELU, DT, ACC, BN, BK, PREC)
                 elif j < j0 + j2 + j4:
                     _wgrad_job(j - j0 - j2, P, H, W, CZ, p_split, C4, C3, dz_ptr + z4,
                                ar_ptr + C1, HW * CDA, 1, W * CDA, CDA, stats_ptr, g3_ptr, be3_ptr,
                                wpart_ptr + o4, wpart_ptr + WTOT + z4, LD,
-                               K5, 0, False, False, RELU, DT, ACC, BLOCK_N, BLOCK_K, PREC)
+                               K5, 0, False, False, RELU, DT, ACC, BN, BK, PREC)
                 else:
                     _wgrad_job(j - j0 - j2 - j4, P, H, W, CZ, p_split, C5, CIN, dz_ptr + z5,
                                x_ptr, sx_n, sx_c, sx_h, sx_w, stats_ptr, g5_ptr, be5_ptr,
                                wpart_ptr + o5, wpart_ptr + WTOT + z5, LD,
-                               1, 1, False, False, RELU, DT, ACC, BLOCK_N, BLOCK_K, PREC)
+                               1, 1, False, False, RELU, DT, ACC, BN, BK, PREC)
     else:
         n_dx = n_pt * tcin
         j1 = n_split * t1 * tcin
         for job in range(pid, n_jobs, tl.num_programs(0)):
             if job < n_dx:
                 # dx = dz1 @ w1 + dz3r @ w3r + dz5r @ w5r + maxpool_backward(dp)
-                p, n64, h, w, ok = _pixels(job // tcin, P, HW, W, BLOCK_M)
-                ci = (job % tcin) * BLOCK_N + tl.arange(0, BLOCK_N)
+                p, n64, h, w, ok = _pixel_tile(job // tcin, P, H, W, BM)
+                ci = (job % tcin) * BN + tl.arange(0, BN)
                 ci_ok = ci < CIN
-                acc = tl.zeros([BLOCK_M, BLOCK_N], ACC)
+                acc = tl.zeros([BM, BN], ACC)
                 acc = _conv_acc(acc, n64, h, w, ok, H, W, C0, dz_ptr, HW * CZ, W * CZ, CZ, 1,
                                 dz_ptr, 0, 0, 0, 0, stats_ptr, slot, CZ, g0_ptr, be0_ptr, inv_m,
                                 w0_ptr, w0_so, w0_si, 0, 0, ci, ci_ok,
-                                1, True, 0, False, False, RELU, DT, ACC, BLOCK_K, PREC)
+                                1, True, 0, False, False, RELU, DT, ACC, BK, PREC)
                 acc = _conv_acc(acc, n64, h, w, ok, H, W, C1, dz_ptr + z1, HW * CZ, W * CZ, CZ, 1,
                                 dz_ptr, 0, 0, 0, 0, stats_ptr, slot, CZ, g0_ptr, be0_ptr, inv_m,
                                 w1_ptr, w1_so, w1_si, 0, 0, ci, ci_ok,
-                                1, True, 0, False, False, RELU, DT, ACC, BLOCK_K, PREC)
+                                1, True, 0, False, False, RELU, DT, ACC, BK, PREC)
                 acc = _conv_acc(acc, n64, h, w, ok, H, W, C3, dz_ptr + z3, HW * CZ, W * CZ, CZ, 1,
                                 dz_ptr, 0, 0, 0, 0, stats_ptr, slot, CZ, g0_ptr, be0_ptr, inv_m,
                                 w3_ptr, w3_so, w3_si, 0, 0, ci, ci_ok,
-                                1, True, 0, False, False, RELU, DT, ACC, BLOCK_K, PREC)
+                                1, True, 0, False, False, RELU, DT, ACC, BK, PREC)
                 acc = _pool_dx(acc, dp_ptr, arg_ptr, CIN, n64, h, w, ok, H, W, ci, ci_ok)
                 dx_ptrs = dx_ptr + (n64 * sdx_n + (h * sdx_h + w * sdx_w))[:, None] + (ci * sdx_c)[None, :]
                 tl.store(dx_ptrs, acc.to(dx_ptr.dtype.element_ty), mask=ok[:, None] & ci_ok[None, :])
@@ -1055,12 +1073,12 @@ def _bwd_grads_kernel(
                     _wgrad_job(j, P, H, W, CZ, p_split, C1, CIN, dz_ptr + z1,
                                x_ptr, sx_n, sx_c, sx_h, sx_w, stats_ptr, g1_ptr, be1_ptr,
                                wpart_ptr + o1, wpart_ptr + WTOT + z1, LD,
-                               1, 0, False, False, RELU, DT, ACC, BLOCK_N, BLOCK_K, PREC)
+                               1, 0, False, False, RELU, DT, ACC, BN, BK, PREC)
                 else:
                     _wgrad_job(j - j1, P, H, W, CZ, p_split, C3, CIN, dz_ptr + z3,
                                x_ptr, sx_n, sx_c, sx_h, sx_w, stats_ptr, g3_ptr, be3_ptr,
                                wpart_ptr + o3, wpart_ptr + WTOT + z3, LD,
-                               1, 0, False, False, RELU, DT, ACC, BLOCK_N, BLOCK_K, PREC)
+                               1, 0, False, False, RELU, DT, ACC, BN, BK, PREC)
 
 
 @triton.jit(do_not_specialize=_RUNTIME_INTS)
@@ -1094,21 +1112,6 @@ _TL = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl
 
 def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def _pick_config(dtype: torch.dtype, device: torch.device) -> dict:
-    """Tile shapes -- the only place they are chosen.
-
-    On a GPU: 64 pixels x 64 channels per GEMM tile, 32 reduction channels (or pixels, for the
-    weight gradients) per tensor-core dot for 16-bit dtypes (16 for fp32 / fp64), statistics
-    partials reduced 64 rows at a time, 256 elements per finishing program. In the interpreter
-    (CPU) the cost is per Triton op, not per element, so the reduction steps are 64 and the
-    finishing blocks 8192 (same code, fewer loop trips).
-    """
-    if device.type == "cpu":
-        return dict(BLOCK_M=64, BLOCK_N=128, BLOCK_K=64, BLOCK_T=16, BLOCK_E=8192, num_warps=4, num_stages=2)
-    block_k = 32 if dtype in (torch.float16, torch.bfloat16) else 16
-    return dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=block_k, BLOCK_T=64, BLOCK_E=256, num_warps=8, num_stages=1)
 
 
 def _programs(device: torch.device) -> int:
@@ -1190,8 +1193,8 @@ def bn_training_forward(
     if max(cin, CZ) * H * W >= 2**31 or P >= 2**31:
         raise ValueError(f"x of shape {tuple(x.shape)} is too large: one image must have < 2^31 elements "
                          f"(of x and of the {CZ} conv outputs) and N*H*W < 2^31 pixels")
-    cfg = _pick_config(x.dtype, x.device)
-    bm, bn = cfg["BLOCK_M"], cfg["BLOCK_N"]
+    cfg = bn_training_tiles(x.dtype, target_of(x.device))
+    bm, bn = cfg["BM"], cfg["BN"]
     acc = _acc_dtype(x.dtype)
     dev = x.device
     n_pt = triton.cdiv(P, bm)
@@ -1218,7 +1221,7 @@ def bn_training_forward(
     tiles = [triton.cdiv(c, bn) for c in ch]
     conv_consts = dict(
         K3=kernel_sizes[0], K5=kernel_sizes[1], RELU=relu, HAS_B=_bits(b is not None for b in biases), **flags,
-        DT=_TL[x.dtype], ACC=_TL[acc], BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=cfg["BLOCK_K"], BLOCK_T=cfg["BLOCK_T"],
+        DT=_TL[x.dtype], ACC=_TL[acc], BM=bm, BN=bn, BK=cfg["BK"], BLOCK_T=cfg["BLOCK_T"],
         PREC=dot_precision(x.dtype, dev), num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
     guard = torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext()
@@ -1231,7 +1234,7 @@ def bn_training_forward(
         # channels' statistics once (1 group in the interpreter)
         groups = max(1, min(n_pt, triton.cdiv(programs, sum(tiles)) if dev.type == "cuda" else 1))
         _call(_fwd_norm_kernel, (sum(tiles), groups), dict(a, groups=groups),
-              HAS_RUN=run, RELU=relu, ACC=_TL[acc], BLOCK_M=bm, BLOCK_N=bn, BLOCK_T=cfg["BLOCK_T"], **flags,
+              HAS_RUN=run, RELU=relu, ACC=_TL[acc], BM=bm, BN=bn, BLOCK_T=cfg["BLOCK_T"], **flags,
               num_warps=cfg["num_warps"])
     return y, Z, stats
 
@@ -1262,8 +1265,8 @@ def bn_training_backward(dy, x, weights, gammas, betas, Z, stats, kernel_sizes, 
     ch = [w.shape[0] for w in weights]
     CZ = sum(ch)
     k3, k5 = kernel_sizes
-    cfg = _pick_config(x.dtype, x.device)
-    bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
+    cfg = bn_training_tiles(x.dtype, target_of(x.device))
+    bm, bn, bk = cfg["BM"], cfg["BN"], cfg["BK"]
     acc = _acc_dtype(x.dtype)
     dev = x.device
     n_pt = triton.cdiv(P, bm)
@@ -1299,8 +1302,8 @@ def bn_training_backward(dy, x, weights, gammas, betas, Z, stats, kernel_sizes, 
     t = [triton.cdiv(c, bn) for c in ch]
     tcin = triton.cdiv(cin, bn)
     wjobs = [n_split * t[i] * triton.cdiv(cins[i] * kk[i], bn) for i in range(6)]
-    common = dict(RELU=relu, ACC=_TL[acc], BLOCK_M=bm, BLOCK_N=bn, **flags, num_warps=cfg["num_warps"])
-    grads = dict(K3=k3, K5=k5, DT=_TL[x.dtype], BLOCK_K=bk, BLOCK_T=cfg["BLOCK_T"], PREC=dot_precision(x.dtype, dev),
+    common = dict(RELU=relu, ACC=_TL[acc], BM=bm, BN=bn, **flags, num_warps=cfg["num_warps"])
+    grads = dict(K3=k3, K5=k5, DT=_TL[x.dtype], BK=bk, BLOCK_T=cfg["BLOCK_T"], PREC=dot_precision(x.dtype, dev),
                  num_stages=cfg["num_stages"], **common)
     guard = torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext()
     with guard:
