@@ -98,7 +98,36 @@ struct ConvRef {  // weight [cout, cin, k, k] by strides, bias [cout] by its str
 // Index of each conv in the parameter arrays (the op's weight order).
 enum Conv : int { kW1 = 0, kW3r = 1, kW3 = 2, kW5r = 3, kW5 = 4, kWp = 5, kNumConvs = 6 };
 
+// A TMA tensor map (CUtensorMap: 128 opaque bytes, 128-byte aligned as CUDA 13 declares it;
+// cp.async.bulk.tensor needs 64), encoded on the host from a
+// TmaSpec (plan::forward_tma); the kernels only pass its address to cp.async.bulk.tensor.
+struct alignas(128) TmaMap {
+  uint64_t opaque[16];
+};
+
+// What a TMA map describes: cuTensorMapEncodeTiled's arguments for 16-bit elements, the 128-byte
+// swizzle (the core's tiles, tiling::swizzle128) and zero fill outside the tensor.
+// Always 4-D (a 2-D weight matrix has two dimensions of 1), so the kernels issue one form.
+struct TmaSpec {
+  const void* base;     // 16-byte aligned
+  uint64_t dims[4];     // elements per dimension, innermost (contiguous) first
+  uint64_t strides[3];  // bytes between consecutive indices of dims 1 .. 3 (multiples of 16)
+  uint32_t box[4];      // box elements per dimension; box[0] * 2 bytes = one 128-byte line
+};
+
+// The forward's TMA maps (sm_90a, fp16/bf16): x as [N][H][W][C] boxes of the tile (x[0]) and of
+// the two KxK branches' reduce row tiles (x[1], x[2]: halo_tile_lines lines of the halo), and
+// each 1x1 conv's weights [cout][cin] in boxes of 16 rows. ok: the map exists (else the operand
+// goes by chunks).
+struct FwdTma {
+  TmaMap x[3];
+  TmaMap w[kNumConvs];
+  bool x_ok[3];
+  bool w_ok[kNumConvs];
+};
+
 struct FwdParams {
+  FwdTma tma;      // first: the maps' alignment
   TensorRef x;     // [N, Cin, H, W]
   OutRef y;        // [N, c1 + c3 + c5 + cp, H, W]
   OutRef r[2];     // post-activation reduce outputs [N, c3r / c5r, H, W]; null unless saved
@@ -261,8 +290,19 @@ IK_HD void pooled8(const TensorRef& x, int64_t n, int c0, int count, int h, int 
 // Forward operands and epilogues
 // ---------------------------------------------------------------------------------------
 
+// An operand tile of one stage as TMA boxes (the core's sm_90a path; docs/design.md §7): box i
+// of `boxes` at coordinates c (innermost first) with c[1] += i * step, landing box_bytes * i into
+// the tile. map null: the operand goes by chunks. An operand offers this with
+//   TmaTile tma(int k0, int rows) const;   (rows: the tile's rows the core stages)
+struct TmaTile {
+  const TmaMap* map;
+  int boxes, box_bytes, step;
+  int c[4];
+};
+
 // A(m, c) = x[n, c, pixel m] (or its 3x3 max-pool) for the tile's pixels (kTile, kTilePool)
-// or for the halo pixels m0 + m of a KxK branch (kHalo; k_halo = that branch's K). K-major.
+// or for the halo pixels m0 + m < m0 + m_rows of a KxK branch (kHalo; k_halo = that branch's K;
+// a row tile of tiling::halo_tile_step pixels). K-major.
 template <class T>
 struct XOperand {
   enum Mode : int { kTile, kTilePool, kHalo };
@@ -270,8 +310,20 @@ struct XOperand {
   const FwdParams* p;
   tiling::FwdJob job;
   Mode mode;
-  int m0, k_halo;
+  int m0, k_halo, m_rows;
+  int map;  // its TMA map in p->tma.x: 0 the tile, 1 / 2 branch 3's / 5's halo row tiles; -1 none
+  IK_HD TmaTile tma(int k0, int rows) const {
+    (void)rows;
+    const int i = map;
+    if (i < 0 || !p->tma.x_ok[i]) return TmaTile{nullptr, 0, 0, 0, {0, 0, 0, 0}};
+    const int n = static_cast<int>(job.n);
+    if (i == 0) return TmaTile{&p->tma.x[0], 1, p->tiles.th * p->tiles.tw * tiling::kLineBytes, 0, {k0, job.w0, job.h0, n}};
+    const int hc = tiling::halo_cols(p->tiles, k_halo), pad = k_halo / 2;
+    return TmaTile{&p->tma.x[i], 1, tiling::halo_tile_step(p->tiles, k_halo) * tiling::kLineBytes, 0,
+                   {k0, job.w0 - pad, job.h0 - pad + m0 / hc, n}};
+  }
   IK_HD const T* chunk(int m, int c0, int kvalid, T* v, int* valid) const {
+    if (mode == kHalo && m >= m_rows) return zero8(v), nullptr;
     const tiling::Pix px = mode == kHalo
         ? tiling::halo_pixel(m0 + m, job.h0, job.w0, p->tiles, k_halo, p->h, p->w)
         : tiling::tile_pixel(m, job.h0, job.w0, p->tiles, p->h, p->w);
@@ -284,11 +336,19 @@ struct XOperand {
 
 // B(kk, n) = w[n0 + n, c, dy, dx] with (dy, dx, c) = conv_tap(kk, pad8(cin), k): the forward
 // conv's weights. K-major (a chunk: 8 input channels of one output channel and tap).
+// A 1x1 conv's weights also come as TMA boxes of 16 rows (output channels) x 64 input
+// channels where the plan made the map (`map`; null otherwise).
 template <class T>
 struct WeightOperand {
   static constexpr bool kKMajor = true;
   const ConvRef* cv;
   int n0;
+  const TmaMap* map;
+  IK_HD TmaTile tma(int k0, int rows) const {
+    if (map == nullptr) return TmaTile{nullptr, 0, 0, 0, {0, 0, 0, 0}};
+    return TmaTile{map, rows / tiling::kTmaWeightRows, tiling::kTmaWeightRows * tiling::kLineBytes,
+                   tiling::kTmaWeightRows, {k0, n0, 0, 0}};
+  }
   IK_HD const T* chunk(int n, int kk, int kvalid, T* v, int* valid) const {
     (void)kvalid;  // kdim = K * K * pad8(cin): the channel bound below is the tighter one
     const int co = n0 + n;
@@ -391,13 +451,13 @@ struct HaloEpilogue {
   const ConvRef* cv;
   T* halo;
   const OutRef* r;
-  int m0, n0, k;
+  int m0, n0, k, m_rows;  // rows m < m_rows of the row tile are halo pixels m0 + m
   IK_HD T value(int co, const tiling::Pix& px, AccT<T> acc) const {
     return px.valid && co < cv->cout ? Num<T>::from_acc(activate(acc + bias_at<T>(*cv, co), p->relu)) : zero<T>();
   }
   IK_HD void operator()(int m, int col, AccT<T> acc) const {
     const int hp = m0 + m, co = n0 + col, crp = tiling::pad8(cv->cout);
-    if (hp >= tiling::halo_pixels(p->tiles, k) || co >= crp) return;
+    if (m >= m_rows || co >= crp) return;
     if (co >= cv->cout) return void(halo[hp * crp + co] = zero<T>());
     const tiling::Pix px = tiling::halo_pixel(hp, job.h0, job.w0, p->tiles, k, p->h, p->w);
     const T v = value(co, px, acc);
@@ -407,7 +467,7 @@ struct HaloEpilogue {
   }
   IK_HD void chunk(int m, int col, const AccT<T>* acc) const {  // one 16-byte store into the halo
     const int hp = m0 + m, co0 = n0 + col, crp = tiling::pad8(cv->cout);
-    if (hp >= tiling::halo_pixels(p->tiles, k) || co0 >= crp) return;
+    if (m >= m_rows || co0 >= crp) return;
     const tiling::Pix px = tiling::halo_pixel(hp, job.h0, job.w0, p->tiles, k, p->h, p->w);
     alignas(16) T v[tiling::kChunk];
     IK_UNROLL
@@ -417,6 +477,13 @@ struct HaloEpilogue {
       store_channels<T>(*r, job.n, co0, tiling::imin(tiling::kChunk, cv->cout - co0), px.h, px.w, v);
   }
 };
+
+// The weights of conv c at output channel n0 (with its TMA map where the plan made one).
+IK_HD const TmaMap* weight_map(const FwdParams& p, int c) { return p.tma.w_ok[c] ? &p.tma.w[c] : nullptr; }
+template <class T>
+IK_HD WeightOperand<T> weight_operand(const FwdParams& p, int c, int n0) {
+  return WeightOperand<T>{&p.conv[c], n0, weight_map(p, c)};
+}
 
 // One forward job: a tile's KxK branch (reduce into the halo, then the KxK conv), or its
 // 1x1 and pool branches. `smem` is the block's shared memory (the halo at p.halo_offset).
@@ -432,32 +499,35 @@ IK_HD void run_fwd_job(const FwdParams& p, int64_t job_index, const Core& core, 
     const ConvRef* wp = &p.conv[kWp];
     for (int n0 = 0, bn; n0 < w1->cout; n0 += bn) {
       bn = n_tile_width(w1->cout - n0, kMaxBN);
-      core.gemm(XOperand<T>{&p, job, XOperand<T>::kTile, 0, 1}, WeightOperand<T>{w1, n0}, cin, bn,
+      core.gemm(XOperand<T>{&p, job, XOperand<T>::kTile, 0, 1, kBM, 0}, weight_operand<T>(p, kW1, n0), cin, bn,
                 OutputEpilogue<T>{&p, job, w1, n0, bo.o1, nullptr});
     }
     for (int n0 = 0, bn; n0 < wp->cout; n0 += bn) {
       bn = n_tile_width(wp->cout - n0, kMaxBN);
-      core.gemm(XOperand<T>{&p, job, XOperand<T>::kTilePool, 0, 1}, WeightOperand<T>{wp, n0}, cin, bn,
+      core.gemm(XOperand<T>{&p, job, XOperand<T>::kTilePool, 0, 1, kBM, -1}, weight_operand<T>(p, kWp, n0), cin, bn,
                 OutputEpilogue<T>{&p, job, wp, n0, bo.op, nullptr});
     }
     return;
   }
   const int b = job.kind == kFwdBranch3 ? 0 : 1;
-  const ConvRef* wr = &p.conv[b == 0 ? kW3r : kW5r];
+  const int cr_conv = b == 0 ? kW3r : kW5r;
+  const ConvRef* wr = &p.conv[cr_conv];
   const ConvRef* wk = &p.conv[b == 0 ? kW3 : kW5];
   const int k = wk->k, cr = wr->cout;
   T* halo = reinterpret_cast<T*>(smem + p.halo_offset);
   const int hp = halo_pixels(p.tiles, k);
-  for (int m0 = 0; m0 < hp; m0 += kBM)
+  for (int m0 = 0; m0 < hp; m0 += halo_tile_step(p.tiles, k)) {  // row tiles of whole halo lines where they fit
+    const int rows = halo_tile_rows(p.tiles, k, m0);
     for (int n0 = 0, bn; n0 < pad8(cr); n0 += bn) {
       bn = n_tile_width(pad8(cr) - n0, kMaxBN);
-      core.gemm(XOperand<T>{&p, job, XOperand<T>::kHalo, m0, k}, WeightOperand<T>{wr, n0}, cin, bn,
-                HaloEpilogue<T>{&p, job, wr, halo, &p.r[b], m0, n0, k});
+      core.gemm(XOperand<T>{&p, job, XOperand<T>::kHalo, m0, k, rows, 1 + b}, weight_operand<T>(p, cr_conv, n0), cin,
+                bn, HaloEpilogue<T>{&p, job, wr, halo, &p.r[b], m0, n0, k, rows});
     }
+  }
   // core.gemm begins with a block-wide barrier: the halo is complete before it is read.
   for (int n0 = 0, bn; n0 < wk->cout; n0 += bn) {
     bn = n_tile_width(wk->cout - n0, kMaxBN);
-    core.gemm(HaloOperand<T>{halo, p.tiles, cr, k}, WeightOperand<T>{wk, n0}, pad8(cr) * k * k, bn,
+    core.gemm(HaloOperand<T>{halo, p.tiles, cr, k}, WeightOperand<T>{wk, n0, nullptr}, pad8(cr) * k * k, bn,
               OutputEpilogue<T>{&p, job, wk, n0, b == 0 ? bo.o3 : bo.o5, halo});
   }
 }
@@ -902,12 +972,58 @@ inline bool chunked(const void* p, const int64_t* sizes, const int64_t* strides,
 // the forward kernel in *smem.
 inline bool forward(FwdParams& p, int elem, int acc_elem, int64_t smem_limit, bool wide, int64_t* smem) {
   const ConvRef &w3r = p.conv[kW3r], &w3 = p.conv[kW3], &w5r = p.conv[kW5r], &w5 = p.conv[kW5];
+  if (wide) smem_limit -= tiling::kTmaStaticSmem;  // the forward kernel's static TMA barriers
   if (!tiling::pick_fwd_tiles(p.h, p.w, w3.k, w3r.cout, w5.k, w5r.cout, elem, acc_elem, smem_limit, wide, &p.tiles))
     return false;
   p.wide_stages = wide;
   p.halo_offset = tiling::staging_bytes(elem, acc_elem, wide);
   *smem = tiling::fwd_smem_bytes(p.tiles, w3.k, w3r.cout, w5.k, w5r.cout, elem, acc_elem, wide);
   return true;
+}
+
+// Encodes a TmaSpec into a TmaMap: the driver's cuTensorMapEncodeTiled in ops.cpp, the CPU
+// shim's in the emulator. False when it cannot (the operand then goes by chunks).
+using TmaEncode = bool (*)(const TmaSpec& spec, TmaMap* map);
+
+// Whether a stride of `elem`-byte elements is one a TMA map takes: a multiple of 16 bytes below 2^40.
+inline bool tma_stride_ok(int64_t stride, int elem) {
+  return stride > 0 && stride * elem % 16 == 0 && stride * elem < (int64_t{1} << 40);
+}
+
+// The forward's TMA maps (p.tma), after plan::forward: on the wgmma build (`wide`) and for 16-bit
+// elements, x's boxes where x has contiguous channels and 16-byte aligned base and pixel strides
+// (channels_last), and each 1x1 conv's weights where its input channels are contiguous and its
+// rows 16-byte aligned (docs/design.md §7). Every other operand, and every operand elsewhere,
+// keeps the chunk path; so does one whose map `encode` refuses.
+inline void forward_tma(FwdParams& p, int elem, bool wide, TmaEncode encode) {
+  p.tma = FwdTma{};
+  if (!wide || elem != 2) return;
+  const int cin = p.conv[kW1].cin;
+  const TensorRef& x = p.x;
+  if (x.vec && x.s[1] == 1 && tma_stride_ok(x.s[3], elem) && tma_stride_ok(x.s[2], elem) && tma_stride_ok(x.s[0], elem)) {
+    for (int i = 0; i < 3; ++i) {
+      const int k = i == 0 ? 1 : p.conv[i == 1 ? kW3 : kW5].k;
+      const int lines = i == 0 ? p.tiles.th : tiling::halo_tile_lines(p.tiles, k);
+      if (lines == 0) continue;  // flat row tiles: not a box
+      const TmaSpec spec{x.p,
+                         {static_cast<uint64_t>(cin), static_cast<uint64_t>(p.w), static_cast<uint64_t>(p.h),
+                          static_cast<uint64_t>(p.n)},
+                         {static_cast<uint64_t>(x.s[3] * elem), static_cast<uint64_t>(x.s[2] * elem),
+                          static_cast<uint64_t>(x.s[0] * elem)},
+                         {tiling::kLineBytes / 2, static_cast<uint32_t>(i == 0 ? p.tiles.tw : tiling::halo_cols(p.tiles, k)),
+                          static_cast<uint32_t>(lines), 1}};
+      p.tma.x_ok[i] = encode(spec, &p.tma.x[i]);
+    }
+  }
+  for (int c : {kW1, kW3r, kW5r, kWp}) {
+    const ConvRef& cv = p.conv[c];
+    if (cv.k != 1 || !cv.vec || cv.s[1] != 1 || !tma_stride_ok(cv.s[0], elem)) continue;
+    const uint64_t row = static_cast<uint64_t>(cv.s[0] * elem), all = row * static_cast<uint64_t>(cv.cout);
+    if (all >= (uint64_t{1} << 40)) continue;
+    const TmaSpec spec{cv.w, {static_cast<uint64_t>(cv.cin), static_cast<uint64_t>(cv.cout), 1, 1}, {row, all, all},
+                       {tiling::kLineBytes / 2, tiling::kTmaWeightRows, 1, 1}};
+    p.tma.w_ok[c] = encode(spec, &p.tma.w[c]);
+  }
 }
 
 // The flat gradient layout as the backward op receives it from Python (inception_kernels/

@@ -41,9 +41,70 @@
 
 namespace inception_kernels {
 
+// Whether an operand offers TMA boxes (`TmaTile tma(int k0, int rows) const`, inception_algo.h).
+template <class Op, class = void>
+struct HasTma : std::false_type {};
+template <class Op>
+struct HasTma<Op, std::void_t<decltype(&Op::tma)>> : std::true_type {};
+
 template <class T>
 struct DeviceCore {
   char* smem;  // the block's dynamic shared memory (1024-byte aligned); staging area at offset 0
+  // The TMA path (sm_90a, IK_WGMMA): one mbarrier per stage of the ring (null: no TMA, every
+  // operand goes by chunks), initialised by init_tma; bit s of `phases` is the parity of the
+  // next phase of stage s's barrier this thread waits for (every thread waits for each).
+  uint64_t* bars = nullptr;
+  mutable uint32_t phases = 0;
+
+  // Initialise the stage barriers (every thread calls it once, before any gemm).
+  __device__ void init_tma() const {
+#if defined(IK_WGMMA)
+    if (bars != nullptr && threadIdx.x == 0) {
+      for (int s = 0; s < tiling::kStages; ++s) ptx::mbar_init(&bars[s], 1);
+      ptx::fence_mbar_init();
+    }
+    __syncthreads();
+#endif
+  }
+
+  // The TMA boxes of operand op's tile at k0 (map null where it has none, or off this build).
+  template <class Op>
+  __device__ __forceinline__ TmaTile tma_tile(const Op& op, int k0, int rows) const {
+#if defined(IK_WGMMA)
+    if constexpr (HasTma<Op>::value)
+      if (bars != nullptr) return op.tma(k0, rows);
+#endif
+    (void)op, (void)k0, (void)rows;
+    return TmaTile{nullptr, 0, 0, 0, {0, 0, 0, 0}};
+  }
+
+  // Stage `s` (k0 = s * kTcBK) of a product into its ring slot: operands with TMA boxes by
+  // thread 0 (announcing their bytes on the slot's barrier first), the others chunk by chunk.
+  template <class A, class B>
+  __device__ __forceinline__ void load_stage(const A& a, const B& b, int s, int kdim, int bn, bool tma_a,
+                                             bool tma_b) const {
+    using namespace tiling;
+    char* slot = smem + (s % kStages) * kStageBytes;
+    const int k0 = s * kTcBK;
+#if defined(IK_WGMMA)
+    if ((tma_a || tma_b) && threadIdx.x == 0) {
+      const TmaTile ta = tma_tile(a, k0, kBM), tb = tma_tile(b, k0, bn);
+      uint64_t* bar = &bars[s % kStages];
+      ptx::mbar_arrive_expect_tx(bar, (tma_a ? ta.boxes * ta.box_bytes : 0) + (tma_b ? tb.boxes * tb.box_bytes : 0));
+      if (tma_a) issue_boxes(ta, slot, bar);
+      if (tma_b) issue_boxes(tb, slot + kTcATileBytes, bar);
+    }
+#endif
+    if (!tma_a) stage_tile(a, kBM, k0, kdim, slot);
+    if (!tma_b) stage_tile(b, bn, k0, kdim, slot + kTcATileBytes);
+  }
+
+#if defined(IK_WGMMA)
+  __device__ __forceinline__ static void issue_boxes(const TmaTile& t, char* tile, uint64_t* bar) {
+    for (int i = 0; i < t.boxes; ++i)
+      ptx::tma_load_4d(tile + i * t.box_bytes, t.map, t.c[0], t.c[1] + i * t.step, t.c[2], t.c[3], bar);
+  }
+#endif
 
   // One operand tile of a stage: the chunks of A (rows = 64) or B (rows = bn) for k0 .. k0 + kTcBK - 1.
   // K-major: rows lines of 8 chunks; MN-major: kTcBK lines of rows / 8 chunks. Either way
@@ -131,6 +192,9 @@ struct DeviceCore {
   // bn: a multiple of 16 up to kMaxBN (tiling::n_tile_width: 16, 32, 64 or 128).
   template <class A, class B, class E>
   __device__ void gemm(const A& a, const B& b, int kdim, int bn, const E& epi) const {
+#if defined(IK_WGMMA)
+    ptx::fence_proxy_async();  // this thread's generic accesses to the staging area come before the TMA writes
+#endif
     __syncthreads();  // the previous gemm is done with the staging area (and its epilogue's writes are visible)
     if constexpr (kCoreBN >= tiling::kMaxBN) {
       gemm_pass(a, b, kdim, bn, epi);
@@ -169,12 +233,11 @@ struct DeviceCore {
   __device__ void gemm_tensor_core(const A& a, const B& b, int kdim, int bn, const E& epi) const {
     using namespace tiling;
     const int steps = cdiv(kdim, kTcBK);
+    // Which operands come as TMA boxes: the same for every stage of the product (sm_90a only).
+    const bool tma_a = tma_tile(a, 0, kBM).map != nullptr, tma_b = tma_tile(b, 0, bn).map != nullptr;
 #pragma unroll
     for (int s = 0; s < kStages - 1; ++s) {
-      if (s < steps) {
-        stage_tile(a, kBM, s * kTcBK, kdim, smem + s * kStageBytes);
-        stage_tile(b, bn, s * kTcBK, kdim, smem + s * kStageBytes + kTcATileBytes);
-      }
+      if (s < steps) load_stage(a, b, s, kdim, bn, tma_a, tma_b);
       ptx::cp_async_commit();  // one group per stage, empty past the end: the wait counts stay uniform
     }
 #if defined(IK_WGMMA)
@@ -197,15 +260,16 @@ struct DeviceCore {
     for (int kt = 0; kt < steps; ++kt) {
       ptx::cp_async_wait<kStages - 2>();  // this thread's chunks of stage kt have landed
 #if defined(IK_WGMMA)
+      if (tma_a || tma_b) {  // ... and stage kt's boxes
+        const int slot = kt % kStages;
+        ptx::mbar_wait(&bars[slot], (phases >> slot) & 1u);
+        phases ^= 1u << slot;
+      }
       ptx::fence_proxy_async();  // ... and, with its st.shared chunks, are visible to wgmma
 #endif
       __syncthreads();  // every thread's chunks of stage kt; everyone is done with stage kt - 1
       const int next = kt + kStages - 1;
-      if (next < steps) {
-        char* slot = smem + (next % kStages) * kStageBytes;
-        stage_tile(a, kBM, next * kTcBK, kdim, slot);
-        stage_tile(b, bn, next * kTcBK, kdim, slot + kTcATileBytes);
-      }
+      if (next < steps) load_stage(a, b, next, kdim, bn, tma_a, tma_b);
       ptx::cp_async_commit();
       const char* at = smem + (kt % kStages) * kStageBytes;
       const char* bt = at + kTcATileBytes;

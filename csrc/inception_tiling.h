@@ -56,6 +56,12 @@ constexpr int kTcAtomBytes = kTileLines * kLineBytes;  // 64 lines of 128 bytes
 constexpr int kTcATileBytes = kTcAtomBytes;            // 64 rows (K-major) or 64 k (MN-major, 64 rows)
 constexpr int kTcBTileBytes = kMaxBN * kLineBytes;     // 128 rows, or 64 k x 2 atoms of 64 columns
 constexpr int kTcStageBytes = kTcATileBytes + kTcBTileBytes;
+// TMA boxes of a 1x1 conv's weights (sm_90a): 16 output channels (the narrowest N tile) x one
+// 128-byte line of input channels; a B tile of bn rows takes bn / 16 of them.
+constexpr int kTmaWeightRows = 16;
+// Static shared memory of the wgmma build's forward kernel: its kStages TMA barriers, and the
+// dynamic shared memory's 1024-byte alignment after them (kept out of the tile plan's budget).
+constexpr int kTmaStaticSmem = 1024;
 
 // A stage as the device's build lays it out. `wide`: the wgmma build (sm_90a), whose B tile
 // takes kMaxBN columns; the mma.sync build multiplies a wider tile in 64-wide passes
@@ -214,6 +220,25 @@ IK_HD Pix halo_pixel(int p, int h0, int w0, SpatialTiles t, int k, int height, i
   q.valid = p < halo_pixels(t, k) && q.h >= 0 && q.h < height && q.w >= 0 && q.w < width;
   return q;
 }
+
+// The reduce GEMM's row tiles over a halo: whole halo lines, as many as fit in kBM rows, when
+// that takes no more row tiles than cutting the flat halo into kBM-row pieces -- then each row
+// tile is a box of the image (lines x halo_cols pixels: one TMA box on sm_90a, docs/design.md
+// §7). Returns the halo lines per row tile, or 0 for flat kBM-row tiles (e.g. 5x5 over a 7x7
+// tile: 11 lines of 11 take 3 tiles of 5 lines, 2 of 64 pixels).
+IK_HD int halo_tile_lines(SpatialTiles t, int k) {
+  const int hc = halo_cols(t, k), lines = t.th + k - 1, per = kBM / hc;
+  if (per == 0 || cdiv(lines, per) > cdiv(halo_pixels(t, k), kBM)) return 0;
+  return per;
+}
+
+// Halo pixels per reduce row tile (halo_tile_lines lines, or kBM) and the rows of the tile
+// starting at halo pixel m0 that are the halo's (the rest of the kBM rows are not computed).
+IK_HD int halo_tile_step(SpatialTiles t, int k) {
+  const int lines = halo_tile_lines(t, k);
+  return lines > 0 ? lines * halo_cols(t, k) : kBM;
+}
+IK_HD int halo_tile_rows(SpatialTiles t, int k, int m0) { return imin(halo_tile_step(t, k), halo_pixels(t, k) - m0); }
 
 // True when halo pixel p is one of the tile's own pixels (not the border the conv adds).
 IK_HD bool halo_is_interior(int p, SpatialTiles t, int k) {

@@ -29,7 +29,11 @@
 #include <c10/util/safe_numerics.h>
 #include <torch/library.h>
 
+#include <cuda.h>
+#include <cudaTypedefs.h>  // PFN_cuTensorMapEncodeTiled
+
 #include <climits>
+#include <cstring>
 #include <optional>
 #include <string_view>
 #include <tuple>
@@ -259,6 +263,37 @@ bool wide_stages(const at::Tensor& x) {
   return tiling::wgmma_build(10 * major + minor);
 }
 
+// plan::TmaEncode through the driver's cuTensorMapEncodeTiled, looked up through the runtime (the
+// extension does not link libcuda): 16-bit elements copied as UINT16, the 128-byte swizzle of
+// the core's tiles, zeros outside the tensor. False where the driver has no such entry point or
+// refuses the map: the operand then goes by cp.async.
+bool encode_tma(const TmaSpec& s, TmaMap* out) {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found) !=
+            cudaSuccess ||
+        found != cudaDriverEntryPointSuccess) {
+      (void)cudaGetLastError();
+      return static_cast<PFN_cuTensorMapEncodeTiled_v12000>(nullptr);
+    }
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  static_assert(sizeof(CUtensorMap) == sizeof(TmaMap) && alignof(TmaMap) >= alignof(CUtensorMap),
+                "TmaMap holds a CUtensorMap");
+  if (encode == nullptr) return false;
+  CUtensorMap map;
+  const cuuint64_t dims[4] = {s.dims[0], s.dims[1], s.dims[2], s.dims[3]};
+  const cuuint64_t strides[3] = {s.strides[0], s.strides[1], s.strides[2]};
+  const cuuint32_t box[4] = {s.box[0], s.box[1], s.box[2], s.box[3]}, unit[4] = {1, 1, 1, 1};
+  if (encode(&map, CU_TENSOR_MAP_DATA_TYPE_UINT16, 4, const_cast<void*>(s.base), dims, strides, box, unit,
+             CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
+    return false;
+  std::memcpy(out, &map, sizeof map);
+  return true;
+}
+
 // y in the memory format Python chose (_layout.output_memory_format); the saved reduce outputs
 // channels_last (the fake impl in ops.py, _forward_outputs, says the same).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_forward_outputs(const at::Tensor& x, const ModuleArgs& a,
@@ -300,6 +335,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_forward_cuda(const at::Tens
               ") do not fit in the ", limit, " bytes of shared memory a block may use on this device");
   TORCH_CHECK(tiling::num_fwd_jobs(p.n, p.tiles) <= INT_MAX, kFwdOp, ": too many tiles for one launch (batch ",
               p.n, ", ", p.h, "x", p.w, ")");
+  plan::forward_tma(p, elem_bytes(st), p.wide_stages, encode_tma);
   C10_CUDA_CHECK(launch_inception_forward(p, fused_dtype(st), smem, c10::cuda::getCurrentCUDAStream()));
   return {y, r3, r5};
 }

@@ -435,6 +435,69 @@ def test_device_core_tensor_core_googlenet_layer(emu_tc, weights):
     _check_forward(emu_tc, x, cl if weights == "channels_last" else ws, bs)
 
 
+# --------------------------------------------------------------------------------------------
+# TMA on sm_90a (docs/design.md §7): x's tile and halo row tiles, and the 1x1 weights, as boxes
+# --------------------------------------------------------------------------------------------
+
+
+def _n_tile_widths(c):
+    """tiling::n_tile_width's N tiles of c columns (the rule tests/test_cuda_tiling.py checks)."""
+    out = []
+    while c > 0:
+        up = 16
+        while up < c and up < 128:
+            up *= 2
+        bn = 128 if c >= 128 else up if up == 16 or up - c <= up // 4 else up // 2
+        out.append(bn)
+        c -= bn
+    return out
+
+
+def _expected_tma_boxes(spec, n, h, w, tiles, *, x_boxes, k=(3, 5)):
+    """The box loads the sm_90a forward issues: per stage (64 input channels) of each product, one
+    box of x (the tile for w1, a reduce row tile of whole halo lines for w3r / w5r) where x takes
+    TMA, and bn / 16 boxes of the 1x1 weights (w1, w3r, w5r, wp: all take TMA here)."""
+    th, tw = tiles
+    steps = -(-spec.in_channels // 64)
+    pad8 = lambda c: -(-c // 8) * 8  # noqa: E731
+    boxes = lambda c, with_x: steps * sum(bn // 16 + with_x for bn in _n_tile_widths(c))  # noqa: E731
+    per_tile = boxes(spec.ch1x1, x_boxes) + boxes(spec.pool_proj, 0)
+    for kk, cr in zip(k, (spec.ch3x3red, spec.ch5x5red)):
+        hc, lines = tw + kk - 1, th + kk - 1
+        per = 64 // hc
+        assert per and -(-lines // per) <= -(-(lines * hc) // 64), "a case whose halo row tiles are boxes"
+        per_tile += -(-lines // per) * boxes(pad8(cr), x_boxes)
+    return n * -(-h // th) * -(-w // tw) * per_tile
+
+
+@pytest.mark.parametrize("x_layout", ["channels_last", "nchw"])
+def test_wgmma_forward_takes_x_and_1x1_weights_through_tma(emu_wgmma, x_layout):
+    """4a's channels on a 9 x 7 image (an 8 x 7 tile and one that overhangs the image; halos past
+    every border): channels_last x goes as boxes (the tile, the halo row tiles, zeros outside
+    the image), NCHW x by chunks; the 1x1 weights as boxes either way. The exact box count
+    says every such operand took TMA; the results say the boxes landed where the wgmma
+    descriptors read them (a box one row or channel off fails)."""
+    spec = GOOGLENET_INCEPTIONS["4a"]
+    x, ws, bs = _make(spec, 1, 9, 7, torch.float16, seed=23)
+    if x_layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    emu_wgmma.ik_emu_tma_boxes.restype = ctypes.c_long
+    before = emu_wgmma.ik_emu_tma_boxes()
+    _, tiles = _check_forward(emu_wgmma, x, ws, bs)
+    assert tuple(tiles) == (8, 7)
+    want = _expected_tma_boxes(spec, 1, 9, 7, tiles, x_boxes=x_layout == "channels_last")
+    assert emu_wgmma.ik_emu_tma_boxes() - before == want
+
+
+def test_mma_sync_build_takes_no_tma(emu_device):
+    """The sm_80 build has no TMA: the same forward issues no box."""
+    x, ws, bs = _make(ALIGNED, 1, 5, 4, torch.float16, seed=24)
+    emu_device.ik_emu_tma_boxes.restype = ctypes.c_long
+    before = emu_device.ik_emu_tma_boxes()
+    _check_forward(emu_device, *_channels_last(x, ws), bs)
+    assert emu_device.ik_emu_tma_boxes() == before
+
+
 # Channels past 64: 128-wide N tiles (wgmma m64n128k16: an MN-major B line over two swizzle
 # atoms; on sm_80 two 64-wide passes) in the reduce-gradient (c3r = 96 -> one 128 tile), the
 # weight-gradient (cin = 144 -> 128 + 16) and the forward products, and several dx channel tiles.
