@@ -140,7 +140,18 @@ struct FwdParams {
   bool wide_stages;     // the staging layout planned for (tiling::tc_stage_bytes): the device's build
 };
 
+// The backward's TMA maps (sm_90a, fp16/bf16), for the weight-gradient products of the grads
+// launch: gr [N*H*W][gr_cols] in boxes of 64 pixels x 64 channels (A of dW3r / dW5r), and x as
+// [N*H*W][Cin] (pixels evenly spaced) in boxes of 64 pixels x 64 channels (B of the 1x1 convs'
+// dW). ok: the map exists.
+struct BwdTma {
+  TmaMap gr;
+  TmaMap x;
+  bool gr_ok, x_ok;
+};
+
 struct BwdParams {
+  BwdTma tma;      // first: the maps' alignment
   TensorRef gy;    // [N, Ctot, H, W] upstream gradient
   TensorRef x;     // [N, Cin, H, W]
   TensorRef y;     // [N, Ctot, H, W] (ReLU masks of the four branches)
@@ -290,15 +301,18 @@ IK_HD void pooled8(const TensorRef& x, int64_t n, int c0, int count, int h, int 
 // Forward operands and epilogues
 // ---------------------------------------------------------------------------------------
 
-// An operand tile of one stage as TMA boxes (the core's sm_90a path; docs/design.md §7): box i
-// of `boxes` at coordinates c (innermost first) with c[1] += i * step, landing box_bytes * i into
-// the tile. map null: the operand goes by chunks. An operand offers this with
+// An operand tile of one stage as TMA boxes (the core's sm_90a path; docs/design.md §4.2): box i
+// of `boxes` at coordinates c (innermost first) plus i * (dc0, dc1), landing box_bytes * i into
+// the tile. map null: this stage of the operand goes by chunks. An operand offers this with
 //   TmaTile tma(int k0, int rows) const;   (rows: the tile's rows the core stages)
+// and must hand out exactly the tile the chunks would give, zeros included (k >= kdim reads as
+// zero: the map's bounds, or no TMA for that stage).
 struct TmaTile {
   const TmaMap* map;
-  int boxes, box_bytes, step;
+  int boxes, box_bytes, dc0, dc1;
   int c[4];
 };
+IK_HD TmaTile no_tma() { return TmaTile{nullptr, 0, 0, 0, 0, {0, 0, 0, 0}}; }
 
 // A(m, c) = x[n, c, pixel m] (or its 3x3 max-pool) for the tile's pixels (kTile, kTilePool)
 // or for the halo pixels m0 + m < m0 + m_rows of a KxK branch (kHalo; k_halo = that branch's K;
@@ -315,11 +329,11 @@ struct XOperand {
   IK_HD TmaTile tma(int k0, int rows) const {
     (void)rows;
     const int i = map;
-    if (i < 0 || !p->tma.x_ok[i]) return TmaTile{nullptr, 0, 0, 0, {0, 0, 0, 0}};
+    if (i < 0 || !p->tma.x_ok[i]) return no_tma();
     const int n = static_cast<int>(job.n);
-    if (i == 0) return TmaTile{&p->tma.x[0], 1, p->tiles.th * p->tiles.tw * tiling::kLineBytes, 0, {k0, job.w0, job.h0, n}};
+    if (i == 0) return TmaTile{&p->tma.x[0], 1, p->tiles.th * p->tiles.tw * tiling::kLineBytes, 0, 0, {k0, job.w0, job.h0, n}};
     const int hc = tiling::halo_cols(p->tiles, k_halo), pad = k_halo / 2;
-    return TmaTile{&p->tma.x[i], 1, tiling::halo_tile_step(p->tiles, k_halo) * tiling::kLineBytes, 0,
+    return TmaTile{&p->tma.x[i], 1, tiling::halo_tile_step(p->tiles, k_halo) * tiling::kLineBytes, 0, 0,
                    {k0, job.w0 - pad, job.h0 - pad + m0 / hc, n}};
   }
   IK_HD const T* chunk(int m, int c0, int kvalid, T* v, int* valid) const {
@@ -345,8 +359,8 @@ struct WeightOperand {
   int n0;
   const TmaMap* map;
   IK_HD TmaTile tma(int k0, int rows) const {
-    if (map == nullptr) return TmaTile{nullptr, 0, 0, 0, {0, 0, 0, 0}};
-    return TmaTile{map, rows / tiling::kTmaWeightRows, tiling::kTmaWeightRows * tiling::kLineBytes,
+    if (map == nullptr) return no_tma();
+    return TmaTile{map, rows / tiling::kTmaWeightRows, tiling::kTmaWeightRows * tiling::kLineBytes, 0,
                    tiling::kTmaWeightRows, {k0, n0, 0, 0}};
   }
   IK_HD const T* chunk(int n, int kk, int kvalid, T* v, int* valid) const {
@@ -813,6 +827,13 @@ struct DxArgmaxPass {
 // Weight/bias gradient operands: A(m, kk) = gradient source at pixel split_start + kk, channel
 // co0 + m; B(kk, n) = the conv's input at that pixel shifted to tap (dy, dx), channel ci0 + n
 // (x, its max-pool, or a reduce output). A bias gradient is A's row sums (core.reduce_rows).
+// Whether the 64 pixels of a weight-gradient stage from `first` are a box: inside the split, or
+// past the batch's last pixel (where the map's bounds give the zeros the chunks would); a stage
+// that would read the next split's pixels goes by chunks.
+IK_HD bool split_stage_is_box(const BwdParams& p, int64_t first, int64_t pix_end) {
+  return first + tiling::kTcBK <= pix_end || pix_end == p.n * p.h * static_cast<int64_t>(p.w);
+}
+
 template <class T>
 struct ChannelGradOperand {  // MN-major: a chunk is 8 output channels at one pixel
   static constexpr bool kKMajor = false;
@@ -823,6 +844,13 @@ struct ChannelGradOperand {  // MN-major: a chunk is 8 output channels at one pi
   IK_HD const T* chunk(int r, int kk, int kvalid, T* v, int* valid) const {
     (void)kvalid;  // kk < kdim = pix_end - pix0
     return grad_chunk<T>(*p, g, tiling::flat_pixel(pix0 + kk, p->h, p->w), co0 + r, cout - co0 - r, v, valid);
+  }
+  // The reduce gradients (gr) as a box of 64 pixels x 64 columns; its columns past cout (the
+  // other branch's, or past gr) only reach rows of C the epilogue drops.
+  IK_HD TmaTile tma(int k0, int rows) const {
+    (void)rows;
+    if (g.from_gy || !p->tma.gr_ok || !split_stage_is_box(*p, pix0 + k0, pix_end)) return no_tma();
+    return TmaTile{&p->tma.gr, 1, tiling::kTcAtomBytes, 0, 0, {g.off + co0, static_cast<int>(pix0 + k0), 0, 0}};
   }
 };
 
@@ -845,6 +873,12 @@ struct InputOperand {  // MN-major: a chunk is 8 input channels at one pixel
     const TensorRef& src = mode == kX ? p->x : p->r[mode == kR3 ? 0 : 1];
     if (src.vec) return *valid = tiling::imin(count, tiling::kChunk), static_cast<const T*>(src.p) + src.offset(fp.n, c0, q.h, q.w);
     return load_channels(src, fp.n, c0, count, q.h, q.w, v), nullptr;
+  }
+  // x of a 1x1 conv as boxes of 64 pixels x 64 channels: one per swizzle atom of the B tile.
+  IK_HD TmaTile tma(int k0, int rows) const {
+    if (mode != kX || k != 1 || !p->tma.x_ok || !split_stage_is_box(*p, pix0 + k0, pix_end)) return no_tma();
+    return TmaTile{&p->tma.x, tiling::cdiv(rows, tiling::kTileLines), tiling::kTcAtomBytes, tiling::kTileLines, 0,
+                   {ci0, static_cast<int>(pix0 + k0), 0, 0}};
   }
 };
 
@@ -1024,6 +1058,30 @@ inline void forward_tma(FwdParams& p, int elem, bool wide, TmaEncode encode) {
                        {tiling::kLineBytes / 2, tiling::kTmaWeightRows, 1, 1}};
     p.tma.w_ok[c] = encode(spec, &p.tma.w[c]);
   }
+}
+
+// The backward's TMA maps (p.tma), once p.x, p.gr and the plan are set: on the wgmma build
+// (`wide`) and for 16-bit elements, gr always (its rows are 16-byte multiples) and x where its
+// channels are contiguous and its pixels evenly spaced at a 16-byte multiple (channels_last).
+inline void backward_tma(BwdParams& p, int elem, bool wide, TmaEncode encode) {
+  p.tma = BwdTma{};
+  if (!wide || elem != 2) return;
+  const uint64_t pixels = static_cast<uint64_t>(p.n) * static_cast<uint64_t>(p.h) * static_cast<uint64_t>(p.w);
+  if (pixels == 0) return;
+  const uint32_t box[4] = {tiling::kLineBytes / 2, tiling::kTileLines, 1, 1};
+  auto spec2d = [&](const void* base, uint64_t cols, uint64_t row_bytes) {
+    const uint64_t all = row_bytes * pixels;
+    return TmaSpec{base, {cols, pixels, 1, 1}, {row_bytes, all, all}, {box[0], box[1], box[2], box[3]}};
+  };
+  if (p.gr != nullptr && reinterpret_cast<uintptr_t>(p.gr) % 16 == 0) {
+    const uint64_t cols = static_cast<uint64_t>(gr_cols(p));
+    p.tma.gr_ok = cols * elem * pixels < (uint64_t{1} << 40) && encode(spec2d(p.gr, cols, cols * elem), &p.tma.gr);
+  }
+  const TensorRef& x = p.x;
+  const int64_t ps = x.s[3];  // one pixel stride for all of N*H*W: w, then h, then n
+  const bool even = (p.h == 1 || x.s[2] == ps * p.w) && (p.n == 1 || x.s[0] == ps * p.w * p.h);
+  if (x.vec && x.s[1] == 1 && even && tma_stride_ok(ps, elem) && static_cast<uint64_t>(ps * elem) * pixels < (uint64_t{1} << 40))
+    p.tma.x_ok = encode(spec2d(x.p, static_cast<uint64_t>(p.conv[kW1].cin), static_cast<uint64_t>(ps * elem)), &p.tma.x);
 }
 
 // The flat gradient layout as the backward op receives it from Python (inception_kernels/

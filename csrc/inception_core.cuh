@@ -75,34 +75,40 @@ struct DeviceCore {
       if (bars != nullptr) return op.tma(k0, rows);
 #endif
     (void)op, (void)k0, (void)rows;
-    return TmaTile{nullptr, 0, 0, 0, {0, 0, 0, 0}};
+    return no_tma();
   }
 
-  // Stage `s` (k0 = s * kTcBK) of a product into its ring slot: operands with TMA boxes by
+  // Whether stage s of a product has TMA boxes (the same answer in every thread: it depends on
+  // the operands and s only), i.e. whether its barrier's phase is to be waited for.
+  template <class A, class B>
+  __device__ __forceinline__ bool stage_has_tma(const A& a, const B& b, int s, int bn) const {
+    return tma_tile(a, s * tiling::kTcBK, tiling::kBM).map != nullptr || tma_tile(b, s * tiling::kTcBK, bn).map != nullptr;
+  }
+
+  // Stage `s` (k0 = s * kTcBK) of a product into its ring slot: operand tiles with TMA boxes by
   // thread 0 (announcing their bytes on the slot's barrier first), the others chunk by chunk.
   template <class A, class B>
-  __device__ __forceinline__ void load_stage(const A& a, const B& b, int s, int kdim, int bn, bool tma_a,
-                                             bool tma_b) const {
+  __device__ __forceinline__ void load_stage(const A& a, const B& b, int s, int kdim, int bn) const {
     using namespace tiling;
     char* slot = smem + (s % kStages) * kStageBytes;
     const int k0 = s * kTcBK;
+    const TmaTile ta = tma_tile(a, k0, kBM), tb = tma_tile(b, k0, bn);
 #if defined(IK_WGMMA)
-    if ((tma_a || tma_b) && threadIdx.x == 0) {
-      const TmaTile ta = tma_tile(a, k0, kBM), tb = tma_tile(b, k0, bn);
+    if ((ta.map != nullptr || tb.map != nullptr) && threadIdx.x == 0) {
       uint64_t* bar = &bars[s % kStages];
-      ptx::mbar_arrive_expect_tx(bar, (tma_a ? ta.boxes * ta.box_bytes : 0) + (tma_b ? tb.boxes * tb.box_bytes : 0));
-      if (tma_a) issue_boxes(ta, slot, bar);
-      if (tma_b) issue_boxes(tb, slot + kTcATileBytes, bar);
+      ptx::mbar_arrive_expect_tx(bar, (ta.map ? ta.boxes * ta.box_bytes : 0) + (tb.map ? tb.boxes * tb.box_bytes : 0));
+      if (ta.map != nullptr) issue_boxes(ta, slot, bar);
+      if (tb.map != nullptr) issue_boxes(tb, slot + kTcATileBytes, bar);
     }
 #endif
-    if (!tma_a) stage_tile(a, kBM, k0, kdim, slot);
-    if (!tma_b) stage_tile(b, bn, k0, kdim, slot + kTcATileBytes);
+    if (ta.map == nullptr) stage_tile(a, kBM, k0, kdim, slot);
+    if (tb.map == nullptr) stage_tile(b, bn, k0, kdim, slot + kTcATileBytes);
   }
 
 #if defined(IK_WGMMA)
   __device__ __forceinline__ static void issue_boxes(const TmaTile& t, char* tile, uint64_t* bar) {
     for (int i = 0; i < t.boxes; ++i)
-      ptx::tma_load_4d(tile + i * t.box_bytes, t.map, t.c[0], t.c[1] + i * t.step, t.c[2], t.c[3], bar);
+      ptx::tma_load_4d(tile + i * t.box_bytes, t.map, t.c[0] + i * t.dc0, t.c[1] + i * t.dc1, t.c[2], t.c[3], bar);
   }
 #endif
 
@@ -233,11 +239,9 @@ struct DeviceCore {
   __device__ void gemm_tensor_core(const A& a, const B& b, int kdim, int bn, const E& epi) const {
     using namespace tiling;
     const int steps = cdiv(kdim, kTcBK);
-    // Which operands come as TMA boxes: the same for every stage of the product (sm_90a only).
-    const bool tma_a = tma_tile(a, 0, kBM).map != nullptr, tma_b = tma_tile(b, 0, bn).map != nullptr;
 #pragma unroll
     for (int s = 0; s < kStages - 1; ++s) {
-      if (s < steps) load_stage(a, b, s, kdim, bn, tma_a, tma_b);
+      if (s < steps) load_stage(a, b, s, kdim, bn);
       ptx::cp_async_commit();  // one group per stage, empty past the end: the wait counts stay uniform
     }
 #if defined(IK_WGMMA)
@@ -260,7 +264,7 @@ struct DeviceCore {
     for (int kt = 0; kt < steps; ++kt) {
       ptx::cp_async_wait<kStages - 2>();  // this thread's chunks of stage kt have landed
 #if defined(IK_WGMMA)
-      if (tma_a || tma_b) {  // ... and stage kt's boxes
+      if (stage_has_tma(a, b, kt, bn)) {  // ... and stage kt's boxes
         const int slot = kt % kStages;
         ptx::mbar_wait(&bars[slot], (phases >> slot) & 1u);
         phases ^= 1u << slot;
@@ -269,7 +273,7 @@ struct DeviceCore {
 #endif
       __syncthreads();  // every thread's chunks of stage kt; everyone is done with stage kt - 1
       const int next = kt + kStages - 1;
-      if (next < steps) load_stage(a, b, next, kdim, bn, tma_a, tma_b);
+      if (next < steps) load_stage(a, b, next, kdim, bn);
       ptx::cp_async_commit();
       const char* at = smem + (kt % kStages) * kStageBytes;
       const char* bt = at + kTcATileBytes;

@@ -402,6 +402,7 @@ std::tuple<at::Tensor, at::Tensor> fused_backward_cuda(const at::Tensor& grad_y,
   p.partial = partial.mutable_data_ptr();
   p.grads = grads.mutable_data_ptr();
   p.wide_stages = wide_stages(x);
+  plan::backward_tma(p, elem_bytes(st), p.wide_stages, encode_tma);
   C10_CUDA_CHECK(launch_inception_backward(p, fused_dtype(st), c10::cuda::getCurrentCUDAStream()));
   return {dx, grads};
 }

@@ -228,7 +228,7 @@ def test_forward_nan_propagates(emu):
     _assert_close(y[ok], want[ok], x.dtype, "y (non-NaN)")
 
 
-def _backward_case(emu, x, ws, bs, *, kernel_sizes=(3, 5), activation="relu", needs=None, seed=0):
+def _backward_case(emu, x, ws, bs, *, kernel_sizes=(3, 5), activation="relu", needs=None, seed=0, rule=None):
     relu = activation == "relu"
     y, r3, r5, _ = emu_forward(emu, x, ws, bs, relu=relu)
     gen = torch.Generator().manual_seed(seed + 100)
@@ -239,7 +239,7 @@ def _backward_case(emu, x, ws, bs, *, kernel_sizes=(3, 5), activation="relu", ne
     want = list(torch.autograd.grad(yr, leaves, gy.double())) + ([None] * 6 if bs is None else [])
     if needs is None:
         needs = [True] * 7 + [b is not None for b in (bs or [None] * 6)]
-    dx, grads, launches, splits = emu_backward(emu, gy, x, y, r3, r5, ws, bs, needs, relu=relu)
+    dx, grads, launches, splits = emu_backward(emu, gy, x, y, r3, r5, ws, bs, needs, relu=relu, rule=rule)
     got = [dx, *grads]
     for name, g, w, need in zip(GRAD_NAMES, got, want, needs):
         if need and w is not None:
@@ -487,6 +487,30 @@ def test_wgmma_forward_takes_x_and_1x1_weights_through_tma(emu_wgmma, x_layout):
     assert tuple(tiles) == (8, 7)
     want = _expected_tma_boxes(spec, 1, 9, 7, tiles, x_boxes=x_layout == "channels_last")
     assert emu_wgmma.ik_emu_tma_boxes() - before == want
+
+
+def test_wgmma_backward_takes_gr_and_x_through_tma(emu_wgmma):
+    """The 1x1 convs' weight gradients: x (B, channels_last: boxes of 64 pixels x 64 channels,
+    two per 128-wide tile) and, for dW3r / dW5r, the reduce gradients gr (A) come as boxes. Two
+    pixel splits of 112 (198 pixels): the stage that would run past the first split into the
+    second goes by chunks, the one past the batch's end by boxes (zero-filled). Exact count,
+    and every gradient against the reference."""
+    spec, n, h, w = WIDE, 2, 9, 11
+    x, ws, bs = _make(spec, n, h, w, torch.float16, seed=25)
+    rule = testing.PixelSplitRule(10**6, 1, 2)
+    emu_wgmma.ik_emu_tma_boxes.restype = ctypes.c_long
+    before = emu_wgmma.ik_emu_tma_boxes()
+    _, splits = _backward_case(emu_wgmma, *_channels_last(x, ws), bs, rule=rule)
+    forward_boxes = _expected_tma_boxes(spec, n, h, w, (8, 8), x_boxes=True)
+    pixels, chunk = n * h * w, 112
+    assert splits == 2 and -(-pixels // chunk) == 2
+    box_stages = sum(first + 64 <= min(s0 + chunk, pixels) or s0 + chunk >= pixels
+                     for s0 in range(0, pixels, chunk) for first in range(s0, min(s0 + chunk, pixels), 64))
+    assert box_stages == 3
+    per_stage = 0
+    for cout, gr_boxes in ((spec.ch1x1, 0), (spec.ch3x3red, 1), (spec.ch5x5red, 1)):
+        per_stage += -(-cout // 64) * sum(-(-bn // 64) + gr_boxes for bn in _n_tile_widths(spec.in_channels))
+    assert emu_wgmma.ik_emu_tma_boxes() - before == forward_boxes + box_stages * per_stage
 
 
 def test_mma_sync_build_takes_no_tma(emu_device):

@@ -220,6 +220,9 @@ int backward(const void* gy, const int64_t* gys, const void* x, const int64_t* x
   p.dx = oref(dx, dxs);
   p.partial = partial.data();
   p.grads = grads;
+#if defined(IK_EMU_DEVICE_CORE) && defined(IK_WGMMA)
+  ik::plan::backward_tma(p, sizeof(T), kWideStages, ik::tma_encode);  // as ops.cpp, with the shim's maps
+#endif
   int64_t launches = 0;
   const int64_t reduce_jobs = p.reduce_jobs[0] + p.reduce_jobs[1];
   if (reduce_jobs > 0) ++launches;
@@ -228,7 +231,7 @@ int backward(const void* gy, const int64_t* gys, const void* x, const int64_t* x
   const int64_t grad_jobs = p.seg_end[tl::kNumSegments - 1];
   if (grad_jobs > 0) ++launches;
   for (int64_t j = 0; j < grad_jobs; ++j)
-    run_block<T>(shared, [&](const auto& core) { ik::run_grads_job<T>(p, j, core, dx_ws); });
+    run_block<T>(shared, [&](const auto& core) { ik::run_grads_job<T>(p, j, core, dx_ws); }, true);
   if (p.p_total > 0) ++launches;
   for (int64_t i = 0; i < p.p_total; ++i) ik::sum_partials<T>(p, i);
   launches_out[0] = launches;
