@@ -138,6 +138,7 @@ struct FwdParams {
   tiling::SpatialTiles tiles;
   int64_t halo_offset;  // byte offset of the halo buffer in shared memory
   bool wide_stages;     // the staging layout planned for (tiling::tc_stage_bytes): the device's build
+  int stage;            // which launch (tiling::FwdStage; plan::forward_stages)
 };
 
 // The backward's TMA maps (sm_90a, fp16/bf16), for the weight-gradient products of the grads
@@ -423,8 +424,9 @@ IK_HD AccT<T> kxk_inside_taps(const T* halo, const tiling::SpatialTiles& t, cons
   return s;
 }
 
-// y[n, c_off + n0 + col, tile pixel m] = act(acc + bias). For a KxK conv, `halo` is its input
-// (see kxk_inside_taps); null for the 1x1 convs.
+// y[n, c_off + n0 + col, tile pixel m] = act(acc + bias) (or into `out` instead of y: a reduce
+// conv's saved output in stage 1). For a KxK conv, `halo` is its input (see kxk_inside_taps);
+// null for the 1x1 convs.
 template <class T>
 struct OutputEpilogue {
   const FwdParams* p;
@@ -432,6 +434,8 @@ struct OutputEpilogue {
   const ConvRef* cv;
   int n0, c_off;
   const T* halo;
+  const OutRef* out = nullptr;  // null: y
+  IK_HD const OutRef& dst() const { return out != nullptr ? *out : p->y; }
   IK_HD T value(int m, int co, const tiling::Pix& px, AccT<T> acc) const {  // co < cout, px inside
     if (halo != nullptr && acc != acc && tiling::near_border(px.h, px.w, cv->k, p->h, p->w))
       acc = kxk_inside_taps<T>(halo, p->tiles, *cv, m, co, px.h, px.w, p->h, p->w);
@@ -441,7 +445,7 @@ struct OutputEpilogue {
     const int co = n0 + col;
     const tiling::Pix px = tiling::tile_pixel(m, job.h0, job.w0, p->tiles, p->h, p->w);
     if (!px.valid || co >= cv->cout) return;
-    static_cast<T*>(p->y.p)[p->y.offset(job.n, c_off + co, px.h, px.w)] = value(m, co, px, acc);
+    static_cast<T*>(dst().p)[dst().offset(job.n, c_off + co, px.h, px.w)] = value(m, co, px, acc);
   }
   IK_HD void chunk(int m, int col, const AccT<T>* acc) const {
     const int co0 = n0 + col;
@@ -451,7 +455,7 @@ struct OutputEpilogue {
     alignas(16) T v[tiling::kChunk];
     IK_UNROLL
     for (int j = 0; j < tiling::kChunk; ++j) v[j] = j < count ? value(m, co0 + j, px, acc[j]) : zero<T>();
-    store_channels<T>(p->y, job.n, c_off + co0, count, px.h, px.w, v);
+    store_channels<T>(dst(), job.n, c_off + co0, count, px.h, px.w, v);
   }
 };
 
@@ -499,13 +503,45 @@ IK_HD WeightOperand<T> weight_operand(const FwdParams& p, int c, int n0) {
   return WeightOperand<T>{&p.conv[c], n0, weight_map(p, c)};
 }
 
-// One forward job: a tile's KxK branch (reduce into the halo, then the KxK conv), or its
-// 1x1 and pool branches. `smem` is the block's shared memory (the halo at p.halo_offset).
+// Stage 2's halo (tiling::FwdStage): the saved reduce outputs r over the tile's halo, zeros
+// outside the image and in the pad channels -- what stage 0's reduce GEMM writes there. Chunk
+// i = (halo pixel, 8 channels); one 16-byte load where r's channels are contiguous and aligned.
+template <class T>
+struct HaloFill {
+  const FwdParams* p;
+  tiling::FwdJob job;
+  const OutRef* r;
+  T* halo;
+  int cr, k;
+  IK_HD void operator()(int i) const {
+    const int crp = tiling::pad8(cr), per = crp / tiling::kChunk, hp = i / per, c0 = (i % per) * tiling::kChunk;
+    const tiling::Pix px = tiling::halo_pixel(hp, job.h0, job.w0, p->tiles, k, p->h, p->w);
+    alignas(16) T v[tiling::kChunk];
+    const int count = cr - c0;
+    if (!px.valid) {
+      zero8(v);
+    } else {
+      const T* src = static_cast<const T*>(r->p) + r->offset(job.n, c0, px.h, px.w);
+      if (count >= tiling::kChunk && r->s[1] == 1 && reinterpret_cast<uintptr_t>(src) % 16 == 0) {
+        copy8(v, src);
+      } else {
+        for (int j = 0; j < tiling::kChunk; ++j)
+          v[j] = j < count ? load<T>(r->p, r->offset(job.n, c0 + j, px.h, px.w)) : zero<T>();
+      }
+    }
+    copy8(halo + hp * crp + c0, v);
+  }
+};
+
+// One forward job: a tile's KxK branch (its reduce conv into the halo -- or, in stage 2, the
+// halo from the saved reduce outputs -- then the KxK conv), or its 1x1 and pool branches (in
+// stage 1 with the reduce convs over the tile's pixels, into their saved outputs). `smem` is the
+// block's shared memory (the halo at p.halo_offset).
 IK_NO_EXEC_CHECK
 template <class T, class Core>
 IK_HD void run_fwd_job(const FwdParams& p, int64_t job_index, const Core& core, char* smem) {
   using namespace tiling;
-  const FwdJob job = decode_fwd_job(job_index, p.tiles);
+  const FwdJob job = decode_fwd_job(job_index, p.tiles, p.stage);
   const BranchOffsets bo = branch_offsets(p.conv[kW1].cout, p.conv[kW3].cout, p.conv[kW5].cout, p.conv[kWp].cout);
   const int cin = p.conv[kW1].cin;
   if (job.kind == kFwdBranch1P) {
@@ -516,6 +552,15 @@ IK_HD void run_fwd_job(const FwdParams& p, int64_t job_index, const Core& core, 
       core.gemm(XOperand<T>{&p, job, XOperand<T>::kTile, 0, 1, kBM, 0}, weight_operand<T>(p, kW1, n0), cin, bn,
                 OutputEpilogue<T>{&p, job, w1, n0, bo.o1, nullptr});
     }
+    if (p.stage == kFwdStage1)  // the reduce convs over the same x tile (L2 / TMA), once per pixel
+      for (int b = 0; b < 2; ++b) {
+        const int c = b == 0 ? kW3r : kW5r;
+        for (int n0 = 0, bn; n0 < p.conv[c].cout; n0 += bn) {
+          bn = n_tile_width(p.conv[c].cout - n0, kMaxBN);
+          core.gemm(XOperand<T>{&p, job, XOperand<T>::kTile, 0, 1, kBM, 0}, weight_operand<T>(p, c, n0), cin, bn,
+                    OutputEpilogue<T>{&p, job, &p.conv[c], n0, 0, nullptr, &p.r[b]});
+        }
+      }
     for (int n0 = 0, bn; n0 < wp->cout; n0 += bn) {
       bn = n_tile_width(wp->cout - n0, kMaxBN);
       core.gemm(XOperand<T>{&p, job, XOperand<T>::kTilePool, 0, 1, kBM, -1}, weight_operand<T>(p, kWp, n0), cin, bn,
@@ -530,7 +575,9 @@ IK_HD void run_fwd_job(const FwdParams& p, int64_t job_index, const Core& core, 
   const int k = wk->k, cr = wr->cout;
   T* halo = reinterpret_cast<T*>(smem + p.halo_offset);
   const int hp = halo_pixels(p.tiles, k);
-  for (int m0 = 0; m0 < hp; m0 += halo_tile_step(p.tiles, k)) {  // row tiles of whole halo lines where they fit
+  if (p.stage == kFwdStage2)  // the halo from stage 1's outputs (parallel_for ends on a barrier)
+    core.parallel_for(hp * (pad8(cr) / kChunk), HaloFill<T>{&p, job, &p.r[b], halo, cr, k});
+  for (int m0 = 0; m0 < hp && p.stage != kFwdStage2; m0 += halo_tile_step(p.tiles, k)) {  // row tiles of whole halo lines where they fit
     const int rows = halo_tile_rows(p.tiles, k, m0);
     for (int n0 = 0, bn; n0 < pad8(cr); n0 += bn) {
       bn = n_tile_width(pad8(cr) - n0, kMaxBN);
@@ -1013,6 +1060,14 @@ inline bool forward(FwdParams& p, int elem, int acc_elem, int64_t smem_limit, bo
   p.halo_offset = tiling::staging_bytes(elem, acc_elem, wide);
   *smem = tiling::fwd_smem_bytes(p.tiles, w3.k, w3r.cout, w5.k, w5r.cout, elem, acc_elem, wide);
   return true;
+}
+
+// The forward's launches, in order (tiling::FwdStage): stage 1 then stage 2 for the two-launch
+// schedule (Python's choice, _checks.cuda_two_launch; p.r must then be set, saved outputs or
+// workspaces), else the one launch. Returns the count; stages[i] the stage of launch i.
+inline int forward_stages(bool two_launch, int* stages) {
+  if (two_launch) return stages[0] = tiling::kFwdStage1, stages[1] = tiling::kFwdStage2, 2;
+  return stages[0] = tiling::kFwdOneLaunch, 1;
 }
 
 // Encodes a TmaSpec into a TmaMap: the driver's cuTensorMapEncodeTiled in ops.cpp, the CPU

@@ -24,7 +24,7 @@ __global__ void __launch_bounds__(kThreads, 1) inception_fwd_kernel(const __grid
 
 template <class T>
 cudaError_t forward_typed(const FwdParams& p, int64_t smem, cudaStream_t stream) {
-  return launch(inception_fwd_kernel<T>, num_fwd_jobs(p.n, p.tiles), kThreads, smem, stream, p);
+  return launch(inception_fwd_kernel<T>, num_fwd_jobs(p.n, p.tiles, p.stage), kThreads, smem, stream, p);
 }
 
 }  // namespace

@@ -163,8 +163,19 @@ IK_HD SpatialTiles make_tiles(int h, int w, int th, int tw) {
   return SpatialTiles{th, tw, cdiv(h, th), cdiv(w, tw)};
 }
 
-IK_HD int64_t num_fwd_jobs(int64_t n, SpatialTiles t) {
-  return n * t.tiles_h * t.tiles_w * kFwdKinds;
+// The forward's launches (docs/design.md §4.2). kFwdOneLaunch: every kind of every tile, each
+// KxK job computing its reduce conv over the tile's halo (the halo's border pixels again in the
+// neighbouring tiles' jobs). Where the reduce outputs are saved (training) the forward runs as
+// two launches instead: kFwdStage1, one job per tile, runs every 1x1 conv on x -- w1, w3r, w5r
+// over the tile's own pixels, the horizontal 1x1 GEMM -- and the pool branch; kFwdStage2, two
+// jobs per tile, each KxK branch from its saved reduce outputs. Every reduce output is then
+// computed once.
+enum FwdStage : int { kFwdOneLaunch = 0, kFwdStage1 = 1, kFwdStage2 = 2 };
+
+IK_HD int fwd_kinds(int stage) { return stage == kFwdOneLaunch ? kFwdKinds : stage == kFwdStage1 ? 1 : 2; }
+
+IK_HD int64_t num_fwd_jobs(int64_t n, SpatialTiles t, int stage = kFwdOneLaunch) {
+  return n * t.tiles_h * t.tiles_w * fwd_kinds(stage);
 }
 
 struct FwdJob {
@@ -185,11 +196,13 @@ IK_HD FwdJob decode_tile(int64_t tile, SpatialTiles t) {
   return j;
 }
 
-// The three kinds of one tile are consecutive jobs, so x's tile and halo are read from L2
-// by the second and third while the first brought them in.
-IK_HD FwdJob decode_fwd_job(int64_t job, SpatialTiles t) {
-  FwdJob j = decode_tile(job / kFwdKinds, t);
-  j.kind = static_cast<int>(job % kFwdKinds);
+// The kinds of one tile are consecutive jobs, so x's tile and halo are read from L2 by the
+// second and third while the first brought them in. Stage 1 runs kFwdBranch1P (with the reduce
+// convs), stage 2 kFwdBranch3 and kFwdBranch5.
+IK_HD FwdJob decode_fwd_job(int64_t job, SpatialTiles t, int stage = kFwdOneLaunch) {
+  const int kinds = fwd_kinds(stage);
+  FwdJob j = decode_tile(job / kinds, t);
+  j.kind = stage == kFwdStage1 ? static_cast<int>(kFwdBranch1P) : static_cast<int>(job % kinds);
   return j;
 }
 

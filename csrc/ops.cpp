@@ -1,7 +1,7 @@
 // Torch implementations of the CUDA kernels' ops in the `inception_kernels` namespace:
 //
 //   maxpool3x3_s1                  the pool branch alone (build-chain proof, issue 2).
-//   cuda_fused_inception           the whole module forward in one launch (inception_fused_fwd.cu).
+//   cuda_fused_inception           the whole module forward in one or two launches (inception_fused_fwd.cu).
 //   cuda_fused_inception_backward  its backward in at most three launches.
 //   cuda_fused_inception_plan      their launch plan (tile, blocks, shared memory, threads) for reports.
 //
@@ -37,6 +37,7 @@
 #include <optional>
 #include <string_view>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "inception_fused.h"
@@ -294,6 +295,14 @@ bool encode_tma(const TmaSpec& s, TmaMap* out) {
   return true;
 }
 
+// The reduce outputs r3 / r5 (post-activation), channels_last: saved for the backward, or the
+// two-launch forward's workspaces.
+std::pair<at::Tensor, at::Tensor> reduce_outputs(const at::Tensor& x, const ModuleArgs& a) {
+  const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
+  const auto cl = x.options().memory_format(at::MemoryFormat::ChannelsLast);
+  return {at::empty({n, a.w[kW3r]->size(0), h, w}, cl), at::empty({n, a.w[kW5r]->size(0), h, w}, cl)};
+}
+
 // y in the memory format Python chose (_layout.output_memory_format); the saved reduce outputs
 // channels_last (the fake impl in ops.py, _forward_outputs, says the same).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_forward_outputs(const at::Tensor& x, const ModuleArgs& a,
@@ -303,8 +312,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_forward_outputs(const at::T
   const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
   at::Tensor y = at::empty({n, out_channels(a), h, w}, x.options().memory_format(y_format));
   if (!save_reduce) return {y, at::empty({0}, x.options()), at::empty({0}, x.options())};
-  const auto cl = x.options().memory_format(at::MemoryFormat::ChannelsLast);
-  return {y, at::empty({n, a.w[kW3r]->size(0), h, w}, cl), at::empty({n, a.w[kW5r]->size(0), h, w}, cl)};
+  auto [r3, r5] = reduce_outputs(x, a);
+  return {y, r3, r5};
 }
 
 constexpr const char* kFwdOp = "cuda_fused_inception";
@@ -313,7 +322,8 @@ constexpr const char* kBwdOp = "cuda_fused_inception_backward";
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_forward_cuda(const at::Tensor& x, at::TensorList weights,
                                                                     const c10::List<OptTensor>& biases, int64_t k3,
                                                                     int64_t k5, c10::string_view activation,
-                                                                    bool save_reduce, at::MemoryFormat y_format) {
+                                                                    bool save_reduce, bool two_launch,
+                                                                    at::MemoryFormat y_format) {
   std::vector<OptTensor> bias_store;
   const ModuleArgs a = module_args(kFwdOp, weights, biases, &bias_store);
   const bool relu = check_module(kFwdOp, x, a, k3, k5, std::string_view(activation.data(), activation.size()));
@@ -336,7 +346,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_forward_cuda(const at::Tens
   TORCH_CHECK(tiling::num_fwd_jobs(p.n, p.tiles) <= INT_MAX, kFwdOp, ": too many tiles for one launch (batch ",
               p.n, ", ", p.h, "x", p.w, ")");
   plan::forward_tma(p, elem_bytes(st), p.wide_stages, encode_tma);
-  C10_CUDA_CHECK(launch_inception_forward(p, fused_dtype(st), smem, c10::cuda::getCurrentCUDAStream()));
+  // Two launches pass the reduce outputs from stage 1 to stage 2: the saved ones, or workspaces
+  // from PyTorch's caching allocator (stream-ordered) in the layout the saved ones have.
+  at::Tensor work3, work5;
+  if (two_launch && !save_reduce) {
+    std::tie(work3, work5) = reduce_outputs(x, a);
+    p.r[0] = out_ref(work3), p.r[1] = out_ref(work5);
+  }
+  int stages[2];
+  for (int i = 0, launches = plan::forward_stages(two_launch, stages); i < launches; ++i) {
+    p.stage = stages[i];
+    C10_CUDA_CHECK(launch_inception_forward(p, fused_dtype(st), smem, c10::cuda::getCurrentCUDAStream()));
+  }
   return {y, r3, r5};
 }
 

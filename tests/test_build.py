@@ -300,7 +300,7 @@ def test_fused_forward_matches_its_fake(maxpool, channels_last, save_reduce):
 
     x, ws, bs = _cuda_module(GOOGLENET_INCEPTIONS["4a"], channels_last=channels_last, dtype=torch.float16)
     op = torch.ops.inception_kernels.cuda_fused_inception
-    args = (x, ws, bs, 3, 5, "relu", save_reduce, output_memory_format(x))
+    args = (x, ws, bs, 3, 5, "relu", save_reduce, save_reduce, output_memory_format(x))
     got = op(*args)
     want = op(*[a.to("meta") if isinstance(a, torch.Tensor) else
                 [None if t is None else t.to("meta") for t in a] if isinstance(a, list) else a for a in args])
@@ -319,7 +319,7 @@ def test_fused_backward_gradient_layout(maxpool):
     for bias in (True, False):
         x, ws, bs = _cuda_module(spec, channels_last=True, bias=bias)
         y, r3, r5 = torch.ops.inception_kernels.cuda_fused_inception(x, ws, bs, 3, 5, "relu", True,
-                                                                     torch.channels_last)
+                                                                     True, torch.channels_last)
         for _ in range(4):
             needs = [bool(v) for v in torch.randint(0, 2, (13,), generator=gen)]
             layout = grad_layout(ws, bs, needs)
@@ -343,7 +343,7 @@ def test_fused_ops_guard_their_memory_accesses(maxpool):
     ok = torch.contiguous_format
 
     def call(x=x, ws=ws, bs=bs, k=(3, 5)):
-        return fwd(x, ws, bs, *k, "relu", True, ok)
+        return fwd(x, ws, bs, *k, "relu", True, True, ok)
 
     huge = torch.empty(1, device="cuda").as_strided((1, 20, 50000, 50000), (0, 0, 0, 0))
     cases = [

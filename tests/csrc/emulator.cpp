@@ -172,7 +172,7 @@ void set_convs(ik::ConvRef* conv, const void* const* w, const int64_t* ws, const
 template <class T>
 int forward(const void* x, const int64_t* xs, void* y, const int64_t* ys, void* r3, const int64_t* r3s, void* r5,
             const int64_t* r5s, const void* const* w, const int64_t* ws, const void* const* b, const int64_t* bs, const int* shape,
-            int64_t n, int h, int wd, int relu, int64_t smem_limit, int* tiles_out) {
+            int64_t n, int h, int wd, int relu, int two_launch, int64_t smem_limit, int* tiles_out) {
   ik::FwdParams p{};
   p.x = tref<T>(x, xs, n, shape[1], h, wd);
   p.y = oref(y, ys);
@@ -187,9 +187,22 @@ int forward(const void* x, const int64_t* xs, void* y, const int64_t* ys, void* 
 #endif
   tiles_out[0] = p.tiles.th, tiles_out[1] = p.tiles.tw;
   std::vector<char> shared(static_cast<size_t>(smem), kGarbage);
-  const int64_t jobs = tl::num_fwd_jobs(n, p.tiles);
-  for (int64_t j = 0; j < jobs; ++j)
-    run_block<T>(shared, [&](const auto& core) { ik::run_fwd_job<T>(p, j, core, shared.data()); }, true);
+  // As ops.cpp: two launches go through reduce outputs, workspaces where they are not saved
+  // (channels_last [n][h][w][c], NaN-filled: stage 2 must read only what stage 1 wrote).
+  std::vector<T> work[2];
+  for (int b = 0; b < 2 && two_launch; ++b)
+    if (p.r[b].p == nullptr) {
+      const int c = shape[3 * (b == 0 ? ik::kW3r : ik::kW5r)];
+      work[b].assign(static_cast<size_t>(n) * h * wd * c, ik::Num<T>::from_acc(ik::AccT<T>(0) / ik::AccT<T>(0)));
+      p.r[b] = ik::OutRef{work[b].data(), {int64_t{h} * wd * c, 1, int64_t{wd} * c, c}};
+    }
+  int stages[2];
+  for (int i = 0, launches = ik::plan::forward_stages(two_launch != 0, stages); i < launches; ++i) {
+    p.stage = stages[i];
+    const int64_t jobs = tl::num_fwd_jobs(n, p.tiles, p.stage);
+    for (int64_t j = 0; j < jobs; ++j)
+      run_block<T>(shared, [&](const auto& core) { ik::run_fwd_job<T>(p, j, core, shared.data()); }, true);
+  }
   return 0;
 }
 
@@ -255,14 +268,14 @@ long ik_emu_tma_boxes() {
 // Returns 0 on success, 1 when no tile fits smem_limit, 2 for an unknown dtype.
 int ik_emu_forward(int dtype, const void* x, const int64_t* xs, void* y, const int64_t* ys, void* r3,
                    const int64_t* r3s, void* r5, const int64_t* r5s, const void* const* w, const int64_t* ws,
-                   const void* const* b, const int64_t* bs, const int* shape, int64_t n, int h, int wd, int relu, int64_t smem_limit,
-                   int* tiles_out) {
+                   const void* const* b, const int64_t* bs, const int* shape, int64_t n, int h, int wd, int relu, int two_launch,
+                   int64_t smem_limit, int* tiles_out) {
   if (dtype == 1)
-    return forward<EmuHalf>(x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, smem_limit, tiles_out);
+    return forward<EmuHalf>(x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, two_launch, smem_limit, tiles_out);
   if (dtype == 0)
-    return forward<float>(x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, smem_limit, tiles_out);
+    return forward<float>(x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, two_launch, smem_limit, tiles_out);
   if (dtype == 3)
-    return forward<double>(x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, smem_limit, tiles_out);
+    return forward<double>(x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, two_launch, smem_limit, tiles_out);
   return 2;
 }
 
