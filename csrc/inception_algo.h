@@ -98,7 +98,36 @@ struct ConvRef {  // weight [cout, cin, k, k] by strides, bias [cout] by its str
 // Index of each conv in the parameter arrays (the op's weight order).
 enum Conv : int { kW1 = 0, kW3r = 1, kW3 = 2, kW5r = 3, kW5 = 4, kWp = 5, kNumConvs = 6 };
 
+// A TMA tensor map (CUtensorMap: 128 opaque bytes, 128-byte aligned as CUDA 13 declares it;
+// cp.async.bulk.tensor needs 64), encoded on the host from a
+// TmaSpec (plan::forward_tma); the kernels only pass its address to cp.async.bulk.tensor.
+struct alignas(128) TmaMap {
+  uint64_t opaque[16];
+};
+
+// What a TMA map describes: cuTensorMapEncodeTiled's arguments for 16-bit elements, the 128-byte
+// swizzle (the core's tiles, tiling::swizzle128) and zero fill outside the tensor.
+// Always 4-D (a 2-D weight matrix has two dimensions of 1), so the kernels issue one form.
+struct TmaSpec {
+  const void* base;     // 16-byte aligned
+  uint64_t dims[4];     // elements per dimension, innermost (contiguous) first
+  uint64_t strides[3];  // bytes between consecutive indices of dims 1 .. 3 (multiples of 16)
+  uint32_t box[4];      // box elements per dimension; box[0] * 2 bytes = one 128-byte line
+};
+
+// The forward's TMA maps (sm_90a, fp16/bf16): x as [N][H][W][C] boxes of the tile (x[0]) and of
+// the two KxK branches' reduce row tiles (x[1], x[2]: halo_tile_lines lines of the halo), and
+// each 1x1 conv's weights [cout][cin] in boxes of 16 rows. ok: the map exists (else the operand
+// goes by chunks).
+struct FwdTma {
+  TmaMap x[3];
+  TmaMap w[kNumConvs];
+  bool x_ok[3];
+  bool w_ok[kNumConvs];
+};
+
 struct FwdParams {
+  FwdTma tma;      // first: the maps' alignment
   TensorRef x;     // [N, Cin, H, W]
   OutRef y;        // [N, c1 + c3 + c5 + cp, H, W]
   OutRef r[2];     // post-activation reduce outputs [N, c3r / c5r, H, W]; null unless saved
@@ -109,9 +138,21 @@ struct FwdParams {
   tiling::SpatialTiles tiles;
   int64_t halo_offset;  // byte offset of the halo buffer in shared memory
   bool wide_stages;     // the staging layout planned for (tiling::tc_stage_bytes): the device's build
+  int stage;            // which launch (tiling::FwdStage; plan::forward_stages)
+};
+
+// The backward's TMA maps (sm_90a, fp16/bf16), for the weight-gradient products of the grads
+// launch: gr [N*H*W][gr_cols] in boxes of 64 pixels x 64 channels (A of dW3r / dW5r), and x as
+// [N*H*W][Cin] (pixels evenly spaced) in boxes of 64 pixels x 64 channels (B of the 1x1 convs'
+// dW). ok: the map exists.
+struct BwdTma {
+  TmaMap gr;
+  TmaMap x;
+  bool gr_ok, x_ok;
 };
 
 struct BwdParams {
+  BwdTma tma;      // first: the maps' alignment
   TensorRef gy;    // [N, Ctot, H, W] upstream gradient
   TensorRef x;     // [N, Cin, H, W]
   TensorRef y;     // [N, Ctot, H, W] (ReLU masks of the four branches)
@@ -261,8 +302,22 @@ IK_HD void pooled8(const TensorRef& x, int64_t n, int c0, int count, int h, int 
 // Forward operands and epilogues
 // ---------------------------------------------------------------------------------------
 
+// An operand tile of one stage as TMA boxes (the core's sm_90a path; docs/design.md §4.2): box i
+// of `boxes` at coordinates c (innermost first) plus i * (dc0, dc1), landing box_bytes * i into
+// the tile. map null: this stage of the operand goes by chunks. An operand offers this with
+//   TmaTile tma(int k0, int rows) const;   (rows: the tile's rows the core stages)
+// and must hand out exactly the tile the chunks would give, zeros included (k >= kdim reads as
+// zero: the map's bounds, or no TMA for that stage).
+struct TmaTile {
+  const TmaMap* map;
+  int boxes, box_bytes, dc0, dc1;
+  int c[4];
+};
+IK_HD TmaTile no_tma() { return TmaTile{nullptr, 0, 0, 0, 0, {0, 0, 0, 0}}; }
+
 // A(m, c) = x[n, c, pixel m] (or its 3x3 max-pool) for the tile's pixels (kTile, kTilePool)
-// or for the halo pixels m0 + m of a KxK branch (kHalo; k_halo = that branch's K). K-major.
+// or for the halo pixels m0 + m < m0 + m_rows of a KxK branch (kHalo; k_halo = that branch's K;
+// a row tile of tiling::halo_tile_step pixels). K-major.
 template <class T>
 struct XOperand {
   enum Mode : int { kTile, kTilePool, kHalo };
@@ -270,8 +325,20 @@ struct XOperand {
   const FwdParams* p;
   tiling::FwdJob job;
   Mode mode;
-  int m0, k_halo;
+  int m0, k_halo, m_rows;
+  int map;  // its TMA map in p->tma.x: 0 the tile, 1 / 2 branch 3's / 5's halo row tiles; -1 none
+  IK_HD TmaTile tma(int k0, int rows) const {
+    (void)rows;
+    const int i = map;
+    if (i < 0 || !p->tma.x_ok[i]) return no_tma();
+    const int n = static_cast<int>(job.n);
+    if (i == 0) return TmaTile{&p->tma.x[0], 1, p->tiles.th * p->tiles.tw * tiling::kLineBytes, 0, 0, {k0, job.w0, job.h0, n}};
+    const int hc = tiling::halo_cols(p->tiles, k_halo), pad = k_halo / 2;
+    return TmaTile{&p->tma.x[i], 1, tiling::halo_tile_step(p->tiles, k_halo) * tiling::kLineBytes, 0, 0,
+                   {k0, job.w0 - pad, job.h0 - pad + m0 / hc, n}};
+  }
   IK_HD const T* chunk(int m, int c0, int kvalid, T* v, int* valid) const {
+    if (mode == kHalo && m >= m_rows) return zero8(v), nullptr;
     const tiling::Pix px = mode == kHalo
         ? tiling::halo_pixel(m0 + m, job.h0, job.w0, p->tiles, k_halo, p->h, p->w)
         : tiling::tile_pixel(m, job.h0, job.w0, p->tiles, p->h, p->w);
@@ -284,11 +351,19 @@ struct XOperand {
 
 // B(kk, n) = w[n0 + n, c, dy, dx] with (dy, dx, c) = conv_tap(kk, pad8(cin), k): the forward
 // conv's weights. K-major (a chunk: 8 input channels of one output channel and tap).
+// A 1x1 conv's weights also come as TMA boxes of 16 rows (output channels) x 64 input
+// channels where the plan made the map (`map`; null otherwise).
 template <class T>
 struct WeightOperand {
   static constexpr bool kKMajor = true;
   const ConvRef* cv;
   int n0;
+  const TmaMap* map;
+  IK_HD TmaTile tma(int k0, int rows) const {
+    if (map == nullptr) return no_tma();
+    return TmaTile{map, rows / tiling::kTmaWeightRows, tiling::kTmaWeightRows * tiling::kLineBytes, 0,
+                   tiling::kTmaWeightRows, {k0, n0, 0, 0}};
+  }
   IK_HD const T* chunk(int n, int kk, int kvalid, T* v, int* valid) const {
     (void)kvalid;  // kdim = K * K * pad8(cin): the channel bound below is the tighter one
     const int co = n0 + n;
@@ -349,8 +424,9 @@ IK_HD AccT<T> kxk_inside_taps(const T* halo, const tiling::SpatialTiles& t, cons
   return s;
 }
 
-// y[n, c_off + n0 + col, tile pixel m] = act(acc + bias). For a KxK conv, `halo` is its input
-// (see kxk_inside_taps); null for the 1x1 convs.
+// y[n, c_off + n0 + col, tile pixel m] = act(acc + bias) (or into `out` instead of y: a reduce
+// conv's saved output in stage 1). For a KxK conv, `halo` is its input (see kxk_inside_taps);
+// null for the 1x1 convs.
 template <class T>
 struct OutputEpilogue {
   const FwdParams* p;
@@ -358,6 +434,8 @@ struct OutputEpilogue {
   const ConvRef* cv;
   int n0, c_off;
   const T* halo;
+  const OutRef* out = nullptr;  // null: y
+  IK_HD const OutRef& dst() const { return out != nullptr ? *out : p->y; }
   IK_HD T value(int m, int co, const tiling::Pix& px, AccT<T> acc) const {  // co < cout, px inside
     if (halo != nullptr && acc != acc && tiling::near_border(px.h, px.w, cv->k, p->h, p->w))
       acc = kxk_inside_taps<T>(halo, p->tiles, *cv, m, co, px.h, px.w, p->h, p->w);
@@ -367,7 +445,7 @@ struct OutputEpilogue {
     const int co = n0 + col;
     const tiling::Pix px = tiling::tile_pixel(m, job.h0, job.w0, p->tiles, p->h, p->w);
     if (!px.valid || co >= cv->cout) return;
-    static_cast<T*>(p->y.p)[p->y.offset(job.n, c_off + co, px.h, px.w)] = value(m, co, px, acc);
+    static_cast<T*>(dst().p)[dst().offset(job.n, c_off + co, px.h, px.w)] = value(m, co, px, acc);
   }
   IK_HD void chunk(int m, int col, const AccT<T>* acc) const {
     const int co0 = n0 + col;
@@ -377,7 +455,7 @@ struct OutputEpilogue {
     alignas(16) T v[tiling::kChunk];
     IK_UNROLL
     for (int j = 0; j < tiling::kChunk; ++j) v[j] = j < count ? value(m, co0 + j, px, acc[j]) : zero<T>();
-    store_channels<T>(p->y, job.n, c_off + co0, count, px.h, px.w, v);
+    store_channels<T>(dst(), job.n, c_off + co0, count, px.h, px.w, v);
   }
 };
 
@@ -391,13 +469,13 @@ struct HaloEpilogue {
   const ConvRef* cv;
   T* halo;
   const OutRef* r;
-  int m0, n0, k;
+  int m0, n0, k, m_rows;  // rows m < m_rows of the row tile are halo pixels m0 + m
   IK_HD T value(int co, const tiling::Pix& px, AccT<T> acc) const {
     return px.valid && co < cv->cout ? Num<T>::from_acc(activate(acc + bias_at<T>(*cv, co), p->relu)) : zero<T>();
   }
   IK_HD void operator()(int m, int col, AccT<T> acc) const {
     const int hp = m0 + m, co = n0 + col, crp = tiling::pad8(cv->cout);
-    if (hp >= tiling::halo_pixels(p->tiles, k) || co >= crp) return;
+    if (m >= m_rows || co >= crp) return;
     if (co >= cv->cout) return void(halo[hp * crp + co] = zero<T>());
     const tiling::Pix px = tiling::halo_pixel(hp, job.h0, job.w0, p->tiles, k, p->h, p->w);
     const T v = value(co, px, acc);
@@ -407,7 +485,7 @@ struct HaloEpilogue {
   }
   IK_HD void chunk(int m, int col, const AccT<T>* acc) const {  // one 16-byte store into the halo
     const int hp = m0 + m, co0 = n0 + col, crp = tiling::pad8(cv->cout);
-    if (hp >= tiling::halo_pixels(p->tiles, k) || co0 >= crp) return;
+    if (m >= m_rows || co0 >= crp) return;
     const tiling::Pix px = tiling::halo_pixel(hp, job.h0, job.w0, p->tiles, k, p->h, p->w);
     alignas(16) T v[tiling::kChunk];
     IK_UNROLL
@@ -418,13 +496,52 @@ struct HaloEpilogue {
   }
 };
 
-// One forward job: a tile's KxK branch (reduce into the halo, then the KxK conv), or its
-// 1x1 and pool branches. `smem` is the block's shared memory (the halo at p.halo_offset).
+// The weights of conv c at output channel n0 (with its TMA map where the plan made one).
+IK_HD const TmaMap* weight_map(const FwdParams& p, int c) { return p.tma.w_ok[c] ? &p.tma.w[c] : nullptr; }
+template <class T>
+IK_HD WeightOperand<T> weight_operand(const FwdParams& p, int c, int n0) {
+  return WeightOperand<T>{&p.conv[c], n0, weight_map(p, c)};
+}
+
+// Stage 2's halo (tiling::FwdStage): the saved reduce outputs r over the tile's halo, zeros
+// outside the image and in the pad channels -- what stage 0's reduce GEMM writes there. Chunk
+// i = (halo pixel, 8 channels); one 16-byte load where r's channels are contiguous and aligned.
+template <class T>
+struct HaloFill {
+  const FwdParams* p;
+  tiling::FwdJob job;
+  const OutRef* r;
+  T* halo;
+  int cr, k;
+  IK_HD void operator()(int i) const {
+    const int crp = tiling::pad8(cr), per = crp / tiling::kChunk, hp = i / per, c0 = (i % per) * tiling::kChunk;
+    const tiling::Pix px = tiling::halo_pixel(hp, job.h0, job.w0, p->tiles, k, p->h, p->w);
+    alignas(16) T v[tiling::kChunk];
+    const int count = cr - c0;
+    if (!px.valid) {
+      zero8(v);
+    } else {
+      const T* src = static_cast<const T*>(r->p) + r->offset(job.n, c0, px.h, px.w);
+      if (count >= tiling::kChunk && r->s[1] == 1 && reinterpret_cast<uintptr_t>(src) % 16 == 0) {
+        copy8(v, src);
+      } else {
+        for (int j = 0; j < tiling::kChunk; ++j)
+          v[j] = j < count ? load<T>(r->p, r->offset(job.n, c0 + j, px.h, px.w)) : zero<T>();
+      }
+    }
+    copy8(halo + hp * crp + c0, v);
+  }
+};
+
+// One forward job: a tile's KxK branch (its reduce conv into the halo -- or, in stage 2, the
+// halo from the saved reduce outputs -- then the KxK conv), or its 1x1 and pool branches (in
+// stage 1 with the reduce convs over the tile's pixels, into their saved outputs). `smem` is the
+// block's shared memory (the halo at p.halo_offset).
 IK_NO_EXEC_CHECK
 template <class T, class Core>
 IK_HD void run_fwd_job(const FwdParams& p, int64_t job_index, const Core& core, char* smem) {
   using namespace tiling;
-  const FwdJob job = decode_fwd_job(job_index, p.tiles);
+  const FwdJob job = decode_fwd_job(job_index, p.tiles, p.stage);
   const BranchOffsets bo = branch_offsets(p.conv[kW1].cout, p.conv[kW3].cout, p.conv[kW5].cout, p.conv[kWp].cout);
   const int cin = p.conv[kW1].cin;
   if (job.kind == kFwdBranch1P) {
@@ -432,32 +549,46 @@ IK_HD void run_fwd_job(const FwdParams& p, int64_t job_index, const Core& core, 
     const ConvRef* wp = &p.conv[kWp];
     for (int n0 = 0, bn; n0 < w1->cout; n0 += bn) {
       bn = n_tile_width(w1->cout - n0, kMaxBN);
-      core.gemm(XOperand<T>{&p, job, XOperand<T>::kTile, 0, 1}, WeightOperand<T>{w1, n0}, cin, bn,
+      core.gemm(XOperand<T>{&p, job, XOperand<T>::kTile, 0, 1, kBM, 0}, weight_operand<T>(p, kW1, n0), cin, bn,
                 OutputEpilogue<T>{&p, job, w1, n0, bo.o1, nullptr});
     }
+    if (p.stage == kFwdStage1)  // the reduce convs over the same x tile (L2 / TMA), once per pixel
+      for (int b = 0; b < 2; ++b) {
+        const int c = b == 0 ? kW3r : kW5r;
+        for (int n0 = 0, bn; n0 < p.conv[c].cout; n0 += bn) {
+          bn = n_tile_width(p.conv[c].cout - n0, kMaxBN);
+          core.gemm(XOperand<T>{&p, job, XOperand<T>::kTile, 0, 1, kBM, 0}, weight_operand<T>(p, c, n0), cin, bn,
+                    OutputEpilogue<T>{&p, job, &p.conv[c], n0, 0, nullptr, &p.r[b]});
+        }
+      }
     for (int n0 = 0, bn; n0 < wp->cout; n0 += bn) {
       bn = n_tile_width(wp->cout - n0, kMaxBN);
-      core.gemm(XOperand<T>{&p, job, XOperand<T>::kTilePool, 0, 1}, WeightOperand<T>{wp, n0}, cin, bn,
+      core.gemm(XOperand<T>{&p, job, XOperand<T>::kTilePool, 0, 1, kBM, -1}, weight_operand<T>(p, kWp, n0), cin, bn,
                 OutputEpilogue<T>{&p, job, wp, n0, bo.op, nullptr});
     }
     return;
   }
   const int b = job.kind == kFwdBranch3 ? 0 : 1;
-  const ConvRef* wr = &p.conv[b == 0 ? kW3r : kW5r];
+  const int cr_conv = b == 0 ? kW3r : kW5r;
+  const ConvRef* wr = &p.conv[cr_conv];
   const ConvRef* wk = &p.conv[b == 0 ? kW3 : kW5];
   const int k = wk->k, cr = wr->cout;
   T* halo = reinterpret_cast<T*>(smem + p.halo_offset);
   const int hp = halo_pixels(p.tiles, k);
-  for (int m0 = 0; m0 < hp; m0 += kBM)
+  if (p.stage == kFwdStage2)  // the halo from stage 1's outputs (parallel_for ends on a barrier)
+    core.parallel_for(hp * (pad8(cr) / kChunk), HaloFill<T>{&p, job, &p.r[b], halo, cr, k});
+  for (int m0 = 0; m0 < hp && p.stage != kFwdStage2; m0 += halo_tile_step(p.tiles, k)) {  // row tiles of whole halo lines where they fit
+    const int rows = halo_tile_rows(p.tiles, k, m0);
     for (int n0 = 0, bn; n0 < pad8(cr); n0 += bn) {
       bn = n_tile_width(pad8(cr) - n0, kMaxBN);
-      core.gemm(XOperand<T>{&p, job, XOperand<T>::kHalo, m0, k}, WeightOperand<T>{wr, n0}, cin, bn,
-                HaloEpilogue<T>{&p, job, wr, halo, &p.r[b], m0, n0, k});
+      core.gemm(XOperand<T>{&p, job, XOperand<T>::kHalo, m0, k, rows, 1 + b}, weight_operand<T>(p, cr_conv, n0), cin,
+                bn, HaloEpilogue<T>{&p, job, wr, halo, &p.r[b], m0, n0, k, rows});
     }
+  }
   // core.gemm begins with a block-wide barrier: the halo is complete before it is read.
   for (int n0 = 0, bn; n0 < wk->cout; n0 += bn) {
     bn = n_tile_width(wk->cout - n0, kMaxBN);
-    core.gemm(HaloOperand<T>{halo, p.tiles, cr, k}, WeightOperand<T>{wk, n0}, pad8(cr) * k * k, bn,
+    core.gemm(HaloOperand<T>{halo, p.tiles, cr, k}, WeightOperand<T>{wk, n0, nullptr}, pad8(cr) * k * k, bn,
               OutputEpilogue<T>{&p, job, wk, n0, b == 0 ? bo.o3 : bo.o5, halo});
   }
 }
@@ -743,6 +874,13 @@ struct DxArgmaxPass {
 // Weight/bias gradient operands: A(m, kk) = gradient source at pixel split_start + kk, channel
 // co0 + m; B(kk, n) = the conv's input at that pixel shifted to tap (dy, dx), channel ci0 + n
 // (x, its max-pool, or a reduce output). A bias gradient is A's row sums (core.reduce_rows).
+// Whether the 64 pixels of a weight-gradient stage from `first` are a box: inside the split, or
+// past the batch's last pixel (where the map's bounds give the zeros the chunks would); a stage
+// that would read the next split's pixels goes by chunks.
+IK_HD bool split_stage_is_box(const BwdParams& p, int64_t first, int64_t pix_end) {
+  return first + tiling::kTcBK <= pix_end || pix_end == p.n * p.h * static_cast<int64_t>(p.w);
+}
+
 template <class T>
 struct ChannelGradOperand {  // MN-major: a chunk is 8 output channels at one pixel
   static constexpr bool kKMajor = false;
@@ -753,6 +891,13 @@ struct ChannelGradOperand {  // MN-major: a chunk is 8 output channels at one pi
   IK_HD const T* chunk(int r, int kk, int kvalid, T* v, int* valid) const {
     (void)kvalid;  // kk < kdim = pix_end - pix0
     return grad_chunk<T>(*p, g, tiling::flat_pixel(pix0 + kk, p->h, p->w), co0 + r, cout - co0 - r, v, valid);
+  }
+  // The reduce gradients (gr) as a box of 64 pixels x 64 columns; its columns past cout (the
+  // other branch's, or past gr) only reach rows of C the epilogue drops.
+  IK_HD TmaTile tma(int k0, int rows) const {
+    (void)rows;
+    if (g.from_gy || !p->tma.gr_ok || !split_stage_is_box(*p, pix0 + k0, pix_end)) return no_tma();
+    return TmaTile{&p->tma.gr, 1, tiling::kTcAtomBytes, 0, 0, {g.off + co0, static_cast<int>(pix0 + k0), 0, 0}};
   }
 };
 
@@ -775,6 +920,12 @@ struct InputOperand {  // MN-major: a chunk is 8 input channels at one pixel
     const TensorRef& src = mode == kX ? p->x : p->r[mode == kR3 ? 0 : 1];
     if (src.vec) return *valid = tiling::imin(count, tiling::kChunk), static_cast<const T*>(src.p) + src.offset(fp.n, c0, q.h, q.w);
     return load_channels(src, fp.n, c0, count, q.h, q.w, v), nullptr;
+  }
+  // x of a 1x1 conv as boxes of 64 pixels x 64 channels: one per swizzle atom of the B tile.
+  IK_HD TmaTile tma(int k0, int rows) const {
+    if (mode != kX || k != 1 || !p->tma.x_ok || !split_stage_is_box(*p, pix0 + k0, pix_end)) return no_tma();
+    return TmaTile{&p->tma.x, tiling::cdiv(rows, tiling::kTileLines), tiling::kTcAtomBytes, tiling::kTileLines, 0,
+                   {ci0, static_cast<int>(pix0 + k0), 0, 0}};
   }
 };
 
@@ -902,12 +1053,90 @@ inline bool chunked(const void* p, const int64_t* sizes, const int64_t* strides,
 // the forward kernel in *smem.
 inline bool forward(FwdParams& p, int elem, int acc_elem, int64_t smem_limit, bool wide, int64_t* smem) {
   const ConvRef &w3r = p.conv[kW3r], &w3 = p.conv[kW3], &w5r = p.conv[kW5r], &w5 = p.conv[kW5];
+  if (wide) smem_limit -= tiling::kTmaStaticSmem;  // the forward kernel's static TMA barriers
   if (!tiling::pick_fwd_tiles(p.h, p.w, w3.k, w3r.cout, w5.k, w5r.cout, elem, acc_elem, smem_limit, wide, &p.tiles))
     return false;
   p.wide_stages = wide;
   p.halo_offset = tiling::staging_bytes(elem, acc_elem, wide);
   *smem = tiling::fwd_smem_bytes(p.tiles, w3.k, w3r.cout, w5.k, w5r.cout, elem, acc_elem, wide);
   return true;
+}
+
+// The forward's launches, in order (tiling::FwdStage): stage 1 then stage 2 for the two-launch
+// schedule (Python's choice, _checks.cuda_two_launch; p.r must then be set, saved outputs or
+// workspaces), else the one launch. Returns the count; stages[i] the stage of launch i.
+inline int forward_stages(bool two_launch, int* stages) {
+  if (two_launch) return stages[0] = tiling::kFwdStage1, stages[1] = tiling::kFwdStage2, 2;
+  return stages[0] = tiling::kFwdOneLaunch, 1;
+}
+
+// Encodes a TmaSpec into a TmaMap: the driver's cuTensorMapEncodeTiled in ops.cpp, the CPU
+// shim's in the emulator. False when it cannot (the operand then goes by chunks).
+using TmaEncode = bool (*)(const TmaSpec& spec, TmaMap* map);
+
+// Whether a stride of `elem`-byte elements is one a TMA map takes: a multiple of 16 bytes below 2^40.
+inline bool tma_stride_ok(int64_t stride, int elem) {
+  return stride > 0 && stride * elem % 16 == 0 && stride * elem < (int64_t{1} << 40);
+}
+
+// The forward's TMA maps (p.tma), after plan::forward: on the wgmma build (`wide`) and for 16-bit
+// elements, x's boxes where x has contiguous channels and 16-byte aligned base and pixel strides
+// (channels_last), and each 1x1 conv's weights where its input channels are contiguous and its
+// rows 16-byte aligned (docs/design.md §7). Every other operand, and every operand elsewhere,
+// keeps the chunk path; so does one whose map `encode` refuses.
+inline void forward_tma(FwdParams& p, int elem, bool wide, TmaEncode encode) {
+  p.tma = FwdTma{};
+  if (!wide || elem != 2) return;
+  const int cin = p.conv[kW1].cin;
+  const TensorRef& x = p.x;
+  if (x.vec && x.s[1] == 1 && tma_stride_ok(x.s[3], elem) && tma_stride_ok(x.s[2], elem) && tma_stride_ok(x.s[0], elem)) {
+    for (int i = 0; i < 3; ++i) {
+      const int k = i == 0 ? 1 : p.conv[i == 1 ? kW3 : kW5].k;
+      const int lines = i == 0 ? p.tiles.th : tiling::halo_tile_lines(p.tiles, k);
+      if (lines == 0) continue;  // flat row tiles: not a box
+      const TmaSpec spec{x.p,
+                         {static_cast<uint64_t>(cin), static_cast<uint64_t>(p.w), static_cast<uint64_t>(p.h),
+                          static_cast<uint64_t>(p.n)},
+                         {static_cast<uint64_t>(x.s[3] * elem), static_cast<uint64_t>(x.s[2] * elem),
+                          static_cast<uint64_t>(x.s[0] * elem)},
+                         {tiling::kLineBytes / 2, static_cast<uint32_t>(i == 0 ? p.tiles.tw : tiling::halo_cols(p.tiles, k)),
+                          static_cast<uint32_t>(lines), 1}};
+      p.tma.x_ok[i] = encode(spec, &p.tma.x[i]);
+    }
+  }
+  for (int c : {kW1, kW3r, kW5r, kWp}) {
+    const ConvRef& cv = p.conv[c];
+    if (cv.k != 1 || !cv.vec || cv.s[1] != 1 || !tma_stride_ok(cv.s[0], elem)) continue;
+    const uint64_t row = static_cast<uint64_t>(cv.s[0] * elem), all = row * static_cast<uint64_t>(cv.cout);
+    if (all >= (uint64_t{1} << 40)) continue;
+    const TmaSpec spec{cv.w, {static_cast<uint64_t>(cv.cin), static_cast<uint64_t>(cv.cout), 1, 1}, {row, all, all},
+                       {tiling::kLineBytes / 2, tiling::kTmaWeightRows, 1, 1}};
+    p.tma.w_ok[c] = encode(spec, &p.tma.w[c]);
+  }
+}
+
+// The backward's TMA maps (p.tma), once p.x, p.gr and the plan are set: on the wgmma build
+// (`wide`) and for 16-bit elements, gr always (its rows are 16-byte multiples) and x where its
+// channels are contiguous and its pixels evenly spaced at a 16-byte multiple (channels_last).
+inline void backward_tma(BwdParams& p, int elem, bool wide, TmaEncode encode) {
+  p.tma = BwdTma{};
+  if (!wide || elem != 2) return;
+  const uint64_t pixels = static_cast<uint64_t>(p.n) * static_cast<uint64_t>(p.h) * static_cast<uint64_t>(p.w);
+  if (pixels == 0) return;
+  const uint32_t box[4] = {tiling::kLineBytes / 2, tiling::kTileLines, 1, 1};
+  auto spec2d = [&](const void* base, uint64_t cols, uint64_t row_bytes) {
+    const uint64_t all = row_bytes * pixels;
+    return TmaSpec{base, {cols, pixels, 1, 1}, {row_bytes, all, all}, {box[0], box[1], box[2], box[3]}};
+  };
+  if (p.gr != nullptr && reinterpret_cast<uintptr_t>(p.gr) % 16 == 0) {
+    const uint64_t cols = static_cast<uint64_t>(gr_cols(p));
+    p.tma.gr_ok = cols * elem * pixels < (uint64_t{1} << 40) && encode(spec2d(p.gr, cols, cols * elem), &p.tma.gr);
+  }
+  const TensorRef& x = p.x;
+  const int64_t ps = x.s[3];  // one pixel stride for all of N*H*W: w, then h, then n
+  const bool even = (p.h == 1 || x.s[2] == ps * p.w) && (p.n == 1 || x.s[0] == ps * p.w * p.h);
+  if (x.vec && x.s[1] == 1 && even && tma_stride_ok(ps, elem) && static_cast<uint64_t>(ps * elem) * pixels < (uint64_t{1} << 40))
+    p.tma.x_ok = encode(spec2d(x.p, static_cast<uint64_t>(p.conv[kW1].cin), static_cast<uint64_t>(ps * elem)), &p.tma.x);
 }
 
 // The flat gradient layout as the backward op receives it from Python (inception_kernels/

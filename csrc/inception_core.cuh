@@ -41,9 +41,76 @@
 
 namespace inception_kernels {
 
+// Whether an operand offers TMA boxes (`TmaTile tma(int k0, int rows) const`, inception_algo.h).
+template <class Op, class = void>
+struct HasTma : std::false_type {};
+template <class Op>
+struct HasTma<Op, std::void_t<decltype(&Op::tma)>> : std::true_type {};
+
 template <class T>
 struct DeviceCore {
   char* smem;  // the block's dynamic shared memory (1024-byte aligned); staging area at offset 0
+  // The TMA path (sm_90a, IK_WGMMA): one mbarrier per stage of the ring (null: no TMA, every
+  // operand goes by chunks), initialised by init_tma; bit s of `phases` is the parity of the
+  // next phase of stage s's barrier this thread waits for (every thread waits for each).
+  uint64_t* bars = nullptr;
+  mutable uint32_t phases = 0;
+
+  // Initialise the stage barriers (every thread calls it once, before any gemm).
+  __device__ void init_tma() const {
+#if defined(IK_WGMMA)
+    if (bars != nullptr && threadIdx.x == 0) {
+      for (int s = 0; s < tiling::kStages; ++s) ptx::mbar_init(&bars[s], 1);
+      ptx::fence_mbar_init();
+    }
+    __syncthreads();
+#endif
+  }
+
+  // The TMA boxes of operand op's tile at k0 (map null where it has none, or off this build).
+  template <class Op>
+  __device__ __forceinline__ TmaTile tma_tile(const Op& op, int k0, int rows) const {
+#if defined(IK_WGMMA)
+    if constexpr (HasTma<Op>::value)
+      if (bars != nullptr) return op.tma(k0, rows);
+#endif
+    (void)op, (void)k0, (void)rows;
+    return no_tma();
+  }
+
+  // Whether stage s of a product has TMA boxes (the same answer in every thread: it depends on
+  // the operands and s only), i.e. whether its barrier's phase is to be waited for.
+  template <class A, class B>
+  __device__ __forceinline__ bool stage_has_tma(const A& a, const B& b, int s, int bn) const {
+    return tma_tile(a, s * tiling::kTcBK, tiling::kBM).map != nullptr || tma_tile(b, s * tiling::kTcBK, bn).map != nullptr;
+  }
+
+  // Stage `s` (k0 = s * kTcBK) of a product into its ring slot: operand tiles with TMA boxes by
+  // thread 0 (announcing their bytes on the slot's barrier first), the others chunk by chunk.
+  template <class A, class B>
+  __device__ __forceinline__ void load_stage(const A& a, const B& b, int s, int kdim, int bn) const {
+    using namespace tiling;
+    char* slot = smem + (s % kStages) * kStageBytes;
+    const int k0 = s * kTcBK;
+    const TmaTile ta = tma_tile(a, k0, kBM), tb = tma_tile(b, k0, bn);
+#if defined(IK_WGMMA)
+    if ((ta.map != nullptr || tb.map != nullptr) && threadIdx.x == 0) {
+      uint64_t* bar = &bars[s % kStages];
+      ptx::mbar_arrive_expect_tx(bar, (ta.map ? ta.boxes * ta.box_bytes : 0) + (tb.map ? tb.boxes * tb.box_bytes : 0));
+      if (ta.map != nullptr) issue_boxes(ta, slot, bar);
+      if (tb.map != nullptr) issue_boxes(tb, slot + kTcATileBytes, bar);
+    }
+#endif
+    if (ta.map == nullptr) stage_tile(a, kBM, k0, kdim, slot);
+    if (tb.map == nullptr) stage_tile(b, bn, k0, kdim, slot + kTcATileBytes);
+  }
+
+#if defined(IK_WGMMA)
+  __device__ __forceinline__ static void issue_boxes(const TmaTile& t, char* tile, uint64_t* bar) {
+    for (int i = 0; i < t.boxes; ++i)
+      ptx::tma_load_4d(tile + i * t.box_bytes, t.map, t.c[0] + i * t.dc0, t.c[1] + i * t.dc1, t.c[2], t.c[3], bar);
+  }
+#endif
 
   // One operand tile of a stage: the chunks of A (rows = 64) or B (rows = bn) for k0 .. k0 + kTcBK - 1.
   // K-major: rows lines of 8 chunks; MN-major: kTcBK lines of rows / 8 chunks. Either way
@@ -131,6 +198,9 @@ struct DeviceCore {
   // bn: a multiple of 16 up to kMaxBN (tiling::n_tile_width: 16, 32, 64 or 128).
   template <class A, class B, class E>
   __device__ void gemm(const A& a, const B& b, int kdim, int bn, const E& epi) const {
+#if defined(IK_WGMMA)
+    ptx::fence_proxy_async();  // this thread's generic accesses to the staging area come before the TMA writes
+#endif
     __syncthreads();  // the previous gemm is done with the staging area (and its epilogue's writes are visible)
     if constexpr (kCoreBN >= tiling::kMaxBN) {
       gemm_pass(a, b, kdim, bn, epi);
@@ -171,10 +241,7 @@ struct DeviceCore {
     const int steps = cdiv(kdim, kTcBK);
 #pragma unroll
     for (int s = 0; s < kStages - 1; ++s) {
-      if (s < steps) {
-        stage_tile(a, kBM, s * kTcBK, kdim, smem + s * kStageBytes);
-        stage_tile(b, bn, s * kTcBK, kdim, smem + s * kStageBytes + kTcATileBytes);
-      }
+      if (s < steps) load_stage(a, b, s, kdim, bn);
       ptx::cp_async_commit();  // one group per stage, empty past the end: the wait counts stay uniform
     }
 #if defined(IK_WGMMA)
@@ -197,15 +264,16 @@ struct DeviceCore {
     for (int kt = 0; kt < steps; ++kt) {
       ptx::cp_async_wait<kStages - 2>();  // this thread's chunks of stage kt have landed
 #if defined(IK_WGMMA)
+      if (stage_has_tma(a, b, kt, bn)) {  // ... and stage kt's boxes
+        const int slot = kt % kStages;
+        ptx::mbar_wait(&bars[slot], (phases >> slot) & 1u);
+        phases ^= 1u << slot;
+      }
       ptx::fence_proxy_async();  // ... and, with its st.shared chunks, are visible to wgmma
 #endif
       __syncthreads();  // every thread's chunks of stage kt; everyone is done with stage kt - 1
       const int next = kt + kStages - 1;
-      if (next < steps) {
-        char* slot = smem + (next % kStages) * kStageBytes;
-        stage_tile(a, kBM, next * kTcBK, kdim, slot);
-        stage_tile(b, bn, next * kTcBK, kdim, slot + kTcATileBytes);
-      }
+      if (next < steps) load_stage(a, b, next, kdim, bn);
       ptx::cp_async_commit();
       const char* at = smem + (kt % kStages) * kStageBytes;
       const char* bt = at + kTcATileBytes;

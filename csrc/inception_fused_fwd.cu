@@ -12,12 +12,19 @@ template <class T>
 __global__ void __launch_bounds__(kThreads, 1) inception_fwd_kernel(const __grid_constant__ FwdParams p) {
   IK_KERNEL_SMEM;
   if (p.wide_stages != DeviceCore<T>::kWideStages) __trap();  // planned for the other build's staging
-  run_fwd_job<T>(p, blockIdx.x, DeviceCore<T>{smem}, smem);
+#if defined(IK_WGMMA)
+  __shared__ uint64_t tma_bars[kStages];  // the ring's TMA barriers (DeviceCore::bars)
+  const DeviceCore<T> core{smem, Num<T>::kTensorCore ? tma_bars : nullptr};
+#else
+  const DeviceCore<T> core{smem};
+#endif
+  core.init_tma();
+  run_fwd_job<T>(p, blockIdx.x, core, smem);
 }
 
 template <class T>
 cudaError_t forward_typed(const FwdParams& p, int64_t smem, cudaStream_t stream) {
-  return launch(inception_fwd_kernel<T>, num_fwd_jobs(p.n, p.tiles), kThreads, smem, stream, p);
+  return launch(inception_fwd_kernel<T>, num_fwd_jobs(p.n, p.tiles, p.stage), kThreads, smem, stream, p);
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 // The PTX instructions the tensor-core GEMM core (inception_core.cuh) is built from, as inline
 // assembly: cp.async (LDGSTS), ldmatrix (LDSM), mma.sync m16n8k16 (HMMA) and, on sm_90a,
-// warpgroup MMA (wgmma.mma_async: HGMMA). Hand-written rather than CuTe's atoms: csrc/README
+// warpgroup MMA (wgmma.mma_async: HGMMA) and TMA (cp.async.bulk.tensor: UTMALDG) with mbarriers. Hand-written rather than CuTe's atoms: csrc/README
 // section "The CUDA C++ backend" in README.md says why.
 //
 // tests/csrc/cuda_shim.h defines the same functions on the CPU from the PTX ISA's documented
@@ -155,6 +155,45 @@ struct Wgmma<__nv_bfloat16> {
 #undef IK_WGMMA_SHAPES
 #undef IK_WGMMA_SHAPE
 #undef IK_WGMMA_D8
+
+// ---------------------------------------------------------------------------------------
+// TMA (cp.async.bulk.tensor) and the mbarriers it completes on (sm_90)
+// ---------------------------------------------------------------------------------------
+
+// Initialise an mbarrier that completes a phase when `count` threads have arrived and the
+// transaction bytes they announced have landed; then make the initialisation visible to the
+// async proxy (TMA) before any thread uses it (the caller's __syncthreads follows).
+__device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void fence_mbar_init() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+
+// Arrive on bar announcing `bytes` more transaction bytes for its current phase (the TMA loads
+// that complete on it).
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, int bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
+}
+
+// Wait until bar's phase with this parity (0, 1, 0, ...) has completed.
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+  asm volatile(
+      "{\n.reg .pred p;\nIK_MBAR_WAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+      "@p bra IK_MBAR_DONE;\nbra IK_MBAR_WAIT;\nIK_MBAR_DONE:\n}\n" ::"r"(smem_u32(bar)),
+      "r"(parity)
+      : "memory");
+}
+
+// Load the box of the 4-D tensor map `map` (a __grid_constant__ parameter's address) at
+// coordinates (c0 innermost .. c3; outside the tensor: zeros) into shared memory at smem
+// (128-byte aligned; 1024 for the 128-byte swizzle the maps use), completing on bar.
+__device__ __forceinline__ void tma_load_4d(void* smem, const void* map, int c0, int c1, int c2, int c3, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::
+          "r"(smem_u32(smem)),
+      "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(smem_u32(bar))
+      : "memory");
+}
 
 template <class T, int N, int TnspA, int TnspB>
 __device__ __forceinline__ void wgmma_m64nNk16(float (&d)[N / 2], uint64_t da, uint64_t db, int sd) {

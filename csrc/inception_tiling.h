@@ -56,6 +56,12 @@ constexpr int kTcAtomBytes = kTileLines * kLineBytes;  // 64 lines of 128 bytes
 constexpr int kTcATileBytes = kTcAtomBytes;            // 64 rows (K-major) or 64 k (MN-major, 64 rows)
 constexpr int kTcBTileBytes = kMaxBN * kLineBytes;     // 128 rows, or 64 k x 2 atoms of 64 columns
 constexpr int kTcStageBytes = kTcATileBytes + kTcBTileBytes;
+// TMA boxes of a 1x1 conv's weights (sm_90a): 16 output channels (the narrowest N tile) x one
+// 128-byte line of input channels; a B tile of bn rows takes bn / 16 of them.
+constexpr int kTmaWeightRows = 16;
+// Static shared memory of the wgmma build's forward kernel: its kStages TMA barriers, and the
+// dynamic shared memory's 1024-byte alignment after them (kept out of the tile plan's budget).
+constexpr int kTmaStaticSmem = 1024;
 
 // A stage as the device's build lays it out. `wide`: the wgmma build (sm_90a), whose B tile
 // takes kMaxBN columns; the mma.sync build multiplies a wider tile in 64-wide passes
@@ -157,8 +163,19 @@ IK_HD SpatialTiles make_tiles(int h, int w, int th, int tw) {
   return SpatialTiles{th, tw, cdiv(h, th), cdiv(w, tw)};
 }
 
-IK_HD int64_t num_fwd_jobs(int64_t n, SpatialTiles t) {
-  return n * t.tiles_h * t.tiles_w * kFwdKinds;
+// The forward's launches (docs/design.md §4.2). kFwdOneLaunch: every kind of every tile, each
+// KxK job computing its reduce conv over the tile's halo (the halo's border pixels again in the
+// neighbouring tiles' jobs). Where the reduce outputs are saved (training) the forward runs as
+// two launches instead: kFwdStage1, one job per tile, runs every 1x1 conv on x -- w1, w3r, w5r
+// over the tile's own pixels, the horizontal 1x1 GEMM -- and the pool branch; kFwdStage2, two
+// jobs per tile, each KxK branch from its saved reduce outputs. Every reduce output is then
+// computed once.
+enum FwdStage : int { kFwdOneLaunch = 0, kFwdStage1 = 1, kFwdStage2 = 2 };
+
+IK_HD int fwd_kinds(int stage) { return stage == kFwdOneLaunch ? kFwdKinds : stage == kFwdStage1 ? 1 : 2; }
+
+IK_HD int64_t num_fwd_jobs(int64_t n, SpatialTiles t, int stage = kFwdOneLaunch) {
+  return n * t.tiles_h * t.tiles_w * fwd_kinds(stage);
 }
 
 struct FwdJob {
@@ -179,11 +196,13 @@ IK_HD FwdJob decode_tile(int64_t tile, SpatialTiles t) {
   return j;
 }
 
-// The three kinds of one tile are consecutive jobs, so x's tile and halo are read from L2
-// by the second and third while the first brought them in.
-IK_HD FwdJob decode_fwd_job(int64_t job, SpatialTiles t) {
-  FwdJob j = decode_tile(job / kFwdKinds, t);
-  j.kind = static_cast<int>(job % kFwdKinds);
+// The kinds of one tile are consecutive jobs, so x's tile and halo are read from L2 by the
+// second and third while the first brought them in. Stage 1 runs kFwdBranch1P (with the reduce
+// convs), stage 2 kFwdBranch3 and kFwdBranch5.
+IK_HD FwdJob decode_fwd_job(int64_t job, SpatialTiles t, int stage = kFwdOneLaunch) {
+  const int kinds = fwd_kinds(stage);
+  FwdJob j = decode_tile(job / kinds, t);
+  j.kind = stage == kFwdStage1 ? static_cast<int>(kFwdBranch1P) : static_cast<int>(job % kinds);
   return j;
 }
 
@@ -214,6 +233,25 @@ IK_HD Pix halo_pixel(int p, int h0, int w0, SpatialTiles t, int k, int height, i
   q.valid = p < halo_pixels(t, k) && q.h >= 0 && q.h < height && q.w >= 0 && q.w < width;
   return q;
 }
+
+// The reduce GEMM's row tiles over a halo: whole halo lines, as many as fit in kBM rows, when
+// that takes no more row tiles than cutting the flat halo into kBM-row pieces -- then each row
+// tile is a box of the image (lines x halo_cols pixels: one TMA box on sm_90a, docs/design.md
+// §7). Returns the halo lines per row tile, or 0 for flat kBM-row tiles (e.g. 5x5 over a 7x7
+// tile: 11 lines of 11 take 3 tiles of 5 lines, 2 of 64 pixels).
+IK_HD int halo_tile_lines(SpatialTiles t, int k) {
+  const int hc = halo_cols(t, k), lines = t.th + k - 1, per = kBM / hc;
+  if (per == 0 || cdiv(lines, per) > cdiv(halo_pixels(t, k), kBM)) return 0;
+  return per;
+}
+
+// Halo pixels per reduce row tile (halo_tile_lines lines, or kBM) and the rows of the tile
+// starting at halo pixel m0 that are the halo's (the rest of the kBM rows are not computed).
+IK_HD int halo_tile_step(SpatialTiles t, int k) {
+  const int lines = halo_tile_lines(t, k);
+  return lines > 0 ? lines * halo_cols(t, k) : kBM;
+}
+IK_HD int halo_tile_rows(SpatialTiles t, int k, int m0) { return imin(halo_tile_step(t, k), halo_pixels(t, k) - m0); }
 
 // True when halo pixel p is one of the tile's own pixels (not the border the conv adds).
 IK_HD bool halo_is_interior(int p, SpatialTiles t, int k) {

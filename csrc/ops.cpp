@@ -1,7 +1,7 @@
 // Torch implementations of the CUDA kernels' ops in the `inception_kernels` namespace:
 //
 //   maxpool3x3_s1                  the pool branch alone (build-chain proof, issue 2).
-//   cuda_fused_inception           the whole module forward in one launch (inception_fused_fwd.cu).
+//   cuda_fused_inception           the whole module forward in one or two launches (inception_fused_fwd.cu).
 //   cuda_fused_inception_backward  its backward in at most three launches.
 //   cuda_fused_inception_plan      their launch plan (tile, blocks, shared memory, threads) for reports.
 //
@@ -29,10 +29,15 @@
 #include <c10/util/safe_numerics.h>
 #include <torch/library.h>
 
+#include <cuda.h>
+#include <cudaTypedefs.h>  // PFN_cuTensorMapEncodeTiled
+
 #include <climits>
+#include <cstring>
 #include <optional>
 #include <string_view>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "inception_fused.h"
@@ -259,6 +264,45 @@ bool wide_stages(const at::Tensor& x) {
   return tiling::wgmma_build(10 * major + minor);
 }
 
+// plan::TmaEncode through the driver's cuTensorMapEncodeTiled, looked up through the runtime (the
+// extension does not link libcuda): 16-bit elements copied as UINT16, the 128-byte swizzle of
+// the core's tiles, zeros outside the tensor. False where the driver has no such entry point or
+// refuses the map: the operand then goes by cp.async.
+bool encode_tma(const TmaSpec& s, TmaMap* out) {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found) !=
+            cudaSuccess ||
+        found != cudaDriverEntryPointSuccess) {
+      (void)cudaGetLastError();
+      return static_cast<PFN_cuTensorMapEncodeTiled_v12000>(nullptr);
+    }
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  static_assert(sizeof(CUtensorMap) == sizeof(TmaMap) && alignof(TmaMap) >= alignof(CUtensorMap),
+                "TmaMap holds a CUtensorMap");
+  if (encode == nullptr) return false;
+  CUtensorMap map;
+  const cuuint64_t dims[4] = {s.dims[0], s.dims[1], s.dims[2], s.dims[3]};
+  const cuuint64_t strides[3] = {s.strides[0], s.strides[1], s.strides[2]};
+  const cuuint32_t box[4] = {s.box[0], s.box[1], s.box[2], s.box[3]}, unit[4] = {1, 1, 1, 1};
+  if (encode(&map, CU_TENSOR_MAP_DATA_TYPE_UINT16, 4, const_cast<void*>(s.base), dims, strides, box, unit,
+             CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
+    return false;
+  std::memcpy(out, &map, sizeof map);
+  return true;
+}
+
+// The reduce outputs r3 / r5 (post-activation), channels_last: saved for the backward, or the
+// two-launch forward's workspaces.
+std::pair<at::Tensor, at::Tensor> reduce_outputs(const at::Tensor& x, const ModuleArgs& a) {
+  const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
+  const auto cl = x.options().memory_format(at::MemoryFormat::ChannelsLast);
+  return {at::empty({n, a.w[kW3r]->size(0), h, w}, cl), at::empty({n, a.w[kW5r]->size(0), h, w}, cl)};
+}
+
 // y in the memory format Python chose (_layout.output_memory_format); the saved reduce outputs
 // channels_last (the fake impl in ops.py, _forward_outputs, says the same).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_forward_outputs(const at::Tensor& x, const ModuleArgs& a,
@@ -268,8 +312,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_forward_outputs(const at::T
   const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
   at::Tensor y = at::empty({n, out_channels(a), h, w}, x.options().memory_format(y_format));
   if (!save_reduce) return {y, at::empty({0}, x.options()), at::empty({0}, x.options())};
-  const auto cl = x.options().memory_format(at::MemoryFormat::ChannelsLast);
-  return {y, at::empty({n, a.w[kW3r]->size(0), h, w}, cl), at::empty({n, a.w[kW5r]->size(0), h, w}, cl)};
+  auto [r3, r5] = reduce_outputs(x, a);
+  return {y, r3, r5};
 }
 
 constexpr const char* kFwdOp = "cuda_fused_inception";
@@ -278,7 +322,8 @@ constexpr const char* kBwdOp = "cuda_fused_inception_backward";
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_forward_cuda(const at::Tensor& x, at::TensorList weights,
                                                                     const c10::List<OptTensor>& biases, int64_t k3,
                                                                     int64_t k5, c10::string_view activation,
-                                                                    bool save_reduce, at::MemoryFormat y_format) {
+                                                                    bool save_reduce, bool two_launch,
+                                                                    at::MemoryFormat y_format) {
   std::vector<OptTensor> bias_store;
   const ModuleArgs a = module_args(kFwdOp, weights, biases, &bias_store);
   const bool relu = check_module(kFwdOp, x, a, k3, k5, std::string_view(activation.data(), activation.size()));
@@ -300,7 +345,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_forward_cuda(const at::Tens
               ") do not fit in the ", limit, " bytes of shared memory a block may use on this device");
   TORCH_CHECK(tiling::num_fwd_jobs(p.n, p.tiles) <= INT_MAX, kFwdOp, ": too many tiles for one launch (batch ",
               p.n, ", ", p.h, "x", p.w, ")");
-  C10_CUDA_CHECK(launch_inception_forward(p, fused_dtype(st), smem, c10::cuda::getCurrentCUDAStream()));
+  plan::forward_tma(p, elem_bytes(st), p.wide_stages, encode_tma);
+  // Two launches pass the reduce outputs from stage 1 to stage 2: the saved ones, or workspaces
+  // from PyTorch's caching allocator (stream-ordered) in the layout the saved ones have.
+  at::Tensor work3, work5;
+  if (two_launch && !save_reduce) {
+    std::tie(work3, work5) = reduce_outputs(x, a);
+    p.r[0] = out_ref(work3), p.r[1] = out_ref(work5);
+  }
+  int stages[2];
+  for (int i = 0, launches = plan::forward_stages(two_launch, stages); i < launches; ++i) {
+    p.stage = stages[i];
+    C10_CUDA_CHECK(launch_inception_forward(p, fused_dtype(st), smem, c10::cuda::getCurrentCUDAStream()));
+  }
   return {y, r3, r5};
 }
 
@@ -366,6 +423,7 @@ std::tuple<at::Tensor, at::Tensor> fused_backward_cuda(const at::Tensor& grad_y,
   p.partial = partial.mutable_data_ptr();
   p.grads = grads.mutable_data_ptr();
   p.wide_stages = wide_stages(x);
+  plan::backward_tma(p, elem_bytes(st), p.wide_stages, encode_tma);
   C10_CUDA_CHECK(launch_inception_backward(p, fused_dtype(st), c10::cuda::getCurrentCUDAStream()));
   return {dx, grads};
 }

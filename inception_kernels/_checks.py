@@ -28,10 +28,22 @@ SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 OP_ACTIVATIONS = {"relu": "relu", "none": None}
 #: The custom ops' ``backend`` values (the fused backends; "reference" never reaches an op).
 OP_BACKENDS = ("triton", "cuda")
-#: The forward op's ``schedule`` values per backend: ``"auto"`` (the launcher chooses per layer;
-#: the default) and Triton's two schedules; the CUDA kernels have one. tests/test_bad_input.py
-#: checks Triton's against ``triton.inception_fwd.SCHEDULES``.
-OP_SCHEDULES = {"triton": ("auto", "one_launch", "two_launch"), "cuda": ("auto", "one_launch")}
+#: The forward op's ``schedule`` values per backend: ``"auto"`` (the launcher chooses; the
+#: default) and the two schedules both backends have (:func:`cuda_two_launch` says what "auto"
+#: means for the CUDA kernels). tests/test_bad_input.py checks Triton's against
+#: ``triton.inception_fwd.SCHEDULES``.
+OP_SCHEDULES = {"triton": ("auto", "one_launch", "two_launch"), "cuda": ("auto", "one_launch", "two_launch")}
+
+
+def cuda_two_launch(schedule: str, save_reduce: bool) -> bool:
+    """Whether the CUDA forward runs as two launches (docs/design.md §4.2): stage 1 runs every
+    1x1 conv on x over the tile's own pixels (the horizontal 1x1 GEMM) and the pool branch, stage
+    2 the KxK branches from the saved reduce outputs. ``"auto"`` takes two launches where the
+    reduce outputs are saved anyway (training): every reduce output is then computed once
+    instead of again in each neighbouring tile's halo; without them one launch, which recomputes
+    the halos rather than writing and reading the reduce outputs (which costs less is a GPU
+    measurement's call; none is on record)."""
+    return schedule == "two_launch" or (schedule == "auto" and save_reduce)
 #: ``needs_input_grad`` of the backward op: one flag each for x, w1..wp, b1..bp.
 GRAD_INPUT_NAMES = ("x", *WEIGHT_NAMES, *BIAS_NAMES)
 

@@ -22,11 +22,11 @@ and autograd works; their last argument ``backend`` (``"triton"`` or ``"cuda"``)
 kernels:
 
 - ``inception_kernels::fused_inception(x, weights, biases, k3, k5, activation, schedule,
-  save_reduce, backend) -> (y, r3, r5)``: one forward launch. ``weights`` is the list
+  save_reduce, backend) -> (y, r3, r5)``: one or two forward launches. ``weights`` is the list
   ``[w1, w3r, w3, w5r, w5, wp]`` (``Tensor[]``), ``biases`` ``[b1, ..., bp]`` with None for a
   missing bias (``Tensor?[]``).
-  ``activation`` is ``"relu"`` or ``"none"``; ``schedule`` (``"one_launch"`` /
-  ``"two_launch"``) is Triton's (the CUDA kernels have only ``"one_launch"``); with
+  ``activation`` is ``"relu"`` or ``"none"``; ``schedule`` (``"auto"``, ``"one_launch"`` /
+  ``"two_launch"``) picks the forward's launches on both backends; with
   ``save_reduce`` the post-activation reduce outputs ``r3`` / ``r5`` (channels_last) are
   returned for the backward, else two empty ``[0]`` tensors (custom ops cannot return None).
 - ``inception_kernels::fused_inception_backward(grad_y, x, y, r3, r5, weights, biases, k3, k5,
@@ -71,6 +71,7 @@ from . import _backends, _ext, _layout, reference
 from ._layout import grad_layout, output_memory_format
 from ._checks import (
     BIAS_NAMES, OP_ACTIVATIONS, WEIGHT_NAMES, check_backward_op_args, check_dense, check_inception_args, check_op_args,
+    cuda_two_launch,
 )
 
 __all__ = ["fused_inception", "BACKEND_CHOICES"]
@@ -271,7 +272,7 @@ _BWD = torch.ops.inception_kernels.fused_inception_backward.default
 # the contracts both backends share come from _layout as arguments (y's memory format, the flat
 # gradient layout, the weight-gradient split rule), so the C++ code holds no copy of them.
 _LIB.define("maxpool3x3_s1(Tensor x) -> Tensor")
-_LIB.define(f"cuda_fused_inception(Tensor x, {_MODULE_ARGS}, bool save_reduce, MemoryFormat y_format) "
+_LIB.define(f"cuda_fused_inception(Tensor x, {_MODULE_ARGS}, bool save_reduce, bool two_launch, MemoryFormat y_format) "
             "-> (Tensor, Tensor, Tensor)")
 _LIB.define(f"cuda_fused_inception_backward(Tensor grad_y, Tensor x, Tensor y, Tensor r3, Tensor r5, {_MODULE_ARGS}, "
             "bool need_dx, int[] grad_layout, int[] wgrad_split) -> (Tensor, Tensor)")
@@ -305,7 +306,8 @@ def _fused_inception_impl(
     _check_runnable(backend, x)
     if backend == "cuda":
         return torch.ops.inception_kernels.cuda_fused_inception(
-            x, weights, biases, k3, k5, activation, save_reduce, output_memory_format(x)
+            x, weights, biases, k3, k5, activation, save_reduce, cuda_two_launch(schedule, save_reduce),
+            output_memory_format(x)
         )
     from .triton.inception_fwd import _inception_forward
 
@@ -398,8 +400,10 @@ def _fused_inception_backward_fake(grad_y, x, y, r3, r5, weights, biases, k3, k5
     return _backward_outputs(x, weights, biases, needs_input_grad)
 
 
-def _cuda_forward_fake(x, weights, biases, k3, k5, activation, save_reduce, y_format):
-    """Shapes and strides of ``cuda_fused_inception``'s outputs, after the ops' one check."""
+def _cuda_forward_fake(x, weights, biases, k3, k5, activation, save_reduce, two_launch, y_format):
+    """Shapes and strides of ``cuda_fused_inception``'s outputs, after the ops' one check
+    (``two_launch`` changes the launches, not the outputs)."""
+    del two_launch
     check_op_args(x, weights, biases, k3, k5, activation, "auto", save_reduce, "cuda")
     return _forward_outputs(x, weights, save_reduce, "cuda", y_format)
 

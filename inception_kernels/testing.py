@@ -26,7 +26,8 @@ private modules move (issue 15: tests reach private helpers only through here):
   one for the duration of a block.
 - :func:`extension_status`, :func:`extension_library_path`, :func:`extension_ops_registered`:
   the CUDA extension's build/load state.
-- :data:`OP_SCHEDULES`: the schedules each backend's op accepts.
+- :data:`OP_SCHEDULES`: the schedules each backend's op accepts; :func:`cuda_two_launch`: whether
+  the CUDA forward runs as two launches.
 - :func:`grad_layout`, :class:`GradLayout`, :func:`split_grads`, :func:`output_memory_format`,
   :func:`dense_strides`, :data:`WGRAD_SPLIT`, :class:`PixelSplitRule`, :func:`pixel_split`: the
   layout contracts both backends share.
@@ -49,7 +50,7 @@ import torch.nn as nn
 
 from ._backends import BackendStatus, cuda_status, find_measured, interpreter_enabled, measured_key, triton_interpreter_status
 from ._backends import available_backends as backend_statuses
-from ._checks import OP_SCHEDULES
+from ._checks import OP_SCHEDULES, cuda_two_launch
 from ._layout import WGRAD_SPLIT, GradLayout, PixelSplitRule, dense_strides, grad_layout, output_memory_format, pixel_split
 from .spec import InceptionSpec
 from .triton._launches import LaunchCount, count_launches
@@ -61,6 +62,7 @@ __all__ = [
     "count_launches", "LaunchCount", "record_launches",
     "BackendStatus", "backend_statuses", "cuda_status", "triton_interpreter_status", "interpreter_enabled",
     "extension_status", "extension_library_path", "extension_ops_registered", "OP_SCHEDULES",
+    "cuda_two_launch",
     "GradLayout", "grad_layout", "split_grads", "output_memory_format", "dense_strides", "WGRAD_SPLIT",
     "PixelSplitRule", "pixel_split", "measured_key", "find_measured",
     "triton_forward", "triton_backward", "triton_target", "triton_forward_plan",

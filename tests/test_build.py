@@ -248,7 +248,9 @@ def test_fused_gemm_kernels_feed_tensor_cores_through_a_cp_async_pipeline(ext_in
     grads) of both archs: no scalar 16-bit global load (LDG.E.U16 or kin), operands through
     cp.async (LDGSTS) with a ring of >= 3 stages (a wait that leaves >= 1 group in flight:
     DEPBAR.LE SB0, 0x1), ldmatrix (LDSM) feeding HMMA on sm_80, HGMMA on sm_90a, 0 spill bytes;
-    the forward's epilogue writes its outputs with 16-byte stores (STG.E.128)."""
+    the forward's epilogue writes its outputs with 16-byte stores (STG.E.128). On sm_90a the
+    forward also loads through TMA (UTMALDG: x's tile and halo row tiles and the 1x1 weights,
+    docs/design.md §7); sm_80 has no TMA."""
     records = _fused_records()
     for arch in ARCHS:
         for kernel in GEMM_KERNELS:
@@ -264,6 +266,7 @@ def test_fused_gemm_kernels_feed_tensor_cores_through_a_cp_async_pipeline(ext_in
                     assert rec["tensor_core_instructions"].get("HGMMA", 0) > 0, rec
                 if kernel == "inception_fwd_kernel":  # y and the saved reduce outputs, 8 channels a store
                     assert rec["global_stores_128"] > 0, rec
+                    assert (rec["utmaldg"] > 0) == (arch != "sm_80"), rec
 
 
 def _meta_module(spec, n=2, h=5, w=7, *, channels_last=False, dtype=torch.float32, bias=True, kernel_sizes=(3, 5)):
@@ -297,7 +300,7 @@ def test_fused_forward_matches_its_fake(maxpool, channels_last, save_reduce):
 
     x, ws, bs = _cuda_module(GOOGLENET_INCEPTIONS["4a"], channels_last=channels_last, dtype=torch.float16)
     op = torch.ops.inception_kernels.cuda_fused_inception
-    args = (x, ws, bs, 3, 5, "relu", save_reduce, output_memory_format(x))
+    args = (x, ws, bs, 3, 5, "relu", save_reduce, save_reduce, output_memory_format(x))
     got = op(*args)
     want = op(*[a.to("meta") if isinstance(a, torch.Tensor) else
                 [None if t is None else t.to("meta") for t in a] if isinstance(a, list) else a for a in args])
@@ -316,7 +319,7 @@ def test_fused_backward_gradient_layout(maxpool):
     for bias in (True, False):
         x, ws, bs = _cuda_module(spec, channels_last=True, bias=bias)
         y, r3, r5 = torch.ops.inception_kernels.cuda_fused_inception(x, ws, bs, 3, 5, "relu", True,
-                                                                     torch.channels_last)
+                                                                     True, torch.channels_last)
         for _ in range(4):
             needs = [bool(v) for v in torch.randint(0, 2, (13,), generator=gen)]
             layout = grad_layout(ws, bs, needs)
@@ -340,7 +343,7 @@ def test_fused_ops_guard_their_memory_accesses(maxpool):
     ok = torch.contiguous_format
 
     def call(x=x, ws=ws, bs=bs, k=(3, 5)):
-        return fwd(x, ws, bs, *k, "relu", True, ok)
+        return fwd(x, ws, bs, *k, "relu", True, True, ok)
 
     huge = torch.empty(1, device="cuda").as_strided((1, 20, 50000, 50000), (0, 0, 0, 0))
     cases = [

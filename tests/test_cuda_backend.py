@@ -105,7 +105,7 @@ def test_mixed_devices_are_refused():
     x, ws, bs = _module(SMALL, 1, 5, 5, torch.float32)
     with pytest.raises(RuntimeError, match="must be on x's device"):
         torch.ops.inception_kernels.cuda_fused_inception(x, [*ws[:5], ws[5].cpu()], bs, 3, 5, "relu", False,
-                                                          torch.contiguous_format)
+                                                          False, torch.contiguous_format)
 
 
 def test_batch_offsets_beyond_int32():

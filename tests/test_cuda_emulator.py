@@ -95,8 +95,11 @@ def _conv_args(ws, bs):
     return w_ptrs, w_strides, b_ptrs, b_strides, shape
 
 
-def emu_forward(emu, x, ws, bs, *, relu=True, save_reduce=True, smem_limit=SMEM_H100):
-    """The CUDA forward's jobs on the CPU: (y, r3, r5, (th, tw)); y channels_last when x is."""
+def emu_forward(emu, x, ws, bs, *, relu=True, save_reduce=True, two_launch=None, smem_limit=SMEM_H100):
+    """The CUDA forward's jobs on the CPU: (y, r3, r5, (th, tw)); y channels_last when x is.
+    ``two_launch``: the schedule (default: the op's "auto", testing.cuda_two_launch)."""
+    if two_launch is None:
+        two_launch = testing.cuda_two_launch("auto", save_reduce)
     n, _, h, w = x.shape
     bs = bs or [None] * 6
     fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
@@ -111,7 +114,7 @@ def emu_forward(emu, x, ws, bs, *, relu=True, save_reduce=True, smem_limit=SMEM_
     rc = emu.ik_emu_forward(
         _dtype_code(x), _ptr(x), _i64(x.stride()), _ptr(y), _i64(y.stride()),
         _ptr(r3), _i64(r3.stride() if r3 is not None else (0,) * 4), _ptr(r5), _i64(r5.stride() if r5 is not None else (0,) * 4),
-        *_conv_args(ws, bs), ctypes.c_int64(n), h, w, int(relu), ctypes.c_int64(smem_limit), tiles)
+        *_conv_args(ws, bs), ctypes.c_int64(n), h, w, int(relu), int(two_launch), ctypes.c_int64(smem_limit), tiles)
     assert rc == 0, f"ik_emu_forward returned {rc}"
     return y, r3, r5, (tiles[0], tiles[1])
 
@@ -162,31 +165,40 @@ def _reference(x, ws, bs, kernel_sizes, activation):
     return y, r3, r5
 
 
-def _check_forward(emu, x, ws, bs, *, kernel_sizes=(3, 5), activation="relu", **kw):
-    y, r3, r5, tiles = emu_forward(emu, x, ws, bs, relu=activation == "relu", **kw)
+def _check_forward(emu, x, ws, bs, *, kernel_sizes=(3, 5), activation="relu", save_reduce=True, **kw):
+    """The forward against the reference: y, and the saved reduce outputs where saved. By
+    default (the op's "auto") saving them makes it the two-launch forward (stage 1: every 1x1
+    conv on x over the tile's pixels; stage 2: the KxK branches from the saved outputs), else
+    one launch (each KxK job computes its reduce conv over the tile's halo); ``two_launch=``
+    forces either."""
+    y, r3, r5, tiles = emu_forward(emu, x, ws, bs, relu=activation == "relu", save_reduce=save_reduce, **kw)
     want_y, want_r3, want_r5 = _reference(x, ws, bs, kernel_sizes, activation)
     _assert_close(y, want_y, x.dtype, "y")
-    _assert_close(r3, want_r3, x.dtype, "r3")
-    _assert_close(r5, want_r5, x.dtype, "r5")
+    if save_reduce:
+        _assert_close(r3, want_r3, x.dtype, "r3")
+        _assert_close(r5, want_r5, x.dtype, "r5")
     return y, tiles
 
 
+@pytest.mark.parametrize("save_reduce", [True, False], ids=["two_launches", "one_launch"])
 @pytest.mark.parametrize("layer", list(GOOGLENET_INCEPTIONS))
-def test_forward_googlenet_layers(emu, layer):
+def test_forward_googlenet_layers(emu, layer, save_reduce):
     spec = GOOGLENET_INCEPTIONS[layer]
     x, ws, bs = _make(spec, 1, 5, 6, torch.float32, seed=1)
-    _check_forward(emu, x.contiguous(memory_format=torch.channels_last), ws, bs)
+    _check_forward(emu, x.contiguous(memory_format=torch.channels_last), ws, bs, save_reduce=save_reduce)
 
 
+@pytest.mark.parametrize("save_reduce", [True, False], ids=["two_launches", "one_launch"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("batch,hw", [(1, (1, 1)), (3, (7, 5)), (2, (13, 3)), (1, (9, 17))])
-def test_forward_shapes(emu, dtype, batch, hw):
+def test_forward_shapes(emu, dtype, batch, hw, save_reduce):
     x, ws, bs = _make(SMALL, batch, *hw, dtype, seed=2)
-    _check_forward(emu, x, ws, bs)
+    _check_forward(emu, x, ws, bs, save_reduce=save_reduce)
 
 
+@pytest.mark.parametrize("save_reduce", [True, False], ids=["two_launches", "one_launch"])
 @pytest.mark.parametrize("layout", ["nchw", "channels_last", "sliced", "transposed"])
-def test_forward_layouts(emu, layout):
+def test_forward_layouts(emu, layout, save_reduce):
     x, ws, bs = _make(SMALL, 2, 6, 7, torch.float64, seed=3)
     if layout == "channels_last":
         x = x.contiguous(memory_format=torch.channels_last)
@@ -195,19 +207,29 @@ def test_forward_layouts(emu, layout):
         x = torch.cat([x, x], dim=1)[:, 1:1 + SMALL.in_channels]
     elif layout == "transposed":
         x = x.transpose(2, 3).contiguous().transpose(2, 3)
-    y, _ = _check_forward(emu, x, ws, bs)
+    y, _ = _check_forward(emu, x, ws, bs, save_reduce=save_reduce)
     if layout == "channels_last":
         assert y.is_contiguous(memory_format=torch.channels_last)
 
 
 @pytest.mark.parametrize("kernel_sizes", [(3, 5), (3, 3), (5, 3)])
 @pytest.mark.parametrize("activation", ["relu", None])
+@pytest.mark.parametrize("save_reduce", [True, False], ids=["two_launches", "one_launch"])
 @pytest.mark.parametrize("bias", ["all", "none", "mixed"])
-def test_forward_variants(emu, kernel_sizes, activation, bias):
+def test_forward_variants(emu, kernel_sizes, activation, bias, save_reduce):
     x, ws, bs = _make(SMALL, 2, 5, 4, torch.float64, seed=4, bias=bias != "none", kernel_sizes=kernel_sizes)
     if bias == "mixed":
         bs = [b if i % 2 else None for i, b in enumerate(bs)]
-    _check_forward(emu, x, ws, bs, kernel_sizes=kernel_sizes, activation=activation)
+    _check_forward(emu, x, ws, bs, kernel_sizes=kernel_sizes, activation=activation, save_reduce=save_reduce)
+
+
+@pytest.mark.parametrize("save_reduce,two_launch", [(True, False), (False, True)],
+                         ids=["saved_one_launch", "unsaved_two_launches"])
+def test_forward_schedule_forced(emu_tc, save_reduce, two_launch):
+    """The schedules "auto" does not pick: one launch that also saves the reduce outputs (its
+    halo GEMM writes the tile's own pixels), two launches through workspace reduce outputs."""
+    x, ws, bs = _make(ALIGNED, 1, 9, 6, torch.float16, seed=9)
+    _check_forward(emu_tc, *_channels_last(x, ws), bs, save_reduce=save_reduce, two_launch=two_launch)
 
 
 def test_forward_small_shared_memory_shrinks_tiles(emu):
@@ -228,7 +250,7 @@ def test_forward_nan_propagates(emu):
     _assert_close(y[ok], want[ok], x.dtype, "y (non-NaN)")
 
 
-def _backward_case(emu, x, ws, bs, *, kernel_sizes=(3, 5), activation="relu", needs=None, seed=0):
+def _backward_case(emu, x, ws, bs, *, kernel_sizes=(3, 5), activation="relu", needs=None, seed=0, rule=None):
     relu = activation == "relu"
     y, r3, r5, _ = emu_forward(emu, x, ws, bs, relu=relu)
     gen = torch.Generator().manual_seed(seed + 100)
@@ -239,7 +261,7 @@ def _backward_case(emu, x, ws, bs, *, kernel_sizes=(3, 5), activation="relu", ne
     want = list(torch.autograd.grad(yr, leaves, gy.double())) + ([None] * 6 if bs is None else [])
     if needs is None:
         needs = [True] * 7 + [b is not None for b in (bs or [None] * 6)]
-    dx, grads, launches, splits = emu_backward(emu, gy, x, y, r3, r5, ws, bs, needs, relu=relu)
+    dx, grads, launches, splits = emu_backward(emu, gy, x, y, r3, r5, ws, bs, needs, relu=relu, rule=rule)
     got = [dx, *grads]
     for name, g, w, need in zip(GRAD_NAMES, got, want, needs):
         if need and w is not None:
@@ -426,13 +448,106 @@ def test_device_core_tensor_core_forward_computed_chunks(emu_tc):
     _check_forward(emu_tc, x.contiguous(memory_format=torch.channels_last), ws, bs)
 
 
+@pytest.mark.parametrize("save_reduce", [True, False], ids=["two_launches", "one_launch"])
 @pytest.mark.parametrize("weights", ["channels_last", "contiguous"])
-def test_device_core_tensor_core_googlenet_layer(emu_tc, weights):
+def test_device_core_tensor_core_googlenet_layer(emu_tc, weights, save_reduce):
     """Real channel counts (several N tiles, K stages and halo chunks); x channels_last, so its
     chunks go through cp.async; KxK weights by cp.async (channels_last) or gathered (contiguous)."""
     x, ws, bs = _make(GOOGLENET_INCEPTIONS["4a"], 1, 3, 4, torch.float16, seed=22)
     x, cl = _channels_last(x, ws)
-    _check_forward(emu_tc, x, cl if weights == "channels_last" else ws, bs)
+    _check_forward(emu_tc, x, cl if weights == "channels_last" else ws, bs, save_reduce=save_reduce)
+
+
+# --------------------------------------------------------------------------------------------
+# TMA on sm_90a (docs/design.md §7): x's tile and halo row tiles, and the 1x1 weights, as boxes
+# --------------------------------------------------------------------------------------------
+
+
+def _n_tile_widths(c):
+    """tiling::n_tile_width's N tiles of c columns (the rule tests/test_cuda_tiling.py checks)."""
+    out = []
+    while c > 0:
+        up = 16
+        while up < c and up < 128:
+            up *= 2
+        bn = 128 if c >= 128 else up if up == 16 or up - c <= up // 4 else up // 2
+        out.append(bn)
+        c -= bn
+    return out
+
+
+def _expected_tma_boxes(spec, n, h, w, tiles, *, x_boxes, two_launches=True, k=(3, 5)):
+    """The box loads the sm_90a forward issues: per stage (64 input channels) of each product, one
+    box of x (the tile for w1, and for w3r / w5r the tile in the two-launch forward, a reduce row
+    tile of whole halo lines in the one-launch one) where x takes TMA, and bn / 16 boxes of the
+    1x1 weights (w1, w3r, w5r, wp: all take TMA here)."""
+    th, tw = tiles
+    steps = -(-spec.in_channels // 64)
+    pad8 = lambda c: -(-c // 8) * 8  # noqa: E731
+    boxes = lambda c, with_x: steps * sum(bn // 16 + with_x for bn in _n_tile_widths(c))  # noqa: E731
+    per_tile = boxes(spec.ch1x1, x_boxes) + boxes(spec.pool_proj, 0)
+    if two_launches:
+        per_tile += boxes(spec.ch3x3red, x_boxes) + boxes(spec.ch5x5red, x_boxes)
+        return n * -(-h // th) * -(-w // tw) * per_tile
+    for kk, cr in zip(k, (spec.ch3x3red, spec.ch5x5red)):
+        hc, lines = tw + kk - 1, th + kk - 1
+        per = 64 // hc
+        assert per and -(-lines // per) <= -(-(lines * hc) // 64), "a case whose halo row tiles are boxes"
+        per_tile += -(-lines // per) * boxes(pad8(cr), x_boxes)
+    return n * -(-h // th) * -(-w // tw) * per_tile
+
+
+@pytest.mark.parametrize("save_reduce", [True, False], ids=["two_launches", "one_launch"])
+@pytest.mark.parametrize("x_layout", ["channels_last", "nchw"])
+def test_wgmma_forward_takes_x_and_1x1_weights_through_tma(emu_wgmma, x_layout, save_reduce):
+    """4a's channels on a 9 x 7 image (an 8 x 7 tile and one that overhangs the image; halos past
+    every border): channels_last x goes as boxes (the tile, the halo row tiles, zeros outside
+    the image), NCHW x by chunks; the 1x1 weights as boxes either way. The exact box count
+    says every such operand took TMA; the results say the boxes landed where the wgmma
+    descriptors read them (a box one row or channel off fails)."""
+    spec = GOOGLENET_INCEPTIONS["4a"]
+    x, ws, bs = _make(spec, 1, 9, 7, torch.float16, seed=23)
+    if x_layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    emu_wgmma.ik_emu_tma_boxes.restype = ctypes.c_long
+    before = emu_wgmma.ik_emu_tma_boxes()
+    _, tiles = _check_forward(emu_wgmma, x, ws, bs, save_reduce=save_reduce)
+    assert tuple(tiles) == (8, 7)
+    want = _expected_tma_boxes(spec, 1, 9, 7, tiles, x_boxes=x_layout == "channels_last", two_launches=save_reduce)
+    assert emu_wgmma.ik_emu_tma_boxes() - before == want
+
+
+def test_wgmma_backward_takes_gr_and_x_through_tma(emu_wgmma):
+    """The 1x1 convs' weight gradients: x (B, channels_last: boxes of 64 pixels x 64 channels,
+    two per 128-wide tile) and, for dW3r / dW5r, the reduce gradients gr (A) come as boxes. Two
+    pixel splits of 112 (198 pixels): the stage that would run past the first split into the
+    second goes by chunks, the one past the batch's end by boxes (zero-filled). Exact count,
+    and every gradient against the reference."""
+    spec, n, h, w = WIDE, 2, 9, 11
+    x, ws, bs = _make(spec, n, h, w, torch.float16, seed=25)
+    rule = testing.PixelSplitRule(10**6, 1, 2)
+    emu_wgmma.ik_emu_tma_boxes.restype = ctypes.c_long
+    before = emu_wgmma.ik_emu_tma_boxes()
+    _, splits = _backward_case(emu_wgmma, *_channels_last(x, ws), bs, rule=rule)
+    forward_boxes = _expected_tma_boxes(spec, n, h, w, (8, 8), x_boxes=True)
+    pixels, chunk = n * h * w, 112
+    assert splits == 2 and -(-pixels // chunk) == 2
+    box_stages = sum(first + 64 <= min(s0 + chunk, pixels) or s0 + chunk >= pixels
+                     for s0 in range(0, pixels, chunk) for first in range(s0, min(s0 + chunk, pixels), 64))
+    assert box_stages == 3
+    per_stage = 0
+    for cout, gr_boxes in ((spec.ch1x1, 0), (spec.ch3x3red, 1), (spec.ch5x5red, 1)):
+        per_stage += -(-cout // 64) * sum(-(-bn // 64) + gr_boxes for bn in _n_tile_widths(spec.in_channels))
+    assert emu_wgmma.ik_emu_tma_boxes() - before == forward_boxes + box_stages * per_stage
+
+
+def test_mma_sync_build_takes_no_tma(emu_device):
+    """The sm_80 build has no TMA: the same forward issues no box."""
+    x, ws, bs = _make(ALIGNED, 1, 5, 4, torch.float16, seed=24)
+    emu_device.ik_emu_tma_boxes.restype = ctypes.c_long
+    before = emu_device.ik_emu_tma_boxes()
+    _check_forward(emu_device, *_channels_last(x, ws), bs)
+    assert emu_device.ik_emu_tma_boxes() == before
 
 
 # Channels past 64: 128-wide N tiles (wgmma m64n128k16: an MN-major B line over two swizzle
@@ -459,15 +574,16 @@ def test_valid_taps_oracle_is_conv2d_for_finite_weights():
         torch.testing.assert_close(conv_valid_taps(r, w), F.conv2d(r, w, padding=w.shape[-1] // 2))
 
 
+@pytest.mark.parametrize("save_reduce", [True, False], ids=["two_launches", "one_launch"])
 @pytest.mark.parametrize("activation", ["relu", None])
-def test_forward_nonfinite_weights_padding_contributes_nothing(emu, activation):
+def test_forward_nonfinite_weights_padding_contributes_nothing(emu, activation, save_reduce):
     """inf / NaN in corner taps of w3 and w5: border pixels get what the taps inside the image
     give (inf, -inf or finite), not the NaN of 0 * inf from the zero padding."""
     x, ws, bs = _make(SMALL, 2, 6, 7, torch.float64, seed=31)
     x = x.abs() + 0.1  # positive reduce outputs: no real 0 * inf inside the image either
     ws = [w.abs() if i in (1, 3) else w for i, w in enumerate(ws)]
     ws = nonfinite_corner_taps(ws)
-    y, r3, r5, _ = emu_forward(emu, x, ws, bs, relu=activation == "relu")
+    y, r3, r5, _ = emu_forward(emu, x, ws, bs, relu=activation == "relu", save_reduce=save_reduce)
     want = inception_valid_taps(x, ws, bs, activation or "none")
     assert torch.isfinite(want[:, SMALL.ch1x1:SMALL.ch1x1 + 3, 0]).any(), "the oracle has finite border values"
     assert_same_nonfinite(y, want, "y", lambda g, w, what: _assert_close(g, w, g.dtype, what))

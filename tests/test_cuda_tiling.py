@@ -50,6 +50,9 @@ _SIGNATURES = {  # name: (restype, argtypes)
     "ik_halo_pixels": (_i, [_p, _i]),
     "ik_halo_pixel": (None, [_i, _i, _i, _p, _i, _i, _i, _p]),
     "ik_halo_is_interior": (_i, [_i, _p, _i]),
+    "ik_halo_tile_lines": (_i, [_p, _i]),
+    "ik_halo_tile_step": (_i, [_p, _i]),
+    "ik_halo_tile_rows": (_i, [_p, _i, _i]),
     "ik_conv_tap": (None, [_i, _i, _i, _p]),
     "ik_halo_index": (_i, [_i, _i, _i, _p, _i]),
     "ik_flat_pixel": (None, [_i64, _i, _i, _p, _p]),
@@ -354,6 +357,28 @@ def test_halo_pixels_coordinates_validity_and_interior(tl, k, h, w, th, tw):
                 interior.append((ph, pw))
         # The interior is exactly the tile's th x tw pixels, in the tile's row-major order.
         assert interior == [tl.tile_pixel(m, h0, w0, t, h, w)[:2] for m in range(th * tw)]
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 7])
+@pytest.mark.parametrize("th,tw", [(8, 8), (7, 7), (8, 4), (4, 4), (2, 2), (1, 1), (4, 8)])
+def test_reduce_row_tiles_cover_the_halo_as_boxes(tl, k, th, tw):
+    """The reduce GEMM's row tiles over a halo (halo_tile_step / halo_tile_rows): consecutive,
+    every halo pixel in exactly one, at most kBM rows each; never more tiles than flat kBM-row
+    pieces; where halo_tile_lines > 0, each tile is whole halo lines (a TMA box of
+    lines x halo_cols pixels), and otherwise tiles are flat kBM-row pieces."""
+    t = _tiles(tl, 64, 64, th, tw)
+    bm, hc, n_halo = tl.c["kBM"], tw + k - 1, tl.halo_pixels(t, k)
+    lines = tl.lib.ik_halo_tile_lines(tl._t(t), k)
+    step = tl.lib.ik_halo_tile_step(tl._t(t), k)
+    starts = list(range(0, n_halo, step))
+    rows = [tl.lib.ik_halo_tile_rows(tl._t(t), k, m0) for m0 in starts]
+    assert sum(rows) == n_halo and all(0 < r <= bm for r in rows)
+    assert [m0 + r for m0, r in zip(starts, rows)][:-1] == starts[1:]  # consecutive, no overlap
+    assert len(starts) <= -(-n_halo // bm)
+    if lines:
+        assert step == lines * hc <= bm and all(m0 % hc == 0 for m0 in starts)
+    else:
+        assert step == bm and -(-(th + k - 1) // (bm // hc if bm >= hc else 1)) > -(-n_halo // bm) or hc > bm
 
 
 @pytest.mark.parametrize("cin,k", [(1, 1), (3, 1), (1, 3), (4, 3), (3, 5), (2, 7)])

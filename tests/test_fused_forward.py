@@ -173,8 +173,6 @@ def _forward_saving_reduce(backend, x, ws, bs, kernel_sizes, schedule, save_redu
 @pytest.mark.parametrize("schedule", ["one_launch", "two_launch"])
 @pytest.mark.parametrize("kernel_sizes", [(3, 5), (3, 3)])
 def test_schedules_and_save_reduce(schedule, kernel_sizes, device, backend):
-    if backend == "cuda" and schedule == "two_launch":
-        pytest.skip("the CUDA backend has one schedule, one_launch")
     spec = PRIME.with_(kernel_sizes=kernel_sizes)
     x, ws, bs = make_inputs(spec, 2, 10, 9, torch.float64, device, seed=7, channels_last=True)
     with count_launches(cuda=backend == "cuda") as launches:

@@ -10,13 +10,24 @@
 //   - wgmma.mma_async m64nNk16 (N = 64, 128): both operands read through their matrix
 //     descriptors (start address, LBO, SBO, 128-byte swizzle, K- or MN-major canonical layout) when
 //     wgmma.wait_group retires the group -- so a stage refilled before the wait reads wrong;
-//     the accumulator fragment is the documented warpgroup layout.
+//     the accumulator fragment is the documented warpgroup layout;
+//   - TMA (cp.async.bulk.tensor.4d with the 128-byte swizzle and zero fill outside the tensor)
+//     and mbarriers (init, arrive.expect_tx, try_wait.parity): a box load is queued on its
+//     barrier and lands when a thread's wait completes the barrier's phase -- which needs the
+//     announced arrival and exactly the announced transaction bytes; a box read before the
+//     wait reads stale data. The tensor map is the emulator's own encoding of the TmaSpec
+//     (tma_encode, with the driver's alignment and size rules).
 // Alignment rules are checked (16-byte cp.async / ldmatrix rows / shared stores, descriptor
 // swizzle mode), and a violation aborts the test process with a message.
 #pragma once
 
+#include <atomic>
 #include <barrier>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -79,6 +90,24 @@ struct Wgmma {
 };
 inline thread_local std::vector<Wgmma> wgmma_open;
 inline thread_local std::deque<std::vector<Wgmma>> wgmma_committed;
+
+// mbarriers of the running block, by address: a phase completes when `count` arrivals were
+// made and the transaction bytes they announced equal the bytes of the queued box loads.
+struct BoxLoad {
+  char* dst;
+  const void* map;
+  int c[4];
+};
+struct MBarrier {
+  int count = 0, arrived = 0;
+  long expect = 0, queued = 0;
+  unsigned phase = 0;  // phases completed
+  std::vector<BoxLoad> loads;
+};
+inline std::mutex mbar_mutex;
+inline std::condition_variable mbar_cv;
+inline std::map<const void*, MBarrier> mbars;
+inline std::atomic<long> tma_boxes{0};  // box loads issued (tests check the TMA path ran)
 }  // namespace cuda_shim
 
 #define threadIdx (cuda_shim::thread_idx)

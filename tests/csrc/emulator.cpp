@@ -44,6 +44,7 @@ struct Num<EmuHalf> : PlainAccess<EmuHalf> {
 }  // namespace inception_kernels
 
 #if defined(IK_EMU_DEVICE_CORE)
+#include "tma_shim.h"
 #include "../../csrc/inception_core.cuh"
 #endif
 
@@ -119,9 +120,10 @@ struct EmuCore {
 };
 
 // Runs one thread block: body(core) with the block's shared memory. Loop build: once, with EmuCore. Device-core
-// build: on 128 threads, each with its threadIdx, with the device's DeviceCore.
+// build: on 128 threads, each with its threadIdx, with the device's DeviceCore; `tma`: with the
+// ring's TMA barriers (the forward kernel's; used by the wgmma build where p.tma has maps).
 template <class T, class Body>
-void run_block(std::vector<char>& smem, const Body& body) {
+void run_block(std::vector<char>& smem, const Body& body, bool tma = false) {
 #if defined(IK_EMU_DEVICE_CORE)
   std::barrier<> barrier(tl::kThreads);
   std::barrier<> w0(32), w1(32), w2(32), w3(32);
@@ -129,15 +131,18 @@ void run_block(std::vector<char>& smem, const Body& body) {
   cuda_shim::warp_barrier[0] = &w0, cuda_shim::warp_barrier[1] = &w1;
   cuda_shim::warp_barrier[2] = &w2, cuda_shim::warp_barrier[3] = &w3;
   cuda_shim::smem_base = smem.data();
+  uint64_t bars[tl::kStages];  // as the kernel's static __shared__ array
   std::vector<std::thread> threads;
   for (unsigned tid = 0; tid < static_cast<unsigned>(tl::kThreads); ++tid)
     threads.emplace_back([&, tid] {
       cuda_shim::thread_idx = Dim3{tid, 0, 0};
-      body(ik::DeviceCore<T>{smem.data()});
+      const ik::DeviceCore<T> core{smem.data(), tma ? bars : nullptr};
+      core.init_tma();
+      body(core);
     });
   for (auto& t : threads) t.join();
 #else
-  (void)smem;  // EmuCore keeps its operands in host vectors
+  (void)smem, (void)tma;  // EmuCore keeps its operands in host vectors
   body(EmuCore<T>{});
 #endif
 }
@@ -167,7 +172,7 @@ void set_convs(ik::ConvRef* conv, const void* const* w, const int64_t* ws, const
 template <class T>
 int forward(const void* x, const int64_t* xs, void* y, const int64_t* ys, void* r3, const int64_t* r3s, void* r5,
             const int64_t* r5s, const void* const* w, const int64_t* ws, const void* const* b, const int64_t* bs, const int* shape,
-            int64_t n, int h, int wd, int relu, int64_t smem_limit, int* tiles_out) {
+            int64_t n, int h, int wd, int relu, int two_launch, int64_t smem_limit, int* tiles_out) {
   ik::FwdParams p{};
   p.x = tref<T>(x, xs, n, shape[1], h, wd);
   p.y = oref(y, ys);
@@ -177,11 +182,27 @@ int forward(const void* x, const int64_t* xs, void* y, const int64_t* ys, void* 
   p.n = n, p.h = h, p.w = wd, p.relu = relu != 0;
   int64_t smem = 0;
   if (!ik::plan::forward(p, sizeof(T), sizeof(ik::AccT<T>), smem_limit, kWideStages, &smem)) return 1;
+#if defined(IK_EMU_DEVICE_CORE) && defined(IK_WGMMA)
+  ik::plan::forward_tma(p, sizeof(T), kWideStages, ik::tma_encode);  // as ops.cpp, with the shim's maps
+#endif
   tiles_out[0] = p.tiles.th, tiles_out[1] = p.tiles.tw;
   std::vector<char> shared(static_cast<size_t>(smem), kGarbage);
-  const int64_t jobs = tl::num_fwd_jobs(n, p.tiles);
-  for (int64_t j = 0; j < jobs; ++j)
-    run_block<T>(shared, [&](const auto& core) { ik::run_fwd_job<T>(p, j, core, shared.data()); });
+  // As ops.cpp: two launches go through reduce outputs, workspaces where they are not saved
+  // (channels_last [n][h][w][c], NaN-filled: stage 2 must read only what stage 1 wrote).
+  std::vector<T> work[2];
+  for (int b = 0; b < 2 && two_launch; ++b)
+    if (p.r[b].p == nullptr) {
+      const int c = shape[3 * (b == 0 ? ik::kW3r : ik::kW5r)];
+      work[b].assign(static_cast<size_t>(n) * h * wd * c, ik::Num<T>::from_acc(ik::AccT<T>(0) / ik::AccT<T>(0)));
+      p.r[b] = ik::OutRef{work[b].data(), {int64_t{h} * wd * c, 1, int64_t{wd} * c, c}};
+    }
+  int stages[2];
+  for (int i = 0, launches = ik::plan::forward_stages(two_launch != 0, stages); i < launches; ++i) {
+    p.stage = stages[i];
+    const int64_t jobs = tl::num_fwd_jobs(n, p.tiles, p.stage);
+    for (int64_t j = 0; j < jobs; ++j)
+      run_block<T>(shared, [&](const auto& core) { ik::run_fwd_job<T>(p, j, core, shared.data()); }, true);
+  }
   return 0;
 }
 
@@ -212,6 +233,9 @@ int backward(const void* gy, const int64_t* gys, const void* x, const int64_t* x
   p.dx = oref(dx, dxs);
   p.partial = partial.data();
   p.grads = grads;
+#if defined(IK_EMU_DEVICE_CORE) && defined(IK_WGMMA)
+  ik::plan::backward_tma(p, sizeof(T), kWideStages, ik::tma_encode);  // as ops.cpp, with the shim's maps
+#endif
   int64_t launches = 0;
   const int64_t reduce_jobs = p.reduce_jobs[0] + p.reduce_jobs[1];
   if (reduce_jobs > 0) ++launches;
@@ -220,7 +244,7 @@ int backward(const void* gy, const int64_t* gys, const void* x, const int64_t* x
   const int64_t grad_jobs = p.seg_end[tl::kNumSegments - 1];
   if (grad_jobs > 0) ++launches;
   for (int64_t j = 0; j < grad_jobs; ++j)
-    run_block<T>(shared, [&](const auto& core) { ik::run_grads_job<T>(p, j, core, dx_ws); });
+    run_block<T>(shared, [&](const auto& core) { ik::run_grads_job<T>(p, j, core, dx_ws); }, true);
   if (p.p_total > 0) ++launches;
   for (int64_t i = 0; i < p.p_total; ++i) ik::sum_partials<T>(p, i);
   launches_out[0] = launches;
@@ -232,17 +256,26 @@ int backward(const void* gy, const int64_t* gys, const void* x, const int64_t* x
 
 extern "C" {
 
+// TMA box loads the wgmma build's device core has issued in this process (0 in other builds).
+long ik_emu_tma_boxes() {
+#if defined(IK_EMU_DEVICE_CORE)
+  return cuda_shim::tma_boxes.load();
+#else
+  return 0;
+#endif
+}
+
 // Returns 0 on success, 1 when no tile fits smem_limit, 2 for an unknown dtype.
 int ik_emu_forward(int dtype, const void* x, const int64_t* xs, void* y, const int64_t* ys, void* r3,
                    const int64_t* r3s, void* r5, const int64_t* r5s, const void* const* w, const int64_t* ws,
-                   const void* const* b, const int64_t* bs, const int* shape, int64_t n, int h, int wd, int relu, int64_t smem_limit,
-                   int* tiles_out) {
+                   const void* const* b, const int64_t* bs, const int* shape, int64_t n, int h, int wd, int relu, int two_launch,
+                   int64_t smem_limit, int* tiles_out) {
   if (dtype == 1)
-    return forward<EmuHalf>(x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, smem_limit, tiles_out);
+    return forward<EmuHalf>(x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, two_launch, smem_limit, tiles_out);
   if (dtype == 0)
-    return forward<float>(x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, smem_limit, tiles_out);
+    return forward<float>(x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, two_launch, smem_limit, tiles_out);
   if (dtype == 3)
-    return forward<double>(x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, smem_limit, tiles_out);
+    return forward<double>(x, xs, y, ys, r3, r3s, r5, r5s, w, ws, b, bs, shape, n, h, wd, relu, two_launch, smem_limit, tiles_out);
   return 2;
 }
 

@@ -105,6 +105,9 @@ void ik_halo_pixel(int p, int h0, int w0, const int* t, int k, int height, int w
   pix_out(tl::halo_pixel(p, h0, w0, tiles_in(t), k, height, width), out);
 }
 
+int ik_halo_tile_lines(const int* t, int k) { return tl::halo_tile_lines(tiles_in(t), k); }
+int ik_halo_tile_rows(const int* t, int k, int m0) { return tl::halo_tile_rows(tiles_in(t), k, m0); }
+int ik_halo_tile_step(const int* t, int k) { return tl::halo_tile_step(tiles_in(t), k); }
 int ik_halo_is_interior(int p, const int* t, int k) { return tl::halo_is_interior(p, tiles_in(t), k) ? 1 : 0; }
 
 // out: {dy, dx, c}

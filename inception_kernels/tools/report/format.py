@@ -51,24 +51,25 @@ def _cuda_lines(cuda: dict, markdown: bool) -> list[str]:
     if not cuda["kernels"]:
         why = cuda["error"] or (cuda["reason"] if cuda["path"] is None else "no kernels in the library")
         return [f"CUDA C++ extension kernels: none to report ({cuda['state']}: {why})"]
-    head = ("arch", "regs", "spill B", "local B", "static smem B", "LDGSTS", "LDSM", "16-bit LDG", "stages",
-            "MMA instructions (shape: count)", "kernel")
+    head = ("arch", "regs", "spill B", "local B", "static smem B", "LDGSTS", "UTMALDG", "LDSM", "16-bit LDG",
+            "stages", "MMA instructions (shape: count)", "kernel")
     rows = [(k["arch"][3:], str(k["registers"]), str(k["spill_bytes"]), str(k["local_bytes"]),
-             str(k["shared_static_bytes"]), str(k["ldgsts"]), str(k["ldsm"]), str(k["scalar_16bit_loads"]),
-             str(k["pipeline_stages"] or "-"),
+             str(k["shared_static_bytes"]), str(k["ldgsts"]), str(k["utmaldg"]), str(k["ldsm"]),
+             str(k["scalar_16bit_loads"]), str(k["pipeline_stages"] or "-"),
              ",".join(f"{op}:{n}" for op, n in k["mma_instructions"].items()) or "-",
              short_kernel(k["kernel"]))
             for k in cuda["kernels"]]
     no_spill = sum(k["spill_bytes"] == 0 and k["local_bytes"] == 0 for k in cuda["kernels"])
     title = (f"CUDA C++ extension kernels ({cuda['reason']}; static facts from cuobjdump of {cuda['path']}; "
-             f"0 spill bytes {no_spill}/{len(cuda['kernels'])}; LDGSTS / LDSM / scalar 16-bit global loads and MMA "
-             "instructions are static counts in the SASS; stages: the cp.async ring, largest DEPBAR.LE SB0, N + 2):")
+             f"0 spill bytes {no_spill}/{len(cuda['kernels'])}; LDGSTS (cp.async) / UTMALDG (TMA) / LDSM / scalar 16-bit "
+             "global loads and MMA instructions are static counts in the SASS; stages: the cp.async ring, largest "
+             "DEPBAR.LE SB0, N + 2; the TMA boxes land in the same ring):")
     if markdown:
         return [title, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + [
             "| " + " | ".join(r[:-1]) + f" | `{r[-1]}` |" for r in rows] + _cuda_launch_lines(
             cuda.get("launches", []), True)
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-    fmt = lambda r: " ".join(c.ljust(w) if i in (9, 10) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    fmt = lambda r: " ".join(c.ljust(w) if i in (10, 11) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
     return [title] + [fmt(r).rstrip() for r in [head, *rows]] + _cuda_launch_lines(cuda.get("launches", []), False)
 
 
