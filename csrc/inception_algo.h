@@ -206,8 +206,11 @@ IK_HD void store_channels(const OutRef& t, int64_t n, int c0, int count, int h, 
 //
 // An epilogue takes a product's results element by element, epi(m, n, acc), and may also take
 // eight columns n .. n + 7 of a row at once (8 | n), epi.chunk(m, n, acc[8]): then the row's
-// address math runs once and the eight outputs go out in one 16-byte store where the layout
-// allows. The tensor-core core hands out chunks (epilogue_chunk), the SIMT core elements.
+// address math runs once and the eight outputs go out in 16-byte stores where the layout
+// allows (store8). Every epilogue that writes global memory has a chunk form (forward: y, r;
+// backward: gr, dx, the weight gradients' partial sums); those into shared memory only
+// (DxPoolProductEpilogue) take elements. The tensor-core core hands out chunks
+// (epilogue_chunk), the SIMT core elements.
 
 template <class E, class = void>
 struct HasChunk : std::false_type {};
@@ -871,9 +874,10 @@ struct PartialEpilogue {
     out[base + co * st[0] + ci * st[1] + dy * st[2] + dx * st[3]] = acc;
   }
   // Columns ci0 + col .. + 7 of row m (a weight gradient; a bias gradient comes from
-  // core.reduce_rows, element by element): the row's address once, two 16-byte stores where the
-  // 8 input channels are contiguous in the layout (dW stride 1 along ci: a 1x1 conv's or a
-  // channels_last weight's gradient) and 16-byte aligned, else element by element (store8).
+  // core.reduce_rows, element by element): the row's address once, 16-byte stores (two for fp32
+  // partials) where the 8 input channels are contiguous in the layout (dW stride 1 along ci: a
+  // 1x1 conv's or a channels_last weight's gradient) and 16-byte aligned, else element by
+  // element (store8).
   IK_HD void chunk(int m, int col, const AccT<T>* acc) const {
     const int co = co0 + m, ci = ci0 + col;
     if (st == nullptr) {
