@@ -207,16 +207,38 @@ IK_HD void load_channels(const TensorRef& t, int64_t n, int c0, int count, int h
   for (int j = 0; j < tiling::kChunk; ++j) v[j] = j < count ? load<T>(t.p, t.offset(n, c0 + j, h, w)) : zero<T>();
 }
 
-// Eight channels c0 .. c0 + 7 of t at (n, h, w), the first `count` of v: one 16-byte store
-// where they are contiguous and 16-byte aligned (channels_last, aligned channel offset), else
-// element by element. The mirror of load_channels.
+// Eight elements v (16-byte aligned) to dst (16-byte aligned) with 16-byte stores on the GPU:
+// 8 * sizeof(T) / 16 of them (one for the 16-bit types, two for fp32 partial sums); the host
+// copies element by element.
 template <class T>
-IK_HD void store_channels(const OutRef& t, int64_t n, int c0, int count, int h, int w, const T* v) {
-  T* dst = static_cast<T*>(t.p) + t.offset(n, c0, h, w);
-  if (count == tiling::kChunk && t.s[1] == 1 && reinterpret_cast<uintptr_t>(dst) % 16 == 0) return copy8(dst, v);
+IK_HD void vec_store8(T* dst, const T* v) {
+#if defined(__CUDA_ARCH__)
+  static_assert(sizeof(T) * tiling::kChunk % 16 == 0, "8 elements are whole 16-byte vectors");
+  IK_UNROLL
+  for (int i = 0; i < static_cast<int>(sizeof(T)) * tiling::kChunk / 16; ++i)
+    reinterpret_cast<uint4*>(dst)[i] = reinterpret_cast<const uint4*>(v)[i];
+#else
+  copy8(dst, v);
+#endif
+}
+
+// The first `count` of eight values v out to dst[j * stride]: 16-byte stores (vec_store8) where
+// all eight go out, contiguous (stride 1) and 16-byte aligned, else element by element. Every
+// epilogue's chunk store goes through here.
+template <class T>
+IK_HD void store8(T* dst, int64_t stride, int count, const T* v) {
+  if (count == tiling::kChunk && stride == 1 && reinterpret_cast<uintptr_t>(dst) % 16 == 0) return vec_store8(dst, v);
   IK_UNROLL
   for (int j = 0; j < tiling::kChunk; ++j)
-    if (j < count) dst[j * t.s[1]] = v[j];
+    if (j < count) dst[j * stride] = v[j];
+}
+
+// Eight channels c0 .. c0 + 7 of t at (n, h, w), the first `count` of v: one 16-byte store
+// where they are contiguous and 16-byte aligned (channels_last, aligned channel offset), else
+// element by element (store8). The mirror of load_channels.
+template <class T>
+IK_HD void store_channels(const OutRef& t, int64_t n, int c0, int count, int h, int w, const T* v) {
+  store8(static_cast<T*>(t.p) + t.offset(n, c0, h, w), t.s[1], count, v);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -225,8 +247,11 @@ IK_HD void store_channels(const OutRef& t, int64_t n, int c0, int count, int h, 
 //
 // An epilogue takes a product's results element by element, epi(m, n, acc), and may also take
 // eight columns n .. n + 7 of a row at once (8 | n), epi.chunk(m, n, acc[8]): then the row's
-// address math runs once and the eight outputs go out in one 16-byte store where the layout
-// allows. The tensor-core core hands out chunks (epilogue_chunk), the SIMT core elements.
+// address math runs once and the eight outputs go out in 16-byte stores where the layout
+// allows (store8). Every epilogue that writes global memory has a chunk form (forward: y, r;
+// backward: gr, dx, the weight gradients' partial sums); those into shared memory only
+// (DxPoolProductEpilogue) take elements. The tensor-core core hands out chunks
+// (epilogue_chunk), the SIMT core elements.
 
 template <class E, class = void>
 struct HasChunk : std::false_type {};
@@ -606,7 +631,7 @@ struct GradSource {
 };
 
 // Row length of the gr buffer [N*H*W, pad8(c3r) + pad8(c5r)] (each branch's columns start on
-// a chunk; the pad columns are never written nor read).
+// a chunk; the pad columns are never read: ReduceGradEpilogue::chunk writes zeros there).
 IK_HD int gr_cols(const BwdParams& p) { return tiling::pad8(p.conv[kW3r].cout) + tiling::pad8(p.conv[kW5r].cout); }
 
 IK_HD int64_t flat_index(const BwdParams& p, const tiling::FlatPix& px) {
@@ -746,6 +771,33 @@ struct ReduceGradEpilogue {
       acc = AccT<T>(0);
     static_cast<T*>(p->gr)[pix * gr_cols(*p) + grad_source(*p, b == 0 ? kW3r : kW5r).off + c] = Num<T>::from_acc(acc);
   }
+  // Columns c0 .. c0 + 7 of row m: the pixel once, r's 8 channels in one load where r has aligned
+  // chunks (load_channels), one 16-byte store into gr (its rows and branch offsets are whole
+  // chunks; the pad columns c >= cr get zeros, never read). A NaN near the border (rare) takes
+  // the element path, which recomputes it over the taps inside the image.
+  IK_HD void chunk(int m, int col, const AccT<T>* acc) const {
+    const int64_t pix = m0 + m;
+    const int c0 = n0 + col, cr = p->conv[b == 0 ? kW3r : kW5r].cout;
+    if (pix >= p->n * p->h * static_cast<int64_t>(p->w) || c0 >= cr) return;
+    const tiling::FlatPix fp = tiling::flat_pixel(pix, p->h, p->w);
+    bool nan = false;
+    IK_UNROLL
+    for (int j = 0; j < tiling::kChunk; ++j) nan = nan || acc[j] != acc[j];
+    if (nan && tiling::near_border(fp.h, fp.w, p->conv[b == 0 ? kW3 : kW5].k, p->h, p->w)) {
+      IK_NO_UNROLL  // one copy of the recompute in the code
+      for (int j = 0; j < tiling::kChunk; ++j) (*this)(m, col + j, acc[j]);
+      return;
+    }
+    const int count = tiling::imin(tiling::kChunk, cr - c0);
+    alignas(16) T r[tiling::kChunk];
+    if (p->relu) load_channels(p->r[b], fp.n, c0, count, fp.h, fp.w, r);
+    alignas(16) T v[tiling::kChunk];
+    IK_UNROLL
+    for (int j = 0; j < tiling::kChunk; ++j)
+      v[j] = j < count && !(p->relu && !(Num<T>::to_acc(r[j]) > AccT<T>(0))) ? Num<T>::from_acc(acc[j]) : zero<T>();
+    store8(static_cast<T*>(p->gr) + pix * gr_cols(*p) + grad_source(*p, b == 0 ? kW3r : kW5r).off + c0, 1,
+           tiling::kChunk, v);
+  }
 };
 
 // The dx tile's shared-memory workspace (after the staging area): the pool product Q
@@ -843,6 +895,31 @@ struct DxEpilogue {
           acc += ws.q[hq * tiling::kDxBN + col];
       }
     static_cast<T*>(p->dx.p)[p->dx.offset(fp.n, ci, fp.h, fp.w)] = Num<T>::from_acc(acc);
+  }
+  // Channels ci0 + col .. + 7 at tile pixel m: the pixel and each neighbour's halo index and code
+  // once for the 8 channels (the same additions, in the same order, as the element path), then
+  // one 16-byte store where dx has aligned channel chunks (store_channels).
+  IK_HD void chunk(int m, int col, const AccT<T>* acc) const {
+    tiling::FlatPix fp;
+    const int ci = ci0 + col, count = p->conv[kW1].cin - ci;
+    if (count <= 0 || !rows.at(*p, m, &fp)) return;
+    AccT<T> a[tiling::kChunk];
+    IK_UNROLL
+    for (int j = 0; j < tiling::kChunk; ++j) a[j] = acc[j];
+    const tiling::SpatialTiles& t = p->dx_tiles;
+    for (int dh = -1; dh <= 1; ++dh)
+      for (int dw = -1; dw <= 1; ++dw) {
+        if (!tiling::shifted(fp.h, fp.w, dh, dw, p->h, p->w).valid) continue;
+        const int hq = tiling::halo_index(m, dh + 1, dw + 1, t, 3) * tiling::kDxBN + col;  // q = pixel + (dh, dw)
+        const int code = tiling::pool_code(fp.h, fp.w, fp.h + dh, fp.w + dw);
+        IK_UNROLL
+        for (int j = 0; j < tiling::kChunk; ++j)
+          if (ws.arg[hq + j] == code) a[j] += ws.q[hq + j];
+      }
+    alignas(16) T v[tiling::kChunk];
+    IK_UNROLL
+    for (int j = 0; j < tiling::kChunk; ++j) v[j] = Num<T>::from_acc(a[j]);
+    store_channels<T>(p->dx, fp.n, ci, tiling::imin(tiling::kChunk, count), fp.h, fp.w, v);
   }
 };
 
@@ -946,6 +1023,24 @@ struct PartialEpilogue {
     }
     if (ci >= cin) return;
     out[base + co * st[0] + ci * st[1] + dy * st[2] + dx * st[3]] = acc;
+  }
+  // Columns ci0 + col .. + 7 of row m (a weight gradient; a bias gradient comes from
+  // core.reduce_rows, element by element): the row's address once, 16-byte stores (two for fp32
+  // partials) where the 8 input channels are contiguous in the layout (dW stride 1 along ci: a
+  // 1x1 conv's or a channels_last weight's gradient) and 16-byte aligned, else element by
+  // element (store8).
+  IK_HD void chunk(int m, int col, const AccT<T>* acc) const {
+    const int co = co0 + m, ci = ci0 + col;
+    if (st == nullptr) {
+      if (col == 0) (*this)(m, 0, acc[0]);
+      return;
+    }
+    if (co >= cout || ci >= cin) return;
+    alignas(16) AccT<T> v[tiling::kChunk];
+    IK_UNROLL
+    for (int j = 0; j < tiling::kChunk; ++j) v[j] = acc[j];
+    store8(static_cast<AccT<T>*>(p->partial) + base + co * st[0] + ci * st[1] + dy * st[2] + dx * st[3], st[1],
+           tiling::imin(tiling::kChunk, cin - ci), v);
   }
 };
 

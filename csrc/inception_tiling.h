@@ -21,10 +21,12 @@
 // Host+device templates that call a device-only Core: only their device instantiation exists.
 #define IK_NO_EXEC_CHECK _Pragma("nv_exec_check_disable")
 #define IK_UNROLL _Pragma("unroll")
+#define IK_NO_UNROLL _Pragma("unroll 1")
 #else
 #define IK_HD inline
 #define IK_NO_EXEC_CHECK
 #define IK_UNROLL
+#define IK_NO_UNROLL
 #endif
 
 namespace inception_kernels {
