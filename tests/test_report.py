@@ -621,7 +621,7 @@ def _report_with(cuda):
 
 def test_report_tables_list_cuda_kernels(cuda_facts):
     """The text table and the Markdown table have one row per CUDA kernel and arch, with its
-    registers, spills, shared memory and tensor-core counts."""
+    registers, spills, shared memory, cp.async / TMA loads and tensor-core counts."""
     from inception_kernels.tools.report import format_markdown, format_table
     from inception_kernels.tools.ui import short_kernel
 
@@ -631,7 +631,7 @@ def test_report_tables_list_cuda_kernels(cuda_facts):
     for k in facts["kernels"]:
         mma = ",".join(f"{op}:{n}" for op, n in k["mma_instructions"].items()) or "-"
         cells = [k["arch"][3:], k["registers"], k["spill_bytes"], k["local_bytes"], k["shared_static_bytes"],
-                 k["ldgsts"], k["ldsm"], k["scalar_16bit_loads"], k["pipeline_stages"] or "-", mma]
+                 k["ldgsts"], k["utmaldg"], k["ldsm"], k["scalar_16bit_loads"], k["pipeline_stages"] or "-", mma]
         row = "| " + " | ".join(map(str, cells)) + f" | `{short_kernel(k['kernel'])}` |"
         assert md.count(row) == 1, row
         assert [*map(str, cells), *short_kernel(k["kernel"]).split()] in text, cells
