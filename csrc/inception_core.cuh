@@ -272,20 +272,26 @@ struct DeviceCore {
       ptx::fence_proxy_async();  // ... and, with its st.shared chunks, are visible to wgmma
 #endif
       __syncthreads();  // every thread's chunks of stage kt; everyone is done with stage kt - 1
-      const int next = kt + kStages - 1;
-      if (next < steps) load_stage(a, b, next, kdim, bn);
-      ptx::cp_async_commit();
+      const int next = kt + kStages - 1;  // into stage kt - 1's slot
       const char* at = smem + (kt % kStages) * kStageBytes;
       const char* bt = at + kTcATileBytes;
 #if defined(IK_WGMMA)
+      // Stage kt's warpgroup MMAs are issued first and run while this thread stages `next`
+      // (its computed chunks -- max-pool, masked gradients, gathers -- and its copies, into
+      // another slot); then the wait: the stage is read before the barrier that lets it be
+      // refilled.
       ptx::wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < kTcBK / 16; ++kk)
         ptx::wgmma_m64nNk16<T, kN, A::kKMajor ? 0 : 1, B::kKMajor ? 0 : 1>(
             acc, desc_sw128<A::kKMajor>(at, kk), desc_sw128<B::kKMajor>(bt, kk), 1);
       ptx::wgmma_commit();
-      ptx::wgmma_wait<0>();  // the stage is read before the barrier that lets it be refilled
+      if (next < steps) load_stage(a, b, next, kdim, bn);
+      ptx::cp_async_commit();
+      ptx::wgmma_wait<0>();
 #else
+      if (next < steps) load_stage(a, b, next, kdim, bn);
+      ptx::cp_async_commit();
 #pragma unroll
       for (int kk = 0; kk < kTcBK / 16; ++kk) {
         uint32_t fa[2][4], fb[kNb][2];
