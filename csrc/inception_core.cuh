@@ -45,18 +45,70 @@ template <class T>
 struct DeviceCore {
   char* smem;  // the block's dynamic shared memory (1024-byte aligned); staging area at offset 0
 
+  // Chunk i of a thread's share of an operand tile (rows = 64 for A, bn for B): line
+  // l0 + i * lstep, chunk c of the line (see stage_tile).
+  template <class Op>
+  __device__ __forceinline__ static void chunk_slot(int rows, int i, int* line, int* c) {
+    using namespace tiling;
+    const int cpl = Op::kKMajor ? kLineBytes / 16 : rows / kChunk;  // chunks per line
+    *c = threadIdx.x % cpl;
+    *line = threadIdx.x / cpl + i * (kThreads / cpl);
+  }
+
+  // What a thread needs of an operand's rows in every stage of a GEMM of `rows` rows (at most
+  // 16 * kN): for a loader with the two-step form (HasRows: K-major, so the thread's rows are
+  // the same in every stage), the Row state of each of its lines, computed once before the k
+  // loop; for any other loader nothing, and each chunk comes from chunk(r, k, ...). The loops
+  // over a thread's chunks are not unrolled (a chunk's address math once in the code:
+  // registers and compile time; the copies are async), so the Rows stay in registers by
+  // constant indices only: row i is written and read through a short select chain over j.
+  template <class Op, int kN>
+  struct ThreadRows {
+    static constexpr bool kHoisted = HasRows<Op>::value;
+    static constexpr int kMaxChunks = kN;
+    using Row = typename RowOf<Op>::type;
+    Row row[kHoisted ? kN : 1];
+    __device__ __forceinline__ ThreadRows(const Op& op, int rows) : row{} {
+      if constexpr (kHoisted) {
+#pragma unroll 1
+        for (int i = 0; i < rows / 16; ++i) {
+          int line = 0, c = 0;
+          chunk_slot<Op>(rows, i, &line, &c);
+          const Row r = op.row(line);
+#pragma unroll
+          for (int j = 0; j < kN; ++j)
+            if (j == i) row[j] = r;
+        }
+      } else {
+        (void)op, (void)rows;
+      }
+    }
+    // Chunk i of the thread (row r, k): the loader's chunk_at from the hoisted Row, or chunk.
+    __device__ __forceinline__ const T* chunk(const Op& op, int i, int r, int k, int kvalid, T* v, int* valid) const {
+      if constexpr (kHoisted) {
+        Row at = row[0];
+#pragma unroll
+        for (int j = 1; j < kN; ++j)
+          if (j == i) at = row[j];
+        return op.chunk_at(at, k, kvalid, v, valid);
+      } else {
+        (void)i;
+        return op.chunk(r, k, kvalid, v, valid);
+      }
+    }
+  };
+
   // One operand tile of a stage: the chunks of A (rows = 64) or B (rows = bn) for k0 .. k0 + kTcBK - 1.
   // K-major: rows lines of 8 chunks; MN-major: kTcBK lines of rows / 8 chunks. Either way
   // rows / 16 chunks per thread, thread t at chunk t % (chunks per line) of every
-  // (kThreads / chunks per line)-th line.
-  template <class Op>
-  __device__ __forceinline__ void stage_tile(const Op& op, int rows, int k0, int kdim, char* tile) const {
+  // (kThreads / chunks per line)-th line (chunk_slot). `rs`: the thread's rows (ThreadRows).
+  template <class Op, class Rows>
+  __device__ __forceinline__ void stage_tile(const Op& op, const Rows& rs, int rows, int k0, int kdim, char* tile) const {
     using namespace tiling;
-    const int cpl = Op::kKMajor ? kLineBytes / 16 : rows / kChunk;  // chunks per line
-    const int c = threadIdx.x % cpl, l0 = threadIdx.x / cpl, lstep = kThreads / cpl;
-#pragma unroll 1  // a chunk's address math once in the code: registers and compile time (the copies are async)
+#pragma unroll 1  // see ThreadRows
     for (int i = 0; i < rows / 16; ++i) {
-      const int line = l0 + i * lstep;
+      int line = 0, c = 0;
+      chunk_slot<Op>(rows, i, &line, &c);
       const int r = Op::kKMajor ? line : c * kChunk;
       const int k = Op::kKMajor ? k0 + c * kChunk : k0 + line;
       char* dst = tile + tc_chunk_offset(line, c);
@@ -67,7 +119,7 @@ struct DeviceCore {
         continue;
       }
       int valid = 0;
-      const T* src = op.chunk(r, k, Op::kKMajor ? imin(kChunk, kdim - k) : kChunk, v, &valid);
+      const T* src = rs.chunk(op, i, r, k, Op::kKMajor ? imin(kChunk, kdim - k) : kChunk, v, &valid);
       if (src != nullptr)
         ptx::cp_async16(dst, src, valid * static_cast<int>(sizeof(T)));
       else
@@ -169,11 +221,13 @@ struct DeviceCore {
   __device__ void gemm_tensor_core(const A& a, const B& b, int kdim, int bn, const E& epi) const {
     using namespace tiling;
     const int steps = cdiv(kdim, kTcBK);
+    const ThreadRows<A, kBM / 16> ra(a, kBM);  // the row part of the thread's chunks' addresses, once
+    const ThreadRows<B, kN / 16> rb(b, bn);
 #pragma unroll
     for (int s = 0; s < kStages - 1; ++s) {
       if (s < steps) {
-        stage_tile(a, kBM, s * kTcBK, kdim, smem + s * kStageBytes);
-        stage_tile(b, bn, s * kTcBK, kdim, smem + s * kStageBytes + kTcATileBytes);
+        stage_tile(a, ra, kBM, s * kTcBK, kdim, smem + s * kStageBytes);
+        stage_tile(b, rb, bn, s * kTcBK, kdim, smem + s * kStageBytes + kTcATileBytes);
       }
       ptx::cp_async_commit();  // one group per stage, empty past the end: the wait counts stay uniform
     }
@@ -203,8 +257,8 @@ struct DeviceCore {
       const int next = kt + kStages - 1;
       if (next < steps) {
         char* slot = smem + (next % kStages) * kStageBytes;
-        stage_tile(a, kBM, next * kTcBK, kdim, slot);
-        stage_tile(b, bn, next * kTcBK, kdim, slot + kTcATileBytes);
+        stage_tile(a, ra, kBM, next * kTcBK, kdim, slot);
+        stage_tile(b, rb, bn, next * kTcBK, kdim, slot + kTcATileBytes);
       }
       ptx::cp_async_commit();
       const char* at = smem + (kt % kStages) * kStageBytes;
@@ -276,6 +330,15 @@ struct DeviceCore {
     int nh;
     __device__ const T* chunk(int r, int k, int kvalid, T* v, int* valid) const {
       return b.chunk(r + nh, k, kvalid, v, valid);
+    }
+    // B's two-step form, where it has one (HasRows).
+    template <class B2 = B>
+    __device__ auto row(int r) const -> decltype(std::declval<const B2&>().row(r)) {
+      return b.row(r + nh);
+    }
+    template <class R>
+    __device__ const T* chunk_at(const R& row, int k, int kvalid, T* v, int* valid) const {
+      return b.chunk_at(row, k, kvalid, v, valid);
     }
   };
   template <class E>

@@ -231,13 +231,18 @@ struct Tap {
 };
 
 IK_HD Tap conv_tap(int kk, int cin, int k) {
+  if (kk < cin) return Tap{0, 0, kk};  // the first tap (every kk of a 1x1 conv): no divide
   const int tap = kk / cin;
   return Tap{tap / k, tap % k, kk % cin};
 }
 
+// How far tap (dy, dx) moves in the halo: the halo pixel that tile pixel m reads at tap (dy, dx)
+// is the one it reads at tap (0, 0) plus this.
+IK_HD int halo_tap(int dy, int dx, SpatialTiles t, int k) { return dy * halo_cols(t, k) + dx; }
+
 // The halo pixel that tile pixel m reads at tap (dy, dx).
 IK_HD int halo_index(int m, int dy, int dx, SpatialTiles t, int k) {
-  return (m / t.tw + dy) * halo_cols(t, k) + (m % t.tw + dx);
+  return (m / t.tw) * halo_cols(t, k) + m % t.tw + halo_tap(dy, dx, t, k);
 }
 
 // ---------------------------------------------------------------------------------------
