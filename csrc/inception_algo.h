@@ -222,12 +222,21 @@ IK_HD void epilogue_chunk(const E& epi, int m, int n, const Acc* acc) {
 // pointer -- is computed once per GEMM, and each stage's chunks only add k:
 //   Row row(int r) const;                                            // once per GEMM and row
 //   const T* chunk_at(const Row& row, int k, int kvalid, T* v, int* valid) const;  // per stage
-// chunk(r, k, ...) is then chunk_at(row(r), k, ...): one source for both forms. (An MN-major
-// chunk's row stays put while its line is a k that moves: nothing per row to hoist.)
+// A loader whose k must be decomposed (the (tap, channel) index of a KxK conv) may also keep it
+// as a cursor (HasCol), which the core steps from stage to stage instead of passing k:
+//   Col col(int k) const;                    // the position of k (once per GEMM)
+//   void advance(Col& col, int dk) const;    // col of k -> col of k + dk, without a divide
+//   const T* chunk_at(const Row& row, const Col& col, int kvalid, T* v, int* valid) const;
+// chunk(r, k, ...) is then chunk_at(row(r), k or col(k), ...): one source for both forms. (An
+// MN-major chunk's row stays put while its line is a k that moves: nothing per row to hoist.)
 template <class Op, class = void>
 struct HasRows : std::false_type {};
 template <class Op>
 struct HasRows<Op, std::void_t<decltype(std::declval<const Op&>().row(0))>> : std::bool_constant<Op::kKMajor> {};
+template <class Op, class = void>
+struct HasCol : std::false_type {};
+template <class Op>
+struct HasCol<Op, std::void_t<decltype(std::declval<const Op&>().col(0))>> : std::true_type {};
 // Op's Row where HasRows, else an empty struct.
 template <class Op, bool = HasRows<Op>::value>
 struct RowOf {
@@ -236,6 +245,15 @@ struct RowOf {
 template <class Op>
 struct RowOf<Op, true> {
   using type = decltype(std::declval<const Op&>().row(0));
+};
+// Op's Col where HasCol, else the plain k.
+template <class Op, bool = HasCol<Op>::value>
+struct ColOf {
+  using type = int;
+};
+template <class Op>
+struct ColOf<Op, true> {
+  using type = decltype(std::declval<const Op&>().col(0));
 };
 
 // The 8 elements of a chunk, wherever they come from (the SIMT core, reductions and the CPU
@@ -322,9 +340,11 @@ struct WeightOperand {
     const int co = n0 + n;
     return Row{co < cv->cout ? static_cast<const T*>(cv->w) + co * cv->s[0] : nullptr};
   }
-  IK_HD const T* chunk_at(const Row& row, int kk, int kvalid, T* v, int* valid) const {
+  using Col = tiling::Tap;
+  IK_HD Col col(int kk) const { return tiling::conv_tap(kk, tiling::pad8(cv->cin), cv->k); }
+  IK_HD void advance(Col& tp, int dk) const { tp = tiling::tap_advance(tp, dk, tiling::pad8(cv->cin), cv->k); }
+  IK_HD const T* chunk_at(const Row& row, const Col& tp, int kvalid, T* v, int* valid) const {
     (void)kvalid;  // kdim = K * K * pad8(cin): the channel bound below is the tighter one
-    const tiling::Tap tp = tiling::conv_tap(kk, tiling::pad8(cv->cin), cv->k);
     const int count = cv->cin - tp.c;
     if (row.w == nullptr || count <= 0) return zero8(v), nullptr;
     const int64_t off = tp.c * cv->s[1] + tp.dy * cv->s[2] + tp.dx * cv->s[3];
@@ -332,7 +352,9 @@ struct WeightOperand {
     for (int j = 0; j < tiling::kChunk; ++j) v[j] = j < count ? load<T>(row.w, off + j * cv->s[1]) : zero<T>();
     return nullptr;
   }
-  IK_HD const T* chunk(int n, int kk, int kvalid, T* v, int* valid) const { return chunk_at(row(n), kk, kvalid, v, valid); }
+  IK_HD const T* chunk(int n, int kk, int kvalid, T* v, int* valid) const {
+    return chunk_at(row(n), col(kk), kvalid, v, valid);
+  }
 };
 
 // A(m, kk) = r[halo pixel of tile pixel m at tap (dy, dx), c]: the KxK conv over the halo
@@ -347,14 +369,17 @@ struct HaloOperand {
     int hp;  // the halo pixel tile pixel m reads at tap (0, 0); -1 past the tile
   };
   IK_HD Row row(int m) const { return Row{m < t.th * t.tw ? tiling::halo_index(m, 0, 0, t, k) : -1}; }
-  IK_HD const T* chunk_at(const Row& row, int kk, int kvalid, T* v, int* valid) const {
+  using Col = tiling::Tap;
+  IK_HD Col col(int kk) const { return tiling::conv_tap(kk, tiling::pad8(cr), k); }
+  IK_HD void advance(Col& tp, int dk) const { tp = tiling::tap_advance(tp, dk, tiling::pad8(cr), k); }
+  IK_HD const T* chunk_at(const Row& row, const Col& tp, int kvalid, T* v, int* valid) const {
     (void)kvalid, (void)valid;
     if (row.hp < 0) return zero8(v), nullptr;
-    const int crp = tiling::pad8(cr);
-    const tiling::Tap tp = tiling::conv_tap(kk, crp, k);
-    return copy8(v, halo + (row.hp + tiling::halo_tap(tp.dy, tp.dx, t, k)) * crp + tp.c), nullptr;
+    return copy8(v, halo + (row.hp + tiling::halo_tap(tp.dy, tp.dx, t, k)) * tiling::pad8(cr) + tp.c), nullptr;
   }
-  IK_HD const T* chunk(int m, int kk, int kvalid, T* v, int* valid) const { return chunk_at(row(m), kk, kvalid, v, valid); }
+  IK_HD const T* chunk(int m, int kk, int kvalid, T* v, int* valid) const {
+    return chunk_at(row(m), col(kk), kvalid, v, valid);
+  }
 };
 
 template <class T>
@@ -599,15 +624,19 @@ struct PixelGradOperand {
   int count, k;
   using Row = PixelRow;
   IK_HD Row row(int m) const { return rows.row(*p, m); }
-  IK_HD const T* chunk_at(const Row& row, int kk, int kvalid, T* v, int* valid) const {
+  using Col = tiling::Tap;
+  IK_HD Col col(int kk) const { return tiling::conv_tap(kk, tiling::pad8(count), k); }
+  IK_HD void advance(Col& tp, int dk) const { tp = tiling::tap_advance(tp, dk, tiling::pad8(count), k); }
+  IK_HD const T* chunk_at(const Row& row, const Col& tp, int kvalid, T* v, int* valid) const {
     (void)kvalid;  // kdim = K * K * pad8(count): the channel bound is the tighter one
     if (!row.valid) return zero8(v), nullptr;
-    const tiling::Tap tp = tiling::conv_tap(kk, tiling::pad8(count), k);
     const tiling::Pix q = tiling::conv_reader(row.px.h, row.px.w, tp.dy, tp.dx, k, p->h, p->w);
     if (!q.valid) return zero8(v), nullptr;
     return grad_chunk<T>(*p, g, tiling::FlatPix{row.px.n, q.h, q.w}, tp.c, count - tp.c, v, valid);
   }
-  IK_HD const T* chunk(int m, int kk, int kvalid, T* v, int* valid) const { return chunk_at(row(m), kk, kvalid, v, valid); }
+  IK_HD const T* chunk(int m, int kk, int kvalid, T* v, int* valid) const {
+    return chunk_at(row(m), col(kk), kvalid, v, valid);
+  }
 };
 
 // B(kk, n) = w[co, n0 + n, dy, dx] with (dy, dx, co) = conv_tap(kk, pad8(cout), k): the

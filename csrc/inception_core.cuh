@@ -55,20 +55,24 @@ struct DeviceCore {
     *line = threadIdx.x / cpl + i * (kThreads / cpl);
   }
 
-  // What a thread needs of an operand's rows in every stage of a GEMM of `rows` rows (at most
-  // 16 * kN): for a loader with the two-step form (HasRows: K-major, so the thread's rows are
-  // the same in every stage), the Row state of each of its lines, computed once before the k
-  // loop; for any other loader nothing, and each chunk comes from chunk(r, k, ...). The loops
-  // over a thread's chunks are not unrolled (a chunk's address math once in the code:
-  // registers and compile time; the copies are async), so the Rows stay in registers by
-  // constant indices only: row i is written and read through a short select chain over j.
+  // What a thread needs of an operand in every stage of a GEMM of `rows` rows (at most 16 * kN).
+  // For a loader with the two-step form (HasRows: K-major, so the thread's rows are the same in
+  // every stage and all its chunks of a stage share one k = k0 + c * kChunk): the Row state of
+  // each of its lines, computed once before the k loop, and, where the loader keeps its k as a
+  // cursor (HasCol), that cursor, stepped by a stage's depth after each stage (stage_tile; the
+  // stages of a GEMM are staged in order). For any other loader nothing: each chunk comes from
+  // chunk(r, k, ...). The loops over a thread's chunks are not unrolled (a chunk's address math
+  // once in the code: registers and compile time; the copies are async), so the Rows stay in
+  // registers by constant indices only: row i is written and read through a select chain over j.
   template <class Op, int kN>
   struct ThreadRows {
     static constexpr bool kHoisted = HasRows<Op>::value;
-    static constexpr int kMaxChunks = kN;
+    static constexpr bool kCursor = kHoisted && HasCol<Op>::value;
     using Row = typename RowOf<Op>::type;
+    using Col = typename ColOf<Op>::type;
     Row row[kHoisted ? kN : 1];
-    __device__ __forceinline__ ThreadRows(const Op& op, int rows) : row{} {
+    Col col;  // the K position of the thread's chunks in the next stage (kCursor)
+    __device__ __forceinline__ ThreadRows(const Op& op, int rows) : row{}, col{} {
       if constexpr (kHoisted) {
 #pragma unroll 1
         for (int i = 0; i < rows / 16; ++i) {
@@ -79,31 +83,45 @@ struct DeviceCore {
           for (int j = 0; j < kN; ++j)
             if (j == i) row[j] = r;
         }
-      } else {
-        (void)op, (void)rows;
       }
+      if constexpr (kCursor) {
+        int line = 0, c = 0;
+        chunk_slot<Op>(rows, 0, &line, &c);
+        col = op.col(c * tiling::kChunk);  // stage 0
+      }
+      (void)op, (void)rows;
     }
-    // Chunk i of the thread (row r, k): the loader's chunk_at from the hoisted Row, or chunk.
+    // Chunk i of the thread (row r, k) in the current stage: the loader's chunk_at from the
+    // hoisted Row (and the cursor, or k), or chunk.
     __device__ __forceinline__ const T* chunk(const Op& op, int i, int r, int k, int kvalid, T* v, int* valid) const {
       if constexpr (kHoisted) {
         Row at = row[0];
 #pragma unroll
         for (int j = 1; j < kN; ++j)
           if (j == i) at = row[j];
-        return op.chunk_at(at, k, kvalid, v, valid);
+        if constexpr (kCursor)
+          return op.chunk_at(at, col, kvalid, v, valid);
+        else
+          return op.chunk_at(at, k, kvalid, v, valid);
       } else {
         (void)i;
         return op.chunk(r, k, kvalid, v, valid);
       }
+    }
+    // The stage is staged: the cursor moves on to the next one.
+    __device__ __forceinline__ void next_stage(const Op& op) {
+      if constexpr (kCursor) op.advance(col, tiling::kTcBK);
+      (void)op;
     }
   };
 
   // One operand tile of a stage: the chunks of A (rows = 64) or B (rows = bn) for k0 .. k0 + kTcBK - 1.
   // K-major: rows lines of 8 chunks; MN-major: kTcBK lines of rows / 8 chunks. Either way
   // rows / 16 chunks per thread, thread t at chunk t % (chunks per line) of every
-  // (kThreads / chunks per line)-th line (chunk_slot). `rs`: the thread's rows (ThreadRows).
+  // (kThreads / chunks per line)-th line (chunk_slot). `rs`: the thread's rows (ThreadRows), for
+  // the stages k0 = 0, kTcBK, 2 kTcBK, ... in this order.
   template <class Op, class Rows>
-  __device__ __forceinline__ void stage_tile(const Op& op, const Rows& rs, int rows, int k0, int kdim, char* tile) const {
+  __device__ __forceinline__ void stage_tile(const Op& op, Rows& rs, int rows, int k0, int kdim, char* tile) const {
     using namespace tiling;
 #pragma unroll 1  // see ThreadRows
     for (int i = 0; i < rows / 16; ++i) {
@@ -125,6 +143,7 @@ struct DeviceCore {
       else
         ptx::st_shared16(dst, v);
     }
+    rs.next_stage(op);
   }
 
   // fn(i) for i in [0, count), spread over the block's threads, between two barriers.
@@ -221,8 +240,8 @@ struct DeviceCore {
   __device__ void gemm_tensor_core(const A& a, const B& b, int kdim, int bn, const E& epi) const {
     using namespace tiling;
     const int steps = cdiv(kdim, kTcBK);
-    const ThreadRows<A, kBM / 16> ra(a, kBM);  // the row part of the thread's chunks' addresses, once
-    const ThreadRows<B, kN / 16> rb(b, bn);
+    ThreadRows<A, kBM / 16> ra(a, kBM);  // the row part of the thread's chunks' addresses, once
+    ThreadRows<B, kN / 16> rb(b, bn);
 #pragma unroll
     for (int s = 0; s < kStages - 1; ++s) {
       if (s < steps) {
@@ -331,13 +350,21 @@ struct DeviceCore {
     __device__ const T* chunk(int r, int k, int kvalid, T* v, int* valid) const {
       return b.chunk(r + nh, k, kvalid, v, valid);
     }
-    // B's two-step form, where it has one (HasRows).
+    // B's two-step form, where it has one (HasRows, HasCol).
     template <class B2 = B>
     __device__ auto row(int r) const -> decltype(std::declval<const B2&>().row(r)) {
       return b.row(r + nh);
     }
-    template <class R>
-    __device__ const T* chunk_at(const R& row, int k, int kvalid, T* v, int* valid) const {
+    template <class B2 = B>
+    __device__ auto col(int k) const -> decltype(std::declval<const B2&>().col(k)) {
+      return b.col(k);
+    }
+    template <class C>
+    __device__ void advance(C& col, int dk) const {
+      b.advance(col, dk);
+    }
+    template <class R, class K>
+    __device__ const T* chunk_at(const R& row, const K& k, int kvalid, T* v, int* valid) const {
       return b.chunk_at(row, k, kvalid, v, valid);
     }
   };

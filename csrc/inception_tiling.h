@@ -240,6 +240,18 @@ IK_HD Tap conv_tap(int kk, int cin, int k) {
 // is the one it reads at tap (0, 0) plus this.
 IK_HD int halo_tap(int dy, int dx, SpatialTiles t, int k) { return dy * halo_cols(t, k) + dx; }
 
+// conv_tap(kk + dk, cin, k) from tp = conv_tap(kk, cin, k) without a divide (dk >= 0): the
+// channel moves on, and each time it passes cin the tap moves to the next one (row-major). A
+// loader steps its K position from stage to stage with it (k moves by a stage's depth).
+IK_HD Tap tap_advance(Tap tp, int dk, int cin, int k) {
+  tp.c += dk;
+  while (tp.c >= cin) {
+    tp.c -= cin;
+    if (++tp.dx == k) tp.dx = 0, ++tp.dy;
+  }
+  return tp;
+}
+
 // The halo pixel that tile pixel m reads at tap (dy, dx).
 IK_HD int halo_index(int m, int dy, int dx, SpatialTiles t, int k) {
   return (m / t.tw) * halo_cols(t, k) + m % t.tw + halo_tap(dy, dx, t, k);
