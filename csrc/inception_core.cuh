@@ -15,7 +15,9 @@
 //     of 128 columns span two swizzle atoms (tiling::tc_chunk_offset). Each thread stages 4 A
 //     chunks and bn / 16 B chunks per stage (consecutive threads take consecutive chunks of a
 //     line: coalesced): chunks the loaders point at go global -> shared with 16-byte cp.async
-//     (zero-filled past the operand), computed chunks with one 16-byte shared store.
+//     (zero-filled past the operand), computed chunks with one 16-byte shared store. A
+//     K-major loader's row part of a chunk's address (pixel, bounds, base pointer) is computed
+//     once per GEMM for each of the thread's rows, its k part stepped per stage (ThreadRows);
 //     kStages - 1 stages are in flight while one is multiplied (cp.async.wait_group kStages - 2);
 //   - sm_80 (and any arch without IK_WGMMA): a tile wider than 64 runs as 64-wide passes
 //     (kCoreBN); in a pass each warp owns a 32 x bn / 2 quarter of C and reads its fragments with
