@@ -61,8 +61,9 @@ struct DeviceCore {
   // For a loader with the two-step form (HasRows: K-major, so the thread's rows are the same in
   // every stage and all its chunks of a stage share one k = k0 + c * kChunk): the Row state of
   // each of its lines, computed once before the k loop, and, where the loader keeps its k as a
-  // cursor (HasCol), that cursor, stepped by a stage's depth after each stage (stage_tile; the
-  // stages of a GEMM are staged in order). For any other loader nothing: each chunk comes from
+  // cursor (HasCol), that cursor, moved on to each stage's k0 as it is staged (seek: the stages
+  // of a GEMM go in order, kTcBK apart; one staged by another path is stepped over at the next
+  // seek). For any other loader nothing: each chunk comes from
   // chunk(r, k, ...). The loops over a thread's chunks are not unrolled (a chunk's address math
   // once in the code: registers and compile time; the copies are async), so the Rows stay in
   // registers by constant indices only: row i is written and read through a select chain over j.
@@ -73,7 +74,8 @@ struct DeviceCore {
     using Row = typename RowOf<Op>::type;
     using Col = typename ColOf<Op>::type;
     Row row[kHoisted ? kN : 1];
-    Col col;  // the K position of the thread's chunks in the next stage (kCursor)
+    Col col;     // the K position of the thread's chunks in stage k0 (kCursor)
+    int k0 = 0;  // the stage col is at
     __device__ __forceinline__ ThreadRows(const Op& op, int rows) : row{}, col{} {
       if constexpr (kHoisted) {
 #pragma unroll 1
@@ -110,21 +112,25 @@ struct DeviceCore {
         return op.chunk(r, k, kvalid, v, valid);
       }
     }
-    // The stage is staged: the cursor moves on to the next one.
-    __device__ __forceinline__ void next_stage(const Op& op) {
-      if constexpr (kCursor) op.advance(col, tiling::kTcBK);
-      (void)op;
+    // The cursor moves on to stage `stage_k0` (>= the stage it is at).
+    __device__ __forceinline__ void seek(const Op& op, int stage_k0) {
+      if constexpr (kCursor) {
+        if (stage_k0 != k0) op.advance(col, stage_k0 - k0);
+        k0 = stage_k0;
+      }
+      (void)op, (void)stage_k0;
     }
   };
 
   // One operand tile of a stage: the chunks of A (rows = 64) or B (rows = bn) for k0 .. k0 + kTcBK - 1.
   // K-major: rows lines of 8 chunks; MN-major: kTcBK lines of rows / 8 chunks. Either way
   // rows / 16 chunks per thread, thread t at chunk t % (chunks per line) of every
-  // (kThreads / chunks per line)-th line (chunk_slot). `rs`: the thread's rows (ThreadRows), for
-  // the stages k0 = 0, kTcBK, 2 kTcBK, ... in this order.
+  // (kThreads / chunks per line)-th line (chunk_slot). `rs`: the thread's rows (ThreadRows); a
+  // GEMM's stages k0 = 0, kTcBK, 2 kTcBK, ... come in this order.
   template <class Op, class Rows>
   __device__ __forceinline__ void stage_tile(const Op& op, Rows& rs, int rows, int k0, int kdim, char* tile) const {
     using namespace tiling;
+    rs.seek(op, k0);
 #pragma unroll 1  // see ThreadRows
     for (int i = 0; i < rows / 16; ++i) {
       int line = 0, c = 0;
@@ -145,7 +151,6 @@ struct DeviceCore {
       else
         ptx::st_shared16(dst, v);
     }
-    rs.next_stage(op);
   }
 
   // fn(i) for i in [0, count), spread over the block's threads, between two barriers.
