@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 #include "inception_tiling.h"
 
@@ -280,6 +281,46 @@ IK_HD void epilogue_chunk(const E& epi, int m, int n, const Acc* acc) {
 // chunks at k >= kdim the core never asks for). It returns either a pointer to 8 elements in
 // global memory, contiguous and 16-byte aligned, of which the first *valid are the operand's
 // (the rest read as zero), or null after writing the 8 values into v (zero outside the operand).
+//
+// A K-major loader may also hand out its chunks in two steps (HasRows), which the device core
+// uses (DeviceCore::ThreadRows): a thread stages the same rows in every stage of a GEMM, only k
+// moves, so what a chunk needs of its row -- the pixel and its validity (runtime divides), a base
+// pointer -- is computed once per GEMM, and each stage's chunks only add k:
+//   Row row(int r) const;                                            // once per GEMM and row
+//   const T* chunk_at(const Row& row, int k, int kvalid, T* v, int* valid) const;  // per stage
+// A loader whose k must be decomposed (the (tap, channel) index of a KxK conv) may also keep it
+// as a cursor (HasCol), which the core steps from stage to stage instead of passing k:
+//   Col col(int k) const;                    // the position of k (once per GEMM)
+//   void advance(Col& col, int dk) const;    // col of k -> col of k + dk, without a divide
+//   const T* chunk_at(const Row& row, const Col& col, int kvalid, T* v, int* valid) const;
+// chunk(r, k, ...) is then chunk_at(row(r), k or col(k), ...): one source for both forms. (An
+// MN-major chunk's row stays put while its line is a k that moves: nothing per row to hoist.)
+template <class Op, class = void>
+struct HasRows : std::false_type {};
+template <class Op>
+struct HasRows<Op, std::void_t<decltype(std::declval<const Op&>().row(0))>> : std::bool_constant<Op::kKMajor> {};
+template <class Op, class = void>
+struct HasCol : std::false_type {};
+template <class Op>
+struct HasCol<Op, std::void_t<decltype(std::declval<const Op&>().col(0))>> : std::true_type {};
+// Op's Row where HasRows, else an empty struct.
+template <class Op, bool = HasRows<Op>::value>
+struct RowOf {
+  struct type {};
+};
+template <class Op>
+struct RowOf<Op, true> {
+  using type = decltype(std::declval<const Op&>().row(0));
+};
+// Op's Col where HasCol, else the plain k.
+template <class Op, bool = HasCol<Op>::value>
+struct ColOf {
+  using type = int;
+};
+template <class Op>
+struct ColOf<Op, true> {
+  using type = decltype(std::declval<const Op&>().col(0));
+};
 
 // The 8 elements of a chunk, wherever they come from (the SIMT core, reductions and the CPU
 // emulator); out is 16-byte aligned. A whole pointed-to chunk is one 16-byte load.
@@ -362,16 +403,19 @@ struct XOperand {
     return TmaTile{&p->tma.x[i], 1, tiling::halo_tile_step(p->tiles, k_halo) * tiling::kLineBytes, 0, 0,
                    {k0, job.w0 - pad, job.h0 - pad + m0 / hc, n}};
   }
-  IK_HD const T* chunk(int m, int c0, int kvalid, T* v, int* valid) const {
-    if (mode == kHalo && m >= m_rows) return zero8(v), nullptr;
-    const tiling::Pix px = mode == kHalo
-        ? tiling::halo_pixel(m0 + m, job.h0, job.w0, p->tiles, k_halo, p->h, p->w)
-        : tiling::tile_pixel(m, job.h0, job.w0, p->tiles, p->h, p->w);
+  using Row = tiling::Pix;  // row m's pixel (not valid past the row tile's rows)
+  IK_HD Row row(int m) const {
+    if (mode == kHalo && m >= m_rows) return Row{0, 0, false};
+    return mode == kHalo ? tiling::halo_pixel(m0 + m, job.h0, job.w0, p->tiles, k_halo, p->h, p->w)
+                         : tiling::tile_pixel(m, job.h0, job.w0, p->tiles, p->h, p->w);
+  }
+  IK_HD const T* chunk_at(const Row& px, int c0, int kvalid, T* v, int* valid) const {
     if (!px.valid) return zero8(v), nullptr;
     if (mode == kTilePool) return pooled8(p->x, job.n, c0, kvalid, px.h, px.w, p->h, p->w, v), nullptr;
     if (p->x.vec) return *valid = kvalid, static_cast<const T*>(p->x.p) + p->x.offset(job.n, c0, px.h, px.w);
     return load_channels(p->x, job.n, c0, kvalid, px.h, px.w, v), nullptr;
   }
+  IK_HD const T* chunk(int m, int c0, int kvalid, T* v, int* valid) const { return chunk_at(row(m), c0, kvalid, v, valid); }
 };
 
 // B(kk, n) = w[n0 + n, c, dy, dx] with (dy, dx, c) = conv_tap(kk, pad8(cin), k): the forward
@@ -389,16 +433,27 @@ struct WeightOperand {
     return TmaTile{map, rows / tiling::kTmaWeightRows, tiling::kTmaWeightRows * tiling::kLineBytes, 0,
                    tiling::kTmaWeightRows, {k0, n0, 0, 0}};
   }
-  IK_HD const T* chunk(int n, int kk, int kvalid, T* v, int* valid) const {
-    (void)kvalid;  // kdim = K * K * pad8(cin): the channel bound below is the tighter one
+  struct Row {
+    const T* w;  // &w[n0 + n, 0, 0, 0]; null past cout
+  };
+  IK_HD Row row(int n) const {
     const int co = n0 + n;
-    const tiling::Tap tp = tiling::conv_tap(kk, tiling::pad8(cv->cin), cv->k);
+    return Row{co < cv->cout ? static_cast<const T*>(cv->w) + co * cv->s[0] : nullptr};
+  }
+  using Col = tiling::Tap;
+  IK_HD Col col(int kk) const { return tiling::conv_tap(kk, tiling::pad8(cv->cin), cv->k); }
+  IK_HD void advance(Col& tp, int dk) const { tp = tiling::tap_advance(tp, dk, tiling::pad8(cv->cin), cv->k); }
+  IK_HD const T* chunk_at(const Row& row, const Col& tp, int kvalid, T* v, int* valid) const {
+    (void)kvalid;  // kdim = K * K * pad8(cin): the channel bound below is the tighter one
     const int count = cv->cin - tp.c;
-    if (co >= cv->cout || count <= 0) return zero8(v), nullptr;
-    const int64_t off = co * cv->s[0] + tp.c * cv->s[1] + tp.dy * cv->s[2] + tp.dx * cv->s[3];
-    if (cv->vec) return *valid = tiling::imin(count, tiling::kChunk), static_cast<const T*>(cv->w) + off;
-    for (int j = 0; j < tiling::kChunk; ++j) v[j] = j < count ? load<T>(cv->w, off + j * cv->s[1]) : zero<T>();
+    if (row.w == nullptr || count <= 0) return zero8(v), nullptr;
+    const int64_t off = tp.c * cv->s[1] + tp.dy * cv->s[2] + tp.dx * cv->s[3];
+    if (cv->vec) return *valid = tiling::imin(count, tiling::kChunk), row.w + off;
+    for (int j = 0; j < tiling::kChunk; ++j) v[j] = j < count ? load<T>(row.w, off + j * cv->s[1]) : zero<T>();
     return nullptr;
+  }
+  IK_HD const T* chunk(int n, int kk, int kvalid, T* v, int* valid) const {
+    return chunk_at(row(n), col(kk), kvalid, v, valid);
   }
 };
 
@@ -410,12 +465,20 @@ struct HaloOperand {
   const T* halo;
   tiling::SpatialTiles t;
   int cr, k;
-  IK_HD const T* chunk(int m, int kk, int kvalid, T* v, int* valid) const {
+  struct Row {
+    int hp;  // the halo pixel tile pixel m reads at tap (0, 0); -1 past the tile
+  };
+  IK_HD Row row(int m) const { return Row{m < t.th * t.tw ? tiling::halo_index(m, 0, 0, t, k) : -1}; }
+  using Col = tiling::Tap;
+  IK_HD Col col(int kk) const { return tiling::conv_tap(kk, tiling::pad8(cr), k); }
+  IK_HD void advance(Col& tp, int dk) const { tp = tiling::tap_advance(tp, dk, tiling::pad8(cr), k); }
+  IK_HD const T* chunk_at(const Row& row, const Col& tp, int kvalid, T* v, int* valid) const {
     (void)kvalid, (void)valid;
-    if (m >= t.th * t.tw) return zero8(v), nullptr;
-    const int crp = tiling::pad8(cr);
-    const tiling::Tap tp = tiling::conv_tap(kk, crp, k);
-    return copy8(v, halo + tiling::halo_index(m, tp.dy, tp.dx, t, k) * crp + tp.c), nullptr;
+    if (row.hp < 0) return zero8(v), nullptr;
+    return copy8(v, halo + (row.hp + tiling::halo_tap(tp.dy, tp.dx, t, k)) * tiling::pad8(cr) + tp.c), nullptr;
+  }
+  IK_HD const T* chunk(int m, int kk, int kvalid, T* v, int* valid) const {
+    return chunk_at(row(m), col(kk), kvalid, v, valid);
   }
 };
 
@@ -677,6 +740,11 @@ IK_HD const T* grad_chunk(const BwdParams& p, GradSource g, const tiling::FlatPi
 
 // Which pixel GEMM row m stands for: flat pixel m0 + m of the batch (kFlat), or pixel m of a
 // spatial tile (kTile), or halo pixel m0 + m of its 1-pixel halo (kHalo3).
+struct PixelRow {  // a GEMM row's pixel, and whether there is one
+  tiling::FlatPix px;
+  bool valid;
+};
+
 struct PixelRows {
   enum Mode : int { kFlat, kTile, kHalo3 };
   Mode mode;
@@ -693,6 +761,11 @@ struct PixelRows {
     *px = tiling::FlatPix{tile.n, q.h, q.w};
     return q.valid;
   }
+  IK_HD PixelRow row(const BwdParams& p, int m) const {
+    PixelRow r{};
+    r.valid = at(p, m, &r.px);
+    return r;
+  }
 };
 
 // A(m, kk) for GEMM rows over pixels (PixelRows): the gradient source at the pixel, channel kk;
@@ -705,14 +778,20 @@ struct PixelGradOperand {
   GradSource g;
   PixelRows rows;
   int count, k;
-  IK_HD const T* chunk(int m, int kk, int kvalid, T* v, int* valid) const {
+  using Row = PixelRow;
+  IK_HD Row row(int m) const { return rows.row(*p, m); }
+  using Col = tiling::Tap;
+  IK_HD Col col(int kk) const { return tiling::conv_tap(kk, tiling::pad8(count), k); }
+  IK_HD void advance(Col& tp, int dk) const { tp = tiling::tap_advance(tp, dk, tiling::pad8(count), k); }
+  IK_HD const T* chunk_at(const Row& row, const Col& tp, int kvalid, T* v, int* valid) const {
     (void)kvalid;  // kdim = K * K * pad8(count): the channel bound is the tighter one
-    tiling::FlatPix fp;
-    if (!rows.at(*p, m, &fp)) return zero8(v), nullptr;
-    const tiling::Tap tp = tiling::conv_tap(kk, tiling::pad8(count), k);
-    const tiling::Pix q = tiling::conv_reader(fp.h, fp.w, tp.dy, tp.dx, k, p->h, p->w);
+    if (!row.valid) return zero8(v), nullptr;
+    const tiling::Pix q = tiling::conv_reader(row.px.h, row.px.w, tp.dy, tp.dx, k, p->h, p->w);
     if (!q.valid) return zero8(v), nullptr;
-    return grad_chunk<T>(*p, g, tiling::FlatPix{fp.n, q.h, q.w}, tp.c, count - tp.c, v, valid);
+    return grad_chunk<T>(*p, g, tiling::FlatPix{row.px.n, q.h, q.w}, tp.c, count - tp.c, v, valid);
+  }
+  IK_HD const T* chunk(int m, int kk, int kvalid, T* v, int* valid) const {
+    return chunk_at(row(m), col(kk), kvalid, v, valid);
   }
 };
 
@@ -850,14 +929,16 @@ struct DxGradOperand {
   const BwdParams* p;
   DxSegments seg;
   PixelRows rows;
-  IK_HD const T* chunk(int m, int k, int kvalid, T* v, int* valid) const {
+  using Row = PixelRow;
+  IK_HD Row row(int m) const { return rows.row(*p, m); }
+  IK_HD const T* chunk_at(const Row& row, int k, int kvalid, T* v, int* valid) const {
     (void)kvalid;
-    tiling::FlatPix fp;
-    if (!rows.at(*p, m, &fp)) return zero8(v), nullptr;
+    if (!row.valid) return zero8(v), nullptr;
     int c = 0;
     const int conv = DxSegments::conv(seg.find(k, &c));
-    return grad_chunk<T>(*p, grad_source(*p, conv), fp, c, p->conv[conv].cout - c, v, valid);
+    return grad_chunk<T>(*p, grad_source(*p, conv), row.px, c, p->conv[conv].cout - c, v, valid);
   }
+  IK_HD const T* chunk(int m, int k, int kvalid, T* v, int* valid) const { return chunk_at(row(m), k, kvalid, v, valid); }
 };
 
 // B(k, n) = w[c, ci0 + n] of segment conv (transposed 1x1 weights). MN-major.

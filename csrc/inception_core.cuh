@@ -15,7 +15,9 @@
 //     of 128 columns span two swizzle atoms (tiling::tc_chunk_offset). Each thread stages 4 A
 //     chunks and bn / 16 B chunks per stage (consecutive threads take consecutive chunks of a
 //     line: coalesced): chunks the loaders point at go global -> shared with 16-byte cp.async
-//     (zero-filled past the operand), computed chunks with one 16-byte shared store.
+//     (zero-filled past the operand), computed chunks with one 16-byte shared store. A
+//     K-major loader's row part of a chunk's address (pixel, bounds, base pointer) is computed
+//     once per GEMM for each of the thread's rows, its k part stepped per stage (ThreadRows);
 //     kStages - 1 stages are in flight while one is multiplied (cp.async.wait_group kStages - 2);
 //   - sm_80 (and any arch without IK_WGMMA): a tile wider than 64 runs as 64-wide passes
 //     (kCoreBN); in a pass each warp owns a 32 x bn / 2 quarter of C and reads its fragments with
@@ -87,8 +89,8 @@ struct DeviceCore {
 
   // Stage `s` (k0 = s * kTcBK) of a product into its ring slot: operand tiles with TMA boxes by
   // thread 0 (announcing their bytes on the slot's barrier first), the others chunk by chunk.
-  template <class A, class B>
-  __device__ __forceinline__ void load_stage(const A& a, const B& b, int s, int kdim, int bn) const {
+  template <class A, class B, class Ra, class Rb>
+  __device__ __forceinline__ void load_stage(const A& a, const B& b, Ra& ra, Rb& rb, int s, int kdim, int bn) const {
     using namespace tiling;
     char* slot = smem + (s % kStages) * kStageBytes;
     const int k0 = s * kTcBK;
@@ -101,8 +103,8 @@ struct DeviceCore {
       if (tb.map != nullptr) issue_boxes(tb, slot + kTcATileBytes, bar);
     }
 #endif
-    if (ta.map == nullptr) stage_tile(a, kBM, k0, kdim, slot);
-    if (tb.map == nullptr) stage_tile(b, bn, k0, kdim, slot + kTcATileBytes);
+    if (ta.map == nullptr) stage_tile(a, ra, kBM, k0, kdim, slot);
+    if (tb.map == nullptr) stage_tile(b, rb, bn, k0, kdim, slot + kTcATileBytes);
   }
 
 #if defined(IK_WGMMA)
@@ -112,18 +114,94 @@ struct DeviceCore {
   }
 #endif
 
+  // Chunk i of a thread's share of an operand tile (rows = 64 for A, bn for B): line
+  // l0 + i * lstep, chunk c of the line (see stage_tile).
+  template <class Op>
+  __device__ __forceinline__ static void chunk_slot(int rows, int i, int* line, int* c) {
+    using namespace tiling;
+    const int cpl = Op::kKMajor ? kLineBytes / 16 : rows / kChunk;  // chunks per line
+    *c = threadIdx.x % cpl;
+    *line = threadIdx.x / cpl + i * (kThreads / cpl);
+  }
+
+  // What a thread needs of an operand in every stage of a GEMM of `rows` rows (at most 16 * kN).
+  // For a loader with the two-step form (HasRows: K-major, so the thread's rows are the same in
+  // every stage and all its chunks of a stage share one k = k0 + c * kChunk): the Row state of
+  // each of its lines, computed once before the k loop, and, where the loader keeps its k as a
+  // cursor (HasCol), that cursor, moved on to each stage's k0 as it is staged (seek: the stages
+  // of a GEMM go in order, kTcBK apart; one staged by another path is stepped over at the next
+  // seek). For any other loader nothing: each chunk comes from
+  // chunk(r, k, ...). The loops over a thread's chunks are not unrolled (a chunk's address math
+  // once in the code: registers and compile time; the copies are async), so the Rows stay in
+  // registers by constant indices only: row i is written and read through a select chain over j.
+  template <class Op, int kN>
+  struct ThreadRows {
+    static constexpr bool kHoisted = HasRows<Op>::value;
+    static constexpr bool kCursor = kHoisted && HasCol<Op>::value;
+    using Row = typename RowOf<Op>::type;
+    using Col = typename ColOf<Op>::type;
+    Row row[kHoisted ? kN : 1];
+    Col col;     // the K position of the thread's chunks in stage k0 (kCursor)
+    int k0 = 0;  // the stage col is at
+    __device__ __forceinline__ ThreadRows(const Op& op, int rows) : row{}, col{} {
+      if constexpr (kHoisted) {
+#pragma unroll 1
+        for (int i = 0; i < rows / 16; ++i) {
+          int line = 0, c = 0;
+          chunk_slot<Op>(rows, i, &line, &c);
+          const Row r = op.row(line);
+#pragma unroll
+          for (int j = 0; j < kN; ++j)
+            if (j == i) row[j] = r;
+        }
+      }
+      if constexpr (kCursor) {
+        int line = 0, c = 0;
+        chunk_slot<Op>(rows, 0, &line, &c);
+        col = op.col(c * tiling::kChunk);  // stage 0
+      }
+      (void)op, (void)rows;
+    }
+    // Chunk i of the thread (row r, k) in the current stage: the loader's chunk_at from the
+    // hoisted Row (and the cursor, or k), or chunk.
+    __device__ __forceinline__ const T* chunk(const Op& op, int i, int r, int k, int kvalid, T* v, int* valid) const {
+      if constexpr (kHoisted) {
+        Row at = row[0];
+#pragma unroll
+        for (int j = 1; j < kN; ++j)
+          if (j == i) at = row[j];
+        if constexpr (kCursor)
+          return op.chunk_at(at, col, kvalid, v, valid);
+        else
+          return op.chunk_at(at, k, kvalid, v, valid);
+      } else {
+        (void)i;
+        return op.chunk(r, k, kvalid, v, valid);
+      }
+    }
+    // The cursor moves on to stage `stage_k0` (>= the stage it is at).
+    __device__ __forceinline__ void seek(const Op& op, int stage_k0) {
+      if constexpr (kCursor) {
+        if (stage_k0 != k0) op.advance(col, stage_k0 - k0);
+        k0 = stage_k0;
+      }
+      (void)op, (void)stage_k0;
+    }
+  };
+
   // One operand tile of a stage: the chunks of A (rows = 64) or B (rows = bn) for k0 .. k0 + kTcBK - 1.
   // K-major: rows lines of 8 chunks; MN-major: kTcBK lines of rows / 8 chunks. Either way
   // rows / 16 chunks per thread, thread t at chunk t % (chunks per line) of every
-  // (kThreads / chunks per line)-th line.
-  template <class Op>
-  __device__ __forceinline__ void stage_tile(const Op& op, int rows, int k0, int kdim, char* tile) const {
+  // (kThreads / chunks per line)-th line (chunk_slot). `rs`: the thread's rows (ThreadRows); a
+  // GEMM's stages k0 = 0, kTcBK, 2 kTcBK, ... come in this order.
+  template <class Op, class Rows>
+  __device__ __forceinline__ void stage_tile(const Op& op, Rows& rs, int rows, int k0, int kdim, char* tile) const {
     using namespace tiling;
-    const int cpl = Op::kKMajor ? kLineBytes / 16 : rows / kChunk;  // chunks per line
-    const int c = threadIdx.x % cpl, l0 = threadIdx.x / cpl, lstep = kThreads / cpl;
-#pragma unroll 1  // a chunk's address math once in the code: registers and compile time (the copies are async)
+    rs.seek(op, k0);
+#pragma unroll 1  // see ThreadRows
     for (int i = 0; i < rows / 16; ++i) {
-      const int line = l0 + i * lstep;
+      int line = 0, c = 0;
+      chunk_slot<Op>(rows, i, &line, &c);
       const int r = Op::kKMajor ? line : c * kChunk;
       const int k = Op::kKMajor ? k0 + c * kChunk : k0 + line;
       char* dst = tile + tc_chunk_offset(line, c);
@@ -134,7 +212,7 @@ struct DeviceCore {
         continue;
       }
       int valid = 0;
-      const T* src = op.chunk(r, k, Op::kKMajor ? imin(kChunk, kdim - k) : kChunk, v, &valid);
+      const T* src = rs.chunk(op, i, r, k, Op::kKMajor ? imin(kChunk, kdim - k) : kChunk, v, &valid);
       if (src != nullptr)
         ptx::cp_async16(dst, src, valid * static_cast<int>(sizeof(T)));
       else
@@ -239,9 +317,11 @@ struct DeviceCore {
   __device__ void gemm_tensor_core(const A& a, const B& b, int kdim, int bn, const E& epi) const {
     using namespace tiling;
     const int steps = cdiv(kdim, kTcBK);
+    ThreadRows<A, kBM / 16> ra(a, kBM);  // the row part of the thread's chunks' addresses, once
+    ThreadRows<B, kN / 16> rb(b, bn);
 #pragma unroll
     for (int s = 0; s < kStages - 1; ++s) {
-      if (s < steps) load_stage(a, b, s, kdim, bn);
+      if (s < steps) load_stage(a, b, ra, rb, s, kdim, bn);
       ptx::cp_async_commit();  // one group per stage, empty past the end: the wait counts stay uniform
     }
 #if defined(IK_WGMMA)
@@ -286,11 +366,11 @@ struct DeviceCore {
         ptx::wgmma_m64nNk16<T, kN, A::kKMajor ? 0 : 1, B::kKMajor ? 0 : 1>(
             acc, desc_sw128<A::kKMajor>(at, kk), desc_sw128<B::kKMajor>(bt, kk), 1);
       ptx::wgmma_commit();
-      if (next < steps) load_stage(a, b, next, kdim, bn);
+      if (next < steps) load_stage(a, b, ra, rb, next, kdim, bn);
       ptx::cp_async_commit();
       ptx::wgmma_wait<0>();
 #else
-      if (next < steps) load_stage(a, b, next, kdim, bn);
+      if (next < steps) load_stage(a, b, ra, rb, next, kdim, bn);
       ptx::cp_async_commit();
 #pragma unroll
       for (int kk = 0; kk < kTcBK / 16; ++kk) {
@@ -350,6 +430,23 @@ struct DeviceCore {
     int nh;
     __device__ const T* chunk(int r, int k, int kvalid, T* v, int* valid) const {
       return b.chunk(r + nh, k, kvalid, v, valid);
+    }
+    // B's two-step form, where it has one (HasRows, HasCol).
+    template <class B2 = B>
+    __device__ auto row(int r) const -> decltype(std::declval<const B2&>().row(r)) {
+      return b.row(r + nh);
+    }
+    template <class B2 = B>
+    __device__ auto col(int k) const -> decltype(std::declval<const B2&>().col(k)) {
+      return b.col(k);
+    }
+    template <class C>
+    __device__ void advance(C& col, int dk) const {
+      b.advance(col, dk);
+    }
+    template <class R, class K>
+    __device__ const T* chunk_at(const R& row, const K& k, int kvalid, T* v, int* valid) const {
+      return b.chunk_at(row, k, kvalid, v, valid);
     }
   };
   template <class E>

@@ -271,13 +271,30 @@ struct Tap {
 };
 
 IK_HD Tap conv_tap(int kk, int cin, int k) {
+  if (kk < cin) return Tap{0, 0, kk};  // the first tap (every kk of a 1x1 conv): no divide
   const int tap = kk / cin;
   return Tap{tap / k, tap % k, kk % cin};
 }
 
+// How far tap (dy, dx) moves in the halo: the halo pixel that tile pixel m reads at tap (dy, dx)
+// is the one it reads at tap (0, 0) plus this.
+IK_HD int halo_tap(int dy, int dx, SpatialTiles t, int k) { return dy * halo_cols(t, k) + dx; }
+
+// conv_tap(kk + dk, cin, k) from tp = conv_tap(kk, cin, k) without a divide (dk >= 0): the
+// channel moves on, and each time it passes cin the tap moves to the next one (row-major). A
+// loader steps its K position from stage to stage with it (k moves by a stage's depth).
+IK_HD Tap tap_advance(Tap tp, int dk, int cin, int k) {
+  tp.c += dk;
+  while (tp.c >= cin) {
+    tp.c -= cin;
+    if (++tp.dx == k) tp.dx = 0, ++tp.dy;
+  }
+  return tp;
+}
+
 // The halo pixel that tile pixel m reads at tap (dy, dx).
 IK_HD int halo_index(int m, int dy, int dx, SpatialTiles t, int k) {
-  return (m / t.tw + dy) * halo_cols(t, k) + (m % t.tw + dx);
+  return (m / t.tw) * halo_cols(t, k) + m % t.tw + halo_tap(dy, dx, t, k);
 }
 
 // ---------------------------------------------------------------------------------------

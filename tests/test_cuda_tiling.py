@@ -54,6 +54,7 @@ _SIGNATURES = {  # name: (restype, argtypes)
     "ik_halo_tile_step": (_i, [_p, _i]),
     "ik_halo_tile_rows": (_i, [_p, _i, _i]),
     "ik_conv_tap": (None, [_i, _i, _i, _p]),
+    "ik_tap_advance": (None, [_i, _i, _i, _i, _i, _i, _p]),
     "ik_halo_index": (_i, [_i, _i, _i, _p, _i]),
     "ik_flat_pixel": (None, [_i64, _i, _i, _p, _p]),
     "ik_shifted": (None, [_i, _i, _i, _i, _i, _i, _p]),
@@ -135,6 +136,9 @@ class _Tiling:
 
     def conv_tap(self, kk, cin, k):
         return self._ints(self.lib.ik_conv_tap, 3, kk, cin, k)  # (dy, dx, c)
+
+    def tap_advance(self, tap, dk, cin, k):
+        return self._ints(self.lib.ik_tap_advance, 3, *tap, dk, cin, k)  # (dy, dx, c)
 
     def halo_index(self, m, dy, dx, t, k):
         return self.lib.ik_halo_index(m, dy, dx, self._t(t), k)
@@ -385,6 +389,16 @@ def test_reduce_row_tiles_cover_the_halo_as_boxes(tl, k, th, tw):
 def test_conv_tap_is_tap_major_channel_fastest(tl, cin, k):
     got = [tl.conv_tap(kk, cin, k) for kk in range(k * k * cin)]
     assert got == list(itertools.product(range(k), range(k), range(cin)))
+
+
+@pytest.mark.parametrize("cin,k", [(8, 1), (8, 3), (16, 5), (24, 3), (64, 3), (96, 5), (136, 3)])
+def test_tap_advance_steps_conv_tap_without_a_divide(tl, cin, k):
+    """The loaders' K cursor: from conv_tap(kk), a step of dk lands on conv_tap(kk + dk), for the
+    core's steps (a stage's depth, 64: several taps at once where cin < 64) and others, up to and
+    past the last tap."""
+    for dk in (0, 8, 64, cin, 3 * cin + 8):
+        for kk in range(0, k * k * cin + 8, 8):
+            assert tl.tap_advance(tl.conv_tap(kk, cin, k), dk, cin, k) == tl.conv_tap(kk + dk, cin, k), (kk, dk)
 
 
 _CONV_CASES = [  # (H, W, th, tw): border tiles that overhang, tiles larger than the image

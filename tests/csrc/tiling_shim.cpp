@@ -118,6 +118,14 @@ void ik_conv_tap(int kk, int cin, int k, int* out) {
   out[2] = tap.c;
 }
 
+// out: {dy, dx, c} of tap_advance(tap (dy, dx, c), dk, cin, k)
+void ik_tap_advance(int dy, int dx, int c, int dk, int cin, int k, int* out) {
+  const tl::Tap tap = tl::tap_advance(tl::Tap{dy, dx, c}, dk, cin, k);
+  out[0] = tap.dy;
+  out[1] = tap.dx;
+  out[2] = tap.c;
+}
+
 int ik_halo_index(int m, int dy, int dx, const int* t, int k) { return tl::halo_index(m, dy, dx, tiles_in(t), k); }
 
 // out: {h, w}
