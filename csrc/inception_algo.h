@@ -403,14 +403,17 @@ struct XOperand {
     return TmaTile{&p->tma.x[i], 1, tiling::halo_tile_step(p->tiles, k_halo) * tiling::kLineBytes, 0, 0,
                    {k0, job.w0 - pad, job.h0 - pad + m0 / hc, n}};
   }
-  using Row = tiling::Pix;  // row m's pixel (not valid past the row tile's rows)
+  struct Row {  // row m's pixel; h = -1: none (outside the image or past the row tile's rows)
+    int h, w;     // two registers a row, not three: the hoisted rows of every thread stay in registers
+  };
   IK_HD Row row(int m) const {
-    if (mode == kHalo && m >= m_rows) return Row{0, 0, false};
-    return mode == kHalo ? tiling::halo_pixel(m0 + m, job.h0, job.w0, p->tiles, k_halo, p->h, p->w)
-                         : tiling::tile_pixel(m, job.h0, job.w0, p->tiles, p->h, p->w);
+    if (mode == kHalo && m >= m_rows) return Row{-1, 0};
+    const tiling::Pix px = mode == kHalo ? tiling::halo_pixel(m0 + m, job.h0, job.w0, p->tiles, k_halo, p->h, p->w)
+                                         : tiling::tile_pixel(m, job.h0, job.w0, p->tiles, p->h, p->w);
+    return Row{px.valid ? px.h : -1, px.w};
   }
   IK_HD const T* chunk_at(const Row& px, int c0, int kvalid, T* v, int* valid) const {
-    if (!px.valid) return zero8(v), nullptr;
+    if (px.h < 0) return zero8(v), nullptr;
     if (mode == kTilePool) return pooled8(p->x, job.n, c0, kvalid, px.h, px.w, p->h, p->w, v), nullptr;
     if (p->x.vec) return *valid = kvalid, static_cast<const T*>(p->x.p) + p->x.offset(job.n, c0, px.h, px.w);
     return load_channels(p->x, job.n, c0, kvalid, px.h, px.w, v), nullptr;
@@ -434,22 +437,19 @@ struct WeightOperand {
                    tiling::kTmaWeightRows, {k0, n0, 0, 0}};
   }
   struct Row {
-    const T* w;  // &w[n0 + n, 0, 0, 0]; null past cout
+    int co;  // the output channel n0 + n; -1 past cout (an int, not a pointer: half the registers)
   };
-  IK_HD Row row(int n) const {
-    const int co = n0 + n;
-    return Row{co < cv->cout ? static_cast<const T*>(cv->w) + co * cv->s[0] : nullptr};
-  }
+  IK_HD Row row(int n) const { return Row{n0 + n < cv->cout ? n0 + n : -1}; }
   using Col = tiling::Tap;
   IK_HD Col col(int kk) const { return tiling::conv_tap(kk, tiling::pad8(cv->cin), cv->k); }
   IK_HD void advance(Col& tp, int dk) const { tp = tiling::tap_advance(tp, dk, tiling::pad8(cv->cin), cv->k); }
   IK_HD const T* chunk_at(const Row& row, const Col& tp, int kvalid, T* v, int* valid) const {
     (void)kvalid;  // kdim = K * K * pad8(cin): the channel bound below is the tighter one
     const int count = cv->cin - tp.c;
-    if (row.w == nullptr || count <= 0) return zero8(v), nullptr;
-    const int64_t off = tp.c * cv->s[1] + tp.dy * cv->s[2] + tp.dx * cv->s[3];
-    if (cv->vec) return *valid = tiling::imin(count, tiling::kChunk), row.w + off;
-    for (int j = 0; j < tiling::kChunk; ++j) v[j] = j < count ? load<T>(row.w, off + j * cv->s[1]) : zero<T>();
+    if (row.co < 0 || count <= 0) return zero8(v), nullptr;
+    const int64_t off = row.co * cv->s[0] + tp.c * cv->s[1] + tp.dy * cv->s[2] + tp.dx * cv->s[3];
+    if (cv->vec) return *valid = tiling::imin(count, tiling::kChunk), static_cast<const T*>(cv->w) + off;
+    for (int j = 0; j < tiling::kChunk; ++j) v[j] = j < count ? load<T>(cv->w, off + j * cv->s[1]) : zero<T>();
     return nullptr;
   }
   IK_HD const T* chunk(int n, int kk, int kvalid, T* v, int* valid) const {
