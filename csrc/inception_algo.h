@@ -118,8 +118,8 @@ struct TmaSpec {
 
 // The forward's TMA maps (sm_90a, fp16/bf16): x as [N][H][W][C] boxes of the tile (x[0]) and of
 // the two KxK branches' reduce row tiles (x[1], x[2]: halo_tile_lines lines of the halo), and
-// each 1x1 conv's weights [cout][cin] in boxes of 16 rows. ok: the map exists (else the operand
-// goes by chunks).
+// each conv's weights [cout][K K cin] in boxes of 16 rows (1x1 convs; KxK ones in channels_last
+// with whole chunks). ok: the map exists (else the operand goes by chunks).
 struct FwdTma {
   TmaMap x[3];
   TmaMap w[kNumConvs];
@@ -423,8 +423,8 @@ struct XOperand {
 
 // B(kk, n) = w[n0 + n, c, dy, dx] with (dy, dx, c) = conv_tap(kk, pad8(cin), k): the forward
 // conv's weights. K-major (a chunk: 8 input channels of one output channel and tap).
-// A 1x1 conv's weights also come as TMA boxes of 16 rows (output channels) x 64 input
-// channels where the plan made the map (`map`; null otherwise).
+// The weights also come as TMA boxes of 16 rows (output channels) x 64 of kk where the plan made
+// the map (`map`, plan::forward_tma; null otherwise).
 template <class T>
 struct WeightOperand {
   static constexpr bool kKMajor = true;
@@ -676,7 +676,7 @@ IK_HD void run_fwd_job(const FwdParams& p, int64_t job_index, const Core& core, 
   // core.gemm begins with a block-wide barrier: the halo is complete before it is read.
   for (int n0 = 0, bn; n0 < wk->cout; n0 += bn) {
     bn = n_tile_width(wk->cout - n0, kMaxBN);
-    core.gemm(HaloOperand<T>{halo, p.tiles, cr, k}, WeightOperand<T>{wk, n0, nullptr}, pad8(cr) * k * k, bn,
+    core.gemm(HaloOperand<T>{halo, p.tiles, cr, k}, weight_operand<T>(p, b == 0 ? kW3 : kW5, n0), pad8(cr) * k * k, bn,
               OutputEpilogue<T>{&p, job, wk, n0, b == 0 ? bo.o3 : bo.o5, halo});
   }
 }
@@ -1280,12 +1280,17 @@ inline void forward_tma(FwdParams& p, int elem, bool wide, TmaEncode encode) {
       p.tma.x_ok[i] = encode(spec, &p.tma.x[i]);
     }
   }
-  for (int c : {kW1, kW3r, kW5r, kWp}) {
+  for (int c = 0; c < kNumConvs; ++c) {
+    // A weight row is a box line where its reduction index kk = (dy K + dx) pad8(cin) + c is its
+    // memory order: input channels contiguous, and for K x K the taps too, channels in whole
+    // chunks (channels_last weights, as FusedInception keeps them).
     const ConvRef& cv = p.conv[c];
-    if (cv.k != 1 || !cv.vec || cv.s[1] != 1 || !tma_stride_ok(cv.s[0], elem)) continue;
+    const bool taps_contiguous = cv.k == 1 || (cv.cin % tiling::kChunk == 0 && cv.s[3] == cv.cin && cv.s[2] == cv.k * cv.cin);
+    if (!cv.vec || cv.s[1] != 1 || !taps_contiguous || !tma_stride_ok(cv.s[0], elem)) continue;
     const uint64_t row = static_cast<uint64_t>(cv.s[0] * elem), all = row * static_cast<uint64_t>(cv.cout);
     if (all >= (uint64_t{1} << 40)) continue;
-    const TmaSpec spec{cv.w, {static_cast<uint64_t>(cv.cin), static_cast<uint64_t>(cv.cout), 1, 1}, {row, all, all},
+    const uint64_t kdim = static_cast<uint64_t>(cv.k) * cv.k * cv.cin;
+    const TmaSpec spec{cv.w, {kdim, static_cast<uint64_t>(cv.cout), 1, 1}, {row, all, all},
                        {tiling::kLineBytes / 2, tiling::kTmaWeightRows, 1, 1}};
     p.tma.w_ok[c] = encode(spec, &p.tma.w[c]);
   }

@@ -476,16 +476,20 @@ def _n_tile_widths(c):
     return out
 
 
-def _expected_tma_boxes(spec, n, h, w, tiles, *, x_boxes, two_launches=True, k=(3, 5)):
+def _expected_tma_boxes(spec, n, h, w, tiles, *, x_boxes, two_launches=True, kxk_boxes=False, k=(3, 5)):
     """The box loads the sm_90a forward issues: per stage (64 input channels) of each product, one
     box of x (the tile for w1, and for w3r / w5r the tile in the two-launch forward, a reduce row
     tile of whole halo lines in the one-launch one) where x takes TMA, and bn / 16 boxes of the
-    1x1 weights (w1, w3r, w5r, wp: all take TMA here)."""
+    weights (w1, w3r, w5r, wp: all take TMA here; w3 / w5 where ``kxk_boxes``: channels_last
+    weights, reduce channels in whole chunks, stages of 64 of the K * K * cr reduction)."""
     th, tw = tiles
     steps = -(-spec.in_channels // 64)
     pad8 = lambda c: -(-c // 8) * 8  # noqa: E731
     boxes = lambda c, with_x: steps * sum(bn // 16 + with_x for bn in _n_tile_widths(c))  # noqa: E731
     per_tile = boxes(spec.ch1x1, x_boxes) + boxes(spec.pool_proj, 0)
+    if kxk_boxes:
+        for kk, cr, cout in zip(k, (spec.ch3x3red, spec.ch5x5red), (spec.ch3x3, spec.ch5x5)):
+            per_tile += -(-(kk * kk * cr) // 64) * sum(bn // 16 for bn in _n_tile_widths(cout))
     if two_launches:
         per_tile += boxes(spec.ch3x3red, x_boxes) + boxes(spec.ch5x5red, x_boxes)
         return n * -(-h // th) * -(-w // tw) * per_tile
@@ -498,22 +502,27 @@ def _expected_tma_boxes(spec, n, h, w, tiles, *, x_boxes, two_launches=True, k=(
 
 
 @pytest.mark.parametrize("save_reduce", [True, False], ids=["two_launches", "one_launch"])
-@pytest.mark.parametrize("x_layout", ["channels_last", "nchw"])
-def test_wgmma_forward_takes_x_and_1x1_weights_through_tma(emu_wgmma, x_layout, save_reduce):
+@pytest.mark.parametrize("x_layout,weights", [("channels_last", "channels_last"), ("channels_last", "oihw"),
+                                               ("nchw", "oihw")])
+def test_wgmma_forward_takes_x_and_weights_through_tma(emu_wgmma, x_layout, weights, save_reduce):
     """4a's channels on a 9 x 7 image (an 8 x 7 tile and one that overhangs the image; halos past
     every border): channels_last x goes as boxes (the tile, the halo row tiles, zeros outside
-    the image), NCHW x by chunks; the 1x1 weights as boxes either way. The exact box count
+    the image), NCHW x by chunks; the 1x1 weights as boxes either way, the KxK ones where
+    channels_last (their reduction index is then their memory order). The exact box count
     says every such operand took TMA; the results say the boxes landed where the wgmma
     descriptors read them (a box one row or channel off fails)."""
     spec = GOOGLENET_INCEPTIONS["4a"]
     x, ws, bs = _make(spec, 1, 9, 7, torch.float16, seed=23)
     if x_layout == "channels_last":
         x = x.contiguous(memory_format=torch.channels_last)
+    if weights == "channels_last":
+        ws = [w.contiguous(memory_format=torch.channels_last) for w in ws]
     emu_wgmma.ik_emu_tma_boxes.restype = ctypes.c_long
     before = emu_wgmma.ik_emu_tma_boxes()
     _, tiles = _check_forward(emu_wgmma, x, ws, bs, save_reduce=save_reduce)
     assert tuple(tiles) == (8, 7)
-    want = _expected_tma_boxes(spec, 1, 9, 7, tiles, x_boxes=x_layout == "channels_last", two_launches=save_reduce)
+    want = _expected_tma_boxes(spec, 1, 9, 7, tiles, x_boxes=x_layout == "channels_last", two_launches=save_reduce,
+                               kxk_boxes=weights == "channels_last")
     assert emu_wgmma.ik_emu_tma_boxes() - before == want
 
 
@@ -529,7 +538,7 @@ def test_wgmma_backward_takes_gr_and_x_through_tma(emu_wgmma):
     emu_wgmma.ik_emu_tma_boxes.restype = ctypes.c_long
     before = emu_wgmma.ik_emu_tma_boxes()
     _, splits = _backward_case(emu_wgmma, *_channels_last(x, ws), bs, rule=rule)
-    forward_boxes = _expected_tma_boxes(spec, n, h, w, (8, 8), x_boxes=True)
+    forward_boxes = _expected_tma_boxes(spec, n, h, w, (8, 8), x_boxes=True, kxk_boxes=True)
     pixels, chunk = n * h * w, 112
     assert splits == 2 and -(-pixels // chunk) == 2
     box_stages = sum(first + 64 <= min(s0 + chunk, pixels) or s0 + chunk >= pixels
