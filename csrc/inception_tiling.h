@@ -61,9 +61,10 @@ constexpr int kTcStageBytes = kTcATileBytes + kTcBTileBytes;
 // TMA boxes of a 1x1 conv's weights (sm_90a): 16 output channels (the narrowest N tile) x one
 // 128-byte line of input channels; a B tile of bn rows takes bn / 16 of them.
 constexpr int kTmaWeightRows = 16;
-// Static shared memory of the wgmma build's forward kernel: its kStages TMA barriers, and the
-// dynamic shared memory's 1024-byte alignment after them (kept out of the tile plan's budget).
-constexpr int kTmaStaticSmem = 1024;
+// Static shared memory of the wgmma build's forward kernel (cuobjdump: 2048 bytes): its kStages
+// TMA barriers and the dynamic shared memory's 1024-byte alignment (kept out of the tile plan's
+// budget, which is the device's per-block opt-in limit for static plus dynamic).
+constexpr int kTmaStaticSmem = 2048;
 
 // A stage as the device's build lays it out. `wide`: the wgmma build (sm_90a), whose B tile
 // takes kMaxBN columns; the mma.sync build multiplies a wider tile in 64-wide passes
