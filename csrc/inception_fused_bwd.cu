@@ -20,13 +20,7 @@ template <class T>
 __global__ void __launch_bounds__(kThreads, 1) inception_grads_kernel(const __grid_constant__ BwdParams p) {
   IK_KERNEL_SMEM;
   if (p.wide_stages != DeviceCore<T>::kWideStages) __trap();  // planned for the other build's staging
-#if defined(IK_WGMMA)
-  __shared__ uint64_t tma_bars[kStages];  // the ring's TMA barriers (DeviceCore::bars)
-  const DeviceCore<T> core{smem, Num<T>::kTensorCore ? tma_bars : nullptr};
-#else
-  const DeviceCore<T> core{smem};
-#endif
-  core.init_tma();
+  const DeviceCore<T> core = tma_core<T>(smem);
   run_grads_job<T>(p, blockIdx.x, core, smem + staging_bytes(sizeof(T), sizeof(AccT<T>), p.wide_stages));
 }
 

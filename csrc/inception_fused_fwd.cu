@@ -12,13 +12,7 @@ template <class T>
 __global__ void __launch_bounds__(kThreads, 1) inception_fwd_kernel(const __grid_constant__ FwdParams p) {
   IK_KERNEL_SMEM;
   if (p.wide_stages != DeviceCore<T>::kWideStages) __trap();  // planned for the other build's staging
-#if defined(IK_WGMMA)
-  __shared__ uint64_t tma_bars[kStages];  // the ring's TMA barriers (DeviceCore::bars)
-  const DeviceCore<T> core{smem, Num<T>::kTensorCore ? tma_bars : nullptr};
-#else
-  const DeviceCore<T> core{smem};
-#endif
-  core.init_tma();
+  const DeviceCore<T> core = tma_core<T>(smem);
   run_fwd_job<T>(p, blockIdx.x, core, smem);
 }
 

@@ -26,6 +26,21 @@ namespace inception_kernels {
 // loaders keep pointers into them) instead of being copied to the stack.
 #define IK_KERNEL_SMEM extern __shared__ __align__(1024) char smem[]
 
+// The block's DeviceCore, its TMA barriers initialised: on the wgmma build a static __shared__
+// array of one mbarrier per ring stage (DeviceCore::bars; 16-bit types only, the others have no
+// TMA path), elsewhere none. Every thread calls it once, before any product.
+template <class T>
+__device__ __forceinline__ DeviceCore<T> tma_core(char* smem) {
+#if defined(IK_WGMMA)
+  __shared__ uint64_t tma_bars[tiling::kStages];
+  const DeviceCore<T> core{smem, Num<T>::kTensorCore ? tma_bars : nullptr};
+#else
+  const DeviceCore<T> core{smem};
+#endif
+  core.init_tma();
+  return core;
+}
+
 // Dynamic shared memory every kernel may use without opting in.
 constexpr int64_t kDefaultSmemLimit = 48 * 1024;
 
