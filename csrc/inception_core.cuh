@@ -1,9 +1,9 @@
 // DeviceCore: how a thread block computes one GEMM tile of a job (see inception_algo.h) on
 // the GPU. Included by the kernel files (inception_launch.cuh), and by tests/csrc/emulator.cpp, which compiles
 // this very code on the CPU with 128 std::threads per block and CPU versions of the PTX
-// instructions (tests/csrc/cuda_shim.h, from the PTX ISA's documented fragment layouts,
-// swizzle and matrix descriptors): that is how the pipeline, the swizzled tiles, the
-// fragment addressing and the barriers are tested without a GPU.
+// instructions (tests/csrc/cuda_shim.h and tma_shim.h, from the PTX ISA's documented fragment
+// layouts, swizzle, matrix descriptors, TMA boxes and mbarriers): that is how the pipeline, the
+// swizzled tiles, the fragment addressing and the barriers are tested without a GPU.
 //
 // C[kBM x bn] = A[kBM x kdim] B[kdim x bn] on 128 threads (one warpgroup, 4 warps), bn = 16,
 // 32, 64 or 128 (tiling::n_tile_width: the N tiles are sized to the channels):
@@ -26,7 +26,10 @@
 //   - sm_90a (IK_WGMMA): the warpgroup issues wgmma.mma_async m64nNk16, N = 128 for the wide
 //     tiles (HGMMA.64x128x16.F32), else 64, with both operands read from the swizzled tiles
 //     through matrix descriptors (128-byte swizzle; transposed for MN-major operands), 4 chained
-//     per stage;
+//     per stage, running while the threads stage the next slot; an operand tile that is a box
+//     of a tensor (the loader's tma(): plan::forward_tma / backward_tma made its map) comes by
+//     TMA instead of chunks: thread 0 announces the stage's bytes on the stage's mbarrier and
+//     issues the boxes, every thread waits for the barrier's phase (load_stage);
 //   - the epilogue: the accumulators go to shared memory as a [64][bn + 8] fp32 tile (in the
 //     staging area, conflict-free), from which each thread hands rows' 8-column chunks to
 //     epilogue_chunk (inception_algo.h): one 16-byte store per 8 outputs where the layout allows.
