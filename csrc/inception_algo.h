@@ -234,6 +234,14 @@ IK_HD void store8(T* dst, int64_t stride, int count, const T* v) {
     if (j < count) dst[j * stride] = v[j];
 }
 
+// Eight elements from src (stride apart), zero from `count` on: one 16-byte load where all 8 are
+// contiguous and 16-byte aligned, else element by element. The mirror of store8.
+template <class T>
+IK_HD void load8(const T* src, int64_t stride, int count, T* v) {
+  if (count >= tiling::kChunk && stride == 1 && reinterpret_cast<uintptr_t>(src) % 16 == 0) return copy8(v, src);
+  for (int j = 0; j < tiling::kChunk; ++j) v[j] = j < count ? Num<T>::load(src + j * stride) : zero<T>();
+}
+
 // Eight channels c0 .. c0 + 7 of t at (n, h, w), the first `count` of v: one 16-byte store
 // where they are contiguous and 16-byte aligned (channels_last, aligned channel offset), else
 // element by element (store8). The mirror of load_channels.
@@ -605,18 +613,10 @@ struct HaloFill {
     const int crp = tiling::pad8(cr), per = crp / tiling::kChunk, hp = i / per, c0 = (i % per) * tiling::kChunk;
     const tiling::Pix px = tiling::halo_pixel(hp, job.h0, job.w0, p->tiles, k, p->h, p->w);
     alignas(16) T v[tiling::kChunk];
-    const int count = cr - c0;
-    if (!px.valid) {
+    if (px.valid)
+      load8(static_cast<const T*>(r->p) + r->offset(job.n, c0, px.h, px.w), r->s[1], cr - c0, v);
+    else
       zero8(v);
-    } else {
-      const T* src = static_cast<const T*>(r->p) + r->offset(job.n, c0, px.h, px.w);
-      if (count >= tiling::kChunk && r->s[1] == 1 && reinterpret_cast<uintptr_t>(src) % 16 == 0) {
-        copy8(v, src);
-      } else {
-        for (int j = 0; j < tiling::kChunk; ++j)
-          v[j] = j < count ? load<T>(r->p, r->offset(job.n, c0 + j, px.h, px.w)) : zero<T>();
-      }
-    }
     copy8(halo + hp * crp + c0, v);
   }
 };
