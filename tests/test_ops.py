@@ -108,13 +108,15 @@ def test_fake_outputs_match_real_layouts(device, backend):
 
 
 def test_op_backend_argument_checked():
-    """The ops' backend argument is "triton" or "cuda"; the CUDA kernels have one schedule."""
+    """The ops' backend argument is "triton" or "cuda"; the schedule is one the backend has
+    (the CUDA kernels: auto, one_launch, two_launch), checked before anything runs."""
     x, ws, bs = _inputs(SMALL, 1, 3, 4, torch.float32, "cpu")
     with pytest.raises(ValueError, match="backend must be one of \\('triton', 'cuda'\\), got 'tpu'"):
         FWD(*_op_args(x, ws, bs, SMALL, "tpu"))
     args = list(_op_args(x, ws, bs, SMALL, "cuda"))
-    args[-3] = "two_launch"
-    with pytest.raises(ValueError, match=r"schedule must be one of \('auto', 'one_launch'\) on backend 'cuda'"):
+    args[-3] = "three_launch"
+    with pytest.raises(ValueError, match=r"schedule must be one of \('auto', 'one_launch', 'two_launch'\) on backend "
+                                         r"'cuda', got 'three_launch'"):
         FWD(*args)
     y = torch.zeros(1, SMALL.out_channels, 3, 4)
     with pytest.raises(ValueError, match="backend must be one of"):
