@@ -138,7 +138,6 @@ struct FwdParams {
   bool relu;
   tiling::SpatialTiles tiles;
   int64_t halo_offset;  // byte offset of the halo buffer in shared memory
-  bool wide_stages;     // the staging layout planned for (tiling::tc_stage_bytes): the device's build
   int stage;            // which launch (tiling::FwdStage; plan::forward_stages)
 };
 
@@ -174,7 +173,6 @@ struct BwdParams {
   tiling::SpatialTiles dx_tiles;   // the dx jobs' tiles (tiling::dx_tiles)
   int64_t reduce_jobs[2];          // launch 1: jobs of branch 3, of branch 5
   int64_t seg_end[tiling::kNumSegments];  // launch 2: cumulative job counts per segment
-  bool wide_stages;                // the staging layout of the device's build (tiling::tc_stage_bytes)
 };
 
 // One element from global memory. 16-bit types on the GPU read the aligned 32-bit word that
@@ -307,6 +305,14 @@ template <class Op, class = void>
 struct HasRows : std::false_type {};
 template <class Op>
 struct HasRows<Op, std::void_t<decltype(std::declval<const Op&>().row(0))>> : std::bool_constant<Op::kKMajor> {};
+// A loader whose Row is as cheap to make as to keep (an add and a compare) says
+//   static constexpr bool kRowsPerStage = true;
+// and the core calls row(r) again for each chunk instead of keeping a register per row: at
+// 128-wide B tiles (8 rows a thread) the mma.sync kernels need those registers.
+template <class Op, class = void>
+struct RowsPerStage : std::false_type {};
+template <class Op>
+struct RowsPerStage<Op, std::void_t<decltype(Op::kRowsPerStage)>> : std::bool_constant<Op::kRowsPerStage> {};
 template <class Op, class = void>
 struct HasCol : std::false_type {};
 template <class Op>
@@ -444,8 +450,9 @@ struct WeightOperand {
     return TmaTile{map, rows / tiling::kTmaWeightRows, tiling::kTmaWeightRows * tiling::kLineBytes, 0,
                    tiling::kTmaWeightRows, {k0, n0, 0, 0}};
   }
+  static constexpr bool kRowsPerStage = true;  // row(): an add and a compare (RowsPerStage)
   struct Row {
-    int co;  // the output channel n0 + n; -1 past cout (an int, not a pointer: half the registers)
+    int co;  // the output channel n0 + n; -1 past cout
   };
   IK_HD Row row(int n) const { return Row{n0 + n < cv->cout ? n0 + n : -1}; }
   using Col = tiling::Tap;
@@ -1224,17 +1231,16 @@ inline bool chunked(const void* p, const int64_t* sizes, const int64_t* strides,
 }
 
 // p.tiles and p.halo_offset for elements of `elem` bytes (accumulators of `acc_elem`) on a
-// device whose build has wide stages or not (`wide`: tiling::wgmma_build); false when even a
-// 1x1 tile's halo does not fit in `smem_limit` bytes. Returns the dynamic shared memory of
-// the forward kernel in *smem.
-inline bool forward(FwdParams& p, int elem, int acc_elem, int64_t smem_limit, bool wide, int64_t* smem) {
+// device that runs the wgmma build or not (`wgmma`: tiling::wgmma_build, whose forward kernel
+// has static shared memory); false when even a 1x1 tile's halo does not fit in `smem_limit`
+// bytes. Returns the dynamic shared memory of the forward kernel in *smem.
+inline bool forward(FwdParams& p, int elem, int acc_elem, int64_t smem_limit, bool wgmma, int64_t* smem) {
   const ConvRef &w3r = p.conv[kW3r], &w3 = p.conv[kW3], &w5r = p.conv[kW5r], &w5 = p.conv[kW5];
-  if (wide) smem_limit -= tiling::kTmaStaticSmem;  // the forward kernel's static TMA barriers
-  if (!tiling::pick_fwd_tiles(p.h, p.w, w3.k, w3r.cout, w5.k, w5r.cout, elem, acc_elem, smem_limit, wide, &p.tiles))
+  if (wgmma) smem_limit -= tiling::kTmaStaticSmem;  // the forward kernel's static TMA barriers
+  if (!tiling::pick_fwd_tiles(p.h, p.w, w3.k, w3r.cout, w5.k, w5r.cout, elem, acc_elem, smem_limit, &p.tiles))
     return false;
-  p.wide_stages = wide;
-  p.halo_offset = tiling::staging_bytes(elem, acc_elem, wide);
-  *smem = tiling::fwd_smem_bytes(p.tiles, w3.k, w3r.cout, w5.k, w5r.cout, elem, acc_elem, wide);
+  p.halo_offset = tiling::staging_bytes(elem, acc_elem);
+  *smem = tiling::fwd_smem_bytes(p.tiles, w3.k, w3r.cout, w5.k, w5r.cout, elem, acc_elem);
   return true;
 }
 
@@ -1255,14 +1261,14 @@ inline bool tma_stride_ok(int64_t stride, int elem) {
   return stride > 0 && stride * elem % 16 == 0 && stride * elem < (int64_t{1} << 40);
 }
 
-// The forward's TMA maps (p.tma), after plan::forward: on the wgmma build (`wide`) and for 16-bit
+// The forward's TMA maps (p.tma), after plan::forward: on the wgmma build (`wgmma`) and for 16-bit
 // elements, x's boxes where x has contiguous channels and 16-byte aligned base and pixel strides
 // (channels_last), and each 1x1 conv's weights where its input channels are contiguous and its
 // rows 16-byte aligned (docs/design.md §7). Every other operand, and every operand elsewhere,
 // keeps the chunk path; so does one whose map `encode` refuses.
-inline void forward_tma(FwdParams& p, int elem, bool wide, TmaEncode encode) {
+inline void forward_tma(FwdParams& p, int elem, bool wgmma, TmaEncode encode) {
   p.tma = FwdTma{};
-  if (!wide || elem != 2) return;
+  if (!wgmma || elem != 2) return;
   const int cin = p.conv[kW1].cin;
   const TensorRef& x = p.x;
   if (x.vec && x.s[1] == 1 && tma_stride_ok(x.s[3], elem) && tma_stride_ok(x.s[2], elem) && tma_stride_ok(x.s[0], elem)) {
@@ -1297,11 +1303,11 @@ inline void forward_tma(FwdParams& p, int elem, bool wide, TmaEncode encode) {
 }
 
 // The backward's TMA maps (p.tma), once p.x, p.gr and the plan are set: on the wgmma build
-// (`wide`) and for 16-bit elements, gr always (its rows are 16-byte multiples) and x where its
+// (`wgmma`) and for 16-bit elements, gr always (its rows are 16-byte multiples) and x where its
 // channels are contiguous and its pixels evenly spaced at a 16-byte multiple (channels_last).
-inline void backward_tma(BwdParams& p, int elem, bool wide, TmaEncode encode) {
+inline void backward_tma(BwdParams& p, int elem, bool wgmma, TmaEncode encode) {
   p.tma = BwdTma{};
-  if (!wide || elem != 2) return;
+  if (!wgmma || elem != 2) return;
   const uint64_t pixels = static_cast<uint64_t>(p.n) * static_cast<uint64_t>(p.h) * static_cast<uint64_t>(p.w);
   if (pixels == 0) return;
   const uint32_t box[4] = {tiling::kLineBytes / 2, tiling::kTileLines, 1, 1};

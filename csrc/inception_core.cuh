@@ -19,10 +19,11 @@
 //     K-major loader's row part of a chunk's address (pixel, bounds, base pointer) is computed
 //     once per GEMM for each of the thread's rows, its k part stepped per stage (ThreadRows);
 //     kStages - 1 stages are in flight while one is multiplied (cp.async.wait_group kStages - 2);
-//   - sm_80 (and any arch without IK_WGMMA): a tile wider than 64 runs as 64-wide passes
-//     (kCoreBN); in a pass each warp owns a 32 x bn / 2 quarter of C and reads its fragments with
-//     ldmatrix (.trans for MN-major operands) into mma.sync m16n8k16 (HMMA.16816.F32): per
-//     16-deep step, 2 A fragments each feed bn / 16 MMAs (4 at bn = 64);
+//   - sm_80 (and any arch without IK_WGMMA): the whole tile in one pass over k, each warp
+//     owning a 32 x bn / 2 quarter of C (64 accumulators at bn = 128) and reading its fragments
+//     with ldmatrix (.trans for MN-major operands) into mma.sync m16n8k16 (HMMA.16816.F32): per
+//     16-deep step, 2 A fragments each feed bn / 16 MMAs (8 at bn = 128), B's fragments read
+//     two 8-column blocks at a time (one ldmatrix.x4) and used at once;
 //   - sm_90a (IK_WGMMA): the warpgroup issues wgmma.mma_async m64nNk16, N = 128 for the wide
 //     tiles (HGMMA.64x128x16.F32), else 64, with both operands read from the swizzled tiles
 //     through matrix descriptors (128-byte swizzle; transposed for MN-major operands), 4 chained
@@ -35,7 +36,7 @@
 //     epilogue_chunk (inception_algo.h): one 16-byte store per 8 outputs where the layout allows.
 // fp32 / fp64 (SIMT, exact fp32: no TF32, so fp32 results do not depend on torch's TF32
 // switches): one stage of kSimtBK through plain shared tiles, a 4 x 8 micro-tile per thread,
-// 64-wide passes.
+// kSimtBN-wide passes (ShiftedB).
 #pragma once
 
 #if defined(__CUDACC__)
@@ -140,14 +141,15 @@ struct DeviceCore {
   template <class Op, int kN>
   struct ThreadRows {
     static constexpr bool kHoisted = HasRows<Op>::value;
+    static constexpr bool kKept = kHoisted && !RowsPerStage<Op>::value;  // the Rows live in registers
     static constexpr bool kCursor = kHoisted && HasCol<Op>::value;
     using Row = typename RowOf<Op>::type;
     using Col = typename ColOf<Op>::type;
-    Row row[kHoisted ? kN : 1];
+    Row row[kKept ? kN : 1];
     Col col;     // the K position of the thread's chunks in stage k0 (kCursor)
     int k0 = 0;  // the stage col is at
     __device__ __forceinline__ ThreadRows(const Op& op, int rows) : row{}, col{} {
-      if constexpr (kHoisted) {
+      if constexpr (kKept) {
 #pragma unroll 1
         for (int i = 0; i < rows / 16; ++i) {
           int line = 0, c = 0;
@@ -170,9 +172,13 @@ struct DeviceCore {
     __device__ __forceinline__ const T* chunk(const Op& op, int i, int r, int k, int kvalid, T* v, int* valid) const {
       if constexpr (kHoisted) {
         Row at = row[0];
+        if constexpr (kKept) {
 #pragma unroll
-        for (int j = 1; j < kN; ++j)
-          if (j == i) at = row[j];
+          for (int j = 1; j < kN; ++j)
+            if (j == i) at = row[j];
+        } else {
+          at = op.row(r);
+        }
         if constexpr (kCursor)
           return op.chunk_at(at, col, kvalid, v, valid);
         else
@@ -262,18 +268,12 @@ struct DeviceCore {
     }
   }
 
-  // The widest product one pass of the core computes: wgmma m64nNk16 takes a whole tile up to
-  // N = kMaxBN; the mma.sync core (2 x 2 warps of 32 x 32) and the SIMT micro-tiles run a wider
-  // tile as kCoreBN-wide passes, which keeps their accumulators, fragments and the inlined
-  // epilogues within 255 registers without spills (at 128 wide the sm_80 grads kernel spilled).
-#if defined(IK_WGMMA)
+  // The widest product one pass of the core computes: the tensor cores take a whole tile up to
+  // N = kMaxBN in one pass over k (wgmma m64nNk16; on sm_80 each of the 2 x 2 warps holds a
+  // 32 x 64 quarter, 64 accumulators), so A is staged once per tile; the SIMT micro-tiles run
+  // a wider tile as kSimtBN-wide passes.
   static constexpr int kCoreBN = Num<T>::kTensorCore ? tiling::kMaxBN : tiling::kSimtBN;
-  static constexpr bool kWideStages = true;  // the staging layout this build expects (tiling::tc_stage_bytes)
-#else
-  static constexpr int kCoreBN = Num<T>::kTensorCore ? 64 : tiling::kSimtBN;
-  static constexpr bool kWideStages = false;
-#endif
-  static constexpr int kStageBytes = tiling::tc_stage_bytes(kWideStages);
+  static constexpr int kStageBytes = tiling::kTcStageBytes;
 
   // C = A[kBM, kdim] x B[kdim, bn]; then epi(m, n, C[m, n]) for every element (n < bn).
   // bn: a multiple of 16 up to kMaxBN (tiling::n_tile_width: 16, 32, 64 or 128).
@@ -377,17 +377,22 @@ struct DeviceCore {
       ptx::cp_async_commit();
 #pragma unroll
       for (int kk = 0; kk < kTcBK / 16; ++kk) {
-        uint32_t fa[2][4], fb[kNb][2];
+        uint32_t fa[2][4];
 #pragma unroll
         for (int i = 0; i < 2; ++i) load_a_fragment<A::kKMajor>(fa[i], at, wm + 16 * i, kk, lane);
+        // B's fragments are read pair by pair, each pair used at once: 4 registers live, not
+        // 2 kNb (the 128-wide pass's 64 accumulators leave no room for the whole row).
 #pragma unroll
-        for (int j = 0; j < kNb / 2; ++j)  // one ldmatrix.x4 per two 8-column blocks (with nb = 1, half of one)
-          if (2 * j < nb) load_b_fragments<B::kKMajor>(fb[2 * j], fb[2 * j + 1], bt, wn + 16 * j, kk, lane);
+        for (int j = 0; j < kNb; j += 2) {
+          if (j >= nb) break;
+          uint32_t fb[2][2];  // one ldmatrix.x4: 8-column blocks j and j + 1 (with nb = 1, half of one)
+          load_b_fragments<B::kKMajor>(fb[0], fb[1], bt, wn + 8 * j, kk, lane);
 #pragma unroll
-        for (int i = 0; i < 2; ++i)
-#pragma unroll
-          for (int j = 0; j < kNb; ++j)
-            if (j < nb) ptx::mma_16816<T>(acc[i][j], fa[i], fb[j]);
+          for (int i = 0; i < 2; ++i) {
+            ptx::mma_16816<T>(acc[i][j], fa[i], fb[0]);
+            if (j + 1 < nb) ptx::mma_16816<T>(acc[i][j + 1], fa[i], fb[1]);
+          }
+        }
       }
 #endif
     }

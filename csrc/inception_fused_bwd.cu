@@ -12,16 +12,14 @@ using namespace tiling;
 template <class T>
 __global__ void __launch_bounds__(kThreads, 1) inception_reduce_grad_kernel(const __grid_constant__ BwdParams p) {
   IK_KERNEL_SMEM;
-  if (p.wide_stages != DeviceCore<T>::kWideStages) __trap();  // planned for the other build's staging
   run_reduce_grad_job<T>(p, blockIdx.x, DeviceCore<T>{smem});
 }
 
 template <class T>
 __global__ void __launch_bounds__(kThreads, 1) inception_grads_kernel(const __grid_constant__ BwdParams p) {
   IK_KERNEL_SMEM;
-  if (p.wide_stages != DeviceCore<T>::kWideStages) __trap();  // planned for the other build's staging
   const DeviceCore<T> core = tma_core<T>(smem);
-  run_grads_job<T>(p, blockIdx.x, core, smem + staging_bytes(sizeof(T), sizeof(AccT<T>), p.wide_stages));
+  run_grads_job<T>(p, blockIdx.x, core, smem + staging_bytes(sizeof(T), sizeof(AccT<T>)));
 }
 
 constexpr int kSumThreads = 256;
@@ -37,10 +35,10 @@ __global__ void __launch_bounds__(kSumThreads) inception_sum_partials_kernel(con
 template <class T>
 cudaError_t backward_typed(const BwdParams& p, cudaStream_t stream) {
   cudaError_t err = launch(inception_reduce_grad_kernel<T>, p.reduce_jobs[0] + p.reduce_jobs[1], kThreads,
-                           staging_bytes(sizeof(T), sizeof(AccT<T>), p.wide_stages), stream, p);
+                           staging_bytes(sizeof(T), sizeof(AccT<T>)), stream, p);
   if (err != cudaSuccess) return err;
   err = launch(inception_grads_kernel<T>, p.seg_end[kNumSegments - 1], kThreads,
-               bwd_smem_bytes(sizeof(T), sizeof(AccT<T>), p.wide_stages), stream, p);
+               bwd_smem_bytes(sizeof(T), sizeof(AccT<T>)), stream, p);
   if (err != cudaSuccess) return err;
   int64_t blocks = cdiv64(p.p_total, kSumThreads);
   if (blocks > kSumMaxBlocks) blocks = kSumMaxBlocks;

@@ -11,7 +11,6 @@ using namespace tiling;
 template <class T>
 __global__ void __launch_bounds__(kThreads, 1) inception_fwd_kernel(const __grid_constant__ FwdParams p) {
   IK_KERNEL_SMEM;
-  if (p.wide_stages != DeviceCore<T>::kWideStages) __trap();  // planned for the other build's staging
   const DeviceCore<T> core = tma_core<T>(smem);
   run_fwd_job<T>(p, blockIdx.x, core, smem);
 }

@@ -66,11 +66,6 @@ constexpr int kTmaWeightRows = 16;
 // budget, which is the device's per-block opt-in limit for static plus dynamic).
 constexpr int kTmaStaticSmem = 2048;
 
-// A stage as the device's build lays it out. `wide`: the wgmma build (sm_90a), whose B tile
-// takes kMaxBN columns; the mma.sync build multiplies a wider tile in 64-wide passes
-// (DeviceCore::kCoreBN), so its B tile is one atom: 16 KiB stages instead of 24, which keeps
-// its occupancy (blocks per SM) where it was with 64-wide tiles.
-constexpr int tc_stage_bytes(bool wide) { return kTcATileBytes + (wide ? kTcBTileBytes : kTcAtomBytes); }
 
 // Whether a device of compute capability cc (10 * major + minor) runs the wgmma build: the fat
 // binary's sm_90a code runs on compute capability 9.0 only, every other device the sm_80 code.
@@ -401,16 +396,16 @@ IK_HD int64_t align_up(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
 // Whether elements of `elem` bytes take the tensor-core path (fp16 / bf16).
 IK_HD bool tensor_core_elem(int elem) { return elem == 2; }
 
-// Bytes of the GEMM staging area: kStages x (A tile, B tile) on the tensor-core path (`wide`:
-// the wgmma build's stages, tc_stage_bytes), one A and one B SIMT tile otherwise. (The
-// epilogue runs from registers: no accumulator tile.)
-IK_HD int64_t staging_bytes(int elem, int acc_elem, bool wide) {
+// Bytes of the GEMM staging area: kStages x (A tile, B tile of kMaxBN columns: kTcStageBytes)
+// on the tensor-core path, both builds alike (each multiplies a 128-wide tile in one pass),
+// one A and one B SIMT tile otherwise. (The accumulator tile of the epilogue reuses it.)
+IK_HD int64_t staging_bytes(int elem, int acc_elem) {
   (void)acc_elem;
-  if (tensor_core_elem(elem)) return static_cast<int64_t>(kStages) * tc_stage_bytes(wide);
+  if (tensor_core_elem(elem)) return static_cast<int64_t>(kStages) * kTcStageBytes;
   return align_up(2 * static_cast<int64_t>(kSimtTileElems) * elem, kSmemAlign);
 }
 
-// Byte offset of the B tile after the A tile (of stage 0; stage s starts at s * tc_stage_bytes).
+// Byte offset of the B tile after the A tile (of stage 0; stage s starts at s * kTcStageBytes).
 IK_HD int64_t staging_b_offset(int elem) {
   return tensor_core_elem(elem) ? kTcATileBytes : static_cast<int64_t>(kSimtTileElems) * elem;
 }
@@ -422,8 +417,8 @@ IK_HD int64_t halo_bytes(SpatialTiles t, int k3, int cr3, int k5, int cr5, int e
   return align_up(b3 > b5 ? b3 : b5, kSmemAlign);
 }
 
-IK_HD int64_t fwd_smem_bytes(SpatialTiles t, int k3, int cr3, int k5, int cr5, int elem, int acc_elem, bool wide) {
-  return staging_bytes(elem, acc_elem, wide) + halo_bytes(t, k3, cr3, k5, cr5, elem);
+IK_HD int64_t fwd_smem_bytes(SpatialTiles t, int k3, int cr3, int k5, int cr5, int elem, int acc_elem) {
+  return staging_bytes(elem, acc_elem) + halo_bytes(t, k3, cr3, k5, cr5, elem);
 }
 
 // Candidate tiles, largest first; each is clipped to the image.
@@ -440,11 +435,11 @@ IK_HD int tile_candidate_w(int i) {
 // The largest candidate tile whose shared memory fits `smem_limit` bytes; false when even
 // a 1x1 tile does not fit (reduce channels too many for this device).
 IK_HD bool pick_fwd_tiles(int height, int width, int k3, int cr3, int k5, int cr5, int elem, int acc_elem,
-                          int64_t smem_limit, bool wide, SpatialTiles* out) {
+                          int64_t smem_limit, SpatialTiles* out) {
   for (int i = 0; i < kNumTileCandidates; ++i) {
     const int th = imin(tile_candidate_h(i), height), tw = imin(tile_candidate_w(i), width);
     const SpatialTiles t = make_tiles(height, width, th, tw);
-    if (fwd_smem_bytes(t, k3, cr3, k5, cr5, elem, acc_elem, wide) <= smem_limit) {
+    if (fwd_smem_bytes(t, k3, cr3, k5, cr5, elem, acc_elem) <= smem_limit) {
       *out = t;
       return true;
     }
@@ -470,8 +465,8 @@ IK_HD int64_t dx_q_bytes(int acc_elem) { return align_up(static_cast<int64_t>(kD
 IK_HD int64_t dx_arg_bytes() { return align_up(static_cast<int64_t>(kDxHalo) * kDxBN, kSmemAlign); }
 
 // Shared memory of the backward grads kernel: staging plus the dx tile's workspace.
-IK_HD int64_t bwd_smem_bytes(int elem, int acc_elem, bool wide) {
-  return staging_bytes(elem, acc_elem, wide) + dx_q_bytes(acc_elem) + dx_arg_bytes();
+IK_HD int64_t bwd_smem_bytes(int elem, int acc_elem) {
+  return staging_bytes(elem, acc_elem) + dx_q_bytes(acc_elem) + dx_arg_bytes();
 }
 
 // ---------------------------------------------------------------------------------------

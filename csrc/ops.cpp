@@ -256,8 +256,9 @@ int64_t smem_optin_limit(const at::Tensor& x) {
   return bytes;
 }
 
-// Whether x's device runs the wgmma build of the kernels, with its wide stages (tiling::wgmma_build).
-bool wide_stages(const at::Tensor& x) {
+// Whether x's device runs the wgmma build of the kernels (tiling::wgmma_build): TMA, and the
+// forward kernel's static shared memory.
+bool wgmma_device(const at::Tensor& x) {
   int major = 0, minor = 0;
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, x.get_device()));
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, x.get_device()));
@@ -340,12 +341,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_forward_cuda(const at::Tens
   const auto st = x.scalar_type();
   int64_t smem = 0;
   const int64_t limit = smem_optin_limit(x);
-  TORCH_CHECK(plan::forward(p, elem_bytes(st), acc_bytes(st), limit, wide_stages(x), &smem), kFwdOp,
+  const bool wgmma = wgmma_device(x);
+  TORCH_CHECK(plan::forward(p, elem_bytes(st), acc_bytes(st), limit, wgmma, &smem), kFwdOp,
               ": the reduce outputs of one tile (", a.w[kW3r]->size(0), " and ", a.w[kW5r]->size(0), " channels, ", st,
               ") do not fit in the ", limit, " bytes of shared memory a block may use on this device");
   TORCH_CHECK(tiling::num_fwd_jobs(p.n, p.tiles) <= INT_MAX, kFwdOp, ": too many tiles for one launch (batch ",
               p.n, ", ", p.h, "x", p.w, ")");
-  plan::forward_tma(p, elem_bytes(st), p.wide_stages, encode_tma);
+  plan::forward_tma(p, elem_bytes(st), wgmma, encode_tma);
   // Two launches pass the reduce outputs from stage 1 to stage 2: the saved ones, or workspaces
   // from PyTorch's caching allocator (stream-ordered) in the layout the saved ones have.
   at::Tensor work3, work5;
@@ -422,8 +424,7 @@ std::tuple<at::Tensor, at::Tensor> fused_backward_cuda(const at::Tensor& grad_y,
   if (dx.numel() > 0) p.dx = out_ref(dx);
   p.partial = partial.mutable_data_ptr();
   p.grads = grads.mutable_data_ptr();
-  p.wide_stages = wide_stages(x);
-  plan::backward_tma(p, elem_bytes(st), p.wide_stages, encode_tma);
+  plan::backward_tma(p, elem_bytes(st), wgmma_device(x), encode_tma);
   C10_CUDA_CHECK(launch_inception_backward(p, fused_dtype(st), c10::cuda::getCurrentCUDAStream()));
   return {dx, grads};
 }
@@ -446,15 +447,15 @@ std::vector<int64_t> fused_plan(int64_t n, int64_t h, int64_t w, int64_t c3r, in
   check_fused_dtype(op, "dtype", dtype);
   TORCH_CHECK(smem_limit >= 0, op, ": smem_limit must be a byte count >= 0, got ", smem_limit);
   TORCH_CHECK(cc >= 80 && cc < 1000, op, ": cc must be a compute capability 10 * major + minor >= 80, got ", cc);
-  const bool wide = tiling::wgmma_build(static_cast<int>(cc));
+  const bool wgmma = tiling::wgmma_build(static_cast<int>(cc));
   FwdParams p{};
   p.conv[kW3r].cout = static_cast<int>(c3r), p.conv[kW5r].cout = static_cast<int>(c5r);
   p.conv[kW3].k = static_cast<int>(k3), p.conv[kW5].k = static_cast<int>(k5);
   p.n = n, p.h = static_cast<int>(h), p.w = static_cast<int>(w);
   int64_t smem = 0;
   const int eb = elem_bytes(dtype), ab = acc_bytes(dtype);
-  const int64_t bwd_reduce = tiling::staging_bytes(eb, ab, wide), bwd_grads = tiling::bwd_smem_bytes(eb, ab, wide);
-  if (!plan::forward(p, eb, ab, smem_limit, wide, &smem)) return {0, 0, 0, 0, bwd_reduce, bwd_grads, tiling::kThreads};
+  const int64_t bwd_reduce = tiling::staging_bytes(eb, ab), bwd_grads = tiling::bwd_smem_bytes(eb, ab);
+  if (!plan::forward(p, eb, ab, smem_limit, wgmma, &smem)) return {0, 0, 0, 0, bwd_reduce, bwd_grads, tiling::kThreads};
   return {p.tiles.th, p.tiles.tw, smem, tiling::num_fwd_jobs(n, p.tiles), bwd_reduce, bwd_grads, tiling::kThreads};
 }
 

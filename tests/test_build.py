@@ -412,19 +412,27 @@ def test_plan_reports_the_kernels_block_size(maxpool):
 
 
 @pytest.mark.cuda_ext
-def test_plan_sizes_the_staging_to_the_build(maxpool):
-    """The sm_80 build multiplies a 128-wide tile in 64-wide passes, so a device that runs it
-    (every compute capability but 9.0) gets 16 KiB stages, not the wgmma build's 24 KiB: 3 x 8 KiB
-    less shared memory per fp16 block in every launch (the same tile), nothing less at fp32."""
+def test_plan_stages_alike_on_both_builds(maxpool):
+    """Both builds multiply a 128-wide tile in one pass over k, so every device gets the same
+    24 KiB stages (the same backward shared memory, and the same forward plan where there is
+    room). The wgmma build's forward kernel also has tiling::kTmaStaticSmem of static shared
+    memory (its TMA barriers), which the plan keeps out of the per-block budget: at a budget
+    that exactly fits the sm_80 forward's largest tile, the sm_90 plan takes a smaller one."""
     from inception_kernels import GOOGLENET_INCEPTIONS
 
+    static = int(re.search(r"constexpr int kTmaStaticSmem = (\d+);", (ROOT / "csrc" / "inception_tiling.h").read_text())[1])
     plan = torch.ops.inception_kernels.cuda_fused_inception_plan
     spec = GOOGLENET_INCEPTIONS["4e"]
     args = (8, spec.spatial, spec.spatial, spec.ch3x3red, 3, spec.ch5x5red, 5)
-    for dtype, saved in ((torch.float16, 3 * 8 * 1024), (torch.bfloat16, 3 * 8 * 1024), (torch.float32, 0)):
-        wide = plan(*args, dtype, 227 * 1024, 90)
-        assert plan(*args, dtype, 227 * 1024) == wide, "cc defaults to 9.0"
+    for dtype in (torch.float16, torch.bfloat16, torch.float32):
+        hopper = plan(*args, dtype, 227 * 1024, 90)
+        assert plan(*args, dtype, 227 * 1024) == hopper, "cc defaults to 9.0"
         for cc in (80, 86, 89):
-            narrow = plan(*args, dtype, 227 * 1024, cc)
-            assert narrow[:2] == wide[:2] and narrow[3] == wide[3], (narrow, wide)  # tile, blocks
-            assert [wide[i] - narrow[i] for i in (2, 4, 5)] == [saved] * 3, (dtype, cc, narrow, wide)  # smem
+            ampere = plan(*args, dtype, 227 * 1024, cc)
+            assert ampere == hopper, (dtype, cc, ampere, hopper)
+            exact = plan(*args, dtype, ampere[2], cc)
+            assert exact == ampere, "the sm_80 plan fits a budget of its own shared memory"
+            tight = plan(*args, dtype, ampere[2], 90)
+            assert tight[0] * tight[1] < ampere[0] * ampere[1], (dtype, tight, ampere)
+            assert tight[2] + static <= ampere[2] and tight[4:] == ampere[4:]
+            assert plan(*args, dtype, ampere[2] + static, 90) == ampere

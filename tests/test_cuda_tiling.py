@@ -25,6 +25,7 @@ from inception_kernels import testing  # the layout contracts (defined in incept
 
 ROOT = Path(__file__).resolve().parents[1]
 SMEM_H100 = 227 * 1024  # cudaDevAttrMaxSharedMemoryPerBlockOptin of an H100
+SMEM_A100 = 163 * 1024  # ... of an A100
 _CONSTANT_NAMES = ("kBM", "kMinBN", "kMaxBN", "kBK", "kThreads", "kMaxTilePixels", "kFwdKinds", "kSmemAlign",
                    "kNumTileCandidates", "kNumSegments", "kSegDx", "kSegW", "kSegB", "kChunk", "kStages", "kTcBK",
                    "kLineBytes", "kTileLines", "kTcAtomBytes", "kTcATileBytes", "kTcBTileBytes", "kTcStageBytes",
@@ -63,15 +64,14 @@ _SIGNATURES = {  # name: (restype, argtypes)
     "ik_pool_window": (None, [_i, _i, _i, _i, _p]),
     "ik_pool_argmax_f32": (_i, [_p, _i, _p]),
     "ik_pool_argmax_f64": (_i, [_p, _i, _p]),
-    "ik_staging_bytes": (_i64, [_i, _i, _i]),
-    "ik_tc_stage_bytes": (_i, [_i]),
+    "ik_staging_bytes": (_i64, [_i, _i]),
     "ik_wgmma_build": (_i, [_i]),
     "ik_staging_b_offset": (_i64, [_i]),
     "ik_halo_bytes": (_i64, [_p, _i, _i, _i, _i, _i]),
-    "ik_fwd_smem_bytes": (_i64, [_p, _i, _i, _i, _i, _i, _i, _i]),
+    "ik_fwd_smem_bytes": (_i64, [_p, _i, _i, _i, _i, _i, _i]),
     "ik_tile_candidate": (None, [_i, _p]),
-    "ik_pick_fwd_tiles": (_i, [_i, _i, _i, _i, _i, _i, _i, _i, _i64, _i, _p]),
-    "ik_bwd_smem_bytes": (_i64, [_i, _i, _i]),
+    "ik_pick_fwd_tiles": (_i, [_i, _i, _i, _i, _i, _i, _i, _i, _i64, _p]),
+    "ik_bwd_smem_bytes": (_i64, [_i, _i]),
     "ik_make_pixel_split": (None, [_i64, _i64, _p, _p, _p]),
     "ik_find_segment": (_i, [_i64, _p, _p]),
     "ik_weight_jobs": (_i64, [_i, _i, _i, _i]),
@@ -166,8 +166,8 @@ class _Tiling:
         assert x.dim() == 2 and x.is_contiguous()
         return fn(x.data_ptr(), x.shape[1], (_i * 4)(*win))
 
-    def staging_bytes(self, elem, acc_elem, wide):
-        return self.lib.ik_staging_bytes(elem, acc_elem, int(wide))
+    def staging_bytes(self, elem, acc_elem):
+        return self.lib.ik_staging_bytes(elem, acc_elem)
 
     def staging_b_offset(self, elem):
         return self.lib.ik_staging_b_offset(elem)
@@ -175,20 +175,20 @@ class _Tiling:
     def halo_bytes(self, t, k3, cr3, k5, cr5, elem):
         return self.lib.ik_halo_bytes(self._t(t), k3, cr3, k5, cr5, elem)
 
-    def fwd_smem_bytes(self, t, k3, cr3, k5, cr5, elem, acc_elem, wide):
-        return self.lib.ik_fwd_smem_bytes(self._t(t), k3, cr3, k5, cr5, elem, acc_elem, int(wide))
+    def fwd_smem_bytes(self, t, k3, cr3, k5, cr5, elem, acc_elem):
+        return self.lib.ik_fwd_smem_bytes(self._t(t), k3, cr3, k5, cr5, elem, acc_elem)
 
     def tile_candidates(self):
         return [self._ints(self.lib.ik_tile_candidate, 2, i) for i in range(self.c["kNumTileCandidates"])]
 
-    def pick_fwd_tiles(self, height, width, k3, cr3, k5, cr5, elem, acc_elem, smem_limit, wide):
+    def pick_fwd_tiles(self, height, width, k3, cr3, k5, cr5, elem, acc_elem, smem_limit):
         """The picked SpatialTiles, or None when nothing fits."""
         out = (_i * 4)()
-        ok = self.lib.ik_pick_fwd_tiles(height, width, k3, cr3, k5, cr5, elem, acc_elem, smem_limit, int(wide), out)
+        ok = self.lib.ik_pick_fwd_tiles(height, width, k3, cr3, k5, cr5, elem, acc_elem, smem_limit, out)
         return tuple(out) if ok else None
 
-    def bwd_smem_bytes(self, elem, acc_elem, wide):
-        return self.lib.ik_bwd_smem_bytes(elem, acc_elem, int(wide))
+    def bwd_smem_bytes(self, elem, acc_elem):
+        return self.lib.ik_bwd_smem_bytes(elem, acc_elem)
 
     def make_pixel_split(self, pixels, weight_tiles, rule):
         chunk, splits = _i64(), _i()
@@ -555,35 +555,33 @@ def _pad8(c):
     return -(-c // 8) * 8
 
 
-def _py_staging(c, elem, acc, wide):
-    """16-bit: kStages x (A tile of 64 lines, B tile of 128 lines on the wgmma build (wide) or
-    64 on the mma.sync build) of 128 bytes; else one A and one B SIMT tile."""
+def _py_staging(c, elem, acc):
+    """16-bit: kStages x (A tile of 64 lines, B tile of 128 lines) of 128 bytes, on both builds
+    (each multiplies a 128-wide tile in one pass); else one A and one B SIMT tile."""
     if elem == 2:
-        return c["kStages"] * (c["kTileLines"] + (c["kMaxBN"] if wide else c["kTileLines"])) * c["kLineBytes"]
+        return c["kStages"] * (c["kTileLines"] + c["kMaxBN"]) * c["kLineBytes"]
     return _align(2 * c["kSimtTileElems"] * elem, c["kSmemAlign"])
 
 
-def _py_fwd_smem(c, t, k3, cr3, k5, cr5, elem, acc, wide):
+def _py_fwd_smem(c, t, k3, cr3, k5, cr5, elem, acc):
     th, tw = t[0], t[1]
     halo = max((th + k - 1) * (tw + k - 1) * _pad8(cr) * elem for k, cr in ((k3, cr3), (k5, cr5)))
-    return _py_staging(c, elem, acc, wide) + _align(halo, c["kSmemAlign"])
+    return _py_staging(c, elem, acc) + _align(halo, c["kSmemAlign"])
 
 
-def test_stages_are_wide_on_the_wgmma_build_only(tl):
-    """sm_90a code (wgmma, 128-wide B tiles) runs on compute capability 9.0 only; every other
-    device runs the sm_80 code, whose 64-wide passes stage a 64-line B tile: 16 KiB stages."""
+def test_wgmma_build_runs_on_hopper_only_and_stages_are_24_kib(tl):
+    """sm_90a code (wgmma) runs on compute capability 9.0 only; every other device runs the
+    sm_80 code. Both stage a 64-line A tile and a 128-line B tile: 24 KiB stages."""
     assert [cc for cc in (80, 86, 87, 89, 90, 100, 120) if tl.lib.ik_wgmma_build(cc)] == [90]
     c = tl.c
-    assert tl.lib.ik_tc_stage_bytes(1) == c["kTcStageBytes"] == 24 * 1024
-    assert tl.lib.ik_tc_stage_bytes(0) == c["kTcATileBytes"] + c["kTcAtomBytes"] == 16 * 1024
+    assert c["kTcStageBytes"] == c["kTcATileBytes"] + c["kTcBTileBytes"] == 24 * 1024
 
 
-@pytest.mark.parametrize("wide", [False, True])
 @pytest.mark.parametrize("elem,acc", _ELEMS)
-def test_staging_and_backward_smem_bytes(tl, elem, acc, wide):
+def test_staging_and_backward_smem_bytes(tl, elem, acc):
     c = tl.c
-    staging = tl.staging_bytes(elem, acc, wide)
-    assert staging == _py_staging(c, elem, acc, wide)
+    staging = tl.staging_bytes(elem, acc)
+    assert staging == _py_staging(c, elem, acc)
     b_off = tl.staging_b_offset(elem)
     if elem == 2:
         assert b_off == c["kTcATileBytes"] and b_off % 1024 == 0, "B tile right after A, on a swizzle period"
@@ -594,7 +592,7 @@ def test_staging_and_backward_smem_bytes(tl, elem, acc, wide):
     # (accumulator type) and its argmax codes (one byte each)
     assert c["kDxHalo"] == (c["kDxTile"] + 2) ** 2 and c["kDxTile"] ** 2 <= c["kBM"]
     workspace = sum(_align(v, c["kSmemAlign"]) for v in (c["kDxHalo"] * c["kDxBN"] * acc, c["kDxHalo"] * c["kDxBN"]))
-    assert tl.bwd_smem_bytes(elem, acc, wide) == staging + workspace
+    assert tl.bwd_smem_bytes(elem, acc) == staging + workspace
 
 
 def _py_n_tiles(n, max_bn):
@@ -679,17 +677,16 @@ def test_tc_chunk_offset_puts_wide_mn_major_lines_in_a_second_atom(tl):
     assert all(off(line, ch) == tl.lib.ik_swizzle128(line, ch) for line in range(128) for ch in range(8))
 
 
-@pytest.mark.parametrize("wide", [False, True])
 @pytest.mark.parametrize("elem,acc", _ELEMS)
-def test_halo_and_forward_smem_bytes(tl, elem, acc, wide):
+def test_halo_and_forward_smem_bytes(tl, elem, acc):
     c = tl.c
     for (th, tw), (k3, k5), cr3, cr5 in itertools.product(
             [(8, 8), (4, 2), (1, 1), (7, 3)], [(3, 5), (3, 3), (5, 3), (1, 1)], [1, 12, 192], [1, 5, 48]):
         t = (th, tw, 1, 1)
         halo = max((th + k3 - 1) * (tw + k3 - 1) * _pad8(cr3), (th + k5 - 1) * (tw + k5 - 1) * _pad8(cr5)) * elem
         assert tl.halo_bytes(t, k3, cr3, k5, cr5, elem) == _align(halo, c["kSmemAlign"])
-        got = tl.fwd_smem_bytes(t, k3, cr3, k5, cr5, elem, acc, wide)
-        assert got == _py_fwd_smem(c, t, k3, cr3, k5, cr5, elem, acc, wide)
+        got = tl.fwd_smem_bytes(t, k3, cr3, k5, cr5, elem, acc)
+        assert got == _py_fwd_smem(c, t, k3, cr3, k5, cr5, elem, acc)
         assert got % c["kSmemAlign"] == 0
 
 
@@ -701,46 +698,46 @@ def test_tile_candidates_shrink_and_fit_a_gemm_tile(tl):
     assert cands[-1] == (1, 1)
 
 
-def _py_pick(tl, h, w, k3, cr3, k5, cr5, elem, acc, limit, wide):
+def _py_pick(tl, h, w, k3, cr3, k5, cr5, elem, acc, limit):
     for th, tw in tl.tile_candidates():
         t = (min(th, h), min(tw, w), _cdiv(h, min(th, h)), _cdiv(w, min(tw, w)))
-        if _py_fwd_smem(tl.c, t, k3, cr3, k5, cr5, elem, acc, wide) <= limit:
+        if _py_fwd_smem(tl.c, t, k3, cr3, k5, cr5, elem, acc) <= limit:
             return t
     return None
 
 
-@pytest.mark.parametrize("elem,acc,wide", [(2, 4, False), (2, 4, True), (4, 4, True), (8, 8, True)])
+@pytest.mark.parametrize("elem,acc", _ELEMS)
 @pytest.mark.parametrize("k3,k5", [(3, 5), (3, 3)])
-def test_pick_fwd_tiles_takes_the_largest_candidate_that_fits(tl, elem, acc, wide, k3, k5):
+def test_pick_fwd_tiles_takes_the_largest_candidate_that_fits(tl, elem, acc, k3, k5):
     c = tl.c
     for (h, w), (cr3, cr5) in itertools.product([(1, 1), (2, 7), (7, 7), (14, 3), (28, 28)],
                                                 [(1, 1), (12, 5), (192, 48), (2000, 16)]):
         # Limits at every candidate's exact size and one byte below it, plus none fits / all fit.
-        sizes = [_py_fwd_smem(c, (min(th, h), min(tw, w)), k3, cr3, k5, cr5, elem, acc, wide)
+        sizes = [_py_fwd_smem(c, (min(th, h), min(tw, w)), k3, cr3, k5, cr5, elem, acc)
                  for th, tw in tl.tile_candidates()]
         for limit in sorted({0, 10**9, *sizes, *(s - 1 for s in sizes)}):
-            got = tl.pick_fwd_tiles(h, w, k3, cr3, k5, cr5, elem, acc, limit, wide)
-            assert got == _py_pick(tl, h, w, k3, cr3, k5, cr5, elem, acc, limit, wide), (h, w, cr3, cr5, limit)
+            got = tl.pick_fwd_tiles(h, w, k3, cr3, k5, cr5, elem, acc, limit)
+            assert got == _py_pick(tl, h, w, k3, cr3, k5, cr5, elem, acc, limit), (h, w, cr3, cr5, limit)
             if got is None:
                 assert limit < min(sizes)
                 continue
             th, tw, tiles_h, tiles_w = got
             assert th * tw <= c["kMaxTilePixels"] and th <= h and tw <= w
             assert (tiles_h, tiles_w) == (_cdiv(h, th), _cdiv(w, tw))
-            assert tl.fwd_smem_bytes(got, k3, cr3, k5, cr5, elem, acc, wide) <= limit
+            assert tl.fwd_smem_bytes(got, k3, cr3, k5, cr5, elem, acc) <= limit
             # No candidate with more pixels fits.
             bigger = [s for (ch, cw), s in zip(tl.tile_candidates(), sizes) if min(ch, h) * min(cw, w) > th * tw]
             assert all(s > limit for s in bigger)
 
 
 @pytest.mark.parametrize("layer", list(GOOGLENET_INCEPTIONS))
-def test_googlenet_layers_get_the_full_tile_on_an_h100(tl, layer):
+def test_googlenet_layers_get_the_full_tile_on_an_h100_and_an_a100(tl, layer):
     spec = GOOGLENET_INCEPTIONS[layer]
     s = spec.spatial
     k3, k5 = spec.kernel_sizes
-    for elem, acc in _ELEMS:
-        got = tl.pick_fwd_tiles(s, s, k3, spec.ch3x3red, k5, spec.ch5x5red, elem, acc, SMEM_H100, True)
-        assert got is not None and got[:2] == (min(8, s), min(8, s)), (elem, got)
+    for (elem, acc), limit in itertools.product(_ELEMS, (SMEM_H100, SMEM_A100)):
+        got = tl.pick_fwd_tiles(s, s, k3, spec.ch3x3red, k5, spec.ch5x5red, elem, acc, limit)
+        assert got is not None and got[:2] == (min(8, s), min(8, s)), (elem, limit, got)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -57,11 +57,12 @@ namespace {
 // memory it did not write would turn its results to NaN.
 constexpr char kGarbage = static_cast<char>(0xFF);
 
-// The staging layout of the build emulated (tiling::tc_stage_bytes): wide for the wgmma build.
+// Whether the build emulated is the wgmma one (tiling::wgmma_build): TMA maps, and the forward
+// kernel's static shared memory kept out of the plan's budget.
 #if defined(IK_WGMMA)
-constexpr bool kWideStages = true;
+constexpr bool kWgmma = true;
 #else
-constexpr bool kWideStages = false;
+constexpr bool kWgmma = false;
 #endif
 
 // An operand as a dense [rows][kdim] matrix, gathered chunk by chunk (ik::fetch_chunk).
@@ -181,9 +182,9 @@ int forward(const void* x, const int64_t* xs, void* y, const int64_t* ys, void* 
   set_convs<T>(p.conv, w, ws, b, bs, shape);
   p.n = n, p.h = h, p.w = wd, p.relu = relu != 0;
   int64_t smem = 0;
-  if (!ik::plan::forward(p, sizeof(T), sizeof(ik::AccT<T>), smem_limit, kWideStages, &smem)) return 1;
+  if (!ik::plan::forward(p, sizeof(T), sizeof(ik::AccT<T>), smem_limit, kWgmma, &smem)) return 1;
 #if defined(IK_EMU_DEVICE_CORE) && defined(IK_WGMMA)
-  ik::plan::forward_tma(p, sizeof(T), kWideStages, ik::tma_encode);  // as ops.cpp, with the shim's maps
+  ik::plan::forward_tma(p, sizeof(T), kWgmma, ik::tma_encode);  // as ops.cpp, with the shim's maps
 #endif
   tiles_out[0] = p.tiles.th, tiles_out[1] = p.tiles.tw;
   std::vector<char> shared(static_cast<size_t>(smem), kGarbage);
@@ -221,20 +222,19 @@ int backward(const void* gy, const int64_t* gys, const void* x, const int64_t* x
   // the layout and split rule as ops.cpp receives them from Python, with ops.cpp's guard
   if (!ik::plan::grad_layout_fits(p, layout)) return 1;
   ik::plan::backward(p, need_dx != 0, layout, tl::PixelSplitRule{rule[0], rule[1], rule[2]});
-  p.wide_stages = kWideStages;
   const int64_t pixels = n * h * static_cast<int64_t>(wd);
   using Acc = ik::AccT<T>;
   // NaN-filled, so that an element no job writes shows up in the results.
   std::vector<T> gr(static_cast<size_t>(pixels) * ik::gr_cols(p), ik::Num<T>::from_acc(Acc(0) / Acc(0)));
   std::vector<Acc> partial(static_cast<size_t>(p.split.splits) * p.p_total, Acc(0) / Acc(0));
-  std::vector<char> shared(static_cast<size_t>(tl::bwd_smem_bytes(sizeof(T), sizeof(Acc), kWideStages)), kGarbage);
-  char* dx_ws = shared.data() + tl::staging_bytes(sizeof(T), sizeof(Acc), kWideStages);
+  std::vector<char> shared(static_cast<size_t>(tl::bwd_smem_bytes(sizeof(T), sizeof(Acc))), kGarbage);
+  char* dx_ws = shared.data() + tl::staging_bytes(sizeof(T), sizeof(Acc));
   p.gr = gr.data();
   p.dx = oref(dx, dxs);
   p.partial = partial.data();
   p.grads = grads;
 #if defined(IK_EMU_DEVICE_CORE) && defined(IK_WGMMA)
-  ik::plan::backward_tma(p, sizeof(T), kWideStages, ik::tma_encode);  // as ops.cpp, with the shim's maps
+  ik::plan::backward_tma(p, sizeof(T), kWgmma, ik::tma_encode);  // as ops.cpp, with the shim's maps
 #endif
   int64_t launches = 0;
   const int64_t reduce_jobs = p.reduce_jobs[0] + p.reduce_jobs[1];

@@ -165,8 +165,7 @@ int ik_pool_argmax_f64(const double* x, int width, const int* win) {
   return tl::pool_argmax(tl::Window{win[0], win[1], win[2], win[3]}, width, ArrayGet<double>{x, width});
 }
 
-int64_t ik_staging_bytes(int elem, int acc_elem, int wide) { return tl::staging_bytes(elem, acc_elem, wide != 0); }
-int ik_tc_stage_bytes(int wide) { return tl::tc_stage_bytes(wide != 0); }
+int64_t ik_staging_bytes(int elem, int acc_elem) { return tl::staging_bytes(elem, acc_elem); }
 int ik_wgmma_build(int cc) { return tl::wgmma_build(cc); }
 int64_t ik_staging_b_offset(int elem) { return tl::staging_b_offset(elem); }
 
@@ -174,8 +173,8 @@ int64_t ik_halo_bytes(const int* t, int k3, int cr3, int k5, int cr5, int elem) 
   return tl::halo_bytes(tiles_in(t), k3, cr3, k5, cr5, elem);
 }
 
-int64_t ik_fwd_smem_bytes(const int* t, int k3, int cr3, int k5, int cr5, int elem, int acc_elem, int wide) {
-  return tl::fwd_smem_bytes(tiles_in(t), k3, cr3, k5, cr5, elem, acc_elem, wide != 0);
+int64_t ik_fwd_smem_bytes(const int* t, int k3, int cr3, int k5, int cr5, int elem, int acc_elem) {
+  return tl::fwd_smem_bytes(tiles_in(t), k3, cr3, k5, cr5, elem, acc_elem);
 }
 
 // out: {th, tw} of candidate i
@@ -186,14 +185,14 @@ void ik_tile_candidate(int i, int* out) {
 
 // Returns 1 and the tiles in out when a candidate fits, else 0 (out untouched).
 int ik_pick_fwd_tiles(int height, int width, int k3, int cr3, int k5, int cr5, int elem, int acc_elem,
-                      int64_t smem_limit, int wide, int* out) {
+                      int64_t smem_limit, int* out) {
   tl::SpatialTiles t{};
-  if (!tl::pick_fwd_tiles(height, width, k3, cr3, k5, cr5, elem, acc_elem, smem_limit, wide != 0, &t)) return 0;
+  if (!tl::pick_fwd_tiles(height, width, k3, cr3, k5, cr5, elem, acc_elem, smem_limit, &t)) return 0;
   tiles_out(t, out);
   return 1;
 }
 
-int64_t ik_bwd_smem_bytes(int elem, int acc_elem, int wide) { return tl::bwd_smem_bytes(elem, acc_elem, wide != 0); }
+int64_t ik_bwd_smem_bytes(int elem, int acc_elem) { return tl::bwd_smem_bytes(elem, acc_elem); }
 
 // rule: {target_jobs, min_pixels, max_splits} (a tl::PixelSplitRule).
 void ik_make_pixel_split(int64_t pixels, int64_t weight_tiles, const int64_t* rule, int64_t* chunk, int* splits) {
