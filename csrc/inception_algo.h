@@ -299,8 +299,14 @@ IK_HD void epilogue_chunk(const E& epi, int m, int n, const Acc* acc) {
 //   Col col(int k) const;                    // the position of k (once per GEMM)
 //   void advance(Col& col, int dk) const;    // col of k -> col of k + dk, without a divide
 //   const T* chunk_at(const Row& row, const Col& col, int kvalid, T* v, int* valid) const;
-// chunk(r, k, ...) is then chunk_at(row(r), k or col(k), ...): one source for both forms. (An
-// MN-major chunk's row stays put while its line is a k that moves: nothing per row to hoist.)
+// chunk(r, k, ...) is then chunk_at(row(r), k or col(k), ...): one source for both forms.
+// An MN-major chunk's row stays put while its line is a k that moves: nothing per row to hoist,
+// but the k of a thread's chunks (a pixel or a (tap, channel) index: divides) can be a cursor
+// too (HasCol). The core keeps it at the k of the thread's first line of the stage and steps a
+// copy from chunk to chunk (the thread's lines are evenly spaced):
+//   Col col(int k) const;  void advance(Col& col, int dk) const;
+//   const T* chunk_at(int r, const Col& col, int kvalid, T* v, int* valid) const;
+// and chunk(r, k, ...) is chunk_at(r, col(k), ...).
 template <class Op, class = void>
 struct HasRows : std::false_type {};
 template <class Op>
@@ -336,15 +342,23 @@ struct ColOf<Op, true> {
   using type = decltype(std::declval<const Op&>().col(0));
 };
 
-// The 8 elements of a chunk, wherever they come from (the SIMT core, reductions and the CPU
-// emulator); out is 16-byte aligned. A whole pointed-to chunk is one 16-byte load.
-template <class T, class Op>
-IK_HD void fetch_chunk(const Op& op, int r, int k, int kvalid, T* out) {
-  int valid = 0;
-  const T* src = op.chunk(r, k, kvalid, out, &valid);
+// The 8 elements of a chunk from a loader's answer: src (the first `valid` of its 8 elements
+// are the operand's) or, where src is null, the values it wrote into out (16-byte aligned).
+// A whole pointed-to chunk is one 16-byte load.
+template <class T>
+IK_HD void chunk_values(const T* src, int valid, T* out) {
   if (src == nullptr) return;
   if (valid >= tiling::kChunk) return copy8(out, src);
   for (int j = 0; j < tiling::kChunk; ++j) out[j] = j < valid ? Num<T>::load(src + j) : zero<T>();
+}
+
+// The 8 elements of a chunk, wherever they come from (the SIMT core, reductions and the CPU
+// emulator).
+template <class T, class Op>
+IK_HD void fetch_chunk(const Op& op, int r, int k, int kvalid, T* out) {
+  int valid = 0;
+  const T* src = op.chunk(r, k, kvalid, out, &valid);  // before valid is read
+  chunk_values<T>(src, valid, out);
 }
 
 
@@ -809,10 +823,13 @@ struct TransposedWeightOperand {
   static constexpr bool kKMajor = false;
   const ConvRef* cv;
   int n0;
-  IK_HD const T* chunk(int r, int kk, int kvalid, T* v, int* valid) const {
+  using Col = tiling::Tap;  // (dy, dx, co) of kk (a cursor: tap_advance)
+  IK_HD Col col(int kk) const { return tiling::conv_tap(kk, tiling::pad8(cv->cout), cv->k); }
+  IK_HD void advance(Col& tp, int dk) const { tp = tiling::tap_advance(tp, dk, tiling::pad8(cv->cout), cv->k); }
+  IK_HD const T* chunk(int r, int kk, int kvalid, T* v, int* valid) const { return chunk_at(r, col(kk), kvalid, v, valid); }
+  IK_HD const T* chunk_at(int r, const Col& tp, int kvalid, T* v, int* valid) const {
     (void)kvalid;
     const int ci = n0 + r, count = cv->cin - ci;
-    const tiling::Tap tp = tiling::conv_tap(kk, tiling::pad8(cv->cout), cv->k);
     if (count <= 0 || tp.c >= cv->cout) return zero8(v), nullptr;
     const int64_t off = tp.c * cv->s[0] + ci * cv->s[1] + tp.dy * cv->s[2] + tp.dx * cv->s[3];
     if (cv->vec) return *valid = tiling::imin(count, tiling::kChunk), static_cast<const T*>(cv->w) + off;
@@ -1053,10 +1070,14 @@ struct ChannelGradOperand {  // MN-major: a chunk is 8 output channels at one pi
   GradSource g;
   int64_t pix0, pix_end;
   int co0, cout;
-  IK_HD const T* chunk(int r, int kk, int kvalid, T* v, int* valid) const {
+  using Col = tiling::PixCursor;  // the pixel of k: pix0 + k (a cursor: pixel_advance)
+  IK_HD Col col(int kk) const { return tiling::pix_cursor(pix0 + kk, p->h, p->w); }
+  IK_HD void advance(Col& px, int dk) const { px = tiling::pixel_advance(px, dk, p->h, p->w); }
+  IK_HD const T* chunk_at(int r, const Col& px, int kvalid, T* v, int* valid) const {
     (void)kvalid;  // kk < kdim = pix_end - pix0
-    return grad_chunk<T>(*p, g, tiling::flat_pixel(pix0 + kk, p->h, p->w), co0 + r, cout - co0 - r, v, valid);
+    return grad_chunk<T>(*p, g, tiling::FlatPix{px.n, px.h, px.w}, co0 + r, cout - co0 - r, v, valid);
   }
+  IK_HD const T* chunk(int r, int kk, int kvalid, T* v, int* valid) const { return chunk_at(r, col(kk), kvalid, v, valid); }
   // The reduce gradients (gr) as a box of 64 pixels x 64 columns; its columns past cout (the
   // other branch's, or past gr) only reach rows of C the epilogue drops.
   IK_HD TmaTile tma(int k0, int rows) const {
@@ -1074,11 +1095,14 @@ struct InputOperand {  // MN-major: a chunk is 8 input channels at one pixel
   Mode mode;
   int64_t pix0, pix_end;
   int ci0, cin, dy, dx, k;
-  IK_HD const T* chunk(int r, int kk, int kvalid, T* v, int* valid) const {
+  using Col = tiling::PixCursor;  // the pixel of k: pix0 + k (a cursor: pixel_advance)
+  IK_HD Col col(int kk) const { return tiling::pix_cursor(pix0 + kk, p->h, p->w); }
+  IK_HD void advance(Col& px, int dk) const { px = tiling::pixel_advance(px, dk, p->h, p->w); }
+  IK_HD const T* chunk(int r, int kk, int kvalid, T* v, int* valid) const { return chunk_at(r, col(kk), kvalid, v, valid); }
+  IK_HD const T* chunk_at(int r, const Col& fp, int kvalid, T* v, int* valid) const {
     (void)kvalid;  // kk < kdim = pix_end - pix0
     const int c0 = ci0 + r, count = cin - c0;
     if (count <= 0) return zero8(v), nullptr;
-    const tiling::FlatPix fp = tiling::flat_pixel(pix0 + kk, p->h, p->w);
     const tiling::Pix q = tiling::conv_source(fp.h, fp.w, dy, dx, k, p->h, p->w);
     if (!q.valid) return zero8(v), nullptr;
     if (mode == kPoolX) return pooled8(p->x, fp.n, c0, count, q.h, q.w, p->h, p->w, v), nullptr;

@@ -134,8 +134,11 @@ struct DeviceCore {
   // each of its lines, computed once before the k loop, and, where the loader keeps its k as a
   // cursor (HasCol), that cursor, moved on to each stage's k0 as it is staged (seek: the stages
   // of a GEMM go in order, kTcBK apart; one staged by another path is stepped over at the next
-  // seek). For any other loader nothing: each chunk comes from
-  // chunk(r, k, ...). The loops over a thread's chunks are not unrolled (a chunk's address math
+  // seek). For any other loader nothing: each chunk comes from chunk(r, k, ...) -- or, for an
+  // MN-major loader with a cursor (HasCol), from chunk_at(r, cursor): stage_tile places the
+  // cursor at the k of the thread's first line of the stage, k0 + line0 (the one col() per
+  // stage), and steps it from chunk to chunk (its lines are lstep apart). Kept across stages
+  // it would cost the registers the 128-wide mma.sync grads kernel does not have. The loops over a thread's chunks are not unrolled (a chunk's address math
   // once in the code: registers and compile time; the copies are async), so the Rows stay in
   // registers by constant indices only: row i is written and read through a select chain over j.
   template <class Op, int kN>
@@ -143,6 +146,7 @@ struct DeviceCore {
     static constexpr bool kHoisted = HasRows<Op>::value;
     static constexpr bool kKept = kHoisted && !RowsPerStage<Op>::value;  // the Rows live in registers
     static constexpr bool kCursor = kHoisted && HasCol<Op>::value;
+    static constexpr bool kLineCursor = !Op::kKMajor && HasCol<Op>::value;  // MN-major, k as a cursor (stage_tile)
     using Row = typename RowOf<Op>::type;
     using Col = typename ColOf<Op>::type;
     Row row[kKept ? kN : 1];
@@ -207,10 +211,17 @@ struct DeviceCore {
   __device__ __forceinline__ void stage_tile(const Op& op, Rows& rs, int rows, int k0, int kdim, char* tile) const {
     using namespace tiling;
     rs.seek(op, k0);
+    [[maybe_unused]] typename Rows::Col lc{};  // (kLineCursor) the k of chunk i's line
 #pragma unroll 1  // see ThreadRows
     for (int i = 0; i < rows / 16; ++i) {
       int line = 0, c = 0;
       chunk_slot<Op>(rows, i, &line, &c);
+      if constexpr (Rows::kLineCursor) {
+        if (i == 0)
+          lc = op.col(k0 + line);
+        else
+          op.advance(lc, kThreads / (rows / kChunk));  // the line step of chunk_slot
+      }
       const int r = Op::kKMajor ? line : c * kChunk;
       const int k = Op::kKMajor ? k0 + c * kChunk : k0 + line;
       char* dst = tile + tc_chunk_offset(line, c);
@@ -221,7 +232,11 @@ struct DeviceCore {
         continue;
       }
       int valid = 0;
-      const T* src = rs.chunk(op, i, r, k, Op::kKMajor ? imin(kChunk, kdim - k) : kChunk, v, &valid);
+      const T* src = nullptr;
+      if constexpr (Rows::kLineCursor)
+        src = op.chunk_at(r, lc, kChunk, v, &valid);
+      else
+        src = rs.chunk(op, i, r, k, Op::kKMajor ? imin(kChunk, kdim - k) : kChunk, v, &valid);
       if (src != nullptr)
         ptx::cp_async16(dst, src, valid * static_cast<int>(sizeof(T)));
       else
@@ -239,7 +254,9 @@ struct DeviceCore {
 
   // C[m] = sum over k < kdim of A(m, k) for the 64 rows of an MN-major operand, then
   // epi(m, 0, C[m]): a bias gradient as a reduction. Thread t sums chunk column t % 8 over
-  // every 16th k from t / 8; the 16 partial rows then add up in order through shared memory.
+  // every 16th k from t / 8 (with the loader's k cursor where it has one, HasCol: stepped 16
+  // at a time, no divide per chunk); the 16 partial rows then add up in order through shared
+  // memory.
   template <class A, class E>
   __device__ void reduce_rows(const A& a, int kdim, const E& epi) const {
     static_assert(!A::kKMajor, "reduce_rows sums the rows of an MN-major operand");
@@ -250,9 +267,18 @@ struct DeviceCore {
     Acc s[kChunk];
 #pragma unroll
     for (int j = 0; j < kChunk; ++j) s[j] = Acc(0);
+    [[maybe_unused]] typename ColOf<A>::type kc{};
+    if constexpr (HasCol<A>::value) kc = a.col(lane);
     for (int k = lane; k < kdim; k += kLanes) {
       alignas(16) T v[kChunk];
-      fetch_chunk<T>(a, c * kChunk, k, kChunk, v);
+      if constexpr (HasCol<A>::value) {
+        int valid = 0;
+        const T* src = a.chunk_at(c * kChunk, kc, kChunk, v, &valid);  // before valid is read
+        chunk_values<T>(src, valid, v);
+        a.advance(kc, kLanes);
+      } else {
+        fetch_chunk<T>(a, c * kChunk, k, kChunk, v);
+      }
 #pragma unroll
       for (int j = 0; j < kChunk; ++j) s[j] += Num<T>::to_acc(v[j]);
     }
@@ -438,23 +464,6 @@ struct DeviceCore {
     int nh;
     __device__ const T* chunk(int r, int k, int kvalid, T* v, int* valid) const {
       return b.chunk(r + nh, k, kvalid, v, valid);
-    }
-    // B's two-step form, where it has one (HasRows, HasCol).
-    template <class B2 = B>
-    __device__ auto row(int r) const -> decltype(std::declval<const B2&>().row(r)) {
-      return b.row(r + nh);
-    }
-    template <class B2 = B>
-    __device__ auto col(int k) const -> decltype(std::declval<const B2&>().col(k)) {
-      return b.col(k);
-    }
-    template <class C>
-    __device__ void advance(C& col, int dk) const {
-      b.advance(col, dk);
-    }
-    template <class R, class K>
-    __device__ const T* chunk_at(const R& row, const K& k, int kvalid, T* v, int* valid) const {
-      return b.chunk_at(row, k, kvalid, v, valid);
     }
   };
   template <class E>

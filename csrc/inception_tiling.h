@@ -311,6 +311,28 @@ IK_HD FlatPix flat_pixel(int64_t m, int height, int width) {
   return p;
 }
 
+// A pixel of the batch as a cursor (flat_pixel's, in ints: N * H * W is below 2^31, ops.cpp's
+// check_pixels), and pix_cursor(m + dk, ...) from px = pix_cursor(m, ...) without a divide
+// (dk >= 0): the column moves on, and each time it passes the width the row moves to the next
+// one (and the image, past the last row) -- a few steps for the steps it is used for: the
+// MN-major loaders of the weight gradients place it once per stage (pix_cursor) and step it
+// from chunk to chunk, 8 to 32 pixels (DeviceCore::stage_tile).
+struct PixCursor {
+  int n, h, w;
+};
+IK_HD PixCursor pix_cursor(int64_t m, int height, int width) {
+  const FlatPix f = flat_pixel(m, height, width);
+  return PixCursor{static_cast<int>(f.n), f.h, f.w};
+}
+IK_HD PixCursor pixel_advance(PixCursor px, int dk, int height, int width) {
+  px.w += dk;
+  while (px.w >= width) {
+    px.w -= width;
+    if (++px.h == height) px.h = 0, ++px.n;
+  }
+  return px;
+}
+
 // Pixel (h + dh, w + dw) of the same image, valid when inside it.
 IK_HD Pix shifted(int h, int w, int dh, int dw, int height, int width) {
   Pix p{h + dh, w + dw, false};

@@ -58,6 +58,8 @@ _SIGNATURES = {  # name: (restype, argtypes)
     "ik_tap_advance": (None, [_i, _i, _i, _i, _i, _i, _p]),
     "ik_halo_index": (_i, [_i, _i, _i, _p, _i]),
     "ik_flat_pixel": (None, [_i64, _i, _i, _p, _p]),
+    "ik_pix_cursor": (None, [_i64, _i, _i, _p]),
+    "ik_pixel_advance": (None, [_i, _i, _i, _i, _i, _i, _p]),
     "ik_shifted": (None, [_i, _i, _i, _i, _i, _i, _p]),
     "ik_conv_reader": (None, [_i, _i, _i, _i, _i, _i, _i, _p]),
     "ik_conv_source": (None, [_i, _i, _i, _i, _i, _i, _i, _p]),
@@ -147,6 +149,12 @@ class _Tiling:
         n, out = _i64(), (_i * 2)()
         self.lib.ik_flat_pixel(m, height, width, ctypes.byref(n), out)
         return (n.value, *out)  # (n, h, w)
+
+    def pix_cursor(self, m, height, width):
+        return self._ints(self.lib.ik_pix_cursor, 3, m, height, width)  # (n, h, w)
+
+    def pixel_advance(self, px, dk, height, width):
+        return self._ints(self.lib.ik_pixel_advance, 3, *px, dk, height, width)  # (n, h, w)
 
     def shifted(self, h, w, dh, dw, height, width):
         return self._pix(self.lib.ik_shifted, h, w, dh, dw, height, width)
@@ -451,6 +459,19 @@ def test_flat_pixel_is_row_major_over_the_batch(tl):
     for m in (2**31 + 3, 2**35 + 12345):  # 64-bit pixel indices (N*H*W > 2^31)
         img, rest = divmod(m, h * w)
         assert tl.flat_pixel(m, h, w) == (img, *divmod(rest, w))
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (7, 7), (3, 5), (14, 14), (1, 6), (28, 3)])
+def test_pixel_advance_steps_the_pixel_cursor_without_a_divide(tl, h, w):
+    """The weight gradients' pixel cursor: pix_cursor(m) is flat_pixel(m) (in ints), and a step
+    of dk from it lands on pix_cursor(m + dk), for the core's steps (8, 16, 32 between a thread's
+    chunks, 16 in the bias reduction) and others, across rows and images."""
+    n = 3
+    for m in range(n * h * w):
+        assert tl.pix_cursor(m, h, w) == tl.flat_pixel(m, h, w)
+    for dk in (0, 1, 8, 16, 32, w, h * w + 5):
+        for m in range(0, n * h * w, 3):
+            assert tl.pixel_advance(tl.pix_cursor(m, h, w), dk, h, w) == tl.pix_cursor(m + dk, h, w), (m, dk)
 
 
 @pytest.mark.parametrize("h,w", [(1, 1), (4, 5), (1, 6), (3, 1)])

@@ -136,6 +136,16 @@ void ik_flat_pixel(int64_t m, int height, int width, int64_t* n, int* out) {
   out[1] = p.w;
 }
 
+void ik_pix_cursor(int64_t m, int height, int width, int* out) {
+  const tl::PixCursor p = tl::pix_cursor(m, height, width);
+  out[0] = p.n, out[1] = p.h, out[2] = p.w;
+}
+
+void ik_pixel_advance(int n, int h, int w, int dk, int height, int width, int* out) {
+  const tl::PixCursor p = tl::pixel_advance(tl::PixCursor{n, h, w}, dk, height, width);
+  out[0] = p.n, out[1] = p.h, out[2] = p.w;
+}
+
 void ik_shifted(int h, int w, int dh, int dw, int height, int width, int* out) {
   pix_out(tl::shifted(h, w, dh, dw, height, width), out);
 }
