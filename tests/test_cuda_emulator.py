@@ -251,14 +251,24 @@ def test_forward_nan_propagates(emu):
 
 
 def _backward_case(emu, x, ws, bs, *, kernel_sizes=(3, 5), activation="relu", needs=None, seed=0, rule=None):
+    """The emulated backward against autograd through the fp64 reference. It gets the reference's
+    y, r3, r5 (rounded to x's dtype, in the layouts the emulated forward writes), as
+    test_fused_backward.py gives the kernels: the forward's own outputs differ in the last bits,
+    and where a pre-activation is within that of 0 its ReLU mask differs from the reference's
+    (at fp16, 3 images of 8x8 flip enough to move dw3 by 28% of its scale)."""
     relu = activation == "relu"
-    y, r3, r5, _ = emu_forward(emu, x, ws, bs, relu=relu)
+    y_fwd, r3_fwd, r5_fwd, _ = emu_forward(emu, x, ws, bs, relu=relu)
     gen = torch.Generator().manual_seed(seed + 100)
-    gy = torch.randn(y.shape, generator=gen, dtype=torch.float64).to(x.dtype)
+    gy = torch.randn(y_fwd.shape, generator=gen, dtype=torch.float64).to(x.dtype)
     leaves = [t.detach().double().requires_grad_(True) for t in [x, *ws, *(bs or [])]]
     yr = reference.inception(leaves[0], leaves[1:7], leaves[7:] if bs else None, kernel_sizes=kernel_sizes,
                              activation=activation)
     want = list(torch.autograd.grad(yr, leaves, gy.double())) + ([None] * 6 if bs is None else [])
+    act = torch.relu if relu else (lambda t: t)
+    with torch.no_grad():
+        xd, bd = x.double(), [None] * 6 if bs is None else [b.double() for b in bs]
+        outs = (yr.detach(), act(F.conv2d(xd, ws[1].double(), bd[1])), act(F.conv2d(xd, ws[3].double(), bd[3])))
+    y, r3, r5 = (torch.empty_like(fwd).copy_(ref) for fwd, ref in zip((y_fwd, r3_fwd, r5_fwd), outs))
     if needs is None:
         needs = [True] * 7 + [b is not None for b in (bs or [None] * 6)]
     dx, grads, launches, splits = emu_backward(emu, gy, x, y, r3, r5, ws, bs, needs, relu=relu, rule=rule)
@@ -560,14 +570,19 @@ def test_mma_sync_build_takes_no_tma(emu_device):
 
 
 # Channels past 64: 128-wide N tiles (wgmma m64n128k16: an MN-major B line over two swizzle
-# atoms; on sm_80 two 64-wide passes) in the reduce-gradient (c3r = 96 -> one 128 tile), the
-# weight-gradient (cin = 144 -> 128 + 16) and the forward products, and several dx channel tiles.
+# atoms; on sm_80 one pass of 32 x 64 warp quarters) in the reduce-gradient (c3r = 96 -> one 128
+# tile), the weight-gradient (cin = 144 -> 128 + 16) and the forward products, and several dx
+# channel tiles.
 WIDE = InceptionSpec(144, 136, 96, 24, 16, 8, 72)
 
 
-@pytest.mark.parametrize("spec", [SMALL, ALIGNED, WIDE], ids=["computed_chunks", "aligned_chunks", "wide_tiles"])
-def test_device_core_tensor_core_backward(emu_tc, spec):
-    x, ws, bs = _make(spec, 1, 5, 4, torch.float16, seed=21)
+@pytest.mark.parametrize("spec,batch,hw", [(SMALL, 1, (5, 4)), (ALIGNED, 1, (5, 4)), (WIDE, 1, (5, 4)),
+                                           (ALIGNED, 3, (7, 5))],
+                         ids=["computed_chunks", "aligned_chunks", "wide_tiles", "stages_cross_images"])
+def test_device_core_tensor_core_backward(emu_tc, spec, batch, hw):
+    """The last case: 105 pixels, so the weight gradients' pixel cursors (DeviceCore::stage_tile)
+    are placed in two stages and stepped across rows and images inside each."""
+    x, ws, bs = _make(spec, batch, *hw, torch.float16, seed=21)
     _backward_case(emu_tc, *_channels_last(x, ws), bs)
 
 
