@@ -134,13 +134,15 @@ struct DeviceCore {
   // each of its lines, computed once before the k loop, and, where the loader keeps its k as a
   // cursor (HasCol), that cursor, moved on to each stage's k0 as it is staged (seek: the stages
   // of a GEMM go in order, kTcBK apart; one staged by another path is stepped over at the next
-  // seek). For any other loader nothing: each chunk comes from chunk(r, k, ...) -- or, for an
+  // seek). A loader whose Row is cheap (kRowsPerStage) has it made again for each chunk instead
+  // of kept. For any other loader nothing: each chunk comes from chunk(r, k, ...) -- or, for an
   // MN-major loader with a cursor (HasCol), from chunk_at(r, cursor): stage_tile places the
   // cursor at the k of the thread's first line of the stage, k0 + line0 (the one col() per
   // stage), and steps it from chunk to chunk (its lines are lstep apart). Kept across stages
-  // it would cost the registers the 128-wide mma.sync grads kernel does not have. The loops over a thread's chunks are not unrolled (a chunk's address math
-  // once in the code: registers and compile time; the copies are async), so the Rows stay in
-  // registers by constant indices only: row i is written and read through a select chain over j.
+  // it would cost registers the 128-wide mma.sync grads kernel does not have. The loops over a
+  // thread's chunks are not unrolled (a chunk's address math once in the code: registers and
+  // compile time; the copies are async), so the Rows stay in registers by constant indices
+  // only: row i is written and read through a select chain over j.
   template <class Op, int kN>
   struct ThreadRows {
     static constexpr bool kHoisted = HasRows<Op>::value;
