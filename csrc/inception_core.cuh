@@ -9,8 +9,8 @@
 // 32, 64 or 128 (tiling::n_tile_width: the N tiles are sized to the channels):
 //
 // fp16 / bf16 (tensor cores):
-//   - a ring of kStages stages; each stage is a swizzled A tile (64 rows) and B tile (bn
-//     columns), kTcBK deep (tiling::swizzle128: 128-byte lines, chunk c of line l at slot
+//   - a ring of kStages stages, tiling::tc_slot_bytes(bn) apart (16 KiB for bn <= 64, else
+//     24 KiB); each stage is a swizzled A tile (64 rows) and B tile (bn columns), kTcBK deep (tiling::swizzle128: 128-byte lines, chunk c of line l at slot
 //     c ^ (l % 8)). A line is a row for K-major operands and a k for MN-major ones, whose lines
 //     of 128 columns span two swizzle atoms (tiling::tc_chunk_offset). Each thread stages 4 A
 //     chunks and bn / 16 B chunks per stage (consecutive threads take consecutive chunks of a
@@ -53,7 +53,12 @@ struct HasTma : std::false_type {};
 template <class Op>
 struct HasTma<Op, std::void_t<decltype(&Op::tma)>> : std::true_type {};
 
-template <class T>
+// kTwoWidths: every tensor-core product runs as one of two compile-time widths, 64 or 128
+// (gemm_pass), so a narrow product's ring packs its stages 16 KiB apart (tiling::tc_slot_bytes).
+// Always on sm_90a (the wgmma shape); on sm_80 where the kernel asks for it (the grads kernel:
+// its dx jobs keep their workspace past the narrow ring, tiling::bwd_dx_offset) -- elsewhere
+// one 128-wide instantiation, 24 KiB stages, keeps the sm_80 forward within 255 registers.
+template <class T, bool kTwoWidths = false>
 struct DeviceCore {
   char* smem;  // the block's dynamic shared memory (1024-byte aligned); staging area at offset 0
   // The TMA path (sm_90a, IK_WGMMA): one mbarrier per stage of the ring (null: no TMA, every
@@ -91,12 +96,13 @@ struct DeviceCore {
     return tma_tile(a, s * tiling::kTcBK, tiling::kBM).map != nullptr || tma_tile(b, s * tiling::kTcBK, bn).map != nullptr;
   }
 
-  // Stage `s` (k0 = s * kTcBK) of a product into its ring slot: operand tiles with TMA boxes by
-  // thread 0 (announcing their bytes on the slot's barrier first), the others chunk by chunk.
-  template <class A, class B, class Ra, class Rb>
+  // Stage `s` (k0 = s * kTcBK) of a product kN wide (gemm_tensor_core) into its ring slot:
+  // operand tiles with TMA boxes by thread 0 (announcing their bytes on the slot's barrier
+  // first), the others chunk by chunk.
+  template <int kN, class A, class B, class Ra, class Rb>
   __device__ __forceinline__ void load_stage(const A& a, const B& b, Ra& ra, Rb& rb, int s, int kdim, int bn) const {
     using namespace tiling;
-    char* slot = smem + (s % kStages) * kStageBytes;
+    char* slot = smem + (s % kStages) * tiling::tc_slot_bytes(kN);
     const int k0 = s * kTcBK;
     const TmaTile ta = tma_tile(a, k0, kBM), tb = tma_tile(b, k0, bn);
 #if defined(IK_WGMMA)
@@ -301,7 +307,6 @@ struct DeviceCore {
   // 32 x 64 quarter, 64 accumulators), so A is staged once per tile; the SIMT micro-tiles run
   // a wider tile as kSimtBN-wide passes.
   static constexpr int kCoreBN = Num<T>::kTensorCore ? tiling::kMaxBN : tiling::kSimtBN;
-  static constexpr int kStageBytes = tiling::kTcStageBytes;
 
   // C = A[kBM, kdim] x B[kdim, bn]; then epi(m, n, C[m, n]) for every element (n < bn).
   // bn: a multiple of 16 up to kMaxBN (tiling::n_tile_width: 16, 32, 64 or 128).
@@ -326,18 +331,23 @@ struct DeviceCore {
   __device__ void gemm_pass(const A& a, const B& b, int kdim, int bn, const E& epi) const {
     if constexpr (Num<T>::kTensorCore) {
 #if defined(IK_WGMMA)
-      // One wgmma shape per product, fixed at compile time for its whole k-loop: with the shape
-      // chosen at run time inside the loop, ptxas serializes every wgmma (a WARPGROUP.ARRIVE and
-      // a wait after each one: warning C7519) instead of chaining a stage's four. Two shapes
-      // (bn <= 64 runs as N = 64, its extra columns discarded) keep the code and the build half
-      // the size of one instantiation per width.
-      if (bn > 64)
-        gemm_tensor_core<128>(a, b, kdim, bn, epi);
-      else
-        gemm_tensor_core<64>(a, b, kdim, bn, epi);
+      constexpr bool kSplit = true;
 #else
-      gemm_tensor_core<kCoreBN>(a, b, kdim, bn, epi);
+      constexpr bool kSplit = kTwoWidths;
 #endif
+      // Two widths per product (kTwoWidths), fixed at compile time for its whole k-loop (bn <= 64
+      // runs as N = 64), so the ring's slot stride is a constant (tiling::tc_slot_bytes). On
+      // sm_90a it is also the wgmma shape: with the shape chosen at run time inside the loop,
+      // ptxas serializes every wgmma (a WARPGROUP.ARRIVE and a wait after each one: warning
+      // C7519) instead of chaining a stage's four. Two, not one per width: half the code.
+      if constexpr (kSplit) {
+        if (bn > 64)
+          gemm_tensor_core<128>(a, b, kdim, bn, epi);
+        else
+          gemm_tensor_core<64>(a, b, kdim, bn, epi);
+      } else {
+        gemm_tensor_core<kCoreBN>(a, b, kdim, bn, epi);
+      }
     } else
       gemm_simt(a, b, kdim, epi);  // always kSimtBN columns: the zero-filled ones past bn are filtered
   }
@@ -352,7 +362,7 @@ struct DeviceCore {
     ThreadRows<B, kN / 16> rb(b, bn);
 #pragma unroll
     for (int s = 0; s < kStages - 1; ++s) {
-      if (s < steps) load_stage(a, b, ra, rb, s, kdim, bn);
+      if (s < steps) load_stage<kN>(a, b, ra, rb, s, kdim, bn);
       ptx::cp_async_commit();  // one group per stage, empty past the end: the wait counts stay uniform
     }
 #if defined(IK_WGMMA)
@@ -384,7 +394,7 @@ struct DeviceCore {
 #endif
       __syncthreads();  // every thread's chunks of stage kt; everyone is done with stage kt - 1
       const int next = kt + kStages - 1;  // into stage kt - 1's slot
-      const char* at = smem + (kt % kStages) * kStageBytes;
+      const char* at = smem + (kt % kStages) * tiling::tc_slot_bytes(kN);
       const char* bt = at + kTcATileBytes;
 #if defined(IK_WGMMA)
       // Stage kt's warpgroup MMAs are issued first and run while this thread stages `next`
@@ -397,11 +407,11 @@ struct DeviceCore {
         ptx::wgmma_m64nNk16<T, kN, A::kKMajor ? 0 : 1, B::kKMajor ? 0 : 1>(
             acc, desc_sw128<A::kKMajor>(at, kk), desc_sw128<B::kKMajor>(bt, kk), 1);
       ptx::wgmma_commit();
-      if (next < steps) load_stage(a, b, ra, rb, next, kdim, bn);
+      if (next < steps) load_stage<kN>(a, b, ra, rb, next, kdim, bn);
       ptx::cp_async_commit();
       ptx::wgmma_wait<0>();
 #else
-      if (next < steps) load_stage(a, b, ra, rb, next, kdim, bn);
+      if (next < steps) load_stage<kN>(a, b, ra, rb, next, kdim, bn);
       ptx::cp_async_commit();
 #pragma unroll
       for (int kk = 0; kk < kTcBK / 16; ++kk) {

@@ -18,8 +18,8 @@ __global__ void __launch_bounds__(kThreads, 1) inception_reduce_grad_kernel(cons
 template <class T>
 __global__ void __launch_bounds__(kThreads, 1) inception_grads_kernel(const __grid_constant__ BwdParams p) {
   IK_KERNEL_SMEM;
-  const DeviceCore<T> core = tma_core<T>(smem);
-  run_grads_job<T>(p, blockIdx.x, core, smem + staging_bytes(sizeof(T), sizeof(AccT<T>)));
+  const DeviceCore<T, true> core = tma_core<T, true>(smem);  // narrow rings for the dx jobs (bwd_dx_offset)
+  run_grads_job<T>(p, blockIdx.x, core, smem + bwd_dx_offset(sizeof(T), sizeof(AccT<T>)));
 }
 
 constexpr int kSumThreads = 256;

@@ -29,13 +29,13 @@ namespace inception_kernels {
 // The block's DeviceCore, its TMA barriers initialised: on the wgmma build a static __shared__
 // array of one mbarrier per ring stage (DeviceCore::bars; 16-bit types only, the others have no
 // TMA path), elsewhere none. Every thread calls it once, before any product.
-template <class T>
-__device__ __forceinline__ DeviceCore<T> tma_core(char* smem) {
+template <class T, bool kTwoWidths = false>
+__device__ __forceinline__ DeviceCore<T, kTwoWidths> tma_core(char* smem) {
 #if defined(IK_WGMMA)
   __shared__ uint64_t tma_bars[tiling::kStages];
-  const DeviceCore<T> core{smem, Num<T>::kTensorCore ? tma_bars : nullptr};
+  const DeviceCore<T, kTwoWidths> core{smem, Num<T>::kTensorCore ? tma_bars : nullptr};
 #else
-  const DeviceCore<T> core{smem};
+  const DeviceCore<T, kTwoWidths> core{smem};
 #endif
   core.init_tma();
   return core;

@@ -58,6 +58,10 @@ constexpr int kTcAtomBytes = kTileLines * kLineBytes;  // 64 lines of 128 bytes
 constexpr int kTcATileBytes = kTcAtomBytes;            // 64 rows (K-major) or 64 k (MN-major, 64 rows)
 constexpr int kTcBTileBytes = kMaxBN * kLineBytes;     // 128 rows, or 64 k x 2 atoms of 64 columns
 constexpr int kTcStageBytes = kTcATileBytes + kTcBTileBytes;
+// The ring slot of a product bn wide: a narrow product (bn <= 64: one atom of B) packs its
+// stages 16 KiB apart instead of 24, so its ring ends at kStages x 16 KiB (the backward's dx
+// jobs keep their workspace past it: bwd_dx_offset).
+constexpr int tc_slot_bytes(int bn) { return kTcATileBytes + (bn > kTileLines ? kTcBTileBytes : kTcAtomBytes); }
 // TMA boxes of a 1x1 conv's weights (sm_90a): 16 output channels (the narrowest N tile) x one
 // 128-byte line of input channels; a B tile of bn rows takes bn / 16 of them.
 constexpr int kTmaWeightRows = 16;
@@ -481,14 +485,29 @@ IK_HD SpatialTiles dx_tiles(int height, int width) {
   return make_tiles(height, width, imin(kDxTile, height), imin(kDxTile, width));
 }
 
-// The dx tile's workspace after the staging area: the pool product Q [kDxHalo][kDxBN]
-// (accumulator type) and the pool windows' argmax codes [kDxHalo][kDxBN] (one byte each).
+// The dx tile's workspace: the pool product Q [kDxHalo][kDxBN] (accumulator type) and the pool
+// windows' argmax codes [kDxHalo][kDxBN] (one byte each), at bwd_dx_offset.
 IK_HD int64_t dx_q_bytes(int acc_elem) { return align_up(static_cast<int64_t>(kDxHalo) * kDxBN * acc_elem, kSmemAlign); }
 IK_HD int64_t dx_arg_bytes() { return align_up(static_cast<int64_t>(kDxHalo) * kDxBN, kSmemAlign); }
 
-// Shared memory of the backward grads kernel: staging plus the dx tile's workspace.
+// Where the dx workspace starts in the grads kernel's shared memory: past the ring of the dx
+// jobs' products, which are at most kDxBN wide (tc_slot_bytes: 3 x 16 KiB on the tensor-core
+// path: the grads kernel runs DeviceCore<T, true>, two widths; the weight-gradient jobs'
+// 128-wide rings run over it, but they have no workspace), or past the SIMT tiles. That keeps
+// the kernel at 79.25 KiB for 16-bit elements: two blocks per A100 SM, and within the 99 KiB a
+// block may have on sm_86 / sm_89.
+static_assert(kDxBN <= kTileLines, "the dx jobs' products run narrow rings (tc_slot_bytes)");
+IK_HD int64_t bwd_dx_offset(int elem, int acc_elem) {
+  if (tensor_core_elem(elem)) return static_cast<int64_t>(kStages) * tc_slot_bytes(kDxBN);
+  return staging_bytes(elem, acc_elem);
+}
+
+// Shared memory of the backward grads kernel: the staging area, or the dx jobs' ring and
+// workspace, whichever ends later.
 IK_HD int64_t bwd_smem_bytes(int elem, int acc_elem) {
-  return staging_bytes(elem, acc_elem) + dx_q_bytes(acc_elem) + dx_arg_bytes();
+  const int64_t dx_end = bwd_dx_offset(elem, acc_elem) + dx_q_bytes(acc_elem) + dx_arg_bytes();
+  const int64_t staging = staging_bytes(elem, acc_elem);
+  return staging > dx_end ? staging : dx_end;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -67,6 +67,8 @@ _SIGNATURES = {  # name: (restype, argtypes)
     "ik_pool_argmax_f32": (_i, [_p, _i, _p]),
     "ik_pool_argmax_f64": (_i, [_p, _i, _p]),
     "ik_staging_bytes": (_i64, [_i, _i]),
+    "ik_tc_slot_bytes": (_i, [_i]),
+    "ik_bwd_dx_offset": (_i64, [_i, _i]),
     "ik_wgmma_build": (_i, [_i]),
     "ik_staging_b_offset": (_i64, [_i]),
     "ik_halo_bytes": (_i64, [_p, _i, _i, _i, _i, _i]),
@@ -613,7 +615,25 @@ def test_staging_and_backward_smem_bytes(tl, elem, acc):
     # (accumulator type) and its argmax codes (one byte each)
     assert c["kDxHalo"] == (c["kDxTile"] + 2) ** 2 and c["kDxTile"] ** 2 <= c["kBM"]
     workspace = sum(_align(v, c["kSmemAlign"]) for v in (c["kDxHalo"] * c["kDxBN"] * acc, c["kDxHalo"] * c["kDxBN"]))
-    assert tl.bwd_smem_bytes(elem, acc) == staging + workspace
+    # 16-bit: it starts past the dx jobs' ring, whose products are at most kDxBN = 64 wide and
+    # so pack their stages 16 KiB apart (tc_slot_bytes); the 128-wide weight-gradient jobs'
+    # 24 KiB stages run over it (no workspace there). Else past the SIMT tiles.
+    narrow = c["kStages"] * (c["kTcATileBytes"] + c["kTcAtomBytes"]) if elem == 2 else staging
+    assert c["kDxBN"] <= c["kTileLines"]
+    assert tl.lib.ik_bwd_dx_offset(elem, acc) == narrow
+    assert tl.bwd_smem_bytes(elem, acc) == max(staging, narrow + workspace)
+    if elem == 2:  # two blocks per A100 SM (164 KiB), and within sm_86 / sm_89's 99 KiB a block
+        assert tl.bwd_smem_bytes(elem, acc) <= 80 * 1024 and 2 * (80 + 1) <= 164
+
+
+def test_ring_slots_are_narrow_for_narrow_products(tl):
+    """A product up to 64 wide (one atom of B) packs its ring's stages 16 KiB apart, a wider one
+    24 KiB (tc_slot_bytes, DeviceCore's slot address)."""
+    c = tl.c
+    for bn in (16, 32, 48, 64):
+        assert tl.lib.ik_tc_slot_bytes(bn) == c["kTcATileBytes"] + c["kTcAtomBytes"] == 16 * 1024
+    for bn in (80, 128):
+        assert tl.lib.ik_tc_slot_bytes(bn) == c["kTcStageBytes"] == 24 * 1024
 
 
 def _py_n_tiles(n, max_bn):

@@ -123,7 +123,7 @@ struct EmuCore {
 // Runs one thread block: body(core) with the block's shared memory. Loop build: once, with EmuCore. Device-core
 // build: on 128 threads, each with its threadIdx, with the device's DeviceCore; `tma`: with the
 // ring's TMA barriers (the forward kernel's; used by the wgmma build where p.tma has maps).
-template <class T, class Body>
+template <class T, bool kTwoWidths = false, class Body>
 void run_block(std::vector<char>& smem, const Body& body, bool tma = false) {
 #if defined(IK_EMU_DEVICE_CORE)
   std::barrier<> barrier(tl::kThreads);
@@ -137,7 +137,7 @@ void run_block(std::vector<char>& smem, const Body& body, bool tma = false) {
   for (unsigned tid = 0; tid < static_cast<unsigned>(tl::kThreads); ++tid)
     threads.emplace_back([&, tid] {
       cuda_shim::thread_idx = Dim3{tid, 0, 0};
-      const ik::DeviceCore<T> core{smem.data(), tma ? bars : nullptr};
+      const ik::DeviceCore<T, kTwoWidths> core{smem.data(), tma ? bars : nullptr};
       core.init_tma();
       body(core);
     });
@@ -228,7 +228,7 @@ int backward(const void* gy, const int64_t* gys, const void* x, const int64_t* x
   std::vector<T> gr(static_cast<size_t>(pixels) * ik::gr_cols(p), ik::Num<T>::from_acc(Acc(0) / Acc(0)));
   std::vector<Acc> partial(static_cast<size_t>(p.split.splits) * p.p_total, Acc(0) / Acc(0));
   std::vector<char> shared(static_cast<size_t>(tl::bwd_smem_bytes(sizeof(T), sizeof(Acc))), kGarbage);
-  char* dx_ws = shared.data() + tl::staging_bytes(sizeof(T), sizeof(Acc));
+  char* dx_ws = shared.data() + tl::bwd_dx_offset(sizeof(T), sizeof(Acc));
   p.gr = gr.data();
   p.dx = oref(dx, dxs);
   p.partial = partial.data();
@@ -244,7 +244,7 @@ int backward(const void* gy, const int64_t* gys, const void* x, const int64_t* x
   const int64_t grad_jobs = p.seg_end[tl::kNumSegments - 1];
   if (grad_jobs > 0) ++launches;
   for (int64_t j = 0; j < grad_jobs; ++j)
-    run_block<T>(shared, [&](const auto& core) { ik::run_grads_job<T>(p, j, core, dx_ws); }, true);
+    run_block<T, true>(shared, [&](const auto& core) { ik::run_grads_job<T>(p, j, core, dx_ws); }, true);  // as the grads kernel
   if (p.p_total > 0) ++launches;
   for (int64_t i = 0; i < p.p_total; ++i) ik::sum_partials<T>(p, i);
   launches_out[0] = launches;

@@ -176,6 +176,8 @@ int ik_pool_argmax_f64(const double* x, int width, const int* win) {
 }
 
 int64_t ik_staging_bytes(int elem, int acc_elem) { return tl::staging_bytes(elem, acc_elem); }
+int ik_tc_slot_bytes(int bn) { return tl::tc_slot_bytes(bn); }
+int64_t ik_bwd_dx_offset(int elem, int acc_elem) { return tl::bwd_dx_offset(elem, acc_elem); }
 int ik_wgmma_build(int cc) { return tl::wgmma_build(cc); }
 int64_t ik_staging_b_offset(int elem) { return tl::staging_b_offset(elem); }
 
